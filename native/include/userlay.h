@@ -1,0 +1,307 @@
+/*
+ * userlay — C core of the data plane.
+ *
+ * Everything here builds and is tested without Node (native/test). The N-API
+ * binding (native/binding/binding.c) only converts arguments and errors.
+ *
+ * Conventions
+ *   - Functions return 0 (or a non-negative count) on success and -errno on
+ *     failure. Nothing here calls exit() or prints.
+ *   - Codec functions return an enum ul_drop reason (> 0) when a packet must be
+ *     dropped, 0 when it passes.
+ *   - Addresses are always 16 bytes; IPv4 lives in the first 4 bytes with the
+ *     rest zero, and `family` (4 or 6) says which.
+ *
+ * Buffer layout (designed for 64 KiB packets and a virtio-net header, so that
+ * TSO/GSO offloads fit later without a redesign):
+ *
+ *   TUN -> UDP (tx), one buffer per packet, UL_BUF_SIZE bytes:
+ *     [ .. UL_TX_HEADROOM .. ][ inner IP packet, up to 65535 bytes ]
+ *     The TUN read lands at UL_TX_HEADROOM - UL_VNET_HDR_LEN, so the
+ *     virtio_net_hdr sits right before the IP packet. Encapsulation writes the
+ *     VXLAN + inner Ethernet header (22 bytes) in place, in front of the IP
+ *     packet, after the vnet header has been parsed.
+ *
+ *   UDP -> TUN (rx): the datagram lands at UL_RX_OFFSET. Decapsulation finds
+ *     the inner IP packet at some offset >= UL_RX_OFFSET and the engine writes
+ *     a virtio_net_hdr into the UL_VNET_HDR_LEN bytes just before it, then
+ *     writes [vnet hdr | IP packet] to the TUN in one write().
+ */
+#ifndef USERLAY_H
+#define USERLAY_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---- constants ---------------------------------------------------------- */
+
+#define UL_VXLAN_HDR_LEN 8
+#define UL_ETH_HDR_LEN 14
+#define UL_VXLAN_ENCAP_LEN (UL_VXLAN_HDR_LEN + UL_ETH_HDR_LEN) /* 22 */
+#define UL_VNET_HDR_LEN 10 /* struct virtio_net_hdr, TUNSETVNETHDRSZ default */
+#define UL_MAX_PACKET 65535
+#define UL_TX_HEADROOM 64 /* >= UL_VXLAN_ENCAP_LEN and >= UL_VNET_HDR_LEN */
+#define UL_RX_OFFSET 32   /* >= UL_VNET_HDR_LEN */
+#define UL_BUF_SIZE (UL_TX_HEADROOM + UL_MAX_PACKET + 1)
+
+#define UL_VXLAN_FLAG_I 0x08 /* RFC 7348: the I flag, VNI valid */
+#define UL_DEFAULT_VXLAN_PORT 8472
+#define UL_DEFAULT_UDP_PORT 8285
+
+enum ul_mode {
+  UL_MODE_VXLAN = 1, /* RFC 7348, flannel vxlan backend wire format */
+  UL_MODE_UDP = 2,   /* raw IP packet as UDP payload, flannel udp backend */
+};
+
+/*
+ * Drop reasons. Index into the drops[] part of a counter slot. Stable: the
+ * TypeScript side (src/dataplane/counters.ts) mirrors these numbers and a unit
+ * test checks them against the addon's exported table.
+ */
+enum ul_drop {
+  UL_OK = 0,
+  /* receive (UDP -> TUN) */
+  UL_DROP_SHORT = 1,        /* datagram too short for the headers */
+  UL_DROP_BAD_FLAGS = 2,    /* VXLAN flags byte not 0x08 / reserved bits set */
+  UL_DROP_BAD_VNI = 3,      /* VNI is not ours */
+  UL_DROP_BAD_MAC = 4,      /* inner destination MAC is not our VTEP MAC */
+  UL_DROP_MALFORMED = 5,    /* inner not IPv4/IPv6, bad ethertype, bad length */
+  UL_DROP_UNKNOWN_PEER = 6, /* outer source IP is not a known peer */
+  UL_DROP_SPOOFED = 7,      /* inner source not inside that peer's subnets */
+  UL_DROP_TUN_WRITE = 8,    /* write() to the TUN failed */
+  /* transmit (TUN -> UDP) */
+  UL_DROP_NO_ROUTE = 9,     /* inner destination not in the FDB */
+  UL_DROP_TX_MALFORMED = 10,/* packet read from the TUN is not valid IP */
+  UL_DROP_UDP_SEND = 11,    /* sendmmsg() failed for this packet */
+  UL_DROP_TUN_READ = 12,    /* read() from the TUN failed */
+  UL_DROP_UDP_RECV = 13,    /* recvmmsg() failed or truncated datagram */
+  UL_DROP__COUNT = 16       /* reserved width of drops[] in a slot */
+};
+
+/*
+ * Counters: a flat array of uint64_t owned by the caller (JS allocates a
+ * BigUint64Array and the engine keeps a reference). Slot 0 holds totals, slot
+ * k >= 1 holds peer k (the `slot` field of struct ul_fdb_peer). Each counter has
+ * exactly one writer thread (tx counters: tx thread, rx counters: rx thread),
+ * which stores with relaxed atomics so readers never see torn values.
+ */
+enum ul_counter {
+  UL_C_TX_PACKETS = 0,
+  UL_C_TX_BYTES = 1, /* inner IP bytes */
+  UL_C_RX_PACKETS = 2,
+  UL_C_RX_BYTES = 3, /* inner IP bytes */
+  UL_C_DROPS = 4,    /* UL_C_DROPS + enum ul_drop */
+  UL_C_SLOT_WIDTH = UL_C_DROPS + UL_DROP__COUNT /* 20 */
+};
+
+/* ---- addresses -------------------------------------------------------- */
+
+struct ul_addr {
+  uint8_t family; /* 4 or 6 */
+  uint8_t bytes[16];
+};
+
+/* ---- FDB ---------------------------------------------------------------
+ *
+ * Built once from a snapshot, immutable afterwards, shared by threads without
+ * locks. Lookup of an inner destination is longest-prefix match whose cost
+ * depends on the number of distinct prefix lengths present, not on the number
+ * of peers (one hash probe per distinct length, longest first).
+ *
+ * Snapshot wire layout (what JS hands to native, host byte order):
+ *   struct ul_fdb_snapshot_hdr, then n_peers * struct ul_fdb_peer, then
+ *   n_routes * struct ul_fdb_route.
+ */
+#define UL_FDB_MAGIC 0x31464c55u /* "ULF1" little-endian */
+
+struct ul_fdb_snapshot_hdr {
+  uint32_t magic;
+  uint32_t n_peers;
+  uint32_t n_routes;
+  uint32_t reserved;
+};
+
+struct ul_fdb_peer {   /* 40 bytes */
+  uint8_t family;      /* underlay family, 4 or 6 */
+  uint8_t reserved0;
+  uint16_t port;       /* underlay UDP port, host order */
+  uint8_t ip[16];      /* underlay IP */
+  uint8_t mac[6];      /* VTEP MAC (vxlan); ignored for udp */
+  uint8_t reserved1[2];
+  uint32_t vni;        /* VNI to send with (vxlan) */
+  uint32_t slot;       /* counter slot, >= 1 */
+  uint32_t reserved2;
+};
+
+struct ul_fdb_route {  /* 24 bytes: a pod subnet that lives behind a peer */
+  uint8_t family;      /* 4 or 6 */
+  uint8_t prefix_len;
+  uint8_t reserved[2];
+  uint32_t peer;       /* index into the peers array */
+  uint8_t addr[16];    /* network address; host bits must be zero */
+};
+
+struct ul_fdb;
+
+/* Build a table from a snapshot buffer. -EINVAL on a malformed snapshot
+ * (bad magic/sizes, peer index out of range, host bits set, duplicate
+ * prefix), -ENOMEM. The snapshot buffer is not kept. */
+int ul_fdb_build(const void *snapshot, size_t len, struct ul_fdb **out);
+void ul_fdb_free(struct ul_fdb *fdb);
+/* Longest-prefix match of an inner address. Returns the peer or NULL. */
+const struct ul_fdb_peer *ul_fdb_lookup(const struct ul_fdb *fdb,
+                                        const struct ul_addr *dst);
+/* Peer whose underlay IP equals `ip` (port ignored), or NULL. */
+const struct ul_fdb_peer *ul_fdb_peer_by_underlay(const struct ul_fdb *fdb,
+                                                  const struct ul_addr *ip);
+size_t ul_fdb_peer_count(const struct ul_fdb *fdb);
+size_t ul_fdb_route_count(const struct ul_fdb *fdb);
+
+/* ---- codec -------------------------------------------------------------- */
+
+struct ul_codec_cfg {
+  enum ul_mode mode;
+  uint32_t vni;       /* our VNI (vxlan): received frames must carry it */
+  uint8_t mac[6];     /* our VTEP MAC (vxlan): inner dst MAC must equal it */
+};
+
+struct ul_encap_result {
+  const struct ul_fdb_peer *peer; /* where to send */
+  size_t frame_off;               /* start of the UDP payload in the buffer */
+  size_t frame_len;               /* UDP payload length */
+};
+
+/*
+ * Encapsulate the IP packet at buf[pkt_off .. pkt_off+pkt_len) in place.
+ * pkt_off must be >= UL_VXLAN_ENCAP_LEN. Looks the inner destination up in
+ * `fdb`. Returns UL_OK and fills `res`, or UL_DROP_TX_MALFORMED /
+ * UL_DROP_NO_ROUTE.
+ */
+int ul_encap(const struct ul_codec_cfg *cfg, const struct ul_fdb *fdb,
+             uint8_t *buf, size_t pkt_off, size_t pkt_len,
+             struct ul_encap_result *res);
+
+struct ul_decap_result {
+  const struct ul_fdb_peer *peer; /* the sending peer */
+  size_t pkt_off;                 /* inner IP packet offset in the datagram */
+  size_t pkt_len;                 /* inner IP packet length (from IP header) */
+};
+
+/*
+ * Validate and decapsulate one received datagram buf[0..len) whose outer
+ * source address is `src`. Checks, in order: length, VXLAN flags, VNI, inner
+ * dst MAC, ethertype/IP version/length, outer source is a known peer, inner
+ * source inside a subnet routed to that same peer. Returns UL_OK or the drop
+ * reason. Never reads outside buf[0..len).
+ */
+int ul_decap(const struct ul_codec_cfg *cfg, const struct ul_fdb *fdb,
+             const uint8_t *buf, size_t len, const struct ul_addr *src,
+             struct ul_decap_result *res);
+
+/* ---- checksums ---------------------------------------------------------- */
+
+/* struct virtio_net_hdr, as the TUN reads and writes it with IFF_VNET_HDR */
+struct ul_vnet_hdr {
+  uint8_t flags;    /* VIRTIO_NET_HDR_F_NEEDS_CSUM = 1, F_DATA_VALID = 2 */
+  uint8_t gso_type; /* VIRTIO_NET_HDR_GSO_NONE = 0 */
+  uint16_t hdr_len;
+  uint16_t gso_size;
+  uint16_t csum_start;
+  uint16_t csum_offset;
+};
+#define UL_VNET_F_NEEDS_CSUM 1
+#define UL_VNET_F_DATA_VALID 2
+
+/*
+ * Decide the virtio-net header for an inner IP packet about to be written to
+ * the TUN. A sender whose kernel left the transport checksum partial
+ * (CHECKSUM_PARTIAL across veth, e.g. the kernel vxlan device) ships a TCP/UDP
+ * checksum field holding only the pseudo-header sum. When the field equals the
+ * pseudo-header sum and the full checksum does not verify, set NEEDS_CSUM with
+ * csum_start/csum_offset so the kernel completes it; otherwise flags = 0 and
+ * the kernel verifies as usual. Returns 1 when NEEDS_CSUM was set, else 0.
+ */
+int ul_vnet_hdr_for_rx(const uint8_t *pkt, size_t len, struct ul_vnet_hdr *vh);
+
+/*
+ * Prepare a packet read from the TUN for encapsulation according to its
+ * virtio-net header: completes a NEEDS_CSUM checksum in software. Returns
+ * UL_OK, or UL_DROP_TX_MALFORMED for a GSO packet (offloads are not enabled
+ * yet, so the kernel should never hand us one) or bad csum_start/offset.
+ */
+int ul_vnet_apply_tx(uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh);
+
+/* Internet checksum helpers (RFC 1071), exposed for tests and ICMP. */
+uint32_t ul_csum_partial(const void *data, size_t len, uint32_t sum);
+uint16_t ul_csum_fold(uint32_t sum);
+
+/*
+ * Build an ICMP destination-unreachable (v4: type 3 code 0; v6: type 1 code 0)
+ * answering the packet `orig` (quoting as much of it as RFC 792/4443 allow),
+ * from `src` to orig's source, into out[0..cap). Returns its length, or 0 when
+ * no error must be sent (orig is itself ICMP error, fragment, multicast...),
+ * or -EINVAL.
+ */
+int ul_icmp_unreach(const uint8_t *orig, size_t orig_len,
+                    const struct ul_addr *src, uint8_t *out, size_t cap);
+
+/* ---- system: TUN, UDP, netlink -------------------------------------------- */
+
+/* Open /dev/net/tun as IFF_TUN|IFF_NO_PI (plus IFF_VNET_HDR when vnet_hdr),
+ * non-blocking, close-on-exec. `name` may be "" for a kernel-chosen name; the
+ * actual name (IFNAMSIZ) is written to name_out. Returns the fd or -errno. */
+int ul_tun_open(const char *name, int vnet_hdr, char name_out[16]);
+
+/* Open a non-blocking UDP socket bound to addr:port (any address when
+ * addr == NULL, family then from `family`), SO_RCVBUF/SO_SNDBUF raised.
+ * Returns the fd or -errno (-EADDRINUSE when the port is taken). */
+int ul_udp_open(int family, const struct ul_addr *addr, uint16_t port);
+
+/* rtnetlink operations; every one waits for the kernel's ACK. */
+int ul_nl_link_index(const char *ifname);                 /* ifindex or -errno */
+int ul_nl_link_set(const char *ifname, int mtu, int up);  /* mtu<=0: keep */
+int ul_nl_addr(int add, const char *ifname, const struct ul_addr *addr,
+               int prefix_len);
+/* route to dst/prefix_len out of ifname; via may be NULL; onlink sets
+ * RTNH_F_ONLINK. add=1 uses NLM_F_CREATE|NLM_F_REPLACE. */
+int ul_nl_route(int add, const char *ifname, const struct ul_addr *dst,
+                int prefix_len, const struct ul_addr *via, int onlink);
+int ul_nl_link_del(const char *ifname);
+
+/* ---- engine --------------------------------------------------------------
+ *
+ * Two dedicated threads: tx (TUN -> lookup -> encap -> sendmmsg) and rx
+ * (recvmmsg -> validate -> decap -> TUN). The FDB is swapped atomically; a
+ * replaced table is freed once both threads have passed a quiescent point.
+ */
+struct ul_engine_cfg {
+  int tun_fd;              /* opened with vnet_hdr = 1 */
+  int udp_fd;
+  struct ul_codec_cfg codec;
+  struct ul_addr icmp_src4; /* source of ICMP errors for v4 (family 0: none) */
+  struct ul_addr icmp_src6; /* likewise for v6 */
+  uint64_t *counters;      /* (max_slot + 1) * UL_C_SLOT_WIDTH, caller-owned */
+  uint32_t max_slot;       /* highest valid peer slot */
+  uint32_t batch;          /* packets per batch, 1..256 (default 64) */
+};
+
+struct ul_engine;
+
+int ul_engine_create(const struct ul_engine_cfg *cfg, struct ul_engine **out);
+/* Takes ownership of fdb (may be NULL: everything is dropped as no route). */
+void ul_engine_set_fdb(struct ul_engine *e, struct ul_fdb *fdb);
+int ul_engine_start(struct ul_engine *e);
+/* Wake both threads, join them. Idempotent. Does not close the fds. */
+int ul_engine_stop(struct ul_engine *e);
+/* Stops if running, frees the current FDB and the engine. */
+void ul_engine_destroy(struct ul_engine *e);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* USERLAY_H */

@@ -1,0 +1,169 @@
+/**
+ * Loader and typed surface of the N-API addon (native/binding.c).
+ *
+ * The binding holds no logic: every function converts its arguments, calls
+ * the C core (native/include/userlay.h) and turns a negative errno into a JS
+ * Error whose `code` is the errno name ("EPERM", "EADDRINUSE", ...).
+ * Addresses cross the boundary as strings ("198.18.0.1", "fd00::1").
+ */
+import { createRequire } from 'node:module';
+import { fileURLToPath } from 'node:url';
+import path from 'node:path';
+import { UserlayError } from '../errors.js';
+
+/** Layout and protocol constants exported by the addon (from userlay.h). */
+export interface NativeConstants {
+  readonly VNET_HDR_LEN: number;
+  readonly TX_HEADROOM: number;
+  readonly RX_OFFSET: number;
+  readonly BUF_SIZE: number;
+  readonly VXLAN_ENCAP_LEN: number;
+  readonly SLOT_WIDTH: number;
+  readonly DROP_COUNT: number;
+  readonly FDB_MAGIC: number;
+  readonly FDB_HDR_SIZE: number;
+  readonly FDB_PEER_SIZE: number;
+  readonly FDB_ROUTE_SIZE: number;
+  /** enum ul_drop: reason name (lower-case, without UL_DROP_) -> number. */
+  readonly drops: Readonly<Record<string, number>>;
+}
+
+/** Codec configuration: our side of the tunnel. */
+export interface CodecConfig {
+  readonly mode: 'vxlan' | 'udp';
+  readonly vni: number;
+  /** Own VTEP MAC "aa:bb:cc:dd:ee:ff" (ignored for udp). */
+  readonly mac: string;
+}
+
+/** An immutable native FDB table (freed by GC). */
+export interface NativeFdb { readonly __brand: 'NativeFdb' }
+/** A native forwarding engine handle. */
+export interface NativeEngine { readonly __brand: 'NativeEngine' }
+/** A libuv poll on a TUN fd feeding the js engine. */
+export interface TunReader {
+  /** Stop polling. Idempotent; the fd is not closed. */
+  stop(): void;
+}
+
+/** Result of encap(): where to send which bytes. */
+export interface EncapResult {
+  /** Index of the peer in the snapshot's peer array. */
+  readonly peer: number;
+  /** Start of the UDP payload in the buffer passed to encap(). */
+  readonly frameOff: number;
+  /** Length of the UDP payload. */
+  readonly frameLen: number;
+}
+
+/** Result of decap(): reason 0 means pass. */
+export interface DecapResult {
+  /** enum ul_drop; 0 = ok. */
+  readonly reason: number;
+  /** Index of the sending peer, -1 when unknown. */
+  readonly peer: number;
+  /** Inner IP packet offset and length in the datagram (valid when reason = 0). */
+  readonly pktOff: number;
+  readonly pktLen: number;
+}
+
+/** Engine configuration (see struct ul_engine_cfg). */
+export interface EngineConfig {
+  readonly tunFd: number;
+  readonly udpFd: number;
+  readonly codec: CodecConfig;
+  /** Source address of ICMP errors written back into the TUN (own subnet's address). */
+  readonly icmpSrc4?: string;
+  readonly icmpSrc6?: string;
+  /** Caller-owned counters, (maxSlot + 1) * SLOT_WIDTH entries; kept alive by the engine. */
+  readonly counters: BigUint64Array;
+  readonly maxSlot: number;
+  /** Packets per batch (1..256, default 64). */
+  readonly batch?: number;
+}
+
+/** The addon's functions. */
+export interface NativeAddon {
+  readonly constants: NativeConstants;
+
+  // --- system: TUN, UDP, netlink (need CAP_NET_ADMIN) ---
+  /** Open a TUN (IFF_TUN|IFF_NO_PI, optional IFF_VNET_HDR), non-blocking. */
+  tunOpen(name: string, vnetHdr: boolean): { fd: number; name: string };
+  /** Open a non-blocking UDP socket bound to address:port ("" = any IPv4, "::" = any IPv6). */
+  udpOpen(address: string, port: number): number;
+  /** close(2). */
+  close(fd: number): void;
+  linkIndex(ifname: string): number;
+  /** Set MTU (mtu <= 0 keeps it) and bring the link up or down. */
+  linkSet(ifname: string, mtu: number, up: boolean): void;
+  linkDel(ifname: string): void;
+  addrAdd(ifname: string, address: string, prefixLen: number): void;
+  addrDel(ifname: string, address: string, prefixLen: number): void;
+  /** Add or replace a route to dst/prefixLen out of ifname, optionally via a gateway (onlink). */
+  routeAdd(ifname: string, dst: string, prefixLen: number, via?: string | null, onlink?: boolean): void;
+  routeDel(ifname: string, dst: string, prefixLen: number): void;
+
+  // --- FDB and codec (no privileges) ---
+  /** Build a table from a snapshot (src/dataplane/fdb.ts encodes it). Throws EINVAL. */
+  fdbBuild(snapshot: Uint8Array): NativeFdb;
+  /** Longest-prefix match: peer index or -1. */
+  fdbLookup(fdb: NativeFdb, address: string): number;
+  /** Peer index whose underlay IP is `address`, or -1. */
+  fdbPeerByUnderlay(fdb: NativeFdb, address: string): number;
+  /**
+   * Encapsulate in place the IP packet buf[pktOff, pktOff+pktLen); pktOff must
+   * leave VXLAN_ENCAP_LEN bytes of headroom. Returns the result or a drop reason.
+   */
+  encap(codec: CodecConfig, fdb: NativeFdb, buf: Uint8Array, pktOff: number, pktLen: number): EncapResult | number;
+  /** Validate and decapsulate buf[0, len) received from `srcAddress`. */
+  decap(codec: CodecConfig, fdb: NativeFdb, buf: Uint8Array, len: number, srcAddress: string): DecapResult;
+  /** The 10-byte virtio-net header to write before pkt[off, off+len) (see ul_vnet_hdr_for_rx). */
+  vnetHdrForRx(pkt: Uint8Array, off: number, len: number): Buffer;
+  /** ICMP destination unreachable answering `orig`, from `src`; null when none is due. */
+  icmpUnreach(orig: Uint8Array, src: string): Buffer | null;
+
+  // --- TUN I/O for the js engine ---
+  /**
+   * Poll a TUN fd (opened with vnetHdr) on the libuv loop; on readiness read
+   * up to `batch` packets and call onPackets once with them. Each Buffer is
+   * [TX_HEADROOM bytes of headroom | IP packet] so encap can work in place.
+   * Read errors are reported as onPackets(null, err).
+   */
+  tunReader(fd: number, batch: number, onPackets: (packets: Buffer[] | null, err?: Error) => void): TunReader;
+  /**
+   * Write one IP packet pkt[off, off+len) to a TUN opened with vnetHdr; the
+   * binding prepends the header from ul_vnet_hdr_for_rx. Throws on error
+   * (code EAGAIN when the queue is full).
+   */
+  tunWrite(fd: number, pkt: Uint8Array, off: number, len: number): void;
+
+  // --- native engine ---
+  engineCreate(cfg: EngineConfig): NativeEngine;
+  /** Build a table from the snapshot and swap it in atomically. Throws EINVAL. */
+  engineSetFdb(engine: NativeEngine, snapshot: Uint8Array): void;
+  engineStart(engine: NativeEngine): void;
+  /** Wake and join the threads. Idempotent. */
+  engineStop(engine: NativeEngine): void;
+  /** Stop and free. The handle must not be used afterwards. */
+  engineDestroy(engine: NativeEngine): void;
+}
+
+let cached: NativeAddon | undefined;
+
+/** Absolute path of the built addon. */
+export function addonPath(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url)); // dist/src/dataplane
+  return path.resolve(here, '../../../native/build/Release/userlay.node');
+}
+
+/** Load the addon once. Throws UserlayError ENOADDON with a hint when it is not built. */
+export function loadAddon(): NativeAddon {
+  if (cached) return cached;
+  const require = createRequire(import.meta.url);
+  try {
+    cached = require(addonPath()) as NativeAddon;
+  } catch (err) {
+    throw new UserlayError('ENOADDON', `load native addon ${addonPath()}: ${(err as Error).message} (run "npm install" to build it)`, { cause: err });
+  }
+  return cached;
+}

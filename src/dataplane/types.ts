@@ -1,0 +1,88 @@
+/**
+ * The contract between the control plane and the data plane.
+ *
+ * Control (static file, Kubernetes) hands the data plane whole peer sets; the
+ * data plane turns them into an immutable FDB and swaps it in atomically
+ * (flannel's Backend contract: lease events in, data-plane state out).
+ */
+
+/** Encapsulation format. */
+export type Backend = 'vxlan' | 'udp';
+/** Which forwarding engine runs the hot path. */
+export type EngineKind = 'native' | 'js';
+
+/** A remote node as the data plane sees it. */
+export interface Peer {
+  /** Stable name (the Node name); keys per-peer counters across FDB swaps. */
+  readonly name: string;
+  /** Pod subnets behind this peer, canonical CIDR strings ("198.19.1.0/24", "fd00::/64"). */
+  readonly subnets: readonly string[];
+  /** Underlay address the peer receives encapsulated traffic on. */
+  readonly publicIP: string;
+  /** Peer VTEP MAC, "aa:bb:cc:dd:ee:ff" (required for vxlan). */
+  readonly vtepMAC?: string;
+  /** Underlay UDP port; defaults to the data plane's own port. */
+  readonly port?: number;
+  /** VNI to send with; defaults to the data plane's own VNI. */
+  readonly vni?: number;
+}
+
+/** Everything needed to bring up the data plane on this node. */
+export interface DataplaneOptions {
+  readonly backend: Backend;
+  readonly engine: EngineKind;
+  /** TUN device name (IFNAMSIZ - 1 chars at most). */
+  readonly tunName: string;
+  /** TUN MTU in bytes (already computed from the underlay MTU). */
+  readonly mtu: number;
+  /** Own underlay address; the UDP socket binds to it. */
+  readonly publicIP: string;
+  /** UDP port to bind and, by default, to send to. */
+  readonly port: number;
+  /** Own VNI (vxlan). */
+  readonly vni: number;
+  /** Own VTEP MAC (vxlan), "aa:bb:cc:dd:ee:ff". */
+  readonly vtepMAC: string;
+  /** Own pod subnets (CIDR); the TUN gets each subnet's network address /32 (/128). */
+  readonly ownSubnets: readonly string[];
+  /** Cluster networks (CIDR) routed through the TUN. */
+  readonly networks: readonly string[];
+  /** Highest number of peers the counters must hold (default 8192). */
+  readonly maxPeers?: number;
+}
+
+/** Per-direction counters for one peer or for the totals. */
+export interface CounterSet {
+  txPackets: bigint;
+  txBytes: bigint;
+  rxPackets: bigint;
+  rxBytes: bigint;
+  /** Drops keyed by reason name ("no_route", "spoofed", ...); zero entries omitted. */
+  drops: Record<string, bigint>;
+}
+
+/** A stats snapshot. */
+export interface DataplaneStats {
+  readonly total: CounterSet;
+  readonly peers: Record<string, CounterSet>;
+  readonly fdbPeers: number;
+  readonly fdbRoutes: number;
+}
+
+/** A running data plane. Owns the TUN, the UDP socket, routes and threads. */
+export interface Dataplane {
+  readonly options: DataplaneOptions;
+  /** Actual TUN name. */
+  readonly tunName: string;
+  /**
+   * Replace the whole peer set atomically. Throws UserlayError (code "EFDB")
+   * on an invalid set and leaves the previous FDB in force.
+   */
+  setPeers(peers: readonly Peer[]): void;
+  /** Current peer set as last applied. */
+  peers(): readonly Peer[];
+  /** Counters; cheap (reads shared memory). */
+  stats(): DataplaneStats;
+  /** Stop threads, remove routes and the TUN, close every fd. Idempotent. */
+  close(): Promise<void>;
+}

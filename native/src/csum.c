@@ -1,0 +1,145 @@
+/*
+ * csum.c — Internet checksums (RFC 1071) and the virtio-net header for TUN
+ * packets in both directions.
+ *
+ * Conventions
+ *   - ul_csum_partial() returns a 32-bit ones'-complement partial sum of the
+ *     data read as big-endian 16-bit words (the numeric value, independent of
+ *     host byte order). Sums may be chained; only the last piece may have an
+ *     odd length (its last byte is the high byte of a zero-padded word).
+ *   - ul_csum_fold() folds to 16 bits and complements: the value to store, in
+ *     big-endian order, in a checksum field. Data whose checksum is correct
+ *     folds to 0.
+ *
+ * The partial checksum left by CHECKSUM_PARTIAL
+ *   When the kernel leaves a TCP/UDP checksum to the device it stores in the
+ *   checksum field the folded pseudo-header sum, NOT complemented:
+ *   __tcp_v4_send_check() does `th->check = ~tcp_v4_check(skb->len, saddr,
+ *   daddr, 0)` where tcp_v4_check() is csum_tcpudp_magic(), the complemented
+ *   fold; so the field is ~~fold = fold(pseudo header). The same holds for
+ *   __tcp_v6_send_check() (th->check = ~tcp_v6_check(skb->len, ...)) and for
+ *   UDP: udp4_hwcsum() sets uh->check = ~csum_tcpudp_magic(src, dst, len,
+ *   IPPROTO_UDP, 0) and udp6_set_csum() ~udp_v6_check(len, saddr, daddr, 0).
+ *   The pseudo header covers source, destination, protocol and L4 length.
+ *   The folded value of a nonzero sum lies in 1..0xffff in both the kernel's
+ *   arithmetic and ours, so the comparison below is exact.
+ *   The device (or skb_checksum_help) then sums from csum_start to the end,
+ *   that field included, and stores the complemented fold at
+ *   csum_start + csum_offset. Over veth nobody does, so a frame the kernel
+ *   vxlan device encapsulated can reach us with the field still partial.
+ */
+#include <string.h>
+
+#include "userlay.h"
+
+#define PROTO_TCP 6
+#define PROTO_UDP 17
+
+static inline uint16_t load_be16(const uint8_t *p) {
+  return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+static inline uint32_t load_be32(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+         ((uint32_t)p[2] << 8) | p[3];
+}
+
+uint32_t ul_csum_partial(const void *data, size_t len, uint32_t sum) {
+  /* Adding big-endian 32-bit words into 64 bits is the same sum modulo
+   * 0xffff as adding 16-bit words, since 2^16 = 1 (mod 0xffff). */
+  const uint8_t *p = data;
+  uint64_t acc = sum;
+  for (; len >= 4; len -= 4, p += 4) acc += load_be32(p);
+  if (len >= 2) {
+    acc += load_be16(p);
+    p += 2;
+    len -= 2;
+  }
+  if (len == 1) acc += (uint32_t)p[0] << 8;
+  acc = (acc & 0xffffffffu) + (acc >> 32);
+  acc = (acc & 0xffffffffu) + (acc >> 32);
+  return (uint32_t)acc;
+}
+
+uint16_t ul_csum_fold(uint32_t sum) {
+  sum = (sum & 0xffff) + (sum >> 16);
+  sum = (sum & 0xffff) + (sum >> 16);
+  return (uint16_t)~sum;
+}
+
+/* Where the transport header of an IP packet is and what it holds. */
+struct l4 {
+  unsigned version; /* 4 or 6 */
+  unsigned proto;   /* PROTO_TCP or PROTO_UDP */
+  size_t off;       /* offset of the L4 header in the packet */
+  size_t len;       /* L4 header + payload, from the IP header */
+  size_t csum_off;  /* checksum field offset within the L4 header */
+};
+
+/* Locate a TCP or UDP header whose checksum could be offloaded: no
+ * fragments, no IPv6 extension headers. Returns 0 when found. */
+static int find_l4(const uint8_t *pkt, size_t len, struct l4 *l) {
+  if (len < 20) return -1;
+  l->version = pkt[0] >> 4;
+  size_t tot;
+  if (l->version == 4) {
+    l->off = (size_t)(pkt[0] & 0x0f) * 4;
+    tot = load_be16(pkt + 2);
+    if (l->off < 20 || tot < l->off || tot > len) return -1;
+    if ((load_be16(pkt + 6) & 0x3fff) != 0) return -1; /* MF or offset */
+    l->proto = pkt[9];
+  } else if (l->version == 6) {
+    l->off = 40;
+    if (len < l->off) return -1;
+    tot = l->off + load_be16(pkt + 4);
+    if (tot > len) return -1;
+    l->proto = pkt[6]; /* an extension header here means "no offload" */
+  } else {
+    return -1;
+  }
+  l->len = tot - l->off;
+  if (l->proto == PROTO_TCP && l->len >= 20)
+    l->csum_off = 16;
+  else if (l->proto == PROTO_UDP && l->len >= 8)
+    l->csum_off = 6;
+  else
+    return -1;
+  return 0;
+}
+
+/* Pseudo-header sum: addresses, protocol and L4 length. */
+static uint32_t pseudo_sum(const uint8_t *pkt, const struct l4 *l) {
+  uint32_t sum = l->version == 4 ? ul_csum_partial(pkt + 12, 8, 0)
+                                 : ul_csum_partial(pkt + 8, 32, 0);
+  return sum + l->proto + (uint32_t)l->len; /* len < 2^16: no overflow */
+}
+
+int ul_vnet_hdr_for_rx(const uint8_t *pkt, size_t len, struct ul_vnet_hdr *vh) {
+  memset(vh, 0, sizeof *vh);
+  struct l4 l;
+  if (pkt == NULL || find_l4(pkt, len, &l) != 0) return 0;
+  const uint8_t *th = pkt + l.off;
+  uint16_t field = load_be16(th + l.csum_off);
+  if (l.version == 4 && l.proto == PROTO_UDP && field == 0) return 0; /* none */
+  uint32_t pseudo = pseudo_sum(pkt, &l);
+  uint16_t partial = (uint16_t)~ul_csum_fold(pseudo); /* folded, not inverted */
+  if (field != partial) return 0;
+  if (ul_csum_fold(ul_csum_partial(th, l.len, pseudo)) == 0) return 0;
+  vh->flags = UL_VNET_F_NEEDS_CSUM;
+  vh->csum_start = (uint16_t)l.off;
+  vh->csum_offset = (uint16_t)l.csum_off;
+  return 1;
+}
+
+int ul_vnet_apply_tx(uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh) {
+  if (vh->gso_type != 0) return UL_DROP_TX_MALFORMED;
+  if ((vh->flags & UL_VNET_F_NEEDS_CSUM) == 0) return UL_OK;
+  size_t start = vh->csum_start, at = start + vh->csum_offset;
+  if (at + 2 > len) return UL_DROP_TX_MALFORMED;
+  /* The field holds the pseudo-header sum: summing over it completes it. */
+  uint16_t c = ul_csum_fold(ul_csum_partial(pkt + start, len - start, 0));
+  if (c == 0) c = 0xffff; /* same value in ones' complement; UDP needs it */
+  pkt[at] = (uint8_t)(c >> 8);
+  pkt[at + 1] = (uint8_t)c;
+  return UL_OK;
+}

@@ -1,0 +1,208 @@
+/*
+ * test-icmp.c — destination-unreachable messages for IPv4 and IPv6: header
+ * fields, addresses, checksums, quote limits, and the packets that must not
+ * be answered.
+ */
+#include <errno.h>
+#include <stdio.h>
+
+#include "check.h"
+#include "snap.h"
+
+static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
+static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+
+/* An IP packet of `len` bytes from src to dst carrying `proto` whose first
+ * payload byte is `first`. */
+static void mk(uint8_t *p, size_t len, const char *src, const char *dst,
+               uint8_t proto, uint8_t first) {
+  struct ul_addr s = addr(src), d = addr(dst);
+  memset(p, 0, len);
+  for (size_t i = 0; i < len; i++) p[i] = (uint8_t)(i * 13);
+  if (s.family == 4) {
+    memset(p, 0, 20);
+    p[0] = 0x45;
+    put16(p + 2, (uint16_t)len);
+    p[8] = 64;
+    p[9] = proto;
+    memcpy(p + 12, s.bytes, 4);
+    memcpy(p + 16, d.bytes, 4);
+    put16(p + 10, ul_csum_fold(ul_csum_partial(p, 20, 0)));
+    p[20] = first;
+  } else {
+    memset(p, 0, 40);
+    p[0] = 0x60;
+    put16(p + 4, (uint16_t)(len - 40));
+    p[6] = proto;
+    p[7] = 64;
+    memcpy(p + 8, s.bytes, 16);
+    memcpy(p + 24, d.bytes, 16);
+    p[40] = first;
+  }
+}
+
+/* Does an ICMP(v6) message verify? v6 includes the pseudo-header. */
+static int icmp_verifies(const uint8_t *out, size_t len) {
+  if (out[0] >> 4 == 4) {
+    if (ul_csum_fold(ul_csum_partial(out, 20, 0)) != 0) return 0;
+    return ul_csum_fold(ul_csum_partial(out + 20, len - 20, 0)) == 0;
+  }
+  uint32_t sum = ul_csum_partial(out + 8, 32, 0) + (uint32_t)(len - 40) + 58;
+  return ul_csum_fold(ul_csum_partial(out + 40, len - 40, sum)) == 0;
+}
+
+static void test_v4(void) {
+  uint8_t orig[1500], out[2048];
+  struct ul_addr me = addr("198.19.1.0"), client = addr("198.19.1.2"),
+                 far = addr("198.19.9.9");
+  mk(orig, 60, "198.19.1.2", "198.19.9.9", 6, 0);
+  int n = ul_icmp_unreach(orig, 60, &me, out, sizeof out);
+  CHECK_EQ(n, 20 + 8 + 60);
+  if (n <= 0) return;
+  CHECK_EQ(out[0], 0x45);
+  CHECK_EQ(get16(out + 2), n);
+  CHECK_EQ(out[9], 1);
+  CHECK(out[8] > 0);
+  CHECK(memcmp(out + 12, me.bytes, 4) == 0);
+  CHECK(memcmp(out + 16, client.bytes, 4) == 0);
+  CHECK_EQ(out[20], 3);
+  CHECK_EQ(out[21], 0);
+  CHECK(icmp_verifies(out, (size_t)n));
+  CHECK(memcmp(out + 28, orig, 60) == 0);
+  CHECK(memcmp(out + 28 + 16, far.bytes, 4) == 0); /* quoted dst */
+
+  /* Quote limit: 576 bytes in all. */
+  mk(orig, 1400, "198.19.1.2", "198.19.9.9", 17, 0);
+  n = ul_icmp_unreach(orig, 1400, &me, out, sizeof out);
+  CHECK_EQ(n, 576);
+  CHECK(n > 0 && icmp_verifies(out, (size_t)n));
+  CHECK(memcmp(out + 28, orig, 576 - 28) == 0);
+  /* Padding after the packet's own length is not quoted. */
+  mk(orig, 40, "198.19.1.2", "198.19.9.9", 17, 0);
+  n = ul_icmp_unreach(orig, 46, &me, out, sizeof out);
+  CHECK_EQ(n, 28 + 40);
+  /* A smaller buffer truncates the quote; too small fails. */
+  mk(orig, 1400, "198.19.1.2", "198.19.9.9", 17, 0);
+  n = ul_icmp_unreach(orig, 1400, &me, out, 100);
+  CHECK_EQ(n, 100);
+  CHECK(n > 0 && icmp_verifies(out, (size_t)n));
+  CHECK_EQ(ul_icmp_unreach(orig, 1400, &me, out, 55), -ENOSPC);
+  struct ul_addr me6 = addr("fd00:19:0:1::");
+  CHECK_EQ(ul_icmp_unreach(orig, 1400, &me6, out, sizeof out), -EINVAL);
+  CHECK_EQ(ul_icmp_unreach(NULL, 1400, &me, out, sizeof out), -EINVAL);
+
+  /* In place: the answer overwrites the packet it answers. */
+  uint8_t buf[2048];
+  mk(buf, 100, "198.19.1.2", "198.19.9.9", 6, 0);
+  memcpy(orig, buf, 100);
+  n = ul_icmp_unreach(buf, 100, &me, buf, sizeof buf);
+  CHECK_EQ(n, 128);
+  CHECK(memcmp(buf + 16, client.bytes, 4) == 0);
+  CHECK(memcmp(buf + 28, orig, 100) == 0);
+  CHECK(n > 0 && icmp_verifies(buf, (size_t)n));
+}
+
+static void test_v6(void) {
+  uint8_t orig[1500], out[2048];
+  struct ul_addr me = addr("fd00:19:0:1::"), client = addr("fd00:19:0:1::2");
+  mk(orig, 100, "fd00:19:0:1::2", "fd00:19:0:9::9", 17, 0);
+  int n = ul_icmp_unreach(orig, 100, &me, out, sizeof out);
+  CHECK_EQ(n, 40 + 8 + 100);
+  if (n <= 0) return;
+  CHECK_EQ(out[0] >> 4, 6);
+  CHECK_EQ(get16(out + 4), n - 40);
+  CHECK_EQ(out[6], 58);
+  CHECK(out[7] > 0);
+  CHECK(memcmp(out + 8, me.bytes, 16) == 0);
+  CHECK(memcmp(out + 24, client.bytes, 16) == 0);
+  CHECK_EQ(out[40], 1);
+  CHECK_EQ(out[41], 0);
+  CHECK(icmp_verifies(out, (size_t)n));
+  CHECK(memcmp(out + 48, orig, 100) == 0);
+  out[50] ^= 1; /* the check above can fail */
+  CHECK(!icmp_verifies(out, (size_t)n));
+
+  mk(orig, 1500, "fd00:19:0:1::2", "fd00:19:0:9::9", 6, 0);
+  n = ul_icmp_unreach(orig, 1500, &me, out, sizeof out);
+  CHECK_EQ(n, 1280);
+  CHECK(n > 0 && icmp_verifies(out, (size_t)n));
+  CHECK(memcmp(out + 48, orig, 1280 - 48) == 0);
+  struct ul_addr me4 = addr("198.19.1.0");
+  CHECK_EQ(ul_icmp_unreach(orig, 1500, &me4, out, sizeof out), -EINVAL);
+}
+
+/* Packets that must not be answered, each next to one that must. */
+static void test_no_error(void) {
+  uint8_t p[200], out[2048];
+  struct ul_addr me4 = addr("198.19.1.0"), me6 = addr("fd00:19:0:1::");
+  static const struct {
+    const char *src, *dst;
+    uint8_t proto, first;
+    int answer;
+  } cases[] = {
+      {"198.19.1.2", "198.19.9.9", 1, 8, 1},   /* echo request: answer */
+      {"198.19.1.2", "198.19.9.9", 1, 0, 1},   /* echo reply */
+      {"198.19.1.2", "198.19.9.9", 1, 3, 0},   /* dest unreachable */
+      {"198.19.1.2", "198.19.9.9", 1, 4, 0},   /* source quench */
+      {"198.19.1.2", "198.19.9.9", 1, 5, 0},   /* redirect */
+      {"198.19.1.2", "198.19.9.9", 1, 11, 0},  /* time exceeded */
+      {"198.19.1.2", "198.19.9.9", 1, 12, 0},  /* parameter problem */
+      {"224.0.0.5", "198.19.9.9", 17, 0, 0},   /* multicast source */
+      {"0.0.0.0", "198.19.9.9", 17, 0, 0},     /* unspecified source */
+      {"255.255.255.255", "198.19.9.9", 17, 0, 0},
+      {"198.19.1.2", "239.1.2.3", 17, 0, 0},   /* multicast destination */
+      {"198.19.1.2", "255.255.255.255", 17, 0, 0},
+      {"fd00:19:0:1::2", "fd00:19:0:9::9", 58, 128, 1}, /* echo request */
+      {"fd00:19:0:1::2", "fd00:19:0:9::9", 58, 1, 0},   /* dest unreachable */
+      {"fd00:19:0:1::2", "fd00:19:0:9::9", 58, 2, 0},   /* packet too big */
+      {"fd00:19:0:1::2", "fd00:19:0:9::9", 58, 127, 0},
+      {"ff02::1", "fd00:19:0:9::9", 17, 0, 0},
+      {"::", "fd00:19:0:9::9", 17, 0, 0},
+      {"fd00:19:0:1::2", "ff02::1", 17, 0, 0},
+  };
+  for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+    mk(p, sizeof p, cases[i].src, cases[i].dst, cases[i].proto, cases[i].first);
+    const struct ul_addr *me = p[0] >> 4 == 4 ? &me4 : &me6;
+    int n = ul_icmp_unreach(p, sizeof p, me, out, sizeof out);
+    if ((n > 0) != cases[i].answer)
+      fprintf(stderr, "case %zu: %s -> %s got %d\n", i, cases[i].src, cases[i].dst, n);
+    CHECK_EQ(n > 0, cases[i].answer);
+    CHECK(n >= 0);
+  }
+
+  /* v4 fragments: the first one is answered, later ones are not. */
+  mk(p, sizeof p, "198.19.1.2", "198.19.9.9", 17, 0);
+  p[6] = 0x20; /* MF, offset 0 */
+  CHECK(ul_icmp_unreach(p, sizeof p, &me4, out, sizeof out) > 0);
+  p[7] = 0x10; /* offset 128 */
+  CHECK_EQ(ul_icmp_unreach(p, sizeof p, &me4, out, sizeof out), 0);
+  /* v6 fragment header */
+  mk(p, sizeof p, "fd00:19:0:1::2", "fd00:19:0:9::9", 44, 17);
+  put16(p + 42, 0x0001); /* offset 0, M */
+  CHECK(ul_icmp_unreach(p, sizeof p, &me6, out, sizeof out) > 0);
+  put16(p + 42, 0x0101); /* offset 32 */
+  CHECK_EQ(ul_icmp_unreach(p, sizeof p, &me6, out, sizeof out), 0);
+  mk(p, sizeof p, "fd00:19:0:1::2", "fd00:19:0:9::9", 44, 58);
+  p[48] = 1; /* first fragment of an ICMPv6 error */
+  CHECK_EQ(ul_icmp_unreach(p, sizeof p, &me6, out, sizeof out), 0);
+
+  /* Malformed: truncated, bad IHL, bad version, empty. */
+  mk(p, sizeof p, "198.19.1.2", "198.19.9.9", 17, 0);
+  CHECK_EQ(ul_icmp_unreach(p, sizeof p - 1, &me4, out, sizeof out), 0);
+  CHECK_EQ(ul_icmp_unreach(p, 19, &me4, out, sizeof out), 0);
+  p[0] = 0x44;
+  CHECK_EQ(ul_icmp_unreach(p, sizeof p, &me4, out, sizeof out), 0);
+  p[0] = 0x75;
+  CHECK_EQ(ul_icmp_unreach(p, sizeof p, &me4, out, sizeof out), 0);
+  CHECK_EQ(ul_icmp_unreach(p, 0, &me4, out, sizeof out), 0);
+  mk(p, sizeof p, "fd00:19:0:1::2", "fd00:19:0:9::9", 17, 0);
+  CHECK_EQ(ul_icmp_unreach(p, 39, &me6, out, sizeof out), 0);
+  CHECK_EQ(ul_icmp_unreach(p, sizeof p - 1, &me6, out, sizeof out), 0);
+}
+
+int main(void) {
+  test_v4();
+  test_v6();
+  test_no_error();
+  return CHECK_DONE();
+}

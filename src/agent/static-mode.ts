@@ -1,0 +1,224 @@
+/**
+ * `userlay agent` in static mode: the peer set comes from a JSON file.
+ *
+ * Startup checks everything that needs no privileges first, in this order,
+ * so bad input fails with one line naming the field and nothing configured:
+ *   1. flags (syntax, then each value: IPs, CIDRs, MAC, ports, enums)
+ *   2. own subnet(s) inside the cluster network(s)
+ *   3. peers file readable, valid, and a consistent FDB against our settings
+ *   4. MTU (auto reads the underlay interface's MTU)
+ *   5. openDataplane (port in use, no permission for /dev/net/tun)
+ * Then: apply the peers, watch the file, SIGHUP reloads, SIGINT/SIGTERM tear
+ * down (routes, TUN, fds) and exit 0.
+ */
+import { createHash } from 'node:crypto';
+import { usageError, UserlayError } from '../errors.js';
+import { createLogger, parseLogLevel, type Logger } from '../log.js';
+import { StaticPeersSource } from '../control/static-file.js';
+import { openDataplane } from '../dataplane/dataplane.js';
+import { SlotAllocator, buildFdb, MAX_VNI } from '../dataplane/fdb.js';
+import { resolveMtu } from '../dataplane/mtu.js';
+import { type Cidr, canonicalIP, canonicalMac, cidrContains, localUnicastMac, parseCidr, parseIP } from '../dataplane/net.js';
+import type { Backend, Dataplane, DataplaneOptions, EngineKind } from '../dataplane/types.js';
+import { type FlagSpec, flagInt, flagList, flagString, formatUsage, parseFlags, wantsHelp } from './flags.js';
+
+/** Flags of static mode. */
+export const staticAgentFlags: readonly FlagSpec[] = [
+  { name: 'node', kind: 'string', required: true, help: 'this node\'s name' },
+  { name: 'public-ip', kind: 'string', required: true, help: 'own underlay IP; the UDP socket binds to it' },
+  { name: 'subnet', kind: 'list', required: true, help: 'own pod subnet CIDR (repeat for dual stack)' },
+  { name: 'network', kind: 'list', required: true, help: 'cluster network CIDR routed through the TUN (repeatable)' },
+  { name: 'backend', kind: 'string', default: 'vxlan', help: 'encapsulation: vxlan or udp' },
+  { name: 'vni', kind: 'int', default: 1, help: 'VXLAN network identifier' },
+  { name: 'port', kind: 'int', help: 'underlay UDP port (default 8472 for vxlan, 8285 for udp)' },
+  { name: 'vtep-mac', kind: 'string', help: 'own VTEP MAC (default: derived from --node)' },
+  { name: 'tun', kind: 'string', default: 'userlay0', help: 'TUN device name' },
+  { name: 'mtu', kind: 'string', default: 'auto', help: 'TUN MTU: auto (underlay MTU minus overhead) or a number' },
+  { name: 'engine', kind: 'string', default: 'native', help: 'forwarding engine: native or js' },
+  { name: 'peers', kind: 'string', required: true, help: 'JSON peers file, re-read on change and SIGHUP' },
+  { name: 'log-level', kind: 'string', default: 'info', help: 'debug, info, warn or error' },
+  { name: 'status-addr', kind: 'string', help: 'HOST:PORT for /healthz /readyz /metrics /debug' },
+];
+
+/** Synopsis for --help. */
+export const staticAgentSynopsis =
+  'usage: userlay agent --node NAME --public-ip IP --subnet CIDR --network CIDR --peers FILE\n' +
+  '                     [--backend vxlan|udp] [--vni N] [--port N] [--vtep-mac MAC] [--tun NAME]\n' +
+  '                     [--mtu auto|N] [--engine native|js] [--log-level L] [--status-addr HOST:PORT]';
+
+/** A stable unicast, locally administered MAC derived from the node name. */
+export function macFromNodeName(node: string): string {
+  return localUnicastMac(new Uint8Array(createHash('sha256').update(`userlay-vtep:${node}`).digest().subarray(0, 6)));
+}
+
+/** Validated static-mode configuration. */
+export interface StaticConfig {
+  readonly node: string;
+  readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+  readonly statusAddr: string | undefined;
+  readonly peersFile: string;
+  readonly mtuSpec: string;
+  readonly dataplane: Omit<DataplaneOptions, 'mtu'>;
+}
+
+function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T {
+  if (!(allowed as readonly string[]).includes(value)) throw usageError(flag, `"${value}" is not one of ${allowed.join(', ')}`);
+  return value as T;
+}
+
+function cidrFlag(flag: string, text: string): Cidr {
+  let c: Cidr;
+  try {
+    c = parseCidr(text);
+  } catch (err) {
+    throw usageError(flag, (err as Error).message, err);
+  }
+  if (c.hostBits) throw usageError(flag, `"${text}" has host bits set (did you mean ${c.text}?)`);
+  return c;
+}
+
+function valueFlag<T>(flag: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw usageError(flag, (err as Error).message, err);
+  }
+}
+
+/** Steps 1 and 2: parse and check every flag. Throws EUSAGE naming the flag. */
+export function parseStaticConfig(argv: readonly string[]): StaticConfig {
+  const f = parseFlags(staticAgentFlags, argv);
+  const node = flagString(f, 'node')!;
+  if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(node)) throw usageError('--node', `"${node}" is not a valid node name`);
+  const logLevel = parseLogLevel(flagString(f, 'log-level')!);
+  if (!logLevel) throw usageError('--log-level', `"${flagString(f, 'log-level')}" is not one of debug, info, warn, error`);
+  const publicIP = valueFlag('--public-ip', () => canonicalIP(flagString(f, 'public-ip')!));
+  const backend = oneOf<Backend>('--backend', flagString(f, 'backend')!, ['vxlan', 'udp']);
+  const engine = oneOf<EngineKind>('--engine', flagString(f, 'engine')!, ['native', 'js']);
+  const vni = flagInt(f, 'vni')!;
+  if (vni < 0 || vni > MAX_VNI) throw usageError('--vni', `${vni} is outside 0..${MAX_VNI}`);
+  const port = flagInt(f, 'port') ?? (backend === 'vxlan' ? 8472 : 8285);
+  if (port < 1 || port > 65535) throw usageError('--port', `${port} is outside 1..65535`);
+  const macText = flagString(f, 'vtep-mac');
+  const vtepMAC = macText === undefined ? macFromNodeName(node) : valueFlag('--vtep-mac', () => canonicalMac(macText));
+  const tunName = flagString(f, 'tun')!;
+  if (tunName.length === 0 || tunName.length > 15 || /[\s/:%]/.test(tunName)) {
+    throw usageError('--tun', `"${tunName}" is not a valid interface name (1-15 characters, no spaces, "/", ":" or "%")`);
+  }
+  const mtuSpec = flagString(f, 'mtu')!;
+  if (mtuSpec !== 'auto' && !/^[0-9]+$/.test(mtuSpec)) throw usageError('--mtu', `"${mtuSpec}" is not "auto" or a number`);
+  const statusAddr = flagString(f, 'status-addr');
+  if (statusAddr !== undefined && !/^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]*):[0-9]{1,5}$/.test(statusAddr)) {
+    throw usageError('--status-addr', `"${statusAddr}" is not HOST:PORT`);
+  }
+  const subnets = flagList(f, 'subnet').map((s) => cidrFlag('--subnet', s));
+  const networks = flagList(f, 'network').map((s) => cidrFlag('--network', s));
+  for (const s of subnets) {
+    if (!networks.some((n) => cidrContains(n, s))) {
+      throw usageError('--subnet', `${s.text} is not inside the cluster network (${networks.map((n) => n.text).join(', ')})`);
+    }
+  }
+  return {
+    node, logLevel, statusAddr, peersFile: flagString(f, 'peers')!, mtuSpec,
+    dataplane: {
+      backend, engine, tunName, publicIP, port, vni, vtepMAC,
+      ownSubnets: subnets.map((s) => s.text), networks: networks.map((n) => n.text),
+    },
+  };
+}
+
+/** Run static mode until SIGINT/SIGTERM. Rejects (before configuring anything) on bad input. */
+export async function runStaticAgent(argv: readonly string[]): Promise<void> {
+  if (wantsHelp(argv)) {
+    process.stdout.write(formatUsage(staticAgentFlags, staticAgentSynopsis));
+    return;
+  }
+  const cfg = parseStaticConfig(argv);
+  const log = createLogger(cfg.logLevel).with({ node: cfg.node });
+  const o = cfg.dataplane;
+
+  // 3. peers file, and whether the set is consistent with our own settings
+  const source = new StaticPeersSource(cfg.peersFile, { backend: o.backend }, log);
+  const peers = source.load();
+  try {
+    buildFdb(peers, {
+      backend: o.backend, port: o.port, vni: o.vni, ownSubnets: o.ownSubnets, underlayFamily: parseIP(o.publicIP).family,
+    }, new SlotAllocator(1 << 20));
+  } catch (err) {
+    throw usageError('--peers', `${cfg.peersFile}: ${(err as Error).message}`, err);
+  }
+
+  // 4. MTU, 5. data plane
+  const mtu = resolveMtu(cfg.mtuSpec, o.backend, o.publicIP);
+  const dp = await openDataplane({ ...o, mtu: mtu.mtu }, log).catch((err: unknown) => {
+    throw blameFlag(err);
+  });
+  let status: { close(): Promise<void> } | undefined;
+  try {
+    dp.setPeers(peers);
+    source.start((next) => dp.setPeers(next));
+    if (cfg.statusAddr) status = await startStatus(cfg.statusAddr, dp, log).catch((err: unknown) => {
+      if (!(err instanceof UserlayError) || err.message.startsWith('--status-addr')) throw err;
+      throw new UserlayError(err.code, `--status-addr: ${err.message}`, { cause: err, field: '--status-addr' });
+    });
+  } catch (err) {
+    source.stop();
+    await dp.close();
+    throw err;
+  }
+
+  // native threads and the non-persistent watcher do not hold the event loop open
+  const keepAlive = setInterval(() => {}, 1 << 30);
+  process.on('SIGHUP', () => {
+    log.info('SIGHUP: reloading peers file', { file: cfg.peersFile });
+    source.reload();
+  });
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info('stopping', { signal });
+    source.stop();
+    clearInterval(keepAlive);
+    void (async () => {
+      try {
+        await status?.close();
+        await dp.close();
+        process.exit(0);
+      } catch (err) {
+        log.error('teardown failed', { err });
+        process.exit(1);
+      }
+    })();
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+
+  log.info('agent ready', {
+    tun: dp.tunName, mtu: mtu.mtu, podMTU: mtu.mtu, backend: o.backend, engine: o.engine,
+    publicIP: o.publicIP, port: o.port, vtepMAC: o.vtepMAC, peers: peers.length,
+    ...(mtu.underlay ? { underlayIface: mtu.underlay.iface, underlayMTU: mtu.underlay.mtu } : {}),
+  });
+  log.info(`pods must use MTU ${mtu.mtu}`, { podMTU: mtu.mtu });
+}
+
+/** Name the flag a setup error comes from, keeping its code ("--port: bind UDP ...: EADDRINUSE ..."). */
+function blameFlag(err: unknown): unknown {
+  if (!(err instanceof UserlayError)) return err;
+  const flag = { EADDRINUSE: '--port', EADDRNOTAVAIL: '--public-ip', EPERM: '--tun', EACCES: '--tun', EBUSY: '--tun' }[err.code];
+  if (!flag) return err;
+  return new UserlayError(err.code, `${flag}: ${err.message}`, { cause: err, field: flag });
+}
+
+async function startStatus(addr: string, dp: Dataplane, log: Logger): Promise<{ close(): Promise<void> }> {
+  let mod: typeof import('./status-server.js');
+  try {
+    mod = await import('./status-server.js');
+  } catch (err) {
+    throw new UserlayError('ENOSTATUS', `--status-addr: status server unavailable: ${(err as Error).message}`, { cause: err });
+  }
+  return mod.startStatusServer(addr, {
+    dataplane: () => dp,
+    ready: () => ({ ready: true, reasons: [] }),
+  }, log);
+}

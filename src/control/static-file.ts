@@ -1,0 +1,194 @@
+/**
+ * Static FDB source: a JSON peers file, re-read when it changes.
+ *
+ *   [ { "name": "n2", "subnet": "198.19.2.0/24", "publicIP": "198.18.0.2",
+ *       "vtepMAC": "0a:58:c6:12:00:02" }, ... ]
+ *
+ * `subnets: [...]` may replace `subnet`; `port` and `vni` are optional.
+ * The directory (not the file) is watched, so editors and tools that replace
+ * the file by rename are seen; events are debounced. SIGHUP is wired by the
+ * agent to reload(). A bad update is logged and rejected: the last good peer
+ * set stays in force.
+ */
+import { readFileSync, watch, type FSWatcher } from 'node:fs';
+import path from 'node:path';
+import { UserlayError, usageError } from '../errors.js';
+import type { Logger } from '../log.js';
+import type { Backend, Peer } from '../dataplane/types.js';
+import { canonicalIP, canonicalMac, parseCidr } from '../dataplane/net.js';
+
+/** Options of a StaticPeersSource. */
+export interface StaticPeersOptions {
+  /** vxlan requires vtepMAC on every peer. */
+  readonly backend: Backend;
+  /** Quiet time after the last file event before re-reading (ms, default 100). */
+  readonly debounceMs?: number;
+  /** Flag name reported in errors (default "--peers"). */
+  readonly flag?: string;
+}
+
+const knownKeys = new Set(['name', 'subnet', 'subnets', 'publicIP', 'vtepMAC', 'port', 'vni']);
+
+function fieldError(field: string, message: string): UserlayError {
+  return new UserlayError('ECONFIG', `${field}: ${message}`, { field });
+}
+
+function wrapped<T>(field: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    throw fieldError(field, (err as Error).message);
+  }
+}
+
+/** Validate the parsed JSON of a peers file; errors name the entry and field ("peers[2].vtepMAC: ..."). */
+export function parsePeers(doc: unknown, backend: Backend): Peer[] {
+  if (!Array.isArray(doc)) throw fieldError('peers', 'must be a JSON array of peer objects');
+  const names = new Set<string>();
+  return doc.map((entry: unknown, i): Peer => {
+    const at = `peers[${i}]`;
+    if (typeof entry !== 'object' || entry === null || Array.isArray(entry)) throw fieldError(at, 'must be an object');
+    const e = entry as Record<string, unknown>;
+    for (const key of Object.keys(e)) if (!knownKeys.has(key)) throw fieldError(`${at}.${key}`, 'unknown field');
+    if (typeof e.name !== 'string' || e.name === '') throw fieldError(`${at}.name`, 'must be a non-empty string');
+    if (names.has(e.name)) throw fieldError(`${at}.name`, `"${e.name}" is listed twice`);
+    names.add(e.name);
+    let subnetTexts: unknown[];
+    let subnetField: string;
+    if (e.subnets !== undefined) {
+      if (e.subnet !== undefined) throw fieldError(`${at}.subnet`, 'give either "subnet" or "subnets", not both');
+      if (!Array.isArray(e.subnets) || e.subnets.length === 0) throw fieldError(`${at}.subnets`, 'must be a non-empty array of CIDRs');
+      subnetTexts = e.subnets;
+      subnetField = `${at}.subnets`;
+    } else {
+      if (e.subnet === undefined) throw fieldError(`${at}.subnet`, 'is required');
+      subnetTexts = [e.subnet];
+      subnetField = `${at}.subnet`;
+    }
+    const subnets = subnetTexts.map((s, k) => {
+      const field = e.subnets !== undefined ? `${subnetField}[${k}]` : subnetField;
+      if (typeof s !== 'string') throw fieldError(field, 'must be a CIDR string');
+      const c = wrapped(field, () => parseCidr(s));
+      if (c.hostBits) throw fieldError(field, `"${s}" has host bits set (did you mean ${c.text}?)`);
+      return c.text;
+    });
+    if (typeof e.publicIP !== 'string') throw fieldError(`${at}.publicIP`, 'is required (a string)');
+    const publicIP = wrapped(`${at}.publicIP`, () => canonicalIP(e.publicIP as string));
+    let vtepMAC: string | undefined;
+    if (e.vtepMAC !== undefined) {
+      if (typeof e.vtepMAC !== 'string') throw fieldError(`${at}.vtepMAC`, 'must be a string');
+      vtepMAC = wrapped(`${at}.vtepMAC`, () => canonicalMac(e.vtepMAC as string));
+    } else if (backend === 'vxlan') {
+      throw fieldError(`${at}.vtepMAC`, 'is required for the vxlan backend');
+    }
+    const int = (key: 'port' | 'vni', lo: number, hi: number): number | undefined => {
+      const v = e[key];
+      if (v === undefined) return undefined;
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) throw fieldError(`${at}.${key}`, `must be an integer in ${lo}..${hi}`);
+      return v;
+    };
+    const port = int('port', 1, 65535);
+    const vni = int('vni', 0, 0xffffff);
+    return {
+      name: e.name, subnets, publicIP,
+      ...(vtepMAC !== undefined ? { vtepMAC } : {}),
+      ...(port !== undefined ? { port } : {}),
+      ...(vni !== undefined ? { vni } : {}),
+    };
+  });
+}
+
+/** Peers from a JSON file, watched for changes. */
+export class StaticPeersSource {
+  private watcher: FSWatcher | undefined;
+  private timer: NodeJS.Timeout | undefined;
+  private onPeers: ((peers: Peer[]) => void) | undefined;
+  private lastGood: string | undefined;
+
+  constructor(readonly file: string, private readonly opts: StaticPeersOptions, private readonly log: Logger) {}
+
+  /**
+   * Read and validate the file. Throws UserlayError EUSAGE whose message names
+   * the flag, the file and the field ("--peers: /etc/peers.json: peers[2].vtepMAC: ...").
+   */
+  load(): Peer[] {
+    const flag = this.opts.flag ?? '--peers';
+    let text: string;
+    try {
+      text = readFileSync(this.file, 'utf8');
+    } catch (err) {
+      throw usageError(flag, `cannot read ${this.file}: ${(err as Error).message}`, err);
+    }
+    let doc: unknown;
+    try {
+      doc = JSON.parse(text);
+    } catch (err) {
+      throw usageError(flag, `${this.file}: not valid JSON: ${(err as Error).message}`, err);
+    }
+    try {
+      return parsePeers(doc, this.opts.backend);
+    } catch (err) {
+      throw usageError(flag, `${this.file}: ${(err as Error).message}`, err);
+    }
+  }
+
+  /**
+   * Watch the file's directory and call `onPeers` with every valid, changed
+   * peer set (not with the current one: the caller applied load() already).
+   * When `onPeers` throws, the update counts as rejected.
+   */
+  start(onPeers: (peers: Peer[]) => void): void {
+    this.onPeers = onPeers;
+    if (this.lastGood === undefined) {
+      try {
+        this.lastGood = JSON.stringify(this.load());
+      } catch {
+        // the first good version seen later will be applied
+      }
+    }
+    const dir = path.dirname(path.resolve(this.file));
+    const base = path.basename(this.file);
+    this.watcher = watch(dir, { persistent: false }, (_event, name) => {
+      if (name === null || name.toString() === base) this.schedule();
+    });
+    this.watcher.on('error', (err) => this.log.warn('peers file watch failed', { file: this.file, err }));
+  }
+
+  private schedule(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = setTimeout(() => {
+      this.timer = undefined;
+      this.reload();
+    }, this.opts.debounceMs ?? 100);
+  }
+
+  /** Re-read now; a valid, changed set goes to onPeers, anything else is logged and ignored. */
+  reload(): void {
+    let peers: Peer[];
+    try {
+      peers = this.load();
+    } catch (err) {
+      this.log.warn('peers file update rejected, keeping the last good peer set', { file: this.file, err });
+      return;
+    }
+    const text = JSON.stringify(peers);
+    if (text === this.lastGood) return;
+    try {
+      this.onPeers?.(peers);
+    } catch (err) {
+      this.log.warn('peers file update rejected, keeping the last good peer set', { file: this.file, err });
+      return;
+    }
+    this.lastGood = text;
+    this.log.info('peers file applied', { file: this.file, peers: peers.length });
+  }
+
+  /** Stop watching. Idempotent. */
+  stop(): void {
+    if (this.timer) clearTimeout(this.timer);
+    this.timer = undefined;
+    this.watcher?.close();
+    this.watcher = undefined;
+    this.onPeers = undefined;
+  }
+}

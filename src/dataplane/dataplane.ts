@@ -1,0 +1,253 @@
+/**
+ * openDataplane: bring up this node's side of the overlay and hand back a
+ * Dataplane that the control plane feeds with peer sets.
+ *
+ * Setup order (each step registers its undo; a failure undoes them all in
+ * reverse, so nothing is left half-configured):
+ *   1. validate the options (pure)
+ *   2. open and bind the underlay UDP socket — first, so "port in use" fails
+ *      before any device exists
+ *   3. open the TUN (virtio-net header on); EPERM -> "needs CAP_NET_ADMIN"
+ *   4. accept_local (see allowLocalSource), MTU + link up; each own
+ *      subnet's network address as /32 (/128)
+ *   5. a route for each cluster network through the TUN
+ *   6. engine (native or js) with an empty FDB, started
+ * The TUN is not persistent: closing its fd removes the device, its address
+ * and its routes, which is also what happens if the process dies.
+ */
+import { writeFileSync } from 'node:fs';
+import { type NativeAddon, loadAddon } from './addon.js';
+import { allocCounters, clearSlot, readStats } from './counters.js';
+import type { Engine, EngineKindImpl } from './engine.js';
+import { FdbTable, MAX_VNI, SlotAllocator, buildFdb } from './fdb.js';
+import { jsEngine } from './js-engine.js';
+import { MAX_MTU, MIN_MTU } from './mtu.js';
+import { type Cidr, type Family, cidrContains, familyBits, parseCidr, parseIP, parseMac } from './net.js';
+import { nativeEngine } from './native-engine.js';
+import type { Dataplane, DataplaneOptions, DataplaneStats, Peer } from './types.js';
+import { UserlayError, errorCode, usageError, wrapSystemError } from '../errors.js';
+import type { Logger } from '../log.js';
+
+/** Default number of peers the counters hold. */
+export const DEFAULT_MAX_PEERS = 8192;
+
+interface Checked {
+  family: Family;
+  own: Cidr[];
+  networks: Cidr[];
+}
+
+function check(field: string, ok: boolean, message: string): void {
+  if (!ok) throw usageError(field, message);
+}
+
+function parseField<T>(field: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw usageError(field, (err as Error).message, err);
+  }
+}
+
+/** Validate DataplaneOptions; throws a usage error naming the option. */
+export function validateDataplaneOptions(o: DataplaneOptions): Checked {
+  check('backend', o.backend === 'vxlan' || o.backend === 'udp', `"${o.backend}" is not vxlan or udp`);
+  check('engine', o.engine === 'native' || o.engine === 'js', `"${o.engine}" is not native or js`);
+  check('tunName', typeof o.tunName === 'string' && o.tunName.length <= 15 && !/[\s/:]/.test(o.tunName),
+    `"${o.tunName}" is not a valid interface name (at most 15 characters, no spaces, "/" or ":")`);
+  check('mtu', Number.isInteger(o.mtu) && o.mtu >= MIN_MTU && o.mtu <= MAX_MTU, `${o.mtu} is outside ${MIN_MTU}..${MAX_MTU}`);
+  const family = parseField('publicIP', () => parseIP(o.publicIP)).family;
+  check('port', Number.isInteger(o.port) && o.port >= 1 && o.port <= 65535, `${o.port} is outside 1..65535`);
+  check('vni', Number.isInteger(o.vni) && o.vni >= 0 && o.vni <= MAX_VNI, `${o.vni} is outside 0..${MAX_VNI}`);
+  if (o.backend === 'vxlan') parseField('vtepMAC', () => parseMac(o.vtepMAC));
+  const networks = o.networks.map((n) => parseField('networks', () => parseCidr(n)));
+  check('networks', networks.length > 0, 'at least one cluster network is required');
+  const own = o.ownSubnets.map((s) => parseField('ownSubnets', () => parseCidr(s)));
+  check('ownSubnets', own.length > 0, 'at least one own subnet is required');
+  for (const s of own) {
+    check('ownSubnets', networks.some((n) => cidrContains(n, s)), `${s.text} is not inside any cluster network (${networks.map((n) => n.text).join(', ')})`);
+    check('mtu', s.family === 4 || o.mtu >= 1280, `${o.mtu} is below 1280, the IPv6 minimum`);
+  }
+  const maxPeers = o.maxPeers ?? DEFAULT_MAX_PEERS;
+  check('maxPeers', Number.isInteger(maxPeers) && maxPeers >= 1 && maxPeers <= 1 << 20, `${maxPeers} is outside 1..${1 << 20}`);
+  return { family, own, networks };
+}
+
+/** Undo steps, run in reverse; each one's failure is logged, not thrown. */
+class Rollback {
+  private readonly steps: Array<{ what: string; undo: () => unknown }> = [];
+
+  constructor(private readonly log: Logger) {}
+
+  push(what: string, undo: () => unknown): void {
+    this.steps.push({ what, undo });
+  }
+
+  async run(): Promise<void> {
+    for (const step of this.steps.splice(0).reverse()) {
+      try {
+        await step.undo();
+      } catch (err) {
+        this.log.debug('undo step failed', { step: step.what, err });
+      }
+    }
+  }
+}
+
+const privilegeHint = 'needs CAP_NET_ADMIN / run as root';
+
+/** Turn an addon/system error into a UserlayError; addon messages already say what was done ("add route ..."). */
+function systemError(context: string, err: unknown, hint?: string): UserlayError {
+  const code = errorCode(err) ?? 'EUNKNOWN';
+  const fromAddon = err instanceof Error && typeof (err as { code?: unknown }).code === 'string' && err.message !== '';
+  const message = fromAddon ? err.message : `${context}: ${err instanceof Error ? err.message : String(err)}`;
+  return new UserlayError(code, hint ? `${message} (${hint})` : message, { cause: err });
+}
+
+function system<T>(context: string, fn: () => T): T {
+  try {
+    return fn();
+  } catch (err) {
+    const code = errorCode(err);
+    throw systemError(context, err, code === 'EPERM' || code === 'EACCES' ? privilegeHint : undefined);
+  }
+}
+
+/**
+ * ICMP errors for unroutable destinations come out of the TUN with the TUN's
+ * own address as source; the kernel drops packets arriving with a local
+ * source address ("martian source") unless accept_local is set on the device.
+ */
+function allowLocalSource(tun: string, log: Logger): void {
+  const knob = `/proc/sys/net/ipv4/conf/${tun}/accept_local`;
+  try {
+    writeFileSync(knob, '1');
+  } catch (err) {
+    log.warn('cannot set accept_local: ICMP unreachable errors will not reach local senders', { knob, err });
+  }
+}
+
+/**
+ * Bring up the data plane (see the file comment for the order). Rejects with
+ * a UserlayError: EUSAGE for bad options, EADDRINUSE for a taken port, EPERM /
+ * EACCES without privileges, ENOADDON when the addon is not built.
+ */
+export async function openDataplane(opts: DataplaneOptions, log: Logger, addonArg?: NativeAddon): Promise<Dataplane> {
+  const checked = validateDataplaneOptions(opts);
+  const addon = addonArg ?? loadAddon();
+  const kind = (opts.engine === 'js' ? jsEngine : nativeEngine) as EngineKindImpl<unknown>;
+  const rollback = new Rollback(log);
+  try {
+    const socket = await kind.openSocket(addon, opts.publicIP, opts.port).catch((err: unknown) => {
+      const code = errorCode(err);
+      throw systemError(`bind UDP ${opts.publicIP} port ${opts.port}`, err,
+        code === 'EADDRINUSE' ? 'port in use: is another agent or flanneld running?'
+          : code === 'EADDRNOTAVAIL' ? 'the address is not on any local interface' : undefined);
+    });
+    let socketOwned = false;
+    rollback.push('close UDP socket', () => (socketOwned ? undefined : kind.closeSocket(addon, socket)));
+
+    const tun = system(`open /dev/net/tun for ${opts.tunName || '(auto)'}`, () => addon.tunOpen(opts.tunName, true));
+    rollback.push(`close TUN ${tun.name}`, () => addon.close(tun.fd));
+    allowLocalSource(tun.name, log);
+    system(`set MTU ${opts.mtu} and up on ${tun.name}`, () => addon.linkSet(tun.name, opts.mtu, true));
+    for (const s of checked.own) {
+      system(`add address ${s.addr}/${familyBits(s.family)} to ${tun.name}`, () => addon.addrAdd(tun.name, s.addr, familyBits(s.family)));
+    }
+    const routes: Cidr[] = [];
+    for (const n of checked.networks) {
+      system(`add route ${n.text} dev ${tun.name}`, () => addon.routeAdd(tun.name, n.addr, n.prefixLen));
+      routes.push(n);
+      rollback.push(`delete route ${n.text}`, () => addon.routeDel(tun.name, n.addr, n.prefixLen));
+    }
+
+    const maxSlot = opts.maxPeers ?? DEFAULT_MAX_PEERS;
+    const counters = allocCounters(maxSlot);
+    const icmpSrc = (family: Family): string | undefined => checked.own.find((s) => s.family === family)?.addr;
+    const icmpSrc4 = icmpSrc(4);
+    const icmpSrc6 = icmpSrc(6);
+    const engine = kind.create({
+      addon, tunFd: tun.fd, counters, maxSlot, log,
+      codec: { mode: opts.backend, vni: opts.vni, mac: opts.backend === 'vxlan' ? opts.vtepMAC : '00:00:00:00:00:00' },
+      ...(icmpSrc4 ? { icmpSrc4 } : {}),
+      ...(icmpSrc6 ? { icmpSrc6 } : {}),
+    }, socket);
+    socketOwned = true;
+    rollback.push('close engine', () => engine.close());
+    const dp = new DataplaneImpl(opts, tun.name, tun.fd, checked, addon, engine, counters, maxSlot, routes, log);
+    dp.setPeers([]);
+    engine.start();
+    log.info('dataplane up', { tun: tun.name, mtu: opts.mtu, engine: opts.engine, backend: opts.backend, publicIP: opts.publicIP, port: opts.port });
+    return dp;
+  } catch (err) {
+    await rollback.run();
+    if (err instanceof UserlayError) throw err;
+    throw wrapSystemError('open dataplane', err);
+  }
+}
+
+class DataplaneImpl implements Dataplane {
+  private readonly slots: SlotAllocator;
+  private table: FdbTable;
+  private closing: Promise<void> | undefined;
+
+  constructor(
+    readonly options: DataplaneOptions,
+    readonly tunName: string,
+    private readonly tunFd: number,
+    private readonly checked: Checked,
+    private readonly addon: NativeAddon,
+    private readonly engine: Engine,
+    private readonly counters: BigUint64Array,
+    maxSlot: number,
+    private readonly routes: readonly Cidr[],
+    private readonly log: Logger,
+  ) {
+    this.slots = new SlotAllocator(maxSlot);
+    this.table = new FdbTable([], [], []);
+  }
+
+  setPeers(peers: readonly Peer[]): void {
+    if (this.closing) throw new UserlayError('ECLOSED', 'setPeers on a closed data plane');
+    const o = this.options;
+    // build against a copy of the allocator so a rejected snapshot changes nothing
+    const trial = this.slots.clone();
+    const table = buildFdb(peers, {
+      backend: o.backend, port: o.port, vni: o.vni, underlayFamily: this.checked.family,
+      ownSubnets: this.checked.own.map((c) => c.text),
+    }, trial);
+    for (const slot of table.freshSlots) clearSlot(this.counters, slot);
+    try {
+      this.engine.setFdb(table);
+    } catch (err) {
+      throw new UserlayError('EFDB', `install FDB: ${(err as Error).message}`, { cause: err });
+    }
+    this.slots.adopt(trial);
+    this.table = table;
+    this.log.debug('fdb installed', { peers: table.peers.length, routes: table.routes.length });
+  }
+
+  peers(): readonly Peer[] {
+    return this.table.peerList();
+  }
+
+  stats(): DataplaneStats {
+    return readStats(this.counters, this.table.slotNames(), this.table.peers.length, this.table.routes.length);
+  }
+
+  close(): Promise<void> {
+    this.closing ??= (async () => {
+      await this.engine.close();
+      for (const n of this.routes) {
+        try {
+          this.addon.routeDel(this.tunName, n.addr, n.prefixLen);
+        } catch (err) {
+          this.log.debug('route already gone', { route: n.text, err });
+        }
+      }
+      this.addon.close(this.tunFd);
+      this.log.info('dataplane closed', { tun: this.tunName });
+    })();
+    return this.closing;
+  }
+}

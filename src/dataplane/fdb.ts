@@ -1,0 +1,312 @@
+/**
+ * The FDB table as JS builds it: validated peers, stable counter slots, the
+ * native snapshot bytes, and a pure-TS longest-prefix match for tests/debug.
+ *
+ * Design notes
+ * - The control plane hands over a whole peer set; buildFdb either returns a
+ *   complete new table or throws UserlayError 'EFDB' and changes nothing (the
+ *   slot allocator included), so a bad update leaves the old table in force.
+ * - Counter slots are keyed by peer name and survive updates: a peer whose
+ *   entry is unchanged keeps its slot, so its counters and flows are not
+ *   disturbed. A slot freed by a removal is only reused by a later update,
+ *   never by the one that freed it (the engine may still be counting into it
+ *   with the table being replaced).
+ * - Snapshot layout is exactly struct ul_fdb_snapshot_hdr / ul_fdb_peer /
+ *   ul_fdb_route of native/include/userlay.h in host (little-endian) order.
+ */
+import { UserlayError } from '../errors.js';
+import type { Backend, Peer } from './types.js';
+import {
+  type Cidr, type Family, type IPAddr, formatIP, formatMac, maskBytes,
+  parseCidr, parseIP, parseMac,
+} from './net.js';
+
+/** UL_FDB_MAGIC, "ULF1" little-endian. */
+export const FDB_MAGIC = 0x31464c55;
+/** sizeof(struct ul_fdb_snapshot_hdr). */
+export const FDB_HDR_SIZE = 16;
+/** sizeof(struct ul_fdb_peer). */
+export const FDB_PEER_SIZE = 40;
+/** sizeof(struct ul_fdb_route). */
+export const FDB_ROUTE_SIZE = 24;
+/** Largest VXLAN network identifier (24 bits). */
+export const MAX_VNI = 0xffffff;
+
+/** What buildFdb needs to know about our own side. */
+export interface FdbDefaults {
+  readonly backend: Backend;
+  /** Port and VNI a peer gets when it does not name its own. */
+  readonly port: number;
+  readonly vni: number;
+  /** Family of our UDP socket: peers on the other family cannot be reached. */
+  readonly underlayFamily?: Family;
+  /** Own subnets: a peer claiming one of them is rejected. */
+  readonly ownSubnets?: readonly string[];
+}
+
+/** One peer of a built table. */
+export interface FdbPeer {
+  /** The peer, canonicalised (CIDR, IP and MAC text; port and VNI filled in). */
+  readonly peer: Peer;
+  /** Index in the snapshot's peer array. */
+  readonly index: number;
+  /** Counter slot, >= 1. */
+  readonly slot: number;
+  readonly underlay: IPAddr;
+  readonly port: number;
+  readonly vni: number;
+  /** 6 bytes (zeros for udp without a MAC). */
+  readonly mac: Uint8Array;
+}
+
+/** One route of a built table: a pod subnet behind a peer. */
+export interface FdbRoute {
+  readonly cidr: Cidr;
+  /** Index into FdbTable.peers. */
+  readonly peer: number;
+}
+
+function fdbError(message: string): UserlayError {
+  return new UserlayError('EFDB', message);
+}
+
+/**
+ * Counter slots by peer name, kept across FDB updates (slot 0 = totals).
+ * Slots are numbered 1..maxSlot; the lowest free one is handed out first.
+ */
+export class SlotAllocator {
+  private byName = new Map<string, number>();
+  private free: number[] = [];
+  private next = 1;
+
+  /** @param maxSlot highest slot the counters block holds. */
+  constructor(readonly maxSlot: number) {}
+
+  /** An independent copy (build against it, adopt it once the table is installed). */
+  clone(): SlotAllocator {
+    const c = new SlotAllocator(this.maxSlot);
+    for (const [name, s] of this.byName) c.byName.set(name, s);
+    c.free.push(...this.free);
+    c.next = this.next;
+    return c;
+  }
+
+  /** Current slot of `name`, if it has one. */
+  slotOf(name: string): number | undefined {
+    return this.byName.get(name);
+  }
+
+  /**
+   * Plan slots for exactly `names` without changing state. Returns the map
+   * and the slots handed out fresh (their counters should be zeroed before
+   * use). Throws EFDB when there are more peers than slots.
+   */
+  plan(names: readonly string[]): { slots: Map<string, number>; fresh: number[] } {
+    const wanted = new Set(names);
+    const slots = new Map<string, number>();
+    for (const name of names) {
+      const s = this.byName.get(name);
+      if (s !== undefined) slots.set(name, s);
+    }
+    // reuse only slots freed by earlier updates, then grow
+    const free = [...this.free].sort((a, b) => a - b);
+    let next = this.next;
+    const fresh: number[] = [];
+    for (const name of names) {
+      if (slots.has(name)) continue;
+      const s = free.shift() ?? next++;
+      if (s > this.maxSlot) throw fdbError(`too many peers: ${wanted.size} > ${this.maxSlot} counter slots`);
+      slots.set(name, s);
+      fresh.push(s);
+    }
+    return { slots, fresh };
+  }
+
+  /** Take over the state of `other` (a clone that a successful build committed to). */
+  adopt(other: SlotAllocator): void {
+    this.byName = new Map(other.byName);
+    this.free = [...other.free];
+    this.next = other.next;
+  }
+
+  /** Make a plan from plan() the current state: slots of vanished names become free. */
+  commit(slots: ReadonlyMap<string, number>): void {
+    const used = new Set(slots.values());
+    const released: number[] = [];
+    for (const [name, s] of this.byName) if (!slots.has(name)) released.push(s);
+    this.free = this.free.filter((s) => !used.has(s));
+    this.byName.clear();
+    for (const [name, s] of slots) {
+      this.byName.set(name, s);
+      if (s >= this.next) this.next = s + 1;
+    }
+    this.free.push(...released);
+  }
+}
+
+function checkRange(field: string, v: unknown, lo: number, hi: number): number {
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
+    throw fdbError(`${field}: ${String(v)} is not an integer in ${lo}..${hi}`);
+  }
+  return v;
+}
+
+function validatePeer(p: Peer, d: FdbDefaults): Omit<FdbPeer, 'index' | 'slot'> & { cidrs: Cidr[] } {
+  const where = `peer "${p.name}"`;
+  let underlay: IPAddr;
+  try {
+    underlay = parseIP(p.publicIP);
+  } catch (err) {
+    throw new UserlayError('EFDB', `${where} publicIP: ${(err as Error).message}`, { cause: err });
+  }
+  if (d.underlayFamily !== undefined && underlay.family !== d.underlayFamily) {
+    throw fdbError(`${where} publicIP ${p.publicIP} is IPv${underlay.family} but the underlay socket is IPv${d.underlayFamily}`);
+  }
+  const port = checkRange(`${where} port`, p.port ?? d.port, 1, 65535);
+  const vni = checkRange(`${where} vni`, p.vni ?? d.vni, 0, MAX_VNI);
+  let mac: Uint8Array = new Uint8Array(6);
+  if (p.vtepMAC !== undefined && p.vtepMAC !== '') {
+    try {
+      mac = parseMac(p.vtepMAC);
+    } catch (err) {
+      throw new UserlayError('EFDB', `${where} vtepMAC: ${(err as Error).message}`, { cause: err });
+    }
+  } else if (d.backend === 'vxlan') {
+    throw fdbError(`${where} vtepMAC: required for the vxlan backend`);
+  }
+  if (!Array.isArray(p.subnets) || p.subnets.length === 0) throw fdbError(`${where} subnets: at least one subnet is required`);
+  const cidrs = p.subnets.map((s) => {
+    let c: Cidr;
+    try {
+      c = parseCidr(s);
+    } catch (err) {
+      throw new UserlayError('EFDB', `${where} subnet: ${(err as Error).message}`, { cause: err });
+    }
+    if (c.hostBits) throw fdbError(`${where} subnet ${s}: host bits set (network is ${c.text})`);
+    for (const own of d.ownSubnets ?? []) {
+      if (parseCidr(own).text === c.text) throw fdbError(`${where} subnet ${c.text} is this node's own subnet`);
+    }
+    return c;
+  });
+  const peer: Peer = {
+    name: p.name,
+    subnets: cidrs.map((c) => c.text),
+    publicIP: formatIP(underlay.family, underlay.bytes),
+    ...(p.vtepMAC ? { vtepMAC: formatMac(mac) } : {}),
+    port,
+    vni,
+  };
+  return { peer, underlay, port, vni, mac, cidrs };
+}
+
+/** An immutable, validated FDB: peers with slots, routes, snapshot bytes. */
+export class FdbTable {
+  /** Routes grouped by family and prefix length, longest first, keyed by network bytes. */
+  private readonly lpm: Map<Family, Array<{ len: number; nets: Map<string, number> }>>;
+
+  /** @internal use buildFdb(). */
+  constructor(
+    readonly peers: readonly FdbPeer[],
+    readonly routes: readonly FdbRoute[],
+    /** Slots handed out fresh by this build (zero their counters before use). */
+    readonly freshSlots: readonly number[],
+  ) {
+    this.lpm = new Map();
+    for (const r of routes) {
+      const levels = this.lpm.get(r.cidr.family) ?? [];
+      let level = levels.find((l) => l.len === r.cidr.prefixLen);
+      if (!level) {
+        level = { len: r.cidr.prefixLen, nets: new Map() };
+        levels.push(level);
+        levels.sort((a, b) => b.len - a.len);
+      }
+      level.nets.set(Buffer.from(r.cidr.bytes).toString('hex'), r.peer);
+      this.lpm.set(r.cidr.family, levels);
+    }
+  }
+
+  /** Longest-prefix match of an inner address; undefined when no route covers it. */
+  lookup(address: string | IPAddr): FdbPeer | undefined {
+    const ip = typeof address === 'string' ? parseIP(address) : address;
+    for (const level of this.lpm.get(ip.family) ?? []) {
+      const hit = level.nets.get(Buffer.from(maskBytes(ip.bytes, level.len)).toString('hex'));
+      if (hit !== undefined) return this.peers[hit];
+    }
+    return undefined;
+  }
+
+  /** Canonical peers, in snapshot order. */
+  peerList(): Peer[] {
+    return this.peers.map((p) => p.peer);
+  }
+
+  /** Counter slot -> peer name. */
+  slotNames(): Map<number, string> {
+    return new Map(this.peers.map((p) => [p.slot, p.peer.name]));
+  }
+
+  /** Encode the native snapshot (struct ul_fdb_snapshot_hdr + peers + routes, little-endian). */
+  encode(): Uint8Array {
+    const size = FDB_HDR_SIZE + this.peers.length * FDB_PEER_SIZE + this.routes.length * FDB_ROUTE_SIZE;
+    const buf = new Uint8Array(size);
+    const dv = new DataView(buf.buffer);
+    dv.setUint32(0, FDB_MAGIC, true);
+    dv.setUint32(4, this.peers.length, true);
+    dv.setUint32(8, this.routes.length, true);
+    let off = FDB_HDR_SIZE;
+    for (const p of this.peers) {
+      dv.setUint8(off, p.underlay.family);
+      dv.setUint16(off + 2, p.port, true);
+      buf.set(p.underlay.bytes, off + 4);
+      buf.set(p.mac, off + 20);
+      dv.setUint32(off + 28, p.vni, true);
+      dv.setUint32(off + 32, p.slot, true);
+      off += FDB_PEER_SIZE;
+    }
+    for (const r of this.routes) {
+      dv.setUint8(off, r.cidr.family);
+      dv.setUint8(off + 1, r.cidr.prefixLen);
+      dv.setUint32(off + 4, r.peer, true);
+      buf.set(r.cidr.bytes, off + 8);
+      off += FDB_ROUTE_SIZE;
+    }
+    return buf;
+  }
+}
+
+/**
+ * Validate `peers` and build a table, assigning counter slots from `slots`.
+ * Throws UserlayError 'EFDB' naming the peer (and, for a subnet or underlay
+ * address claimed twice, both peers); on a throw `slots` is unchanged.
+ */
+export function buildFdb(peers: readonly Peer[], defaults: FdbDefaults, slots: SlotAllocator): FdbTable {
+  const names = new Set<string>();
+  const bySubnet = new Map<string, string>();
+  const byUnderlay = new Map<string, string>();
+  const checked = peers.map((p) => {
+    if (typeof p.name !== 'string' || p.name === '') throw fdbError('peer name: must be a non-empty string');
+    if (names.has(p.name)) throw fdbError(`peer "${p.name}" is listed twice`);
+    names.add(p.name);
+    const v = validatePeer(p, defaults);
+    for (const c of v.cidrs) {
+      const other = bySubnet.get(c.text);
+      if (other !== undefined) {
+        throw fdbError(other === p.name
+          ? `peer "${p.name}" lists subnet ${c.text} twice`
+          : `subnet ${c.text} is claimed by both peer "${other}" and peer "${p.name}"`);
+      }
+      bySubnet.set(c.text, p.name);
+    }
+    const other = byUnderlay.get(v.peer.publicIP);
+    if (other !== undefined) throw fdbError(`publicIP ${v.peer.publicIP} is used by both peer "${other}" and peer "${p.name}"`);
+    byUnderlay.set(v.peer.publicIP, p.name);
+    return v;
+  });
+  const plan = slots.plan(checked.map((v) => v.peer.name));
+  const fdbPeers: FdbPeer[] = checked.map((v, index) => ({
+    peer: v.peer, index, slot: plan.slots.get(v.peer.name)!, underlay: v.underlay, port: v.port, vni: v.vni, mac: v.mac,
+  }));
+  const routes: FdbRoute[] = checked.flatMap((v, index) => v.cidrs.map((cidr) => ({ cidr, peer: index })));
+  slots.commit(plan.slots);
+  return new FdbTable(fdbPeers, routes, plan.fresh);
+}

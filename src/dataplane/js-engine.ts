@@ -1,0 +1,195 @@
+/**
+ * The js engine: the portable reference path. Same wire format and counters
+ * as the native engine, but UDP goes through node core `dgram` and every
+ * packet passes the JS thread; the addon is used only for TUN I/O and for
+ * the codec (encap/decap against a NativeFdb), so both engines share one
+ * implementation of the wire format and of receive validation.
+ *
+ * Pipeline
+ *   tx:  addon.tunReader polls the TUN fd on the libuv loop and hands a batch
+ *        of Buffers, each [TX_HEADROOM | IP packet]
+ *        -> addon.encap in place (LPM lookup + VXLAN/Ethernet header)
+ *           miss: count no_route; ICMP unreachable via addon.icmpUnreach and
+ *           addon.tunWrite, rate-limited (token bucket 100/s, burst 50)
+ *        -> socket.send(buf, frameOff, frameLen, peer port, peer IP)
+ *        -> count tx packets/bytes (slot 0 and the peer's slot)
+ *   rx:  socket 'message' (datagram, rinfo)
+ *        -> addon.decap(buf, len, rinfo.address): all validation checks
+ *        -> addon.tunWrite(inner IP packet) (vnet header prepended there)
+ *        -> count rx packets/bytes or the drop reason
+ *   FDB: setFdb builds a NativeFdb with addon.fdbBuild and replaces the
+ *        reference; the JS thread is the only user, so no lock is needed.
+ */
+import dgram from 'node:dgram';
+import type { EncapResult, NativeAddon, NativeFdb, TunReader } from './addon.js';
+import { COUNTER, DROP, counterIndex } from './counters.js';
+import type { Engine, EngineKindImpl, EngineSetup } from './engine.js';
+import type { FdbTable } from './fdb.js';
+import { parseIP } from './net.js';
+
+/** ICMP error rate limit, the same as the native engine's. */
+const ICMP_RATE_PER_SEC = 100;
+const ICMP_BURST = 50;
+
+class TokenBucket {
+  private tokens: number;
+  private last: number;
+
+  constructor(private readonly rate: number, private readonly burst: number, private readonly now = () => performance.now()) {
+    this.tokens = burst;
+    this.last = now();
+  }
+
+  take(): boolean {
+    const t = this.now();
+    this.tokens = Math.min(this.burst, this.tokens + ((t - this.last) / 1000) * this.rate);
+    this.last = t;
+    if (this.tokens < 1) return false;
+    this.tokens -= 1;
+    return true;
+  }
+}
+
+class JsEngineImpl implements Engine {
+  private fdb: NativeFdb | undefined;
+  /** Per peer index of the current table: counter slot and underlay address. */
+  private peers: Array<{ slot: number; ip: string; port: number }> = [];
+  private reader: TunReader | undefined;
+  private readonly icmp = new TokenBucket(ICMP_RATE_PER_SEC, ICMP_BURST);
+  private readonly headroom: number;
+  private closed: Promise<void> | undefined;
+
+  constructor(private readonly setup: EngineSetup, private readonly socket: dgram.Socket) {
+    this.headroom = setup.addon.constants.TX_HEADROOM;
+  }
+
+  setFdb(table: FdbTable): void {
+    this.fdb = this.setup.addon.fdbBuild(table.encode());
+    this.peers = table.peers.map((p) => ({ slot: p.slot, ip: p.peer.publicIP, port: p.port }));
+  }
+
+  start(): void {
+    if (this.reader || this.closed) return;
+    const { addon, tunFd, batch, log } = this.setup;
+    this.socket.on('message', (msg, rinfo) => this.receive(msg, rinfo.address));
+    this.socket.on('error', (err) => log.warn('underlay socket error', { err }));
+    this.reader = addon.tunReader(tunFd, batch ?? 64, (packets, err) => {
+      if (!packets) {
+        // the reader stops polling after a hard read error: say so loudly
+        this.count(0, COUNTER.drops + DROP.tun_read);
+        log.error('TUN read failed, transmit stopped', { err });
+        return;
+      }
+      for (const p of packets) this.transmit(p);
+    });
+  }
+
+  private count(slot: number, offset: number, bytes?: number): void {
+    const c = this.setup.counters;
+    c[counterIndex(0, offset)]! += 1n;
+    if (slot > 0) c[counterIndex(slot, offset)]! += 1n;
+    if (bytes !== undefined) {
+      c[counterIndex(0, offset + 1)]! += BigInt(bytes);
+      if (slot > 0) c[counterIndex(slot, offset + 1)]! += BigInt(bytes);
+    }
+  }
+
+  private transmit(buf: Buffer): void {
+    const { addon, codec } = this.setup;
+    const len = buf.length - this.headroom;
+    const res: EncapResult | number = this.fdb
+      ? addon.encap(codec, this.fdb, buf, this.headroom, len)
+      : DROP.no_route;
+    if (typeof res === 'number') {
+      this.count(0, COUNTER.drops + res);
+      if (res === DROP.no_route) this.unreachable(buf.subarray(this.headroom));
+      return;
+    }
+    const peer = this.peers[res.peer]!;
+    this.socket.send(buf, res.frameOff, res.frameLen, peer.port, peer.ip, (err) => {
+      if (err) this.count(peer.slot, COUNTER.drops + DROP.udp_send);
+      else this.count(peer.slot, COUNTER.txPackets, len);
+    });
+  }
+
+  private unreachable(orig: Buffer): void {
+    const { addon, tunFd, icmpSrc4, icmpSrc6 } = this.setup;
+    const version = orig.length > 0 ? orig[0]! >> 4 : 0;
+    const src = version === 4 ? icmpSrc4 : version === 6 ? icmpSrc6 : undefined;
+    if (!src || !this.icmp.take()) return;
+    const reply = addon.icmpUnreach(orig, src);
+    if (!reply) return;
+    try {
+      addon.tunWrite(tunFd, reply, 0, reply.length);
+    } catch {
+      this.count(0, COUNTER.drops + DROP.tun_write);
+    }
+  }
+
+  private receive(msg: Buffer, from: string): void {
+    const { addon, codec, tunFd } = this.setup;
+    if (!this.fdb) {
+      this.count(0, COUNTER.drops + DROP.unknown_peer);
+      return;
+    }
+    const zone = from.indexOf('%');
+    const res = addon.decap(codec, this.fdb, msg, msg.length, zone < 0 ? from : from.slice(0, zone));
+    const slot = res.peer >= 0 ? (this.peers[res.peer]?.slot ?? 0) : 0;
+    if (res.reason !== 0) {
+      this.count(slot, COUNTER.drops + res.reason);
+      return;
+    }
+    try {
+      addon.tunWrite(tunFd, msg, res.pktOff, res.pktLen);
+      this.count(slot, COUNTER.rxPackets, res.pktLen);
+    } catch {
+      this.count(slot, COUNTER.drops + DROP.tun_write);
+    }
+  }
+
+  close(): Promise<void> {
+    this.closed ??= new Promise<void>((resolve) => {
+      this.reader?.stop();
+      this.reader = undefined;
+      this.fdb = undefined;
+      this.socket.close(() => resolve());
+    });
+    return this.closed;
+  }
+}
+
+function bindDgram(address: string, port: number): Promise<dgram.Socket> {
+  const type = parseIP(address).family === 6 ? 'udp6' : 'udp4';
+  const socket = dgram.createSocket({ type, reuseAddr: false, ipv6Only: type === 'udp6' });
+  return new Promise((resolve, reject) => {
+    const onError = (err: Error): void => {
+      socket.close();
+      reject(err);
+    };
+    socket.once('error', onError);
+    socket.bind({ address, port, exclusive: true }, () => {
+      socket.off('error', onError);
+      for (const set of [(n: number) => socket.setRecvBufferSize(n), (n: number) => socket.setSendBufferSize(n)]) {
+        try {
+          set(4 << 20);
+        } catch {
+          // the kernel caps it at net.core.[rw]mem_max; the default still works
+        }
+      }
+      resolve(socket);
+    });
+  });
+}
+
+/** The js engine kind: a node `dgram` socket and forwarding on the JS thread. */
+export const jsEngine: EngineKindImpl<dgram.Socket> = {
+  openSocket(_addon: NativeAddon, address, port) {
+    return bindDgram(address, port);
+  },
+  closeSocket(_addon, socket) {
+    return new Promise((resolve) => socket.close(() => resolve()));
+  },
+  create(setup, socket) {
+    return new JsEngineImpl(setup, socket);
+  },
+};

@@ -1,0 +1,186 @@
+/**
+ * Wire format through the addon's encap/decap (the one codec both engines
+ * use). The expected frames are written out by hand from RFC 7348 §5:
+ *
+ *   VXLAN header   08 000000 | VNI (3 bytes) | 00
+ *   inner Ethernet dst MAC (peer VTEP) | src MAC (own VTEP) | ethertype
+ *   inner IP packet
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import { type CodecConfig, type NativeAddon, type NativeFdb, loadAddon } from '../../src/dataplane/addon.js';
+import { DROP } from '../../src/dataplane/counters.js';
+import { SlotAllocator, buildFdb } from '../../src/dataplane/fdb.js';
+import type { Peer } from '../../src/dataplane/types.js';
+
+function maybeAddon(): NativeAddon | undefined {
+  try {
+    return loadAddon();
+  } catch {
+    return undefined;
+  }
+}
+const addon = maybeAddon();
+const skip = addon ? false : 'native addon not built (npm run build:native)';
+
+const hex = (s: string): Buffer => Buffer.from(s.replace(/[\s|]/g, ''), 'hex');
+
+// Node n1 (us): VTEP MAC 0a:58:c6:13:01:00, pods 198.19.1.0/24 and fd00:0:0:1::/64.
+// Peer n2: underlay 198.18.0.2, VTEP MAC 0a:58:c6:13:02:00, pods 198.19.2.0/24, fd00:0:0:2::/64.
+// Peer n3: underlay 198.18.0.3, pods 198.19.3.0/24.
+const ownMac = '0a:58:c6:13:01:00';
+const vxlan: CodecConfig = { mode: 'vxlan', vni: 1, mac: ownMac };
+const udp: CodecConfig = { mode: 'udp', vni: 0, mac: '00:00:00:00:00:00' };
+const peers: Peer[] = [
+  { name: 'n2', subnets: ['198.19.2.0/24', 'fd00:0:0:2::/64'], publicIP: '198.18.0.2', vtepMAC: '0a:58:c6:13:02:00' },
+  { name: 'n3', subnets: ['198.19.3.0/24'], publicIP: '198.18.0.3', vtepMAC: '0a:58:c6:13:03:00' },
+];
+function fdb(backend: 'vxlan' | 'udp'): NativeFdb {
+  return addon!.fdbBuild(buildFdb(peers, { backend, port: backend === 'vxlan' ? 8472 : 8285, vni: 1 }, new SlotAllocator(8)).encode());
+}
+
+// IPv4 ICMP echo request 198.19.1.2 -> 198.19.2.2, id 1 seq 1, no payload (28 bytes);
+// header checksum 0xebb5 and ICMP checksum 0xf7fd computed by hand (RFC 1071).
+const ping4 = '4500001c 00010000 4001ebb5 c6130102 c6130202 | 0800f7fd 00010001';
+// The reply direction: 198.19.2.2 -> 198.19.1.2 (same checksums: the sum is symmetric).
+const pong4 = '4500001c 00010000 4001ebb5 c6130202 c6130102 | 0800f7fd 00010001';
+// IPv6 ICMPv6 echo request fd00:0:0:1::2 -> fd00:0:0:2::2, payload length 8, hop limit 64
+// (the codec does not verify transport checksums).
+const ping6 = '60000000 0008 3a 40 fd000000000000010000000000000002 fd000000000000020000000000000002 | 80000000 00010001';
+const pong6 = '60000000 0008 3a 40 fd000000000000020000000000000002 fd000000000000010000000000000002 | 80000000 00010001';
+
+function encap(codec: CodecConfig, pkt: string): { peer: number; frame: string } | number {
+  const headroom = addon!.constants.TX_HEADROOM;
+  const p = hex(pkt);
+  const buf = Buffer.alloc(headroom + p.length);
+  p.copy(buf, headroom);
+  const r = addon!.encap(codec, fdb(codec.mode), buf, headroom, p.length);
+  if (typeof r === 'number') return r;
+  return { peer: r.peer, frame: buf.subarray(r.frameOff, r.frameOff + r.frameLen).toString('hex') };
+}
+
+test('vxlan encap: golden IPv4 frame (RFC 7348)', { skip }, () => {
+  const want = hex(`08 000000 000001 00 | 0a58c6130200 | 0a58c6130100 | 0800 | ${ping4}`).toString('hex');
+  assert.deepEqual(encap(vxlan, ping4), { peer: 0, frame: want });
+});
+
+test('vxlan encap: golden IPv6 frame, VNI in network order', { skip }, () => {
+  const want = hex(`08 000000 000001 00 | 0a58c6130200 | 0a58c6130100 | 86dd | ${ping6}`).toString('hex');
+  assert.deepEqual(encap(vxlan, ping6), { peer: 0, frame: want });
+  const bigVni = addon!.fdbBuild(buildFdb([{ ...peers[0]!, vni: 0xabcdef }], { backend: 'vxlan', port: 8472, vni: 1 }, new SlotAllocator(2)).encode());
+  const buf = Buffer.alloc(64 + 28);
+  hex(ping4).copy(buf, 64);
+  const r = addon!.encap(vxlan, bigVni, buf, 64, 28);
+  assert.ok(typeof r !== 'number');
+  assert.equal(buf.subarray(r.frameOff, r.frameOff + 8).toString('hex'), '08000000abcdef00');
+});
+
+test('udp encap: the payload is the IP packet itself', { skip }, () => {
+  assert.deepEqual(encap(udp, ping4), { peer: 0, frame: hex(ping4).toString('hex') });
+});
+
+test('encap drops: no route, malformed', { skip }, () => {
+  const toNowhere = '4500001c 00010000 40010000 c6130102 c6140202 | 0800f7fd 00010001'; // dst 198.20.2.2
+  assert.equal(encap(vxlan, toNowhere), DROP.no_route);
+  assert.equal(encap(vxlan, '4500001c 0001'), DROP.tx_malformed);
+  assert.equal(encap(vxlan, ping4.replace(/^45/, '55')), DROP.tx_malformed);
+  assert.equal(encap(vxlan, `${ping4} 00`), DROP.tx_malformed, 'read length must equal the IP length');
+});
+
+const good4 = `08 000000 000001 00 | 0a58c6130100 | 0a58c6130200 | 0800 | ${pong4}`;
+
+// malformed datagrams and the reason each must be dropped with
+const vxlanCases: Array<[string, string, string, keyof typeof DROP | 'ok']> = [
+  ['valid IPv4', good4, '198.18.0.2', 'ok'],
+  ['valid IPv6', `08 000000 000001 00 | 0a58c6130100 | 0a58c6130200 | 86dd | ${pong6}`, '198.18.0.2', 'ok'],
+  ['valid with Ethernet padding', `${good4} 000000000000`, '198.18.0.2', 'ok'],
+  ['empty', '', '198.18.0.2', 'short'],
+  ['VXLAN header only', '08000000 00000100', '198.18.0.2', 'short'],
+  ['inner IP header cut short', good4.slice(0, -30), '198.18.0.2', 'short'],
+  ['flags 0x0c (extra bit)', good4.replace(/^08/, '0c'), '198.18.0.2', 'bad_flags'],
+  ['flags 0x00 (I bit clear)', good4.replace(/^08/, '00'), '198.18.0.2', 'bad_flags'],
+  ['reserved byte 1 set', good4.replace(/^08 000000/, '08 010000'), '198.18.0.2', 'bad_flags'],
+  ['reserved byte 7 set', good4.replace(/^08 000000 000001 00/, '08 000000 000001 01'), '198.18.0.2', 'bad_flags'],
+  ['VNI 2', good4.replace(/^08 000000 000001/, '08 000000 000002'), '198.18.0.2', 'bad_vni'],
+  ['inner dst MAC not ours', good4.replace('0a58c6130100', '0a58c6130900'), '198.18.0.2', 'bad_mac'],
+  ['broadcast inner dst MAC', good4.replace('0a58c6130100', 'ffffffffffff'), '198.18.0.2', 'bad_mac'],
+  ['ethertype ARP', good4.replace('| 0800 |', '| 0806 |'), '198.18.0.2', 'malformed'],
+  ['ethertype IPv6, IPv4 inside', good4.replace('| 0800 |', '| 86dd |'), '198.18.0.2', 'malformed'],
+  ['IPv4 IHL 4', good4.replace('| 4500001c', '| 4400001c'), '198.18.0.2', 'malformed'],
+  ['IPv4 total length beyond datagram', good4.replace('| 4500001c', '| 4500001d'), '198.18.0.2', 'malformed'],
+  ['IPv4 total length below header', good4.replace('| 4500001c', '| 45000010'), '198.18.0.2', 'malformed'],
+  ['outer source not a peer', good4, '198.18.0.99', 'unknown_peer'],
+  ['outer source IPv6 not a peer', good4, 'fd00::2', 'unknown_peer'],
+  ['inner source from another peer (n3)', good4.replace('c6130202 c6130102', 'c6130302 c6130102'), '198.18.0.2', 'spoofed'],
+  ['inner source outside every subnet', good4.replace('c6130202 c6130102', 'c6140202 c6130102'), '198.18.0.2', 'spoofed'],
+];
+
+test('vxlan decap: table of malformed datagrams and their drop reasons', { skip }, () => {
+  const table = fdb('vxlan');
+  for (const [name, frame, from, want] of vxlanCases) {
+    const buf = hex(frame);
+    const r = addon!.decap(vxlan, table, buf, buf.length, from);
+    assert.equal(r.reason, want === 'ok' ? 0 : DROP[want], `${name}: reason ${r.reason}`);
+    if (want === 'ok') {
+      assert.equal(r.peer, 0, name);
+      assert.equal(r.pktOff, 22, name);
+      const inner = frame.includes('86dd') ? pong6 : pong4;
+      assert.equal(buf.subarray(r.pktOff, r.pktOff + r.pktLen).toString('hex'), hex(inner).toString('hex'), name);
+    }
+  }
+});
+
+test('decap never reads past len (a valid frame cut by len is short/malformed)', { skip }, () => {
+  const table = fdb('vxlan');
+  const buf = hex(good4);
+  for (let len = 0; len < buf.length; len++) {
+    const r = addon!.decap(vxlan, table, buf, len, '198.18.0.2');
+    assert.notEqual(r.reason, 0, `len ${len} passed`);
+  }
+  assert.equal(addon!.decap(vxlan, table, buf, buf.length, '198.18.0.2').reason, 0);
+});
+
+test('udp decap: raw IP packet, same validation after the header', { skip }, () => {
+  const table = fdb('udp');
+  const cases: Array<[string, string, string, keyof typeof DROP | 'ok']> = [
+    ['valid IPv4', pong4, '198.18.0.2', 'ok'],
+    ['valid IPv6', pong6, '198.18.0.2', 'ok'],
+    ['19 bytes', pong4.slice(0, 38 + 4), '198.18.0.2', 'short'],
+    ['IP version 5', pong4.replace(/^45/, '55'), '198.18.0.2', 'malformed'],
+    ['a VXLAN frame sent to a udp node', good4, '198.18.0.2', 'malformed'],
+    ['unknown peer', pong4, '198.18.0.7', 'unknown_peer'],
+    ['spoofed', pong4.replace('c6130202 c6130102', 'c6130302 c6130102'), '198.18.0.2', 'spoofed'],
+  ];
+  for (const [name, frame, from, want] of cases) {
+    const buf = hex(frame);
+    const r = addon!.decap(udp, table, buf, buf.length, from);
+    assert.equal(r.reason, want === 'ok' ? 0 : DROP[want], `${name}: reason ${r.reason}`);
+    if (want === 'ok') assert.equal(r.pktOff, 0, name);
+  }
+});
+
+test('encap then decap on the other side gives back the packet', { skip }, () => {
+  // n2's view: its peer n1 has our subnets and MAC
+  const n2codec: CodecConfig = { mode: 'vxlan', vni: 1, mac: '0a:58:c6:13:02:00' };
+  const n2fdb = addon!.fdbBuild(buildFdb([{ name: 'n1', subnets: ['198.19.1.0/24'], publicIP: '198.18.0.1', vtepMAC: ownMac }],
+    { backend: 'vxlan', port: 8472, vni: 1 }, new SlotAllocator(2)).encode());
+  const r = encap(vxlan, ping4);
+  assert.ok(typeof r !== 'number');
+  const frame = Buffer.from(r.frame, 'hex');
+  const d = addon!.decap(n2codec, n2fdb, frame, frame.length, '198.18.0.1');
+  assert.equal(d.reason, 0);
+  assert.equal(frame.subarray(d.pktOff, d.pktOff + d.pktLen).toString('hex'), hex(ping4).toString('hex'));
+});
+
+test('ICMP unreachable answers a packet to nowhere, quoting it', { skip }, () => {
+  const orig = hex('4500001c 00010000 4001ebb5 c6130102 c6140202 | 0800f7fd 00010001');
+  const reply = addon!.icmpUnreach(orig, '198.19.1.0');
+  assert.ok(reply);
+  assert.equal(reply[0]! >> 4, 4);
+  assert.equal(reply.subarray(12, 16).toString('hex'), 'c6130100', 'source is the given address');
+  assert.equal(reply.subarray(16, 20).toString('hex'), 'c6130102', 'sent back to the original source');
+  assert.equal(reply[20], 3, 'type 3 destination unreachable');
+  assert.ok(reply.subarray(28).toString('hex').startsWith(orig.toString('hex')), 'quotes the original');
+  // never an error about an error
+  assert.equal(addon!.icmpUnreach(reply, '198.19.1.0'), null);
+});

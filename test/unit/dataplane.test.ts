@@ -1,0 +1,164 @@
+/**
+ * openDataplane's setup order, rollback and FDB handling, against a fake
+ * addon that records every call (no privileges, no devices).
+ */
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import type { NativeAddon } from '../../src/dataplane/addon.js';
+import { COUNTER, DROP, DROP_COUNT, SLOT_WIDTH, counterIndex } from '../../src/dataplane/counters.js';
+import { openDataplane, validateDataplaneOptions } from '../../src/dataplane/dataplane.js';
+import type { DataplaneOptions, Peer } from '../../src/dataplane/types.js';
+import { UserlayError } from '../../src/errors.js';
+import { silentLogger } from '../../src/log.js';
+
+const opts: DataplaneOptions = {
+  backend: 'vxlan', engine: 'native', tunName: `ulF${process.pid % 100000}`, mtu: 1450, publicIP: '198.18.0.1', port: 8472, vni: 1,
+  vtepMAC: '0a:58:c6:12:00:01', ownSubnets: ['198.19.1.0/24'], networks: ['198.19.0.0/16', '198.18.128.0/17'], maxPeers: 4,
+};
+const n2: Peer = { name: 'n2', subnets: ['198.19.2.0/24'], publicIP: '198.18.0.2', vtepMAC: '0a:58:c6:12:00:02' };
+
+function errno(code: string): Error {
+  return Object.assign(new Error(`fake ${code}`), { code });
+}
+
+/** A fake addon: `calls` lists "name args"; `fail` makes one call throw. */
+function fakeAddon(fail: Record<string, (args: unknown[]) => Error | undefined> = {}) {
+  const calls: string[] = [];
+  let counters: BigUint64Array | undefined;
+  const snapshots: Uint8Array[] = [];
+  const rec = (name: string, ret?: (args: unknown[]) => unknown) => (...args: unknown[]) => {
+    const err = fail[name]?.(args);
+    calls.push(`${name} ${args.filter((a) => typeof a !== 'object').join(' ')}`.trim());
+    if (err) throw err;
+    return ret?.(args);
+  };
+  const addon = {
+    constants: { TX_HEADROOM: 64, SLOT_WIDTH, DROP_COUNT, drops: DROP },
+    udpOpen: rec('udpOpen', () => 7),
+    tunOpen: rec('tunOpen', (a) => ({ fd: 8, name: a[0] })),
+    close: rec('close'),
+    linkSet: rec('linkSet'),
+    addrAdd: rec('addrAdd'),
+    routeAdd: rec('routeAdd'),
+    routeDel: rec('routeDel'),
+    engineCreate: rec('engineCreate', (a) => {
+      counters = (a[0] as { counters: BigUint64Array }).counters;
+      return { engine: true };
+    }),
+    engineSetFdb: rec('engineSetFdb', (a) => snapshots.push(a[1] as Uint8Array)),
+    engineStart: rec('engineStart'),
+    engineStop: rec('engineStop'),
+    engineDestroy: rec('engineDestroy'),
+  } as unknown as NativeAddon;
+  return { addon, calls, snapshots, counters: () => counters! };
+}
+
+test('setup order: UDP socket first, then TUN, MTU/up, address, routes, engine', async () => {
+  const f = fakeAddon();
+  const dp = await openDataplane(opts, silentLogger, f.addon);
+  const t = opts.tunName;
+  assert.deepEqual(f.calls, [
+    'udpOpen 198.18.0.1 8472',
+    `tunOpen ${t} true`,
+    `linkSet ${t} 1450 true`,
+    `addrAdd ${t} 198.19.1.0 32`,
+    `routeAdd ${t} 198.19.0.0 16`,
+    `routeAdd ${t} 198.18.128.0 17`,
+    'engineCreate',
+    'engineSetFdb',
+    'engineStart',
+  ]);
+  assert.equal(f.counters().length, (4 + 1) * SLOT_WIDTH);
+  assert.equal(dp.tunName, t);
+  assert.deepEqual(dp.peers(), []);
+  await dp.close();
+});
+
+test('setPeers: installs a snapshot; a bad set throws EFDB and keeps the old one', async () => {
+  const f = fakeAddon();
+  const dp = await openDataplane(opts, silentLogger, f.addon);
+  dp.setPeers([n2]);
+  assert.equal(f.snapshots.length, 2);
+  assert.equal(f.snapshots[1]!.length, 16 + 40 + 24);
+  assert.equal(dp.peers()[0]!.name, 'n2');
+  assert.throws(() => dp.setPeers([n2, { ...n2, name: 'n3', publicIP: '198.18.0.3' }]),
+    (err: unknown) => err instanceof UserlayError && err.code === 'EFDB' && /"n2".*"n3"/.test(err.message));
+  assert.throws(() => dp.setPeers([{ ...n2, subnets: ['198.19.1.0/24'] }]), { code: 'EFDB' }, 'own subnet');
+  assert.equal(f.snapshots.length, 2, 'nothing handed to the engine');
+  assert.deepEqual(dp.peers().map((p) => p.name), ['n2']);
+  // counters are read from the block the engine was given, keyed by the peer's slot
+  const c = f.counters();
+  c[counterIndex(1, COUNTER.rxPackets)] = 5n;
+  c[counterIndex(0, COUNTER.rxPackets)] = 6n;
+  c[counterIndex(0, COUNTER.drops + DROP.bad_vni)] = 1n;
+  const s = dp.stats();
+  assert.equal(s.peers.n2!.rxPackets, 5n);
+  assert.equal(s.total.rxPackets, 6n);
+  assert.deepEqual(s.total.drops, { bad_vni: 1n });
+  assert.equal(s.fdbPeers, 1);
+  // a removed peer's slot is reused later with zeroed counters
+  dp.setPeers([]);
+  dp.setPeers([{ ...n2, name: 'n9' }]);
+  assert.equal(dp.stats().peers.n9!.rxPackets, 0n);
+  await dp.close();
+});
+
+test('close: stop engine, close socket, remove routes, close TUN; idempotent', async () => {
+  const f = fakeAddon();
+  const dp = await openDataplane(opts, silentLogger, f.addon);
+  f.calls.length = 0;
+  await Promise.all([dp.close(), dp.close()]);
+  await dp.close();
+  const t = opts.tunName;
+  assert.deepEqual(f.calls, ['engineStop', 'engineDestroy', 'close 7', `routeDel ${t} 198.19.0.0 16`, `routeDel ${t} 198.18.128.0 17`, 'close 8']);
+  assert.throws(() => dp.setPeers([n2]), { code: 'ECLOSED' });
+});
+
+test('port in use fails before anything else is created', async () => {
+  const f = fakeAddon({ udpOpen: () => errno('EADDRINUSE') });
+  await assert.rejects(openDataplane(opts, silentLogger, f.addon), (err: unknown) =>
+    err instanceof UserlayError && err.code === 'EADDRINUSE' && /port in use/.test(err.message));
+  assert.deepEqual(f.calls, ['udpOpen 198.18.0.1 8472']);
+});
+
+test('no permission for the TUN: hint, and the socket is closed again', async () => {
+  const f = fakeAddon({ tunOpen: () => errno('EPERM') });
+  await assert.rejects(openDataplane(opts, silentLogger, f.addon), (err: unknown) =>
+    err instanceof UserlayError && err.code === 'EPERM' && /needs CAP_NET_ADMIN/.test(err.message));
+  assert.deepEqual(f.calls, ['udpOpen 198.18.0.1 8472', `tunOpen ${opts.tunName} true`, 'close 7']);
+});
+
+test('a failure halfway undoes every step in reverse', async () => {
+  const f = fakeAddon({ routeAdd: (a) => (a[1] === '198.18.128.0' ? errno('EEXIST') : undefined) });
+  await assert.rejects(openDataplane(opts, silentLogger, f.addon), { code: 'EEXIST' });
+  const t = opts.tunName;
+  assert.deepEqual(f.calls.slice(-4), [`routeAdd ${t} 198.18.128.0 17`, `routeDel ${t} 198.19.0.0 16`, 'close 8', 'close 7']);
+  const g = fakeAddon({ engineStart: () => errno('EAGAIN') });
+  await assert.rejects(openDataplane(opts, silentLogger, g.addon), { code: 'EAGAIN' });
+  assert.deepEqual(g.calls.slice(-7), ['engineStart', 'engineStop', 'engineDestroy', 'close 7',
+    `routeDel ${t} 198.18.128.0 17`, `routeDel ${t} 198.19.0.0 16`, 'close 8']);
+});
+
+test('options are validated before any system call, naming the option', async () => {
+  const bad: Array<[Partial<DataplaneOptions>, string]> = [
+    [{ backend: 'gre' as 'vxlan' }, 'backend'],
+    [{ engine: 'fast' as 'js' }, 'engine'],
+    [{ tunName: 'x'.repeat(16) }, 'tunName'],
+    [{ mtu: 100 }, 'mtu'],
+    [{ publicIP: '198.18.0.300' }, 'publicIP'],
+    [{ port: 0 }, 'port'],
+    [{ vni: -1 }, 'vni'],
+    [{ vtepMAC: 'x' }, 'vtepMAC'],
+    [{ networks: [] }, 'networks'],
+    [{ ownSubnets: ['198.20.1.0/24'] }, 'ownSubnets'],
+    [{ ownSubnets: ['fd00:0:0:1::/64'], networks: ['fd00::/48'], mtu: 1200 }, 'mtu'],
+  ];
+  for (const [over, field] of bad) {
+    assert.throws(() => validateDataplaneOptions({ ...opts, ...over }), (err: unknown) => err instanceof UserlayError && err.field === field, field);
+    const f = fakeAddon();
+    await assert.rejects(openDataplane({ ...opts, ...over }, silentLogger, f.addon), { code: 'EUSAGE' });
+    assert.deepEqual(f.calls, []);
+  }
+  // udp needs no MAC
+  assert.doesNotThrow(() => validateDataplaneOptions({ ...opts, backend: 'udp', vtepMAC: '' }));
+});

@@ -1,0 +1,114 @@
+/**
+ * Flags and validated configuration of `userlay agent` in kube mode. Everything here is
+ * checked before anything is configured, so bad input is one line naming the field, exit 2.
+ */
+import { usageError } from '../errors.js';
+import { parseLogLevel, type LogLevel } from '../log.js';
+import type { EngineKind } from '../dataplane/types.js';
+import { loadNetConf, type NetConf } from '../control/net-conf.js';
+import { DEFAULT_SUBNET_FILE } from '../control/subnet-env.js';
+import { DEFAULT_STATE_DIR } from '../control/snapshot-store.js';
+import { DEFAULT_ANNOTATION_PREFIX } from '../control/kube/lease.js';
+import { resolveNodeName } from '../control/kube/identity.js';
+import { parseListenAddress } from './status-server.js';
+import { type FlagSpec, flagInt, flagList, flagString, parseFlags } from './flags.js';
+
+/** Flags of kube mode. */
+export const kubeAgentFlags: readonly FlagSpec[] = [
+  { name: 'kubeconfig', kind: 'string', help: 'kubeconfig file (default: in-cluster service account)' },
+  { name: 'node-name', kind: 'string', help: 'this Node\'s name (default: $NODE_NAME)' },
+  { name: 'net-conf', kind: 'string', help: 'flannel-style net-conf.json (Network, IPv6Network, EnableIPv4/6, Backend)' },
+  { name: 'network', kind: 'string', help: 'cluster network CIDR when no --net-conf is given' },
+  { name: 'backend', kind: 'string', help: 'override Backend.Type: vxlan or udp' },
+  { name: 'vni', kind: 'int', help: 'override Backend.VNI' },
+  { name: 'port', kind: 'int', help: 'override Backend.Port (default 8472 vxlan, 8285 udp)' },
+  { name: 'mtu', kind: 'int', help: 'TUN (= pod) MTU (default: underlay MTU minus encapsulation overhead)' },
+  { name: 'iface', kind: 'list', help: 'underlay interface name or IP (repeatable: the first that exists)' },
+  { name: 'iface-regex', kind: 'list', help: 'regex over interface names and addresses (repeatable)' },
+  { name: 'iface-can-reach', kind: 'string', help: 'use the interface that routes to this address' },
+  { name: 'public-ip', kind: 'string', help: 'address published to peers (default: the underlay address)' },
+  { name: 'annotation-prefix', kind: 'string', default: DEFAULT_ANNOTATION_PREFIX,
+    help: 'Node annotation prefix; flannel.alpha.coreos.com interoperates with flannel vxlan nodes' },
+  { name: 'state-dir', kind: 'string', default: DEFAULT_STATE_DIR, help: 'FDB snapshot and VTEP MAC directory' },
+  { name: 'subnet-file', kind: 'string', default: DEFAULT_SUBNET_FILE, help: 'subnet.env written for the CNI plugin' },
+  { name: 'ip-masq', kind: 'bool', help: 'value of FLANNEL_IPMASQ in subnet.env (masquerading is done by the CNI side)' },
+  { name: 'status-addr', kind: 'string', help: 'HOST:PORT for /healthz /readyz /metrics /debug' },
+  { name: 'log-level', kind: 'string', default: 'info', help: 'debug, info, warn or error' },
+  { name: 'engine', kind: 'string', default: 'native', help: 'forwarding engine: native or js' },
+  { name: 'tun', kind: 'string', default: 'userlay0', help: 'TUN device name' },
+  { name: 'resync-period', kind: 'int', default: 300, help: 'seconds between full peer resyncs (0: none)' },
+];
+
+/** Synopsis for --help. */
+export const kubeAgentSynopsis =
+  'usage: userlay agent --kubeconfig FILE [--node-name NAME] [--net-conf FILE | --network CIDR]\n' +
+  '                     [--backend vxlan|udp] [--vni N] [--port N] [--mtu N] [--iface NAME|IP]...\n' +
+  '                     [--iface-regex RE]... [--iface-can-reach IP] [--public-ip IP]\n' +
+  '                     [--annotation-prefix P] [--state-dir DIR] [--subnet-file FILE]\n' +
+  '                     [--status-addr HOST:PORT] [--engine native|js] [--tun NAME] [--resync-period S]';
+
+/** Validated kube-mode configuration. */
+export interface KubeAgentConfig {
+  readonly kubeconfig: string | undefined;
+  readonly nodeName: string;
+  readonly netConf: NetConf;
+  readonly iface: string[];
+  readonly ifaceRegex: string[];
+  readonly ifaceCanReach: string | undefined;
+  readonly publicIP: string | undefined;
+  readonly prefix: string;
+  readonly stateDir: string;
+  readonly subnetFile: string;
+  readonly ipMasq: boolean;
+  readonly statusAddr: string | undefined;
+  readonly logLevel: LogLevel;
+  readonly engine: EngineKind;
+  readonly tunName: string;
+  /** Full resync period, ms (0 = none). */
+  readonly resyncMs: number;
+}
+
+/** Parse and check the flags (reads --net-conf). Throws EUSAGE naming the field. */
+export async function parseKubeConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<KubeAgentConfig> {
+  const f = parseFlags(kubeAgentFlags, argv);
+  const logText = flagString(f, 'log-level')!;
+  const logLevel = parseLogLevel(logText);
+  if (!logLevel) throw usageError('--log-level', `"${logText}" is not one of debug, info, warn, error`);
+  const engine = flagString(f, 'engine')!;
+  if (engine !== 'native' && engine !== 'js') throw usageError('--engine', `"${engine}" is not native or js`);
+  const tunName = flagString(f, 'tun')!;
+  if (tunName.length === 0 || tunName.length > 15 || /[\s/:%]/.test(tunName)) {
+    throw usageError('--tun', `"${tunName}" is not a valid interface name (1-15 characters, no spaces, "/", ":" or "%")`);
+  }
+  const statusAddr = flagString(f, 'status-addr');
+  if (statusAddr !== undefined) parseListenAddress(statusAddr);
+  const prefix = flagString(f, 'annotation-prefix')!;
+  if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(prefix) || prefix.length > 253) {
+    throw usageError('--annotation-prefix', `"${prefix}" is not a DNS subdomain`);
+  }
+  const resync = flagInt(f, 'resync-period')!;
+  if (resync < 0) throw usageError('--resync-period', `${resync} is negative`);
+  const nodeName = resolveNodeName(flagString(f, 'node-name'), env);
+  const netConf = await loadNetConf(flagString(f, 'net-conf'), {
+    backend: flagString(f, 'backend'), vni: flagInt(f, 'vni'), port: flagInt(f, 'port'), mtu: flagInt(f, 'mtu'),
+    network: flagString(f, 'network'),
+  });
+  return {
+    kubeconfig: flagString(f, 'kubeconfig'),
+    nodeName,
+    netConf,
+    iface: flagList(f, 'iface'),
+    ifaceRegex: flagList(f, 'iface-regex'),
+    ifaceCanReach: flagString(f, 'iface-can-reach'),
+    publicIP: flagString(f, 'public-ip'),
+    prefix,
+    stateDir: flagString(f, 'state-dir')!,
+    subnetFile: flagString(f, 'subnet-file')!,
+    ipMasq: f['ip-masq'] === true,
+    statusAddr,
+    logLevel,
+    engine,
+    tunName,
+    resyncMs: resync * 1000,
+  };
+}

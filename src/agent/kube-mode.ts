@@ -1,0 +1,336 @@
+/**
+ * `userlay agent` in kube mode: the peer set comes from the Node objects of the cluster.
+ *
+ * Start-up, step by step (each step keeps /readyz at 503 with the reason until it is done):
+ *   1. config: flags and net-conf (bad input: one line naming the field, exit 2)
+ *   2. state: load the FDB snapshot and the VTEP MAC from --state-dir
+ *   3. identity: fetch the own Node until it has podCIDR(s) inside the network, with backoff.
+ *      API unreachable and a snapshot present: bring the data plane up from the snapshot now and
+ *      keep forwarding while the retries go on.
+ *   4. underlay: interface, bind address, public IP (flag > public-ip-overwrite annotation)
+ *   5. data plane: open (or keep the one started from the snapshot when nothing changed)
+ *   6. lease: merge-patch the annotations and NetworkUnavailable=False (retried until it works)
+ *   7. informer + level-triggered sync: every change recomputes the peer set; each new set is
+ *      applied to the data plane and saved to the snapshot
+ *   8. subnet.env for the CNI plugin, then "agent ready"
+ * SIGINT/SIGTERM: stop the informer (for good), close the data plane, exit 0.
+ */
+import type { V1Node } from '@kubernetes/client-node';
+import { UserlayError } from '../errors.js';
+import { createLogger, type Logger } from '../log.js';
+import type { Dataplane, DataplaneOptions, Peer } from '../dataplane/types.js';
+import { encapOverhead } from '../dataplane/mtu.js';
+import { exponentialBackoff, systemClock, type Clock } from '../control/backoff.js';
+import { networkList } from '../control/net-conf.js';
+import { SnapshotStore, type OwnLease, type Snapshot } from '../control/snapshot-store.js';
+import { writeSubnetEnv } from '../control/subnet-env.js';
+import { pickUnderlay, systemHost, type UnderlayHost } from '../control/underlay.js';
+import { createNodeApi, loadKubeConfig, type NodeApi } from '../control/kube/client.js';
+import { sleep, waitForOwnNode } from '../control/kube/identity.js';
+import { makeNodeInformer, RestartingInformer, type NodeInformer } from '../control/kube/informer.js';
+import { annotationNames, leasePatch, loadOrCreateVtepMac, publishLease, type LeaseInfo } from '../control/kube/lease.js';
+import { PeerSync } from '../control/kube/sync.js';
+import { formatUsage, wantsHelp } from './flags.js';
+import { kubeAgentFlags, kubeAgentSynopsis, parseKubeConfig, type KubeAgentConfig } from './kube-config.js';
+import { metricFamily, startStatusServer } from './status-server.js';
+
+/** What the agent talks to; tests replace any of them. */
+export interface KubeAgentDeps {
+  api: NodeApi;
+  /** A Node informer whose list and watch go to the API server; onListed after each list. */
+  makeInformer(onListed: () => void): NodeInformer;
+  openDataplane(opts: DataplaneOptions, log: Logger): Promise<Dataplane>;
+  host?: UnderlayHost;
+  clock?: Clock;
+  /** Restart backoff of the informer (tests make it short). */
+  informerBackoffMs?: { initialMs: number; maxMs: number };
+}
+
+/** A running kube-mode agent. */
+export class KubeAgent {
+  private dp: Dataplane | undefined;
+  private sync: PeerSync | undefined;
+  private informer: RestartingInformer | undefined;
+  private readonly abort = new AbortController();
+  private readonly store: SnapshotStore;
+  private readonly clock: Clock;
+  private waiting = 'starting';
+  private leasePublished = false;
+  private republishing = false;
+  private listed = false;
+  private subnetEnvWritten = false;
+  private own: OwnLease | undefined;
+  /** Resolves when start-up finished (ready), rejects on a fatal start-up error. */
+  readonly started: Promise<void>;
+
+  constructor(readonly cfg: KubeAgentConfig, private readonly deps: KubeAgentDeps, private readonly log: Logger) {
+    this.store = new SnapshotStore(cfg.stateDir);
+    this.clock = deps.clock ?? systemClock;
+    this.started = this.run();
+    this.started.catch(() => {});
+  }
+
+  /** The data plane, once up. */
+  dataplane(): Dataplane | undefined {
+    return this.dp;
+  }
+
+  /** Readiness: lease published, FDB synced from the API, TUN up, subnet.env written. */
+  ready(): { ready: boolean; reasons: string[] } {
+    const reasons: string[] = [];
+    if (this.waiting !== '') reasons.push(this.waiting);
+    if (!this.dp) reasons.push('data plane (TUN) not up');
+    if (!this.leasePublished) reasons.push('lease not published');
+    if (!this.listed || this.sync?.lastSyncAt === undefined) reasons.push('FDB not synced from the API server yet');
+    if (!this.subnetEnvWritten) reasons.push('subnet.env not written');
+    return { ready: reasons.length === 0, reasons };
+  }
+
+  /** Extra Prometheus lines: informer restarts, seconds since the last sync, skipped nodes. */
+  metrics(): string {
+    const last = this.sync?.lastSyncAt;
+    return [
+      metricFamily('userlay_informer_restarts_total', 'counter', 'Node informer restarts after errors.', [{ value: this.informer?.restarts ?? 0 }]),
+      metricFamily('userlay_seconds_since_last_sync', 'gauge', 'Seconds since the peer set was last reconciled (NaN: never).',
+        [{ value: last === undefined ? NaN : (this.clock.now() - last) / 1000 }]),
+      metricFamily('userlay_desired_peers', 'gauge', 'Peers the last reconcile computed.', [{ value: this.sync?.current().length ?? 0 }]),
+      metricFamily('userlay_ready', 'gauge', '1 when /readyz is 200.', [{ value: this.ready().ready ? 1 : 0 }]),
+    ].join('');
+  }
+
+  /** Stop: informer (for good), sync timers, data plane. Idempotent. */
+  async stop(): Promise<void> {
+    this.abort.abort();
+    this.sync?.stop();
+    await this.informer?.stop();
+    await this.store.flush();
+    const dp = this.dp;
+    this.dp = undefined;
+    await dp?.close();
+  }
+
+  private get stopped(): boolean {
+    return this.abort.signal.aborted;
+  }
+
+  private async run(): Promise<void> {
+    const { cfg, log } = this;
+    const netConf = cfg.netConf;
+    let snapshot: Snapshot | undefined;
+    try {
+      snapshot = await this.store.load();
+    } catch (err) {
+      log.warn('ignoring unreadable FDB snapshot', { err });
+    }
+    if (snapshot && (snapshot.own.nodeName !== cfg.nodeName || snapshot.own.backend !== netConf.backend)) {
+      log.warn('ignoring FDB snapshot of another node or backend', { snapshotNode: snapshot.own.nodeName, backend: snapshot.own.backend });
+      snapshot = undefined;
+    }
+    const vtepMAC = await loadOrCreateVtepMac(cfg.stateDir, log);
+
+    // 3. identity; with the API down, forward from the snapshot meanwhile
+    let fromSnapshot: Promise<void> | undefined;
+    const ownNode = await waitForOwnNode({
+      api: this.deps.api, nodeName: cfg.nodeName, networks: netConf.networks, log, clock: this.clock, signal: this.abort.signal,
+      onWaiting: (kind, message) => {
+        this.waiting = `own node not usable: ${message}`;
+        if (kind === 'unreachable' && snapshot && !this.dp && !fromSnapshot) fromSnapshot = this.startFromSnapshot(snapshot);
+      },
+    });
+    await fromSnapshot;
+    if (this.stopped) return;
+    this.waiting = '';
+
+    // 4. underlay, MTU
+    const names = annotationNames(cfg.prefix);
+    const preferred = netConf.networks[4] !== undefined ? 4 : 6;
+    const underlay = await pickUnderlay({
+      iface: cfg.iface, ifaceRegex: cfg.ifaceRegex, ifaceCanReach: cfg.ifaceCanReach, publicIP: cfg.publicIP,
+      publicIPOverwrite: ownNode.node.metadata?.annotations?.[names.publicIPOverwrite[preferred]], family: preferred,
+    }, this.deps.host ?? systemHost);
+    const mtu = netConf.mtu ?? underlay.mtu - encapOverhead(netConf.backend, underlay.family);
+    const own: OwnLease = {
+      nodeName: cfg.nodeName, subnets: ownNode.subnets, networks: networkList(netConf), publicIP: underlay.bindIP,
+      vtepMAC, backend: netConf.backend, vni: netConf.vni, port: netConf.port, mtu,
+    };
+    this.own = own;
+    log.info('underlay', { iface: underlay.iface, bindIP: underlay.bindIP, publicIP: underlay.publicIP, how: underlay.how, underlayMTU: underlay.mtu });
+
+    // 5. data plane (reuse the snapshot's when the lease is the same)
+    if (this.dp && !sameLease(snapshot?.own, own)) {
+      log.warn('own lease changed since the snapshot; restarting the data plane', { subnets: own.subnets });
+      const old = this.dp;
+      this.dp = undefined;
+      await old.close();
+    }
+    if (!this.dp) {
+      this.dp = await this.deps.openDataplane(dataplaneOptions(cfg, own), log);
+      if (snapshot && sameLease(snapshot.own, own)) {
+        this.dp.setPeers(snapshot.peers);
+        log.info('forwarding from the FDB snapshot until the first sync', { peers: snapshot.peers.length });
+      }
+    }
+    if (this.stopped) return this.stop();
+
+    // 6. lease
+    const lease: LeaseInfo = { backend: own.backend, vni: own.vni, vtepMAC, publicIP: underlay.publicIP, family: underlay.family };
+    await this.retry('publish lease', () => publishLease(this.deps.api, cfg.nodeName, cfg.prefix, lease, log));
+    this.leasePublished = true;
+    if (this.stopped) return;
+
+    // 7. informer + sync
+    const dp = this.dp;
+    const informer = this.deps.makeInformer(() => {
+      this.listed = true;
+      sync.trigger();
+    });
+    const sync = new PeerSync({
+      cache: informer,
+      config: { nodeName: cfg.nodeName, prefix: cfg.prefix, backend: own.backend, networks: netConf.networks, ownSubnets: own.subnets, underlayFamily: underlay.family,
+        ownPublicIP: underlay.publicIP },
+      apply: (peers: readonly Peer[]) => {
+        dp.setPeers(peers);
+        this.store.saveLatest(own, peers, (err) => log.error('saving the FDB snapshot failed', { err }));
+      },
+      log, clock: this.clock, resyncMs: cfg.resyncMs, initial: dp.peers(), cacheSynced: () => this.listed,
+    });
+    this.sync = sync;
+    informer.on('change', () => sync.trigger());
+    const ownChanged = (node: V1Node): void => {
+      if (node.metadata?.name === cfg.nodeName) this.checkOwnLease(node, lease);
+    };
+    informer.on('add', ownChanged);
+    informer.on('update', ownChanged);
+    const backoff = this.deps.informerBackoffMs;
+    this.informer = new RestartingInformer({ informer, log, clock: this.clock, ...(backoff ? { backoff: exponentialBackoff(backoff) } : {}) });
+    await this.informer.start();
+    sync.start();
+    if (this.stopped) return this.stop();
+
+    // 8. subnet.env
+    await this.retry('write subnet.env', () => writeSubnetEnv(cfg.subnetFile, { networks: netConf.networks, ownSubnets: own.subnets, mtu, ipMasq: cfg.ipMasq }));
+    this.subnetEnvWritten = true;
+    while (!this.ready().ready && !this.stopped) await sleep(this.clock, 50, this.abort.signal);
+    if (this.stopped) return;
+    log.info('agent ready', {
+      tun: dp.tunName, mtu, podMTU: mtu, backend: own.backend, engine: cfg.engine, publicIP: underlay.publicIP,
+      subnets: own.subnets, vtepMAC, peers: sync.current().length,
+    });
+    log.info(`pods must use MTU ${mtu}`, { podMTU: mtu });
+  }
+
+  /**
+   * Re-publish the lease when the own Node lost or changed its annotations (the Node was
+   * deleted and re-registered, or someone edited them). One re-publish runs at a time.
+   */
+  private checkOwnLease(node: V1Node, lease: LeaseInfo): void {
+    if (this.republishing || this.stopped) return;
+    const want = (leasePatch(this.cfg.prefix, lease) as { metadata: { annotations: Record<string, string> } }).metadata.annotations;
+    const have = node.metadata?.annotations ?? {};
+    if (Object.entries(want).every(([k, v]) => have[k] === v)) return;
+    this.republishing = true;
+    this.log.warn('own lease annotations missing or changed; publishing again', { node: this.cfg.nodeName });
+    void this.retry('publish lease', () => publishLease(this.deps.api, this.cfg.nodeName, this.cfg.prefix, lease, this.log))
+      .catch((err: unknown) => this.log.error('re-publishing the lease failed', { err }))
+      .finally(() => { this.republishing = false; });
+  }
+
+  private async startFromSnapshot(snapshot: Snapshot): Promise<void> {
+    try {
+      const dp = await this.deps.openDataplane(dataplaneOptions(this.cfg, snapshot.own), this.log);
+      if (this.stopped) {
+        await dp.close();
+        return;
+      }
+      dp.setPeers(snapshot.peers);
+      this.dp = dp;
+      this.log.warn('API server unreachable: forwarding from the FDB snapshot', { peers: snapshot.peers.length, savedAt: new Date(snapshot.savedAt).toISOString() });
+    } catch (err) {
+      this.log.error('starting from the FDB snapshot failed', { err });
+    }
+  }
+
+  private async retry(what: string, fn: () => Promise<void>): Promise<void> {
+    const backoff = exponentialBackoff({ initialMs: 500, maxMs: 15_000 });
+    for (;;) {
+      if (this.stopped) return;
+      try {
+        await fn();
+        if (this.waiting.startsWith(what)) this.waiting = '';
+        return;
+      } catch (err) {
+        if (err instanceof UserlayError && err.code === 'EUSAGE') throw err;
+        this.waiting = `${what} failed: ${(err as Error).message}`;
+        this.log.warn(`${what} failed; retrying`, { err });
+        await sleep(this.clock, backoff.next(), this.abort.signal);
+      }
+    }
+  }
+}
+
+function sameLease(a: OwnLease | undefined, b: OwnLease): boolean {
+  return a !== undefined && JSON.stringify({ ...a }) === JSON.stringify({ ...b });
+}
+
+function dataplaneOptions(cfg: KubeAgentConfig, own: OwnLease): DataplaneOptions {
+  return {
+    backend: own.backend, engine: cfg.engine, tunName: cfg.tunName, mtu: own.mtu, publicIP: own.publicIP,
+    port: own.port, vni: own.vni, vtepMAC: own.vtepMAC, ownSubnets: own.subnets, networks: own.networks,
+  };
+}
+
+/** The real dependencies: client-node against --kubeconfig or in-cluster, the real data plane. */
+export async function realDeps(cfg: KubeAgentConfig): Promise<KubeAgentDeps> {
+  const kc = loadKubeConfig(cfg.kubeconfig);
+  const api = createNodeApi(kc);
+  const { openDataplane } = await import('../dataplane/dataplane.js');
+  return {
+    api,
+    makeInformer: (onListed) => makeNodeInformer(kc, () => api.listNodes(), { onListed }),
+    openDataplane,
+  };
+}
+
+/** Run kube mode until SIGINT/SIGTERM. Rejects on bad input (before configuring anything). */
+export async function runKubeAgent(argv: string[]): Promise<void> {
+  if (wantsHelp(argv)) {
+    process.stdout.write(formatUsage(kubeAgentFlags, kubeAgentSynopsis));
+    return;
+  }
+  const cfg = await parseKubeConfig(argv);
+  const log = createLogger(cfg.logLevel).with({ node: cfg.nodeName });
+  const agent = new KubeAgent(cfg, await realDeps(cfg), log);
+  const status = cfg.statusAddr === undefined ? undefined : await startStatusServer(cfg.statusAddr, {
+    dataplane: () => agent.dataplane(), ready: () => agent.ready(), metrics: () => agent.metrics(),
+  }, log).catch(async (err: unknown) => {
+    await agent.stop();
+    throw err;
+  });
+  const keepAlive = setInterval(() => {}, 1 << 30);
+  let stopping = false;
+  const stop = (signal: string): void => {
+    if (stopping) return;
+    stopping = true;
+    log.info('stopping', { signal });
+    clearInterval(keepAlive);
+    void (async () => {
+      try {
+        await status?.close();
+        await agent.stop();
+      } finally {
+        process.exit(0);
+      }
+    })();
+  };
+  process.on('SIGINT', () => stop('SIGINT'));
+  process.on('SIGTERM', () => stop('SIGTERM'));
+  try {
+    await agent.started;
+  } catch (err) {
+    if (stopping) return; // SIGTERM while starting: the stop handler exits 0
+    clearInterval(keepAlive);
+    await status?.close();
+    await agent.stop();
+    throw err;
+  }
+}

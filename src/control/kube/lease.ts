@@ -1,0 +1,129 @@
+/**
+ * This node's lease, published as annotations on its Node object (flannel's kube subnet
+ * manager contract, so a userlay node and flannel vxlan nodes can share a cluster):
+ *
+ *   <prefix>/backend-type          "vxlan" | "udp"
+ *   <prefix>/backend-data          {"VNI":1,"VtepMAC":"0a:58:c6:13:01:00"}
+ *   <prefix>/public-ip             underlay address peers send to (public-ipv6 for an IPv6 underlay)
+ *   <prefix>/kube-subnet-manager   "true"
+ *
+ * plus the NetworkUnavailable=False condition, in one JSON merge patch on nodes/{name}/status.
+ *
+ * The default prefix is `userlay.io`: a userlay-only cluster never mistakes flannel's leftovers
+ * for live leases. `--annotation-prefix flannel.alpha.coreos.com` makes the agent read and write
+ * exactly flannel's annotations, for mixed clusters.
+ *
+ * The VTEP MAC is generated once and kept in `<state dir>/vtep-mac`, so peers' FDB entries for
+ * this node stay valid across restarts.
+ */
+import { readFile } from 'node:fs/promises';
+import { join } from 'node:path';
+import { errorCode, wrapSystemError } from '../../errors.js';
+import type { Logger } from '../../log.js';
+import type { Backend } from '../../dataplane/types.js';
+import { canonicalMac, randomMac, type Family } from '../../dataplane/net.js';
+import { writeFileAtomic } from '../atomic-file.js';
+import type { V1NodeCondition } from '@kubernetes/client-node';
+import type { NodeApi } from './client.js';
+
+/** The default annotation prefix. */
+export const DEFAULT_ANNOTATION_PREFIX = 'userlay.io';
+/** flannel's prefix, for clusters mixing userlay and flannel nodes. */
+export const FLANNEL_ANNOTATION_PREFIX = 'flannel.alpha.coreos.com';
+
+/** Full annotation names for one prefix. */
+export interface AnnotationNames {
+  readonly backendType: string;
+  readonly backendData: string;
+  /** Public IP by underlay family. */
+  readonly publicIP: Record<Family, string>;
+  /** Operator-set override of the public IP, by family. */
+  readonly publicIPOverwrite: Record<Family, string>;
+  readonly kubeSubnetManager: string;
+}
+
+/** Annotation names under `prefix` (same suffixes as flannel). */
+export function annotationNames(prefix: string): AnnotationNames {
+  return {
+    backendType: `${prefix}/backend-type`,
+    backendData: `${prefix}/backend-data`,
+    publicIP: { 4: `${prefix}/public-ip`, 6: `${prefix}/public-ipv6` },
+    publicIPOverwrite: { 4: `${prefix}/public-ip-overwrite`, 6: `${prefix}/public-ipv6-overwrite` },
+    kubeSubnetManager: `${prefix}/kube-subnet-manager`,
+  };
+}
+
+/** The lease this node publishes. */
+export interface LeaseInfo {
+  readonly backend: Backend;
+  readonly vni: number;
+  readonly vtepMAC: string;
+  readonly publicIP: string;
+  readonly family: Family;
+}
+
+/** The backend-data JSON text, byte-compatible with flannel's vxlan backend. */
+export function backendData(lease: LeaseInfo): string {
+  return JSON.stringify({ VNI: lease.vni, VtepMAC: lease.vtepMAC });
+}
+
+/**
+ * The merge patch body for nodes/{name}/status. A merge patch replaces lists whole, so the
+ * conditions list is the node's current one (`current`) with NetworkUnavailable replaced.
+ */
+export function leasePatch(prefix: string, lease: LeaseInfo, current: readonly V1NodeCondition[] = [], now: Date = new Date()): object {
+  const names = annotationNames(prefix);
+  const ts = now.toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const previous = current.find((c) => c.type === 'NetworkUnavailable');
+  const ours = {
+    type: 'NetworkUnavailable',
+    status: 'False',
+    reason: 'UserlayIsUp',
+    message: 'userlay is running on this node',
+    lastTransitionTime: previous?.status === 'False' && previous.lastTransitionTime ? previous.lastTransitionTime : ts,
+    lastHeartbeatTime: ts,
+  };
+  return {
+    metadata: {
+      annotations: {
+        [names.backendType]: lease.backend,
+        [names.backendData]: backendData(lease),
+        [names.publicIP[lease.family]]: lease.publicIP,
+        [names.kubeSubnetManager]: 'true',
+      },
+    },
+    status: { conditions: [...current.filter((c) => c.type !== 'NetworkUnavailable'), ours] },
+  };
+}
+
+/**
+ * Publish the lease: read the node (for its current conditions), then one merge patch.
+ * Throws UserlayError from the API client.
+ */
+export async function publishLease(api: NodeApi, nodeName: string, prefix: string, lease: LeaseInfo, log: Logger): Promise<void> {
+  const node = await api.getNode(nodeName);
+  await api.patchNodeStatus(nodeName, leasePatch(prefix, lease, node.status?.conditions ?? []));
+  log.info('lease published', { node: nodeName, backend: lease.backend, publicIP: lease.publicIP, vtepMAC: lease.vtepMAC });
+}
+
+/**
+ * The node's VTEP MAC: read from `<stateDir>/vtep-mac`, or generated (random, locally
+ * administered, unicast) and saved there atomically on first start.
+ */
+export async function loadOrCreateVtepMac(stateDir: string, log: Logger): Promise<string> {
+  const path = join(stateDir, 'vtep-mac');
+  try {
+    const text = (await readFile(path, 'utf8')).trim();
+    try {
+      return canonicalMac(text);
+    } catch {
+      log.warn('vtep-mac file is malformed; generating a new MAC', { path, content: text.slice(0, 40) });
+    }
+  } catch (err) {
+    if (errorCode(err) !== 'ENOENT') throw wrapSystemError(`read ${path}`, err);
+  }
+  const mac = randomMac();
+  await writeFileAtomic(path, mac + '\n');
+  log.info('generated VTEP MAC', { path, vtepMAC: mac });
+  return mac;
+}

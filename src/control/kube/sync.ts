@@ -1,0 +1,370 @@
+/**
+ * Level-triggered peer sync: Node objects in, one whole Peer[] out.
+ *
+ * Every change (and a periodic resync) recomputes the desired peer set from the informer's
+ * cache — never from the event alone — and hands it to the data plane only when it differs
+ * from the set last applied. Nothing lives only in events, so a missed DELETE, a relist after
+ * 410, or a restart from a snapshot all converge to the same answer.
+ *
+ * A node becomes a peer when it has podCIDR(s) inside the cluster network, the backend-type
+ * annotation equal to ours, valid backend-data and a public IP for our underlay family. The own
+ * node is never a peer. Two nodes claiming overlapping subnets or the same public IP: the older
+ * Node (creationTimestamp, then name) wins, the other is skipped and the conflict logged (the data
+ * plane would refuse the whole set otherwise). Skip reasons are logged when a
+ * node's state changes, not on every recompute.
+ */
+import type { V1Node } from '@kubernetes/client-node';
+import type { Logger } from '../../log.js';
+import type { Backend, Peer } from '../../dataplane/types.js';
+import { canonicalIP, canonicalMac, cidrContains, familyBytes, isIP, parseCidr, type Family } from '../../dataplane/net.js';
+import { systemClock, type Clock } from '../backoff.js';
+import { annotationNames } from './lease.js';
+
+/** What the sync needs to know about this node and cluster. */
+export interface SyncConfig {
+  /** Own node name (excluded). */
+  readonly nodeName: string;
+  readonly prefix: string;
+  readonly backend: Backend;
+  /** Enabled cluster networks by family. */
+  readonly networks: Partial<Record<Family, string>>;
+  /** Own pod subnets: a peer claiming an overlapping one is a conflict the own node wins. */
+  readonly ownSubnets: readonly string[];
+  /** Underlay family: which public-ip annotation is read. */
+  readonly underlayFamily: Family;
+  /** Own published underlay address: a peer claiming it is a conflict the own node wins. */
+  readonly ownPublicIP?: string;
+}
+
+/** A node turned into a peer, or the reason it was not. */
+export type NodeVerdict = { ok: true; peer: Peer } | { ok: false; reason: string };
+
+/** Result of one recompute. */
+export interface DesiredPeers {
+  /** Peers sorted by name. */
+  readonly peers: Peer[];
+  /** Skipped node name -> reason. */
+  readonly skipped: Map<string, string>;
+  /** peerSetKey(peers), built from per-peer keys cached with the verdicts. */
+  readonly key: string;
+}
+
+/** Pod subnets of a node (spec.podCIDRs, else spec.podCIDR), as given. */
+export function nodePodCidrs(node: V1Node): string[] {
+  const list = node.spec?.podCIDRs;
+  if (list && list.length > 0) return [...list];
+  return node.spec?.podCIDR ? [node.spec.podCIDR] : [];
+}
+
+/**
+ * The node's subnets of the enabled families, canonical; an error text when one lies
+ * outside its network or is malformed, or when none is assigned.
+ */
+export function nodeSubnets(node: V1Node, networks: Partial<Record<Family, string>>): string[] | string {
+  const raw = nodePodCidrs(node);
+  if (raw.length === 0) return 'no podCIDR assigned yet';
+  const out: string[] = [];
+  for (const text of raw) {
+    let c;
+    try {
+      c = parseCidr(text);
+    } catch {
+      return `podCIDR ${text} is malformed`;
+    }
+    const network = networks[c.family];
+    if (network === undefined) continue;
+    if (!cidrContains(network, c)) return `podCIDR ${text} is outside the cluster network ${network}`;
+    out.push(c.text);
+  }
+  if (out.length === 0) return `no podCIDR of an enabled family (has ${raw.join(', ')})`;
+  return out;
+}
+
+/** Turn one Node into a Peer, or say why not. Does not check conflicts. */
+export function nodeToPeer(node: V1Node, cfg: SyncConfig): NodeVerdict {
+  const name = node.metadata?.name ?? '';
+  if (name === '') return { ok: false, reason: 'node has no name' };
+  if (name === cfg.nodeName) return { ok: false, reason: 'own node' };
+  const ann = node.metadata?.annotations ?? {};
+  const names = annotationNames(cfg.prefix);
+  const subnets = nodeSubnets(node, cfg.networks);
+  if (typeof subnets === 'string') return { ok: false, reason: subnets };
+  const type = ann[names.backendType];
+  if (type === undefined) return { ok: false, reason: `no ${names.backendType} annotation (lease not published yet)` };
+  if (type !== cfg.backend) return { ok: false, reason: `backend-type ${type} does not match ours (${cfg.backend})` };
+  const ip = ann[names.publicIP[cfg.underlayFamily]];
+  if (ip === undefined) return { ok: false, reason: `no ${names.publicIP[cfg.underlayFamily]} annotation` };
+  if (!isIP(ip)) return { ok: false, reason: `${names.publicIP[cfg.underlayFamily]} "${ip}" is not an IP address` };
+  const peer: { -readonly [K in keyof Peer]: Peer[K] } = { name, subnets, publicIP: canonicalIP(ip) };
+  const dataText = ann[names.backendData];
+  if (dataText !== undefined && dataText !== '' && dataText !== 'null') {
+    let data: { VNI?: unknown; VtepMAC?: unknown };
+    try {
+      data = JSON.parse(dataText) as typeof data;
+    } catch {
+      return { ok: false, reason: `${names.backendData} is not JSON` };
+    }
+    if (data && typeof data.VNI === 'number' && Number.isInteger(data.VNI) && data.VNI > 0) peer.vni = data.VNI;
+    if (data && typeof data.VtepMAC === 'string') {
+      try {
+        peer.vtepMAC = canonicalMac(data.VtepMAC);
+      } catch {
+        return { ok: false, reason: `${names.backendData} VtepMAC "${data.VtepMAC}" is not a MAC address` };
+      }
+    }
+  }
+  if (cfg.backend === 'vxlan' && peer.vtepMAC === undefined) return { ok: false, reason: `no VtepMAC in ${names.backendData}` };
+  return { ok: true, peer };
+}
+
+/** A subnet as a bit string ("4:" + prefixLen bits): a prefix of it is an ancestor subnet. */
+function subnetBits(subnet: string): string {
+  const c = parseCidr(subnet);
+  let bits = '';
+  for (let i = 0; i < familyBytes(c.family); i++) bits += c.bytes[i]!.toString(2).padStart(8, '0');
+  return `${c.family}:${bits.slice(0, c.prefixLen)}`;
+}
+
+/**
+ * Every overlapping pair among `subnets` (bit strings, see subnetBits), found in O(n log n):
+ * sorted lexicographically, the subnets containing an entry are exactly the open chain of
+ * prefixes before it. Returns, per owner index, the owners it overlaps and on which subnet.
+ */
+function overlaps(subnets: ReadonlyArray<{ bits: string; owner: number; text: string }>): Map<number, Array<{ other: number; subnet: string }>> {
+  const sorted = [...subnets].sort((x, y) => (x.bits < y.bits ? -1 : x.bits > y.bits ? 1 : 0));
+  const out = new Map<number, Array<{ other: number; subnet: string }>>();
+  const add = (i: number, other: number, subnet: string) => {
+    let l = out.get(i);
+    if (!l) out.set(i, (l = []));
+    l.push({ other, subnet });
+  };
+  const chain: Array<{ bits: string; owner: number; text: string }> = [];
+  for (const e of sorted) {
+    while (chain.length > 0 && !e.bits.startsWith(chain[chain.length - 1]!.bits)) chain.pop();
+    for (const c of chain) {
+      if (c.owner === e.owner) continue;
+      add(e.owner, c.owner, e.text);
+      add(c.owner, e.owner, c.text);
+    }
+    chain.push(e);
+  }
+  return out;
+}
+
+function created(node: V1Node): number {
+  const t = node.metadata?.creationTimestamp;
+  const ms = t === undefined ? NaN : new Date(t as unknown as string).getTime();
+  return Number.isNaN(ms) ? Number.MAX_SAFE_INTEGER : ms;
+}
+
+/** A node's verdict with what conflict resolution needs, cached per Node object. */
+type Candidate = { ok: true; peer: Peer; created: number; bits: string[]; key: string } | { ok: false; reason: string };
+
+/**
+ * Per-object verdict cache: the informer replaces a Node object on every update, so an
+ * object's verdict never changes and a recompute over 5,000 nodes costs map lookups only.
+ * Valid for one SyncConfig.
+ */
+export type VerdictCache = WeakMap<V1Node, Candidate>;
+
+/** A fresh verdict cache. */
+export function newVerdictCache(): VerdictCache {
+  return new WeakMap();
+}
+
+function candidate(node: V1Node, cfg: SyncConfig, cache?: VerdictCache): Candidate {
+  let c = cache?.get(node);
+  if (c === undefined) {
+    const v = nodeToPeer(node, cfg);
+    c = v.ok ? { ok: true, peer: v.peer, created: created(node), bits: v.peer.subnets.map(subnetBits), key: peerKey(v.peer) } : v;
+    cache?.set(node, c);
+  }
+  return c;
+}
+
+/** Compute the desired peer set from all known nodes. Pure (the cache only memoises). */
+export function computePeers(nodes: readonly V1Node[], cfg: SyncConfig, cache?: VerdictCache): DesiredPeers {
+  const skipped = new Map<string, string>();
+  const candidates: Array<Extract<Candidate, { ok: true }>> = [];
+  for (const node of nodes) {
+    const v = candidate(node, cfg, cache);
+    if (v.ok) candidates.push(v);
+    else if (v.reason !== 'own node') skipped.set(node.metadata?.name ?? '', v.reason);
+  }
+  candidates.sort((a, b) => a.created - b.created || (a.peer.name < b.peer.name ? -1 : a.peer.name > b.peer.name ? 1 : 0));
+  const OWN = -1;
+  const subnets = cfg.ownSubnets.map((text) => ({ bits: subnetBits(text), owner: OWN, text }));
+  candidates.forEach((c, i) => c.bits.forEach((bits, k) => subnets.push({ bits, owner: i, text: c.peer.subnets[k]! })));
+  const clashes = overlaps(subnets);
+  const accepted = new Set<number>([OWN]);
+  const underlay = new Map<string, string>();
+  if (cfg.ownPublicIP !== undefined) underlay.set(canonicalIP(cfg.ownPublicIP), cfg.nodeName);
+  const nameOf = (i: number) => (i === OWN ? 'this node' : candidates[i]!.peer.name);
+  const peers: Peer[] = [];
+  const keys = new Map<string, string>();
+  candidates.forEach(({ peer, key }, i) => {
+    const clash = clashes.get(i)?.find((x) => accepted.has(x.other));
+    if (clash) {
+      skipped.set(peer.name, `conflict: subnet ${clash.subnet} overlaps one claimed by ${nameOf(clash.other)}`);
+      return;
+    }
+    const ipOwner = underlay.get(peer.publicIP);
+    if (ipOwner !== undefined) {
+      skipped.set(peer.name, `conflict: public IP ${peer.publicIP} is already used by ${ipOwner === cfg.nodeName ? 'this node' : ipOwner}`);
+      return;
+    }
+    accepted.add(i);
+    underlay.set(peer.publicIP, peer.name);
+    peers.push(peer);
+    keys.set(peer.name, key);
+  });
+  peers.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
+  return { peers, skipped, key: peers.map((p) => keys.get(p.name)!).join('\n') };
+}
+
+function peerKey(p: Peer): string {
+  return JSON.stringify([p.name, [...p.subnets].sort(), p.publicIP, p.vtepMAC ?? null, p.port ?? null, p.vni ?? null]);
+}
+
+/** A canonical text of a peer set, for equality. */
+export function peerSetKey(peers: readonly Peer[]): string {
+  return [...peers].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map(peerKey).join('\n');
+}
+
+/** Options of PeerSync. */
+export interface PeerSyncOptions {
+  /** The informer's cache. */
+  cache: { list(): V1Node[] };
+  config: SyncConfig;
+  /** Apply a new peer set (data plane + snapshot). Throwing keeps the previous set as applied. */
+  apply(peers: readonly Peer[]): Promise<void> | void;
+  log: Logger;
+  clock?: Clock;
+  /** Full resync period, ms (0 = none). */
+  resyncMs?: number;
+  /** The set already in force at start (e.g. from the snapshot). */
+  initial?: readonly Peer[];
+  /**
+   * False until the cache holds a full list: an empty cache before the first list must not
+   * wipe a set restored from the snapshot (default: always true).
+   */
+  cacheSynced?(): boolean;
+}
+
+/** Keeps the data plane's peer set equal to what the cache says. */
+export class PeerSync {
+  private applied: readonly Peer[];
+  private appliedKey: string;
+  private lastSkipped = new Map<string, string>();
+  private readonly verdicts = newVerdictCache();
+  private running = false;
+  private pending = false;
+  private scheduled: unknown;
+  private resyncTimer: unknown;
+  private stopped = false;
+  private readonly clock: Clock;
+  /** Clock time of the last completed sync (whether or not it changed anything). */
+  lastSyncAt: number | undefined;
+  /** Number of times a new set was applied. */
+  applyCount = 0;
+
+  constructor(private readonly opts: PeerSyncOptions) {
+    this.clock = opts.clock ?? systemClock;
+    this.applied = opts.initial ?? [];
+    this.appliedKey = peerSetKey(this.applied);
+  }
+
+  /** The peer set last applied. */
+  current(): readonly Peer[] {
+    return this.applied;
+  }
+
+  /** Ask for a recompute soon; many triggers in one tick coalesce into one. */
+  trigger(): void {
+    if (this.stopped || this.scheduled !== undefined) return;
+    this.scheduled = this.clock.setTimeout(() => {
+      this.scheduled = undefined;
+      void this.syncNow();
+    }, 0);
+  }
+
+  /** Start the periodic full resync. */
+  start(): void {
+    const period = this.opts.resyncMs ?? 0;
+    if (period <= 0 || this.stopped) return;
+    const tick = () => {
+      if (this.stopped) return;
+      void this.syncNow(true).finally(() => {
+        if (!this.stopped) this.resyncTimer = this.clock.setTimeout(tick, period);
+      });
+    };
+    this.resyncTimer = this.clock.setTimeout(tick, period);
+  }
+
+  /** Stop timers; later triggers do nothing. */
+  stop(): void {
+    this.stopped = true;
+    if (this.scheduled !== undefined) this.clock.clearTimeout(this.scheduled);
+    if (this.resyncTimer !== undefined) this.clock.clearTimeout(this.resyncTimer);
+    this.scheduled = undefined;
+    this.resyncTimer = undefined;
+  }
+
+  /**
+   * Recompute and apply when changed (`force` re-applies even when equal — the periodic
+   * resync repairs a data plane that drifted). Returns true when a set was applied.
+   */
+  async syncNow(force = false): Promise<boolean> {
+    if (this.running) {
+      this.pending = true;
+      return false;
+    }
+    this.running = true;
+    try {
+      let changed = false;
+      do {
+        this.pending = false;
+        changed = (await this.once(force)) || changed;
+      } while (this.pending && !this.stopped);
+      return changed;
+    } finally {
+      this.running = false;
+    }
+  }
+
+  private async once(force: boolean): Promise<boolean> {
+    if (this.opts.cacheSynced && !this.opts.cacheSynced()) return false;
+    const { peers, skipped, key } = computePeers(this.opts.cache.list(), this.opts.config, this.verdicts);
+    this.logSkips(skipped);
+    let changed = false;
+    if (key !== this.appliedKey || force) {
+      try {
+        await this.opts.apply(peers);
+        if (key !== this.appliedKey) {
+          this.opts.log.info('peers applied', { peers: peers.length, previous: this.applied.length });
+          changed = true;
+          this.applyCount++;
+        }
+        this.applied = peers;
+        this.appliedKey = key;
+      } catch (err) {
+        this.opts.log.error('applying peers failed; previous set stays in force', { err, peers: peers.length });
+        return false;
+      }
+    }
+    this.lastSyncAt = this.clock.now();
+    return changed;
+  }
+
+  private logSkips(skipped: Map<string, string>): void {
+    for (const [node, reason] of skipped) {
+      if (this.lastSkipped.get(node) === reason) continue;
+      if (reason.startsWith('conflict')) this.opts.log.warn('node skipped: subnet conflict', { node, reason });
+      else this.opts.log.info('node skipped', { node, reason });
+    }
+    for (const node of this.lastSkipped.keys()) {
+      if (!skipped.has(node)) this.opts.log.info('node no longer skipped (usable now, or gone)', { node });
+    }
+    this.lastSkipped = skipped;
+  }
+}

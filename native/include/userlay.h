@@ -256,6 +256,19 @@ int ul_icmp_unreach(const uint8_t *orig, size_t orig_len,
  * actual name (IFNAMSIZ) is written to name_out. Returns the fd or -errno. */
 int ul_tun_open(const char *name, int vnet_hdr, char name_out[16]);
 
+/* MTU of the interface behind a TUN fd (TUNGETIFF + SIOCGIFMTU), or -errno. */
+int ul_tun_mtu(int fd);
+
+/*
+ * A VXLAN GSO skb that crossed a veth reaches a plain UDP socket unsegmented,
+ * so a received inner TCP packet may be longer than the TUN MTU. For such a
+ * packet (IPv4/IPv6 TCP, len > mtu) fill *vh to ask the kernel for TCP
+ * segmentation at mss = mtu - IP - TCP header, set the TCP checksum field to
+ * the pseudo-header sum (partial, as TSO expects) and return 1; otherwise
+ * return 0 and touch nothing.
+ */
+int ul_tun_gso_for_rx(uint8_t *pkt, size_t len, int mtu, struct ul_vnet_hdr *vh);
+
 /* Open a non-blocking UDP socket bound to addr:port (any address when
  * addr == NULL, family then from `family`), SO_RCVBUF/SO_SNDBUF raised.
  * Returns the fd or -errno (-EADDRINUSE when the port is taken). */

@@ -1,0 +1,177 @@
+/*
+ * TUN device: open /dev/net/tun and attach it to a (new or existing) layer-3
+ * interface.
+ *
+ * The device is not made persistent, so it disappears when the last fd that
+ * holds it is closed; a crashed agent therefore leaves no TUN behind.
+ */
+#include "userlay.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/if.h>
+#include <linux/if_tun.h>
+#include <string.h>
+#include <sys/ioctl.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+/*
+ * TUN devices start with a 500-packet queue; when the engine falls behind a
+ * burst, the kernel drops at that queue and TCP backs off (retransmits seen
+ * in the lab at 500, none at 1000). 1000 is the Ethernet default: same
+ * bufferbloat budget as any NIC. Best effort: the device works without it.
+ */
+#define UL_TUN_TXQLEN 1000
+
+static void set_txqueuelen(const char *ifname)
+{
+  struct ifreq ifr;
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+
+  if (s < 0)
+    return;
+  memset(&ifr, 0, sizeof(ifr));
+  memcpy(ifr.ifr_name, ifname, IFNAMSIZ);
+  ifr.ifr_qlen = UL_TUN_TXQLEN;
+  (void)ioctl(s, SIOCSIFTXQLEN, &ifr);
+  close(s);
+}
+
+int ul_tun_open(const char *name, int vnet_hdr, char name_out[16])
+{
+  struct ifreq ifr;
+  int fd;
+
+  if (name == NULL || strlen(name) >= IFNAMSIZ)
+    return -EINVAL;
+
+  fd = open("/dev/net/tun", O_RDWR | O_NONBLOCK | O_CLOEXEC);
+  if (fd < 0)
+    return -errno;
+
+  memset(&ifr, 0, sizeof(ifr));
+  memcpy(ifr.ifr_name, name, strlen(name));
+  ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  if (vnet_hdr)
+    ifr.ifr_flags |= IFF_VNET_HDR;
+
+  if (ioctl(fd, TUNSETIFF, &ifr) < 0)
+    goto fail;
+
+  if (vnet_hdr) {
+    /* 10 is the kernel default, but say it explicitly: every offset in the
+     * engine depends on it (UL_VNET_HDR_LEN). */
+    int sz = UL_VNET_HDR_LEN;
+    if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0)
+      goto fail;
+  }
+
+  set_txqueuelen(ifr.ifr_name);
+  memcpy(name_out, ifr.ifr_name, IFNAMSIZ);
+  name_out[IFNAMSIZ - 1] = '\0';
+  return fd;
+
+fail:
+  {
+    int err = errno;
+    close(fd);
+    return -err;
+  }
+}
+
+/*
+ * MTU of the interface behind a TUN fd (TUNGETIFF, then SIOCGIFMTU), or
+ * -errno.
+ */
+int ul_tun_mtu(int fd)
+{
+  struct ifreq ifr;
+  int s, err = 0;
+
+  memset(&ifr, 0, sizeof(ifr));
+  if (ioctl(fd, TUNGETIFF, &ifr) < 0)
+    return -errno;
+  s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (s < 0)
+    return -errno;
+  if (ioctl(s, SIOCGIFMTU, &ifr) < 0)
+    err = -errno;
+  close(s);
+  return err < 0 ? err : ifr.ifr_mtu;
+}
+
+/*
+ * Received TCP super-segments.
+ *
+ * A VXLAN GSO skb that crosses veth (the kernel vxlan device of a neighbour
+ * in the same host, or a lab) reaches a plain UDP socket unsegmented: the
+ * kernel only splits UDP_L4/fraglist GSO for sockets that did not ask for it
+ * (udp_unexpected_gso), not SKB_GSO_UDP_TUNNEL. So a datagram may carry an
+ * inner TCP packet of many MSS. Written to the TUN as is, it is larger than
+ * the next hop's MTU and dropped. Instead we hand it to the kernel as a GSO
+ * packet: the virtio-net header asks for TCP segmentation at
+ * mss = mtu - IP header - TCP header (the size the sender's MSS was derived
+ * from, as pod MTU = TUN MTU), with the TCP checksum left partial (the field
+ * set to the pseudo-header sum over the whole length, as the kernel's TSO
+ * path expects). TUN accepts GSO from user space whatever TUNSETOFFLOAD says.
+ *
+ * Returns 1 and overwrites *vh (and the TCP checksum field) when the packet
+ * is an IPv4 or IPv6 (no extension headers) TCP packet longer than mtu;
+ * 0 and leaves both alone otherwise.
+ */
+#define VIRTIO_GSO_TCPV4 1
+#define VIRTIO_GSO_TCPV6 4
+#define VIRTIO_GSO_ECN 0x80
+#define TCP_PROTO 6
+
+int ul_tun_gso_for_rx(uint8_t *pkt, size_t len, int mtu, struct ul_vnet_hdr *vh)
+{
+  size_t l3, thl, addr_off, addr_len;
+  unsigned version;
+  uint32_t sum;
+  uint16_t partial;
+
+  if (mtu <= 0 || len <= (size_t)mtu || len > UL_MAX_PACKET || len < 20)
+    return 0;
+  version = pkt[0] >> 4;
+  if (version == 4) {
+    l3 = (size_t)(pkt[0] & 0x0f) * 4;
+    if (l3 < 20 || pkt[9] != TCP_PROTO ||
+        (((pkt[6] << 8) | pkt[7]) & 0x3fff) != 0) /* MF or offset: fragment */
+      return 0;
+    addr_off = 12;
+    addr_len = 4;
+  } else if (version == 6) {
+    l3 = 40;
+    if (len < l3 || pkt[6] != TCP_PROTO)
+      return 0;
+    addr_off = 8;
+    addr_len = 16;
+  } else {
+    return 0;
+  }
+  if (len < l3 + 20)
+    return 0;
+  thl = (size_t)(pkt[l3 + 12] >> 4) * 4;
+  if (thl < 20 || l3 + thl >= len || (size_t)mtu <= l3 + thl)
+    return 0;
+
+  /* pseudo header: addresses, protocol, TCP length; folded, not inverted */
+  sum = ul_csum_partial(pkt + addr_off, 2 * addr_len,
+                        TCP_PROTO + (uint32_t)(len - l3));
+  partial = (uint16_t)~ul_csum_fold(sum);
+  pkt[l3 + 16] = (uint8_t)(partial >> 8);
+  pkt[l3 + 17] = (uint8_t)partial;
+
+  memset(vh, 0, sizeof(*vh));
+  vh->flags = UL_VNET_F_NEEDS_CSUM;
+  vh->gso_type = version == 4 ? VIRTIO_GSO_TCPV4 : VIRTIO_GSO_TCPV6;
+  if (pkt[l3 + 13] & 0x80) /* CWR: the kernel clears it after the first */
+    vh->gso_type |= VIRTIO_GSO_ECN;
+  vh->hdr_len = (uint16_t)(l3 + thl);
+  vh->gso_size = (uint16_t)((size_t)mtu - l3 - thl);
+  vh->csum_start = (uint16_t)l3;
+  vh->csum_offset = 16;
+  return 1;
+}

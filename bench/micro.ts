@@ -1,0 +1,111 @@
+/**
+ * Micro benchmarks (tinybench): per-packet encap/decap cost through the
+ * addon, FDB lookup, and building an FDB for 5000 peers (JS validation +
+ * snapshot encoding, and the native table build).
+ *
+ *   node dist/bench/micro.js [--json FILE]
+ *
+ * Needs the built addon, no privileges. Numbers are for comparing changes on
+ * one machine; nothing here is asserted.
+ */
+import { writeFileSync } from 'node:fs';
+import { Bench } from 'tinybench';
+import { loadAddon, type CodecConfig } from '../src/dataplane/addon.js';
+import { SlotAllocator, buildFdb } from '../src/dataplane/fdb.js';
+import type { Peer } from '../src/dataplane/types.js';
+
+const PEERS = 5000;
+const PACKET = 1400;
+
+/** Peer k: a /29 pod subnet in 198.19.0.0/16 and an underlay IP in 198.18.0.0/16. */
+function peer(k: number): Peer {
+  const n = k + 1;
+  const mac = `02:75:6c:${((n >> 16) & 255).toString(16).padStart(2, '0')}:${((n >> 8) & 255).toString(16).padStart(2, '0')}:${(n & 255).toString(16).padStart(2, '0')}`;
+  return {
+    name: `node-${k}`,
+    subnets: [`198.19.${k >> 5}.${(k & 31) << 3}/29`],
+    publicIP: `198.18.${n >> 8}.${n & 255}`,
+    vtepMAC: mac,
+  };
+}
+
+/** An IPv4/UDP packet of `len` bytes from src to dst with a valid header checksum, at `off` in a buffer with headroom. */
+function ipv4Packet(buf: Buffer, off: number, len: number, src: string, dst: string): void {
+  buf.fill(0xab, off, off + len);
+  buf[off] = 0x45;
+  buf[off + 1] = 0;
+  buf.writeUInt16BE(len, off + 2);
+  buf.writeUInt32BE(0, off + 4);
+  buf[off + 8] = 64;
+  buf[off + 9] = 17;
+  buf.writeUInt16BE(0, off + 10);
+  Buffer.from(src.split('.').map(Number)).copy(buf, off + 12);
+  Buffer.from(dst.split('.').map(Number)).copy(buf, off + 16);
+  let sum = 0;
+  for (let i = 0; i < 20; i += 2) sum += buf.readUInt16BE(off + i);
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  buf.writeUInt16BE(~sum & 0xffff, off + 10);
+  buf.writeUInt16BE(len - 20, off + 24); // UDP length
+}
+
+async function main(): Promise<void> {
+  const addon = loadAddon();
+  const { VXLAN_ENCAP_LEN, TX_HEADROOM } = addon.constants;
+  const peers = Array.from({ length: PEERS }, (_, k) => peer(k));
+  const defaults = { backend: 'vxlan' as const, port: 8472, vni: 1 };
+  const me: Peer = { name: 'me', subnets: ['198.19.255.0/24'], publicIP: '198.18.255.254', vtepMAC: '02:75:6c:ff:ff:fe' };
+
+  // Sender: us, with 5000 peers. Receiver: peer 1234, knowing us.
+  const target = peers[1234]!;
+  const snapshot = buildFdb(peers, defaults, new SlotAllocator(8192)).encode();
+  const senderFdb = addon.fdbBuild(snapshot);
+  const receiverFdb = addon.fdbBuild(buildFdb([me], defaults, new SlotAllocator(8192)).encode());
+  const senderCodec: CodecConfig = { mode: 'vxlan', vni: 1, mac: me.vtepMAC! };
+  const receiverCodec: CodecConfig = { mode: 'vxlan', vni: 1, mac: target.vtepMAC! };
+
+  const dstIP = target.subnets[0]!.replace(/\/29$/, '').replace(/\.(\d+)$/, (_, d: string) => `.${Number(d) + 2}`);
+  const buf = Buffer.alloc(TX_HEADROOM + PACKET + 64);
+  ipv4Packet(buf, TX_HEADROOM, PACKET, '198.19.255.2', dstIP);
+  const encapped = addon.encap(senderCodec, senderFdb, buf, TX_HEADROOM, PACKET);
+  if (typeof encapped === 'number') throw new Error(`encap dropped the packet (reason ${encapped})`);
+  if (encapped.peer !== 1234) throw new Error(`encap chose peer ${encapped.peer}, want 1234`);
+  const frame = Buffer.from(buf.subarray(encapped.frameOff, encapped.frameOff + encapped.frameLen));
+  const check = addon.decap(receiverCodec, receiverFdb, frame, frame.length, me.publicIP);
+  if (check.reason !== 0) throw new Error(`decap dropped the frame (reason ${check.reason})`);
+  if (encapped.frameLen !== PACKET + VXLAN_ENCAP_LEN) throw new Error(`frame is ${encapped.frameLen} bytes`);
+
+  const bench = new Bench({ time: 1000, warmupTime: 200 });
+  bench
+    .add(`encap vxlan ${PACKET} B (${PEERS}-peer FDB)`, () => {
+      addon.encap(senderCodec, senderFdb, buf, TX_HEADROOM, PACKET);
+    })
+    .add(`decap vxlan ${PACKET} B + validation`, () => {
+      addon.decap(receiverCodec, receiverFdb, frame, frame.length, me.publicIP);
+    })
+    .add(`fdbLookup in ${PEERS} peers`, () => {
+      addon.fdbLookup(senderFdb, dstIP);
+    })
+    .add(`buildFdb ${PEERS} peers (JS validate + encode)`, () => {
+      buildFdb(peers, defaults, new SlotAllocator(8192)).encode();
+    })
+    .add(`addon.fdbBuild ${PEERS} peers (native table)`, () => {
+      addon.fdbBuild(snapshot);
+    });
+  await bench.run();
+  const rows = bench.tasks.map((t) => ({
+    name: t.name,
+    'ns/op': t.result ? Math.round(t.result.mean * 1e6) : null,
+    'ops/s': t.result ? Math.round(t.result.hz) : null,
+    samples: t.result?.samples.length ?? 0,
+  }));
+  console.table(rows);
+  const jsonAt = process.argv.indexOf('--json');
+  if (jsonAt > 0 && process.argv[jsonAt + 1]) {
+    writeFileSync(process.argv[jsonAt + 1]!, JSON.stringify({ date: new Date().toISOString(), rows }, null, 2) + '\n');
+  }
+}
+
+main().catch((err: unknown) => {
+  process.stderr.write(`micro: ${(err as Error).message}\n`);
+  process.exit(1);
+});

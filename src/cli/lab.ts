@@ -1,0 +1,146 @@
+/**
+ * `userlay lab` — the main job: an N-node userspace overlay in network
+ * namespaces, checked end to end.
+ *
+ *   userlay lab [--nodes 3] [--backend vxlan|udp] [--engine native|js]
+ *               [--seconds 5] [--json] [--overlay userlay|kernel-vxlan|host-gw]
+ *
+ * Builds the topology (src/cli/lab/topology.ts), starts one static-mode agent
+ * per node, pings every pod from every other pod, measures single-stream TCP
+ * between the pods of nodes 1 and 2 with iperf3, reads each agent's RSS, then
+ * tears everything down (also on Ctrl-C, and leftovers of crashed runs first).
+ * `--overlay` swaps the agents for the kernel paths the bench compares with.
+ */
+import { flagBool, flagInt, flagString, formatUsage, parseFlags, wantsHelp, type FlagSpec } from '../agent/flags.js';
+import { errorCode, usageError } from '../errors.js';
+import type { Backend, EngineKind } from '../dataplane/types.js';
+import { rssBytes } from './lab/exec.js';
+import type { OverlayMode } from './lab/overlay.js';
+import { iperf3, pingAllPairs, type PingResult } from './lab/probes.js';
+import { openLabSession } from './lab/session.js';
+import { labPrerequisites } from './lab/topology.js';
+
+const specs: FlagSpec[] = [
+  { name: 'nodes', kind: 'int', default: 3, help: 'number of nodes (2..50)' },
+  { name: 'backend', kind: 'string', default: 'vxlan', help: 'encapsulation: vxlan or udp' },
+  { name: 'engine', kind: 'string', default: 'native', help: 'forwarding engine: native or js' },
+  { name: 'seconds', kind: 'int', default: 5, help: 'iperf3 duration in seconds' },
+  { name: 'json', kind: 'bool', help: 'print the result as JSON' },
+  { name: 'overlay', kind: 'string', default: 'userlay', help: 'userlay, kernel-vxlan or host-gw (baselines)' },
+];
+
+/** The lab's result, as printed with --json. */
+export interface LabReport {
+  readonly nodes: number;
+  readonly overlay: OverlayMode;
+  readonly backend: Backend;
+  readonly engine: EngineKind;
+  readonly podMtu: number;
+  readonly pings: Array<{ from: string; to: string; ok: boolean; rttMs: number | null }>;
+  readonly throughput: { from: string; to: string; seconds: number; bitsPerSecond: number; retransmits: number } | null;
+  readonly agents: Array<{ node: string; pid: number; rssMB: number | null }>;
+  readonly ok: boolean;
+}
+
+function oneOf<T extends string>(field: string, value: string | undefined, allowed: readonly T[]): T {
+  if (value !== undefined && (allowed as readonly string[]).includes(value)) return value as T;
+  throw usageError(field, `"${value}" must be one of ${allowed.join(', ')}`);
+}
+
+function formatTable(r: LabReport): string {
+  const lines: string[] = [];
+  const what = r.overlay === 'userlay' ? `userlay ${r.backend}/${r.engine}` : r.overlay;
+  lines.push(`lab: ${r.nodes} nodes, ${what}, pod MTU ${r.podMtu}`);
+  lines.push('');
+  lines.push('PAIR        PING   RTT ms');
+  for (const p of r.pings) {
+    lines.push(`${`${p.from} -> ${p.to}`.padEnd(12)}${(p.ok ? 'ok' : 'FAIL').padEnd(7)}${p.rttMs === null ? '-' : p.rttMs.toFixed(3)}`);
+  }
+  const okCount = r.pings.filter((p) => p.ok).length;
+  lines.push(`pairs ok: ${okCount}/${r.pings.length}`);
+  if (r.throughput) {
+    const t = r.throughput;
+    lines.push(`TCP ${t.from} -> ${t.to} (pod to pod, 1 stream, ${t.seconds} s): ${(t.bitsPerSecond / 1e9).toFixed(3)} Gbit/s, ${t.retransmits} retransmits`);
+  }
+  for (const a of r.agents) {
+    lines.push(`agent ${a.node}: pid ${a.pid}, RSS ${a.rssMB === null ? '?' : a.rssMB.toFixed(1)} MB`);
+  }
+  lines.push(r.ok ? 'result: ok' : 'result: FAILED (some pod pairs cannot reach each other)');
+  return lines.join('\n') + '\n';
+}
+
+function toReportPing(p: PingResult): LabReport['pings'][number] {
+  return { from: p.from, to: p.to, ok: p.ok, rttMs: p.rttMs ?? null };
+}
+
+/**
+ * Run the lab with `argv` (the flags after "lab"). Sets process.exitCode and
+ * resolves with it: 0 all pods reach each other, 1 some pair failed or the
+ * lab broke, 2 usage or environment problem (not root, tool missing), 128+n
+ * on a signal.
+ */
+export async function runLab(argv: readonly string[]): Promise<number> {
+  const code = await labMain(argv);
+  process.exitCode = code;
+  return code;
+}
+
+async function labMain(argv: readonly string[]): Promise<number> {
+  if (wantsHelp(argv)) {
+    process.stdout.write(formatUsage(specs, 'usage: userlay lab [flags]'));
+    return 0;
+  }
+  let flags;
+  let overlay: OverlayMode;
+  let backend: Backend;
+  let engine: EngineKind;
+  try {
+    flags = parseFlags(specs, argv);
+    backend = oneOf('--backend', flagString(flags, 'backend'), ['vxlan', 'udp'] as const);
+    engine = oneOf('--engine', flagString(flags, 'engine'), ['native', 'js'] as const);
+    overlay = oneOf('--overlay', flagString(flags, 'overlay'), ['userlay', 'kernel-vxlan', 'host-gw'] as const);
+    const n = flagInt(flags, 'nodes')!;
+    if (n < 2 || n > 50) throw usageError('--nodes', `${n} is not between 2 and 50`);
+    if (flagInt(flags, 'seconds')! < 1) throw usageError('--seconds', 'must be at least 1');
+  } catch (err) {
+    process.stderr.write(`userlay: ${(err as Error).message}\n`);
+    return 2;
+  }
+  const problem = await labPrerequisites();
+  if (problem) {
+    process.stderr.write(`userlay: ${problem}\n`);
+    return 2;
+  }
+  const nodes = flagInt(flags, 'nodes')!;
+  const seconds = flagInt(flags, 'seconds')!;
+  const exitCodeFor = (sig: NodeJS.Signals): number => (sig === 'SIGINT' ? 130 : 143);
+  const session = await openLabSession(nodes, (sig) => process.exit(exitCodeFor(sig)));
+  try {
+    const ov = await session.setOverlay({ modes: Array(nodes).fill(overlay), userlay: { backend, engine } });
+    const pings = await pingAllPairs(session.topo.nodes);
+    const [a, b] = session.topo.nodes as [typeof session.topo.nodes[0], typeof session.topo.nodes[0]];
+    let throughput: LabReport['throughput'] = null;
+    if (pings.find((p) => p.from === a.name && p.to === b.name)?.ok) {
+      const t = await iperf3(a, b, seconds);
+      throughput = { from: a.name, to: b.name, seconds, ...t };
+    }
+    const agents: LabReport['agents'] = [];
+    for (const [, agent] of ov.agents) {
+      const rss = await rssBytes(agent.pid);
+      agents.push({ node: agent.node.name, pid: agent.pid, rssMB: rss === undefined ? null : rss / 2 ** 20 });
+    }
+    const report: LabReport = {
+      nodes, overlay, backend, engine, podMtu: ov.podMtu,
+      pings: pings.map(toReportPing), throughput, agents, ok: pings.every((p) => p.ok),
+    };
+    process.stdout.write(flagBool(flags, 'json') ? JSON.stringify(report, null, 2) + '\n' : formatTable(report));
+    return report.ok ? 0 : 1;
+  } catch (err) {
+    if (session.interrupted) return exitCodeFor(session.interrupted);
+    const code = errorCode(err);
+    process.stderr.write(`userlay: lab failed${code ? ` (${code})` : ''}: ${(err as Error).message}\n`);
+    return code === 'EUSAGE' ? 2 : 1;
+  } finally {
+    await session.close();
+  }
+}

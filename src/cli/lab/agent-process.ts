@@ -1,0 +1,133 @@
+/**
+ * One `userlay agent` (static mode) running inside a lab node namespace.
+ *
+ * Started as `ip netns exec <node ns> node bin/userlay.js agent ...`; ready
+ * when it logs the `"msg":"agent ready"` line (which carries the TUN name,
+ * the TUN MTU and the pod MTU). The last log lines are kept for diagnostics.
+ */
+import type { ChildProcess } from 'node:child_process';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { createInterface } from 'node:readline';
+import { UserlayError } from '../../errors.js';
+import type { Backend, EngineKind } from '../../dataplane/types.js';
+import { nsSpawn, stopChild } from './exec.js';
+import { CLUSTER_NETWORK, type LabNode } from './topology.js';
+
+/** Settings of the userlay agents of a lab. */
+export interface UserlayAgentConfig {
+  readonly backend: Backend;
+  readonly engine: EngineKind;
+  /** When set, each agent serves its status HTTP on 127.0.0.1:<port> inside its node ns. */
+  readonly statusPort?: number;
+  /** Agent --log-level (default "info"; higher levels would hide the "agent ready" line). */
+  readonly logLevel?: 'debug' | 'info';
+  /** Milliseconds to wait for "agent ready" (default 20 s). */
+  readonly readyTimeoutMs?: number;
+}
+
+/** What the agent reported in its "agent ready" line. */
+export interface AgentReady {
+  readonly tun: string;
+  readonly mtu: number;
+  readonly podMTU: number;
+}
+
+/** A running agent. */
+export interface AgentProcess {
+  readonly node: LabNode;
+  readonly pid: number;
+  readonly ready: AgentReady;
+  /** The last (up to 300) log lines of the agent, oldest first. */
+  readonly logs: string[];
+  /** Ask the agent to re-read its peers file (SIGHUP). */
+  hup(): void;
+  /** SIGTERM, then SIGKILL after `graceMs`. Idempotent. */
+  stop(graceMs?: number): Promise<{ exit: number | string; killed: boolean }>;
+}
+
+/** Path of bin/userlay.js (this file lives in dist/src/cli/lab/). */
+export function userlayBin(): string {
+  const here = path.dirname(fileURLToPath(import.meta.url));
+  return path.resolve(here, '../../../../bin/userlay.js');
+}
+
+/** The agent's command-line flags for `node` with peers in `peersFile`. */
+export function agentArgs(node: LabNode, config: UserlayAgentConfig, peersFile: string): string[] {
+  const args = [
+    'agent',
+    '--node', node.name,
+    '--public-ip', node.underlayIP,
+    '--subnet', node.subnet,
+    '--network', CLUSTER_NETWORK,
+    '--backend', config.backend,
+    '--engine', config.engine,
+    '--peers', peersFile,
+    '--log-level', config.logLevel ?? 'info',
+  ];
+  if (config.backend === 'vxlan') args.push('--vtep-mac', node.vtepMAC);
+  if (config.statusPort !== undefined) args.push('--status-addr', `127.0.0.1:${config.statusPort}`);
+  return args;
+}
+
+function keepLines(child: ChildProcess, logs: string[], onLine: (line: string) => void): void {
+  for (const stream of [child.stdout, child.stderr]) {
+    if (!stream) continue;
+    createInterface({ input: stream }).on('line', (line) => {
+      logs.push(line);
+      if (logs.length > 300) logs.shift();
+      onLine(line);
+    });
+  }
+}
+
+function parseReady(line: string): AgentReady | undefined {
+  if (!line.includes('"agent ready"')) return undefined;
+  try {
+    const rec = JSON.parse(line) as Record<string, unknown>;
+    if (rec['msg'] !== 'agent ready') return undefined;
+    const mtu = Number(rec['mtu']);
+    const podMTU = Number(rec['podMTU'] ?? rec['mtu']);
+    return { tun: String(rec['tun']), mtu, podMTU };
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Start the agent for `node` and wait until it is ready. Throws UserlayError
+ * EAGENT with the agent's last log lines when it exits or does not get ready
+ * in time (the process is stopped first).
+ */
+export async function startAgent(node: LabNode, config: UserlayAgentConfig, peersFile: string): Promise<AgentProcess> {
+  const child = nsSpawn(node.ns, process.execPath, [userlayBin(), ...agentArgs(node, config, peersFile)]);
+  const logs: string[] = [];
+  const timeoutMs = config.readyTimeoutMs ?? 20_000;
+  let timer: NodeJS.Timeout | undefined;
+  try {
+    const ready = await new Promise<AgentReady>((resolve, reject) => {
+      keepLines(child, logs, (line) => {
+        const r = parseReady(line);
+        if (r) resolve(r);
+      });
+      child.once('error', (err) => reject(err));
+      child.once('exit', (code, signal) => reject(new Error(`exited (${code ?? signal}) before "agent ready"`)));
+      timer = setTimeout(() => reject(new Error(`not ready after ${timeoutMs} ms`)), timeoutMs);
+    });
+    clearTimeout(timer);
+    const pid = child.pid ?? -1;
+    return {
+      node,
+      pid,
+      ready,
+      logs,
+      hup: () => { child.kill('SIGHUP'); },
+      stop: (graceMs = 5000) => stopChild(child, graceMs),
+    };
+  } catch (err) {
+    clearTimeout(timer);
+    await stopChild(child, 2000);
+    const tail = logs.slice(-8).join('\n  ');
+    throw new UserlayError('EAGENT', `agent on ${node.name}: ${(err as Error).message}\n  ${tail}`, { cause: err });
+  }
+}

@@ -1,0 +1,156 @@
+/**
+ * The overlay between lab nodes, one mode per node:
+ *
+ * - 'userlay':      a userlay agent with a generated static peers file.
+ * - 'kernel-vxlan': a Linux vxlan device exactly as flannel's vxlan backend
+ *                   configures it (flannel.1, VNI 1, dstport 8472, nolearning,
+ *                   address subnet.0/32, permanent neighbour + FDB entries,
+ *                   `via subnet.0 onlink` routes, MTU underlay - 50).
+ * - 'host-gw':      plain routes to each remote subnet via its underlay IP.
+ *
+ * Mixing 'userlay' (vxlan backend) and 'kernel-vxlan' nodes is the interop
+ * setup; both sides use the node's deterministic VTEP MAC, so peers files and
+ * kernel neighbour entries agree. After the overlay is up, the pod veths get
+ * the smallest pod MTU of all nodes.
+ */
+import { writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { UserlayError } from '../../errors.js';
+import { startAgent, type AgentProcess, type UserlayAgentConfig } from './agent-process.js';
+import { ip, run } from './exec.js';
+import { UNDERLAY_MTU, type LabNode, type Topology } from './topology.js';
+
+/** How one node takes part in the overlay. */
+export type OverlayMode = 'userlay' | 'kernel-vxlan' | 'host-gw';
+
+/** What to bring up. */
+export interface OverlaySpec {
+  /** Mode per node, in node order (length = number of nodes). */
+  readonly modes: readonly OverlayMode[];
+  /** Agent settings for the 'userlay' nodes. */
+  readonly userlay?: UserlayAgentConfig;
+}
+
+/** A peers-file entry (issue 2 §4). */
+export interface PeerEntry {
+  readonly name: string;
+  readonly subnet: string;
+  readonly publicIP: string;
+  readonly vtepMAC?: string;
+}
+
+/** An overlay that is up. */
+export interface Overlay {
+  readonly spec: OverlaySpec;
+  /** MTU the pod veths were given. */
+  readonly podMtu: number;
+  /** Agents by node index (userlay nodes only). */
+  readonly agents: ReadonlyMap<number, AgentProcess>;
+  /** Peers file of userlay node `index`. */
+  peersFile(index: number): string;
+  /** Rewrite node `index`'s peers file to list exactly the nodes `peers` (indices). */
+  writePeers(index: number, peers: readonly number[]): Promise<void>;
+  /** Stop the agents and remove every device and route the overlay added. Idempotent. */
+  remove(): Promise<void>;
+}
+
+/** UDP port flannel's vxlan backend uses (and userlay's default). */
+export const VXLAN_PORT = 8472;
+/** VNI flannel's vxlan backend uses (and userlay's default). */
+export const VXLAN_VNI = 1;
+const KERNEL_VXLAN_DEV = 'flannel.1';
+
+/** Peers-file entries for `peers` as seen by a node with `backend`. */
+export function peerEntries(peers: readonly LabNode[], backend: 'vxlan' | 'udp'): PeerEntry[] {
+  return peers.map((p) => ({
+    name: p.name,
+    subnet: p.subnet,
+    publicIP: p.underlayIP,
+    ...(backend === 'vxlan' ? { vtepMAC: p.vtepMAC } : {}),
+  }));
+}
+
+async function kernelVxlanUp(node: LabNode, others: readonly LabNode[]): Promise<void> {
+  const dev = KERNEL_VXLAN_DEV;
+  await ip(node.ns, ['link', 'add', dev, 'address', node.vtepMAC, 'type', 'vxlan', 'id', String(VXLAN_VNI),
+    'local', node.underlayIP, 'dev', node.underlayDev, 'dstport', String(VXLAN_PORT), 'nolearning']);
+  await ip(node.ns, ['addr', 'add', `${node.subnetAddr}/32`, 'dev', dev]);
+  await ip(node.ns, ['link', 'set', dev, 'mtu', String(UNDERLAY_MTU - 50), 'up']);
+  for (const r of others) {
+    await ip(node.ns, ['neigh', 'replace', r.subnetAddr, 'lladdr', r.vtepMAC, 'dev', dev, 'nud', 'permanent']);
+    await run('ip', ['netns', 'exec', node.ns, 'bridge', 'fdb', 'append', r.vtepMAC, 'dev', dev, 'dst', r.underlayIP, 'self', 'permanent']);
+    await ip(node.ns, ['route', 'replace', r.subnet, 'via', r.subnetAddr, 'dev', dev, 'onlink']);
+  }
+}
+
+async function hostGwUp(node: LabNode, others: readonly LabNode[]): Promise<void> {
+  for (const r of others) await ip(node.ns, ['route', 'replace', r.subnet, 'via', r.underlayIP, 'dev', node.underlayDev]);
+}
+
+async function kernelDown(node: LabNode, mode: OverlayMode, others: readonly LabNode[]): Promise<void> {
+  if (mode === 'kernel-vxlan') await ip(node.ns, ['link', 'del', KERNEL_VXLAN_DEV], { allowFail: true });
+  if (mode === 'host-gw') for (const r of others) await ip(node.ns, ['route', 'del', r.subnet], { allowFail: true });
+}
+
+function checkSpec(topo: Topology, spec: OverlaySpec): void {
+  if (spec.modes.length !== topo.nodes.length) {
+    throw new UserlayError('EUSAGE', `overlay: ${spec.modes.length} modes for ${topo.nodes.length} nodes`);
+  }
+  const has = (m: OverlayMode): boolean => spec.modes.includes(m);
+  if (has('userlay') && !spec.userlay) throw new UserlayError('EUSAGE', 'overlay: userlay nodes need agent settings');
+  if (has('host-gw') && spec.modes.some((m) => m !== 'host-gw')) {
+    throw new UserlayError('EUSAGE', 'overlay: host-gw cannot be mixed with tunnel modes');
+  }
+  if (has('kernel-vxlan') && has('userlay') && spec.userlay?.backend !== 'vxlan') {
+    throw new UserlayError('EUSAGE', 'overlay: kernel-vxlan nodes interoperate only with the vxlan backend');
+  }
+}
+
+/**
+ * Bring up the overlay described by `spec` on `topo`. On failure, whatever
+ * was brought up is removed again before the error is thrown.
+ */
+export async function applyOverlay(topo: Topology, spec: OverlaySpec): Promise<Overlay> {
+  checkSpec(topo, spec);
+  const agents = new Map<number, AgentProcess>();
+  const done: LabNode[] = [];
+  const peersFile = (index: number): string => path.join(topo.workDir, `peers-n${index}.json`);
+  const othersOf = (node: LabNode): LabNode[] => topo.nodes.filter((n) => n !== node);
+  const modeOf = (node: LabNode): OverlayMode => spec.modes[node.index - 1]!;
+  const writePeers = async (index: number, peers: readonly number[]): Promise<void> => {
+    const list = topo.nodes.filter((n) => peers.includes(n.index));
+    const text = JSON.stringify(peerEntries(list, spec.userlay?.backend ?? 'vxlan'), null, 2) + '\n';
+    await writeFile(peersFile(index), text);
+  };
+  let removed = false;
+  const remove = async (): Promise<void> => {
+    if (removed) return;
+    removed = true;
+    await Promise.all([...agents.values()].map((a) => a.stop()));
+    for (const node of done) await kernelDown(node, modeOf(node), othersOf(node));
+  };
+  try {
+    let podMtu = UNDERLAY_MTU;
+    for (const node of topo.nodes) {
+      const others = othersOf(node);
+      const mode = modeOf(node);
+      done.push(node);
+      if (mode === 'userlay') {
+        await writePeers(node.index, others.map((n) => n.index));
+        const agent = await startAgent(node, spec.userlay!, peersFile(node.index));
+        agents.set(node.index, agent);
+        podMtu = Math.min(podMtu, agent.ready.podMTU);
+      } else if (mode === 'kernel-vxlan') {
+        await kernelVxlanUp(node, others);
+        podMtu = Math.min(podMtu, UNDERLAY_MTU - 50);
+      } else {
+        await hostGwUp(node, others);
+      }
+    }
+    await topo.setPodMtu(podMtu);
+    return { spec, podMtu, agents, peersFile, writePeers, remove };
+  } catch (err) {
+    await remove();
+    throw err;
+  }
+}

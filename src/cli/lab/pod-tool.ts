@@ -1,0 +1,158 @@
+/**
+ * A tiny traffic tool the lab runs inside pod (or node) namespaces:
+ *
+ *   tcp-recv PORT                 accept one connection, sha256 what arrives
+ *   tcp-send HOST PORT BYTES SEED send BYTES deterministic pseudo-random bytes
+ *   udp-echo PORT                 echo every datagram back to its sender
+ *   udp-sweep HOST PORT FROM TO   send sizes FROM..TO, expect each echoed intact
+ *                                 (gives up after 10 lost sizes in a row)
+ *   udp-send HOST PORT HEX [SRC]  send one datagram (optionally from SRC)
+ *
+ * Results are one JSON line on stdout; servers first print {"listening":PORT}.
+ * Run as `node dist/src/cli/lab/pod-tool.js <command> ...`.
+ */
+import { createHash } from 'node:crypto';
+import dgram from 'node:dgram';
+import net from 'node:net';
+
+const CHUNK = 64 * 1024;
+
+/** Fill `out` with the xorshift32 stream continuing from `state`; returns the new state. */
+function fill(out: Uint32Array, state: number): number {
+  let x = state >>> 0 || 1;
+  for (let i = 0; i < out.length; i++) {
+    x ^= x << 13; x >>>= 0;
+    x ^= x >>> 17;
+    x ^= x << 5; x >>>= 0;
+    out[i] = x;
+  }
+  return x;
+}
+
+/** Byte k of the UDP probe of `size` bytes. */
+function probeByte(size: number, k: number): number {
+  return (size * 31 + k * 7) & 0xff;
+}
+
+function probe(size: number): Buffer {
+  const b = Buffer.alloc(size);
+  for (let k = 0; k < size; k++) b[k] = probeByte(size, k);
+  return b;
+}
+
+function print(obj: unknown): void {
+  process.stdout.write(JSON.stringify(obj) + '\n');
+}
+
+function tcpRecv(port: number): void {
+  const server = net.createServer((sock) => {
+    const hash = createHash('sha256');
+    let bytes = 0;
+    sock.on('data', (d: Buffer) => { hash.update(d); bytes += d.length; });
+    sock.on('end', () => {
+      print({ bytes, sha256: hash.digest('hex') });
+      sock.end();
+      server.close();
+    });
+    sock.on('error', (err) => { print({ error: err.message }); process.exit(1); });
+  });
+  server.listen(port, '0.0.0.0', () => print({ listening: port }));
+}
+
+function tcpSend(host: string, port: number, total: number, seed: number): void {
+  const hash = createHash('sha256');
+  const words = new Uint32Array(CHUNK / 4);
+  let state = seed;
+  let sent = 0;
+  const sock = net.connect(port, host);
+  const pump = (): void => {
+    while (sent < total) {
+      state = fill(words, state);
+      const n = Math.min(CHUNK, total - sent);
+      const chunk = Buffer.from(words.buffer, 0, n);
+      const copy = Buffer.from(chunk); // the socket may hold it while we refill
+      hash.update(copy);
+      sent += n;
+      if (!sock.write(copy)) { sock.once('drain', pump); return; }
+    }
+    sock.end();
+  };
+  sock.on('connect', pump);
+  sock.on('close', (hadError) => { if (!hadError) print({ bytes: sent, sha256: hash.digest('hex') }); });
+  sock.on('error', (err) => { print({ error: err.message }); process.exit(1); });
+}
+
+function udpEcho(port: number): void {
+  const sock = dgram.createSocket('udp4');
+  sock.on('message', (msg, rinfo) => sock.send(msg, rinfo.port, rinfo.address));
+  sock.bind(port, '0.0.0.0', () => print({ listening: port }));
+}
+
+async function udpSweep(host: string, port: number, from: number, to: number): Promise<void> {
+  const sock = dgram.createSocket('udp4');
+  await new Promise<void>((resolve) => sock.bind(0, resolve));
+  const failed: number[] = [];
+  const errors: Record<string, string> = {};
+  let ok = 0;
+  let streak = 0;
+  let waiter: ((msg: Buffer) => void) | undefined;
+  sock.on('message', (msg) => waiter?.(msg));
+  for (let size = from; size <= to; size++) {
+    const want = probe(size);
+    let good = false;
+    for (let attempt = 0; attempt < 3 && !good; attempt++) {
+      const reply = new Promise<Buffer | undefined>((resolve) => {
+        const timer = setTimeout(() => resolve(undefined), 300);
+        waiter = (msg) => { if (msg.length === size) { clearTimeout(timer); resolve(msg); } };
+      });
+      try {
+        await new Promise<void>((resolve, reject) => sock.send(want, port, host, (err) => (err ? reject(err) : resolve())));
+      } catch (err) {
+        errors[String(size)] = (err as NodeJS.ErrnoException).code ?? (err as Error).message;
+        break;
+      }
+      const got = await reply;
+      good = got !== undefined && got.equals(want);
+    }
+    if (good) {
+      ok++;
+      streak = 0;
+    } else {
+      failed.push(size);
+      // The path is down, not size-dependent: give up instead of timing out on every size.
+      if (++streak >= 10 && size < to) {
+        errors['aborted'] = `${streak} sizes in a row lost; sizes ${size + 1}..${to} not tried`;
+        break;
+      }
+    }
+  }
+  sock.close();
+  print({ ok, failed, errors });
+}
+
+function udpSend(host: string, port: number, hex: string, src: string | undefined): void {
+  const sock = dgram.createSocket('udp4');
+  sock.bind(0, src, () => {
+    sock.send(Buffer.from(hex, 'hex'), port, host, (err) => {
+      print(err ? { error: err.message } : { sent: hex.length / 2 });
+      sock.close();
+    });
+  });
+}
+
+function main(argv: string[]): void {
+  const [cmd, ...a] = argv;
+  const num = (i: number): number => Number(a[i]);
+  switch (cmd) {
+    case 'tcp-recv': return tcpRecv(num(0));
+    case 'tcp-send': return tcpSend(a[0]!, num(1), num(2), num(3));
+    case 'udp-echo': return udpEcho(num(0));
+    case 'udp-sweep': void udpSweep(a[0]!, num(1), num(2), num(3)); return;
+    case 'udp-send': return udpSend(a[0]!, num(1), a[2]!, a[3]);
+    default:
+      process.stderr.write(`pod-tool: unknown command ${String(cmd)}\n`);
+      process.exit(2);
+  }
+}
+
+main(process.argv.slice(2));

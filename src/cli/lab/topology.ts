@@ -1,0 +1,221 @@
+/**
+ * An N-node overlay lab built from network namespaces.
+ *
+ *   underlay ns  "<prefix>u":  bridge br0 (198.18.0.254/24 is free for probes)
+ *        |  veth u-n<i> <-> eth0                     one per node
+ *   node ns      "<prefix>n<i>": eth0 198.18.0.<i>/24, pod0 198.19.<i>.1/24,
+ *        |  veth pod0 <-> eth0                       ip_forward=1, rp_filter=0
+ *   pod ns       "<prefix>p<i>": eth0 198.19.<i>.2/24, default via 198.19.<i>.1
+ *
+ * The overlay between the nodes (userlay agents, a kernel vxlan device set up
+ * like flannel's vxlan backend, or host-gw routes) is applied on top with
+ * applyOverlay() (overlay.ts) and can be swapped on the same topology, which
+ * is what the bench does. Every namespace name starts with the per-run prefix
+ * `<root><pid>-`, so cleanupStale() (stale.ts) can find leftovers of a crashed
+ * run. Built with ip(8) through execFile: fine for a harness, the agent
+ * itself uses netlink.
+ */
+import { constants } from 'node:fs';
+import { access, mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { UserlayError } from '../../errors.js';
+import { ip, nsRun } from './exec.js';
+
+/** Underlay MTU of the lab's veths and bridge. */
+export const UNDERLAY_MTU = 1500;
+
+/** One lab node and the addresses around it (index i is 1-based). */
+export interface LabNode {
+  readonly index: number;
+  /** Node name as agents and peers files know it: "n<i>". */
+  readonly name: string;
+  /** Node network namespace. */
+  readonly ns: string;
+  /** Pod network namespace attached to this node. */
+  readonly podNs: string;
+  /** Underlay address 198.18.0.<i>. */
+  readonly underlayIP: string;
+  /** Underlay interface inside the node namespace. */
+  readonly underlayDev: string;
+  /** Interface name of this node's port on the underlay bridge (in the underlay ns). */
+  readonly bridgePort: string;
+  /** Pod subnet 198.19.<i>.0/24. */
+  readonly subnet: string;
+  /** Network address of the pod subnet, 198.19.<i>.0 (the TUN / flannel.1 address). */
+  readonly subnetAddr: string;
+  /** Pod address 198.19.<i>.2. */
+  readonly podIP: string;
+  /** Node side of the pod veth, 198.19.<i>.1 (the pod's gateway). */
+  readonly gatewayIP: string;
+  /** Deterministic VTEP MAC used by both userlay and kernel vxlan on this node. */
+  readonly vtepMAC: string;
+}
+
+/** The cluster network all pod subnets live in. */
+export const CLUSTER_NETWORK = '198.19.0.0/16';
+
+/** Options for createTopology(). */
+export interface TopologyOptions {
+  /** Namespace name prefix, `<root><pid>-` (see labPrefix()). */
+  readonly prefix: string;
+  /** Number of nodes, 1..200. */
+  readonly nodes: number;
+  /** Keep IPv6 enabled in the namespaces (default: disabled, so no RS/MLD noise reaches the counters). */
+  readonly ipv6?: boolean;
+}
+
+/** A built topology. close() removes everything it made. */
+export interface Topology {
+  readonly prefix: string;
+  readonly underlayNs: string;
+  readonly nodes: readonly LabNode[];
+  /** Scratch directory for peers files and logs (removed by close()). */
+  readonly workDir: string;
+  /** Set the MTU of every pod veth (both ends). */
+  setPodMtu(mtu: number): Promise<void>;
+  /** Kill whatever still runs in the namespaces, delete them and the work dir. Idempotent. */
+  close(): Promise<void>;
+}
+
+/** `<root><pid>-`: the per-run namespace prefix cleanupStale() understands. */
+export function labPrefix(root: string, pid: number = process.pid): string {
+  return `${root}${pid}-`;
+}
+
+/** Addressing of node i (1-based) under `prefix`. */
+export function labNode(prefix: string, i: number): LabNode {
+  const hex = i.toString(16).padStart(2, '0');
+  return {
+    index: i,
+    name: `n${i}`,
+    ns: `${prefix}n${i}`,
+    podNs: `${prefix}p${i}`,
+    underlayIP: `198.18.0.${i}`,
+    underlayDev: 'eth0',
+    bridgePort: `u-n${i}`,
+    subnet: `198.19.${i}.0/24`,
+    subnetAddr: `198.19.${i}.0`,
+    podIP: `198.19.${i}.2`,
+    gatewayIP: `198.19.${i}.1`,
+    vtepMAC: `02:75:6c:00:00:${hex}`,
+  };
+}
+
+async function sysctl(ns: string, settings: Record<string, string>): Promise<void> {
+  const args = Object.entries(settings).map(([k, v]) => `${k}=${v}`);
+  await nsRun(ns, 'sysctl', ['-q', '-w', ...args]);
+}
+
+/** Settings for every namespace: loose reverse-path checks; IPv6 off unless asked for. */
+function baseSysctls(ipv6: boolean): Record<string, string> {
+  const v6 = ipv6 ? '0' : '1';
+  return {
+    'net.ipv6.conf.all.disable_ipv6': v6,
+    'net.ipv6.conf.default.disable_ipv6': v6,
+    'net.ipv4.conf.all.rp_filter': '0',
+    'net.ipv4.conf.default.rp_filter': '0',
+  };
+}
+
+async function addNamespace(ns: string, made: string[], ipv6: boolean): Promise<void> {
+  await ip(undefined, ['netns', 'add', ns]);
+  made.push(ns);
+  await ip(ns, ['link', 'set', 'lo', 'up']);
+  await sysctl(ns, baseSysctls(ipv6));
+}
+
+async function buildNode(underlayNs: string, node: LabNode, made: string[], ipv6: boolean): Promise<void> {
+  await addNamespace(node.ns, made, ipv6);
+  await addNamespace(node.podNs, made, ipv6);
+  await sysctl(node.ns, { 'net.ipv4.ip_forward': '1' });
+  // Underlay: node eth0 <-> bridge port in the underlay namespace.
+  await ip(underlayNs, ['link', 'add', node.bridgePort, 'type', 'veth', 'peer', 'name', node.underlayDev, 'netns', node.ns]);
+  await ip(underlayNs, ['link', 'set', node.bridgePort, 'master', 'br0', 'mtu', String(UNDERLAY_MTU), 'up']);
+  await ip(node.ns, ['link', 'set', node.underlayDev, 'mtu', String(UNDERLAY_MTU), 'up']);
+  await ip(node.ns, ['addr', 'add', `${node.underlayIP}/24`, 'dev', node.underlayDev]);
+  // Pod: node pod0 <-> pod eth0.
+  await ip(node.ns, ['link', 'add', 'pod0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', node.podNs]);
+  await ip(node.ns, ['addr', 'add', `${node.gatewayIP}/24`, 'dev', 'pod0']);
+  await ip(node.ns, ['link', 'set', 'pod0', 'up']);
+  await ip(node.podNs, ['addr', 'add', `${node.podIP}/24`, 'dev', 'eth0']);
+  await ip(node.podNs, ['link', 'set', 'eth0', 'up']);
+  await ip(node.podNs, ['route', 'add', 'default', 'via', node.gatewayIP]);
+}
+
+/** Delete namespaces after killing every process still inside them. Errors are ignored. */
+export async function deleteNamespaces(names: readonly string[]): Promise<void> {
+  for (const ns of names) {
+    const pids = await ip(undefined, ['netns', 'pids', ns], { allowFail: true });
+    for (const pid of pids.stdout.split(/\s+/).filter(Boolean).map(Number)) {
+      try { process.kill(pid, 'SIGKILL'); } catch { /* already gone */ }
+    }
+    await ip(undefined, ['netns', 'del', ns], { allowFail: true });
+  }
+}
+
+/**
+ * Build the namespaces, bridge and veths for `options.nodes` nodes. On any
+ * failure everything made so far is removed before the error is thrown.
+ */
+export async function createTopology(options: TopologyOptions): Promise<Topology> {
+  const { prefix, nodes: count } = options;
+  const ipv6 = options.ipv6 ?? false;
+  if (!Number.isInteger(count) || count < 1 || count > 200) {
+    throw new UserlayError('EUSAGE', `--nodes: ${count} is not between 1 and 200`, { field: '--nodes' });
+  }
+  const made: string[] = [];
+  const workDir = await mkdtemp(path.join(os.tmpdir(), `${prefix}`));
+  const underlayNs = `${prefix}u`;
+  const nodes = Array.from({ length: count }, (_, k) => labNode(prefix, k + 1));
+  let closed = false;
+  const close = async (): Promise<void> => {
+    if (closed) return;
+    closed = true;
+    // Pods and nodes first, the underlay last, so no veth peer outlives its namespace.
+    await deleteNamespaces([...made].reverse());
+    await rm(workDir, { recursive: true, force: true });
+  };
+  try {
+    await addNamespace(underlayNs, made, ipv6);
+    await ip(underlayNs, ['link', 'add', 'br0', 'type', 'bridge']);
+    await ip(underlayNs, ['link', 'set', 'br0', 'mtu', String(UNDERLAY_MTU), 'up']);
+    for (const node of nodes) await buildNode(underlayNs, node, made, ipv6);
+  } catch (err) {
+    await close();
+    throw err;
+  }
+  return {
+    prefix,
+    underlayNs,
+    nodes,
+    workDir,
+    async setPodMtu(mtu: number): Promise<void> {
+      for (const node of nodes) {
+        await ip(node.ns, ['link', 'set', 'pod0', 'mtu', String(mtu)]);
+        await ip(node.podNs, ['link', 'set', 'eth0', 'mtu', String(mtu)]);
+      }
+    },
+    close,
+  };
+}
+
+/**
+ * Check the lab can run here: root, ip(8) and the listed tools present.
+ * Returns a one-line message saying what to do, or undefined when all is well.
+ */
+export async function labPrerequisites(tools: readonly string[] = ['ip', 'iperf3', 'ping']): Promise<string | undefined> {
+  if (process.getuid?.() !== 0) {
+    return 'the lab creates network namespaces and needs root: run it as root (e.g. sudo userlay lab)';
+  }
+  const missing: string[] = [];
+  const dirs = [...(process.env['PATH'] ?? '').split(':'), '/usr/sbin', '/sbin'].filter(Boolean);
+  for (const tool of tools) {
+    const found = await Promise.all(dirs.map((d) => access(path.join(d, tool), constants.X_OK).then(() => true, () => false)));
+    if (!found.includes(true)) missing.push(tool);
+  }
+  if (missing.length === 0) return undefined;
+  const pkg: Record<string, string> = { ip: 'iproute2', bridge: 'iproute2', iperf3: 'iperf3', ping: 'iputils-ping', tshark: 'tshark', ethtool: 'ethtool' };
+  const pkgs = [...new Set(missing.map((t) => pkg[t] ?? t))];
+  return `missing ${missing.join(', ')}: install with "apt-get install ${pkgs.join(' ')}"`;
+}

@@ -2,7 +2,7 @@
  * userlay — C core of the data plane.
  *
  * Everything here builds and is tested without Node (native/test). The N-API
- * binding (native/binding.c) only converts arguments and errors.
+ * binding (native/binding/) only converts arguments and errors.
  *
  * Conventions
  *   - Functions return 0 (or a non-negative count) on success and -errno on

@@ -27,7 +27,7 @@ import { writeSubnetEnv } from '../control/subnet-env.js';
 import { pickUnderlay, systemHost, type UnderlayHost } from '../control/underlay.js';
 import { createNodeApi, loadKubeConfig, type NodeApi } from '../control/kube/client.js';
 import { sleep, waitForOwnNode } from '../control/kube/identity.js';
-import { makeNodeInformer, RestartingInformer, type NodeInformer } from '../control/kube/informer.js';
+import { makeNodeInformer, rawNodeList, RestartingInformer, type NodeInformer } from '../control/kube/informer.js';
 import { annotationNames, leasePatch, loadOrCreateVtepMac, publishLease, type LeaseInfo } from '../control/kube/lease.js';
 import { PeerSync } from '../control/kube/sync.js';
 import { formatUsage, wantsHelp } from './flags.js';
@@ -286,7 +286,7 @@ export async function realDeps(cfg: KubeAgentConfig): Promise<KubeAgentDeps> {
   const { openDataplane } = await import('../dataplane/dataplane.js');
   return {
     api,
-    makeInformer: (onListed) => makeNodeInformer(kc, () => api.listNodes(), { onListed }),
+    makeInformer: (onListed) => makeNodeInformer(kc, rawNodeList(kc), { onListed, annotationPrefix: cfg.prefix }),
     openDataplane,
   };
 }

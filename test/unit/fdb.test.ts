@@ -6,7 +6,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { type NativeAddon, loadAddon } from '../../src/dataplane/addon.js';
-import { FDB_HDR_SIZE, FDB_MAGIC, FDB_PEER_SIZE, FDB_ROUTE_SIZE, type FdbDefaults, SlotAllocator, buildFdb } from '../../src/dataplane/fdb.js';
+import { FDB_HDR_SIZE, FDB_MAGIC, FDB_PEER_SIZE, FDB_ROUTE_SIZE, FdbTable, type FdbDefaults, SlotAllocator, buildFdb } from '../../src/dataplane/fdb.js';
 import type { Peer } from '../../src/dataplane/types.js';
 import { UserlayError } from '../../src/errors.js';
 
@@ -175,4 +175,108 @@ test('clone/adopt let a caller build against a trial allocator', () => {
   s.adopt(trial);
   assert.equal(s.slotOf('b'), 2);
   assert.equal(s.slotOf('a'), undefined);
+});
+
+// --- per-peer record cache (rebuilds pay only for what changed) ---
+
+const v6peer: Peer = { name: 'six', subnets: ['fd00:0:0:6::/64', '198.19.6.0/24'], publicIP: '198.18.0.66', vtepMAC: '0a:58:c6:12:00:06', port: 4789, vni: 7 };
+
+test('encode from cached records gives the same bytes as encoding every field', () => {
+  const peers = [...overlapping, v6peer];
+  const s = new SlotAllocator(100);
+  buildFdb(peers, defaults, s); // warm the cache
+  const t = buildFdb(peers, defaults, s);
+  const fromFields = new FdbTable(t.peers, t.routes, t.freshSlots);
+  assert.deepEqual(t.encode(), fromFields.encode());
+  assert.equal(t.encode().length, FDB_HDR_SIZE + peers.length * FDB_PEER_SIZE + t.routes.length * FDB_ROUTE_SIZE);
+  // slots and peer indexes are patched per build, not taken from the cache
+  const reordered = buildFdb([v6peer, ...overlapping], defaults, s);
+  assert.deepEqual(reordered.encode(), new FdbTable(reordered.peers, reordered.routes, []).encode());
+  assert.equal(reordered.peers[0]!.peer.name, 'six');
+  assert.equal(reordered.peers[0]!.slot, t.peers.find((p) => p.peer.name === 'six')!.slot);
+});
+
+test('a cached peer is validated again when it was changed in place or the defaults differ', () => {
+  const s = new SlotAllocator(10);
+  const p = { name: 'a', subnets: ['198.19.2.0/24'], publicIP: '198.18.0.2', vtepMAC: '0a:58:c6:12:00:02' } as { -readonly [K in keyof Peer]: Peer[K] };
+  assert.equal(buildFdb([p], defaults, s).peers[0]!.port, 8472);
+  assert.equal(buildFdb([p], { ...defaults, port: 4789 }, s).peers[0]!.port, 4789, 'defaults are part of the cache key');
+  efdb(() => buildFdb([p], { ...defaults, ownSubnets: ['198.19.2.0/24'] }, s), '"a"', 'own subnet');
+  p.publicIP = '198.18.0.99';
+  assert.equal(buildFdb([p], defaults, s).peers[0]!.peer.publicIP, '198.18.0.99');
+  p.publicIP = 'nope';
+  efdb(() => buildFdb([p], defaults, s), '"a"', 'publicIP');
+  p.publicIP = '198.18.0.2';
+  p.subnets = ['198.19.2.0/24', '198.19.3.0/24'];
+  assert.deepEqual(buildFdb([p], defaults, s).routes.map((r) => r.cidr.text), ['198.19.2.0/24', '198.19.3.0/24']);
+  (p.subnets as string[]).push('198.19.3.0/24'); // mutating the array itself is seen too
+  efdb(() => buildFdb([p], defaults, s), '"a"', 'twice');
+});
+
+test('checks across peers still run on every build when each peer is cached', () => {
+  const s = new SlotAllocator(10);
+  const a = peer('a', ['198.19.2.0/24'], '198.18.0.2');
+  const b = peer('b', ['198.19.3.0/24'], '198.18.0.3');
+  buildFdb([a, b], defaults, s);
+  const bSameSubnet = peer('b', ['198.19.2.0/24'], '198.18.0.3');
+  efdb(() => buildFdb([a, bSameSubnet], defaults, s), '"a"', '"b"', '198.19.2.0/24');
+  efdb(() => buildFdb([a, b, a], defaults, s), '"a"', 'twice');
+  efdb(() => buildFdb([a, peer('c', ['198.19.4.0/24'], '198.18.0.2')], defaults, s), '"a"', '"c"', '198.18.0.2');
+  assert.deepEqual(buildFdb([b, a], defaults, s).peerList().map((p) => p.name), ['b', 'a']);
+});
+
+test('5000 peers: one changed peer shows up in the rebuilt table and its snapshot (TS and native)', () => {
+  const ip = (n: number) => `198.${18 + (n >> 16)}.${(n >> 8) & 255}.${n & 255}`;
+  const peers: Peer[] = Array.from({ length: 5000 }, (_, i) => peer(`n${i}`, [`${ip((1 << 16) + (i + 1) * 8)}/29`], ip(i + 1)));
+  const s = new SlotAllocator(8192);
+  const first = buildFdb(peers, defaults, s);
+  const next = peers.slice();
+  next[1234] = { ...peers[1234]!, publicIP: '198.18.200.1' };
+  const t = buildFdb(next, defaults, s);
+  assert.equal(t.peers.length, 5000);
+  assert.equal(t.peers[1234]!.peer.publicIP, '198.18.200.1');
+  assert.equal(t.peers[1234]!.slot, first.peers[1234]!.slot);
+  assert.equal(t.lookup(`${ip((1 << 16) + 1235 * 8 + 3)}`)?.peer.name, 'n1234');
+  assert.deepEqual(t.encode(), new FdbTable(t.peers, t.routes, []).encode());
+  if (addon) {
+    const n = addon.fdbBuild(t.encode());
+    assert.equal(addon.fdbPeerByUnderlay(n, '198.18.200.1'), 1234);
+    assert.equal(addon.fdbLookup(n, ip((1 << 16) + 1235 * 8 + 3)), 1234);
+  }
+});
+
+test('SlotAllocator: a clone shares names until it commits; adopt moves the state over', () => {
+  const s = new SlotAllocator(8);
+  buildFdb([peer('a', ['198.19.1.0/24'], '198.18.0.1'), peer('b', ['198.19.2.0/24'], '198.18.0.2')], defaults, s);
+  const trial = s.clone();
+  // the trial drops a and adds c: the original must not see either change
+  buildFdb([peer('b', ['198.19.2.0/24'], '198.18.0.2'), peer('c', ['198.19.3.0/24'], '198.18.0.3')], defaults, trial);
+  assert.deepEqual([s.slotOf('a'), s.slotOf('b'), s.slotOf('c')], [1, 2, undefined]);
+  assert.deepEqual([trial.slotOf('a'), trial.slotOf('b'), trial.slotOf('c')], [undefined, 2, 3]);
+  // and the original changing after a clone leaves the clone alone
+  const other = s.clone();
+  buildFdb([peer('a', ['198.19.1.0/24'], '198.18.0.1')], defaults, s);
+  assert.equal(other.slotOf('b'), 2);
+  assert.equal(s.slotOf('b'), undefined);
+  s.adopt(trial);
+  assert.deepEqual([s.slotOf('a'), s.slotOf('b'), s.slotOf('c')], [undefined, 2, 3]);
+  assert.equal(trial.slotOf('b'), undefined, 'the adopted allocator is left empty');
+  // a's slot (1) was freed by the adopted update; a later newcomer gets it
+  assert.equal(buildFdb([peer('b', ['198.19.2.0/24'], '198.18.0.2'), peer('c', ['198.19.3.0/24'], '198.18.0.3'), peer('d', ['198.19.4.0/24'], '198.18.0.4')], defaults, s)
+    .peers.find((p) => p.peer.name === 'd')!.slot, 1);
+});
+
+test('unchanged peers keep their FdbPeer and FdbRoute objects across builds', () => {
+  const s = new SlotAllocator(8);
+  const a = peer('a', ['198.19.1.0/24'], '198.18.0.1');
+  const b = peer('b', ['198.19.2.0/24'], '198.18.0.2');
+  const t1 = buildFdb([a, b], defaults, s);
+  const t2 = buildFdb([a, { ...b, publicIP: '198.18.0.22' }], defaults, s);
+  assert.equal(t2.peers[0], t1.peers[0]);
+  assert.equal(t2.routes[0], t1.routes[0]);
+  assert.notEqual(t2.peers[1], t1.peers[1]);
+  const t3 = buildFdb([b, a], defaults, s); // a moved to index 1: new objects with the new index
+  assert.equal(t3.peers[1]!.peer.name, 'a');
+  assert.equal(t3.peers[1]!.index, 1);
+  assert.equal(t3.routes.find((r) => r.cidr.text === '198.19.1.0/24')!.peer, 1);
 });

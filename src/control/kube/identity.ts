@@ -12,7 +12,7 @@ import type { Logger } from '../../log.js';
 import type { Family } from '../../dataplane/net.js';
 import { exponentialBackoff, systemClock, type Backoff, type Clock } from '../backoff.js';
 import { apiStatus, type NodeApi } from './client.js';
-import { nodeSubnets } from './sync.js';
+import { nodeSubnets } from './desired-peers.js';
 
 /** The node name from the flag or NODE_NAME; usageError('--node-name') when neither is set. */
 export function resolveNodeName(flag: string | undefined, env: NodeJS.ProcessEnv = process.env): string {

@@ -20,7 +20,7 @@ import { ListWatch, Watch, type KubeConfig, type V1Node, type V1NodeList } from 
 import { UserlayError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { exponentialBackoff, systemClock, type Backoff, type Clock } from '../backoff.js';
-import { trimNode } from './sync.js';
+import { trimNode } from './desired-peers.js';
 
 /** The informer surface RestartingInformer drives (ListWatch implements it; tests fake it). */
 export interface NodeInformer {

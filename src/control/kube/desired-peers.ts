@@ -1,0 +1,331 @@
+/**
+ * The desired peer set, computed from Node objects: which node becomes which Peer, and how
+ * conflicts between nodes are resolved. Pure functions; PeerSync (sync.ts) runs them.
+ *
+ * A node becomes a peer when it has podCIDR(s) inside the cluster network, the backend-type
+ * annotation equal to ours, valid backend-data and a public IP for our underlay family. The own
+ * node is never a peer. Two nodes claiming overlapping subnets or the same public IP: the older
+ * Node (creationTimestamp, then name) wins, the other is skipped and the conflict logged (the data
+ * plane would refuse the whole set otherwise).
+ *
+ * Incremental where it is cheap: verdicts are cached per Node object (the informer replaces the
+ * object on every change, so an unchanged node costs a WeakMap lookup), and a changed Node whose
+ * peer came out the same keeps the previous Peer object, so the data plane's per-peer cache
+ * (src/dataplane/fdb.ts) hits too. The conflict "shape" — the precedence order, the subnet
+ * overlaps, the order by name — is reused as long as no node's name, age or subnets changed.
+ * This module loads no client-node code at run time (type imports only).
+ */
+import type { V1Node, V1ObjectMeta } from '@kubernetes/client-node';
+import type { Backend, Peer } from '../../dataplane/types.js';
+import { canonicalIP, canonicalMac, cidrContains, familyBytes, isIP, parseCidr, type Family } from '../../dataplane/net.js';
+import { annotationNames } from './lease.js';
+
+/** What the sync needs to know about this node and cluster. */
+export interface SyncConfig {
+  /** Own node name (excluded). */
+  readonly nodeName: string;
+  readonly prefix: string;
+  readonly backend: Backend;
+  /** Enabled cluster networks by family. */
+  readonly networks: Partial<Record<Family, string>>;
+  /** Own pod subnets: a peer claiming an overlapping one is a conflict the own node wins. */
+  readonly ownSubnets: readonly string[];
+  /** Underlay family: which public-ip annotation is read. */
+  readonly underlayFamily: Family;
+  /** Own published underlay address: a peer claiming it is a conflict the own node wins. */
+  readonly ownPublicIP?: string;
+}
+
+/** A node turned into a peer, or the reason it was not. */
+export type NodeVerdict = { ok: true; peer: Peer } | { ok: false; reason: string };
+
+/** Result of one recompute. */
+export interface DesiredPeers {
+  /** Peers sorted by name. */
+  readonly peers: Peer[];
+  /** Skipped node name -> reason. */
+  readonly skipped: Map<string, string>;
+  /** Per-peer keys (see peerSetKey), in `peers` order, cached with the verdicts. */
+  readonly keys: readonly string[];
+  /** peerSetKey(peers): the keys joined (built on first read). */
+  readonly key: string;
+}
+
+/**
+ * The part of a Node the agent reads (this file, the own-lease check in kube-mode.ts, ListWatch),
+ * as a new object: metadata name, namespace, resourceVersion (ListWatch compares it), uid,
+ * creationTimestamp (the conflict order here), the annotations — only those under
+ * `annotationPrefix` + "/" when given: nothing else is read — and spec.podCIDR(s). Status, labels
+ * and managedFields are dropped; the own Node's conditions are read with a GET (lease.ts), never
+ * from the cache. The informer trims every Node before it reaches its cache.
+ */
+export function trimNode(node: V1Node, annotationPrefix?: string): V1Node {
+  const m: V1ObjectMeta = node.metadata ?? {};
+  const meta: V1ObjectMeta = {};
+  if (m.name !== undefined) meta.name = m.name;
+  if (m.namespace !== undefined) meta.namespace = m.namespace;
+  if (m.uid !== undefined) meta.uid = m.uid;
+  if (m.resourceVersion !== undefined) meta.resourceVersion = m.resourceVersion;
+  if (m.creationTimestamp !== undefined) meta.creationTimestamp = m.creationTimestamp;
+  if (m.annotations) {
+    const lead = annotationPrefix === undefined ? undefined : `${annotationPrefix}/`;
+    const kept: Record<string, string> = {};
+    for (const [k, v] of Object.entries(m.annotations)) if (lead === undefined || k.startsWith(lead)) kept[k] = v;
+    meta.annotations = kept;
+  }
+  const out: V1Node = { metadata: meta };
+  const spec = node.spec;
+  if (spec && (spec.podCIDR !== undefined || spec.podCIDRs !== undefined)) {
+    out.spec = {};
+    if (spec.podCIDR !== undefined) out.spec.podCIDR = spec.podCIDR;
+    if (spec.podCIDRs !== undefined) out.spec.podCIDRs = [...spec.podCIDRs];
+  }
+  return out;
+}
+
+/** Pod subnets of a node (spec.podCIDRs, else spec.podCIDR), as given. */
+export function nodePodCidrs(node: V1Node): string[] {
+  const list = node.spec?.podCIDRs;
+  if (list && list.length > 0) return [...list];
+  return node.spec?.podCIDR ? [node.spec.podCIDR] : [];
+}
+
+/**
+ * The node's subnets of the enabled families, canonical; an error text when one lies
+ * outside its network or is malformed, or when none is assigned.
+ */
+export function nodeSubnets(node: V1Node, networks: Partial<Record<Family, string>>): string[] | string {
+  const raw = nodePodCidrs(node);
+  if (raw.length === 0) return 'no podCIDR assigned yet';
+  const out: string[] = [];
+  for (const text of raw) {
+    let c;
+    try {
+      c = parseCidr(text);
+    } catch {
+      return `podCIDR ${text} is malformed`;
+    }
+    const network = networks[c.family];
+    if (network === undefined) continue;
+    if (!cidrContains(network, c)) return `podCIDR ${text} is outside the cluster network ${network}`;
+    out.push(c.text);
+  }
+  if (out.length === 0) return `no podCIDR of an enabled family (has ${raw.join(', ')})`;
+  return out;
+}
+
+/** Turn one Node into a Peer, or say why not. Does not check conflicts. */
+export function nodeToPeer(node: V1Node, cfg: SyncConfig): NodeVerdict {
+  const name = node.metadata?.name ?? '';
+  if (name === '') return { ok: false, reason: 'node has no name' };
+  if (name === cfg.nodeName) return { ok: false, reason: 'own node' };
+  const ann = node.metadata?.annotations ?? {};
+  const names = annotationNames(cfg.prefix);
+  const subnets = nodeSubnets(node, cfg.networks);
+  if (typeof subnets === 'string') return { ok: false, reason: subnets };
+  const type = ann[names.backendType];
+  if (type === undefined) return { ok: false, reason: `no ${names.backendType} annotation (lease not published yet)` };
+  if (type !== cfg.backend) return { ok: false, reason: `backend-type ${type} does not match ours (${cfg.backend})` };
+  const ip = ann[names.publicIP[cfg.underlayFamily]];
+  if (ip === undefined) return { ok: false, reason: `no ${names.publicIP[cfg.underlayFamily]} annotation` };
+  if (!isIP(ip)) return { ok: false, reason: `${names.publicIP[cfg.underlayFamily]} "${ip}" is not an IP address` };
+  const peer: { -readonly [K in keyof Peer]: Peer[K] } = { name, subnets, publicIP: canonicalIP(ip) };
+  const dataText = ann[names.backendData];
+  if (dataText !== undefined && dataText !== '' && dataText !== 'null') {
+    let data: { VNI?: unknown; VtepMAC?: unknown };
+    try {
+      data = JSON.parse(dataText) as typeof data;
+    } catch {
+      return { ok: false, reason: `${names.backendData} is not JSON` };
+    }
+    if (data && typeof data.VNI === 'number' && Number.isInteger(data.VNI) && data.VNI > 0) peer.vni = data.VNI;
+    if (data && typeof data.VtepMAC === 'string') {
+      try {
+        peer.vtepMAC = canonicalMac(data.VtepMAC);
+      } catch {
+        return { ok: false, reason: `${names.backendData} VtepMAC "${data.VtepMAC}" is not a MAC address` };
+      }
+    }
+  }
+  if (cfg.backend === 'vxlan' && peer.vtepMAC === undefined) return { ok: false, reason: `no VtepMAC in ${names.backendData}` };
+  return { ok: true, peer };
+}
+
+/** A subnet as a bit string ("4:" + prefixLen bits): a prefix of it is an ancestor subnet. */
+function subnetBits(subnet: string): string {
+  const c = parseCidr(subnet);
+  let bits = '';
+  for (let i = 0; i < familyBytes(c.family); i++) bits += c.bytes[i]!.toString(2).padStart(8, '0');
+  return `${c.family}:${bits.slice(0, c.prefixLen)}`;
+}
+
+/**
+ * Every overlapping pair among `subnets` (bit strings, see subnetBits), found in O(n log n):
+ * sorted lexicographically, the subnets containing an entry are exactly the open chain of
+ * prefixes before it. Returns, per owner index, the owners it overlaps and on which subnet.
+ */
+function overlaps(subnets: ReadonlyArray<{ bits: string; owner: number; text: string }>): Map<number, Array<{ other: number; subnet: string }>> {
+  const sorted = [...subnets].sort((x, y) => (x.bits < y.bits ? -1 : x.bits > y.bits ? 1 : 0));
+  const out = new Map<number, Array<{ other: number; subnet: string }>>();
+  const add = (i: number, other: number, subnet: string) => {
+    let l = out.get(i);
+    if (!l) out.set(i, (l = []));
+    l.push({ other, subnet });
+  };
+  const chain: Array<{ bits: string; owner: number; text: string }> = [];
+  for (const e of sorted) {
+    while (chain.length > 0 && !e.bits.startsWith(chain[chain.length - 1]!.bits)) chain.pop();
+    for (const c of chain) {
+      if (c.owner === e.owner) continue;
+      add(e.owner, c.owner, e.text);
+      add(c.owner, e.owner, c.text);
+    }
+    chain.push(e);
+  }
+  return out;
+}
+
+function created(node: V1Node): number {
+  const t = node.metadata?.creationTimestamp;
+  const ms = t === undefined ? NaN : new Date(t as unknown as string).getTime();
+  return Number.isNaN(ms) ? Number.MAX_SAFE_INTEGER : ms;
+}
+
+/** A node's verdict with what conflict resolution needs, cached per Node object. */
+type Candidate = OkCandidate | { ok: false; reason: string };
+type OkCandidate = { ok: true; peer: Peer; created: number; bits: string[]; key: string };
+
+/**
+ * The conflict-relevant part of a recompute: it depends only on the candidates' names, ages
+ * and subnets (and the config), so it is reused while those stay the same.
+ */
+interface Shape {
+  /** Candidates in precedence order: older first, then smaller name. */
+  readonly order: readonly OkCandidate[];
+  /** Name -> index in `order`. */
+  readonly index: ReadonlyMap<string, number>;
+  /** Per index in `order`: the candidates (-1 = this node) whose subnets overlap, and where. */
+  readonly clashes: ReadonlyMap<number, ReadonlyArray<{ other: number; subnet: string }>>;
+  /** Indexes of `order`, sorted by name. */
+  readonly byName: readonly number[];
+}
+
+/**
+ * What a recompute keeps for the next one: verdicts per Node object (an object's verdict never
+ * changes, the informer replaces the object on every update) and the last conflict shape.
+ * Valid for one SyncConfig.
+ */
+export interface VerdictCache {
+  readonly verdicts: WeakMap<V1Node, Candidate>;
+  shape: Shape | undefined;
+}
+
+/** A fresh verdict cache. */
+export function newVerdictCache(): VerdictCache {
+  return { verdicts: new WeakMap(), shape: undefined };
+}
+
+const OWN = -1;
+
+function candidate(node: V1Node, cfg: SyncConfig, cache?: VerdictCache): Candidate {
+  let c = cache?.verdicts.get(node);
+  if (c === undefined) {
+    const v = nodeToPeer(node, cfg);
+    c = v.ok ? { ok: true, peer: v.peer, created: created(node), bits: v.peer.subnets.map(subnetBits), key: peerKey(v.peer) } : v;
+    // a changed Node whose peer is the same (a heartbeat, a label): keep the previous object
+    const shape = cache?.shape;
+    const at = c.ok && shape ? shape.index.get(c.peer.name) : undefined;
+    const before = at === undefined ? undefined : shape!.order[at]!;
+    if (c.ok && before !== undefined && before.key === c.key && before.created === c.created) c = before;
+    cache?.verdicts.set(node, c);
+  }
+  return c;
+}
+
+/** Element-wise equality of two string lists. */
+export function sameStrings(a: readonly string[], b: readonly string[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let i = 0; i < a.length; i++) if (a[i] !== b[i]) return false;
+  return true;
+}
+
+/** `prev` with `current` in place of its candidates, when their names, ages and subnets are all the same. */
+function reuseShape(prev: Shape, current: readonly OkCandidate[]): Shape | undefined {
+  if (current.length !== prev.order.length) return undefined;
+  const order: OkCandidate[] = new Array<OkCandidate>(current.length);
+  for (const c of current) {
+    const i = prev.index.get(c.peer.name);
+    if (i === undefined || order[i] !== undefined) return undefined;
+    const p = prev.order[i]!;
+    if (p !== c && (p.created !== c.created || !sameStrings(p.bits, c.bits))) return undefined;
+    order[i] = c;
+  }
+  return { ...prev, order };
+}
+
+function buildShape(current: readonly OkCandidate[], cfg: SyncConfig): Shape {
+  const byAge = (a: OkCandidate, b: OkCandidate) => a.created - b.created || (a.peer.name < b.peer.name ? -1 : a.peer.name > b.peer.name ? 1 : 0);
+  const order = [...current].sort(byAge);
+  const subnets = cfg.ownSubnets.map((text) => ({ bits: subnetBits(text), owner: OWN, text }));
+  order.forEach((c, i) => c.bits.forEach((bits, k) => subnets.push({ bits, owner: i, text: c.peer.subnets[k]! })));
+  const index = new Map(order.map((c, i) => [c.peer.name, i]));
+  const name = (i: number) => order[i]!.peer.name;
+  const byName = order.map((_, i) => i).sort((a, b) => (name(a) < name(b) ? -1 : name(a) > name(b) ? 1 : 0));
+  return { order, index, clashes: overlaps(subnets), byName };
+}
+
+/** Compute the desired peer set from all known nodes. Pure (the cache only memoises). */
+export function computePeers(nodes: readonly V1Node[], cfg: SyncConfig, cache?: VerdictCache): DesiredPeers {
+  const skipped = new Map<string, string>();
+  const current: OkCandidate[] = [];
+  for (const node of nodes) {
+    const v = candidate(node, cfg, cache);
+    if (v.ok) current.push(v);
+    else if (v.reason !== 'own node') skipped.set(node.metadata?.name ?? '', v.reason);
+  }
+  const prev = cache?.shape;
+  const shape = (prev && reuseShape(prev, current)) ?? buildShape(current, cfg);
+  if (cache) cache.shape = shape;
+  const { order, clashes } = shape;
+  const accepted = new Uint8Array(order.length);
+  const underlay = new Map<string, string>();
+  if (cfg.ownPublicIP !== undefined) underlay.set(canonicalIP(cfg.ownPublicIP), cfg.nodeName);
+  const nameOf = (i: number) => (i === OWN ? 'this node' : order[i]!.peer.name);
+  order.forEach(({ peer }, i) => {
+    const clash = clashes.get(i)?.find((x) => x.other === OWN || accepted[x.other] === 1);
+    if (clash) {
+      skipped.set(peer.name, `conflict: subnet ${clash.subnet} overlaps one claimed by ${nameOf(clash.other)}`);
+      return;
+    }
+    const ipOwner = underlay.get(peer.publicIP);
+    if (ipOwner !== undefined) {
+      skipped.set(peer.name, `conflict: public IP ${peer.publicIP} is already used by ${ipOwner === cfg.nodeName ? 'this node' : ipOwner}`);
+      return;
+    }
+    accepted[i] = 1;
+    underlay.set(peer.publicIP, peer.name);
+  });
+  const peers: Peer[] = [];
+  const keys: string[] = [];
+  for (const i of shape.byName) {
+    if (accepted[i] !== 1) continue;
+    peers.push(order[i]!.peer);
+    keys.push(order[i]!.key);
+  }
+  let joined: string | undefined;
+  return { peers, skipped, keys, get key() { return (joined ??= keys.join('\n')); } };
+}
+
+function peerKey(p: Peer): string {
+  return JSON.stringify([p.name, [...p.subnets].sort(), p.publicIP, p.vtepMAC ?? null, p.port ?? null, p.vni ?? null]);
+}
+
+/** Per-peer keys of a peer set, sorted by name (see peerSetKey). */
+export function peerKeys(peers: readonly Peer[]): string[] {
+  return [...peers].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map(peerKey);
+}
+
+/** A canonical text of a peer set, for equality. */
+export function peerSetKey(peers: readonly Peer[]): string {
+  return peerKeys(peers).join('\n');
+}

@@ -158,6 +158,11 @@ const struct ul_fdb_peer *ul_fdb_lookup(const struct ul_fdb *fdb,
 /* Peer whose underlay IP equals `ip` (port ignored), or NULL. */
 const struct ul_fdb_peer *ul_fdb_peer_by_underlay(const struct ul_fdb *fdb,
                                                   const struct ul_addr *ip);
+/* Index in the snapshot's peer array of a peer this table returned (the
+ * table keeps its peers in snapshot order), or -1 for NULL or a foreign
+ * pointer. */
+ptrdiff_t ul_fdb_peer_index(const struct ul_fdb *fdb,
+                            const struct ul_fdb_peer *peer);
 size_t ul_fdb_peer_count(const struct ul_fdb *fdb);
 size_t ul_fdb_route_count(const struct ul_fdb *fdb);
 

@@ -293,6 +293,14 @@ const struct ul_fdb_peer *ul_fdb_peer_by_underlay(const struct ul_fdb *fdb,
   }
 }
 
+ptrdiff_t ul_fdb_peer_index(const struct ul_fdb *fdb,
+                            const struct ul_fdb_peer *peer) {
+  if (fdb == NULL || peer == NULL) return -1;
+  uintptr_t at = (uintptr_t)peer, base = (uintptr_t)fdb->peers;
+  if (at < base || at >= base + fdb->n_peers * sizeof *peer) return -1;
+  return (ptrdiff_t)((at - base) / sizeof *peer);
+}
+
 size_t ul_fdb_peer_count(const struct ul_fdb *fdb) {
   return fdb == NULL ? 0 : fdb->n_peers;
 }

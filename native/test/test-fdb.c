@@ -81,11 +81,15 @@ static void test_lpm(void) {
   bad.family = 5;
   CHECK(ul_fdb_lookup(fdb, &bad) == NULL);
 
-  /* Peers keep snapshot order: index = pointer difference. */
-  struct ul_addr x = addr("198.19.2.7");
-  const struct ul_fdb_peer *first = ul_fdb_lookup(fdb, &x) - d;
-  CHECK(ul_fdb_lookup(fdb, &x) - first == (long)d);
-  CHECK_EQ(first[c].family, 6);
+  /* Peers keep snapshot order: ul_fdb_peer_index maps a result back. */
+  struct ul_addr x = addr("198.19.2.7"), y = addr("198.19.2.200");
+  CHECK_EQ(ul_fdb_peer_index(fdb, ul_fdb_lookup(fdb, &x)), (long)d);
+  CHECK_EQ(ul_fdb_peer_index(fdb, ul_fdb_lookup(fdb, &y)), (long)c);
+  CHECK_EQ(ul_fdb_peer_index(fdb, NULL), -1);
+  CHECK_EQ(ul_fdb_peer_index(NULL, ul_fdb_lookup(fdb, &x)), -1);
+  struct ul_fdb_peer foreign = *ul_fdb_lookup(fdb, &x);
+  CHECK_EQ(ul_fdb_peer_index(fdb, &foreign), -1);     /* a copy is not ours */
+  CHECK_EQ(ul_fdb_peer_index(fdb, ul_fdb_lookup(fdb, &x) + 1), -1); /* one past the end */
 
   struct ul_addr u2 = addr("198.18.0.2"), u3 = addr("fd00:18::3"),
                  u9 = addr("198.18.0.9"), u3as4 = addr("fd00:18::3");

@@ -1,5 +1,5 @@
 /**
- * Loader and typed surface of the N-API addon (native/binding.c).
+ * Loader and typed surface of the N-API addon (native/binding/).
  *
  * The binding holds no logic: every function converts its arguments, calls
  * the C core (native/include/userlay.h) and turns a negative errno into a JS
@@ -127,7 +127,10 @@ export interface NativeAddon {
    * Poll a TUN fd (opened with vnetHdr) on the libuv loop; on readiness read
    * up to `batch` packets and call onPackets once with them. Each Buffer is
    * [TX_HEADROOM bytes of headroom | IP packet] so encap can work in place.
-   * Read errors are reported as onPackets(null, err).
+   * The packets of one call are views of a single Buffer the callee owns:
+   * each may be written within its own bounds, and the batch's memory lives
+   * until the last of them is collected. Read errors are reported as
+   * onPackets(null, err).
    */
   tunReader(fd: number, batch: number, onPackets: (packets: Buffer[] | null, err?: Error) => void): TunReader;
   /**

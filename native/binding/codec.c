@@ -1,0 +1,225 @@
+/*
+ * NativeFdb handles and the codec: lookup, encap/decap, the virtio-net header
+ * for rx and ICMP unreachable.
+ *
+ * A NativeFdb is a type-tagged external owning one table; the GC frees it.
+ * The table hands out peer pointers, JS speaks in snapshot peer indexes:
+ * ul_fdb_peer_index converts.
+ */
+#include "binding.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const napi_type_tag fdb_tag = { 0x75736572666462ULL, 0x6c61792d66646231ULL };
+
+struct fdb_handle {
+  struct ul_fdb *fdb;
+  int64_t mem; /* reported to the GC as external memory */
+};
+
+static void fdb_finalize(napi_env env, void *data, void *hint)
+{
+  struct fdb_handle *h = data;
+  int64_t left;
+
+  (void)hint;
+  napi_adjust_external_memory(env, -h->mem, &left);
+  ul_fdb_free(h->fdb);
+  free(h);
+}
+
+static bool arg_fdb(napi_env env, napi_value v, struct fdb_handle **h)
+{
+  bool ok;
+
+  if (napi_check_object_type_tag(env, v, &fdb_tag, &ok) != napi_ok || !ok)
+    return false;
+  return napi_get_value_external(env, v, (void **)h) == napi_ok;
+}
+
+napi_value js_fdb_build(napi_env env, napi_callback_info info)
+{
+  napi_value argv[1], out;
+  struct fdb_handle *h;
+  uint8_t *snap;
+  size_t len;
+  int r;
+
+  if (!get_args(env, info, 1, argv, NULL))
+    return NULL;
+  if (!arg_bytes(env, argv[0], &snap, &len))
+    return throw_type(env, "fdbBuild", "snapshot must be a Uint8Array");
+  h = calloc(1, sizeof(*h));
+  if (h == NULL)
+    return throw_errno(env, ENOMEM, "build FDB from", "snapshot");
+  r = ul_fdb_build(snap, len, &h->fdb);
+  if (r < 0) {
+    free(h);
+    return throw_errno(env, r, "build FDB from", "snapshot");
+  }
+  /* a table costs a few KiB plus about twice its snapshot; tell the GC, so
+   * replaced tables do not pile up between collections */
+  h->mem = 4096 + 2 * (int64_t)len;
+  if (napi_create_external(env, h, fdb_finalize, NULL, &out) != napi_ok) {
+    ul_fdb_free(h->fdb);
+    free(h);
+    return NULL;
+  }
+  {
+    int64_t total;
+    napi_adjust_external_memory(env, h->mem, &total);
+  }
+  CHECK(napi_type_tag_object(env, out, &fdb_tag));
+  return out;
+}
+
+/* fdbLookup / fdbPeerByUnderlay (fdb, address) -> peer index or -1 */
+static napi_value fdb_query(napi_env env, napi_callback_info info, int by_underlay)
+{
+  const char *fn = by_underlay ? "fdbPeerByUnderlay" : "fdbLookup";
+  const struct ul_fdb_peer *p;
+  napi_value argv[2];
+  struct fdb_handle *h;
+  struct ul_addr a;
+  char str[64];
+
+  if (!get_args(env, info, 2, argv, NULL))
+    return NULL;
+  if (!arg_fdb(env, argv[0], &h))
+    return throw_type(env, fn, "fdb must be a NativeFdb");
+  if (!arg_addr(env, argv[1], str, &a))
+    return throw_type(env, fn, "address must be an IPv4 or IPv6 string");
+  p = by_underlay ? ul_fdb_peer_by_underlay(h->fdb, &a) : ul_fdb_lookup(h->fdb, &a);
+  return make_int(env, ul_fdb_peer_index(h->fdb, p));
+}
+
+napi_value js_fdb_lookup(napi_env env, napi_callback_info info)
+{
+  return fdb_query(env, info, 0);
+}
+
+napi_value js_fdb_peer_by_underlay(napi_env env, napi_callback_info info)
+{
+  return fdb_query(env, info, 1);
+}
+
+napi_value js_encap(napi_env env, napi_callback_info info)
+{
+  napi_value argv[5], out;
+  struct ul_codec_cfg codec;
+  struct ul_encap_result res;
+  struct fdb_handle *h;
+  int64_t off, len;
+  uint8_t *buf;
+  size_t cap;
+  int r;
+
+  if (!get_args(env, info, 5, argv, NULL))
+    return NULL;
+  if (!arg_codec(env, argv[0], &codec))
+    return throw_type(env, "encap", "codec must be { mode: 'vxlan'|'udp', vni, mac }");
+  if (!arg_fdb(env, argv[1], &h))
+    return throw_type(env, "encap", "fdb must be a NativeFdb");
+  if (!arg_bytes(env, argv[2], &buf, &cap))
+    return throw_type(env, "encap", "buf must be a Uint8Array");
+  if (!arg_int(env, argv[3], UL_VXLAN_ENCAP_LEN, (int64_t)cap, &off) ||
+      !arg_int(env, argv[4], 0, (int64_t)cap - off, &len))
+    return throw_type(env, "encap", "pktOff/pktLen outside buf or headroom < VXLAN_ENCAP_LEN");
+  memset(&res, 0, sizeof(res));
+  r = ul_encap(&codec, h->fdb, buf, (size_t)off, (size_t)len, &res);
+  if (r != UL_OK)
+    return make_int(env, r);
+  CHECK(napi_create_object(env, &out));
+  if (!set_int(env, out, "peer", ul_fdb_peer_index(h->fdb, res.peer)) ||
+      !set_int(env, out, "frameOff", (int64_t)res.frame_off) ||
+      !set_int(env, out, "frameLen", (int64_t)res.frame_len))
+    return NULL;
+  return out;
+}
+
+napi_value js_decap(napi_env env, napi_callback_info info)
+{
+  napi_value argv[5], out;
+  struct ul_codec_cfg codec;
+  struct ul_decap_result res;
+  struct fdb_handle *h;
+  struct ul_addr src;
+  char str[64];
+  int64_t len;
+  uint8_t *buf;
+  size_t cap;
+  int r;
+
+  if (!get_args(env, info, 5, argv, NULL))
+    return NULL;
+  if (!arg_codec(env, argv[0], &codec))
+    return throw_type(env, "decap", "codec must be { mode: 'vxlan'|'udp', vni, mac }");
+  if (!arg_fdb(env, argv[1], &h))
+    return throw_type(env, "decap", "fdb must be a NativeFdb");
+  if (!arg_bytes(env, argv[2], &buf, &cap))
+    return throw_type(env, "decap", "buf must be a Uint8Array");
+  if (!arg_int(env, argv[3], 0, (int64_t)cap, &len))
+    return throw_type(env, "decap", "len must be an integer within buf");
+  if (!arg_addr(env, argv[4], str, &src))
+    return throw_type(env, "decap", "srcAddress must be an IPv4 or IPv6 string");
+  memset(&res, 0, sizeof(res));
+  r = ul_decap(&codec, h->fdb, buf, (size_t)len, &src, &res);
+  CHECK(napi_create_object(env, &out));
+  if (!set_int(env, out, "reason", r) ||
+      !set_int(env, out, "peer", ul_fdb_peer_index(h->fdb, res.peer)) ||
+      !set_int(env, out, "pktOff", r == UL_OK ? (int64_t)res.pkt_off : 0) ||
+      !set_int(env, out, "pktLen", r == UL_OK ? (int64_t)res.pkt_len : 0))
+    return NULL;
+  return out;
+}
+
+napi_value js_vnet_hdr_for_rx(napi_env env, napi_callback_info info)
+{
+  napi_value argv[3], out;
+  struct ul_vnet_hdr vh;
+  int64_t off, len;
+  uint8_t *pkt;
+  void *data;
+  size_t cap;
+
+  if (!get_args(env, info, 3, argv, NULL))
+    return NULL;
+  if (!arg_bytes(env, argv[0], &pkt, &cap))
+    return throw_type(env, "vnetHdrForRx", "pkt must be a Uint8Array");
+  if (!arg_int(env, argv[1], 0, (int64_t)cap, &off) ||
+      !arg_int(env, argv[2], 0, (int64_t)cap - off, &len))
+    return throw_type(env, "vnetHdrForRx", "off/len outside pkt");
+  memset(&vh, 0, sizeof(vh));
+  ul_vnet_hdr_for_rx(pkt + off, (size_t)len, &vh);
+  CHECK(napi_create_buffer_copy(env, UL_VNET_HDR_LEN, &vh, &data, &out));
+  return out;
+}
+
+napi_value js_icmp_unreach(napi_env env, napi_callback_info info)
+{
+  napi_value argv[2], out;
+  uint8_t msg[1280], *orig;
+  struct ul_addr src;
+  char str[64];
+  size_t len;
+  void *data;
+  int r;
+
+  if (!get_args(env, info, 2, argv, NULL))
+    return NULL;
+  if (!arg_bytes(env, argv[0], &orig, &len))
+    return throw_type(env, "icmpUnreach", "orig must be a Uint8Array");
+  if (!arg_addr(env, argv[1], str, &src))
+    return throw_type(env, "icmpUnreach", "src must be an IPv4 or IPv6 string");
+  r = ul_icmp_unreach(orig, len, &src, msg, sizeof(msg));
+  if (r < 0)
+    return throw_errno(env, r, "build ICMP unreachable from", str);
+  if (r == 0)
+    CHECK(napi_get_null(env, &out));
+  else
+    CHECK(napi_create_buffer_copy(env, (size_t)r, msg, &data, &out));
+  return out;
+}
+

@@ -1,0 +1,215 @@
+/*
+ * System calls for the control side: open a TUN or a UDP socket, close an fd,
+ * and the netlink link/address/route operations (need CAP_NET_ADMIN).
+ */
+#include "binding.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+napi_value js_tun_open(napi_env env, napi_callback_info info)
+{
+  napi_value argv[2], out, nv;
+  char name[16], actual[16];
+  bool vnet;
+  int fd;
+
+  if (!get_args(env, info, 2, argv, NULL))
+    return NULL;
+  if (!arg_string(env, argv[0], name, sizeof(name)))
+    return throw_type(env, "tunOpen", "name must be a string of < 16 bytes");
+  if (!arg_bool(env, argv[1], &vnet))
+    return throw_type(env, "tunOpen", "vnetHdr must be a boolean");
+  fd = ul_tun_open(name, vnet, actual);
+  if (fd < 0)
+    return throw_errno(env, fd, "open /dev/net/tun for",
+                       name[0] ? name : "(kernel-named TUN)");
+  CHECK(napi_create_object(env, &out));
+  if (!set_int(env, out, "fd", fd) ||
+      napi_create_string_utf8(env, actual, NAPI_AUTO_LENGTH, &nv) != napi_ok ||
+      napi_set_named_property(env, out, "name", nv) != napi_ok) {
+    close(fd);
+    return NULL;
+  }
+  return out;
+}
+
+napi_value js_udp_open(napi_env env, napi_callback_info info)
+{
+  napi_value argv[2];
+  char str[64], subject[80];
+  struct ul_addr a;
+  int64_t port;
+  int fd;
+
+  memset(&a, 0, sizeof(a));
+  if (!get_args(env, info, 2, argv, NULL))
+    return NULL;
+  if (!arg_string(env, argv[0], str, sizeof(str)) ||
+      (str[0] != '\0' && !parse_addr(str, &a)))
+    return throw_type(env, "udpOpen", "address must be an IP string or \"\"");
+  if (!arg_int(env, argv[1], 0, 65535, &port))
+    return throw_type(env, "udpOpen", "port must be an integer 0..65535");
+  fd = str[0] == '\0' ? ul_udp_open(4, NULL, (uint16_t)port)
+                      : ul_udp_open(a.family, &a, (uint16_t)port);
+  if (fd < 0) {
+    snprintf(subject, sizeof(subject), a.family == 6 && str[0] ? "[%s]:%u" : "%s:%u",
+             str[0] ? str : "0.0.0.0", (unsigned)port);
+    return throw_errno(env, fd, "bind UDP", subject);
+  }
+  return make_int(env, fd);
+}
+
+napi_value js_close(napi_env env, napi_callback_info info)
+{
+  napi_value argv[1];
+  char subject[24];
+  int64_t fd;
+
+  if (!get_args(env, info, 1, argv, NULL))
+    return NULL;
+  if (!arg_int(env, argv[0], 0, INT32_MAX, &fd))
+    return throw_type(env, "close", "fd must be a non-negative integer");
+  /* Linux releases the fd even when close() reports EINTR: never retry. */
+  if (close((int)fd) < 0 && errno != EINTR) {
+    snprintf(subject, sizeof(subject), "fd %d", (int)fd);
+    return throw_errno(env, errno, "close", subject);
+  }
+  return make_undefined(env);
+}
+
+napi_value js_link_index(napi_env env, napi_callback_info info)
+{
+  napi_value argv[1];
+  char ifname[16];
+  int r;
+
+  if (!get_args(env, info, 1, argv, NULL))
+    return NULL;
+  if (!arg_string(env, argv[0], ifname, sizeof(ifname)))
+    return throw_type(env, "linkIndex", "ifname must be a string of < 16 bytes");
+  r = ul_nl_link_index(ifname);
+  if (r < 0)
+    return throw_errno(env, r, "link index", ifname);
+  return make_int(env, r);
+}
+
+napi_value js_link_set(napi_env env, napi_callback_info info)
+{
+  napi_value argv[3];
+  char ifname[16];
+  int64_t mtu;
+  bool up;
+  int r;
+
+  if (!get_args(env, info, 3, argv, NULL))
+    return NULL;
+  if (!arg_string(env, argv[0], ifname, sizeof(ifname)))
+    return throw_type(env, "linkSet", "ifname must be a string of < 16 bytes");
+  if (!arg_int(env, argv[1], INT32_MIN, INT32_MAX, &mtu))
+    return throw_type(env, "linkSet", "mtu must be an integer");
+  if (!arg_bool(env, argv[2], &up))
+    return throw_type(env, "linkSet", "up must be a boolean");
+  r = ul_nl_link_set(ifname, (int)mtu, up);
+  if (r < 0)
+    return throw_errno(env, r, "set link", ifname);
+  return make_undefined(env);
+}
+
+napi_value js_link_del(napi_env env, napi_callback_info info)
+{
+  napi_value argv[1];
+  char ifname[16];
+  int r;
+
+  if (!get_args(env, info, 1, argv, NULL))
+    return NULL;
+  if (!arg_string(env, argv[0], ifname, sizeof(ifname)))
+    return throw_type(env, "linkDel", "ifname must be a string of < 16 bytes");
+  r = ul_nl_link_del(ifname);
+  if (r < 0)
+    return throw_errno(env, r, "delete link", ifname);
+  return make_undefined(env);
+}
+
+/* addrAdd/addrDel(ifname, address, prefixLen) */
+static napi_value addr_common(napi_env env, napi_callback_info info, int add)
+{
+  const char *fn = add ? "addrAdd" : "addrDel";
+  napi_value argv[3];
+  char ifname[16], str[64], subject[96];
+  struct ul_addr a;
+  int64_t plen;
+  int r;
+
+  if (!get_args(env, info, 3, argv, NULL))
+    return NULL;
+  if (!arg_string(env, argv[0], ifname, sizeof(ifname)))
+    return throw_type(env, fn, "ifname must be a string of < 16 bytes");
+  if (!arg_addr(env, argv[1], str, &a))
+    return throw_type(env, fn, "address must be an IPv4 or IPv6 string");
+  if (!arg_int(env, argv[2], 0, a.family == 4 ? 32 : 128, &plen))
+    return throw_type(env, fn, "prefixLen out of range for the family");
+  r = ul_nl_addr(add, ifname, &a, (int)plen);
+  if (r < 0) {
+    snprintf(subject, sizeof(subject), "%s/%d on %s", str, (int)plen, ifname);
+    return throw_errno(env, r, add ? "add address" : "delete address", subject);
+  }
+  return make_undefined(env);
+}
+
+napi_value js_addr_add(napi_env env, napi_callback_info info)
+{
+  return addr_common(env, info, 1);
+}
+
+napi_value js_addr_del(napi_env env, napi_callback_info info)
+{
+  return addr_common(env, info, 0);
+}
+
+/* routeAdd(ifname, dst, prefixLen, via?, onlink?) / routeDel(ifname, dst, prefixLen) */
+static napi_value route_common(napi_env env, napi_callback_info info, int add)
+{
+  const char *fn = add ? "routeAdd" : "routeDel";
+  napi_value argv[5];
+  char ifname[16], str[64], vstr[64], subject[160];
+  struct ul_addr dst, via;
+  bool has_via, onlink = false;
+  int64_t plen;
+  int r;
+
+  if (!get_args(env, info, 5, argv, NULL))
+    return NULL;
+  if (!arg_string(env, argv[0], ifname, sizeof(ifname)))
+    return throw_type(env, fn, "ifname must be a string of < 16 bytes");
+  if (!arg_addr(env, argv[1], str, &dst))
+    return throw_type(env, fn, "dst must be an IPv4 or IPv6 string");
+  if (!arg_int(env, argv[2], 0, dst.family == 4 ? 32 : 128, &plen))
+    return throw_type(env, fn, "prefixLen out of range for the family");
+  has_via = add && !is_nullish(env, argv[3]);
+  if (has_via && (!arg_addr(env, argv[3], vstr, &via) || via.family != dst.family))
+    return throw_type(env, fn, "via must be an address of the dst's family");
+  if (add && !arg_bool(env, argv[4], &onlink))
+    return throw_type(env, fn, "onlink must be a boolean");
+  r = ul_nl_route(add, ifname, &dst, (int)plen, has_via ? &via : NULL, onlink);
+  if (r < 0) {
+    snprintf(subject, sizeof(subject), "%s/%d%s%s dev %s", str, (int)plen,
+             has_via ? " via " : "", has_via ? vstr : "", ifname);
+    return throw_errno(env, r, add ? "add route" : "delete route", subject);
+  }
+  return make_undefined(env);
+}
+
+napi_value js_route_add(napi_env env, napi_callback_info info)
+{
+  return route_common(env, info, 1);
+}
+
+napi_value js_route_del(napi_env env, napi_callback_info info)
+{
+  return route_common(env, info, 0);
+}
+

@@ -25,7 +25,10 @@
  *   UDP -> TUN (rx): the datagram lands at UL_RX_OFFSET. Decapsulation finds
  *     the inner IP packet at some offset >= UL_RX_OFFSET and the engine writes
  *     a virtio_net_hdr into the UL_VNET_HDR_LEN bytes just before it, then
- *     writes [vnet hdr | IP packet] to the TUN in one write().
+ *     writes [vnet hdr | IP packet] to the TUN in one write(). In-order TCP
+ *     segments of one flow in a batch are coalesced (ul_gro_batch) and
+ *     written as one GSO packet with writev() straight from the receive
+ *     buffers: [vnet hdr | first segment | payloads of the others].
  */
 #ifndef USERLAY_H
 #define USERLAY_H
@@ -273,6 +276,51 @@ int ul_tun_mtu(int fd);
  * return 0 and touch nothing.
  */
 int ul_tun_gso_for_rx(uint8_t *pkt, size_t len, int mtu, struct ul_vnet_hdr *vh);
+
+/*
+ * The virtio-net header asking the kernel to segment a TCP packet of `len`
+ * bytes (IPv4 or IPv6, l3 bytes of IP header, thl bytes of TCP header, both
+ * at pkt) into segments of gso_size payload bytes: NEEDS_CSUM at the TCP
+ * checksum, which is set to the pseudo-header sum over len - l3 (what the
+ * kernel's TSO path expects). Only the headers at pkt are touched; the
+ * payload may live elsewhere (writev). Fills *vh and returns 1.
+ */
+int ul_tun_tcp_gso(uint8_t *pkt, size_t l3, size_t thl, size_t len,
+                   size_t gso_size, struct ul_vnet_hdr *vh);
+
+/* ---- receive coalescing (gro.c) ------------------------------------------
+ *
+ * Merge the in-order TCP segments of one flow found in a received batch into
+ * super-packets that the TUN takes with a GSO virtio-net header: the
+ * receiving stack is crossed once per super-packet instead of once per
+ * segment (userspace GRO). The rules are in gro.c's design notes.
+ */
+#define UL_GRO_END UINT32_MAX
+
+struct ul_gro_item {
+  /* in */
+  uint8_t *pkt;            /* inner IP packet; NULL = absent (dropped) */
+  size_t len;              /* its length, as the IP header says */
+  /* out */
+  uint32_t count;          /* packets this one leads, itself included; 0 for
+                            * a follower (written with its leader) or absent */
+  uint32_t next;           /* next member of the same super-packet, or
+                            * UL_GRO_END */
+  size_t total;            /* leader: length of the super-packet */
+  struct ul_vnet_hdr vh;   /* leader with count >= 2: the header to write */
+};
+
+/*
+ * Group items[0..n) (n <= 256). A leader with count >= 2 has had its IP and
+ * TCP headers rewritten for the super-packet: write
+ *   [vh | leader pkt[0..len)] then, following `next`, each follower's
+ *   pkt[vh.hdr_len .. len)
+ * to the TUN as one writev() of `total` + UL_VNET_HDR_LEN bytes. A leader
+ * with count 1 is untouched and written as before. Within one flow, packets
+ * keep their order when leaders are written in index order. Packets longer
+ * than mtu (super-frames) never coalesce; mtu <= 0 disables coalescing.
+ */
+void ul_gro_batch(struct ul_gro_item *items, uint32_t n, int mtu);
 
 /* Open a non-blocking UDP socket bound to addr:port (any address when
  * addr == NULL, family then from `family`), SO_RCVBUF/SO_SNDBUF raised.

@@ -30,11 +30,18 @@
  *   3. Enter the FDB read side, ul_decap() each datagram against the outer
  *      source address (flags, VNI, MAC, inner IP, known peer, anti-spoofing),
  *      note the counter slot, leave the read side.
- *   4. For each accepted packet write the virtio_net_hdr that
- *      ul_vnet_hdr_for_rx() chooses (or, for a TCP packet longer than the
- *      TUN MTU, the GSO header of ul_tun_gso_for_rx()) into the 10 bytes just
- *      before the inner IP packet and write() [vnet hdr | IP] to the TUN in
- *      one call. Failure (EAGAIN included) -> UL_DROP_TUN_WRITE.
+ *   4. Coalesce (ul_gro_batch, gro.c): in-order TCP segments of one flow in
+ *      the batch become one super-packet led by its first segment, whose
+ *      headers are rewritten and which gets a GSO virtio_net_hdr.
+ *   5. In batch order, for each leader: a super-packet is written with one
+ *      writev() of [vnet hdr | first packet] and then each follower's
+ *      payload, straight from the receive buffers. A packet that stands
+ *      alone gets the virtio_net_hdr that ul_vnet_hdr_for_rx() chooses (or,
+ *      for a TCP packet longer than the TUN MTU, the GSO header of
+ *      ul_tun_gso_for_rx()) in the 10 bytes just before the inner IP packet
+ *      and [vnet hdr | IP] goes in one write(). Counters count the original
+ *      packets; a failed write (EAGAIN included) counts UL_DROP_TUN_WRITE
+ *      for each packet it carried.
  *
  * Design notes
  *   - Counters: slot 0 holds totals, slot k the peer whose `slot` is k (slots
@@ -79,6 +86,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -118,9 +126,11 @@ struct worker {
   uint64_t seq;               /* see "FDB replacement"; __atomic access */
   struct slot *slots;         /* cfg.batch entries */
   struct mmsghdr *msgs;       /* cfg.batch entries */
-  /* tx only: one message may carry a run of datagrams (UDP GSO) */
+  /* tx: one message may carry a run of datagrams (UDP GSO);
+   * rx: one TUN writev() may carry a coalesced run of segments */
   struct iovec *iovs;         /* cfg.batch entries, in send order */
-  struct tx_group *groups;    /* cfg.batch entries, one per message */
+  struct tx_group *groups;    /* tx only: cfg.batch entries, one per message */
+  struct ul_gro_item *gro;    /* rx only: cfg.batch entries */
 } __attribute__((aligned(64)));
 
 struct ul_engine {
@@ -130,7 +140,8 @@ struct ul_engine {
   int wake_fd;                /* eventfd while running, else -1 */
   bool running;
   struct worker tx, rx;
-  /* rx only: TUN MTU for re-segmenting TCP super-segments (see tun.c) */
+  /* rx only: TUN MTU for re-segmenting TCP super-segments (see tun.c) and
+   * as the limit of segments that may coalesce (gro.c) */
   int rx_mtu;                 /* 0 = unknown */
   struct timespec rx_mtu_checked;
   /* tx only */
@@ -582,6 +593,64 @@ static void rx_refresh_mtu(struct ul_engine *e)
   e->rx_mtu = mtu > 0 ? mtu : 0;
 }
 
+/* Count the packets of one TUN write as received, or as dropped. */
+static void rx_account(struct worker *w, uint32_t lead, bool ok)
+{
+  struct ul_engine *e = w->e;
+  uint32_t i;
+
+  for (i = lead; i != UL_GRO_END; i = w->gro[i].next) {
+    const struct slot *s = &w->slots[i];
+    if (!ok) {
+      count_drop(e, s->peer_slot, UL_DROP_TUN_WRITE);
+      continue;
+    }
+    count(e, s->peer_slot, UL_C_RX_PACKETS, 1);
+    count(e, s->peer_slot, UL_C_RX_BYTES, s->len);
+  }
+}
+
+/* Write a packet that stands alone; returns the write() result. */
+static ssize_t rx_write_one(struct ul_engine *e, struct slot *s)
+{
+  uint8_t *pkt = s->buf + s->off;
+  struct ul_vnet_hdr vh;
+  ssize_t r;
+
+  memset(&vh, 0, sizeof(vh));
+  ul_vnet_hdr_for_rx(pkt, s->len, &vh);
+  if (s->len > (size_t)e->rx_mtu) {
+    rx_refresh_mtu(e);
+    ul_tun_gso_for_rx(pkt, s->len, e->rx_mtu, &vh);
+  }
+  memcpy(pkt - UL_VNET_HDR_LEN, &vh, UL_VNET_HDR_LEN);
+  do
+    r = write(e->cfg.tun_fd, pkt - UL_VNET_HDR_LEN, s->len + UL_VNET_HDR_LEN);
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+
+/* Write the super-packet led by slot `lead`: headers + payloads, no copy. */
+static ssize_t rx_write_gro(struct worker *w, uint32_t lead)
+{
+  const struct ul_gro_item *it = &w->gro[lead];
+  uint8_t *pkt = it->pkt;
+  uint32_t i, k = 1;
+  ssize_t r;
+
+  memcpy(pkt - UL_VNET_HDR_LEN, &it->vh, UL_VNET_HDR_LEN);
+  w->iovs[0].iov_base = pkt - UL_VNET_HDR_LEN;
+  w->iovs[0].iov_len = it->len + UL_VNET_HDR_LEN;
+  for (i = it->next; i != UL_GRO_END; i = w->gro[i].next, k++) {
+    w->iovs[k].iov_base = w->gro[i].pkt + it->vh.hdr_len;
+    w->iovs[k].iov_len = w->gro[i].len - it->vh.hdr_len;
+  }
+  do
+    r = writev(w->e->cfg.tun_fd, w->iovs, (int)k);
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+
 static void rx_write(struct worker *w, uint32_t n)
 {
   struct ul_engine *e = w->e;
@@ -589,30 +658,23 @@ static void rx_write(struct worker *w, uint32_t n)
 
   for (i = 0; i < n; i++) {
     struct slot *s = &w->slots[i];
-    uint8_t *pkt = s->buf + s->off;
-    struct ul_vnet_hdr vh;
+    w->gro[i].pkt = s->reason == UL_OK ? s->buf + s->off : NULL;
+    w->gro[i].len = s->len;
+  }
+  ul_gro_batch(w->gro, n, e->rx_mtu);
+
+  for (i = 0; i < n; i++) {
+    struct slot *s = &w->slots[i];
     ssize_t r;
 
     if (s->reason != UL_OK) {
       count_drop(e, s->peer_slot, s->reason);
       continue;
     }
-    memset(&vh, 0, sizeof(vh));
-    ul_vnet_hdr_for_rx(pkt, s->len, &vh);
-    if (s->len > (size_t)e->rx_mtu) {
-      rx_refresh_mtu(e);
-      ul_tun_gso_for_rx(pkt, s->len, e->rx_mtu, &vh);
-    }
-    memcpy(pkt - UL_VNET_HDR_LEN, &vh, UL_VNET_HDR_LEN);
-    do
-      r = write(e->cfg.tun_fd, pkt - UL_VNET_HDR_LEN, s->len + UL_VNET_HDR_LEN);
-    while (r < 0 && errno == EINTR);
-    if (r < 0) {
-      count_drop(e, s->peer_slot, UL_DROP_TUN_WRITE);
+    if (w->gro[i].count == 0) /* a follower: went with its leader */
       continue;
-    }
-    count(e, s->peer_slot, UL_C_RX_PACKETS, 1);
-    count(e, s->peer_slot, UL_C_RX_BYTES, s->len);
+    r = w->gro[i].count == 1 ? rx_write_one(e, s) : rx_write_gro(w, i);
+    rx_account(w, i, r >= 0);
   }
 }
 
@@ -645,6 +707,7 @@ static void worker_free(struct worker *w, uint32_t batch)
   free(w->msgs);
   free(w->iovs);
   free(w->groups);
+  free(w->gro);
 }
 
 static int worker_init(struct worker *w, struct ul_engine *e, bool rx)
@@ -656,8 +719,10 @@ static int worker_init(struct worker *w, struct ul_engine *e, bool rx)
   w->msgs = calloc(batch, sizeof(*w->msgs));
   w->iovs = calloc(batch, sizeof(*w->iovs));
   w->groups = calloc(batch, sizeof(*w->groups));
+  if (rx)
+    w->gro = calloc(batch, sizeof(*w->gro));
   if (w->slots == NULL || w->msgs == NULL || w->iovs == NULL ||
-      w->groups == NULL)
+      w->groups == NULL || (rx && w->gro == NULL))
     return -ENOMEM;
   for (i = 0; i < batch; i++) {
     struct slot *s = &w->slots[i];

@@ -118,44 +118,21 @@ int ul_tun_mtu(int fd)
  *
  * Returns 1 and overwrites *vh (and the TCP checksum field) when the packet
  * is an IPv4 or IPv6 (no extension headers) TCP packet longer than mtu;
- * 0 and leaves both alone otherwise.
+ * 0 and leaves both alone otherwise. The header itself comes from
+ * ul_tun_tcp_gso(), which receive coalescing (gro.c) uses too.
  */
 #define VIRTIO_GSO_TCPV4 1
 #define VIRTIO_GSO_TCPV6 4
 #define VIRTIO_GSO_ECN 0x80
 #define TCP_PROTO 6
 
-int ul_tun_gso_for_rx(uint8_t *pkt, size_t len, int mtu, struct ul_vnet_hdr *vh)
+int ul_tun_tcp_gso(uint8_t *pkt, size_t l3, size_t thl, size_t len,
+                   size_t gso_size, struct ul_vnet_hdr *vh)
 {
-  size_t l3, thl, addr_off, addr_len;
-  unsigned version;
+  unsigned version = pkt[0] >> 4;
+  size_t addr_off = version == 4 ? 12 : 8, addr_len = version == 4 ? 4 : 16;
   uint32_t sum;
   uint16_t partial;
-
-  if (mtu <= 0 || len <= (size_t)mtu || len > UL_MAX_PACKET || len < 20)
-    return 0;
-  version = pkt[0] >> 4;
-  if (version == 4) {
-    l3 = (size_t)(pkt[0] & 0x0f) * 4;
-    if (l3 < 20 || pkt[9] != TCP_PROTO ||
-        (((pkt[6] << 8) | pkt[7]) & 0x3fff) != 0) /* MF or offset: fragment */
-      return 0;
-    addr_off = 12;
-    addr_len = 4;
-  } else if (version == 6) {
-    l3 = 40;
-    if (len < l3 || pkt[6] != TCP_PROTO)
-      return 0;
-    addr_off = 8;
-    addr_len = 16;
-  } else {
-    return 0;
-  }
-  if (len < l3 + 20)
-    return 0;
-  thl = (size_t)(pkt[l3 + 12] >> 4) * 4;
-  if (thl < 20 || l3 + thl >= len || (size_t)mtu <= l3 + thl)
-    return 0;
 
   /* pseudo header: addresses, protocol, TCP length; folded, not inverted */
   sum = ul_csum_partial(pkt + addr_off, 2 * addr_len,
@@ -170,8 +147,36 @@ int ul_tun_gso_for_rx(uint8_t *pkt, size_t len, int mtu, struct ul_vnet_hdr *vh)
   if (pkt[l3 + 13] & 0x80) /* CWR: the kernel clears it after the first */
     vh->gso_type |= VIRTIO_GSO_ECN;
   vh->hdr_len = (uint16_t)(l3 + thl);
-  vh->gso_size = (uint16_t)((size_t)mtu - l3 - thl);
+  vh->gso_size = (uint16_t)gso_size;
   vh->csum_start = (uint16_t)l3;
   vh->csum_offset = 16;
   return 1;
+}
+
+int ul_tun_gso_for_rx(uint8_t *pkt, size_t len, int mtu, struct ul_vnet_hdr *vh)
+{
+  size_t l3, thl;
+  unsigned version;
+
+  if (mtu <= 0 || len <= (size_t)mtu || len > UL_MAX_PACKET || len < 20)
+    return 0;
+  version = pkt[0] >> 4;
+  if (version == 4) {
+    l3 = (size_t)(pkt[0] & 0x0f) * 4;
+    if (l3 < 20 || pkt[9] != TCP_PROTO ||
+        (((pkt[6] << 8) | pkt[7]) & 0x3fff) != 0) /* MF or offset: fragment */
+      return 0;
+  } else if (version == 6) {
+    l3 = 40;
+    if (len < l3 || pkt[6] != TCP_PROTO)
+      return 0;
+  } else {
+    return 0;
+  }
+  if (len < l3 + 20)
+    return 0;
+  thl = (size_t)(pkt[l3 + 12] >> 4) * 4;
+  if (thl < 20 || l3 + thl >= len || (size_t)mtu <= l3 + thl)
+    return 0;
+  return ul_tun_tcp_gso(pkt, l3, thl, len, (size_t)mtu - l3 - thl, vh);
 }

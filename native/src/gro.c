@@ -1,0 +1,300 @@
+/*
+ * gro.c — receive coalescing of TCP segments (userspace GRO).
+ *
+ * The rx thread receives one UDP datagram per inner TCP segment (~1450
+ * bytes). Written to the TUN one by one, every segment crosses the
+ * forwarding path, the veth and the pod's TCP stack on its own, and every
+ * second one makes the pod send an ACK back across the whole overlay. The
+ * kernel's GRO would merge them on a NIC; the TUN cannot, because it never
+ * sees them together. So the engine merges them: the segments of one flow
+ * that follow each other in a batch become one super-packet, written with a
+ * virtio-net GSO header. The stack carries it whole up to the pod's socket
+ * (veth keeps GSO packets), or cuts it back into the original segments where
+ * a device needs that.
+ *
+ * Pipeline (ul_gro_batch, one received batch):
+ *   1. Classify each packet: not TCP / unparseable (stands alone, no flow);
+ *      TCP that must stand alone but orders its flow (see "Who may
+ *      coalesce"); TCP that may coalesce.
+ *   2. Find the flow's newest group (scan back over the groups of this batch)
+ *      and append the packet when it continues that group exactly; otherwise
+ *      start a new group. A flow's older groups are never appended to again,
+ *      so writing groups in the order of their first packet keeps every
+ *      flow's order (flows may overtake each other: TCP does not care).
+ *   3. For each group of two or more: rewrite the first packet's headers for
+ *      the whole length and fill the GSO header (ul_tun_tcp_gso in tun.c).
+ *
+ * Design notes
+ *   Who may coalesce (what the kernel's tcp_gro_receive() also demands, so
+ *   the pod sees what a NIC with GRO would give it):
+ *   - IPv4 without options and not a fragment, or IPv6 whose next header is
+ *     TCP (no extension headers); the IP length equals the packet length;
+ *     len <= TUN MTU (longer ones are super-frames, see tun.c).
+ *   - TCP flags: ACK set; SYN, FIN, RST, URG, CWR clear; ECE must match the
+ *     group. PSH may be set on any segment: it ends its group, and the
+ *     super-packet carries PSH (the kernel clears it on all but the last
+ *     segment if it ever segments it).
+ *   - At least one payload byte (a pure ACK stands alone: merging ACKs
+ *     would hide duplicate ACKs from fast retransmit).
+ *   Who joins a group (compared with its first packet): same addresses,
+ *   ports and IP version; IPv4 TOS, TTL and DF equal; IPv6 first word
+ *   (traffic class, flow label) and hop limit equal; TCP ack number, data
+ *   offset byte, flags byte except PSH, window, and all option bytes equal.
+ *   So timestamps must be equal too (TSval and TSecr): a segment with a new
+ *   TSval starts a new group, exactly as in the kernel, which keeps RTT
+ *   samples and PAWS meaningful. seq must be the previous member's seq plus
+ *   its payload length; all members but the last carry the first member's
+ *   payload size (the gso_size), the last may be shorter (and then ends the
+ *   group); the super-packet stays <= 65535 bytes.
+ *   IPv4 IDs of the followers are not checked and are lost: the super-packet
+ *   keeps the first ID, and segmenting it yields ID, ID+1, ... — what the
+ *   sender produced anyway for a run of segments, and with DF set (Linux TCP
+ *   with path MTU discovery) the ID carries no meaning (RFC 6864).
+ *   Checksums: the super-packet is written with NEEDS_CSUM, which the
+ *   receiving stack trusts (CHECKSUM_PARTIAL). Coalescing must not turn a
+ *   corrupt segment into one that is trusted, so every segment proves itself
+ *   first: either its full checksum verifies (we pay one sum over ~1450
+ *   bytes, which the pod's kernel then does not pay), or its checksum field
+ *   holds exactly the pseudo-header sum of its own length — a partial
+ *   checksum left by a sending kernel across veth (see csum.c), which a
+ *   kernel receiving that skb trusts as CHECKSUM_PARTIAL as well, and which
+ *   ul_vnet_hdr_for_rx() would hand on with NEEDS_CSUM anyway (such a field
+ *   says nothing about the data, so nobody downstream could verify it
+ *   either; coalescing adds no trust). A segment that is neither stands
+ *   alone and is written unchanged, so the kernel verifies and drops it as
+ *   before.
+ *   Payloads are not copied: the engine writes the first packet whole and
+ *   then each follower's payload as its own iovec (TUN writes take writev).
+ */
+#include "userlay.h"
+
+#include <stdbool.h>
+#include <string.h>
+
+#define GRO_BATCH_MAX 256
+#define TCP_PROTO 6
+#define TCP_FIN 0x01
+#define TCP_SYN 0x02
+#define TCP_RST 0x04
+#define TCP_PSH 0x08
+#define TCP_ACK 0x10
+#define TCP_URG 0x20
+#define TCP_CWR 0x80
+#define TCP_ALONE (TCP_FIN | TCP_SYN | TCP_RST | TCP_URG | TCP_CWR)
+
+enum seg_kind {
+  SEG_OTHER = 0, /* not TCP we can parse: no flow, stands alone */
+  SEG_ALONE,     /* TCP of a known flow that must stand alone */
+  SEG_MERGE,     /* TCP that may coalesce */
+};
+
+struct seg {
+  uint8_t *pkt;
+  size_t len;
+  size_t l3, thl, payload;
+  uint32_t seq;
+  unsigned version;
+  enum seg_kind kind;
+};
+
+struct group {
+  uint32_t lead, tail; /* item indices */
+  size_t total;
+  bool open;
+};
+
+static inline uint16_t load_be16(const uint8_t *p)
+{
+  return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+static inline uint32_t load_be32(const uint8_t *p)
+{
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+         ((uint32_t)p[2] << 8) | p[3];
+}
+
+static inline void store_be16(uint8_t *p, size_t v)
+{
+  p[0] = (uint8_t)(v >> 8);
+  p[1] = (uint8_t)v;
+}
+
+/* Offset and length of the addresses in the IP header of `version`. */
+static inline size_t addr_off(unsigned version)
+{
+  return version == 4 ? 12 : 8;
+}
+
+static inline size_t addr_len(unsigned version)
+{
+  return version == 4 ? 8 : 32; /* source and destination */
+}
+
+/* Full checksum verifies, or the field holds the partial pseudo-header sum. */
+static bool csum_acceptable(const struct seg *s)
+{
+  const uint8_t *th = s->pkt + s->l3;
+  uint32_t pseudo = ul_csum_partial(s->pkt + addr_off(s->version),
+                                    addr_len(s->version),
+                                    TCP_PROTO + (uint32_t)(s->len - s->l3));
+  uint16_t partial = (uint16_t)~ul_csum_fold(pseudo); /* folded, not inverted */
+
+  if (ul_csum_fold(ul_csum_partial(th, s->len - s->l3, pseudo)) == 0)
+    return true;
+  return load_be16(th + 16) == partial;
+}
+
+/* Step 1: what is this packet? Fills *s. */
+static void classify(uint8_t *pkt, size_t len, int mtu, struct seg *s)
+{
+  uint8_t flags;
+
+  memset(s, 0, sizeof(*s));
+  s->pkt = pkt;
+  s->len = len;
+  if (pkt == NULL || len < 40)
+    return;
+  s->version = pkt[0] >> 4;
+  if (s->version == 4) {
+    s->l3 = (size_t)(pkt[0] & 0x0f) * 4;
+    if (s->l3 < 20 || pkt[9] != TCP_PROTO || load_be16(pkt + 2) != len ||
+        (load_be16(pkt + 6) & 0x3fff) != 0) /* MF or offset: fragment */
+      return;
+  } else if (s->version == 6) {
+    s->l3 = 40;
+    if (pkt[6] != TCP_PROTO || 40 + (size_t)load_be16(pkt + 4) != len)
+      return;
+  } else {
+    return;
+  }
+  if (len < s->l3 + 20)
+    return;
+  s->thl = (size_t)(pkt[s->l3 + 12] >> 4) * 4;
+  if (s->thl < 20 || s->l3 + s->thl > len)
+    return;
+  s->payload = len - s->l3 - s->thl;
+  s->seq = load_be32(pkt + s->l3 + 4);
+  s->kind = SEG_ALONE;
+  flags = pkt[s->l3 + 13];
+  if (s->l3 != 20 && s->version == 4)
+    return;
+  if ((flags & TCP_ALONE) != 0 || (flags & TCP_ACK) == 0 || s->payload == 0)
+    return;
+  if (mtu <= 0 || len > (size_t)mtu || !csum_acceptable(s))
+    return;
+  s->kind = SEG_MERGE;
+}
+
+static bool same_flow(const struct seg *a, const struct seg *b)
+{
+  return a->version == b->version &&
+         memcmp(a->pkt + addr_off(a->version), b->pkt + addr_off(b->version),
+                addr_len(a->version)) == 0 &&
+         memcmp(a->pkt + a->l3, b->pkt + b->l3, 4) == 0; /* ports */
+}
+
+/* Do the IP and TCP headers of s match those of the group's first packet? */
+static bool same_headers(const struct seg *lead, const struct seg *s)
+{
+  const uint8_t *a = lead->pkt, *b = s->pkt;
+  const uint8_t *ta = a + lead->l3, *tb = b + s->l3;
+
+  if (lead->version == 4) {
+    if (a[1] != b[1] || a[8] != b[8] || ((a[6] ^ b[6]) & 0x40) != 0)
+      return false; /* TOS, TTL, DF */
+  } else if (memcmp(a, b, 4) != 0 || a[7] != b[7]) {
+    return false; /* traffic class + flow label, hop limit */
+  }
+  return lead->thl == s->thl &&
+         memcmp(ta + 8, tb + 8, 5) == 0 &&       /* ack, data offset */
+         ((ta[13] ^ tb[13]) & ~TCP_PSH) == 0 &&  /* flags but PSH */
+         memcmp(ta + 14, tb + 14, 2) == 0 &&     /* window */
+         memcmp(ta + 20, tb + 20, lead->thl - 20) == 0; /* options */
+}
+
+/* Step 2: may s continue group g? */
+static bool continues(const struct seg *segs, const struct group *g,
+                      const struct seg *s)
+{
+  const struct seg *lead = &segs[g->lead], *tail = &segs[g->tail];
+
+  return g->open && s->kind == SEG_MERGE &&
+         s->seq == (uint32_t)(tail->seq + (uint32_t)tail->payload) &&
+         s->payload <= lead->payload &&
+         g->total + s->payload <= UL_MAX_PACKET && same_headers(lead, s);
+}
+
+/* Does s end its group (a shorter last segment, or PSH)? */
+static bool ends_group(const struct seg *lead, const struct seg *s)
+{
+  return s->payload < lead->payload || (s->pkt[s->l3 + 13] & TCP_PSH) != 0;
+}
+
+/* Step 3: rewrite the first packet's headers for the super-packet. */
+static void finish(struct ul_gro_item *items, const struct seg *segs,
+                   const struct group *g)
+{
+  const struct seg *lead = &segs[g->lead], *tail = &segs[g->tail];
+  struct ul_gro_item *it = &items[g->lead];
+  uint8_t *p = lead->pkt;
+
+  it->total = g->total;
+  if (lead->version == 4) {
+    store_be16(p + 2, g->total);
+    p[10] = p[11] = 0;
+    store_be16(p + 10, ul_csum_fold(ul_csum_partial(p, 20, 0)));
+  } else {
+    store_be16(p + 4, g->total - 40);
+  }
+  p[lead->l3 + 13] |= tail->pkt[tail->l3 + 13] & TCP_PSH;
+  ul_tun_tcp_gso(p, lead->l3, lead->thl, g->total, lead->payload, &it->vh);
+}
+
+void ul_gro_batch(struct ul_gro_item *items, uint32_t n, int mtu)
+{
+  struct seg segs[GRO_BATCH_MAX];
+  struct group groups[GRO_BATCH_MAX];
+  uint32_t i, ng = 0;
+
+  if (n > GRO_BATCH_MAX)
+    n = GRO_BATCH_MAX; /* never with the engine's batch limit */
+  for (i = 0; i < n; i++) {
+    struct ul_gro_item *it = &items[i];
+    struct seg *s = &segs[i];
+    struct group *g = NULL;
+    uint32_t k;
+
+    it->count = 0;
+    it->next = UL_GRO_END;
+    it->total = it->len;
+    memset(&it->vh, 0, sizeof(it->vh));
+    classify(it->pkt, it->len, mtu, s);
+    if (it->pkt == NULL)
+      continue;
+    if (s->kind != SEG_OTHER)
+      for (k = ng; k-- > 0;)
+        if (segs[groups[k].lead].kind != SEG_OTHER &&
+            same_flow(&segs[groups[k].lead], s)) {
+          g = &groups[k];
+          break;
+        }
+    if (g != NULL && continues(segs, g, s)) {
+      items[g->tail].next = i;
+      items[g->lead].count++;
+      g->tail = i;
+      g->total += s->payload;
+      if (ends_group(&segs[g->lead], s))
+        g->open = false;
+      continue;
+    }
+    g = &groups[ng++];
+    g->lead = g->tail = i;
+    g->total = s->len;
+    g->open = s->kind == SEG_MERGE && !ends_group(s, s);
+    it->count = 1;
+  }
+  for (i = 0; i < ng; i++)
+    if (items[groups[i].lead].count >= 2)
+      finish(items, segs, &groups[i]);
+}

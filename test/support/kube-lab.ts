@@ -3,6 +3,7 @@
  * namespace (kube-lab-apiserver.ts) and `userlay agent` processes in kube mode in node
  * namespaces.
  */
+import { AGENT_NODE_FLAGS } from '../../src/agent/node-flags.js';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { createWriteStream } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
@@ -109,7 +110,7 @@ export async function startKubeAgent(node: LabNode, kubeconfig: string, workDir:
     '--iface', node.underlayDev, '--state-dir', join(dir, 'state'), '--subnet-file', join(dir, 'subnet.env'),
     '--status-addr', `127.0.0.1:${statusPort}`, '--resync-period', '10', '--tun', 'userlay0', '--log-level', 'debug', ...extra,
   ];
-  const child = spawn('ip', nsArgv(node.ns, process.execPath, args), { stdio: ['ignore', 'ignore', 'pipe'] });
+  const child = spawn('ip', nsArgv(node.ns, process.execPath, [...AGENT_NODE_FLAGS, ...args]), { stdio: ['ignore', 'ignore', 'pipe'] });
   const logFile = join(dir, `agent-${Date.now()}.log`);
   const log = createWriteStream(logFile);
   child.stderr!.pipe(log);

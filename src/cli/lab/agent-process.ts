@@ -5,6 +5,7 @@
  * when it logs the `"msg":"agent ready"` line (which carries the TUN name,
  * the TUN MTU and the pod MTU). The last log lines are kept for diagnostics.
  */
+import { AGENT_NODE_FLAGS } from '../../agent/node-flags.js';
 import type { ChildProcess } from 'node:child_process';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -100,7 +101,7 @@ function parseReady(line: string): AgentReady | undefined {
  * in time (the process is stopped first).
  */
 export async function startAgent(node: LabNode, config: UserlayAgentConfig, peersFile: string): Promise<AgentProcess> {
-  const child = nsSpawn(node.ns, process.execPath, [userlayBin(), ...agentArgs(node, config, peersFile)]);
+  const child = nsSpawn(node.ns, process.execPath, [...AGENT_NODE_FLAGS, userlayBin(), ...agentArgs(node, config, peersFile)]);
   const logs: string[] = [];
   const timeoutMs = config.readyTimeoutMs ?? 20_000;
   let timer: NodeJS.Timeout | undefined;

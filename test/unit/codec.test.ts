@@ -8,20 +8,13 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type CodecConfig, type NativeAddon, type NativeFdb, loadAddon } from '../../src/dataplane/addon.js';
+import { type CodecConfig, type NativeAddon, type NativeFdb } from '../../src/dataplane/addon.js';
 import { DROP } from '../../src/dataplane/counters.js';
 import { SlotAllocator, buildFdb } from '../../src/dataplane/fdb.js';
 import type { Peer } from '../../src/dataplane/types.js';
+import { addon, skipNoAddon } from '../support/addon.js';
 
-function maybeAddon(): NativeAddon | undefined {
-  try {
-    return loadAddon();
-  } catch {
-    return undefined;
-  }
-}
-const addon = maybeAddon();
-const skip = addon ? false : 'native addon not built (npm run build:native)';
+const skip = skipNoAddon;
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/[\s|]/g, ''), 'hex');
 

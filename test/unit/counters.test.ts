@@ -1,17 +1,9 @@
 /** The TS mirror of enum ul_drop / enum ul_counter, and reading a counters block. */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { loadAddon, type NativeAddon } from '../../src/dataplane/addon.js';
 import { COUNTER, DROP, DROP_COUNT, SLOT_WIDTH, allocCounters, clearSlot, counterIndex, dropName, readStats } from '../../src/dataplane/counters.js';
+import { addon } from '../support/addon.js';
 
-function maybeAddon(): NativeAddon | undefined {
-  try {
-    return loadAddon();
-  } catch {
-    return undefined;
-  }
-}
-const addon = maybeAddon();
 
 test('drop reasons and slot layout equal the addon\'s (userlay.h)', { skip: addon ? false : 'native addon not built (npm run build:native)' }, () => {
   assert.deepEqual({ ...addon!.constants.drops }, { ...DROP });

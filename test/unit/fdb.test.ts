@@ -5,21 +5,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type NativeAddon, loadAddon } from '../../src/dataplane/addon.js';
+import type { NativeAddon } from '../../src/dataplane/addon.js';
 import { FDB_HDR_SIZE, FDB_MAGIC, FDB_PEER_SIZE, FDB_ROUTE_SIZE, FdbTable, type FdbDefaults, SlotAllocator, buildFdb } from '../../src/dataplane/fdb.js';
 import type { Peer } from '../../src/dataplane/types.js';
 import { UserlayError } from '../../src/errors.js';
+import { addon } from '../support/addon.js';
 
 const defaults: FdbDefaults = { backend: 'vxlan', port: 8472, vni: 1 };
 
-function maybeAddon(): NativeAddon | undefined {
-  try {
-    return loadAddon();
-  } catch {
-    return undefined;
-  }
-}
-const addon = maybeAddon();
 const noAddon = addon ? false : 'native addon not built (npm run build:native)';
 
 const peer = (name: string, subnets: string[], ip: string, extra: Partial<Peer> = {}): Peer =>

@@ -10,17 +10,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
-import { type NativeAddon, loadAddon } from '../../src/dataplane/addon.js';
+import type { NativeAddon } from '../../src/dataplane/addon.js';
+import { addon, skipNoAddon } from '../support/addon.js';
 
-function maybeAddon(): NativeAddon | undefined {
-  try {
-    return loadAddon();
-  } catch {
-    return undefined;
-  }
-}
-const addon = maybeAddon();
-const skip = addon ? false : 'native addon not built (npm run build:native)';
+const skip = skipNoAddon;
 
 /** A non-blocking UDP fd bound on 127.0.0.1 and its port (retrying taken ports). */
 function openLoopback(a: NativeAddon): { fd: number; port: number } {

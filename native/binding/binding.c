@@ -76,6 +76,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */)
     { "vnetHdrForRx", js_vnet_hdr_for_rx },
     { "icmpUnreach", js_icmp_unreach },
     { "tunReader", js_tun_reader },   { "tunWrite", js_tun_write },
+    { "tunWriteBatch", js_tun_write_batch },
     { "engineCreate", js_engine_create },
     { "engineSetFdb", js_engine_set_fdb },
     { "engineStart", js_engine_start },

@@ -23,12 +23,12 @@
  *     packet, after the vnet header has been parsed.
  *
  *   UDP -> TUN (rx): the datagram lands at UL_RX_OFFSET. Decapsulation finds
- *     the inner IP packet at some offset >= UL_RX_OFFSET and the engine writes
- *     a virtio_net_hdr into the UL_VNET_HDR_LEN bytes just before it, then
- *     writes [vnet hdr | IP packet] to the TUN in one write(). In-order TCP
- *     segments of one flow in a batch are coalesced (ul_gro_batch) and
- *     written as one GSO packet with writev() straight from the receive
- *     buffers: [vnet hdr | first segment | payloads of the others].
+ *     the inner IP packet at some offset >= UL_RX_OFFSET and the engine
+ *     writes [vnet hdr | IP packet] to the TUN with one writev(), the header
+ *     in its own iovec (ul_tun_write_batch). In-order TCP segments of one
+ *     flow in a batch are coalesced (ul_gro_batch) and written as one GSO
+ *     packet with writev() straight from the receive buffers:
+ *     [vnet hdr | first segment | payloads of the others].
  */
 #ifndef USERLAY_H
 #define USERLAY_H
@@ -321,6 +321,21 @@ struct ul_gro_item {
  * than mtu (super-frames) never coalesce; mtu <= 0 disables coalescing.
  */
 void ul_gro_batch(struct ul_gro_item *items, uint32_t n, int mtu);
+
+/*
+ * Write items[0..n) (n <= 256), grouped by ul_gro_batch(), to a TUN opened
+ * with vnet_hdr (tun.c): leaders in index order, each as one writev() whose first
+ * iovec is the virtio-net header (no headroom is needed before pkt). A
+ * leader with count >= 2 goes as described above; a packet that stands
+ * alone gets the header ul_vnet_hdr_for_rx() chooses or, for a TCP packet
+ * longer than mtu, the GSO header of ul_tun_gso_for_rx() (which rewrites its
+ * TCP checksum field). Absent items (pkt NULL) and followers write nothing
+ * themselves. failed (n entries, or NULL): 1 for each packet whose write
+ * failed (EAGAIN included), else 0. Returns the number of packets that
+ * failed.
+ */
+uint32_t ul_tun_write_batch(int fd, const struct ul_gro_item *items,
+                            uint32_t n, int mtu, uint8_t *failed);
 
 /* Open a non-blocking UDP socket bound to addr:port (any address when
  * addr == NULL, family then from `family`), SO_RCVBUF/SO_SNDBUF raised.

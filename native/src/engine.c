@@ -33,15 +33,15 @@
  *   4. Coalesce (ul_gro_batch, gro.c): in-order TCP segments of one flow in
  *      the batch become one super-packet led by its first segment, whose
  *      headers are rewritten and which gets a GSO virtio_net_hdr.
- *   5. In batch order, for each leader: a super-packet is written with one
- *      writev() of [vnet hdr | first packet] and then each follower's
- *      payload, straight from the receive buffers. A packet that stands
- *      alone gets the virtio_net_hdr that ul_vnet_hdr_for_rx() chooses (or,
- *      for a TCP packet longer than the TUN MTU, the GSO header of
- *      ul_tun_gso_for_rx()) in the 10 bytes just before the inner IP packet
- *      and [vnet hdr | IP] goes in one write(). Counters count the original
- *      packets; a failed write (EAGAIN included) counts UL_DROP_TUN_WRITE
- *      for each packet it carried.
+ *   5. Write (ul_tun_write_batch, tun.c, shared with the js engine): in
+ *      batch order, for each leader one writev() of [vnet hdr | first
+ *      packet] and then, for a super-packet, each follower's payload,
+ *      straight from the receive buffers. A packet that stands alone gets
+ *      the virtio_net_hdr that ul_vnet_hdr_for_rx() chooses (or, for a TCP
+ *      packet longer than the TUN MTU, the GSO header of
+ *      ul_tun_gso_for_rx()). Counters count the original packets; a failed
+ *      write (EAGAIN included) counts UL_DROP_TUN_WRITE for each packet it
+ *      carried.
  *
  * Design notes
  *   - Counters: slot 0 holds totals, slot k the peer whose `slot` is k (slots
@@ -126,8 +126,7 @@ struct worker {
   uint64_t seq;               /* see "FDB replacement"; __atomic access */
   struct slot *slots;         /* cfg.batch entries */
   struct mmsghdr *msgs;       /* cfg.batch entries */
-  /* tx: one message may carry a run of datagrams (UDP GSO);
-   * rx: one TUN writev() may carry a coalesced run of segments */
+  /* tx only: one message may carry a run of datagrams (UDP GSO) */
   struct iovec *iovs;         /* cfg.batch entries, in send order */
   struct tx_group *groups;    /* tx only: cfg.batch entries, one per message */
   struct ul_gro_item *gro;    /* rx only: cfg.batch entries */
@@ -593,88 +592,39 @@ static void rx_refresh_mtu(struct ul_engine *e)
   e->rx_mtu = mtu > 0 ? mtu : 0;
 }
 
-/* Count the packets of one TUN write as received, or as dropped. */
-static void rx_account(struct worker *w, uint32_t lead, bool ok)
-{
-  struct ul_engine *e = w->e;
-  uint32_t i;
-
-  for (i = lead; i != UL_GRO_END; i = w->gro[i].next) {
-    const struct slot *s = &w->slots[i];
-    if (!ok) {
-      count_drop(e, s->peer_slot, UL_DROP_TUN_WRITE);
-      continue;
-    }
-    count(e, s->peer_slot, UL_C_RX_PACKETS, 1);
-    count(e, s->peer_slot, UL_C_RX_BYTES, s->len);
-  }
-}
-
-/* Write a packet that stands alone; returns the write() result. */
-static ssize_t rx_write_one(struct ul_engine *e, struct slot *s)
-{
-  uint8_t *pkt = s->buf + s->off;
-  struct ul_vnet_hdr vh;
-  ssize_t r;
-
-  memset(&vh, 0, sizeof(vh));
-  ul_vnet_hdr_for_rx(pkt, s->len, &vh);
-  if (s->len > (size_t)e->rx_mtu) {
-    rx_refresh_mtu(e);
-    ul_tun_gso_for_rx(pkt, s->len, e->rx_mtu, &vh);
-  }
-  memcpy(pkt - UL_VNET_HDR_LEN, &vh, UL_VNET_HDR_LEN);
-  do
-    r = write(e->cfg.tun_fd, pkt - UL_VNET_HDR_LEN, s->len + UL_VNET_HDR_LEN);
-  while (r < 0 && errno == EINTR);
-  return r;
-}
-
-/* Write the super-packet led by slot `lead`: headers + payloads, no copy. */
-static ssize_t rx_write_gro(struct worker *w, uint32_t lead)
-{
-  const struct ul_gro_item *it = &w->gro[lead];
-  uint8_t *pkt = it->pkt;
-  uint32_t i, k = 1;
-  ssize_t r;
-
-  memcpy(pkt - UL_VNET_HDR_LEN, &it->vh, UL_VNET_HDR_LEN);
-  w->iovs[0].iov_base = pkt - UL_VNET_HDR_LEN;
-  w->iovs[0].iov_len = it->len + UL_VNET_HDR_LEN;
-  for (i = it->next; i != UL_GRO_END; i = w->gro[i].next, k++) {
-    w->iovs[k].iov_base = w->gro[i].pkt + it->vh.hdr_len;
-    w->iovs[k].iov_len = w->gro[i].len - it->vh.hdr_len;
-  }
-  do
-    r = writev(w->e->cfg.tun_fd, w->iovs, (int)k);
-  while (r < 0 && errno == EINTR);
-  return r;
-}
-
+/*
+ * Coalesce the batch and write it to the TUN (ul_tun_write_batch, tun.c),
+ * then count each packet: received, dropped by decap, or lost in a write.
+ */
 static void rx_write(struct worker *w, uint32_t n)
 {
   struct ul_engine *e = w->e;
+  uint8_t failed[UL_BATCH_MAX];
+  bool large = false;
   uint32_t i;
 
   for (i = 0; i < n; i++) {
     struct slot *s = &w->slots[i];
     w->gro[i].pkt = s->reason == UL_OK ? s->buf + s->off : NULL;
     w->gro[i].len = s->len;
+    large |= s->reason == UL_OK && s->len > (size_t)e->rx_mtu;
   }
+  if (large) /* a super-frame, or the MTU grew */
+    rx_refresh_mtu(e);
   ul_gro_batch(w->gro, n, e->rx_mtu);
+  ul_tun_write_batch(e->cfg.tun_fd, w->gro, n, e->rx_mtu, failed);
 
   for (i = 0; i < n; i++) {
-    struct slot *s = &w->slots[i];
-    ssize_t r;
+    const struct slot *s = &w->slots[i];
 
     if (s->reason != UL_OK) {
       count_drop(e, s->peer_slot, s->reason);
-      continue;
+    } else if (failed[i]) {
+      count_drop(e, s->peer_slot, UL_DROP_TUN_WRITE);
+    } else {
+      count(e, s->peer_slot, UL_C_RX_PACKETS, 1);
+      count(e, s->peer_slot, UL_C_RX_BYTES, s->len);
     }
-    if (w->gro[i].count == 0) /* a follower: went with its leader */
-      continue;
-    r = w->gro[i].count == 1 ? rx_write_one(e, s) : rx_write_gro(w, i);
-    rx_account(w, i, r >= 0);
   }
 }
 

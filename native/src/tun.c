@@ -14,6 +14,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 /*
@@ -184,4 +185,75 @@ int ul_tun_gso_for_rx(uint8_t *pkt, size_t len, int mtu, struct ul_vnet_hdr *vh)
   if (thl < 20 || l3 + thl >= len || (size_t)mtu <= l3 + thl)
     return 0;
   return ul_tun_tcp_gso(pkt, l3, thl, len, (size_t)mtu - l3 - thl, vh);
+}
+
+/*
+ * Writing a received batch (the rx path of both engines).
+ *
+ * The virtio-net header goes in its own iovec, so callers need no headroom
+ * before the packets (the js engine's are dgram's Buffers). A super-packet's
+ * followers contribute only their payloads; its members are at most the n
+ * items of the batch, so WRITE_IOV_MAX iovecs always suffice.
+ */
+#define WRITE_BATCH_MAX 256
+#define WRITE_IOV_MAX (WRITE_BATCH_MAX + 1)
+
+static ssize_t write_iov(int fd, const struct iovec *iov, int cnt)
+{
+  ssize_t r;
+
+  do
+    r = writev(fd, iov, cnt);
+  while (r < 0 && errno == EINTR);
+  return r;
+}
+
+/* Write the packet or super-packet led by items[lead]; 0 or -errno. */
+static int write_leader(int fd, const struct ul_gro_item *items,
+                        uint32_t lead, int mtu)
+{
+  const struct ul_gro_item *it = &items[lead];
+  struct iovec iov[WRITE_IOV_MAX];
+  struct ul_vnet_hdr vh;
+  uint32_t i;
+  int k = 2;
+
+  if (it->count >= 2) {
+    vh = it->vh;
+    for (i = it->next; i != UL_GRO_END && k < WRITE_IOV_MAX; i = items[i].next, k++) {
+      iov[k].iov_base = items[i].pkt + vh.hdr_len;
+      iov[k].iov_len = items[i].len - vh.hdr_len;
+    }
+  } else {
+    memset(&vh, 0, sizeof(vh));
+    ul_vnet_hdr_for_rx(it->pkt, it->len, &vh);
+    if (mtu > 0 && it->len > (size_t)mtu)
+      ul_tun_gso_for_rx(it->pkt, it->len, mtu, &vh);
+  }
+  iov[0].iov_base = &vh;
+  iov[0].iov_len = UL_VNET_HDR_LEN;
+  iov[1].iov_base = it->pkt;
+  iov[1].iov_len = it->len;
+  return write_iov(fd, iov, k) < 0 ? -errno : 0;
+}
+
+uint32_t ul_tun_write_batch(int fd, const struct ul_gro_item *items,
+                            uint32_t n, int mtu, uint8_t *failed)
+{
+  uint32_t i, j, lost = 0;
+
+  if (failed != NULL)
+    memset(failed, 0, n);
+  for (i = 0; i < n; i++) {
+    if (items[i].pkt == NULL || items[i].count == 0)
+      continue; /* absent, or a follower written with its leader */
+    if (write_leader(fd, items, i, mtu) == 0)
+      continue;
+    for (j = i; j != UL_GRO_END; j = items[j].next) {
+      lost++;
+      if (failed != NULL)
+        failed[j] = 1;
+    }
+  }
+  return lost;
 }

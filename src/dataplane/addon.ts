@@ -139,6 +139,18 @@ export interface NativeAddon {
    * (code EAGAIN when the queue is full).
    */
   tunWrite(fd: number, pkt: Uint8Array, off: number, len: number): void;
+  /**
+   * Write received IP packets to a TUN opened with vnetHdr as the native
+   * engine does: packet i is bufs[i][offs[i], offs[i] + lens[i]) (at most
+   * 256 packets). In-order TCP segments of one flow are coalesced into one
+   * GSO write (ul_gro_batch), so the buffers are modified in place: the
+   * headers of the first segment of each run are rewritten (and a TCP packet
+   * longer than the TUN MTU gets its checksum field set to the partial sum).
+   * Returns how many packets failed to write (EAGAIN included) and sets
+   * lens[i] to 0 for each of them; throws a TypeError (code EINVAL) on bad
+   * arguments, before writing anything.
+   */
+  tunWriteBatch(fd: number, bufs: readonly Uint8Array[], offs: Uint32Array | number[], lens: Uint32Array | number[]): number;
 
   // --- native engine ---
   engineCreate(cfg: EngineConfig): NativeEngine;

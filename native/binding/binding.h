@@ -7,8 +7,8 @@
  *   args.c      argument conversion (ints, strings, bytes, addresses, codec)
  *   sys.c       TUN/UDP open, close, netlink link/addr/route
  *   codec.c     NativeFdb handles, lookup, encap/decap, vnet header, ICMP
- *   tun-io.c    tunReader (batched reads on the libuv loop), tunWrite and
- *               tunWriteBatch (coalesced writes)
+ *   tun-reader.c  tunReader (batched reads on the libuv loop)
+ *   tun-write.c   tunWrite and tunWriteBatch (coalesced writes)
  *   engine.c    the native engine handle
  */
 #ifndef USERLAY_BINDING_H
@@ -100,8 +100,10 @@ napi_value js_decap(napi_env env, napi_callback_info info);
 napi_value js_vnet_hdr_for_rx(napi_env env, napi_callback_info info);
 napi_value js_icmp_unreach(napi_env env, napi_callback_info info);
 
-/* tun-io.c */
+/* tun-reader.c */
 napi_value js_tun_reader(napi_env env, napi_callback_info info);
+
+/* tun-write.c */
 napi_value js_tun_write(napi_env env, napi_callback_info info);
 napi_value js_tun_write_batch(napi_env env, napi_callback_info info);
 

@@ -1,0 +1,198 @@
+/*
+ * TUN writes for the js engine: tunWrite (one packet, e.g. an ICMP error) and
+ * tunWriteBatch — the native engine's receive write-out for packets that JS
+ * received and decapsulated: coalesce (ul_gro_batch) and write
+ * (ul_tun_write_batch), in place in the callers' buffers.
+ */
+#include "binding.h"
+
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+#include <uv.h>
+
+/*
+ * MTU of the TUN behind fd, cached per thread: re-read only when a packet
+ * exceeds the cached value, at most once a second per fd. 0 = unknown (the
+ * fd is not a TUN, e.g. in tests).
+ */
+static int tun_mtu_cached(int fd, size_t len)
+{
+  static __thread struct { int fd, mtu; time_t checked; } c = { -1, 0, 0 };
+  time_t now;
+
+  if (c.fd == fd && len <= (size_t)c.mtu)
+    return c.mtu;
+  now = time(NULL);
+  if (c.fd != fd || now != c.checked) {
+    int mtu = ul_tun_mtu(fd);
+    c.fd = fd;
+    c.mtu = mtu > 0 ? mtu : 0;
+    c.checked = now;
+  }
+  return c.mtu;
+}
+
+/*
+ * tunWrite(fd, pkt, off, len): writev([vnet hdr, packet]). A TCP packet
+ * longer than the TUN MTU (a sender's super-segment, see tun.c) goes as GSO;
+ * its TCP checksum field in `pkt` is then rewritten to the partial sum.
+ */
+napi_value js_tun_write(napi_env env, napi_callback_info info)
+{
+  napi_value argv[4];
+  struct ul_vnet_hdr vh;
+  struct iovec iov[2];
+  int64_t fd, off, len;
+  uint8_t *pkt;
+  size_t cap;
+  ssize_t n;
+
+  if (!get_args(env, info, 4, argv, NULL))
+    return NULL;
+  if (!arg_int(env, argv[0], 0, INT32_MAX, &fd))
+    return throw_type(env, "tunWrite", "fd must be a non-negative integer");
+  if (!arg_bytes(env, argv[1], &pkt, &cap))
+    return throw_type(env, "tunWrite", "pkt must be a Uint8Array");
+  if (!arg_int(env, argv[2], 0, (int64_t)cap, &off) ||
+      !arg_int(env, argv[3], 1, (int64_t)cap - off, &len))
+    return throw_type(env, "tunWrite", "off/len outside pkt");
+  memset(&vh, 0, sizeof(vh));
+  ul_vnet_hdr_for_rx(pkt + off, (size_t)len, &vh);
+  if (len > 576) /* a TCP super-segment larger than the MTU: let the kernel segment */
+    ul_tun_gso_for_rx(pkt + off, (size_t)len, tun_mtu_cached((int)fd, (size_t)len), &vh);
+  iov[0].iov_base = &vh;
+  iov[0].iov_len = UL_VNET_HDR_LEN;
+  iov[1].iov_base = pkt + off;
+  iov[1].iov_len = (size_t)len;
+  do
+    n = writev((int)fd, iov, 2);
+  while (n < 0 && errno == EINTR);
+  if (n < 0) {
+    char subject[24];
+    snprintf(subject, sizeof(subject), "fd %d", (int)fd);
+    return throw_errno(env, errno, "write TUN", subject);
+  }
+  return make_undefined(env);
+}
+
+
+/* Packets per tunWriteBatch call (ul_gro_batch's limit). */
+#define WRITE_BATCH_MAX 256
+
+/* A list of uint32: a Uint32Array or an array of numbers. */
+struct u32_list {
+  napi_env env;
+  napi_value value;
+  uint32_t *typed; /* the Uint32Array's elements when is_typed */
+  bool is_typed;
+  uint32_t len;
+};
+
+static bool u32_list_init(napi_env env, napi_value v, struct u32_list *l)
+{
+  napi_typedarray_type type;
+  size_t len;
+  void *data;
+  bool is;
+
+  l->env = env;
+  l->value = v;
+  l->typed = NULL;
+  l->is_typed = napi_is_typedarray(env, v, &is) == napi_ok && is;
+  if (l->is_typed) {
+    if (napi_get_typedarray_info(env, v, &type, &len, &data, NULL, NULL) != napi_ok ||
+        type != napi_uint32_array || len > UINT32_MAX)
+      return false;
+    l->typed = data;
+    l->len = (uint32_t)len;
+    return true;
+  }
+  return napi_is_array(env, v, &is) == napi_ok && is &&
+         napi_get_array_length(env, v, &l->len) == napi_ok;
+}
+
+static bool u32_list_get(const struct u32_list *l, uint32_t i, int64_t *out)
+{
+  napi_value e;
+
+  if (l->is_typed) {
+    *out = l->typed[i];
+    return true;
+  }
+  return napi_get_element(l->env, l->value, i, &e) == napi_ok &&
+         arg_int(l->env, e, 0, UINT32_MAX, out);
+}
+
+static bool u32_list_clear(const struct u32_list *l, uint32_t i)
+{
+  napi_value zero;
+
+  if (l->is_typed) {
+    l->typed[i] = 0;
+    return true;
+  }
+  return napi_create_uint32(l->env, 0, &zero) == napi_ok &&
+         napi_set_element(l->env, l->value, i, zero) == napi_ok;
+}
+
+/*
+ * tunWriteBatch(fd, bufs, offs, lens): packet i is bufs[i][offs[i],
+ * offs[i] + lens[i]), at most WRITE_BATCH_MAX of them. In-order TCP segments
+ * of one flow are coalesced (their headers rewritten in the buffers) and
+ * every packet is written as the native engine's receive path writes it.
+ * lens[i] becomes 0 for each packet whose write failed; returns how many
+ * did.
+ */
+napi_value js_tun_write_batch(napi_env env, napi_callback_info info)
+{
+  static const char fn[] = "tunWriteBatch";
+  struct ul_gro_item items[WRITE_BATCH_MAX];
+  uint8_t failed[WRITE_BATCH_MAX];
+  struct u32_list offs, lens;
+  napi_value argv[4], buf;
+  uint32_t n, i, lost;
+  size_t longest = 0;
+  int64_t fd;
+  int mtu;
+  bool is;
+
+  if (!get_args(env, info, 4, argv, NULL))
+    return NULL;
+  if (!arg_int(env, argv[0], 0, INT32_MAX, &fd))
+    return throw_type(env, fn, "fd must be a non-negative integer");
+  if (napi_is_array(env, argv[1], &is) != napi_ok || !is ||
+      napi_get_array_length(env, argv[1], &n) != napi_ok || n > WRITE_BATCH_MAX)
+    return throw_type(env, fn, "bufs must be an array of at most 256 Uint8Arrays");
+  if (!u32_list_init(env, argv[2], &offs) || !u32_list_init(env, argv[3], &lens) ||
+      offs.len < n || lens.len < n)
+    return throw_type(env, fn, "offs/lens must be Uint32Arrays or arrays of numbers, an entry per buffer");
+  memset(items, 0, n * sizeof(items[0]));
+  for (i = 0; i < n; i++) {
+    int64_t off, len;
+    uint8_t *data;
+    size_t cap;
+
+    if (napi_get_element(env, argv[1], i, &buf) != napi_ok ||
+        !arg_bytes(env, buf, &data, &cap))
+      return throw_type(env, fn, "bufs must hold Uint8Arrays");
+    if (!u32_list_get(&offs, i, &off) || !u32_list_get(&lens, i, &len) ||
+        off > (int64_t)cap || len < 1 || len > (int64_t)cap - off)
+      return throw_type(env, fn, "offs/lens outside a buffer");
+    items[i].pkt = data + off;
+    items[i].len = (size_t)len;
+    if (items[i].len > longest)
+      longest = items[i].len;
+  }
+  mtu = tun_mtu_cached((int)fd, longest);
+  ul_gro_batch(items, n, mtu);
+  lost = ul_tun_write_batch((int)fd, items, n, mtu, failed);
+  for (i = 0; lost > 0 && i < n; i++)
+    if (failed[i] && !u32_list_clear(&lens, i))
+      return NULL;
+  return make_int(env, lost);
+}

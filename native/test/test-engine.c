@@ -26,6 +26,8 @@
  * extra rule for this test.
  */
 #include "../src/engine.c"
+#include "../src/engine-rx.c"
+#include "../src/engine-tx.c"
 #include "../src/gro.c"
 #include "../src/netlink.c"
 #include "../src/tun.c"

@@ -1,0 +1,134 @@
+/*
+ * engine-internal.h — what the engine's three files share: the engine and
+ * worker structs, counter updates, the FDB read side, and the thread entry
+ * points. Private to native/src/engine*.c (and the engine's C test).
+ *
+ *   engine.c     pipeline and design notes, FDB replacement, start/stop
+ *   engine-tx.c  TUN -> lookup -> encap -> sendmmsg
+ *   engine-rx.c  recvmmsg -> validate/decap -> coalesce -> TUN
+ */
+#ifndef USERLAY_ENGINE_INTERNAL_H
+#define USERLAY_ENGINE_INTERNAL_H
+
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE /* pthread_setname_np, sendmmsg, recvmmsg */
+#endif
+#include "userlay.h"
+
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/udp.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#define UL_ICMP_RATE 100  /* ICMP unreachables per second, sustained */
+#define UL_ICMP_BURST 50  /* and in one burst */
+#define UL_ICMP_MAX 1280  /* IPv6 minimum MTU: the largest error we build */
+#define UL_GSO_MAX_SEGS 64     /* UDP_MAX_SEGMENTS of older kernels */
+#define UL_GSO_MAX_BYTES 65000 /* one UDP payload before segmentation */
+#define UL_GSO_MAX_REFUSALS 8
+#define UL_BATCH_DEFAULT 64
+#define UL_BATCH_MAX 256
+
+/* One packet of a batch. */
+struct slot {
+  uint8_t *buf;               /* UL_BUF_SIZE bytes */
+  size_t len;                 /* inner IP length */
+  size_t off;                 /* tx: frame offset; rx: inner IP offset */
+  int reason;                 /* UL_OK or a drop */
+  uint32_t peer_slot;         /* counter slot, 0 = none */
+  struct sockaddr_storage addr; /* tx: destination; rx: source */
+  struct iovec iov;
+};
+
+/* A message of the tx batch: datagrams sent[first, first + count). */
+struct tx_group {
+  uint32_t first, count;
+  union {
+    struct cmsghdr align;
+    uint8_t buf[CMSG_SPACE(sizeof(uint16_t))];
+  } cmsg;
+};
+
+struct worker {
+  struct ul_engine *e;
+  pthread_t thread;
+  uint64_t seq;               /* see "FDB replacement"; __atomic access */
+  struct slot *slots;         /* cfg.batch entries */
+  struct mmsghdr *msgs;       /* cfg.batch entries */
+  /* tx only: one message may carry a run of datagrams (UDP GSO) */
+  struct iovec *iovs;         /* cfg.batch entries, in send order */
+  struct tx_group *groups;    /* tx only: cfg.batch entries, one per message */
+  struct ul_gro_item *gro;    /* rx only: cfg.batch entries */
+} __attribute__((aligned(64)));
+
+struct ul_engine {
+  struct ul_engine_cfg cfg;
+  struct ul_fdb *fdb;         /* current table; __atomic access */
+  pthread_mutex_t swap_lock;  /* serialises writers of fdb */
+  int wake_fd;                /* eventfd while running, else -1 */
+  bool running;
+  struct worker tx, rx;
+  /* rx only: TUN MTU for re-segmenting TCP super-segments (see tun.c) and
+   * as the limit of segments that may coalesce (gro.c) */
+  int rx_mtu;                 /* 0 = unknown */
+  struct timespec rx_mtu_checked;
+  /* tx only */
+  bool tx_gso;                /* UDP GSO in use (until refused repeatedly) */
+  unsigned tx_gso_refusals;
+  uint8_t icmp_buf[UL_VNET_HDR_LEN + UL_ICMP_MAX];
+  double icmp_tokens;
+  struct timespec icmp_last;
+};
+
+/* ---- counters ------------------------------------------------------------ */
+
+static inline void bump(uint64_t *c, uint64_t v)
+{
+  __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + v,
+                   __ATOMIC_RELAXED);
+}
+
+/* Add v to counter idx of the totals and of the peer's slot, if any. */
+static inline void count(struct ul_engine *e, uint32_t peer_slot, int idx, uint64_t v)
+{
+  bump(&e->cfg.counters[idx], v);
+  if (peer_slot >= 1 && peer_slot <= e->cfg.max_slot)
+    bump(&e->cfg.counters[(size_t)peer_slot * UL_C_SLOT_WIDTH + idx], v);
+}
+
+static inline void count_drop(struct ul_engine *e, uint32_t peer_slot, int reason)
+{
+  count(e, peer_slot, UL_C_DROPS + reason, 1);
+}
+
+/* ---- FDB read side --------------------------------------------------------- */
+
+static inline const struct ul_fdb *fdb_enter(struct worker *w)
+{
+  __atomic_add_fetch(&w->seq, 1, __ATOMIC_SEQ_CST); /* odd */
+  return __atomic_load_n(&w->e->fdb, __ATOMIC_SEQ_CST);
+}
+
+static inline void fdb_leave(struct worker *w)
+{
+  __atomic_add_fetch(&w->seq, 1, __ATOMIC_SEQ_CST); /* even */
+}
+
+/* Wait until fd has `events` or the engine is woken. 1 = ready, 0 = stop. */
+int engine_wait_fd(struct ul_engine *e, int fd, short events);
+
+/* Thread entry points (arg: the struct worker). */
+void *engine_tx_main(void *arg);
+void *engine_rx_main(void *arg);
+
+#endif /* USERLAY_ENGINE_INTERNAL_H */

@@ -1,0 +1,283 @@
+/*
+ * engine-tx.c — the transmit thread: TUN -> lookup -> encap -> sendmmsg.
+ * The pipeline and the design notes are at the top of engine.c.
+ */
+#include "engine-internal.h"
+
+static void to_sockaddr(const struct ul_fdb_peer *p, struct sockaddr_storage *ss)
+{
+  memset(ss, 0, sizeof(*ss));
+  if (p->family == 4) {
+    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+    sin->sin_family = AF_INET;
+    sin->sin_port = htons(p->port);
+    memcpy(&sin->sin_addr, p->ip, 4);
+  } else {
+    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+    sin6->sin6_family = AF_INET6;
+    sin6->sin6_port = htons(p->port);
+    memcpy(&sin6->sin6_addr, p->ip, 16);
+  }
+}
+
+static socklen_t sockaddr_len(const struct sockaddr_storage *ss)
+{
+  return ss->ss_family == AF_INET ? sizeof(struct sockaddr_in)
+                                  : sizeof(struct sockaddr_in6);
+}
+
+/* ---- transmit ------------------------------------------------------------------ */
+
+/* Token bucket: may we send one more ICMP error now? */
+static bool icmp_allowed(struct ul_engine *e)
+{
+  struct timespec now;
+  double dt;
+
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  dt = (double)(now.tv_sec - e->icmp_last.tv_sec) +
+       (double)(now.tv_nsec - e->icmp_last.tv_nsec) / 1e9;
+  e->icmp_last = now;
+  e->icmp_tokens += dt * UL_ICMP_RATE;
+  if (e->icmp_tokens > UL_ICMP_BURST)
+    e->icmp_tokens = UL_ICMP_BURST;
+  if (e->icmp_tokens < 1.0)
+    return false;
+  e->icmp_tokens -= 1.0;
+  return true;
+}
+
+static void icmp_reply(struct ul_engine *e, const uint8_t *pkt, size_t len)
+{
+  const struct ul_addr *src = (pkt[0] >> 4) == 6 ? &e->cfg.icmp_src6
+                                                 : &e->cfg.icmp_src4;
+  int n;
+
+  if (src->family == 0 || !icmp_allowed(e))
+    return;
+  n = ul_icmp_unreach(pkt, len, src, e->icmp_buf + UL_VNET_HDR_LEN,
+                      UL_ICMP_MAX);
+  if (n <= 0)
+    return;
+  memset(e->icmp_buf, 0, UL_VNET_HDR_LEN);
+  /* best effort: a full TUN queue loses the error, not a data packet */
+  (void)!write(e->cfg.tun_fd, e->icmp_buf, UL_VNET_HDR_LEN + (size_t)n);
+}
+
+/* Read up to one batch from the TUN; returns the number of slots filled. */
+static uint32_t tx_read(struct worker *w)
+{
+  struct ul_engine *e = w->e;
+  const size_t at = UL_TX_HEADROOM - UL_VNET_HDR_LEN;
+  uint32_t n = 0;
+
+  while (n < e->cfg.batch) {
+    struct slot *s = &w->slots[n];
+    struct ul_vnet_hdr vh;
+    ssize_t r = read(e->cfg.tun_fd, s->buf + at, UL_BUF_SIZE - at);
+
+    if (r < 0) {
+      if (errno == EINTR)
+        continue;
+      if (errno != EAGAIN) {
+        /* e.g. the device went away: count, and do not spin on it */
+        struct timespec pause = { 0, 10 * 1000 * 1000 };
+        count_drop(e, 0, UL_DROP_TUN_READ);
+        nanosleep(&pause, NULL);
+      }
+      break;
+    }
+    s->reason = UL_OK;
+    s->peer_slot = 0;
+    if (r <= UL_VNET_HDR_LEN) {
+      s->len = 0;
+      s->reason = UL_DROP_TX_MALFORMED;
+    } else {
+      memcpy(&vh, s->buf + at, sizeof(vh));
+      s->len = (size_t)r - UL_VNET_HDR_LEN;
+      s->reason = ul_vnet_apply_tx(s->buf + UL_TX_HEADROOM, s->len, &vh);
+    }
+    n++;
+  }
+  return n;
+}
+
+/* Encapsulate the batch under one FDB read-side section. */
+static void tx_encap(struct worker *w, uint32_t n)
+{
+  struct ul_engine *e = w->e;
+  const struct ul_fdb *fdb = fdb_enter(w);
+  uint32_t i;
+
+  for (i = 0; i < n; i++) {
+    struct slot *s = &w->slots[i];
+    struct ul_encap_result res;
+
+    if (s->reason != UL_OK)
+      continue;
+    if (fdb == NULL) {
+      s->reason = UL_DROP_NO_ROUTE;
+      continue;
+    }
+    s->reason = ul_encap(&e->cfg.codec, fdb, s->buf, UL_TX_HEADROOM, s->len,
+                         &res);
+    if (s->reason != UL_OK)
+      continue;
+    s->peer_slot = res.peer->slot;
+    s->off = res.frame_off;
+    to_sockaddr(res.peer, &s->addr);
+    s->iov.iov_base = s->buf + res.frame_off;
+    s->iov.iov_len = res.frame_len;
+  }
+  fdb_leave(w);
+}
+
+/* Count the packets of one message as sent, or as dropped. */
+static void tx_account(struct ul_engine *e, struct slot **sent,
+                       const struct tx_group *g, bool ok)
+{
+  uint32_t i;
+
+  for (i = g->first; i < g->first + g->count; i++) {
+    if (!ok) {
+      count_drop(e, sent[i]->peer_slot, UL_DROP_UDP_SEND);
+      continue;
+    }
+    count(e, sent[i]->peer_slot, UL_C_TX_PACKETS, 1);
+    count(e, sent[i]->peer_slot, UL_C_TX_BYTES, sent[i]->len);
+  }
+}
+
+/*
+ * Build the messages for sent[pos, m). With gso, consecutive datagrams to the
+ * same destination and of the same length (the last one may be shorter)
+ * share one message with UDP_SEGMENT: the stack is crossed once and the
+ * datagrams are cut apart as late as possible. Returns the message count.
+ */
+static uint32_t tx_build(struct worker *w, struct slot **sent, uint32_t pos,
+                         uint32_t m, bool gso)
+{
+  uint32_t n = 0, i = pos;
+
+  while (i < m) {
+    struct slot *s = sent[i];
+    struct tx_group *g = &w->groups[n];
+    struct msghdr *h = &w->msgs[n].msg_hdr;
+    size_t seg = s->iov.iov_len, total = seg;
+    socklen_t alen = sockaddr_len(&s->addr);
+    uint32_t k = 1;
+
+    w->iovs[i] = s->iov;
+    while (gso && i + k < m && k < UL_GSO_MAX_SEGS) {
+      const struct slot *t = sent[i + k];
+      if (t->iov.iov_len > seg || total + t->iov.iov_len > UL_GSO_MAX_BYTES ||
+          memcmp(&t->addr, &s->addr, alen) != 0)
+        break;
+      w->iovs[i + k] = t->iov;
+      total += t->iov.iov_len;
+      k++;
+      if (t->iov.iov_len < seg) /* a shorter datagram ends the run */
+        break;
+    }
+    memset(&w->msgs[n], 0, sizeof(w->msgs[n]));
+    h->msg_name = &s->addr;
+    h->msg_namelen = alen;
+    h->msg_iov = &w->iovs[i];
+    h->msg_iovlen = k;
+    if (k > 1) {
+      uint16_t size = (uint16_t)seg;
+      struct cmsghdr *c;
+      h->msg_control = g->cmsg.buf;
+      h->msg_controllen = sizeof(g->cmsg.buf);
+      c = CMSG_FIRSTHDR(h);
+      c->cmsg_level = SOL_UDP;
+      c->cmsg_type = UDP_SEGMENT;
+      c->cmsg_len = CMSG_LEN(sizeof(size));
+      memcpy(CMSG_DATA(c), &size, sizeof(size));
+    }
+    g->first = i;
+    g->count = k;
+    n++;
+    i += k;
+  }
+  return n;
+}
+
+/* Errors by which a UDP_SEGMENT send says GSO itself is the problem (old
+ * kernel, no checksum offload on the route's device, segment limits). */
+static bool gso_refused(int err)
+{
+  return err == EIO || err == EINVAL || err == ENOPROTOOPT || err == EOPNOTSUPP;
+}
+
+/* Send the encapsulated packets; returns 0 when asked to stop meanwhile. */
+static int tx_send(struct worker *w, uint32_t n)
+{
+  struct ul_engine *e = w->e;
+  struct slot *sent[UL_BATCH_MAX];
+  uint32_t i, m = 0, pos = 0;
+  bool gso = e->tx_gso;
+
+  for (i = 0; i < n; i++) {
+    struct slot *s = &w->slots[i];
+    if (s->reason == UL_OK) {
+      sent[m++] = s;
+      continue;
+    }
+    count_drop(e, s->peer_slot, s->reason);
+    if (s->reason == UL_DROP_NO_ROUTE)
+      icmp_reply(e, s->buf + UL_TX_HEADROOM, s->len);
+  }
+
+  while (pos < m) {
+    uint32_t msgs = tx_build(w, sent, pos, m, gso), j = 0;
+
+    while (j < msgs) {
+      int r = sendmmsg(e->cfg.udp_fd, &w->msgs[j], msgs - j, 0);
+
+      if (r < 0) {
+        if (errno == EINTR)
+          continue;
+        if (errno == EAGAIN) {
+          if (!engine_wait_fd(e, e->cfg.udp_fd, POLLOUT))
+            return 0;
+          continue;
+        }
+        if (w->groups[j].count > 1 && gso_refused(errno)) {
+          /* resend this run one datagram each; after repeated refusals
+           * stop trying GSO at all */
+          gso = false;
+          if (++e->tx_gso_refusals >= UL_GSO_MAX_REFUSALS)
+            e->tx_gso = false;
+          break;
+        }
+        /* the first unsent message failed: drop it, go on with the rest */
+        tx_account(e, sent, &w->groups[j], false);
+        j++;
+        continue;
+      }
+      for (i = j; i < j + (uint32_t)r; i++)
+        tx_account(e, sent, &w->groups[i], true);
+      j += (uint32_t)r;
+    }
+    pos = j < msgs ? w->groups[j].first : m;
+  }
+  return 1;
+}
+
+void *engine_tx_main(void *arg)
+{
+  struct worker *w = arg;
+  struct ul_engine *e = w->e;
+
+  pthread_setname_np(pthread_self(), "userlay-tx");
+  while (engine_wait_fd(e, e->cfg.tun_fd, POLLIN)) {
+    uint32_t n = tx_read(w);
+    if (n == 0)
+      continue;
+    tx_encap(w, n);
+    if (!tx_send(w, n))
+      break;
+  }
+  return NULL;
+}

@@ -19,6 +19,7 @@
  *          /status writes keep spec; main-resource writes keep status (the Node strategies).
  *   Errors are Status objects: 400 BadRequest, 404 NotFound, 409 AlreadyExists/Conflict, 415,
  *   422 Invalid, 500 (injected).
+ *   (The verbs are answered in fake-apiserver-rest.ts, watches in fake-apiserver-watch.ts.)
  *
  * Deliberate strictness (`rejectJsonPatch`, default true): the real server accepts JSON
  * patch, but client-node 1.4.x sends application/json-patch+json unless told otherwise, and a
@@ -38,12 +39,13 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { Socket } from 'node:net';
 import { writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { acceptsPatchType, applyPatchOfType, type Json, type JsonObject } from './fake-apiserver-patch.js';
-import { describeName, isNamedObject, NodeStore, type KubeObject } from './fake-apiserver-store.js';
-import { matchesSelectors, parseSelectors, type Selectors } from './fake-apiserver-select.js';
-import { notFound, sendJson, statusObject } from './fake-apiserver-status.js';
+import type { Json, JsonObject } from './fake-apiserver-patch.js';
+import { NodeStore, type KubeObject } from './fake-apiserver-store.js';
+import { parseSelectors, type Selectors } from './fake-apiserver-select.js';
+import { sendJson, statusObject } from './fake-apiserver-status.js';
 import { WatchHub } from './fake-apiserver-watch.js';
 import { kubeconfigFor, kubeconfigOptionsFor, type KubeconfigOptions } from './fake-apiserver-kubeconfig.js';
+import { readJsonBody, serveCreate, serveDelete, serveGet, serveList, serveWrite } from './fake-apiserver-rest.js';
 
 export type { KubeObject } from './fake-apiserver-store.js';
 export { statusObject } from './fake-apiserver-status.js';
@@ -284,14 +286,14 @@ export class FakeApiServer {
     if (watchPath) return this.send(res, 405, statusObject(405, 'MethodNotAllowed', `${method} not allowed on watch`));
     if (name === undefined) {
       if (method === 'GET') return this.serveList(res, query);
-      if (method === 'POST') return void this.withBody(req, res, (body) => this.serveCreate(res, body));
+      if (method === 'POST') return void readJsonBody(req, res, (body) => serveCreate(this.store, res, body));
     } else {
-      if (method === 'GET') return this.serveGet(res, name);
-      if (method === 'PUT') return void this.withBody(req, res, (body) => this.serveWrite(res, name, status, body, undefined));
+      if (method === 'GET') return serveGet(this.store, res, name);
+      if (method === 'PUT') return void readJsonBody(req, res, (body) => this.serveWrite(res, name, status, body, undefined));
       if (method === 'PATCH') {
-        return void this.withBody(req, res, (body) => this.serveWrite(res, name, status, body, req.headers['content-type']));
+        return void readJsonBody(req, res, (body) => this.serveWrite(res, name, status, body, req.headers['content-type']));
       }
-      if (method === 'DELETE' && !status) return this.serveDelete(res, name);
+      if (method === 'DELETE' && !status) return serveDelete(this.store, res, name);
     }
     this.send(res, 405, statusObject(405, 'MethodNotAllowed', `the server does not allow this method on the requested resource`));
   }
@@ -311,97 +313,14 @@ export class FakeApiServer {
     this.send(res, code, statusObject(code, code === 500 ? 'InternalError' : 'Unknown', `injected failure (HTTP ${code})`));
   }
 
-  /** Read a JSON body; answers 400 itself when the body is not JSON. */
-  private withBody(req: IncomingMessage, res: ServerResponse, then: (body: Json) => void): void {
-    const chunks: Buffer[] = [];
-    req.on('data', (c: Buffer) => chunks.push(c));
-    req.on('end', () => {
-      const text = Buffer.concat(chunks).toString('utf8');
-      let body: Json;
-      try {
-        body = JSON.parse(text) as Json;
-      } catch (err) {
-        this.send(res, 400, statusObject(400, 'BadRequest', `error decoding request body: ${(err as Error).message}`));
-        return;
-      }
-      then(body);
-    });
-  }
-
   private serveList(res: ServerResponse, query: Record<string, string>): void {
     const failed = this.takeFailure('list');
     if (failed !== undefined) return this.failWith(res, failed);
-    let selectors: Selectors;
-    try {
-      selectors = parseSelectors(query.labelSelector, query.fieldSelector);
-    } catch (err) {
-      return this.send(res, 400, statusObject(400, 'BadRequest', (err as Error).message));
-    }
-    let items = this.store.list().filter((o) => matchesSelectors(o, selectors));
-    const metadata: JsonObject = { resourceVersion: String(this.store.resourceVersion) };
-    const limit = query.limit === undefined ? 0 : Number(query.limit);
-    if (query.continue) {
-      const after = Buffer.from(query.continue, 'base64url').toString('utf8');
-      items = items.filter((o) => o.metadata.name > after);
-    }
-    if (limit > 0 && items.length > limit) {
-      metadata.remainingItemCount = items.length - limit;
-      items = items.slice(0, limit);
-      metadata.continue = Buffer.from(items[items.length - 1]!.metadata.name, 'utf8').toString('base64url');
-    }
-    this.send(res, 200, { kind: 'NodeList', apiVersion: 'v1', metadata, items });
+    serveList(this.store, res, query);
   }
 
-  private serveGet(res: ServerResponse, name: string): void {
-    const obj = this.store.get(name);
-    if (!obj) return this.send(res, 404, notFound(name));
-    this.send(res, 200, obj);
-  }
-
-  private serveCreate(res: ServerResponse, body: Json): void {
-    if (!isNamedObject(body)) return this.send(res, 400, statusObject(400, 'BadRequest', 'metadata.name: Required value'));
-    const created = this.store.create(body);
-    if (!created) {
-      const name = body.metadata.name;
-      return this.send(res, 409, statusObject(409, 'AlreadyExists', `nodes "${name}" already exists`, { name, kind: 'nodes' }));
-    }
-    this.send(res, 201, created);
-  }
-
-  private serveDelete(res: ServerResponse, name: string): void {
-    const gone = this.store.delete(name);
-    if (!gone) return this.send(res, 404, notFound(name));
-    const details: JsonObject = { name, kind: 'nodes', uid: gone.metadata.uid ?? null };
-    this.send(res, 200, { kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Success', details });
-  }
-
-  /** PUT (contentType undefined) or PATCH of a Node or its status. */
   private serveWrite(res: ServerResponse, name: string, statusOnly: boolean, body: Json, contentType: string | undefined): void {
-    const old = this.store.get(name);
-    let next: Json;
-    if (contentType === undefined) {
-      next = body;
-    } else {
-      const media = contentType.split(';')[0]!.trim().toLowerCase();
-      if (!old && acceptsPatchType(media, !this.rejectJsonPatch)) return this.send(res, 404, notFound(name));
-      const out = applyPatchOfType(media, old ?? {}, body, !this.rejectJsonPatch);
-      if (!out.ok) return this.send(res, out.code, statusObject(out.code, out.reason, out.message, { name, kind: 'nodes' }));
-      next = out.value;
-    }
-    if (!old) return this.send(res, 404, notFound(name));
-    if (!isNamedObject(next) || next.metadata.name !== name) {
-      return this.send(res, 400, statusObject(400, 'BadRequest', `the name of the object (${describeName(next)}) does not match the name on the URL (${name})`));
-    }
-    const wantRv = next.metadata.resourceVersion;
-    if (wantRv !== undefined && wantRv !== null && wantRv !== '' && wantRv !== old.metadata.resourceVersion) {
-      const msg = `Operation cannot be fulfilled on nodes "${name}": the object has been modified; please apply your changes to the latest version and try again`;
-      return this.send(res, 409, statusObject(409, 'Conflict', msg, { name, kind: 'nodes' }));
-    }
-    // Node strategies: /status keeps spec, the main resource keeps status.
-    const keep = statusOnly ? 'spec' : 'status';
-    if (old[keep] === undefined) delete next[keep];
-    else next[keep] = old[keep]!;
-    this.send(res, 200, this.store.update(next)!);
+    serveWrite(this.store, res, name, statusOnly, body, contentType, !this.rejectJsonPatch);
   }
 
   private serveWatch(req: IncomingMessage, res: ServerResponse, query: Record<string, string>, name: string | undefined): void {

@@ -1,0 +1,86 @@
+/*
+ * test-gro-write.c — writing coalesced groups to the TUN
+ * (ul_tun_write_batch in tun.c), no privileges needed.
+ *
+ * The writes go into a SOCK_SEQPACKET pair, where each writev() is one
+ * record to compare with what the TUN must be given; each super-packet is
+ * then cut apart as the kernel's TCP GSO would (gro-pkt.h) and must give
+ * back the original segments. The merging rules are test-gro.c.
+ */
+#include "../src/gro.c"
+#include "../src/tun.c"
+
+#include <errno.h>
+#include <sys/socket.h>
+
+#include "check.h"
+#include "gro-pkt.h"
+
+/* Receive one record of a write into out; its length, or -errno. */
+static ssize_t next_record(int fd, uint8_t *out, size_t cap)
+{
+  ssize_t r = recv(fd, out, cap, MSG_DONTWAIT);
+  return r < 0 ? -errno : r;
+}
+
+static void test_write_batch(void)
+{
+  static uint8_t rec[70000], want[70000];
+  const struct spec udp = { .udp = 1, .seq = 5, .payload = 100, .sport = 40001 };
+  uint8_t failed[NBUF];
+  struct ul_vnet_hdr vh;
+  size_t len;
+  int sv[2];
+
+  CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+  reset();
+  build_run(0, 3, full, 0);
+  build(3, udp);
+  build(4, full);
+  items[4].pkt = NULL; /* dropped by decap */
+  ul_gro_batch(items, 5, 1500);
+  CHECK_EQ(items[0].count, 3);
+  CHECK_EQ(ul_tun_write_batch(sv[0], items, 5, 1500, failed), 0);
+  CHECK(memchr(failed, 1, 5) == NULL);
+
+  /* the super-packet: [its GSO header | leader | followers' payloads] */
+  memcpy(want, &items[0].vh, UL_VNET_HDR_LEN);
+  len = UL_VNET_HDR_LEN + gather(0, want + UL_VNET_HDR_LEN);
+  CHECK_EQ(next_record(sv[1], rec, sizeof(rec)), len);
+  CHECK(memcmp(rec, want, len) == 0);
+  CHECK_EQ(segment_and_compare(0), 3);
+  /* the packet that stands alone: [ul_vnet_hdr_for_rx's header | packet] */
+  memset(&vh, 0, sizeof(vh));
+  ul_vnet_hdr_for_rx(items[3].pkt, items[3].len, &vh);
+  memcpy(want, &vh, UL_VNET_HDR_LEN);
+  memcpy(want + UL_VNET_HDR_LEN, orig[3], orig_len[3]);
+  CHECK_EQ(next_record(sv[1], rec, sizeof(rec)), UL_VNET_HDR_LEN + orig_len[3]);
+  CHECK(memcmp(rec, want, UL_VNET_HDR_LEN + orig_len[3]) == 0);
+  CHECK_EQ(next_record(sv[1], rec, sizeof(rec)), -EAGAIN); /* nothing else */
+
+  /* a failed write fails every packet it carried, absent ones excluded */
+  CHECK_EQ(ul_tun_write_batch(-1, items, 5, 1500, failed), 4);
+  CHECK(failed[0] && failed[1] && failed[2] && failed[3] && !failed[4]);
+  CHECK_EQ(ul_tun_write_batch(-1, items, 5, 1500, NULL), 4);
+
+  /* a TCP packet longer than the MTU goes as GSO at mss = mtu - headers */
+  reset();
+  build(0, full);
+  ul_gro_batch(items, 1, 500);
+  CHECK_EQ(ul_tun_write_batch(sv[0], items, 1, 500, failed), 0);
+  CHECK_EQ(next_record(sv[1], rec, sizeof(rec)), UL_VNET_HDR_LEN + orig_len[0]);
+  memcpy(&vh, rec, sizeof(vh));
+  CHECK_EQ(vh.gso_type, 1);
+  CHECK_EQ(vh.gso_size, 500 - 20 - 20 - TS_LEN);
+  CHECK_EQ(vh.flags, UL_VNET_F_NEEDS_CSUM);
+  CHECK(memcmp(rec + UL_VNET_HDR_LEN + 20 + 20, orig[0] + 20 + 20,
+               orig_len[0] - 40) == 0); /* payload and options as they were */
+  close(sv[0]);
+  close(sv[1]);
+}
+
+int main(void)
+{
+  test_write_batch();
+  return CHECK_DONE();
+}

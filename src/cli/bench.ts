@@ -14,7 +14,7 @@
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { flagBool, flagInt, flagString, formatUsage, parseFlags, wantsHelp, type FlagSpec } from '../agent/flags.js';
+import { flagBool, flagInt, flagString, type FlagSpec, type ParsedFlags } from '../agent/flags.js';
 import { usageError } from '../errors.js';
 import type { Backend, EngineKind } from '../dataplane/types.js';
 import { rssBytes } from './lab/exec.js';
@@ -22,7 +22,7 @@ import type { OverlaySpec } from './lab/overlay.js';
 import { iperf3, ping } from './lab/probes.js';
 import { openLabSession } from './lab/session.js';
 import { barChartSvg } from './lab/svg-chart.js';
-import { labPrerequisites } from './lab/topology.js';
+import { runLabCommand } from './lab/command.js';
 
 const specs: FlagSpec[] = [
   { name: 'seconds', kind: 'int', default: 5, help: 'iperf3 duration per case, seconds' },
@@ -74,42 +74,38 @@ function formatTable(r: BenchReport): string {
  * resolves with it: 0 when every case was measured, 1 when some failed,
  * 2 on usage/environment problems.
  */
-export async function runBench(argv: readonly string[]): Promise<number> {
-  const code = await benchMain(argv);
-  process.exitCode = code;
-  return code;
+export function runBench(argv: readonly string[]): Promise<number> {
+  return runLabCommand({ specs, synopsis: 'usage: userlay bench [flags]', check: checkBenchFlags, run: runBenchWith }, argv);
 }
 
-async function benchMain(argv: readonly string[]): Promise<number> {
-  if (wantsHelp(argv)) {
-    process.stdout.write(formatUsage(specs, 'usage: userlay bench [flags]'));
-    return 0;
-  }
-  let flags;
-  try {
-    flags = parseFlags(specs, argv);
-    if (flagInt(flags, 'seconds')! < 1) throw usageError('--seconds', 'must be at least 1');
-    if (flagInt(flags, 'repeat')! < 1) throw usageError('--repeat', 'must be at least 1');
-  } catch (err) {
-    process.stderr.write(`userlay: ${(err as Error).message}\n`);
-    return 2;
-  }
-  const problem = await labPrerequisites();
-  if (problem) {
-    process.stderr.write(`userlay: ${problem}\n`);
-    return 2;
-  }
+/** The checked flags of `userlay bench`. */
+interface BenchConfig {
+  readonly seconds: number;
+  readonly repeat: number;
+  readonly outDir: string;
+  readonly jsonFile: string;
+  readonly udp: boolean;
+}
+
+function checkBenchFlags(flags: ParsedFlags): BenchConfig {
   const seconds = flagInt(flags, 'seconds')!;
+  if (seconds < 1) throw usageError('--seconds', 'must be at least 1');
   const repeat = flagInt(flags, 'repeat')!;
+  if (repeat < 1) throw usageError('--repeat', 'must be at least 1');
   const outDir = flagString(flags, 'out')!;
   const jsonFile = flagString(flags, 'json') ?? path.join(outDir, 'bench.json');
+  return { seconds, repeat, outDir, jsonFile, udp: flagBool(flags, 'udp') === true };
+}
+
+async function runBenchWith(cfg: BenchConfig): Promise<number> {
+  const { seconds, repeat, outDir, jsonFile } = cfg;
   const plan: Array<{ name: string; spec: OverlaySpec }> = [
     { name: 'host-gw', spec: { modes: ['host-gw', 'host-gw'] } },
     { name: 'kernel vxlan', spec: { modes: ['kernel-vxlan', 'kernel-vxlan'] } },
     { name: 'userlay native vxlan', spec: userlaySpec('vxlan', 'native') },
     { name: 'userlay js vxlan', spec: userlaySpec('vxlan', 'js') },
   ];
-  if (flagBool(flags, 'udp')) {
+  if (cfg.udp) {
     plan.push({ name: 'userlay native udp', spec: userlaySpec('udp', 'native') });
     plan.push({ name: 'userlay js udp', spec: userlaySpec('udp', 'js') });
   }

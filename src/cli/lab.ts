@@ -11,14 +11,14 @@
  * tears everything down (also on Ctrl-C, and leftovers of crashed runs first).
  * `--overlay` swaps the agents for the kernel paths the bench compares with.
  */
-import { flagBool, flagInt, flagString, formatUsage, parseFlags, wantsHelp, type FlagSpec } from '../agent/flags.js';
+import { flagBool, flagInt, flagString, type FlagSpec, type ParsedFlags } from '../agent/flags.js';
 import { errorCode, usageError } from '../errors.js';
 import type { Backend, EngineKind } from '../dataplane/types.js';
 import { rssBytes } from './lab/exec.js';
 import type { OverlayMode } from './lab/overlay.js';
 import { iperf3, pingAllPairs, type PingResult } from './lab/probes.js';
 import { openLabSession } from './lab/session.js';
-import { labPrerequisites } from './lab/topology.js';
+import { runLabCommand } from './lab/command.js';
 
 const specs: FlagSpec[] = [
   { name: 'nodes', kind: 'int', default: 3, help: 'number of nodes (2..50)' },
@@ -79,40 +79,34 @@ function toReportPing(p: PingResult): LabReport['pings'][number] {
  * lab broke, 2 usage or environment problem (not root, tool missing), 128+n
  * on a signal.
  */
-export async function runLab(argv: readonly string[]): Promise<number> {
-  const code = await labMain(argv);
-  process.exitCode = code;
-  return code;
+export function runLab(argv: readonly string[]): Promise<number> {
+  return runLabCommand({ specs, synopsis: 'usage: userlay lab [flags]', check: checkLabFlags, run: runLabWith }, argv);
 }
 
-async function labMain(argv: readonly string[]): Promise<number> {
-  if (wantsHelp(argv)) {
-    process.stdout.write(formatUsage(specs, 'usage: userlay lab [flags]'));
-    return 0;
-  }
-  let flags;
-  let overlay: OverlayMode;
-  let backend: Backend;
-  let engine: EngineKind;
-  try {
-    flags = parseFlags(specs, argv);
-    backend = oneOf('--backend', flagString(flags, 'backend'), ['vxlan', 'udp'] as const);
-    engine = oneOf('--engine', flagString(flags, 'engine'), ['native', 'js'] as const);
-    overlay = oneOf('--overlay', flagString(flags, 'overlay'), ['userlay', 'kernel-vxlan', 'host-gw'] as const);
-    const n = flagInt(flags, 'nodes')!;
-    if (n < 2 || n > 50) throw usageError('--nodes', `${n} is not between 2 and 50`);
-    if (flagInt(flags, 'seconds')! < 1) throw usageError('--seconds', 'must be at least 1');
-  } catch (err) {
-    process.stderr.write(`userlay: ${(err as Error).message}\n`);
-    return 2;
-  }
-  const problem = await labPrerequisites();
-  if (problem) {
-    process.stderr.write(`userlay: ${problem}\n`);
-    return 2;
-  }
+/** The checked flags of `userlay lab`. */
+interface LabConfig {
+  readonly nodes: number;
+  readonly seconds: number;
+  readonly overlay: OverlayMode;
+  readonly backend: Backend;
+  readonly engine: EngineKind;
+  readonly json: boolean;
+}
+
+function checkLabFlags(flags: ParsedFlags): LabConfig {
+  const backend = oneOf('--backend', flagString(flags, 'backend'), ['vxlan', 'udp'] as const);
+  const engine = oneOf('--engine', flagString(flags, 'engine'), ['native', 'js'] as const);
+  const overlay = oneOf('--overlay', flagString(flags, 'overlay'), ['userlay', 'kernel-vxlan', 'host-gw'] as const);
   const nodes = flagInt(flags, 'nodes')!;
+  if (nodes < 2 || nodes > 50) throw usageError('--nodes', `${nodes} is not between 2 and 50`);
   const seconds = flagInt(flags, 'seconds')!;
+  if (seconds < 1) throw usageError('--seconds', 'must be at least 1');
+  return { nodes, seconds, overlay, backend, engine, json: flagBool(flags, 'json') === true };
+}
+
+async function runLabWith(cfg: LabConfig): Promise<number> {
+  const { nodes, overlay, backend, engine } = cfg;
+  const seconds = cfg.seconds;
   const exitCodeFor = (sig: NodeJS.Signals): number => (sig === 'SIGINT' ? 130 : 143);
   const session = await openLabSession(nodes, (sig) => process.exit(exitCodeFor(sig)));
   try {
@@ -133,7 +127,7 @@ async function labMain(argv: readonly string[]): Promise<number> {
       nodes, overlay, backend, engine, podMtu: ov.podMtu,
       pings: pings.map(toReportPing), throughput, agents, ok: pings.every((p) => p.ok),
     };
-    process.stdout.write(flagBool(flags, 'json') ? JSON.stringify(report, null, 2) + '\n' : formatTable(report));
+    process.stdout.write(cfg.json ? JSON.stringify(report, null, 2) + '\n' : formatTable(report));
     return report.ok ? 0 : 1;
   } catch (err) {
     if (session.interrupted) return exitCodeFor(session.interrupted);

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a fresh Debian machine for userlay, as root:
 #   - system packages the lab, the tests and the bench use (apt-get),
-#   - npm dependencies (npm ci, or npm install without a lockfile), which
+#   - npm dependencies (npm ci), which
 #     also builds the native addon (node-gyp) and compiles the TypeScript.
 # Quiet unless something fails; then the failing step's output is shown.
 # Node.js >= 20 must already be installed. Usage: sudo bash scripts/setup.sh
@@ -51,20 +51,9 @@ if [ "${#missing[@]}" -gt 0 ]; then
   step "apt-get install ${missing[*]}" apt-get install -y -q --no-install-recommends "${missing[@]}"
 fi
 
-if [ -f package-lock.json ]; then
-  if ! npm ci --no-audit --no-fund >"$log" 2>&1; then
-    if grep -q "in sync" "$log"; then
-      echo "setup: package-lock.json is out of sync with package.json; using npm install" >&2
-      step "npm install" npm install --no-audit --no-fund
-    else
-      echo "setup: npm ci failed:" >&2
-      tail -n 40 "$log" >&2
-      exit 1
-    fi
-  fi
-else
-  step "npm install" npm install --no-audit --no-fund
-fi
+# The lockfile is the source of truth: a lockfile out of step with
+# package.json is a bug to fix, not something to paper over here.
+step "npm ci" npm ci --no-audit --no-fund
 # npm skips lifecycle scripts when run as root in some setups; make sure both builds exist.
 [ -f native/build/Release/userlay.node ] || step "native addon build" npm run build:native
 [ -f dist/src/cli/main.js ] || step "TypeScript build" npm run build

@@ -73,7 +73,6 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */)
     { "fdbBuild", js_fdb_build },     { "fdbLookup", js_fdb_lookup },
     { "fdbPeerByUnderlay", js_fdb_peer_by_underlay },
     { "encap", js_encap },            { "decap", js_decap },
-    { "vnetHdrForRx", js_vnet_hdr_for_rx },
     { "icmpUnreach", js_icmp_unreach },
     { "tunReader", js_tun_reader },   { "tunWrite", js_tun_write },
     { "tunWriteBatch", js_tun_write_batch },

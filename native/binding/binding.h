@@ -97,7 +97,6 @@ napi_value js_fdb_lookup(napi_env env, napi_callback_info info);
 napi_value js_fdb_peer_by_underlay(napi_env env, napi_callback_info info);
 napi_value js_encap(napi_env env, napi_callback_info info);
 napi_value js_decap(napi_env env, napi_callback_info info);
-napi_value js_vnet_hdr_for_rx(napi_env env, napi_callback_info info);
 napi_value js_icmp_unreach(napi_env env, napi_callback_info info);
 
 /* tun-reader.c */

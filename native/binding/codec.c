@@ -175,28 +175,6 @@ napi_value js_decap(napi_env env, napi_callback_info info)
   return out;
 }
 
-napi_value js_vnet_hdr_for_rx(napi_env env, napi_callback_info info)
-{
-  napi_value argv[3], out;
-  struct ul_vnet_hdr vh;
-  int64_t off, len;
-  uint8_t *pkt;
-  void *data;
-  size_t cap;
-
-  if (!get_args(env, info, 3, argv, NULL))
-    return NULL;
-  if (!arg_bytes(env, argv[0], &pkt, &cap))
-    return throw_type(env, "vnetHdrForRx", "pkt must be a Uint8Array");
-  if (!arg_int(env, argv[1], 0, (int64_t)cap, &off) ||
-      !arg_int(env, argv[2], 0, (int64_t)cap - off, &len))
-    return throw_type(env, "vnetHdrForRx", "off/len outside pkt");
-  memset(&vh, 0, sizeof(vh));
-  ul_vnet_hdr_for_rx(pkt + off, (size_t)len, &vh);
-  CHECK(napi_create_buffer_copy(env, UL_VNET_HDR_LEN, &vh, &data, &out));
-  return out;
-}
-
 napi_value js_icmp_unreach(napi_env env, napi_callback_info info)
 {
   napi_value argv[2], out;

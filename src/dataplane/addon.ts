@@ -117,8 +117,6 @@ export interface NativeAddon {
   encap(codec: CodecConfig, fdb: NativeFdb, buf: Uint8Array, pktOff: number, pktLen: number): EncapResult | number;
   /** Validate and decapsulate buf[0, len) received from `srcAddress`. */
   decap(codec: CodecConfig, fdb: NativeFdb, buf: Uint8Array, len: number, srcAddress: string): DecapResult;
-  /** The 10-byte virtio-net header to write before pkt[off, off+len) (see ul_vnet_hdr_for_rx). */
-  vnetHdrForRx(pkt: Uint8Array, off: number, len: number): Buffer;
   /** ICMP destination unreachable answering `orig`, from `src`; null when none is due. */
   icmpUnreach(orig: Uint8Array, src: string): Buffer | null;
 

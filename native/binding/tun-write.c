@@ -8,49 +8,37 @@
 
 #include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
-#include <sys/uio.h>
-#include <time.h>
-#include <unistd.h>
-#include <uv.h>
 
 /*
- * MTU of the TUN behind fd, cached per thread: re-read only when a packet
- * exceeds the cached value, at most once a second per fd. 0 = unknown (the
- * fd is not a TUN, e.g. in tests).
+ * MTU of the TUN behind fd (ul_tun_mtu_cached), cached per thread for the
+ * fd last written. 0 = unknown (the fd is not a TUN, e.g. in tests).
  */
-static int tun_mtu_cached(int fd, size_t len)
+static int tun_mtu_cached(int fd, size_t longest)
 {
-  static __thread struct { int fd, mtu; time_t checked; } c = { -1, 0, 0 };
-  time_t now;
+  static __thread int cached_fd = -1;
+  static __thread struct ul_tun_mtu_cache c = UL_TUN_MTU_CACHE_INIT;
 
-  if (c.fd == fd && len <= (size_t)c.mtu)
-    return c.mtu;
-  now = time(NULL);
-  if (c.fd != fd || now != c.checked) {
-    int mtu = ul_tun_mtu(fd);
-    c.fd = fd;
-    c.mtu = mtu > 0 ? mtu : 0;
-    c.checked = now;
+  if (fd != cached_fd) {
+    cached_fd = fd;
+    c = (struct ul_tun_mtu_cache)UL_TUN_MTU_CACHE_INIT;
   }
-  return c.mtu;
+  return ul_tun_mtu_cached(fd, &c, longest);
 }
 
 /*
- * tunWrite(fd, pkt, off, len): writev([vnet hdr, packet]). A TCP packet
- * longer than the TUN MTU (a sender's super-segment, see tun.c) goes as GSO;
- * its TCP checksum field in `pkt` is then rewritten to the partial sum.
+ * tunWrite(fd, pkt, off, len): one packet, written as ul_tun_write_batch
+ * writes a packet that stands alone. A TCP packet longer than the TUN MTU (a
+ * sender's super-segment, see tun.c) goes as GSO; its TCP checksum field in
+ * `pkt` is then rewritten to the partial sum.
  */
 napi_value js_tun_write(napi_env env, napi_callback_info info)
 {
+  struct ul_gro_item item;
   napi_value argv[4];
-  struct ul_vnet_hdr vh;
-  struct iovec iov[2];
   int64_t fd, off, len;
   uint8_t *pkt;
   size_t cap;
-  ssize_t n;
 
   if (!get_args(env, info, 4, argv, NULL))
     return NULL;
@@ -61,25 +49,19 @@ napi_value js_tun_write(napi_env env, napi_callback_info info)
   if (!arg_int(env, argv[2], 0, (int64_t)cap, &off) ||
       !arg_int(env, argv[3], 1, (int64_t)cap - off, &len))
     return throw_type(env, "tunWrite", "off/len outside pkt");
-  memset(&vh, 0, sizeof(vh));
-  ul_vnet_hdr_for_rx(pkt + off, (size_t)len, &vh);
-  if (len > 576) /* a TCP super-segment larger than the MTU: let the kernel segment */
-    ul_tun_gso_for_rx(pkt + off, (size_t)len, tun_mtu_cached((int)fd, (size_t)len), &vh);
-  iov[0].iov_base = &vh;
-  iov[0].iov_len = UL_VNET_HDR_LEN;
-  iov[1].iov_base = pkt + off;
-  iov[1].iov_len = (size_t)len;
-  do
-    n = writev((int)fd, iov, 2);
-  while (n < 0 && errno == EINTR);
-  if (n < 0) {
+  memset(&item, 0, sizeof(item));
+  item.pkt = pkt + off;
+  item.len = (size_t)len;
+  item.count = 1;
+  item.next = UL_GRO_END;
+  if (ul_tun_write_batch((int)fd, &item, 1,
+                         tun_mtu_cached((int)fd, item.len), NULL) != 0) {
     char subject[24];
     snprintf(subject, sizeof(subject), "fd %d", (int)fd);
     return throw_errno(env, errno, "write TUN", subject);
   }
   return make_undefined(env);
 }
-
 
 /* Packets per tunWriteBatch call (ul_gro_batch's limit). */
 #define WRITE_BATCH_MAX 256

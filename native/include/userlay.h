@@ -246,6 +246,11 @@ int ul_vnet_apply_tx(uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh);
 /* Internet checksum helpers (RFC 1071), exposed for tests and ICMP. */
 uint32_t ul_csum_partial(const void *data, size_t len, uint32_t sum);
 uint16_t ul_csum_fold(uint32_t sum);
+/* Partial sum of the pseudo header of the IP packet at ip (version from its
+ * first byte, 4 or 6): source and destination addresses, `proto` and the
+ * L4 length `l4_len` (< 2^16). Chain it into ul_csum_partial() over the L4
+ * header and payload. */
+uint32_t ul_csum_pseudo(const uint8_t *ip, unsigned proto, size_t l4_len);
 
 /*
  * Build an ICMP destination-unreachable (v4: type 3 code 0; v6: type 1 code 0)
@@ -266,6 +271,17 @@ int ul_tun_open(const char *name, int vnet_hdr, char name_out[16]);
 
 /* MTU of the interface behind a TUN fd (TUNGETIFF + SIOCGIFMTU), or -errno. */
 int ul_tun_mtu(int fd);
+
+/* A TUN MTU as its writer caches it; start with UL_TUN_MTU_CACHE_INIT. */
+struct ul_tun_mtu_cache {
+  int mtu;         /* 0 = unknown (e.g. the fd is not a TUN) */
+  int64_t checked; /* CLOCK_MONOTONIC second of the last read, -1 = never */
+};
+#define UL_TUN_MTU_CACHE_INIT { 0, -1 }
+
+/* The MTU in *c, re-read with ul_tun_mtu() when a packet of `longest` bytes
+ * exceeds it, at most once per second (it rarely changes). 0 = unknown. */
+int ul_tun_mtu_cached(int fd, struct ul_tun_mtu_cache *c, size_t longest);
 
 /*
  * A VXLAN GSO skb that crossed a veth reaches a plain UDP socket unsegmented,
@@ -332,7 +348,7 @@ void ul_gro_batch(struct ul_gro_item *items, uint32_t n, int mtu);
  * TCP checksum field). Absent items (pkt NULL) and followers write nothing
  * themselves. failed (n entries, or NULL): 1 for each packet whose write
  * failed (EAGAIN included), else 0. Returns the number of packets that
- * failed.
+ * failed; errno then holds the error of the last failed write.
  */
 uint32_t ul_tun_write_batch(int fd, const struct ul_gro_item *items,
                             uint32_t n, int mtu, uint8_t *failed);

@@ -67,6 +67,12 @@ uint16_t ul_csum_fold(uint32_t sum) {
   return (uint16_t)~sum;
 }
 
+uint32_t ul_csum_pseudo(const uint8_t *ip, unsigned proto, size_t l4_len) {
+  return (ip[0] >> 4) == 4
+             ? ul_csum_partial(ip + 12, 8, proto + (uint32_t)l4_len)
+             : ul_csum_partial(ip + 8, 32, proto + (uint32_t)l4_len);
+}
+
 /* Where the transport header of an IP packet is and what it holds. */
 struct l4 {
   unsigned version; /* 4 or 6 */
@@ -107,12 +113,6 @@ static int find_l4(const uint8_t *pkt, size_t len, struct l4 *l) {
   return 0;
 }
 
-/* Pseudo-header sum: addresses, protocol and L4 length. */
-static uint32_t pseudo_sum(const uint8_t *pkt, const struct l4 *l) {
-  uint32_t sum = l->version == 4 ? ul_csum_partial(pkt + 12, 8, 0)
-                                 : ul_csum_partial(pkt + 8, 32, 0);
-  return sum + l->proto + (uint32_t)l->len; /* len < 2^16: no overflow */
-}
 
 int ul_vnet_hdr_for_rx(const uint8_t *pkt, size_t len, struct ul_vnet_hdr *vh) {
   memset(vh, 0, sizeof *vh);
@@ -121,7 +121,7 @@ int ul_vnet_hdr_for_rx(const uint8_t *pkt, size_t len, struct ul_vnet_hdr *vh) {
   const uint8_t *th = pkt + l.off;
   uint16_t field = load_be16(th + l.csum_off);
   if (l.version == 4 && l.proto == PROTO_UDP && field == 0) return 0; /* none */
-  uint32_t pseudo = pseudo_sum(pkt, &l);
+  uint32_t pseudo = ul_csum_pseudo(pkt, l.proto, l.len);
   uint16_t partial = (uint16_t)~ul_csum_fold(pseudo); /* folded, not inverted */
   if (field != partial) return 0;
   if (ul_csum_fold(ul_csum_partial(th, l.len, pseudo)) == 0) return 0;

@@ -80,8 +80,7 @@ struct ul_engine {
   struct worker tx, rx;
   /* rx only: TUN MTU for re-segmenting TCP super-segments (see tun.c) and
    * as the limit of segments that may coalesce (gro.c) */
-  int rx_mtu;                 /* 0 = unknown */
-  struct timespec rx_mtu_checked;
+  struct ul_tun_mtu_cache rx_mtu;
   /* tx only */
   bool tx_gso;                /* UDP GSO in use (until refused repeatedly) */
   unsigned tx_gso_refusals;

@@ -3,18 +3,7 @@
  * -> TUN. The pipeline and the design notes are at the top of engine.c.
  */
 #include "engine-internal.h"
-
-static void from_sockaddr(const struct sockaddr_storage *ss, struct ul_addr *a)
-{
-  memset(a, 0, sizeof(*a));
-  if (ss->ss_family == AF_INET) {
-    a->family = 4;
-    memcpy(a->bytes, &((const struct sockaddr_in *)ss)->sin_addr, 4);
-  } else if (ss->ss_family == AF_INET6) {
-    a->family = 6;
-    memcpy(a->bytes, &((const struct sockaddr_in6 *)ss)->sin6_addr, 16);
-  }
-}
+#include "sockaddr.h"
 
 /* ---- receive -------------------------------------------------------------------- */
 
@@ -62,7 +51,7 @@ static void rx_decap(struct worker *w, uint32_t n)
       s->reason = UL_DROP_UNKNOWN_PEER;
       continue;
     }
-    from_sockaddr(&s->addr, &src);
+    ul_sockaddr_get(&s->addr, &src);
     s->reason = ul_decap(&e->cfg.codec, fdb, s->buf + UL_RX_OFFSET,
                          w->msgs[i].msg_len, &src, &res);
     if (res.peer != NULL)
@@ -73,20 +62,6 @@ static void rx_decap(struct worker *w, uint32_t n)
   fdb_leave(w);
 }
 
-/* Re-read the TUN MTU, at most once a second (it rarely changes). */
-static void rx_refresh_mtu(struct ul_engine *e)
-{
-  struct timespec now;
-  int mtu;
-
-  clock_gettime(CLOCK_MONOTONIC, &now);
-  if (now.tv_sec - e->rx_mtu_checked.tv_sec < 1)
-    return;
-  e->rx_mtu_checked = now;
-  mtu = ul_tun_mtu(e->cfg.tun_fd);
-  e->rx_mtu = mtu > 0 ? mtu : 0;
-}
-
 /*
  * Coalesce the batch and write it to the TUN (ul_tun_write_batch, tun.c),
  * then count each packet: received, dropped by decap, or lost in a write.
@@ -95,19 +70,20 @@ static void rx_write(struct worker *w, uint32_t n)
 {
   struct ul_engine *e = w->e;
   uint8_t failed[UL_BATCH_MAX];
-  bool large = false;
+  size_t longest = 0;
   uint32_t i;
+  int mtu;
 
   for (i = 0; i < n; i++) {
     struct slot *s = &w->slots[i];
     w->gro[i].pkt = s->reason == UL_OK ? s->buf + s->off : NULL;
     w->gro[i].len = s->len;
-    large |= s->reason == UL_OK && s->len > (size_t)e->rx_mtu;
+    if (s->reason == UL_OK && s->len > longest)
+      longest = s->len;
   }
-  if (large) /* a super-frame, or the MTU grew */
-    rx_refresh_mtu(e);
-  ul_gro_batch(w->gro, n, e->rx_mtu);
-  ul_tun_write_batch(e->cfg.tun_fd, w->gro, n, e->rx_mtu, failed);
+  mtu = ul_tun_mtu_cached(e->cfg.tun_fd, &e->rx_mtu, longest);
+  ul_gro_batch(w->gro, n, mtu);
+  ul_tun_write_batch(e->cfg.tun_fd, w->gro, n, mtu, failed);
 
   for (i = 0; i < n; i++) {
     const struct slot *s = &w->slots[i];

@@ -3,28 +3,7 @@
  * The pipeline and the design notes are at the top of engine.c.
  */
 #include "engine-internal.h"
-
-static void to_sockaddr(const struct ul_fdb_peer *p, struct sockaddr_storage *ss)
-{
-  memset(ss, 0, sizeof(*ss));
-  if (p->family == 4) {
-    struct sockaddr_in *sin = (struct sockaddr_in *)ss;
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(p->port);
-    memcpy(&sin->sin_addr, p->ip, 4);
-  } else {
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(p->port);
-    memcpy(&sin6->sin6_addr, p->ip, 16);
-  }
-}
-
-static socklen_t sockaddr_len(const struct sockaddr_storage *ss)
-{
-  return ss->ss_family == AF_INET ? sizeof(struct sockaddr_in)
-                                  : sizeof(struct sockaddr_in6);
-}
+#include "sockaddr.h"
 
 /* ---- transmit ------------------------------------------------------------------ */
 
@@ -125,7 +104,7 @@ static void tx_encap(struct worker *w, uint32_t n)
       continue;
     s->peer_slot = res.peer->slot;
     s->off = res.frame_off;
-    to_sockaddr(res.peer, &s->addr);
+    ul_sockaddr_set(&s->addr, res.peer->family, res.peer->ip, res.peer->port);
     s->iov.iov_base = s->buf + res.frame_off;
     s->iov.iov_len = res.frame_len;
   }
@@ -164,7 +143,7 @@ static uint32_t tx_build(struct worker *w, struct slot **sent, uint32_t pos,
     struct tx_group *g = &w->groups[n];
     struct msghdr *h = &w->msgs[n].msg_hdr;
     size_t seg = s->iov.iov_len, total = seg;
-    socklen_t alen = sockaddr_len(&s->addr);
+    socklen_t alen = ul_sockaddr_len(&s->addr);
     uint32_t k = 1;
 
     w->iovs[i] = s->iov;

@@ -209,10 +209,7 @@ int ul_engine_start(struct ul_engine *e)
   e->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (e->wake_fd < 0)
     return -errno;
-  e->rx_mtu = ul_tun_mtu(e->cfg.tun_fd);
-  if (e->rx_mtu < 0)
-    e->rx_mtu = 0; /* unknown: retried when a large packet arrives */
-  clock_gettime(CLOCK_MONOTONIC, &e->rx_mtu_checked);
+  e->rx_mtu = (struct ul_tun_mtu_cache)UL_TUN_MTU_CACHE_INIT; /* read on first use */
 
   /* the threads inherit a fully blocked signal mask */
   sigfillset(&all);

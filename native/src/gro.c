@@ -135,9 +135,7 @@ static inline size_t addr_len(unsigned version)
 static bool csum_acceptable(const struct seg *s)
 {
   const uint8_t *th = s->pkt + s->l3;
-  uint32_t pseudo = ul_csum_partial(s->pkt + addr_off(s->version),
-                                    addr_len(s->version),
-                                    TCP_PROTO + (uint32_t)(s->len - s->l3));
+  uint32_t pseudo = ul_csum_pseudo(s->pkt, TCP_PROTO, s->len - s->l3);
   uint16_t partial = (uint16_t)~ul_csum_fold(pseudo); /* folded, not inverted */
 
   if (ul_csum_fold(ul_csum_partial(th, s->len - s->l3, pseudo)) == 0)

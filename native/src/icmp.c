@@ -154,7 +154,7 @@ int ul_icmp_unreach(const uint8_t *orig, size_t orig_len,
   icmp[1] = 0;
   uint32_t sum = 0;
   if (version == 6) /* pseudo-header: addresses, length, next header */
-    sum = ul_csum_partial(ip + 8, 32, 0) + (uint32_t)icmp_len + PROTO_ICMP6;
+    sum = ul_csum_pseudo(ip, PROTO_ICMP6, icmp_len);
   store_be16(icmp + 2, ul_csum_fold(ul_csum_partial(icmp, icmp_len, sum)));
   return (int)total;
 }

@@ -15,6 +15,7 @@
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
+#include <time.h>
 #include <unistd.h>
 
 /*
@@ -107,6 +108,22 @@ int ul_tun_mtu(int fd)
   return err < 0 ? err : ifr.ifr_mtu;
 }
 
+int ul_tun_mtu_cached(int fd, struct ul_tun_mtu_cache *c, size_t longest)
+{
+  struct timespec now;
+  int mtu;
+
+  if (longest <= (size_t)c->mtu)
+    return c->mtu;
+  clock_gettime(CLOCK_MONOTONIC, &now);
+  if (now.tv_sec != c->checked) {
+    c->checked = now.tv_sec;
+    mtu = ul_tun_mtu(fd);
+    c->mtu = mtu > 0 ? mtu : 0;
+  }
+  return c->mtu;
+}
+
 /*
  * Received TCP super-segments.
  *
@@ -136,14 +153,9 @@ int ul_tun_tcp_gso(uint8_t *pkt, size_t l3, size_t thl, size_t len,
                    size_t gso_size, struct ul_vnet_hdr *vh)
 {
   unsigned version = pkt[0] >> 4;
-  size_t addr_off = version == 4 ? 12 : 8, addr_len = version == 4 ? 4 : 16;
-  uint32_t sum;
-  uint16_t partial;
-
   /* pseudo header: addresses, protocol, TCP length; folded, not inverted */
-  sum = ul_csum_partial(pkt + addr_off, 2 * addr_len,
-                        TCP_PROTO + (uint32_t)(len - l3));
-  partial = (uint16_t)~ul_csum_fold(sum);
+  uint16_t partial = (uint16_t)~ul_csum_fold(ul_csum_pseudo(pkt, TCP_PROTO, len - l3));
+
   pkt[l3 + 16] = (uint8_t)(partial >> 8);
   pkt[l3 + 17] = (uint8_t)partial;
 
@@ -227,8 +239,7 @@ static int write_leader(int fd, const struct ul_gro_item *items,
   } else {
     memset(&vh, 0, sizeof(vh));
     ul_vnet_hdr_for_rx(it->pkt, it->len, &vh);
-    if (mtu > 0 && it->len > (size_t)mtu)
-      ul_tun_gso_for_rx(it->pkt, it->len, mtu, &vh);
+    ul_tun_gso_for_rx(it->pkt, it->len, mtu, &vh); /* len > mtu only */
   }
   iov[0].iov_base = &vh;
   iov[0].iov_len = UL_VNET_HDR_LEN;

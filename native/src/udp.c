@@ -5,11 +5,10 @@
  * No SO_REUSEADDR/SO_REUSEPORT: a second agent on the same port must fail
  * with EADDRINUSE instead of silently sharing (and stealing) datagrams.
  */
-#include "userlay.h"
+#include "sockaddr.h"
 
 #include <errno.h>
 #include <netinet/in.h>
-#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -39,22 +38,7 @@ int ul_udp_open(int family, const struct ul_addr *addr, uint16_t port)
     return -EAFNOSUPPORT;
   af = family == 4 ? AF_INET : AF_INET6;
 
-  memset(&ss, 0, sizeof(ss));
-  if (af == AF_INET) {
-    struct sockaddr_in *sin = (struct sockaddr_in *)&ss;
-    sin->sin_family = AF_INET;
-    sin->sin_port = htons(port);
-    if (addr != NULL)
-      memcpy(&sin->sin_addr, addr->bytes, 4);
-    sslen = sizeof(*sin);
-  } else {
-    struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)&ss;
-    sin6->sin6_family = AF_INET6;
-    sin6->sin6_port = htons(port);
-    if (addr != NULL)
-      memcpy(&sin6->sin6_addr, addr->bytes, 16);
-    sslen = sizeof(*sin6);
-  }
+  sslen = ul_sockaddr_set(&ss, family, addr != NULL ? addr->bytes : NULL, port);
 
   fd = socket(af, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd < 0)

@@ -94,8 +94,20 @@ static void test_tun(void)
   CHECK_EQ(ul_tun_mtu(fd), 1420);
   {
     int null = open("/dev/null", O_RDWR | O_CLOEXEC);
+    struct ul_tun_mtu_cache c = UL_TUN_MTU_CACHE_INIT;
     CHECK(ul_tun_mtu(null) < 0); /* not a TUN */
+    CHECK_EQ(ul_tun_mtu_cached(null, &c, 2000), 0); /* unknown */
     close(null);
+  }
+  {
+    struct ul_tun_mtu_cache c = UL_TUN_MTU_CACHE_INIT;
+    CHECK_EQ(ul_tun_mtu_cached(fd, &c, 2000), 1420); /* first use reads */
+    CHECK_EQ(ul_nl_link_set(TUN_NAME, 1400, 0), 0);
+    CHECK_EQ(ul_tun_mtu_cached(fd, &c, 1000), 1420); /* fits: no re-read */
+    c.checked = -1; /* as if the last read were a second old */
+    CHECK_EQ(ul_tun_mtu_cached(fd, &c, 1000), 1420); /* still fits */
+    CHECK_EQ(ul_tun_mtu_cached(fd, &c, 2000), 1400); /* exceeds: re-read */
+    CHECK_EQ(ul_nl_link_set(TUN_NAME, 1420, 0), 0);
   }
   {
     int sz = 0;

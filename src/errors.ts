@@ -22,6 +22,15 @@ export function usageError(field: string, message: string, cause?: unknown): Use
   return new UserlayError('EUSAGE', `${field}: ${message}`, { field, cause });
 }
 
+/** Run `parse`; whatever it throws becomes usageError(field, <its message>) with it as the cause. */
+export function parseAs<T>(field: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw usageError(field, err instanceof Error ? err.message : String(err), err);
+  }
+}
+
 /** The errno-style code of any thrown value, or undefined. */
 export function errorCode(err: unknown): string | undefined {
   if (err && typeof err === 'object' && 'code' in err && typeof (err as { code: unknown }).code === 'string') {

@@ -17,7 +17,7 @@ export interface Logger {
 
 /** Parse a --log-level value; undefined when it is not a level. */
 export function parseLogLevel(value: string): LogLevel | undefined {
-  return value in order ? (value as LogLevel) : undefined;
+  return Object.hasOwn(order, value) ? (value as LogLevel) : undefined;
 }
 
 /**

@@ -118,6 +118,13 @@ export function flagString(flags: ParsedFlags, name: string): string | undefined
   return typeof v === 'string' ? v : undefined;
 }
 
+/** The value of a `string` flag that must be one of `allowed`; throws usageError naming the flag otherwise. */
+export function flagOneOf<T extends string>(flags: ParsedFlags, name: string, allowed: readonly T[]): T {
+  const v = flagString(flags, name);
+  if (v !== undefined && (allowed as readonly string[]).includes(v)) return v as T;
+  throw usageError(`--${name}`, `"${v}" must be one of ${allowed.join(', ')}`);
+}
+
 /** The integer value of an `int` flag, or undefined. */
 export function flagInt(flags: ParsedFlags, name: string): number | undefined {
   const v = flags[name];

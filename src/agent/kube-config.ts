@@ -3,15 +3,15 @@
  * checked before anything is configured, so bad input is one line naming the field, exit 2.
  */
 import { usageError } from '../errors.js';
-import { parseLogLevel, type LogLevel } from '../log.js';
+import type { LogLevel } from '../log.js';
 import type { EngineKind } from '../dataplane/types.js';
 import { loadNetConf, type NetConf } from '../control/net-conf.js';
 import { DEFAULT_SUBNET_FILE } from '../control/subnet-env.js';
 import { DEFAULT_STATE_DIR } from '../control/snapshot-store.js';
 import { DEFAULT_ANNOTATION_PREFIX } from '../control/kube/lease.js';
 import { resolveNodeName } from '../control/kube/identity.js';
-import { parseListenAddress } from './status-server.js';
-import { type FlagSpec, flagInt, flagList, flagString, parseFlags } from './flags.js';
+import { logLevelFlag, statusAddrFlag, tunNameFlag } from './agent-flags.js';
+import { type FlagSpec, flagInt, flagList, flagOneOf, flagString, parseFlags } from './flags.js';
 
 /** Flags of kube mode. */
 export const kubeAgentFlags: readonly FlagSpec[] = [
@@ -71,17 +71,10 @@ export interface KubeAgentConfig {
 /** Parse and check the flags (reads --net-conf). Throws EUSAGE naming the field. */
 export async function parseKubeConfig(argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Promise<KubeAgentConfig> {
   const f = parseFlags(kubeAgentFlags, argv);
-  const logText = flagString(f, 'log-level')!;
-  const logLevel = parseLogLevel(logText);
-  if (!logLevel) throw usageError('--log-level', `"${logText}" is not one of debug, info, warn, error`);
-  const engine = flagString(f, 'engine')!;
-  if (engine !== 'native' && engine !== 'js') throw usageError('--engine', `"${engine}" is not native or js`);
-  const tunName = flagString(f, 'tun')!;
-  if (tunName.length === 0 || tunName.length > 15 || /[\s/:%]/.test(tunName)) {
-    throw usageError('--tun', `"${tunName}" is not a valid interface name (1-15 characters, no spaces, "/", ":" or "%")`);
-  }
-  const statusAddr = flagString(f, 'status-addr');
-  if (statusAddr !== undefined) parseListenAddress(statusAddr);
+  const logLevel = logLevelFlag(f);
+  const engine = flagOneOf<EngineKind>(f, 'engine', ['native', 'js']);
+  const tunName = tunNameFlag(f);
+  const statusAddr = statusAddrFlag(f);
   const prefix = flagString(f, 'annotation-prefix')!;
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(prefix) || prefix.length > 253) {
     throw usageError('--annotation-prefix', `"${prefix}" is not a DNS subdomain`);

@@ -12,15 +12,17 @@
  * down (routes, TUN, fds) and exit 0.
  */
 import { createHash } from 'node:crypto';
-import { usageError, UserlayError } from '../errors.js';
-import { createLogger, parseLogLevel, type Logger } from '../log.js';
+import { parseAs, usageError, UserlayError } from '../errors.js';
+import { createLogger, type LogLevel } from '../log.js';
 import { StaticPeersSource } from '../control/static-file.js';
 import { openDataplane } from '../dataplane/dataplane.js';
 import { SlotAllocator, buildFdb, MAX_VNI } from '../dataplane/fdb.js';
 import { resolveMtu } from '../dataplane/mtu.js';
 import { type Cidr, canonicalIP, canonicalMac, cidrContains, localUnicastMac, parseCidr, parseIP } from '../dataplane/net.js';
-import type { Backend, Dataplane, DataplaneOptions, EngineKind } from '../dataplane/types.js';
-import { type FlagSpec, flagInt, flagList, flagString, formatUsage, parseFlags, wantsHelp } from './flags.js';
+import type { Backend, DataplaneOptions, EngineKind } from '../dataplane/types.js';
+import { logLevelFlag, statusAddrFlag, tunNameFlag } from './agent-flags.js';
+import { startStatusServer } from './status-server.js';
+import { type FlagSpec, flagInt, flagList, flagOneOf, flagString, formatUsage, parseFlags, wantsHelp } from './flags.js';
 
 /** Flags of static mode. */
 export const staticAgentFlags: readonly FlagSpec[] = [
@@ -54,35 +56,17 @@ export function macFromNodeName(node: string): string {
 /** Validated static-mode configuration. */
 export interface StaticConfig {
   readonly node: string;
-  readonly logLevel: 'debug' | 'info' | 'warn' | 'error';
+  readonly logLevel: LogLevel;
   readonly statusAddr: string | undefined;
   readonly peersFile: string;
   readonly mtuSpec: string;
   readonly dataplane: Omit<DataplaneOptions, 'mtu'>;
 }
 
-function oneOf<T extends string>(flag: string, value: string, allowed: readonly T[]): T {
-  if (!(allowed as readonly string[]).includes(value)) throw usageError(flag, `"${value}" is not one of ${allowed.join(', ')}`);
-  return value as T;
-}
-
 function cidrFlag(flag: string, text: string): Cidr {
-  let c: Cidr;
-  try {
-    c = parseCidr(text);
-  } catch (err) {
-    throw usageError(flag, (err as Error).message, err);
-  }
+  const c = parseAs(flag, () => parseCidr(text));
   if (c.hostBits) throw usageError(flag, `"${text}" has host bits set (did you mean ${c.text}?)`);
   return c;
-}
-
-function valueFlag<T>(flag: string, parse: () => T): T {
-  try {
-    return parse();
-  } catch (err) {
-    throw usageError(flag, (err as Error).message, err);
-  }
 }
 
 /** Steps 1 and 2: parse and check every flag. Throws EUSAGE naming the flag. */
@@ -90,27 +74,20 @@ export function parseStaticConfig(argv: readonly string[]): StaticConfig {
   const f = parseFlags(staticAgentFlags, argv);
   const node = flagString(f, 'node')!;
   if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(node)) throw usageError('--node', `"${node}" is not a valid node name`);
-  const logLevel = parseLogLevel(flagString(f, 'log-level')!);
-  if (!logLevel) throw usageError('--log-level', `"${flagString(f, 'log-level')}" is not one of debug, info, warn, error`);
-  const publicIP = valueFlag('--public-ip', () => canonicalIP(flagString(f, 'public-ip')!));
-  const backend = oneOf<Backend>('--backend', flagString(f, 'backend')!, ['vxlan', 'udp']);
-  const engine = oneOf<EngineKind>('--engine', flagString(f, 'engine')!, ['native', 'js']);
+  const logLevel = logLevelFlag(f);
+  const publicIP = parseAs('--public-ip', () => canonicalIP(flagString(f, 'public-ip')!));
+  const backend = flagOneOf<Backend>(f, 'backend', ['vxlan', 'udp']);
+  const engine = flagOneOf<EngineKind>(f, 'engine', ['native', 'js']);
   const vni = flagInt(f, 'vni')!;
   if (vni < 0 || vni > MAX_VNI) throw usageError('--vni', `${vni} is outside 0..${MAX_VNI}`);
   const port = flagInt(f, 'port') ?? (backend === 'vxlan' ? 8472 : 8285);
   if (port < 1 || port > 65535) throw usageError('--port', `${port} is outside 1..65535`);
   const macText = flagString(f, 'vtep-mac');
-  const vtepMAC = macText === undefined ? macFromNodeName(node) : valueFlag('--vtep-mac', () => canonicalMac(macText));
-  const tunName = flagString(f, 'tun')!;
-  if (tunName.length === 0 || tunName.length > 15 || /[\s/:%]/.test(tunName)) {
-    throw usageError('--tun', `"${tunName}" is not a valid interface name (1-15 characters, no spaces, "/", ":" or "%")`);
-  }
+  const vtepMAC = macText === undefined ? macFromNodeName(node) : parseAs('--vtep-mac', () => canonicalMac(macText));
+  const tunName = tunNameFlag(f);
   const mtuSpec = flagString(f, 'mtu')!;
   if (mtuSpec !== 'auto' && !/^[0-9]+$/.test(mtuSpec)) throw usageError('--mtu', `"${mtuSpec}" is not "auto" or a number`);
-  const statusAddr = flagString(f, 'status-addr');
-  if (statusAddr !== undefined && !/^(\[[0-9A-Fa-f:.]+\]|[^:\[\]]*):[0-9]{1,5}$/.test(statusAddr)) {
-    throw usageError('--status-addr', `"${statusAddr}" is not HOST:PORT`);
-  }
+  const statusAddr = statusAddrFlag(f);
   const subnets = flagList(f, 'subnet').map((s) => cidrFlag('--subnet', s));
   const networks = flagList(f, 'network').map((s) => cidrFlag('--network', s));
   for (const s of subnets) {
@@ -157,10 +134,12 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
   try {
     dp.setPeers(peers);
     source.start((next) => dp.setPeers(next));
-    if (cfg.statusAddr) status = await startStatus(cfg.statusAddr, dp, log).catch((err: unknown) => {
-      if (!(err instanceof UserlayError) || err.message.startsWith('--status-addr')) throw err;
-      throw new UserlayError(err.code, `--status-addr: ${err.message}`, { cause: err, field: '--status-addr' });
-    });
+    if (cfg.statusAddr) {
+      const sources = { dataplane: () => dp, ready: () => ({ ready: true, reasons: [] }) };
+      status = await startStatusServer(cfg.statusAddr, sources, log).catch((err: unknown) => {
+        throw err instanceof UserlayError && !err.message.startsWith('--status-addr') ? withFlag('--status-addr', err) : err;
+      });
+    }
   } catch (err) {
     source.stop();
     await dp.close();
@@ -206,19 +185,10 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
 function blameFlag(err: unknown): unknown {
   if (!(err instanceof UserlayError)) return err;
   const flag = { EADDRINUSE: '--port', EADDRNOTAVAIL: '--public-ip', EPERM: '--tun', EACCES: '--tun', EBUSY: '--tun' }[err.code];
-  if (!flag) return err;
-  return new UserlayError(err.code, `${flag}: ${err.message}`, { cause: err, field: flag });
+  return flag ? withFlag(flag, err) : err;
 }
 
-async function startStatus(addr: string, dp: Dataplane, log: Logger): Promise<{ close(): Promise<void> }> {
-  let mod: typeof import('./status-server.js');
-  try {
-    mod = await import('./status-server.js');
-  } catch (err) {
-    throw new UserlayError('ENOSTATUS', `--status-addr: status server unavailable: ${(err as Error).message}`, { cause: err });
-  }
-  return mod.startStatusServer(addr, {
-    dataplane: () => dp,
-    ready: () => ({ ready: true, reasons: [] }),
-  }, log);
+/** `err` with the flag it comes from in front of its message, keeping its code. */
+function withFlag(flag: string, err: UserlayError): UserlayError {
+  return new UserlayError(err.code, `${flag}: ${err.message}`, { cause: err, field: flag });
 }

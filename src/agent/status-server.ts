@@ -42,7 +42,7 @@ export interface StatusServer {
  * Throws usageError('--status-addr', ...) on anything else.
  */
 export function parseListenAddress(addr: string): { host: string | undefined; port: number } {
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(addr.trim());
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(addr);
   if (!m) throw usageError('--status-addr', `"${addr}" is not HOST:PORT, [IPv6]:PORT or :PORT`);
   const port = Number(m[3]);
   if (port > 65535) throw usageError('--status-addr', `port ${port} is out of range 0-65535`);

@@ -20,7 +20,7 @@ import type { Backend, EngineKind } from '../dataplane/types.js';
 import { rssBytes } from './lab/exec.js';
 import type { OverlaySpec } from './lab/overlay.js';
 import { iperf3, ping } from './lab/probes.js';
-import { openLabSession } from './lab/session.js';
+import { openLabSession, signalExitCode } from './lab/session.js';
 import { barChartSvg } from './lab/svg-chart.js';
 import { runLabCommand } from './lab/command.js';
 
@@ -94,7 +94,7 @@ function checkBenchFlags(flags: ParsedFlags): BenchConfig {
   if (repeat < 1) throw usageError('--repeat', 'must be at least 1');
   const outDir = flagString(flags, 'out')!;
   const jsonFile = flagString(flags, 'json') ?? path.join(outDir, 'bench.json');
-  return { seconds, repeat, outDir, jsonFile, udp: flagBool(flags, 'udp') === true };
+  return { seconds, repeat, outDir, jsonFile, udp: flagBool(flags, 'udp') };
 }
 
 async function runBenchWith(cfg: BenchConfig): Promise<number> {
@@ -109,7 +109,7 @@ async function runBenchWith(cfg: BenchConfig): Promise<number> {
     plan.push({ name: 'userlay native udp', spec: userlaySpec('udp', 'native') });
     plan.push({ name: 'userlay js udp', spec: userlaySpec('udp', 'js') });
   }
-  const session = await openLabSession(2, (sig) => process.exit(sig === 'SIGINT' ? 130 : 143));
+  const session = await openLabSession(2, (sig) => process.exit(signalExitCode(sig)));
   const measured: Array<Omit<BenchCase, 'ratioToKernelVxlan'>> = [];
   try {
     const [a, b] = session.topo.nodes as [typeof session.topo.nodes[0], typeof session.topo.nodes[0]];

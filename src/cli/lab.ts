@@ -11,13 +11,13 @@
  * tears everything down (also on Ctrl-C, and leftovers of crashed runs first).
  * `--overlay` swaps the agents for the kernel paths the bench compares with.
  */
-import { flagBool, flagInt, flagString, type FlagSpec, type ParsedFlags } from '../agent/flags.js';
+import { flagBool, flagInt, flagOneOf, type FlagSpec, type ParsedFlags } from '../agent/flags.js';
 import { errorCode, usageError } from '../errors.js';
 import type { Backend, EngineKind } from '../dataplane/types.js';
 import { rssBytes } from './lab/exec.js';
 import type { OverlayMode } from './lab/overlay.js';
 import { iperf3, pingAllPairs, type PingResult } from './lab/probes.js';
-import { openLabSession } from './lab/session.js';
+import { openLabSession, signalExitCode } from './lab/session.js';
 import { runLabCommand } from './lab/command.js';
 
 const specs: FlagSpec[] = [
@@ -40,11 +40,6 @@ export interface LabReport {
   readonly throughput: { from: string; to: string; seconds: number; bitsPerSecond: number; retransmits: number } | null;
   readonly agents: Array<{ node: string; pid: number; rssMB: number | null }>;
   readonly ok: boolean;
-}
-
-function oneOf<T extends string>(field: string, value: string | undefined, allowed: readonly T[]): T {
-  if (value !== undefined && (allowed as readonly string[]).includes(value)) return value as T;
-  throw usageError(field, `"${value}" must be one of ${allowed.join(', ')}`);
 }
 
 function formatTable(r: LabReport): string {
@@ -94,21 +89,20 @@ interface LabConfig {
 }
 
 function checkLabFlags(flags: ParsedFlags): LabConfig {
-  const backend = oneOf('--backend', flagString(flags, 'backend'), ['vxlan', 'udp'] as const);
-  const engine = oneOf('--engine', flagString(flags, 'engine'), ['native', 'js'] as const);
-  const overlay = oneOf('--overlay', flagString(flags, 'overlay'), ['userlay', 'kernel-vxlan', 'host-gw'] as const);
+  const backend = flagOneOf(flags, 'backend', ['vxlan', 'udp'] as const);
+  const engine = flagOneOf(flags, 'engine', ['native', 'js'] as const);
+  const overlay = flagOneOf(flags, 'overlay', ['userlay', 'kernel-vxlan', 'host-gw'] as const);
   const nodes = flagInt(flags, 'nodes')!;
   if (nodes < 2 || nodes > 50) throw usageError('--nodes', `${nodes} is not between 2 and 50`);
   const seconds = flagInt(flags, 'seconds')!;
   if (seconds < 1) throw usageError('--seconds', 'must be at least 1');
-  return { nodes, seconds, overlay, backend, engine, json: flagBool(flags, 'json') === true };
+  return { nodes, seconds, overlay, backend, engine, json: flagBool(flags, 'json') };
 }
 
 async function runLabWith(cfg: LabConfig): Promise<number> {
   const { nodes, overlay, backend, engine } = cfg;
   const seconds = cfg.seconds;
-  const exitCodeFor = (sig: NodeJS.Signals): number => (sig === 'SIGINT' ? 130 : 143);
-  const session = await openLabSession(nodes, (sig) => process.exit(exitCodeFor(sig)));
+  const session = await openLabSession(nodes, (sig) => process.exit(signalExitCode(sig)));
   try {
     const ov = await session.setOverlay({ modes: Array(nodes).fill(overlay), userlay: { backend, engine } });
     const pings = await pingAllPairs(session.topo.nodes);
@@ -130,7 +124,7 @@ async function runLabWith(cfg: LabConfig): Promise<number> {
     process.stdout.write(cfg.json ? JSON.stringify(report, null, 2) + '\n' : formatTable(report));
     return report.ok ? 0 : 1;
   } catch (err) {
-    if (session.interrupted) return exitCodeFor(session.interrupted);
+    if (session.interrupted) return signalExitCode(session.interrupted);
     const code = errorCode(err);
     process.stderr.write(`userlay: lab failed${code ? ` (${code})` : ''}: ${(err as Error).message}\n`);
     return code === 'EUSAGE' ? 2 : 1;

@@ -72,7 +72,7 @@ export function counterIndex(slot: number, offset: number): number {
 }
 
 /** Read one slot into a CounterSet (zero drop reasons omitted). */
-export function readSlot(counters: BigUint64Array, slot: number): CounterSet {
+function readSlot(counters: BigUint64Array, slot: number): CounterSet {
   const base = slot * SLOT_WIDTH;
   const drops: Record<string, bigint> = {};
   for (let r = 1; r < DROP_COUNT; r++) {

@@ -25,7 +25,7 @@ import { MAX_MTU, MIN_MTU } from './mtu.js';
 import { type Cidr, type Family, cidrContains, familyBits, parseCidr, parseIP, parseMac } from './net.js';
 import { nativeEngine } from './native-engine.js';
 import type { Dataplane, DataplaneOptions, DataplaneStats, Peer } from './types.js';
-import { UserlayError, errorCode, usageError, wrapSystemError } from '../errors.js';
+import { UserlayError, errorCode, parseAs, usageError, wrapSystemError } from '../errors.js';
 import type { Logger } from '../log.js';
 
 /** Default number of peers the counters hold. */
@@ -41,14 +41,6 @@ function check(field: string, ok: boolean, message: string): void {
   if (!ok) throw usageError(field, message);
 }
 
-function parseField<T>(field: string, parse: () => T): T {
-  try {
-    return parse();
-  } catch (err) {
-    throw usageError(field, (err as Error).message, err);
-  }
-}
-
 /** Validate DataplaneOptions; throws a usage error naming the option. */
 export function validateDataplaneOptions(o: DataplaneOptions): Checked {
   check('backend', o.backend === 'vxlan' || o.backend === 'udp', `"${o.backend}" is not vxlan or udp`);
@@ -56,13 +48,13 @@ export function validateDataplaneOptions(o: DataplaneOptions): Checked {
   check('tunName', typeof o.tunName === 'string' && o.tunName.length <= 15 && !/[\s/:]/.test(o.tunName),
     `"${o.tunName}" is not a valid interface name (at most 15 characters, no spaces, "/" or ":")`);
   check('mtu', Number.isInteger(o.mtu) && o.mtu >= MIN_MTU && o.mtu <= MAX_MTU, `${o.mtu} is outside ${MIN_MTU}..${MAX_MTU}`);
-  const family = parseField('publicIP', () => parseIP(o.publicIP)).family;
+  const family = parseAs('publicIP', () => parseIP(o.publicIP)).family;
   check('port', Number.isInteger(o.port) && o.port >= 1 && o.port <= 65535, `${o.port} is outside 1..65535`);
   check('vni', Number.isInteger(o.vni) && o.vni >= 0 && o.vni <= MAX_VNI, `${o.vni} is outside 0..${MAX_VNI}`);
-  if (o.backend === 'vxlan') parseField('vtepMAC', () => parseMac(o.vtepMAC));
-  const networks = o.networks.map((n) => parseField('networks', () => parseCidr(n)));
+  if (o.backend === 'vxlan') parseAs('vtepMAC', () => parseMac(o.vtepMAC));
+  const networks = o.networks.map((n) => parseAs('networks', () => parseCidr(n)));
   check('networks', networks.length > 0, 'at least one cluster network is required');
-  const own = o.ownSubnets.map((s) => parseField('ownSubnets', () => parseCidr(s)));
+  const own = o.ownSubnets.map((s) => parseAs('ownSubnets', () => parseCidr(s)));
   check('ownSubnets', own.length > 0, 'at least one own subnet is required');
   for (const s of own) {
     check('ownSubnets', networks.some((n) => cidrContains(n, s)), `${s.text} is not inside any cluster network (${networks.map((n) => n.text).join(', ')})`);

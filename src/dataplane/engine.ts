@@ -7,24 +7,18 @@
  * TUN fd and that socket. The engine owns the socket from then on; the TUN fd
  * stays owned by the data plane.
  */
-import type { CodecConfig, NativeAddon } from './addon.js';
+import type { EngineConfig, NativeAddon } from './addon.js';
 import type { FdbTable } from './fdb.js';
 import type { Logger } from '../log.js';
 
-/** Everything an engine is built from. */
-export interface EngineSetup {
+/**
+ * Everything an engine is built from: the addon's engine configuration
+ * without the UDP socket (each engine kind opens its own), plus the addon and
+ * a logger. The TUN fd is opened with vnetHdr = true; it and the counters
+ * block are owned by the caller.
+ */
+export interface EngineSetup extends Omit<EngineConfig, 'udpFd'> {
   readonly addon: NativeAddon;
-  /** TUN fd opened with vnetHdr = true; owned by the caller. */
-  readonly tunFd: number;
-  readonly codec: CodecConfig;
-  /** Source of ICMP errors written back into the TUN, per family (own subnet's address). */
-  readonly icmpSrc4?: string;
-  readonly icmpSrc6?: string;
-  /** Counters block in the ul_counter layout, (maxSlot + 1) * SLOT_WIDTH; owned by the caller. */
-  readonly counters: BigUint64Array;
-  readonly maxSlot: number;
-  /** Packets per batch (default 64). */
-  readonly batch?: number;
   readonly log: Logger;
 }
 

@@ -85,6 +85,15 @@ function fdbError(message: string): UserlayError {
   return new UserlayError('EFDB', message);
 }
 
+/** Run `parse`; whatever it throws becomes an EFDB error "<what>: <its message>". */
+function fdbField<T>(what: string, parse: () => T): T {
+  try {
+    return parse();
+  } catch (err) {
+    throw new UserlayError('EFDB', `${what}: ${(err as Error).message}`, { cause: err });
+  }
+}
+
 function checkRange(field: string, v: unknown, lo: number, hi: number): number {
   if (typeof v !== 'number' || !Number.isInteger(v) || v < lo || v > hi) {
     throw fdbError(`${field}: ${String(v)} is not an integer in ${lo}..${hi}`);
@@ -152,35 +161,22 @@ function recordOf(p: Peer, d: FdbDefaults, dkey: string, ownTexts: ReadonlySet<s
 
 function validatePeer(p: Peer, d: FdbDefaults, ownTexts: ReadonlySet<string>): PeerRecord {
   const where = `peer "${p.name}"`;
-  let underlay: IPAddr;
-  try {
-    underlay = parseIP(p.publicIP);
-  } catch (err) {
-    throw new UserlayError('EFDB', `${where} publicIP: ${(err as Error).message}`, { cause: err });
-  }
+  const underlay = fdbField(`${where} publicIP`, () => parseIP(p.publicIP));
   if (d.underlayFamily !== undefined && underlay.family !== d.underlayFamily) {
     throw fdbError(`${where} publicIP ${p.publicIP} is IPv${underlay.family} but the underlay socket is IPv${d.underlayFamily}`);
   }
   const port = checkRange(`${where} port`, p.port ?? d.port, 1, 65535);
   const vni = checkRange(`${where} vni`, p.vni ?? d.vni, 0, MAX_VNI);
   let mac: Uint8Array = new Uint8Array(6);
-  if (p.vtepMAC !== undefined && p.vtepMAC !== '') {
-    try {
-      mac = parseMac(p.vtepMAC);
-    } catch (err) {
-      throw new UserlayError('EFDB', `${where} vtepMAC: ${(err as Error).message}`, { cause: err });
-    }
+  const macText = p.vtepMAC;
+  if (macText !== undefined && macText !== '') {
+    mac = fdbField(`${where} vtepMAC`, () => parseMac(macText));
   } else if (d.backend === 'vxlan') {
     throw fdbError(`${where} vtepMAC: required for the vxlan backend`);
   }
   if (!Array.isArray(p.subnets) || p.subnets.length === 0) throw fdbError(`${where} subnets: at least one subnet is required`);
   const cidrs = p.subnets.map((s) => {
-    let c: Cidr;
-    try {
-      c = parseCidr(s);
-    } catch (err) {
-      throw new UserlayError('EFDB', `${where} subnet: ${(err as Error).message}`, { cause: err });
-    }
+    const c = fdbField(`${where} subnet`, () => parseCidr(s));
     if (c.hostBits) throw fdbError(`${where} subnet ${s}: host bits set (network is ${c.text})`);
     if (ownTexts.has(c.text)) throw fdbError(`${where} subnet ${c.text} is this node's own subnet`);
     return c;

@@ -156,8 +156,9 @@ class JsEngineImpl implements Engine {
     c[counterIndex(0, offset)]! += 1n;
     if (slot > 0) c[counterIndex(slot, offset)]! += 1n;
     if (bytes !== undefined) {
-      c[counterIndex(0, offset + 1)]! += BigInt(bytes);
-      if (slot > 0) c[counterIndex(slot, offset + 1)]! += BigInt(bytes);
+      const b = BigInt(bytes);
+      c[counterIndex(0, offset + 1)]! += b;
+      if (slot > 0) c[counterIndex(slot, offset + 1)]! += b;
     }
   }
 
@@ -192,7 +193,7 @@ class JsEngineImpl implements Engine {
   }
 
   private receive(msg: Buffer, from: string): void {
-    const { addon, codec, tunFd } = this.setup;
+    const { addon, codec } = this.setup;
     if (!this.fdb) {
       this.count(0, COUNTER.drops + DROP.unknown_peer);
       return;

@@ -6,11 +6,11 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ip } from '../../src/cli/lab/exec.js';
+import { ip, pidAlive } from '../../src/cli/lab/exec.js';
 import { hashedTransfer, ping, pingAllPairs, udpSweep } from '../../src/cli/lab/probes.js';
 import { CLUSTER_NETWORK } from '../../src/cli/lab/topology.js';
 import type { Backend, EngineKind } from '../../src/dataplane/types.js';
-import { NEEDS_ROOT, alive, namespacesWithPrefix, openTestLab, pingUntil, type TestLab } from '../support/lab.js';
+import { NEEDS_ROOT, namespacesWithPrefix, openTestLab, pingUntil, type TestLab } from '../support/lab.js';
 
 const MB = 1024 * 1024;
 const IPV4_UDP_HEADERS = 28;
@@ -79,7 +79,7 @@ for (const nodes of [2, 3]) {
             const back = await pingUntil(n1, n2, true);
             assert.ok(back.ok, `not reachable after re-adding n2: ${back.output}`);
           }
-          assert.ok(alive(agent.pid), 'the agent restarted or died');
+          assert.ok(pidAlive(agent.pid), 'the agent restarted or died');
           if (steady) {
             const r = await steady;
             const m = /(\d+) packets transmitted, (\d+) received/.exec(r.output);
@@ -94,13 +94,13 @@ for (const nodes of [2, 3]) {
           const { exit, killed } = await agent.stop();
           assert.equal(killed, false, 'agent needed SIGKILL');
           assert.equal(exit, 0);
-          assert.equal(alive(agent.pid), false);
+          assert.equal(pidAlive(agent.pid), false);
           const links = await ip(n1.ns, ['-o', 'link', 'show']);
           assert.ok(!links.stdout.includes(`${agent.ready.tun}:`), `TUN left:\n${links.stdout}`);
           const routes = await ip(n1.ns, ['route', 'show']);
           assert.ok(!routes.stdout.includes(CLUSTER_NETWORK), `route left:\n${routes.stdout}`);
           await lab.close();
-          for (const a of lab.overlay.agents.values()) assert.equal(alive(a.pid), false, `agent ${a.node.name} alive`);
+          for (const a of lab.overlay.agents.values()) assert.equal(pidAlive(a.pid), false, `agent ${a.node.name} alive`);
           assert.deepEqual(await namespacesWithPrefix(lab.topo.prefix), []);
         });
       });

@@ -4,7 +4,7 @@
  * crashed test runs are removed before the first lab is built.
  */
 import { UserlayError } from '../../src/errors.js';
-import { nsRun, pidAlive, sleep } from '../../src/cli/lab/exec.js';
+import { nsRun, sleep } from '../../src/cli/lab/exec.js';
 import { applyOverlay, type Overlay, type OverlaySpec } from '../../src/cli/lab/overlay.js';
 import { ping, type PingResult } from '../../src/cli/lab/probes.js';
 import { cleanupStale, listNamespaces } from '../../src/cli/lab/stale.js';
@@ -105,7 +105,3 @@ export function dropCount(stats: unknown, reason: string): number {
   return Object.values(s.peers ?? {}).reduce((sum, p) => sum + Number(p.drops?.[reason] ?? 0), 0);
 }
 
-/** True while process `pid` exists. */
-export function alive(pid: number): boolean {
-  return pidAlive(pid);
-}

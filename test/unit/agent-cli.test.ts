@@ -72,6 +72,8 @@ const cases: Array<[string, string[], string, RegExp?]> = [
   ['bad vni', argv({}, ['--vni', 'x']), '--vni'],
   ['bad mtu', argv({}, ['--mtu', 'big']), '--mtu'],
   ['bad log level', argv({}, ['--log-level', 'loud']), '--log-level'],
+  ['log level named like an Object method', argv({}, ['--log-level', 'toString']), '--log-level'],
+  ['bad status address', argv({}, ['--status-addr', '127.0.0.1:70000']), '--status-addr'],
   ['bad tun name', argv({}, ['--tun', 'a-much-too-long-name']), '--tun'],
   ['missing peers file', argv({ '--peers': path.join(dir, 'absent.json') }), '--peers', /cannot read/],
   ['peers file not JSON', argv({ '--peers': file('broken.json', '[{"name":') }), '--peers', /not valid JSON/],

@@ -8,7 +8,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type CodecConfig, type NativeAddon, type NativeFdb } from '../../src/dataplane/addon.js';
+import { type CodecConfig, type NativeFdb } from '../../src/dataplane/addon.js';
 import { DROP } from '../../src/dataplane/counters.js';
 import { SlotAllocator, buildFdb } from '../../src/dataplane/fdb.js';
 import type { Peer } from '../../src/dataplane/types.js';

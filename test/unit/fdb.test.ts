@@ -5,7 +5,6 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { NativeAddon } from '../../src/dataplane/addon.js';
 import { FDB_HDR_SIZE, FDB_MAGIC, FDB_PEER_SIZE, FDB_ROUTE_SIZE, FdbTable, type FdbDefaults, SlotAllocator, buildFdb } from '../../src/dataplane/fdb.js';
 import type { Peer } from '../../src/dataplane/types.js';
 import { UserlayError } from '../../src/errors.js';

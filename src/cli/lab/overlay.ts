@@ -16,6 +16,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UserlayError } from '../../errors.js';
+import { encapOverhead } from '../../dataplane/mtu.js';
 import { startAgent, type AgentProcess, type UserlayAgentConfig } from './agent-process.js';
 import { ip, run } from './exec.js';
 import { UNDERLAY_MTU, type LabNode, type Topology } from './topology.js';
@@ -59,6 +60,8 @@ export const VXLAN_PORT = 8472;
 /** VNI flannel's vxlan backend uses (and userlay's default). */
 export const VXLAN_VNI = 1;
 const KERNEL_VXLAN_DEV = 'flannel.1';
+/** MTU of the kernel vxlan device: the (IPv4) underlay's minus the vxlan overhead, as flannel sets it. */
+const KERNEL_VXLAN_MTU = UNDERLAY_MTU - encapOverhead('vxlan', 4);
 
 /** Peers-file entries for `peers` as seen by a node with `backend`. */
 export function peerEntries(peers: readonly LabNode[], backend: 'vxlan' | 'udp'): PeerEntry[] {
@@ -75,7 +78,7 @@ async function kernelVxlanUp(node: LabNode, others: readonly LabNode[]): Promise
   await ip(node.ns, ['link', 'add', dev, 'address', node.vtepMAC, 'type', 'vxlan', 'id', String(VXLAN_VNI),
     'local', node.underlayIP, 'dev', node.underlayDev, 'dstport', String(VXLAN_PORT), 'nolearning']);
   await ip(node.ns, ['addr', 'add', `${node.subnetAddr}/32`, 'dev', dev]);
-  await ip(node.ns, ['link', 'set', dev, 'mtu', String(UNDERLAY_MTU - 50), 'up']);
+  await ip(node.ns, ['link', 'set', dev, 'mtu', String(KERNEL_VXLAN_MTU), 'up']);
   for (const r of others) {
     await ip(node.ns, ['neigh', 'replace', r.subnetAddr, 'lladdr', r.vtepMAC, 'dev', dev, 'nud', 'permanent']);
     await run('ip', ['netns', 'exec', node.ns, 'bridge', 'fdb', 'append', r.vtepMAC, 'dev', dev, 'dst', r.underlayIP, 'self', 'permanent']);
@@ -142,7 +145,7 @@ export async function applyOverlay(topo: Topology, spec: OverlaySpec): Promise<O
         podMtu = Math.min(podMtu, agent.ready.podMTU);
       } else if (mode === 'kernel-vxlan') {
         await kernelVxlanUp(node, others);
-        podMtu = Math.min(podMtu, UNDERLAY_MTU - 50);
+        podMtu = Math.min(podMtu, KERNEL_VXLAN_MTU);
       } else {
         await hostGwUp(node, others);
       }

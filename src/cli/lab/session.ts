@@ -37,6 +37,11 @@ function sweepSync(prefix: string): void {
   } catch { /* nothing more we can do while exiting */ }
 }
 
+/** Exit code of a run ended by `signal`: 128 + its number (SIGINT 130, SIGTERM 143). */
+export function signalExitCode(signal: NodeJS.Signals): number {
+  return signal === 'SIGINT' ? 130 : 143;
+}
+
 /**
  * Remove leftovers of crashed runs, build an `nodes`-node topology and
  * register teardown handlers. `onSignal` is told which signal ended the run

@@ -19,7 +19,7 @@ import { constants } from 'node:fs';
 import { access, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { UserlayError } from '../../errors.js';
+import { usageError } from '../../errors.js';
 import { ip, nsRun } from './exec.js';
 
 /** Underlay MTU of the lab's veths and bridge. */
@@ -162,7 +162,7 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
   const { prefix, nodes: count } = options;
   const ipv6 = options.ipv6 ?? false;
   if (!Number.isInteger(count) || count < 1 || count > 200) {
-    throw new UserlayError('EUSAGE', `--nodes: ${count} is not between 1 and 200`, { field: '--nodes' });
+    throw usageError('--nodes', `${count} is not between 1 and 200`);
   }
   const made: string[] = [];
   const workDir = await mkdtemp(path.join(os.tmpdir(), `${prefix}`));

@@ -7,12 +7,13 @@
  * MODE is one of
  *   bare       makeInformer() + CoreV1Api.listNode(); "FDB updated" = the informer
  *              callback for the node fired with the expected state.
- *   sync       the agent's pipeline: makeNodeInformer (rawNodeList, paged; Nodes trimmed to
- *              the annotation prefix) -> RestartingInformer -> PeerSync -> stub data plane
- *              (buildFdb + encode, the work the real setPeers does in JS) -> snapshot.
- *   wired      the same, with the informer made exactly as src/agent/kube-mode.ts makes it
- *              today: makeNodeInformer(kc, () => api.listNodes(), { onListed }) — one
- *              unpaged CoreV1Api list, all annotations kept.
+ *   sync       the agent's pipeline, wired as src/agent/kube-mode.ts wires it: makeNodeInformer
+ *              (rawNodeList, paged; Nodes trimmed to the annotation prefix) -> RestartingInformer
+ *              -> PeerSync -> stub data plane (buildFdb + encode, the work the real setPeers
+ *              does in JS) -> snapshot.
+ *   wired      the same, with the informer kube-mode.ts made before rawNodeList:
+ *              makeNodeInformer(kc, () => api.listNodes(), { onListed }) — one unpaged
+ *              CoreV1Api list, all annotations kept (the baseline the change is measured against).
  *   lite       the same pipeline without @kubernetes/client-node: a stand-in list+watch over
  *              node:http (LiteInformer below) feeds PeerSync. A measurement of what the agent
  *              would weigh without client-node, not agent code: no TLS, auth or fault handling.
@@ -198,7 +199,7 @@ async function runPipeline(cache: Cache, listed: () => boolean, stateDir: string
   if (fdbBytes.length === 0) throw new Error('stub data plane got no FDB');
 }
 
-/** The agent's own informer (client-node ListWatch underneath); `wired`: made as kube-mode.ts makes it. */
+/** The agent's own informer (client-node ListWatch underneath); `wired`: made as kube-mode.ts made it before rawNodeList. */
 async function startSync(kubeconfig: string, stateDir: string, nodes: number, wired: boolean): Promise<Running> {
   const { KubeConfig } = await import('@kubernetes/client-node');
   const { makeNodeInformer, rawNodeList, RestartingInformer } = await import('../src/control/kube/informer.js');
@@ -298,7 +299,7 @@ class LiteInformer implements Cache {
 }
 
 async function startLite(server: string, stateDir: string, nodes: number): Promise<Running> {
-  const { trimNode } = await import('../src/control/kube/sync.js');
+  const { trimNode } = await import('../src/control/kube/desired-peers.js');
   const informer = new LiteInformer(server, trimNode);
   await runPipeline(informer, () => informer.listed, stateDir, nodes, () => informer.start());
   return { restarts: () => 0 };

@@ -19,8 +19,8 @@
  *             PeerSync (sync.ts) -> a stub data plane whose setPeers builds and
  *             encodes the real FDB (src/dataplane/fdb.ts), then the msgpackr
  *             snapshot save, as src/agent/kube-mode.ts wires them;
- *     wired — the same with the informer made exactly as kube-mode.ts makes it
- *             today (unpaged CoreV1Api list, every annotation kept);
+ *     wired — the same with the informer kube-mode.ts made before rawNodeList
+ *             (unpaged CoreV1Api list, every annotation kept): the baseline;
  *     lite  — the same pipeline fed by a stand-in list+watch over node:http, so
  *             that @kubernetes/client-node is never loaded: what the agent
  *             would weigh without it (a measurement, not agent code);

@@ -20,13 +20,13 @@ import { UserlayError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import type { Dataplane, DataplaneOptions, Peer } from '../dataplane/types.js';
 import { encapOverhead } from '../dataplane/mtu.js';
-import { exponentialBackoff, systemClock, type Clock } from '../control/backoff.js';
+import { exponentialBackoff, sleep, systemClock, type Clock } from '../control/backoff.js';
 import { networkList } from '../control/net-conf.js';
 import { SnapshotStore, type OwnLease, type Snapshot } from '../control/snapshot-store.js';
 import { writeSubnetEnv } from '../control/subnet-env.js';
 import { pickUnderlay, systemHost, type UnderlayHost } from '../control/underlay.js';
 import { createNodeApi, loadKubeConfig, type NodeApi } from '../control/kube/client.js';
-import { sleep, waitForOwnNode } from '../control/kube/identity.js';
+import { waitForOwnNode } from '../control/kube/identity.js';
 import { makeNodeInformer, rawNodeList, RestartingInformer, type NodeInformer } from '../control/kube/informer.js';
 import { annotationNames, leasePatch, loadOrCreateVtepMac, publishLease, type LeaseInfo } from '../control/kube/lease.js';
 import { PeerSync } from '../control/kube/sync.js';
@@ -59,7 +59,6 @@ export class KubeAgent {
   private republishing = false;
   private listed = false;
   private subnetEnvWritten = false;
-  private own: OwnLease | undefined;
   /** Resolves when start-up finished (ready), rejects on a fatal start-up error. */
   readonly started: Promise<void>;
 
@@ -153,7 +152,6 @@ export class KubeAgent {
       nodeName: cfg.nodeName, subnets: ownNode.subnets, networks: networkList(netConf), publicIP: underlay.bindIP,
       vtepMAC, backend: netConf.backend, vni: netConf.vni, port: netConf.port, mtu,
     };
-    this.own = own;
     log.info('underlay', { iface: underlay.iface, bindIP: underlay.bindIP, publicIP: underlay.publicIP, how: underlay.how, underlayMTU: underlay.mtu });
 
     // 5. data plane (reuse the snapshot's when the lease is the same)

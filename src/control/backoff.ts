@@ -70,3 +70,17 @@ export function exponentialBackoff(opts: BackoffOptions = {}): Backoff {
     },
   };
 }
+
+/** Sleep on `clock`; resolves early when `signal` aborts. */
+export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clock.clearTimeout(h);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const h = clock.setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}

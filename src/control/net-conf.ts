@@ -13,7 +13,7 @@
 import { readFile } from 'node:fs/promises';
 import { UserlayError, usageError, wrapSystemError } from '../errors.js';
 import type { Backend } from '../dataplane/types.js';
-import { parseCidr, type Family } from '../dataplane/net.js';
+import { parseCidr, type Cidr, type Family } from '../dataplane/net.js';
 
 /** Default UDP port per backend (flannel's: kernel vxlan 8472, udp backend 8285). */
 export const DEFAULT_PORT: Record<Backend, number> = { vxlan: 8472, udp: 8285 };
@@ -56,16 +56,22 @@ function checkBackend(field: string, v: unknown): Backend {
   throw fieldError(field, `${JSON.stringify(v)} is not a supported backend (vxlan, udp)`);
 }
 
-function checkNetwork(field: string, v: unknown, family: Family): string {
-  if (typeof v !== 'string') throw fieldError(field, `${JSON.stringify(v)} is not a CIDR string`);
+/** A cluster network CIDR (no host bits); errors name `field` ("net-conf Network", "--network"). */
+function parseNetwork(field: string, v: string): Cidr {
   let c;
   try {
     c = parseCidr(v);
   } catch (err) {
-    throw usageError(`net-conf ${field}`, (err as Error).message, err);
+    throw usageError(field, (err as Error).message, err);
   }
+  if (c.hostBits) throw usageError(field, `${v} has host bits set (did you mean ${c.text}?)`);
+  return c;
+}
+
+function checkNetwork(field: string, v: unknown, family: Family): string {
+  if (typeof v !== 'string') throw fieldError(field, `${JSON.stringify(v)} is not a CIDR string`);
+  const c = parseNetwork(`net-conf ${field}`, v);
   if (c.family !== family) throw fieldError(field, `${v} is not an IPv${family} network`);
-  if (c.hostBits) throw fieldError(field, `${v} has host bits set (did you mean ${c.text}?)`);
   return c.text;
 }
 
@@ -97,13 +103,7 @@ export function buildNetConf(raw: unknown, overrides: NetConfOverrides = {}): Ne
   const keys: Record<Family, string> = { 4: 'Network', 6: 'IPv6Network' };
   const networks: Partial<Record<Family, string>> = {};
   if (overrides.network !== undefined) {
-    let c;
-    try {
-      c = parseCidr(overrides.network);
-    } catch (err) {
-      throw usageError('--network', (err as Error).message, err);
-    }
-    if (c.hostBits) throw usageError('--network', `${overrides.network} has host bits set`);
+    const c = parseNetwork('--network', overrides.network);
     networks[c.family] = c.text;
     enable[c.family] = true;
   }

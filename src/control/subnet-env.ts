@@ -14,7 +14,7 @@
  * The file is replaced atomically, so the plugin never reads half of it.
  */
 import { writeFileAtomic } from './atomic-file.js';
-import { formatIP, parseCidr, type Family } from '../dataplane/net.js';
+import { familyBytes, formatIP, parseCidr, type Family } from '../dataplane/net.js';
 
 /** Default path (flannel's is /run/flannel/subnet.env). */
 export const DEFAULT_SUBNET_FILE = '/run/userlay/subnet.env';
@@ -35,7 +35,7 @@ export interface SubnetEnv {
 export function gatewayCidr(subnet: string): string {
   const c = parseCidr(subnet);
   const bytes = Uint8Array.from(c.bytes);
-  const last = c.family === 4 ? 3 : 15;
+  const last = familyBytes(c.family) - 1;
   // The network address has host bits zero; with prefix < full length the last byte's low bit is free.
   bytes[last] = bytes[last]! | 1;
   return `${formatIP(c.family, bytes)}/${c.prefixLen}`;

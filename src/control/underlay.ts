@@ -159,6 +159,8 @@ export async function pickUnderlay(req: UnderlayRequest, host: UnderlayHost = sy
   const publicIP = req.publicIP ?? req.publicIPOverwrite;
   const publicField = req.publicIP !== undefined ? '--public-ip' : 'annotation public-ip-overwrite';
   if (publicIP !== undefined && !isIP(publicIP)) throw usageError(publicField, `"${publicIP}" is not an IP address`);
+  /** The interface holding the public IP, when it is a local address. */
+  const publicIface = publicIP === undefined ? undefined : ifaceWithAddress(host, publicIP);
 
   let chosen: { iface: string; exact?: string; how: string } | undefined;
   if (req.iface && req.iface.length > 0) {
@@ -194,8 +196,8 @@ export async function pickUnderlay(req: UnderlayRequest, host: UnderlayHost = sy
     const name = ifaceWithAddress(host, local);
     if (!name) throw usageError('--iface-can-reach', `source address ${local} towards ${req.ifaceCanReach} is on no interface`);
     chosen = { iface: name, exact: local, how: '--iface-can-reach' };
-  } else if (publicIP !== undefined && ifaceWithAddress(host, publicIP)) {
-    chosen = { iface: ifaceWithAddress(host, publicIP)!, exact: publicIP, how: publicField };
+  } else if (publicIface !== undefined) {
+    chosen = { iface: publicIface, exact: publicIP, how: publicField };
   } else {
     const order: Family[] = family === 4 ? [4, 6] : [6, 4];
     for (const f of order) {
@@ -208,7 +210,7 @@ export async function pickUnderlay(req: UnderlayRequest, host: UnderlayHost = sy
   }
   const addr = pickAddress(host, chosen.iface, family, chosen.exact);
   if (!addr) throw usageError(chosen.how.startsWith('--') ? chosen.how : '--iface', `interface ${chosen.iface} has no usable address`);
-  const local = publicIP !== undefined && ifaceWithAddress(host, publicIP) === chosen.iface;
+  const local = publicIface !== undefined && publicIface === chosen.iface;
   return {
     iface: chosen.iface,
     bindIP: local ? canonicalIP(publicIP!) : addr.ip,

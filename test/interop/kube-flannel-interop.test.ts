@@ -7,15 +7,18 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { join } from 'node:path';
-import { ip, run } from '../../src/cli/lab/exec.js';
+import { encapOverhead } from '../../src/dataplane/mtu.js';
+import { parseCidr } from '../../src/dataplane/net.js';
+import { ip, nsRun } from '../../src/cli/lab/exec.js';
 import { pingAllPairs } from '../../src/cli/lab/probes.js';
 import { cleanupStale } from '../../src/cli/lab/stale.js';
 import { createTopology, UNDERLAY_MTU, type LabNode, type Topology } from '../../src/cli/lab/topology.js';
 import { NEEDS_ROOT, TEST_PREFIX_ROOT, pingUntil } from '../support/lab.js';
-import { API_IP, LabApiServer, labNodeObject, startKubeAgent, type KubeAgentProcess } from '../support/kube-lab.js';
+import { LabApiServer, labNodeObject, startKubeAgent, type KubeAgentProcess } from '../support/kube-lab.js';
 
 const F = 'flannel.alpha.coreos.com';
+/** flannel.1's MTU and the pods' MTU: the underlay MTU minus VXLAN over IPv4. */
+const POD_MTU = UNDERLAY_MTU - encapOverhead('vxlan', 4);
 
 /** The flannel node's Node object, annotated as flanneld's kube subnet manager does. */
 function flannelNode(node: LabNode): Record<string, unknown> {
@@ -31,9 +34,9 @@ function flannelNode(node: LabNode): Record<string, unknown> {
 
 /** What flanneld's vxlan backend does on a lease: neighbour, FDB entry, onlink route. */
 async function flannelAddPeer(node: LabNode, subnet: string, vtepMAC: string, publicIP: string): Promise<void> {
-  const gw = subnet.replace(/\/\d+$/, '');
+  const gw = parseCidr(subnet).addr;
   await ip(node.ns, ['neigh', 'replace', gw, 'lladdr', vtepMAC, 'dev', 'flannel.1', 'nud', 'permanent']);
-  await run('ip', ['netns', 'exec', node.ns, 'bridge', 'fdb', 'append', vtepMAC, 'dev', 'flannel.1', 'dst', publicIP, 'self', 'permanent']);
+  await nsRun(node.ns, 'bridge', ['fdb', 'append', vtepMAC, 'dev', 'flannel.1', 'dst', publicIP, 'self', 'permanent']);
   await ip(node.ns, ['route', 'replace', subnet, 'via', gw, 'dev', 'flannel.1', 'onlink']);
 }
 
@@ -45,22 +48,20 @@ test('kube mode interoperates with a flannel vxlan node through flannel\'s annot
   try {
     topo = await createTopology({ prefix: `${TEST_PREFIX_ROOT}${process.pid}-f.`, nodes: 3 });
     const [n1, n2, n3] = topo.nodes as [LabNode, LabNode, LabNode];
-    await ip(topo.underlayNs, ['addr', 'add', `${API_IP}/24`, 'dev', 'br0']);
-    api = await LabApiServer.start(topo.underlayNs);
+    api = await LabApiServer.start(topo);
     await api.call('upsert', { node: labNodeObject(n1) });
     await api.call('upsert', { node: labNodeObject(n2) });
     await api.call('upsert', { node: flannelNode(n3) });
-    const kubeconfig = await api.kubeconfig(join(topo.workDir, 'kubeconfig'));
 
     // flannel.1 on n3, as flanneld creates it
     await ip(n3.ns, ['link', 'add', 'flannel.1', 'address', n3.vtepMAC, 'type', 'vxlan', 'id', '1', 'local', n3.underlayIP,
       'dev', n3.underlayDev, 'dstport', '8472', 'nolearning']);
     await ip(n3.ns, ['addr', 'add', `${n3.subnetAddr}/32`, 'dev', 'flannel.1']);
-    await ip(n3.ns, ['link', 'set', 'flannel.1', 'mtu', String(UNDERLAY_MTU - 50), 'up']);
+    await ip(n3.ns, ['link', 'set', 'flannel.1', 'mtu', String(POD_MTU), 'up']);
 
-    for (const n of [n1, n2]) agents.push(await startKubeAgent(n, kubeconfig, topo.workDir, ['--annotation-prefix', F]));
+    for (const n of [n1, n2]) agents.push(await startKubeAgent(n, api.kubeconfig, topo.workDir, ['--annotation-prefix', F]));
     await Promise.all(agents.map((a) => a.ready));
-    await topo.setPodMtu(UNDERLAY_MTU - 50);
+    await topo.setPodMtu(POD_MTU);
 
     // the flannel side reads the userlay nodes' leases from the API
     for (const n of [n1, n2]) {

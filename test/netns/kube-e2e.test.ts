@@ -12,12 +12,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { ip, nsRun, nsSpawn, sleep, stopChild } from '../../src/cli/lab/exec.js';
+import { nsRun, nsSpawn, sleep, stopChild } from '../../src/cli/lab/exec.js';
 import { ping, pingAllPairs } from '../../src/cli/lab/probes.js';
 import { cleanupStale } from '../../src/cli/lab/stale.js';
 import { createTopology, type LabNode, type Topology } from '../../src/cli/lab/topology.js';
 import { NEEDS_ROOT, TEST_PREFIX_ROOT, pingUntil, statusJson } from '../support/lab.js';
-import { API_IP, LabApiServer, labNodeObject, startKubeAgent, type KubeAgentProcess } from '../support/kube-lab.js';
+import { LabApiServer, labNodeObject, startKubeAgent, type KubeAgentProcess } from '../support/kube-lab.js';
 
 async function fdbNames(node: LabNode, port: number): Promise<string[]> {
   const doc = (await statusJson(node, port, '/debug/fdb')) as { peers: Array<{ name: string }> };
@@ -42,12 +42,10 @@ test('kube mode e2e: 3 agents against the API server in netns', { skip: NEEDS_RO
   try {
     topo = await createTopology({ prefix: `${TEST_PREFIX_ROOT}${process.pid}-k.`, nodes: 3 });
     const [n1, n2, n3] = topo.nodes as [LabNode, LabNode, LabNode];
-    await ip(topo.underlayNs, ['addr', 'add', `${API_IP}/24`, 'dev', 'br0']);
-    api = await LabApiServer.start(topo.underlayNs);
+    api = await LabApiServer.start(topo);
     for (const n of topo.nodes) await api.call('upsert', { node: labNodeObject(n) });
-    const kubeconfig = await api.kubeconfig(join(topo.workDir, 'kubeconfig'));
 
-    for (const n of topo.nodes) agents.push(await startKubeAgent(n, kubeconfig, topo.workDir));
+    for (const n of topo.nodes) agents.push(await startKubeAgent(n, api.kubeconfig, topo.workDir));
     const ready = await Promise.all(agents.map((a) => a.ready));
     assert.equal(ready[0]!['podMTU'], 1450);
     await topo.setPodMtu(Number(ready[0]!['podMTU']));
@@ -104,7 +102,7 @@ test('kube mode e2e: 3 agents against the API server in netns', { skip: NEEDS_RO
     await api.call('stop');
     await agents[1]!.stop();
     assert.equal((await ping(n1.podNs, n2.podIP, { count: 1 })).ok, false, 'n2 down with its agent');
-    agents[1] = await startKubeAgent(n2, kubeconfig, topo.workDir);
+    agents[1] = await startKubeAgent(n2, api.kubeconfig, topo.workDir);
     assert.equal((await pingUntil(n1, n2, true, 15_000)).ok, true, 'n2 forwards from its snapshot with the API down');
     assert.equal((await pingUntil(n2, n3, true)).ok, true);
     const log = await readFile(agents[1]!.logFile, 'utf8');

@@ -10,8 +10,10 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import { createInterface, type Interface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
-import { nsArgv, stopChild } from '../../src/cli/lab/exec.js';
-import type { LabNode } from '../../src/cli/lab/topology.js';
+import { userlayBin } from '../../src/cli/lab/agent-process.js';
+import { ip, nsArgv, stopChild } from '../../src/cli/lab/exec.js';
+import { CLUSTER_NETWORK, type LabNode, type Topology } from '../../src/cli/lab/topology.js';
+import { kubeconfigFor } from './fake-apiserver-kubeconfig.js';
 
 /** Address of the API server relay on the underlay bridge. */
 export const API_IP = '198.18.0.254';
@@ -37,15 +39,21 @@ function waitLine(rl: Interface, pred: (line: string) => boolean, timeoutMs: num
 /** The fake API server process in the underlay namespace. */
 export class LabApiServer {
   private seq = 0;
-  private constructor(private readonly child: ChildProcess, private readonly out: Interface) {}
+  private constructor(private readonly child: ChildProcess, private readonly out: Interface, readonly kubeconfig: string) {}
 
-  /** Start it in `ns`, relaying API_IP:API_PORT (API_IP must be on an interface of `ns`). */
-  static async start(ns: string): Promise<LabApiServer> {
+  /**
+   * Put API_IP on `topo`'s underlay bridge, start the server in the underlay namespace relaying
+   * API_IP:API_PORT, and write a kubeconfig pointing at it (path in `kubeconfig`, in the work dir).
+   */
+  static async start(topo: Topology): Promise<LabApiServer> {
+    await ip(topo.underlayNs, ['addr', 'add', `${API_IP}/24`, 'dev', 'br0']);
     const script = fileURLToPath(new URL('./kube-lab-apiserver.js', import.meta.url));
-    const child = spawn('ip', nsArgv(ns, process.execPath, [script, API_IP, String(API_PORT)]), { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn('ip', nsArgv(topo.underlayNs, process.execPath, [script, API_IP, String(API_PORT)]), { stdio: ['pipe', 'pipe', 'inherit'] });
     const out = createInterface({ input: child.stdout! });
-    const s = new LabApiServer(child, out);
+    const kubeconfig = join(topo.workDir, 'kubeconfig');
+    const s = new LabApiServer(child, out, kubeconfig);
     await waitLine(out, (l) => l.includes('"ready":true'), 10_000, 'the lab API server');
+    await writeFile(kubeconfig, JSON.stringify(kubeconfigFor(`http://${API_IP}:${API_PORT}`)), { mode: 0o600 });
     return s;
   }
 
@@ -57,18 +65,6 @@ export class LabApiServer {
     const msg = JSON.parse(await answer) as { ok: boolean; result?: unknown; error?: string };
     if (!msg.ok) throw new Error(`API server op ${op}: ${msg.error}`);
     return msg.result;
-  }
-
-  /** Write a kubeconfig pointing at the relay. */
-  async kubeconfig(path: string): Promise<string> {
-    await writeFile(path, JSON.stringify({
-      apiVersion: 'v1', kind: 'Config',
-      clusters: [{ name: 'lab', cluster: { server: `http://${API_IP}:${API_PORT}`, 'insecure-skip-tls-verify': true } }],
-      users: [{ name: 'lab', user: {} }],
-      contexts: [{ name: 'lab', context: { cluster: 'lab', user: 'lab' } }],
-      'current-context': 'lab',
-    }), { mode: 0o600 });
-    return path;
   }
 
   /** Stop the process. */
@@ -101,12 +97,11 @@ export interface KubeAgentProcess {
 
 /** Start `node bin/userlay.js agent --kubeconfig ...` in `node`'s namespace. */
 export async function startKubeAgent(node: LabNode, kubeconfig: string, workDir: string, extra: string[] = []): Promise<KubeAgentProcess> {
-  const bin = fileURLToPath(new URL('../../../bin/userlay.js', import.meta.url));
   const dir = join(workDir, node.name);
   await mkdir(dir, { recursive: true });
   const statusPort = 9400;
   const args = [
-    bin, 'agent', '--kubeconfig', kubeconfig, '--node-name', node.name, '--network', '198.19.0.0/16',
+    userlayBin(), 'agent', '--kubeconfig', kubeconfig, '--node-name', node.name, '--network', CLUSTER_NETWORK,
     '--iface', node.underlayDev, '--state-dir', join(dir, 'state'), '--subnet-file', join(dir, 'subnet.env'),
     '--status-addr', `127.0.0.1:${statusPort}`, '--resync-period', '10', '--tun', 'userlay0', '--log-level', 'debug', ...extra,
   ];

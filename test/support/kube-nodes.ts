@@ -4,7 +4,7 @@
  * (node i: underlay 198.18.0.i, pod subnet 198.19.i.0/24).
  */
 import type { V1Node } from '@kubernetes/client-node';
-import type { SyncConfig } from '../../src/control/kube/sync.js';
+import type { SyncConfig } from '../../src/control/kube/desired-peers.js';
 import type { Peer } from '../../src/dataplane/types.js';
 
 /** The annotation prefix the fixtures use. */

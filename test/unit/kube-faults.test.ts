@@ -11,6 +11,7 @@ import { join } from 'node:path';
 import type { NetworkInterfaceInfo } from 'node:os';
 import { KubeConfig } from '@kubernetes/client-node';
 import { FakeApiServer, type KubeObject } from '../support/fake-apiserver.js';
+import { waitFor } from '../support/fake-apiserver-client.js';
 import { KubeAgent, type KubeAgentDeps } from '../../src/agent/kube-mode.js';
 import type { KubeAgentConfig } from '../../src/agent/kube-config.js';
 import { createNodeApi } from '../../src/control/kube/client.js';
@@ -103,14 +104,6 @@ function startAgent(server: FakeApiServer, dir: string, idleMs?: number): Harnes
   return { agent, opened, dir, logs };
 }
 
-async function until(what: string, cond: () => boolean, timeoutMs = 5000): Promise<void> {
-  const end = Date.now() + timeoutMs;
-  while (!cond()) {
-    if (Date.now() > end) throw new Error(`timed out waiting for: ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
-
 function peerNames(h: Harness): string[] {
   return (h.agent.dataplane()?.peers() ?? []).map((p) => p.name);
 }
@@ -157,18 +150,18 @@ test('agent: lease published by merge patch, peers synced, add/update/delete fol
       'FLANNEL_NETWORK=198.19.0.0/16\nFLANNEL_SUBNET=198.19.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n');
 
     server.upsertNode(nodeObj(3));
-    await until('n3 added', () => peerNames(h).join() === 'n2,n3');
+    await waitFor('n3 added', () => peerNames(h).join() === 'n2,n3');
     const n2 = nodeObj(2);
     n2.metadata.annotations = { ...(n2.metadata.annotations as Record<string, string>), [`${P}/public-ip`]: '198.18.0.22' };
     server.upsertNode(n2);
-    await until('n2 public IP updated', () => h.agent.dataplane()!.peers()[0]!.publicIP === '198.18.0.22');
+    await waitFor('n2 public IP updated', () => h.agent.dataplane()!.peers()[0]!.publicIP === '198.18.0.22');
     server.deleteNode('n3');
-    await until('n3 deleted', () => peerNames(h).join() === 'n2');
+    await waitFor('n3 deleted', () => peerNames(h).join() === 'n2');
     // own Node deleted and registered again (bare): the lease is published again
     server.deleteNode('n1');
     await new Promise((r) => setTimeout(r, 100));
     server.upsertNode(nodeObj(1, false));
-    await until('lease re-published', () => {
+    await waitFor('lease re-published', () => {
       const a = (server.getNode('n1')!.metadata as { annotations?: Record<string, string> }).annotations ?? {};
       return a[`${P}/backend-type`] === 'vxlan' && a[`${P}/public-ip`] === '198.18.0.1';
     });
@@ -196,20 +189,20 @@ test('faults: HTTP 500 on watch, socket dropped mid-stream, 410 mid-stream; info
     // 500 on the next watches: client-node stops the informer; ours restarts it with backoff
     server.failNextWatches(3, 500);
     server.closeWatchStreams();
-    await until('restarted after 500s', () => /^userlay_informer_restarts_total [1-9]/m.test(h.agent.metrics()));
+    await waitFor('restarted after 500s', () => /^userlay_informer_restarts_total [1-9]/m.test(h.agent.metrics()));
     server.upsertNode(nodeObj(3));
-    await until('n3 after 500s', () => peerNames(h).join() === 'n2,n3');
+    await waitFor('n3 after 500s', () => peerNames(h).join() === 'n2,n3');
 
     // socket destroyed mid-stream
     server.dropWatchStreams();
     server.upsertNode(nodeObj(4));
-    await until('n4 after drop', () => peerNames(h).join() === 'n2,n3,n4');
+    await waitFor('n4 after drop', () => peerNames(h).join() === 'n2,n3,n4');
 
     // ERROR 410 mid-stream, a delete the client misses: the relist converges
     await server.waitForWatches(1);
     server.expireWatchStreams();
     server.deleteNode('n3');
-    await until('n3 gone after 410 relist', () => peerNames(h).join() === 'n2,n4');
+    await waitFor('n3 gone after 410 relist', () => peerNames(h).join() === 'n2,n4');
     assert.ok(h.logs.some((l) => l.includes('node informer stopped; restarting')));
 
     // a deliberate stop stays stopped even when the stream then fails
@@ -236,7 +229,7 @@ test('faults: API down at start with a snapshot: forward from it, then reconcile
   await writeFile(join(dir, 'state', 'vtep-mac'), VTEP + '\n');
   const h = startAgent(server, dir);
   try {
-    await until('data plane from snapshot', () => h.opened.length === 1);
+    await waitFor('data plane from snapshot', () => h.opened.length === 1);
     assert.deepEqual(h.opened[0]!.peers(), [peer(2), peer(9)]);
     assert.deepEqual(h.opened[0]!.options.ownSubnets, ['198.19.1.0/24']);
     const r = h.agent.ready();
@@ -247,7 +240,7 @@ test('faults: API down at start with a snapshot: forward from it, then reconcile
     await h.agent.started;
     assert.equal(h.opened.length, 1, 'same lease: the snapshot data plane is kept');
     assert.equal(h.opened[0]!.closed, false);
-    await until('n9 (deleted while down) removed', () => peerNames(h).join() === 'n2');
+    await waitFor('n9 (deleted while down) removed', () => peerNames(h).join() === 'n2');
     assert.ok(h.agent.ready().ready);
   } finally {
     await h.agent.stop();
@@ -279,7 +272,7 @@ test('identity: no podCIDR yet keeps the agent not ready and waiting, then it pr
   server.upsertNode(bare);
   const h = startAgent(server, dir);
   try {
-    await until('waiting logged', () => h.logs.some((l) => l.includes('no podCIDR yet')));
+    await waitFor('waiting logged', () => h.logs.some((l) => l.includes('no podCIDR yet')));
     assert.ok(h.agent.ready().reasons.some((x) => /no podCIDR yet/.test(x)));
     assert.equal(h.opened.length, 0);
     server.upsertNode(nodeObj(1, false));
@@ -297,10 +290,10 @@ test('faults: a silent watch (half-open socket) is aborted and restarted', () =>
   const h = startAgent(server, dir, 300);
   try {
     await h.agent.started;
-    await until('restarted after silence', () => /^userlay_informer_restarts_total [1-9]/m.test(h.agent.metrics()));
+    await waitFor('restarted after silence', () => /^userlay_informer_restarts_total [1-9]/m.test(h.agent.metrics()));
     assert.ok(h.logs.some((l) => l.includes('node informer stopped; restarting')));
     server.upsertNode(nodeObj(3));
-    await until('n3 after watchdog restarts', () => peerNames(h).join() === 'n2,n3');
+    await waitFor('n3 after watchdog restarts', () => peerNames(h).join() === 'n2,n3');
   } finally {
     await h.agent.stop();
   }

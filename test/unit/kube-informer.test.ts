@@ -3,7 +3,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { CoreV1Api, KubeConfig, type V1Node, type V1NodeList } from '@kubernetes/client-node';
-import { nodeToPeer, trimNode } from '../../src/control/kube/sync.js';
+import { nodeToPeer, trimNode } from '../../src/control/kube/desired-peers.js';
 import { listTrimmed, makeNodeInformer, rawNodeList, type ListPage } from '../../src/control/kube/informer.js';
 import { FakeApiServer, type KubeObject } from '../support/fake-apiserver.js';
 import { cfg, fullNode, mac, P } from '../support/kube-nodes.js';

@@ -1,7 +1,8 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { V1Node } from '@kubernetes/client-node';
-import { computePeers, newVerdictCache, nodeToPeer, peerSetKey, PeerSync, type SyncConfig } from '../../src/control/kube/sync.js';
+import { computePeers, newVerdictCache, nodeToPeer, peerSetKey, type SyncConfig } from '../../src/control/kube/desired-peers.js';
+import { PeerSync } from '../../src/control/kube/sync.js';
 import { cfg, expected, mac, node } from '../support/kube-nodes.js';
 import { createLogger } from '../../src/log.js';
 import type { Clock } from '../../src/control/backoff.js';

@@ -19,11 +19,6 @@ export interface NodeApi {
   patchNodeStatus(name: string, patch: object): Promise<V1Node>;
 }
 
-/** True when running in a pod with a service-account token (in-cluster mode). */
-export function inCluster(env: NodeJS.ProcessEnv = process.env): boolean {
-  return env['KUBERNETES_SERVICE_HOST'] !== undefined && env['KUBERNETES_SERVICE_PORT'] !== undefined;
-}
-
 /**
  * Load the KubeConfig: from `path` when given, else the in-cluster service account.
  * Throws usageError('--kubeconfig', ...) when the file cannot be loaded or has no cluster.
@@ -51,7 +46,7 @@ export function apiStatus(err: unknown): number | undefined {
 }
 
 /** Wrap an API failure: "get node n1: HTTP 404 ..." or "get node n1: ECONNREFUSED ...". */
-export function apiError(what: string, err: unknown): UserlayError {
+function apiError(what: string, err: unknown): UserlayError {
   const status = apiStatus(err);
   const detail = err instanceof Error ? err.message.split('\n')[0] : String(err);
   const code = status !== undefined ? `EHTTP${status}` : (err as { code?: string })?.code ?? 'EAPI';

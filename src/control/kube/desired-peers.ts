@@ -84,7 +84,7 @@ export function trimNode(node: V1Node, annotationPrefix?: string): V1Node {
 }
 
 /** Pod subnets of a node (spec.podCIDRs, else spec.podCIDR), as given. */
-export function nodePodCidrs(node: V1Node): string[] {
+function nodePodCidrs(node: V1Node): string[] {
   const list = node.spec?.podCIDRs;
   if (list && list.length > 0) return [...list];
   return node.spec?.podCIDR ? [node.spec.podCIDR] : [];
@@ -151,6 +151,11 @@ export function nodeToPeer(node: V1Node, cfg: SyncConfig): NodeVerdict {
   return { ok: true, peer };
 }
 
+/** Code-unit order of two strings (locale-independent, as the peer order must be). */
+function byText(a: string, b: string): number {
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
 /** A subnet as a bit string ("4:" + prefixLen bits): a prefix of it is an ancestor subnet. */
 function subnetBits(subnet: string): string {
   const c = parseCidr(subnet);
@@ -165,7 +170,7 @@ function subnetBits(subnet: string): string {
  * prefixes before it. Returns, per owner index, the owners it overlaps and on which subnet.
  */
 function overlaps(subnets: ReadonlyArray<{ bits: string; owner: number; text: string }>): Map<number, Array<{ other: number; subnet: string }>> {
-  const sorted = [...subnets].sort((x, y) => (x.bits < y.bits ? -1 : x.bits > y.bits ? 1 : 0));
+  const sorted = [...subnets].sort((x, y) => byText(x.bits, y.bits));
   const out = new Map<number, Array<{ other: number; subnet: string }>>();
   const add = (i: number, other: number, subnet: string) => {
     let l = out.get(i);
@@ -264,13 +269,13 @@ function reuseShape(prev: Shape, current: readonly OkCandidate[]): Shape | undef
 }
 
 function buildShape(current: readonly OkCandidate[], cfg: SyncConfig): Shape {
-  const byAge = (a: OkCandidate, b: OkCandidate) => a.created - b.created || (a.peer.name < b.peer.name ? -1 : a.peer.name > b.peer.name ? 1 : 0);
+  const byAge = (a: OkCandidate, b: OkCandidate) => a.created - b.created || byText(a.peer.name, b.peer.name);
   const order = [...current].sort(byAge);
   const subnets = cfg.ownSubnets.map((text) => ({ bits: subnetBits(text), owner: OWN, text }));
   order.forEach((c, i) => c.bits.forEach((bits, k) => subnets.push({ bits, owner: i, text: c.peer.subnets[k]! })));
   const index = new Map(order.map((c, i) => [c.peer.name, i]));
   const name = (i: number) => order[i]!.peer.name;
-  const byName = order.map((_, i) => i).sort((a, b) => (name(a) < name(b) ? -1 : name(a) > name(b) ? 1 : 0));
+  const byName = order.map((_, i) => i).sort((a, b) => byText(name(a), name(b)));
   return { order, index, clashes: overlaps(subnets), byName };
 }
 
@@ -322,7 +327,7 @@ function peerKey(p: Peer): string {
 
 /** Per-peer keys of a peer set, sorted by name (see peerSetKey). */
 export function peerKeys(peers: readonly Peer[]): string[] {
-  return [...peers].sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0)).map(peerKey);
+  return [...peers].sort((a, b) => byText(a.name, b.name)).map(peerKey);
 }
 
 /** A canonical text of a peer set, for equality. */

@@ -10,7 +10,7 @@ import type { V1Node } from '@kubernetes/client-node';
 import { UserlayError, usageError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import type { Family } from '../../dataplane/net.js';
-import { exponentialBackoff, systemClock, type Backoff, type Clock } from '../backoff.js';
+import { exponentialBackoff, sleep, systemClock, type Backoff, type Clock } from '../backoff.js';
 import { apiStatus, type NodeApi } from './client.js';
 import { nodeSubnets } from './desired-peers.js';
 
@@ -84,18 +84,4 @@ export async function waitForOwnNode(o: WaitOptions): Promise<OwnNode> {
     o.onWaiting?.(kind, message);
     await sleep(clock, backoff.next(), o.signal);
   }
-}
-
-/** Sleep on `clock`; resolves early when `signal` aborts. */
-export function sleep(clock: Clock, ms: number, signal?: AbortSignal): Promise<void> {
-  return new Promise((resolve) => {
-    if (signal?.aborted) return resolve();
-    const done = () => {
-      clock.clearTimeout(h);
-      signal?.removeEventListener('abort', done);
-      resolve();
-    };
-    const h = clock.setTimeout(done, ms);
-    signal?.addEventListener('abort', done, { once: true });
-  });
 }

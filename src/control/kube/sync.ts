@@ -6,28 +6,19 @@
  * from the set last applied. Nothing lives only in events, so a missed DELETE, a relist after
  * 410, or a restart from a snapshot all converge to the same answer.
  *
- Which node becomes which peer, and conflicts, are in desired-peers.ts. Skip reasons are logged
+ * Which node becomes which peer, and conflicts, are in desired-peers.ts. Skip reasons are logged
  * when a node's state changes, not on every recompute.
  *
  * Incremental where it is cheap, and still level-triggered: the answer is always computed from
- * the whole cache, but a recompute reuses what the last one derived. Verdicts are cached per
- * Node object (the informer replaces the object on every change, so an unchanged node costs a
- * WeakMap lookup), and a changed Node whose peer came out the same keeps the previous Peer
- * object, so the data plane's per-peer cache (src/dataplane/fdb.ts) hits too. The conflict
- * "shape" — the precedence order, the subnet overlaps, the order by name — is reused as long
- * as no node's name, age or subnets changed; an update of a public IP or MAC then costs O(n)
- * map lookups and no sort. At 5,000 nodes: ~2 ms instead of ~8 (bench/RESULTS.md).
+ * the whole cache, but a recompute reuses what the last one derived (verdicts per Node object,
+ * the conflict shape: see desired-peers.ts), and the result is compared with the applied set
+ * by its per-peer keys. At 5,000 nodes: ~2 ms instead of ~8 (bench/RESULTS.md).
  */
 import type { V1Node } from '@kubernetes/client-node';
 import type { Logger } from '../../log.js';
 import type { Peer } from '../../dataplane/types.js';
 import { systemClock, type Clock } from '../backoff.js';
 import { computePeers, newVerdictCache, peerKeys, sameStrings, type SyncConfig } from './desired-peers.js';
-
-export {
-  computePeers, newVerdictCache, nodePodCidrs, nodeSubnets, nodeToPeer, peerSetKey, trimNode,
-  type DesiredPeers, type NodeVerdict, type SyncConfig, type VerdictCache,
-} from './desired-peers.js';
 
 /** Options of PeerSync. */
 export interface PeerSyncOptions {

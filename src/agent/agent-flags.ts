@@ -5,7 +5,6 @@
 import { usageError } from '../errors.js';
 import { parseLogLevel, type LogLevel } from '../log.js';
 import { type ParsedFlags, flagString } from './flags.js';
-import { parseListenAddress } from './status-server.js';
 
 /** --log-level: one of debug, info, warn, error. */
 export function logLevelFlag(f: ParsedFlags): LogLevel {
@@ -29,4 +28,17 @@ export function statusAddrFlag(f: ParsedFlags): string | undefined {
   const addr = flagString(f, 'status-addr');
   if (addr !== undefined) parseListenAddress(addr);
   return addr;
+}
+
+/**
+ * Split a listen address "HOST:PORT", "[V6]:PORT" or ":PORT" (all addresses) into host and port.
+ * Throws usageError('--status-addr', ...) on anything else.
+ */
+export function parseListenAddress(addr: string): { host: string | undefined; port: number } {
+  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(addr);
+  if (!m) throw usageError('--status-addr', `"${addr}" is not HOST:PORT, [IPv6]:PORT or :PORT`);
+  const port = Number(m[3]);
+  if (port > 65535) throw usageError('--status-addr', `port ${port} is out of range 0-65535`);
+  const host = m[1] ?? m[2];
+  return { host: host === '' ? undefined : host, port };
 }

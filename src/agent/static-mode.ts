@@ -21,7 +21,6 @@ import { resolveMtu } from '../dataplane/mtu.js';
 import { type Cidr, canonicalIP, canonicalMac, cidrContains, localUnicastMac, parseCidr, parseIP } from '../dataplane/net.js';
 import type { Backend, DataplaneOptions, EngineKind } from '../dataplane/types.js';
 import { logLevelFlag, statusAddrFlag, tunNameFlag } from './agent-flags.js';
-import { startStatusServer } from './status-server.js';
 import { type FlagSpec, flagInt, flagList, flagOneOf, flagString, formatUsage, parseFlags, wantsHelp } from './flags.js';
 
 /** Flags of static mode. */
@@ -136,6 +135,8 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
     source.start((next) => dp.setPeers(next));
     if (cfg.statusAddr) {
       const sources = { dataplane: () => dp, ready: () => ({ ready: true, reasons: [] }) };
+      // loaded only when asked for: node:http costs the agent ~5 MB RSS
+      const { startStatusServer } = await import('./status-server.js');
       status = await startStatusServer(cfg.statusAddr, sources, log).catch((err: unknown) => {
         throw err instanceof UserlayError && !err.message.startsWith('--status-addr') ? withFlag('--status-addr', err) : err;
       });

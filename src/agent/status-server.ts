@@ -15,6 +15,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from 'node:ht
 import type { AddressInfo } from 'node:net';
 import { usageError, wrapSystemError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { parseListenAddress } from './agent-flags.js';
 import type { CounterSet, Dataplane, DataplaneStats } from '../dataplane/types.js';
 
 /** What the status server reads on every request. */
@@ -37,18 +38,6 @@ export interface StatusServer {
   close(): Promise<void>;
 }
 
-/**
- * Split a listen address "HOST:PORT", "[V6]:PORT" or ":PORT" (all addresses) into host and port.
- * Throws usageError('--status-addr', ...) on anything else.
- */
-export function parseListenAddress(addr: string): { host: string | undefined; port: number } {
-  const m = /^(?:\[([0-9A-Fa-f:.]+)\]|([^:[\]]*)):(\d{1,5})$/.exec(addr);
-  if (!m) throw usageError('--status-addr', `"${addr}" is not HOST:PORT, [IPv6]:PORT or :PORT`);
-  const port = Number(m[3]);
-  if (port > 65535) throw usageError('--status-addr', `port ${port} is out of range 0-65535`);
-  const host = m[1] ?? m[2];
-  return { host: host === '' ? undefined : host, port };
-}
 
 /** Escape a Prometheus label value: backslash, double quote and newline. */
 export function escapeLabelValue(value: string): string {

@@ -1,9 +1,9 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
+import { parseListenAddress } from '../../src/agent/agent-flags.js';
 import {
   escapeLabelValue,
-  parseListenAddress,
   startStatusServer,
   type StatusSources,
 } from '../../src/agent/status-server.js';

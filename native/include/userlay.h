@@ -54,6 +54,8 @@ extern "C" {
 #define UL_VXLAN_FLAG_I 0x08 /* RFC 7348: the I flag, VNI valid */
 #define UL_DEFAULT_VXLAN_PORT 8472
 #define UL_DEFAULT_UDP_PORT 8285
+/* rtnetlink protocol number of the routes userlay adds: `ip route show proto 85` */
+#define UL_RTPROT 85
 
 enum ul_mode {
   UL_MODE_VXLAN = 1, /* RFC 7348, flannel vxlan backend wire format */
@@ -363,8 +365,11 @@ int ul_nl_link_index(const char *ifname);                 /* ifindex or -errno *
 int ul_nl_link_set(const char *ifname, int mtu, int up);  /* mtu<=0: keep */
 int ul_nl_addr(int add, const char *ifname, const struct ul_addr *addr,
                int prefix_len);
-/* route to dst/prefix_len out of ifname; via may be NULL; onlink sets
- * RTNH_F_ONLINK. add=1 uses NLM_F_CREATE|NLM_F_REPLACE. */
+/* Route to dst/prefix_len out of ifname in the main table; via may be NULL;
+ * onlink sets RTNH_F_ONLINK. add=1 adds it exclusively, tagged with
+ * userlay's protocol number (UL_RTPROT): -EEXIST when any route for that
+ * destination exists. add=0 deletes it only if it is ours (that device and
+ * that protocol): -ESRCH otherwise. */
 int ul_nl_route(int add, const char *ifname, const struct ul_addr *dst,
                 int prefix_len, const struct ul_addr *via, int onlink);
 int ul_nl_link_del(const char *ifname);

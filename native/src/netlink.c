@@ -14,9 +14,13 @@
  *     neither linux/rtnetlink.h nor iproute2's rt_protos assigns, so an
  *     operator can list or flush them: `ip route show proto 85`. The kernel
  *     does not interpret protocols >= RTPROT_STATIC.
- *   - Deletes leave the protocol as a wildcard (0) and match on destination,
- *     prefix and output interface, so leftovers of an older run are removed
- *     whatever tagged them.
+ *   - Routes are added exclusively (NLM_F_CREATE|NLM_F_EXCL, never
+ *     NLM_F_REPLACE): a route for the same destination that someone else
+ *     owns — the operator's, another agent's on another TUN — is never taken
+ *     over. The kernel answers EEXIST and the caller says whose it is.
+ *   - Deletes match destination, prefix, output interface *and* protocol
+ *     UL_RTPROT, so only a route this program added is ever removed; the
+ *     kernel compares the protocol on delete for IPv4 and IPv6 alike.
  *   - Addresses are added with NLM_F_REPLACE so a restarted agent succeeds on
  *     an address it set before. IPv6 addresses get IFA_F_NODAD: the address is
  *     ours by construction and must be usable at once.
@@ -34,7 +38,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#define UL_RTPROT 85
+
 #define NL_REQ_SIZE 512
 #define NL_RECV_SIZE 8192
 
@@ -255,13 +259,13 @@ int ul_nl_route(int add, const char *ifname, const struct ul_addr *dst,
     return idx;
 
   rtm = nl_init(&req, add ? RTM_NEWROUTE : RTM_DELROUTE,
-                add ? NLM_F_CREATE | NLM_F_REPLACE : 0, sizeof(*rtm));
+                add ? NLM_F_CREATE | NLM_F_EXCL : 0, sizeof(*rtm));
   rtm->rtm_family = (uint8_t)af;
   rtm->rtm_dst_len = (uint8_t)prefix_len;
   rtm->rtm_table = RT_TABLE_MAIN;
+  rtm->rtm_protocol = UL_RTPROT; /* add: our tag; delete: only ours match */
+  rtm->rtm_type = RTN_UNICAST;
   if (add) {
-    rtm->rtm_protocol = UL_RTPROT;
-    rtm->rtm_type = RTN_UNICAST;
     /* as ip(8): a directly connected IPv4 route has link scope; IPv6 routes
      * are always universe */
     rtm->rtm_scope = (via == NULL && af == AF_INET) ? RT_SCOPE_LINK
@@ -269,8 +273,6 @@ int ul_nl_route(int add, const char *ifname, const struct ul_addr *dst,
     if (via != NULL && onlink)
       rtm->rtm_flags |= RTNH_F_ONLINK;
   } else {
-    rtm->rtm_protocol = RTPROT_UNSPEC; /* any */
-    rtm->rtm_type = RTN_UNICAST;
     rtm->rtm_scope = RT_SCOPE_NOWHERE; /* any */
   }
 

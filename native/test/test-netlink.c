@@ -120,11 +120,72 @@ static void test_tun(void)
   close(fd);
 }
 
+/* A route as another program would add it: protocol `proto` (not ours). */
+static int foreign_route(const char *ifname, const struct ul_addr *dst,
+                         int prefix_len, uint8_t proto)
+{
+  struct nl_req req;
+  struct rtmsg *rtm;
+  size_t alen;
+  int af = family_af(dst->family, &alen);
+
+  rtm = nl_init(&req, RTM_NEWROUTE, NLM_F_CREATE | NLM_F_EXCL, sizeof(*rtm));
+  rtm->rtm_family = (uint8_t)af;
+  rtm->rtm_dst_len = (uint8_t)prefix_len;
+  rtm->rtm_table = RT_TABLE_MAIN;
+  rtm->rtm_protocol = proto;
+  rtm->rtm_type = RTN_UNICAST;
+  rtm->rtm_scope = af == AF_INET ? RT_SCOPE_LINK : RT_SCOPE_UNIVERSE;
+  if (nl_put(&req, RTA_DST, dst->bytes, alen) < 0 ||
+      nl_put_u32(&req, RTA_OIF, (uint32_t)ul_nl_link_index(ifname)) < 0)
+    return -EMSGSIZE;
+  return nl_transact(&req);
+}
+
+/* Routes are added exclusively and deleted only when they are ours: a route
+ * of another device or another protocol is neither taken over nor removed. */
+static void test_route_ownership(void)
+{
+  const char *routes[] = { "198.19.2.0", "2001:2:0:102::" };
+  const int plens[] = { 24, 64 };
+  const char *probes[] = { "198.19.2.5", "2001:2:0:102::5" };
+  char name[16];
+  int fd = ul_tun_open(TUN_NAME, 1, name);
+  int fd2 = ul_tun_open("ultn1", 1, name);
+  size_t i;
+
+  CHECK(fd >= 0 && fd2 >= 0);
+  CHECK_EQ(ul_nl_link_set(TUN_NAME, 1400, 1), 0);
+  CHECK_EQ(ul_nl_link_set("ultn1", 1400, 1), 0);
+  for (i = 0; i < 2; i++) {
+    struct ul_addr net = addr(routes[i]);
+    int plen = plens[i];
+
+    /* ours: added once; a second add, on this or another TUN, is EEXIST */
+    CHECK_EQ(ul_nl_route(1, TUN_NAME, &net, plen, NULL, 0), 0);
+    CHECK_EQ(ul_nl_route(1, TUN_NAME, &net, plen, NULL, 0), -EEXIST);
+    CHECK_EQ(ul_nl_route(1, "ultn1", &net, plen, NULL, 0), -EEXIST);
+    /* another device's delete does not remove it */
+    CHECK_EQ(ul_nl_route(0, "ultn1", &net, plen, NULL, 0), -ESRCH);
+    CHECK_EQ(route_to(probes[i]), 1);
+    CHECK_EQ(ul_nl_route(0, TUN_NAME, &net, plen, NULL, 0), 0);
+    CHECK_EQ(route_to(probes[i]), -ENETUNREACH);
+
+    /* someone else's (protocol static) on our device: kept, never ours */
+    CHECK_EQ(foreign_route(TUN_NAME, &net, plen, RTPROT_STATIC), 0);
+    CHECK_EQ(ul_nl_route(1, TUN_NAME, &net, plen, NULL, 0), -EEXIST);
+    CHECK_EQ(ul_nl_route(0, TUN_NAME, &net, plen, NULL, 0), -ESRCH);
+    CHECK_EQ(route_to(probes[i]), 1);
+  }
+  close(fd2);
+  close(fd);
+}
+
 static void test_link_addr_route(void)
 {
-  struct ul_addr v4 = addr("198.19.1.0"), v6 = addr("fd00:198:19:1::"),
-                 net4 = addr("198.19.2.0"), net6 = addr("fd00:198:19:2::"),
-                 gw4 = addr("198.19.2.0"), gw6 = addr("fd00:198:19:2::");
+  struct ul_addr v4 = addr("198.19.1.0"), v6 = addr("2001:2:0:101::"),
+                 net4 = addr("198.19.2.0"), net6 = addr("2001:2:0:102::"),
+                 gw4 = addr("198.19.2.0"), gw6 = addr("2001:2:0:102::");
   char name[16];
   int fd = ul_tun_open(TUN_NAME, 1, name), idx = ul_nl_link_index(TUN_NAME);
 
@@ -143,18 +204,15 @@ static void test_link_addr_route(void)
   CHECK_EQ(ul_nl_addr(1, TUN_NAME, &v4, 32), 0); /* replace: idempotent */
   CHECK_EQ(ul_nl_addr(1, TUN_NAME, &v6, 128), 0);
   CHECK_EQ(bind_to("198.19.1.0"), 0);
-  CHECK_EQ(bind_to("fd00:198:19:1::"), 0); /* usable at once: no DAD */
+  CHECK_EQ(bind_to("2001:2:0:101::"), 0); /* usable at once: no DAD */
   CHECK_EQ(ul_nl_addr(1, TUN_NAME, &v4, 33), -EINVAL);
 
   /* routes: direct, and via a gateway onlink */
   CHECK_EQ(route_to("198.19.2.5"), -ENETUNREACH);
-  CHECK_EQ(ul_nl_route(1, TUN_NAME, &net4, 24, NULL, 0), 0);
+  CHECK_EQ(ul_nl_route(1, TUN_NAME, &net4, 24, &gw4, 1), 0);
   CHECK_EQ(route_to("198.19.2.5"), 1);
-  CHECK_EQ(ul_nl_route(1, TUN_NAME, &net4, 24, &gw4, 1), 0); /* replace */
-  CHECK_EQ(route_to("198.19.2.5"), 1);
-  CHECK_EQ(ul_nl_route(1, TUN_NAME, &net6, 64, NULL, 0), 0);
   CHECK_EQ(ul_nl_route(1, TUN_NAME, &net6, 64, &gw6, 1), 0);
-  CHECK_EQ(route_to("fd00:198:19:2::5"), 1);
+  CHECK_EQ(route_to("2001:2:0:102::5"), 1);
   CHECK_EQ(ul_nl_route(1, TUN_NAME, &net4, 24, &v6, 1), -EINVAL); /* mixed */
 
   CHECK_EQ(ul_nl_route(0, TUN_NAME, &net4, 24, NULL, 0), 0);
@@ -312,6 +370,7 @@ int main(void)
   CHECK_EQ(ul_nl_link_set("lo", 0, 1), 0);
   test_tun();
   test_link_addr_route();
+  test_route_ownership();
   test_udp();
   return CHECK_DONE();
 }

@@ -24,7 +24,7 @@ import { exponentialBackoff, sleep, systemClock, type Clock } from '../control/b
 import { networkList } from '../control/net-conf.js';
 import { SnapshotStore, type OwnLease, type Snapshot } from '../control/snapshot-store.js';
 import { writeSubnetEnv } from '../control/subnet-env.js';
-import { pickUnderlay, systemHost, type UnderlayHost } from '../control/underlay.js';
+import { pickUnderlay, systemHost, underlayConflict, type Underlay, type UnderlayHost } from '../control/underlay.js';
 import { createNodeApi, loadKubeConfig, type NodeApi } from '../control/kube/client.js';
 import { waitForOwnNode } from '../control/kube/identity.js';
 import { makeNodeInformer, rawNodeList, RestartingInformer, type NodeInformer } from '../control/kube/informer.js';
@@ -143,10 +143,27 @@ export class KubeAgent {
     // 4. underlay, MTU
     const names = annotationNames(cfg.prefix);
     const preferred = netConf.networks[4] !== undefined ? 4 : 6;
-    const underlay = await pickUnderlay({
-      iface: cfg.iface, ifaceRegex: cfg.ifaceRegex, ifaceCanReach: cfg.ifaceCanReach, publicIP: cfg.publicIP,
-      publicIPOverwrite: ownNode.node.metadata?.annotations?.[names.publicIPOverwrite[preferred]], family: preferred,
-    }, this.deps.host ?? systemHost);
+    const host = this.deps.host ?? systemHost;
+    const ranges = [
+      ...networkList(netConf).map((cidr) => ({ field: 'net-conf Network', cidr })),
+      ...ownNode.subnets.map((cidr) => ({ field: 'podCIDR', cidr })),
+    ];
+    let underlay: Underlay;
+    for (let logged = '';;) {
+      underlay = await pickUnderlay({
+        iface: cfg.iface, ifaceRegex: cfg.ifaceRegex, ifaceCanReach: cfg.ifaceCanReach, publicIP: cfg.publicIP,
+        publicIPOverwrite: ownNode.node.metadata?.annotations?.[names.publicIPOverwrite[preferred]], family: preferred,
+      }, host);
+      // a cluster range over the underlay would swallow the agent's own datagrams: stay unready
+      const conflict = underlayConflict(ranges, underlay.bindIP, host, underlay.publicIP);
+      if (conflict === undefined) break;
+      this.waiting = `${conflict.field}: ${conflict.message}`;
+      if (this.waiting !== logged) log.error('cluster network overlaps the underlay; not starting the data plane', { field: conflict.field, reason: conflict.message });
+      logged = this.waiting;
+      await sleep(this.clock, 10_000, this.abort.signal);
+      if (this.stopped) return;
+    }
+    this.waiting = '';
     const mtu = netConf.mtu ?? underlay.mtu - encapOverhead(netConf.backend, underlay.family);
     const own: OwnLease = {
       nodeName: cfg.nodeName, subnets: ownNode.subnets, networks: networkList(netConf), publicIP: underlay.bindIP,
@@ -185,7 +202,7 @@ export class KubeAgent {
     const sync = new PeerSync({
       cache: informer,
       config: { nodeName: cfg.nodeName, prefix: cfg.prefix, backend: own.backend, networks: netConf.networks, ownSubnets: own.subnets, underlayFamily: underlay.family,
-        ownPublicIP: underlay.publicIP },
+        ownPublicIP: underlay.publicIP, ownVtepMAC: vtepMAC },
       apply: (peers: readonly Peer[]) => {
         dp.setPeers(peers);
         this.store.saveLatest(own, peers, (err) => log.error('saving the FDB snapshot failed', { err }));

@@ -5,9 +5,10 @@
  * so bad input fails with one line naming the field and nothing configured:
  *   1. flags (syntax, then each value: IPs, CIDRs, MAC, ports, enums)
  *   2. own subnet(s) inside the cluster network(s)
- *   3. peers file readable, valid, and a consistent FDB against our settings
- *   4. MTU (auto reads the underlay interface's MTU)
- *   5. openDataplane (port in use, no permission for /dev/net/tun)
+ *   3. cluster network(s) and subnet(s) clear of the underlay address and its connected prefix
+ *   4. peers file readable, valid, at most MAX_PEERS, and a consistent FDB against our settings
+ *   5. MTU (auto reads the underlay interface's MTU; a larger --mtu N is warned about)
+ *   6. openDataplane (port in use, no permission for /dev/net/tun, --tun not a TUN, route exists)
  * Then: apply the peers, watch the file, SIGHUP reloads, SIGINT/SIGTERM tear
  * down (routes, TUN, fds) and exit 0.
  */
@@ -15,10 +16,11 @@ import { createHash } from 'node:crypto';
 import { parseAs, usageError, UserlayError } from '../errors.js';
 import { createLogger, type LogLevel } from '../log.js';
 import { StaticPeersSource } from '../control/static-file.js';
-import { openDataplane } from '../dataplane/dataplane.js';
+import { MAX_PEERS, fdbDefaults, openDataplane, validateDataplaneOptions } from '../dataplane/dataplane.js';
 import { SlotAllocator, buildFdb, MAX_VNI } from '../dataplane/fdb.js';
-import { resolveMtu } from '../dataplane/mtu.js';
-import { type Cidr, canonicalIP, canonicalMac, cidrContains, localUnicastMac, parseCidr, parseIP } from '../dataplane/net.js';
+import { MAX_MTU, resolveMtu } from '../dataplane/mtu.js';
+import { type Cidr, canonicalIP, canonicalMac, cidrContains, localUnicastMac, parseCidr, vtepMacProblem } from '../dataplane/net.js';
+import { underlayConflict } from '../control/underlay.js';
 import type { Backend, DataplaneOptions, EngineKind } from '../dataplane/types.js';
 import { logLevelFlag, statusAddrFlag, tunNameFlag } from './agent-flags.js';
 import { type FlagSpec, flagInt, flagList, flagOneOf, flagString, formatUsage, parseFlags, wantsHelp } from './flags.js';
@@ -83,6 +85,8 @@ export function parseStaticConfig(argv: readonly string[]): StaticConfig {
   if (port < 1 || port > 65535) throw usageError('--port', `${port} is outside 1..65535`);
   const macText = flagString(f, 'vtep-mac');
   const vtepMAC = macText === undefined ? macFromNodeName(node) : parseAs('--vtep-mac', () => canonicalMac(macText));
+  const macProblem = vtepMacProblem(vtepMAC);
+  if (macProblem !== undefined) throw usageError('--vtep-mac', `${vtepMAC} ${macProblem}: a VTEP needs a unicast address`);
   const tunName = tunNameFlag(f);
   const mtuSpec = flagString(f, 'mtu')!;
   if (mtuSpec !== 'auto' && !/^[0-9]+$/.test(mtuSpec)) throw usageError('--mtu', `"${mtuSpec}" is not "auto" or a number`);
@@ -113,19 +117,27 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
   const log = createLogger(cfg.logLevel).with({ node: cfg.node });
   const o = cfg.dataplane;
 
-  // 3. peers file, and whether the set is consistent with our own settings
+  // 3. the cluster ranges stay clear of the underlay
+  const ranges = [
+    ...o.networks.map((cidr) => ({ field: '--network', cidr })),
+    ...o.ownSubnets.map((cidr) => ({ field: '--subnet', cidr })),
+  ];
+  const conflict = underlayConflict(ranges, o.publicIP);
+  if (conflict !== undefined) throw usageError(conflict.field, conflict.message);
+
+  // 4. peers file, and whether the set is consistent with our own settings (and fits)
   const source = new StaticPeersSource(cfg.peersFile, { backend: o.backend }, log);
   const peers = source.load();
   try {
-    buildFdb(peers, {
-      backend: o.backend, port: o.port, vni: o.vni, ownSubnets: o.ownSubnets, underlayFamily: parseIP(o.publicIP).family,
-    }, new SlotAllocator(1 << 20));
+    const checked = validateDataplaneOptions({ ...o, mtu: MAX_MTU });
+    buildFdb(peers, fdbDefaults({ ...o, mtu: MAX_MTU }, checked), new SlotAllocator(o.maxPeers ?? MAX_PEERS));
   } catch (err) {
     throw usageError('--peers', `${cfg.peersFile}: ${(err as Error).message}`, err);
   }
 
-  // 4. MTU, 5. data plane
+  // 5. MTU, 6. data plane
   const mtu = resolveMtu(cfg.mtuSpec, o.backend, o.publicIP);
+  if (mtu.warning !== undefined) log.warn(mtu.warning, { mtu: mtu.mtu });
   const dp = await openDataplane({ ...o, mtu: mtu.mtu }, log).catch((err: unknown) => {
     throw blameFlag(err);
   });
@@ -150,8 +162,8 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
   // native threads and the non-persistent watcher do not hold the event loop open
   const keepAlive = setInterval(() => {}, 1 << 30);
   process.on('SIGHUP', () => {
-    log.info('SIGHUP: reloading peers file', { file: cfg.peersFile });
-    source.reload();
+    log.debug('SIGHUP: reloading peers file', { file: cfg.peersFile });
+    source.requestReload();
   });
   let stopping = false;
   const stop = (signal: string): void => {
@@ -182,9 +194,19 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
   log.info(`pods must use MTU ${mtu.mtu}`, { podMTU: mtu.mtu });
 }
 
+/** The flag behind each data plane option. */
+const optionFlags: Record<string, string> = {
+  tunName: '--tun', networks: '--network', ownSubnets: '--subnet', publicIP: '--public-ip', vtepMAC: '--vtep-mac', mtu: '--mtu',
+};
+
 /** Name the flag a setup error comes from, keeping its code ("--port: bind UDP ...: EADDRINUSE ..."). */
 function blameFlag(err: unknown): unknown {
   if (!(err instanceof UserlayError)) return err;
+  const byOption = err.field === undefined ? undefined : optionFlags[err.field];
+  if (byOption !== undefined) {
+    const message = err.message.startsWith(`${err.field}: `) ? err.message.slice(err.field!.length + 2) : err.message;
+    return new UserlayError(err.code, `${byOption}: ${message}`, { cause: err, field: byOption });
+  }
   const flag = { EADDRINUSE: '--port', EADDRNOTAVAIL: '--public-ip', EPERM: '--tun', EACCES: '--tun', EBUSY: '--tun' }[err.code];
   return flag ? withFlag(flag, err) : err;
 }

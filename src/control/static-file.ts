@@ -6,9 +6,16 @@
  *
  * `subnets: [...]` may replace `subnet`; `port` and `vni` are optional.
  * The directory (not the file) is watched, so editors and tools that replace
- * the file by rename are seen; events are debounced. SIGHUP is wired by the
- * agent to reload(). A bad update is logged and rejected: the last good peer
- * set stays in force.
+ * the file by rename are seen; events are debounced (100 ms of quiet), but a
+ * file that keeps changing is still applied at least once a second. SIGHUP is
+ * wired by the agent to requestReload(): requests that arrive while one is
+ * pending merge into it. A bad update is logged and rejected: the last good
+ * peer set stays in force.
+ *
+ * Two peers whose subnets overlap cannot both be trusted with them (a peer
+ * may send only from its own subnets): the peer with the smaller name keeps
+ * its subnets, the other is skipped with a warning, as kube mode resolves two
+ * Nodes (there by age, then name; a file has no ages).
  */
 import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
@@ -16,6 +23,7 @@ import { UserlayError, usageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Backend, Peer } from '../dataplane/types.js';
 import { canonicalIP, canonicalMac, parseCidr } from '../dataplane/net.js';
+import { overlaps, subnetBits } from '../dataplane/overlaps.js';
 
 /** Options of a StaticPeersSource. */
 export interface StaticPeersOptions {
@@ -23,6 +31,8 @@ export interface StaticPeersOptions {
   readonly backend: Backend;
   /** Quiet time after the last file event before re-reading (ms, default 100). */
   readonly debounceMs?: number;
+  /** Longest wait from the first of a run of file events to a re-read (ms, default 1000). */
+  readonly maxWaitMs?: number;
   /** Flag name reported in errors (default "--peers"). */
   readonly flag?: string;
 }
@@ -98,12 +108,34 @@ export function parsePeers(doc: unknown, backend: Backend): Peer[] {
   });
 }
 
+/** Peers whose subnets overlap an earlier one's (by name) are left out; each skip says why. */
+export function resolveOverlaps(peers: readonly Peer[]): { peers: Peer[]; skipped: Array<{ name: string; reason: string }> } {
+  const order = peers.map((_, i) => i).sort((a, b) => (peers[a]!.name < peers[b]!.name ? -1 : peers[a]!.name > peers[b]!.name ? 1 : 0));
+  const clashes = overlaps(peers.flatMap((p, owner) => p.subnets.map((text) => ({ bits: subnetBits(text), owner, text }))));
+  const accepted = new Set<number>();
+  const skipped: Array<{ name: string; reason: string }> = [];
+  for (const i of order) {
+    const clash = clashes.get(i)?.find((c) => accepted.has(c.other)); // only earlier names are accepted yet
+    if (clash === undefined) {
+      accepted.add(i);
+      continue;
+    }
+    skipped.push({ name: peers[i]!.name, reason: `subnet ${clash.subnet} overlaps ${clash.otherSubnet} of peer "${peers[clash.other]!.name}"` });
+  }
+  return { peers: peers.filter((_, i) => accepted.has(i)), skipped };
+}
+
 /** Peers from a JSON file, watched for changes. */
 export class StaticPeersSource {
   private watcher: FSWatcher | undefined;
   private timer: NodeJS.Timeout | undefined;
+  /** When the first file event of the run that `timer` waits out arrived. */
+  private firstEventAt: number | undefined;
+  private reloadPending = false;
   private onPeers: ((peers: Peer[]) => void) | undefined;
   private lastGood: string | undefined;
+  /** Reloads done (file events and requests merged), for tests and /debug. */
+  reloads = 0;
 
   constructor(readonly file: string, private readonly opts: StaticPeersOptions, private readonly log: Logger) {}
 
@@ -125,11 +157,15 @@ export class StaticPeersSource {
     } catch (err) {
       throw usageError(flag, `${this.file}: not valid JSON: ${(err as Error).message}`, err);
     }
+    let parsed: Peer[];
     try {
-      return parsePeers(doc, this.opts.backend);
+      parsed = parsePeers(doc, this.opts.backend);
     } catch (err) {
       throw usageError(flag, `${this.file}: ${(err as Error).message}`, err);
     }
+    const { peers, skipped } = resolveOverlaps(parsed);
+    for (const s of skipped) this.log.warn('peer skipped: its subnets overlap another peer\'s', { file: this.file, peer: s.name, reason: s.reason });
+    return peers;
   }
 
   /**
@@ -154,16 +190,35 @@ export class StaticPeersSource {
     this.watcher.on('error', (err) => this.log.warn('peers file watch failed', { file: this.file, err }));
   }
 
+  /** Re-read after a quiet `debounceMs`, but no later than `maxWaitMs` after the first event of the run. */
   private schedule(): void {
+    const now = Date.now();
+    this.firstEventAt ??= now;
+    const deadline = this.firstEventAt + (this.opts.maxWaitMs ?? 1000);
     if (this.timer) clearTimeout(this.timer);
     this.timer = setTimeout(() => {
       this.timer = undefined;
+      this.firstEventAt = undefined;
       this.reload();
-    }, this.opts.debounceMs ?? 100);
+    }, Math.max(0, Math.min(this.opts.debounceMs ?? 100, deadline - now)));
+  }
+
+  /**
+   * Reload soon (SIGHUP): requests made before that reload runs merge into
+   * it, so a burst of signals costs one re-read, not a backlog.
+   */
+  requestReload(): void {
+    if (this.reloadPending) return;
+    this.reloadPending = true;
+    setImmediate(() => {
+      this.reloadPending = false;
+      this.reload();
+    });
   }
 
   /** Re-read now; a valid, changed set goes to onPeers, anything else is logged and ignored. */
   reload(): void {
+    this.reloads++;
     let peers: Peer[];
     try {
       peers = this.load();

@@ -20,7 +20,7 @@ import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import { UserlayError, usageError } from '../errors.js';
-import { canonicalIP, isIP, parseIP, type Family } from '../dataplane/net.js';
+import { canonicalIP, cidrContains, cidrOverlaps, isIP, parseCidr, parseIP, type Family } from '../dataplane/net.js';
 
 /** Host facts the picker reads. */
 export interface UnderlayHost {
@@ -219,4 +219,39 @@ export async function pickUnderlay(req: UnderlayRequest, host: UnderlayHost = sy
     mtu: readMtu(host, chosen.iface),
     how: chosen.how,
   };
+}
+
+/** A cluster range to check against the underlay: what it is called in messages, and the CIDR. */
+export interface ClusterRange {
+  /** The flag or field it comes from ("--network", "net-conf Network", "podCIDR"). */
+  readonly field: string;
+  readonly cidr: string;
+}
+
+/**
+ * Why the cluster network(s) and pod subnet(s) must not reach into the underlay: the agent routes
+ * them into its TUN, so an underlay address inside them sends the agent's own datagrams into its
+ * own tunnel, and the removal of that route at exit takes the underlay's connected route along.
+ * Returns, for the first range that contains `ip` (or `alsoIP`, a published address that need not
+ * be local) or overlaps a connected prefix of the interface holding `ip`, the field and a message;
+ * undefined when none does.
+ */
+export function underlayConflict(ranges: readonly ClusterRange[], ip: string, host: UnderlayHost = systemHost, alsoIP?: string):
+  { field: string; message: string } | undefined {
+  const iface = ifaceWithAddress(host, ip);
+  const connected = iface === undefined ? [] : (host.interfaces()[iface] ?? [])
+    .filter((a) => usable(a) && a.cidr !== null)
+    .map((a) => parseCidr(a.cidr!).text);
+  for (const r of ranges) {
+    for (const addr of alsoIP === undefined || canonicalIP(alsoIP) === canonicalIP(ip) ? [ip] : [ip, alsoIP]) {
+      if (cidrContains(r.cidr, addr)) {
+        return { field: r.field, message: `${r.cidr} contains the underlay address ${canonicalIP(addr)}: the agent's own datagrams would route into its TUN` };
+      }
+    }
+    const hit = connected.find((c) => cidrOverlaps(r.cidr, c));
+    if (hit !== undefined) {
+      return { field: r.field, message: `${r.cidr} overlaps ${hit}, the underlay's connected prefix on ${iface}: the node would route its underlay into the TUN` };
+    }
+  }
+  return undefined;
 }

@@ -15,21 +15,25 @@
  * The TUN is not persistent: closing its fd removes the device, its address
  * and its routes, which is also what happens if the process dies.
  */
-import { writeFileSync } from 'node:fs';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { type NativeAddon, loadAddon } from './addon.js';
 import { allocCounters, clearSlot, readStats } from './counters.js';
 import type { Engine, EngineKindImpl } from './engine.js';
-import { FdbTable, MAX_VNI, SlotAllocator, buildFdb } from './fdb.js';
+import { type FdbDefaults, FdbTable, MAX_VNI, SlotAllocator, buildFdb } from './fdb.js';
 import { jsEngine } from './js-engine.js';
 import { MAX_MTU, MIN_MTU } from './mtu.js';
-import { type Cidr, type Family, cidrContains, familyBits, parseCidr, parseIP, parseMac } from './net.js';
+import { type Cidr, type Family, cidrContains, familyBits, maskBytes, parseCidr, parseIP, parseMac, vtepMacProblem } from './net.js';
 import { nativeEngine } from './native-engine.js';
 import type { Dataplane, DataplaneOptions, DataplaneStats, Peer } from './types.js';
 import { UserlayError, errorCode, parseAs, usageError, wrapSystemError } from '../errors.js';
 import type { Logger } from '../log.js';
 
-/** Default number of peers the counters hold. */
-export const DEFAULT_MAX_PEERS = 8192;
+/**
+ * Peers one data plane holds by default: the counters block has a slot for each (160 bytes, in
+ * memory the kernel hands out only when a slot is first used), so the cap costs nothing until
+ * the cluster is that large. 65,536 nodes is far past the largest Kubernetes clusters.
+ */
+export const MAX_PEERS = 65536;
 
 interface Checked {
   family: Family;
@@ -56,11 +60,19 @@ export function validateDataplaneOptions(o: DataplaneOptions): Checked {
   check('networks', networks.length > 0, 'at least one cluster network is required');
   const own = o.ownSubnets.map((s) => parseAs('ownSubnets', () => parseCidr(s)));
   check('ownSubnets', own.length > 0, 'at least one own subnet is required');
+  for (const n of [...networks, ...own]) {
+    check(own.includes(n) ? 'ownSubnets' : 'networks', !cidrContains(n, o.publicIP),
+      `${n.text} contains the underlay address ${o.publicIP}: the agent's own datagrams would route into its TUN`);
+  }
+  if (o.backend === 'vxlan') {
+    const problem = vtepMacProblem(o.vtepMAC);
+    check('vtepMAC', problem === undefined, `${o.vtepMAC} ${problem ?? ''}: a VTEP needs a unicast address`);
+  }
   for (const s of own) {
     check('ownSubnets', networks.some((n) => cidrContains(n, s)), `${s.text} is not inside any cluster network (${networks.map((n) => n.text).join(', ')})`);
     check('mtu', s.family === 4 || o.mtu >= 1280, `${o.mtu} is below 1280, the IPv6 minimum`);
   }
-  const maxPeers = o.maxPeers ?? DEFAULT_MAX_PEERS;
+  const maxPeers = o.maxPeers ?? MAX_PEERS;
   check('maxPeers', Number.isInteger(maxPeers) && maxPeers >= 1 && maxPeers <= 1 << 20, `${maxPeers} is outside 1..${1 << 20}`);
   return { family, own, networks };
 }
@@ -100,6 +112,7 @@ function system<T>(context: string, fn: () => T): T {
   try {
     return fn();
   } catch (err) {
+    if (err instanceof UserlayError) throw err; // already says what and why
     const code = errorCode(err);
     throw systemError(context, err, code === 'EPERM' || code === 'EACCES' ? privilegeHint : undefined);
   }
@@ -139,7 +152,15 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
     let socketOwned = false;
     rollback.push('close UDP socket', () => (socketOwned ? undefined : kind.closeSocket(addon, socket)));
 
-    const tun = system(`open /dev/net/tun for ${opts.tunName || '(auto)'}`, () => addon.tunOpen(opts.tunName, true));
+    const tun = system(`open /dev/net/tun for ${opts.tunName || '(auto)'}`, () => {
+      try {
+        return addon.tunOpen(opts.tunName, true);
+      } catch (err) {
+        const kind = errorCode(err) === 'EINVAL' ? existingLinkKind(opts.tunName) : undefined;
+        if (kind !== undefined) throw usageError('tunName', `${opts.tunName} exists and is not a TUN device (it is a ${kind} link); choose another name`, err);
+        throw err;
+      }
+    });
     rollback.push(`close TUN ${tun.name}`, () => addon.close(tun.fd));
     allowLocalSource(tun.name, log);
     system(`set MTU ${opts.mtu} and up on ${tun.name}`, () => addon.linkSet(tun.name, opts.mtu, true));
@@ -148,12 +169,21 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
     }
     const routes: Cidr[] = [];
     for (const n of checked.networks) {
-      system(`add route ${n.text} dev ${tun.name}`, () => addon.routeAdd(tun.name, n.addr, n.prefixLen));
+      system(`add route ${n.text} dev ${tun.name}`, () => {
+        try {
+          addon.routeAdd(tun.name, n.addr, n.prefixLen);
+        } catch (err) {
+          if (errorCode(err) !== 'EEXIST') throw err;
+          const dev = routeDevice(n);
+          throw new UserlayError('EEXIST', `networks: a route for ${n.text} exists already${dev ? ` (dev ${dev})` : ''}; `
+            + 'userlay does not take over routes it did not add: remove it, or stop the agent that owns it', { cause: err, field: 'networks' });
+        }
+      });
       routes.push(n);
       rollback.push(`delete route ${n.text}`, () => addon.routeDel(tun.name, n.addr, n.prefixLen));
     }
 
-    const maxSlot = opts.maxPeers ?? DEFAULT_MAX_PEERS;
+    const maxSlot = opts.maxPeers ?? MAX_PEERS;
     const counters = allocCounters(maxSlot);
     const icmpSrc = (family: Family): string | undefined => checked.own.find((s) => s.family === family)?.addr;
     const icmpSrc4 = icmpSrc(4);
@@ -178,6 +208,54 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
   }
 }
 
+/** What buildFdb checks peers against: our own side of the overlay. */
+export function fdbDefaults(o: DataplaneOptions, checked: { family: Family; own: readonly Cidr[]; networks: readonly Cidr[] }): FdbDefaults {
+  return {
+    backend: o.backend, port: o.port, vni: o.vni, underlayFamily: checked.family,
+    ownSubnets: checked.own.map((c) => c.text), networks: checked.networks.map((c) => c.text), ownPublicIP: o.publicIP,
+    ...(o.backend === 'vxlan' ? { ownVtepMAC: o.vtepMAC } : {}),
+  };
+}
+
+/** The kind of an existing link that is not a TUN ("veth", "bridge", ...; "ether" when unknown), or undefined. */
+function existingLinkKind(name: string): string | undefined {
+  const dir = `/sys/class/net/${name}`;
+  if (!existsSync(dir) || existsSync(`${dir}/tun_flags`)) return undefined;
+  try {
+    const uevent = readFileSync(`${dir}/uevent`, 'utf8');
+    return /^DEVTYPE=(.+)$/m.exec(uevent)?.[1] ?? 'ether';
+  } catch {
+    return 'ether';
+  }
+}
+
+/** The device of the main-table route for exactly `c` (/proc/net/route, /proc/net/ipv6_route), if any. */
+function routeDevice(c: Cidr): string | undefined {
+  const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+  try {
+    if (c.family === 4) {
+      // Iface Destination Gateway Flags RefCnt Use Metric Mask ...: addresses as little-endian hex words
+      const want = hex(Uint8Array.from(c.bytes.subarray(0, 4)).reverse()).toUpperCase();
+      const mask = hex(Uint8Array.from(maskBytes(new Uint8Array(16).fill(0xff), c.prefixLen).subarray(0, 4)).reverse()).toUpperCase();
+      for (const line of readFileSync('/proc/net/route', 'utf8').split('\n').slice(1)) {
+        const f = line.trim().split(/\s+/);
+        if (f[1] === want && f[7] === mask) return f[0];
+      }
+    } else {
+      // dest destlen src srclen nexthop metric refcnt use flags iface
+      const want = hex(c.bytes);
+      const len = c.prefixLen.toString(16).padStart(2, '0');
+      for (const line of readFileSync('/proc/net/ipv6_route', 'utf8').split('\n')) {
+        const f = line.trim().split(/\s+/);
+        if (f[0] === want && f[1] === len) return f[9];
+      }
+    }
+  } catch {
+    // no /proc: the message just names no device
+  }
+  return undefined;
+}
+
 class DataplaneImpl implements Dataplane {
   private readonly slots: SlotAllocator;
   private table: FdbTable;
@@ -196,7 +274,7 @@ class DataplaneImpl implements Dataplane {
     private readonly log: Logger,
   ) {
     this.slots = new SlotAllocator(maxSlot);
-    this.table = new FdbTable([], [], []);
+    this.table = new FdbTable([], [], [], []);
   }
 
   setPeers(peers: readonly Peer[]): void {
@@ -204,16 +282,15 @@ class DataplaneImpl implements Dataplane {
     const o = this.options;
     // build against a copy of the allocator so a rejected snapshot changes nothing
     const trial = this.slots.clone();
-    const table = buildFdb(peers, {
-      backend: o.backend, port: o.port, vni: o.vni, underlayFamily: this.checked.family,
-      ownSubnets: this.checked.own.map((c) => c.text),
-    }, trial);
+    const table = buildFdb(peers, fdbDefaults(o, this.checked), trial);
     for (const slot of table.freshSlots) clearSlot(this.counters, slot);
     try {
       this.engine.setFdb(table);
     } catch (err) {
       throw new UserlayError('EFDB', `install FDB: ${(err as Error).message}`, { cause: err });
     }
+    // the old table is gone: nothing counts into a recycled slot for its former peer any more
+    for (const slot of table.recycledSlots) clearSlot(this.counters, slot);
     this.slots.adopt(trial);
     this.table = table;
     this.log.debug('fdb installed', { peers: table.peers.length, routes: table.routes.length });

@@ -6,7 +6,7 @@ import { UserlayError } from '../errors.js';
 
 /**
  * Counter slots by peer name, kept across FDB updates (slot 0 = totals).
- * Slots are numbered 1..maxSlot; the lowest free one is handed out first.
+ * Slots are numbered 1..maxSlot; see plan() for which one a newcomer gets.
  * A clone shares the name map until it changes (copy on write), and commit()
  * touches only the names that come and go, so an update that keeps the same
  * peers allocates nothing here.
@@ -38,11 +38,19 @@ export class SlotAllocator {
   }
 
   /**
-   * Plan slots for exactly `names` (distinct) without changing state. Returns
-   * the map and the slots handed out fresh (their counters should be zeroed
-   * before use). Throws EFDB when there are more peers than slots.
+   * Plan slots for exactly `names` (distinct) without changing state. Newcomers
+   * get, in this order: slots freed by earlier updates, never-used slots, and
+   * only then slots of names leaving in this same update — so replacing every
+   * peer at once needs no more slots than the larger of the two sets. Returns
+   * the map, the slots handed out fresh (zero their counters before the table
+   * is installed) and, among them, those `recycled` from leaving names (the
+   * engine may count into them until the old table is gone: zero them again
+   * after the swap). Throws EFDB when the result does not fit.
    */
-  plan(names: readonly string[]): { slots: Map<string, number>; fresh: number[] } {
+  plan(names: readonly string[]): { slots: Map<string, number>; fresh: number[]; recycled: number[] } {
+    if (names.length > this.maxSlot) {
+      throw new UserlayError('EFDB', `too many peers: ${names.length} > ${this.maxSlot} (the most one data plane holds)`);
+    }
     const slots = new Map<string, number>();
     const newcomers: string[] = [];
     for (const name of names) {
@@ -50,17 +58,24 @@ export class SlotAllocator {
       if (s !== undefined) slots.set(name, s);
       else newcomers.push(name);
     }
-    // reuse only slots freed by earlier updates, then grow
+    const fresh: number[] = [];
+    const recycled: number[] = [];
+    if (newcomers.length === 0) return { slots, fresh, recycled };
     const free = [...this.free].sort((a, b) => a - b);
     let next = this.next;
-    const fresh: number[] = [];
+    let leaving: number[] | undefined;
     for (const name of newcomers) {
-      const s = free.shift() ?? next++;
-      if (s > this.maxSlot) throw new UserlayError('EFDB', `too many peers: ${names.length} > ${this.maxSlot} counter slots`);
+      let s = free.shift();
+      if (s === undefined && next <= this.maxSlot) s = next++;
+      if (s === undefined) {
+        leaving ??= [...this.byName].filter(([n]) => !slots.has(n)).map(([, slot]) => slot).sort((a, b) => a - b);
+        s = leaving.shift()!; // fits: names.length <= maxSlot
+        recycled.push(s);
+      }
       slots.set(name, s);
       fresh.push(s);
     }
-    return { slots, fresh };
+    return { slots, fresh, recycled };
   }
 
   /** Take over the state of `other` (a clone that a successful build committed to); `other` is left empty. */
@@ -89,7 +104,8 @@ export class SlotAllocator {
     const taken = new Set(added.map(([, s]) => s));
     this.free = this.free.filter((s) => !taken.has(s));
     for (const name of gone) {
-      this.free.push(this.byName.get(name)!);
+      const s = this.byName.get(name)!;
+      if (!taken.has(s)) this.free.push(s); // a recycled slot went straight to a newcomer
       this.byName.delete(name);
     }
     for (const [name, s] of added) {

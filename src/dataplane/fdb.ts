@@ -8,9 +8,13 @@
  *   slot allocator included), so a bad update leaves the old table in force.
  * - Counter slots are keyed by peer name and survive updates: a peer whose
  *   entry is unchanged keeps its slot, so its counters and flows are not
- *   disturbed. A slot freed by a removal is only reused by a later update,
- *   never by the one that freed it (the engine may still be counting into it
- *   with the table being replaced).
+ *   disturbed. Newcomers get slots freed by earlier updates, then unused ones,
+ *   and only when the block is full the slots of peers leaving in this very
+ *   update (see SlotAllocator.plan): those the engine may still be counting
+ *   into with the table being replaced, so they are zeroed after the swap.
+ * - Trust: a peer's datagrams are accepted only with an inner source inside
+ *   its subnets, so no peer subnet may overlap ours or another peer's, lie
+ *   outside the cluster network, or a peer claim our underlay IP or VTEP MAC.
  * - Snapshot layout is exactly struct ul_fdb_snapshot_hdr / ul_fdb_peer /
  *   ul_fdb_route of native/include/userlay.h in host (little-endian) order.
  * - A rebuild pays only for what changed. The control plane hands over whole
@@ -30,9 +34,13 @@ import { UserlayError } from '../errors.js';
 import { SlotAllocator } from './fdb-slots.js';
 import type { Backend, Peer } from './types.js';
 import {
-  type Cidr, type Family, type IPAddr, formatIP, formatMac, maskBytes,
-  parseCidr, parseIP, parseMac,
+  type Cidr, type Family, type IPAddr, canonicalIP, canonicalMac, cidrContains, formatIP, formatMac, maskBytes,
+  parseCidr, parseIP, parseMac, vtepMacProblem,
 } from './net.js';
+import { type OwnedSubnet, overlaps, subnetBits } from './overlaps.js';
+
+/** Owner index of the own subnets in the overlap check. */
+const OWN = -1;
 
 /** UL_FDB_MAGIC, "ULF1" little-endian. */
 export const FDB_MAGIC = 0x31464c55;
@@ -53,8 +61,13 @@ export interface FdbDefaults {
   readonly vni: number;
   /** Family of our UDP socket: peers on the other family cannot be reached. */
   readonly underlayFamily?: Family;
-  /** Own subnets: a peer claiming one of them is rejected. */
+  /** Own subnets: a peer whose subnet overlaps one of them is rejected (it could send from our range). */
   readonly ownSubnets?: readonly string[];
+  /** Cluster networks: a peer subnet must lie inside one, a peer publicIP outside all. */
+  readonly networks?: readonly string[];
+  /** Own underlay address and VTEP MAC: a peer claiming either is rejected. */
+  readonly ownPublicIP?: string;
+  readonly ownVtepMAC?: string;
 }
 
 /** One peer of a built table. */
@@ -113,6 +126,8 @@ interface PeerRecord {
   readonly vni: number;
   readonly mac: Uint8Array;
   readonly cidrs: readonly Cidr[];
+  /** subnetBits of each of `cidrs`. */
+  readonly bits: readonly string[];
   readonly peerBytes: Uint8Array;
   readonly routeBytes: Uint8Array;
   /** The FdbPeer and FdbRoutes of the last table built with this record, reused while index and slot stay. */
@@ -120,8 +135,8 @@ interface PeerRecord {
 }
 
 /** The defaults as one string: a cached record is valid only under the same text. */
-function defaultsKey(d: FdbDefaults, ownTexts: ReadonlySet<string>): string {
-  return `${d.backend}|${d.port}|${d.vni}|${d.underlayFamily ?? ''}|${[...ownTexts].join(',')}`;
+function defaultsKey(d: FdbDefaults): string {
+  return `${d.backend}|${d.port}|${d.vni}|${d.underlayFamily ?? ''}|${(d.networks ?? []).join(',')}|${d.ownPublicIP ?? ''}|${d.ownVtepMAC ?? ''}`;
 }
 
 /** A cache entry: the record, and what it was validated from. */
@@ -146,31 +161,38 @@ function sameStrings(a: readonly string[], b: readonly string[]): boolean {
 }
 
 /** The record of `p` under `defaults`: from the cache when `p` is unchanged, else validated now. */
-function recordOf(p: Peer, d: FdbDefaults, dkey: string, ownTexts: ReadonlySet<string>): PeerRecord {
+function recordOf(p: Peer, d: FdbDefaults, dkey: string, networks: readonly Cidr[]): PeerRecord {
   const hit = records.get(p);
   if (hit && hit.defaults === dkey && hit.name === p.name && hit.publicIP === p.publicIP && hit.vtepMAC === p.vtepMAC
     && hit.port === p.port && hit.vni === p.vni && Array.isArray(p.subnets) && sameStrings(hit.subnets, p.subnets)) {
     return hit.record;
   }
-  const record = validatePeer(p, d, ownTexts);
+  const record = validatePeer(p, d, networks);
   records.set(p, {
     defaults: dkey, name: p.name, subnets: [...p.subnets], publicIP: p.publicIP, vtepMAC: p.vtepMAC, port: p.port, vni: p.vni, record,
   });
   return record;
 }
 
-function validatePeer(p: Peer, d: FdbDefaults, ownTexts: ReadonlySet<string>): PeerRecord {
+function validatePeer(p: Peer, d: FdbDefaults, networks: readonly Cidr[]): PeerRecord {
   const where = `peer "${p.name}"`;
   const underlay = fdbField(`${where} publicIP`, () => parseIP(p.publicIP));
   if (d.underlayFamily !== undefined && underlay.family !== d.underlayFamily) {
     throw fdbError(`${where} publicIP ${p.publicIP} is IPv${underlay.family} but the underlay socket is IPv${d.underlayFamily}`);
   }
+  const publicIP = formatIP(underlay.family, underlay.bytes);
+  if (d.ownPublicIP !== undefined && publicIP === canonicalIP(d.ownPublicIP)) throw fdbError(`${where} publicIP ${publicIP} is this node's own`);
+  const around = networks.find((n) => cidrContains(n, underlay));
+  if (around !== undefined) throw fdbError(`${where} publicIP ${publicIP} lies inside the cluster network ${around.text}`);
   const port = checkRange(`${where} port`, p.port ?? d.port, 1, 65535);
   const vni = checkRange(`${where} vni`, p.vni ?? d.vni, 0, MAX_VNI);
   let mac: Uint8Array = new Uint8Array(6);
   const macText = p.vtepMAC;
   if (macText !== undefined && macText !== '') {
     mac = fdbField(`${where} vtepMAC`, () => parseMac(macText));
+    const problem = vtepMacProblem(mac);
+    if (problem !== undefined) throw fdbError(`${where} vtepMAC ${formatMac(mac)} ${problem}`);
+    if (d.ownVtepMAC !== undefined && formatMac(mac) === canonicalMac(d.ownVtepMAC)) throw fdbError(`${where} vtepMAC ${formatMac(mac)} is this node's own`);
   } else if (d.backend === 'vxlan') {
     throw fdbError(`${where} vtepMAC: required for the vxlan backend`);
   }
@@ -178,13 +200,15 @@ function validatePeer(p: Peer, d: FdbDefaults, ownTexts: ReadonlySet<string>): P
   const cidrs = p.subnets.map((s) => {
     const c = fdbField(`${where} subnet`, () => parseCidr(s));
     if (c.hostBits) throw fdbError(`${where} subnet ${s}: host bits set (network is ${c.text})`);
-    if (ownTexts.has(c.text)) throw fdbError(`${where} subnet ${c.text} is this node's own subnet`);
+    if (networks.length > 0 && !networks.some((n) => cidrContains(n, c))) {
+      throw fdbError(`${where} subnet ${c.text} is outside the cluster network (${networks.map((n) => n.text).join(', ')})`);
+    }
     return c;
   });
   const peer: Peer = {
     name: p.name,
     subnets: cidrs.map((c) => c.text),
-    publicIP: formatIP(underlay.family, underlay.bytes),
+    publicIP,
     ...(p.vtepMAC ? { vtepMAC: formatMac(mac) } : {}),
     port,
     vni,
@@ -202,7 +226,7 @@ function validatePeer(p: Peer, d: FdbDefaults, ownTexts: ReadonlySet<string>): P
     routeBytes[k * FDB_ROUTE_SIZE + 1] = c.prefixLen;
     routeBytes.set(c.bytes, k * FDB_ROUTE_SIZE + 8);
   });
-  return { peer, underlay, port, vni, mac, cidrs, peerBytes, routeBytes };
+  return { peer, underlay, port, vni, mac, cidrs, bits: cidrs.map(subnetBits), peerBytes, routeBytes };
 }
 
 /** Routes grouped by family and prefix length, longest first, keyed by network bytes. */
@@ -221,6 +245,8 @@ export class FdbTable {
     readonly routes: readonly FdbRoute[],
     /** Slots handed out fresh by this build (zero their counters before use). */
     readonly freshSlots: readonly number[],
+    /** Of freshSlots, those taken from peers that leave in this build: zero them again once the old table is gone. */
+    readonly recycledSlots: readonly number[],
     private readonly records?: readonly PeerRecord[],
   ) {}
 
@@ -318,31 +344,35 @@ export class FdbTable {
  * object and re-validated when its fields change (see the design notes).
  */
 export function buildFdb(peers: readonly Peer[], defaults: FdbDefaults, slots: SlotAllocator): FdbTable {
-  const ownTexts = new Set<string>();
-  for (const own of defaults.ownSubnets ?? []) ownTexts.add(parseCidr(own).text);
-  const dkey = defaultsKey(defaults, ownTexts);
+  const dkey = defaultsKey(defaults);
+  const networks = (defaults.networks ?? []).map((n) => parseCidr(n));
   const names = new Set<string>();
-  const bySubnet = new Map<string, string>();
   const byUnderlay = new Map<string, string>();
-  const checked = peers.map((p) => {
+  const subnets: OwnedSubnet[] = (defaults.ownSubnets ?? []).map((own) => ({ bits: subnetBits(own), owner: OWN, text: parseCidr(own).text }));
+  const checked = peers.map((p, index) => {
     if (typeof p.name !== 'string' || p.name === '') throw fdbError('peer name: must be a non-empty string');
     if (names.has(p.name)) throw fdbError(`peer "${p.name}" is listed twice`);
     names.add(p.name);
-    const v = recordOf(p, defaults, dkey, ownTexts);
-    for (const c of v.cidrs) {
-      const other = bySubnet.get(c.text);
-      if (other !== undefined) {
-        throw fdbError(other === p.name
-          ? `peer "${p.name}" lists subnet ${c.text} twice`
-          : `subnet ${c.text} is claimed by both peer "${other}" and peer "${p.name}"`);
-      }
-      bySubnet.set(c.text, p.name);
-    }
+    const v = recordOf(p, defaults, dkey, networks);
+    const seen = new Set<string>();
+    v.cidrs.forEach((c, k) => {
+      if (seen.has(c.text)) throw fdbError(`peer "${p.name}" lists subnet ${c.text} twice`);
+      seen.add(c.text);
+      subnets.push({ bits: v.bits[k]!, owner: index, text: c.text });
+    });
     const other = byUnderlay.get(v.peer.publicIP);
     if (other !== undefined) throw fdbError(`publicIP ${v.peer.publicIP} is used by both peer "${other}" and peer "${p.name}"`);
     byUnderlay.set(v.peer.publicIP, p.name);
     return v;
   });
+  // anti-spoofing: a peer is trusted for its subnets, so none may cover ours or another's
+  const clashes = overlaps(subnets);
+  for (let i = 0; i < checked.length; i++) {
+    const clash = clashes.get(i)?.[0];
+    if (clash === undefined) continue;
+    const who = (o: number) => (o === OWN ? 'this node\'s own subnet' : `peer "${checked[o]!.peer.name}" subnet`);
+    throw fdbError(`${who(i)} ${clash.subnet} overlaps ${who(clash.other)} ${clash.otherSubnet}`);
+  }
   const plan = slots.plan(checked.map((v) => v.peer.name));
   const fdbPeers: FdbPeer[] = new Array<FdbPeer>(checked.length);
   const routes: FdbRoute[] = [];
@@ -359,5 +389,5 @@ export function buildFdb(peers: readonly Peer[], defaults: FdbDefaults, slots: S
     for (const r of v.last.routes) routes.push(r);
   });
   slots.commit(plan.slots);
-  return new FdbTable(fdbPeers, routes, plan.fresh, checked);
+  return new FdbTable(fdbPeers, routes, plan.fresh, plan.recycled, checked);
 }

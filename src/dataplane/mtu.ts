@@ -63,6 +63,8 @@ export interface MtuChoice {
   /** Underlay interface and MTU when found (auto). */
   readonly underlay?: { iface: string; mtu: number };
   readonly overhead: number;
+  /** Set when a given MTU is larger than the underlay carries without fragmenting the outer packets. */
+  readonly warning?: string;
 }
 
 /**
@@ -82,5 +84,18 @@ export function resolveMtu(spec: string, backend: Backend, publicIP: string): Mt
   if (!/^[0-9]+$/.test(spec)) throw usageError('--mtu', `"${spec}" is not "auto" or a number`);
   const mtu = Number(spec);
   if (mtu < MIN_MTU || mtu > MAX_MTU) throw usageError('--mtu', `${mtu} is outside ${MIN_MTU}..${MAX_MTU}`);
-  return { mtu, overhead };
+  let underlay: { iface: string; mtu: number } | undefined;
+  try {
+    underlay = underlayMtu(publicIP, 0);
+  } catch {
+    // not found now: nothing to compare with
+  }
+  if (underlay !== undefined && mtu > underlay.mtu - overhead) {
+    return {
+      mtu, underlay, overhead,
+      warning: `--mtu ${mtu} is larger than underlay ${underlay.iface} (MTU ${underlay.mtu}) carries after ${overhead} bytes of ${backend} overhead `
+        + `(${underlay.mtu - overhead}): large packets will leave as fragmented datagrams`,
+    };
+  }
+  return { mtu, overhead, ...(underlay ? { underlay } : {}) };
 }

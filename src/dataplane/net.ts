@@ -250,6 +250,18 @@ export function canonicalMac(s: string): string {
   return formatMac(parseMac(s));
 }
 
+/**
+ * Why a MAC cannot be a VTEP's address (all zeros, or the group bit set: multicast and the
+ * broadcast address), or undefined when it can.
+ */
+export function vtepMacProblem(mac: string | Uint8Array): string | undefined {
+  const b = typeof mac === 'string' ? parseMac(mac) : mac;
+  if (b.every((x) => x === 0)) return 'is all zeros';
+  if (b.every((x) => x === 0xff)) return 'is the broadcast address';
+  if ((b[0]! & 1) !== 0) return 'is a multicast address (the low bit of the first byte is set)';
+  return undefined;
+}
+
 /** Turn 6 bytes into a unicast, locally administered MAC (in place) and return its text. */
 export function localUnicastMac(bytes: Uint8Array): string {
   bytes[0] = (bytes[0]! & 0xfe) | 0x02;

@@ -47,7 +47,7 @@ export interface DataplaneOptions {
   readonly ownSubnets: readonly string[];
   /** Cluster networks (CIDR) routed through the TUN. */
   readonly networks: readonly string[];
-  /** Highest number of peers the counters must hold (default 8192). */
+  /** Highest number of peers the counters must hold (default MAX_PEERS, 65,536). */
   readonly maxPeers?: number;
 }
 

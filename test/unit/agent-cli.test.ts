@@ -81,11 +81,29 @@ const cases: Array<[string, string[], string, RegExp?]> = [
     '--peers', /peers\[0\]\.vtepMAC/],
   ['peers entry bad IP', argv({ '--peers': file('badip.json', JSON.stringify([{ name: 'n2', subnet: '198.19.2.0/24', publicIP: 'x', vtepMAC: '0a:58:c6:12:00:02' }])) }),
     '--peers', /peers\[0\]\.publicIP/],
-  ['two peers, one subnet', argv({ '--peers': file('dup.json', JSON.stringify([
+  ['two peers, one underlay IP', argv({ '--peers': file('dup.json', JSON.stringify([
     { name: 'n2', subnet: '198.19.2.0/24', publicIP: '198.18.0.2', vtepMAC: '0a:58:c6:12:00:02' },
-    { name: 'n3', subnet: '198.19.2.0/24', publicIP: '198.18.0.3', vtepMAC: '0a:58:c6:12:00:03' }])) }), '--peers', /"n2".*"n3"/],
+    { name: 'n3', subnet: '198.19.3.0/24', publicIP: '198.18.0.2', vtepMAC: '0a:58:c6:12:00:03' }])) }), '--peers', /"n2".*"n3"/],
   ['peer claims our subnet', argv({ '--peers': file('own.json', JSON.stringify([
     { name: 'n2', subnet: '198.19.1.0/24', publicIP: '198.18.0.2', vtepMAC: '0a:58:c6:12:00:02' }])) }), '--peers', /own subnet/],
+  ['peer subnet around our own (anti-spoofing)', argv({ '--peers': file('wide.json', JSON.stringify([
+    { name: 'n2', subnet: '198.19.0.0/23', publicIP: '198.18.0.2', vtepMAC: '0a:58:c6:12:00:02' }])) }), '--peers', /"n2" subnet 198\.19\.0\.0\/23 overlaps this node's own subnet 198\.19\.1\.0\/24/],
+  ['peer subnet outside the network', argv({ '--peers': file('outside.json', JSON.stringify([
+    { name: 'n2', subnet: '198.20.2.0/24', publicIP: '198.18.0.2', vtepMAC: '0a:58:c6:12:00:02' }])) }), '--peers', /outside the cluster network/],
+  ['peer with our own underlay IP', argv({ '--peers': file('ownip.json', JSON.stringify([
+    { name: 'n2', subnet: '198.19.2.0/24', publicIP: '198.18.0.1', vtepMAC: '0a:58:c6:12:00:02' }])) }), '--peers', /publicIP 198\.18\.0\.1 is this node's own/],
+  ['peer with our own VTEP MAC', argv({ '--peers': file('ownmac.json', JSON.stringify([
+    { name: 'n2', subnet: '198.19.2.0/24', publicIP: '198.18.0.2', vtepMAC: '0a:58:c6:12:00:01' }])) }, ['--vtep-mac', '0a:58:c6:12:00:01']), '--peers', /vtepMAC 0a:58:c6:12:00:01 is this node's own/],
+  ['peer with a multicast VTEP MAC', argv({ '--peers': file('mcmac.json', JSON.stringify([
+    { name: 'n2', subnet: '198.19.2.0/24', publicIP: '198.18.0.2', vtepMAC: '01:00:5e:00:00:02' }])) }), '--peers', /multicast/],
+  ['multicast VTEP MAC', argv({}, ['--vtep-mac', '01:00:5e:00:00:01']), '--vtep-mac', /multicast/],
+  ['broadcast VTEP MAC', argv({}, ['--vtep-mac', 'ff:ff:ff:ff:ff:ff']), '--vtep-mac', /broadcast/],
+  ['all-zero VTEP MAC', argv({}, ['--vtep-mac', '00:00:00:00:00:00']), '--vtep-mac', /zeros/],
+  ['cluster network around the underlay address', argv({ '--network': '198.18.0.0/24', '--subnet': '198.18.0.128/25' }), '--network', /contains the underlay address 198\.18\.0\.1/],
+  ['more peers than one data plane holds (checked first)', argv({ '--network': '198.19.1.0/24', '--peers': file('many.json', JSON.stringify(Array.from({ length: 65537 }, (_, i) => ({
+    name: `p${i}`, subnet: `2001:2:1:${(i >> 8).toString(16)}:${(i & 0xff).toString(16)}::/80`, publicIP: `198.${18 + ((i + 2) >> 16)}.${((i + 2) >> 8) & 0xff}.${(i + 2) & 0xff}`,
+    vtepMAC: `0a:58:00:00:${((i >> 8) & 0xff).toString(16).padStart(2, '0')}:${(i & 0xff).toString(16).padStart(2, '0')}` })))) },
+  ['--network', '2001:2:1::/48']), '--peers', /too many peers: 65537 > 65536/],
 ];
 
 for (const [name, args, field, detail] of cases) {
@@ -116,6 +134,14 @@ test('agent rejects: no permission for /dev/net/tun', {
   if (!process.env.CI && /native addon/.test(stderr)) return;
   assert.equal(code, 2, stderr);
   assert.match(stderr.trim(), /^userlay: --tun: .*\/dev\/net\/tun.*needs CAP_NET_ADMIN/);
+});
+
+test('agent rejects: --tun naming an interface that is not a TUN', async () => {
+  const port = String(41000 + (process.pid % 20000));
+  const { code, stderr } = await run(argv({ '--public-ip': '127.0.0.1' }, ['--mtu', '1400', '--port', port, '--tun', 'lo']));
+  if (!process.env.CI && /native addon/.test(stderr)) return;
+  assert.equal(code, 2, stderr);
+  assert.match(stderr.trim(), /^userlay: --tun: lo exists and is not a TUN device/);
 });
 
 test('unknown command: usage and exit 2', async () => {

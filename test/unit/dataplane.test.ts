@@ -103,6 +103,50 @@ test('setPeers: installs a snapshot; a bad set throws EFDB and keeps the old one
   await dp.close();
 });
 
+test('peer slots: replacing every peer at the limit fits; recycled slots start at zero', async () => {
+  const f = fakeAddon();
+  const dp = await openDataplane(opts, silentLogger, f.addon);
+  const set = (prefix: string, n: number): Peer[] => Array.from({ length: n }, (_, i) =>
+    ({ name: `${prefix}${i}`, subnets: [`198.19.${10 + i}.0/24`], publicIP: `198.18.0.${10 + i}`, vtepMAC: `0a:58:c6:12:00:${(10 + i).toString(16).padStart(2, "0")}` }));
+  dp.setPeers(set('old', 4));
+  // the engine keeps counting into the old peers' slots until the swap has finished
+  const c = f.counters();
+  for (let slot = 1; slot <= 4; slot++) c[counterIndex(slot, COUNTER.rxPackets)] = 7n;
+  dp.setPeers(set('new', 4)); // a whole node pool replaced: 4 + 4 names, 4 slots
+  const s = dp.stats();
+  assert.deepEqual(Object.keys(s.peers).sort(), ['new0', 'new1', 'new2', 'new3']);
+  for (const name of Object.keys(s.peers)) assert.equal(s.peers[name]!.rxPackets, 0n, `${name} starts at zero`);
+  // half replaced, half kept: kept peers keep their counts
+  for (let slot = 1; slot <= 4; slot++) c[counterIndex(slot, COUNTER.rxPackets)] = 3n;
+  dp.setPeers([...set('new', 2), ...set('newer', 4).slice(2)]);
+  const t = dp.stats();
+  assert.equal(t.peers.new0!.rxPackets, 3n);
+  assert.equal(t.peers.newer3!.rxPackets, 0n);
+  // the result must fit: five peers do not, and the message says the limit
+  assert.throws(() => dp.setPeers(set('big', 5)), (err: unknown) =>
+    err instanceof UserlayError && err.code === 'EFDB' && /too many peers: 5 > 4/.test(err.message));
+  assert.equal(dp.peers().length, 4, 'the last good set stays');
+  await dp.close();
+});
+
+test('a route that exists already is not taken over: EEXIST names it, and nothing is left', async () => {
+  const f = fakeAddon({ routeAdd: (a) => (a[1] === '198.18.128.0' ? errno('EEXIST') : undefined) });
+  await assert.rejects(openDataplane(opts, silentLogger, f.addon), (err: unknown) =>
+    err instanceof UserlayError && err.code === 'EEXIST' && err.field === 'networks'
+    && /a route for 198\.18\.128\.0\/17 exists already/.test(err.message));
+  const t = opts.tunName;
+  assert.deepEqual(f.calls.slice(-4), [`routeAdd ${t} 198.18.128.0 17`, `routeDel ${t} 198.19.0.0 16`, 'close 8', 'close 7'],
+    'only the route it added is deleted, then TUN and socket closed');
+});
+
+test('options: a cluster range around the underlay address and a non-unicast VTEP MAC are refused', () => {
+  assert.throws(() => validateDataplaneOptions({ ...opts, networks: ['198.18.0.0/24'], ownSubnets: ['198.18.0.128/25'] }),
+    (err: unknown) => err instanceof UserlayError && err.field === 'networks' && /contains the underlay address 198\.18\.0\.1/.test(err.message));
+  for (const mac of ['00:00:00:00:00:00', 'ff:ff:ff:ff:ff:ff', '01:00:5e:00:00:01']) {
+    assert.throws(() => validateDataplaneOptions({ ...opts, vtepMAC: mac }), (err: unknown) => err instanceof UserlayError && err.field === 'vtepMAC', mac);
+  }
+});
+
 test('close: stop engine, close socket, remove routes, close TUN; idempotent', async () => {
   const f = fakeAddon();
   const dp = await openDataplane(opts, silentLogger, f.addon);

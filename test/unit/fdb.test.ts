@@ -17,33 +17,72 @@ const noAddon = addon ? false : 'native addon not built (npm run build:native)';
 const peer = (name: string, subnets: string[], ip: string, extra: Partial<Peer> = {}): Peer =>
   ({ name, subnets, publicIP: ip, vtepMAC: `0a:58:c6:12:00:${ip.split('.').pop()!.padStart(2, '0').slice(-2)}`, ...extra });
 
-// overlapping v4 prefixes, a /32 inside a /25 inside a /24 inside a /16, and v6 /48 + /64 + /128
+// prefixes of many lengths (/17 /24 /25 /32, v6 /56 /64 /128); no peer's subnet overlaps
+// another peer's (the FDB refuses that), but one peer's own subnets may nest (v6)
 const overlapping: Peer[] = [
-  peer('agg', ['198.19.0.0/16'], '198.18.0.10'),
-  peer('n2', ['198.19.2.0/24'], '198.18.0.2'),
-  peer('half', ['198.19.2.128/25'], '198.18.0.3'),
-  peer('host', ['198.19.2.77/32'], '198.18.0.4'),
-  peer('v6agg', ['fd00::/48'], '198.18.0.5'),
-  peer('v6', ['fd00:0:0:2::/64', 'fd00:0:0:2::77/128'], '198.18.0.6'),
+  peer('agg', ['198.19.0.0/17'], '198.18.0.10'),
+  peer('n2', ['198.19.130.0/24'], '198.18.0.2'),
+  peer('half', ['198.19.131.128/25'], '198.18.0.3'),
+  peer('host', ['198.19.131.77/32'], '198.18.0.4'),
+  peer('v6agg', ['2001:2:0:100::/56'], '198.18.0.5'),
+  peer('v6', ['2001:2:0:200::/64', '2001:2:0:200::77/128'], '198.18.0.6'),
 ];
 const expectations: Array<[string, string | undefined]> = [
   ['198.19.9.9', 'agg'],
-  ['198.19.2.1', 'n2'],
-  ['198.19.2.127', 'n2'],
-  ['198.19.2.128', 'half'],
-  ['198.19.2.255', 'half'],
-  ['198.19.2.77', 'host'],
-  ['198.19.2.78', 'n2'],
+  ['198.19.127.255', 'agg'],
+  ['198.19.128.1', undefined],
+  ['198.19.130.1', 'n2'],
+  ['198.19.131.127', undefined],
+  ['198.19.131.128', 'half'],
+  ['198.19.131.255', 'half'],
+  ['198.19.131.77', 'host'],
+  ['198.19.131.78', undefined],
   ['198.18.0.2', undefined],
   ['0.0.0.0', undefined],
-  ['fd00::5', 'v6agg'],
-  ['fd00:0:0:2::9', 'v6'],
-  ['fd00:0:0:2::77', 'v6'],
-  ['fd00:1::1', undefined],
-  ['::c613:202', undefined], // v4 bytes in a v6 address: no cross-family match
+  ['2001:2:0:100::5', 'v6agg'],
+  ['2001:2:0:1ff::1', 'v6agg'],
+  ['2001:2:0:200::9', 'v6'],
+  ['2001:2:0:200::77', 'v6'],
+  ['2001:2:1::1', undefined],
+  ['::c613:8201', undefined], // v4 bytes in a v6 address: no cross-family match
 ];
 
-test('TS LPM: overlapping prefixes, /32 and /128, both families', () => {
+test('a peer subnet that overlaps another peer\'s or our own is refused, naming both', () => {
+  const s = new SlotAllocator(10);
+  const cases: Array<[Peer[], string[], RegExp]> = [
+    // a /23 around our /24: its datagrams from our own pod range would be trusted
+    [[peer('wide', ['198.19.0.0/23'], '198.18.0.2')], ['198.19.1.0/24'], /peer "wide" subnet 198\.19\.0\.0\/23 overlaps this node's own subnet 198\.19\.1\.0\/24/],
+    [[peer('narrow', ['198.19.1.128/25'], '198.18.0.2')], ['198.19.1.0/24'], /"narrow".*own subnet 198\.19\.1\.0\/24/],
+    [[peer('a', ['198.19.2.0/24'], '198.18.0.2'), peer('b', ['198.19.2.64/26'], '198.18.0.3')], [], /peer "a" subnet 198\.19\.2\.0\/24 overlaps peer "b" subnet 198\.19\.2\.64\/26/],
+    [[peer('a', ['198.19.2.0/24'], '198.18.0.2'), peer('b', ['198.19.0.0/16'], '198.18.0.3')], [], /peer "a" .* overlaps peer "b" subnet 198\.19\.0\.0\/16/],
+    [[peer('a', ['2001:2:0:100::/64'], '198.18.0.2'), peer('b', ['2001:2::/48'], '198.18.0.3')], [], /peer "a" .* overlaps peer "b"/],
+  ];
+  for (const [peers, ownSubnets, want] of cases) {
+    assert.throws(() => buildFdb(peers, { ...defaults, ownSubnets }, s), (err: unknown) => err instanceof UserlayError && err.code === 'EFDB' && want.test(err.message), String(want));
+  }
+  // disjoint neighbours of every length are fine
+  assert.equal(buildFdb([peer('a', ['198.19.0.0/24'], '198.18.0.2'), peer('b', ['198.19.2.0/23'], '198.18.0.3')], { ...defaults, ownSubnets: ['198.19.1.0/24'] }, s).peers.length, 2);
+});
+
+test('peers are checked against our own side: network, underlay IP, VTEP MAC', () => {
+  const s = new SlotAllocator(10);
+  const own = { ...defaults, networks: ['198.19.0.0/16'], ownPublicIP: '198.18.0.1', ownVtepMAC: '0a:58:c6:12:00:01' };
+  const cases: Array<[Peer, RegExp]> = [
+    [peer('out', ['198.20.2.0/24'], '198.18.0.2'), /"out" subnet 198\.20\.2\.0\/24 is outside the cluster network \(198\.19\.0\.0\/16\)/],
+    [peer('me', ['198.19.2.0/24'], '198.18.0.1'), /"me" publicIP 198\.18\.0\.1 is this node's own/],
+    [peer('loop', ['198.19.2.0/24'], '198.19.3.1'), /"loop" publicIP 198\.19\.3\.1 lies inside the cluster network 198\.19\.0\.0\/16/],
+    [peer('mac', ['198.19.2.0/24'], '198.18.0.2', { vtepMAC: '0A:58:C6:12:00:01' }), /"mac" vtepMAC 0a:58:c6:12:00:01 is this node's own/],
+    [peer('mc', ['198.19.2.0/24'], '198.18.0.2', { vtepMAC: '01:00:5e:00:00:01' }), /"mc" vtepMAC 01:00:5e:00:00:01 is a multicast address/],
+    [peer('bc', ['198.19.2.0/24'], '198.18.0.2', { vtepMAC: 'ff:ff:ff:ff:ff:ff' }), /"bc" vtepMAC ff:ff:ff:ff:ff:ff is the broadcast address/],
+    [peer('zero', ['198.19.2.0/24'], '198.18.0.2', { vtepMAC: '00:00:00:00:00:00' }), /"zero" vtepMAC 00:00:00:00:00:00 is all zeros/],
+  ];
+  for (const [p, want] of cases) {
+    assert.throws(() => buildFdb([p], own, s), (err: unknown) => err instanceof UserlayError && err.code === 'EFDB' && want.test(err.message), String(want));
+  }
+  assert.equal(buildFdb([peer('ok', ['198.19.2.0/24'], '198.18.0.2')], own, s).peers.length, 1);
+});
+
+test('TS LPM: prefixes of many lengths, /32 and /128, both families', () => {
   const t = buildFdb(overlapping, defaults, new SlotAllocator(100));
   for (const [addr, want] of expectations) assert.equal(t.lookup(addr)?.peer.name, want, addr);
   assert.equal(t.routes.length, 7);
@@ -171,19 +210,19 @@ test('clone/adopt let a caller build against a trial allocator', () => {
 
 // --- per-peer record cache (rebuilds pay only for what changed) ---
 
-const v6peer: Peer = { name: 'six', subnets: ['fd00:0:0:6::/64', '198.19.6.0/24'], publicIP: '198.18.0.66', vtepMAC: '0a:58:c6:12:00:06', port: 4789, vni: 7 };
+const v6peer: Peer = { name: 'six', subnets: ['2001:2:0:600::/64', '198.19.200.0/24'], publicIP: '198.18.0.66', vtepMAC: '0a:58:c6:12:00:06', port: 4789, vni: 7 };
 
 test('encode from cached records gives the same bytes as encoding every field', () => {
   const peers = [...overlapping, v6peer];
   const s = new SlotAllocator(100);
   buildFdb(peers, defaults, s); // warm the cache
   const t = buildFdb(peers, defaults, s);
-  const fromFields = new FdbTable(t.peers, t.routes, t.freshSlots);
+  const fromFields = new FdbTable(t.peers, t.routes, t.freshSlots, t.recycledSlots);
   assert.deepEqual(t.encode(), fromFields.encode());
   assert.equal(t.encode().length, FDB_HDR_SIZE + peers.length * FDB_PEER_SIZE + t.routes.length * FDB_ROUTE_SIZE);
   // slots and peer indexes are patched per build, not taken from the cache
   const reordered = buildFdb([v6peer, ...overlapping], defaults, s);
-  assert.deepEqual(reordered.encode(), new FdbTable(reordered.peers, reordered.routes, []).encode());
+  assert.deepEqual(reordered.encode(), new FdbTable(reordered.peers, reordered.routes, [], []).encode());
   assert.equal(reordered.peers[0]!.peer.name, 'six');
   assert.equal(reordered.peers[0]!.slot, t.peers.find((p) => p.peer.name === 'six')!.slot);
 });
@@ -229,7 +268,7 @@ test('5000 peers: one changed peer shows up in the rebuilt table and its snapsho
   assert.equal(t.peers[1234]!.peer.publicIP, '198.18.200.1');
   assert.equal(t.peers[1234]!.slot, first.peers[1234]!.slot);
   assert.equal(t.lookup(`${ip((1 << 16) + 1235 * 8 + 3)}`)?.peer.name, 'n1234');
-  assert.deepEqual(t.encode(), new FdbTable(t.peers, t.routes, []).encode());
+  assert.deepEqual(t.encode(), new FdbTable(t.peers, t.routes, [], []).encode());
   if (addon) {
     const n = addon.fdbBuild(t.encode());
     assert.equal(addon.fdbPeerByUnderlay(n, '198.18.200.1'), 1234);
@@ -271,4 +310,22 @@ test('unchanged peers keep their FdbPeer and FdbRoute objects across builds', ()
   assert.equal(t3.peers[1]!.peer.name, 'a');
   assert.equal(t3.peers[1]!.index, 1);
   assert.equal(t3.routes.find((r) => r.cidr.text === '198.19.1.0/24')!.peer, 1);
+});
+
+test('slots: renaming 4,200 of 4,201 peers fits in 4,201 slots (freed first, then reused)', () => {
+  const limit = 4201;
+  const s = new SlotAllocator(limit);
+  const names = (prefix: string, n: number) => Array.from({ length: n }, (_, i) => `${prefix}${i}`);
+  s.commit(s.plan(names('old', limit)).slots);
+  const next = ['old0', ...names('new', limit - 1)];
+  const plan = s.plan(next);
+  assert.equal(plan.slots.size, limit);
+  assert.equal(new Set(plan.slots.values()).size, limit, 'every peer has its own slot');
+  assert.ok([...plan.slots.values()].every((x) => x >= 1 && x <= limit));
+  assert.equal(plan.slots.get('old0'), s.slotOf('old0'), 'a kept peer keeps its slot');
+  assert.equal(plan.recycled.length, limit - 1, 'the leaving peers\' slots went to the newcomers');
+  s.commit(plan.slots);
+  // and back again, then one too many: refused only because the result does not fit
+  s.commit(s.plan(names('old', limit)).slots);
+  assert.throws(() => s.plan(names('x', limit + 1)), (err: unknown) => err instanceof UserlayError && /too many peers: 4202 > 4201/.test(err.message));
 });

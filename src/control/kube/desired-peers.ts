@@ -17,7 +17,8 @@
  */
 import type { V1Node, V1ObjectMeta } from '@kubernetes/client-node';
 import type { Backend, Peer } from '../../dataplane/types.js';
-import { canonicalIP, canonicalMac, cidrContains, familyBytes, isIP, parseCidr, type Family } from '../../dataplane/net.js';
+import { canonicalIP, canonicalMac, cidrContains, isIP, parseCidr, vtepMacProblem, type Family } from '../../dataplane/net.js';
+import { overlaps, subnetBits, type Overlap } from '../../dataplane/overlaps.js';
 import { annotationNames } from './lease.js';
 
 /** What the sync needs to know about this node and cluster. */
@@ -34,6 +35,8 @@ export interface SyncConfig {
   readonly underlayFamily: Family;
   /** Own published underlay address: a peer claiming it is a conflict the own node wins. */
   readonly ownPublicIP?: string;
+  /** Own VTEP MAC (vxlan): a peer claiming it is a conflict the own node wins. */
+  readonly ownVtepMAC?: string;
 }
 
 /** A node turned into a peer, or the reason it was not. */
@@ -129,6 +132,8 @@ export function nodeToPeer(node: V1Node, cfg: SyncConfig): NodeVerdict {
   const ip = ann[names.publicIP[cfg.underlayFamily]];
   if (ip === undefined) return { ok: false, reason: `no ${names.publicIP[cfg.underlayFamily]} annotation` };
   if (!isIP(ip)) return { ok: false, reason: `${names.publicIP[cfg.underlayFamily]} "${ip}" is not an IP address` };
+  const inside = Object.values(cfg.networks).find((n) => n !== undefined && cidrContains(n, ip));
+  if (inside !== undefined) return { ok: false, reason: `public IP ${ip} lies inside the cluster network ${inside}` };
   const peer: { -readonly [K in keyof Peer]: Peer[K] } = { name, subnets, publicIP: canonicalIP(ip) };
   const dataText = ann[names.backendData];
   if (dataText !== undefined && dataText !== '' && dataText !== 'null') {
@@ -145,6 +150,11 @@ export function nodeToPeer(node: V1Node, cfg: SyncConfig): NodeVerdict {
       } catch {
         return { ok: false, reason: `${names.backendData} VtepMAC "${data.VtepMAC}" is not a MAC address` };
       }
+      const problem = vtepMacProblem(peer.vtepMAC);
+      if (problem !== undefined) return { ok: false, reason: `${names.backendData} VtepMAC ${peer.vtepMAC} ${problem}` };
+      if (cfg.ownVtepMAC !== undefined && peer.vtepMAC === canonicalMac(cfg.ownVtepMAC)) {
+        return { ok: false, reason: `conflict: VtepMAC ${peer.vtepMAC} is this node's own` };
+      }
     }
   }
   if (cfg.backend === 'vxlan' && peer.vtepMAC === undefined) return { ok: false, reason: `no VtepMAC in ${names.backendData}` };
@@ -154,40 +164,6 @@ export function nodeToPeer(node: V1Node, cfg: SyncConfig): NodeVerdict {
 /** Code-unit order of two strings (locale-independent, as the peer order must be). */
 function byText(a: string, b: string): number {
   return a < b ? -1 : a > b ? 1 : 0;
-}
-
-/** A subnet as a bit string ("4:" + prefixLen bits): a prefix of it is an ancestor subnet. */
-function subnetBits(subnet: string): string {
-  const c = parseCidr(subnet);
-  let bits = '';
-  for (let i = 0; i < familyBytes(c.family); i++) bits += c.bytes[i]!.toString(2).padStart(8, '0');
-  return `${c.family}:${bits.slice(0, c.prefixLen)}`;
-}
-
-/**
- * Every overlapping pair among `subnets` (bit strings, see subnetBits), found in O(n log n):
- * sorted lexicographically, the subnets containing an entry are exactly the open chain of
- * prefixes before it. Returns, per owner index, the owners it overlaps and on which subnet.
- */
-function overlaps(subnets: ReadonlyArray<{ bits: string; owner: number; text: string }>): Map<number, Array<{ other: number; subnet: string }>> {
-  const sorted = [...subnets].sort((x, y) => byText(x.bits, y.bits));
-  const out = new Map<number, Array<{ other: number; subnet: string }>>();
-  const add = (i: number, other: number, subnet: string) => {
-    let l = out.get(i);
-    if (!l) out.set(i, (l = []));
-    l.push({ other, subnet });
-  };
-  const chain: Array<{ bits: string; owner: number; text: string }> = [];
-  for (const e of sorted) {
-    while (chain.length > 0 && !e.bits.startsWith(chain[chain.length - 1]!.bits)) chain.pop();
-    for (const c of chain) {
-      if (c.owner === e.owner) continue;
-      add(e.owner, c.owner, e.text);
-      add(c.owner, e.owner, c.text);
-    }
-    chain.push(e);
-  }
-  return out;
 }
 
 function created(node: V1Node): number {
@@ -210,7 +186,7 @@ interface Shape {
   /** Name -> index in `order`. */
   readonly index: ReadonlyMap<string, number>;
   /** Per index in `order`: the candidates (-1 = this node) whose subnets overlap, and where. */
-  readonly clashes: ReadonlyMap<number, ReadonlyArray<{ other: number; subnet: string }>>;
+  readonly clashes: ReadonlyMap<number, readonly Overlap[]>;
   /** Indexes of `order`, sorted by name. */
   readonly byName: readonly number[];
 }

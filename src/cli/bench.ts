@@ -1,48 +1,90 @@
 /**
- * `userlay bench` — side-by-side throughput on ONE 2-node lab topology.
+ * `userlay bench` — every path side by side on ONE 2-node lab topology.
  *
- *   userlay bench [--seconds 5] [--repeat 1] [--json FILE] [--out bench/out] [--udp]
+ *   userlay bench [--seconds 5] [--repeat 1] [--measures LIST] [--json FILE] [--out bench/out] [--udp]
  *
- * Swaps the overlay between the same two nodes and measures single-stream
- * TCP pod -> pod with iperf3 for each: host-gw (no encapsulation), kernel
- * vxlan (as flannel configures it), userlay native and js engines (vxlan;
- * with --udp also the udp backend), after a 1 s warm-up that is left out;
- * with --repeat N each case runs N times and the median counts. Reports
- * Gbit/s, the ratio to kernel vxlan and agent RSS; prints a table, writes JSON and an SVG bar chart.
- * Numbers are ratios from one run on one machine, never asserted in tests.
+ * Swaps the overlay between the same two nodes (one pod each, veth underlay
+ * in 198.18.0.0/15, offloads at their defaults on every path) and measures,
+ * one path after another: host-gw (the ceiling), the kernel vxlan device as
+ * flannel configures it, userlay native (offloads auto and, when the agent
+ * has --offloads, off), userlay js; with --udp also the udp backend.
+ *
+ * Measures (--measures, comma-separated; default all):
+ *   tcp       single-stream TCP pod -> pod, Gbit/s (iperf3, 1 s warm-up left out)
+ *   tcp4      4 parallel TCP streams, Gbit/s
+ *   reverse   single stream, the other direction (iperf3 -R), Gbit/s
+ *   udp64     UDP datagrams of 64 bytes offered without a rate limit: delivered kpps
+ *   udp1400   the same with 1400-byte datagrams
+ *   rtt       ping RTT p50 and p99 over 1,000 pings 2 ms apart, microseconds
+ *   cpu       CPU seconds per Gbit during the single-stream run: busy time of
+ *             the whole machine from /proc/stat (user, nice, system, irq,
+ *             softirq, steal of every CPU: iperf3 client and server, the
+ *             agents, the kernel's softirq work) minus the bench's own process,
+ *             divided by the Gbit moved. On a quiet machine that is the lab.
+ * With --repeat N each throughput measure runs N times and the median counts.
+ * Prints a progress line per step, a table with each path's ratio to kernel
+ * vxlan, writes JSON and an SVG chart with one panel per measure. Numbers are
+ * ratios from one run on one machine, never asserted in tests.
  */
+import { readFileSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { flagBool, flagInt, flagString, type FlagSpec, type ParsedFlags } from '../agent/flags.js';
+import { staticAgentFlags } from '../agent/static-mode.js';
 import { usageError } from '../errors.js';
 import type { Backend, EngineKind } from '../dataplane/types.js';
 import { rssBytes } from './lab/exec.js';
 import type { OverlaySpec } from './lab/overlay.js';
-import { iperf3, ping } from './lab/probes.js';
+import { iperf3, ping, pingRtt, type IperfOptions } from './lab/probes.js';
 import { openLabSession, signalExitCode } from './lab/session.js';
-import { barChartSvg } from './lab/svg-chart.js';
+import { panelsSvg, type Panel } from './lab/svg-chart.js';
+import type { LabNode } from './lab/topology.js';
 import { runLabCommand } from './lab/command.js';
 
+/** What can be measured, in table order. */
+export const MEASURES = ['tcp', 'tcp4', 'reverse', 'udp64', 'udp1400', 'rtt', 'cpu'] as const;
+/** One of MEASURES. */
+export type MeasureName = typeof MEASURES[number];
+
 const specs: FlagSpec[] = [
-  { name: 'seconds', kind: 'int', default: 5, help: 'iperf3 duration per case, seconds' },
-  { name: 'repeat', kind: 'int', default: 1, help: 'runs per case; the median is reported' },
+  { name: 'seconds', kind: 'int', default: 5, help: 'iperf3 duration per throughput measure, seconds' },
+  { name: 'repeat', kind: 'int', default: 1, help: 'runs per throughput measure; the median is reported' },
+  { name: 'measures', kind: 'string', default: MEASURES.join(','), help: `comma-separated subset of ${MEASURES.join(', ')}` },
   { name: 'json', kind: 'string', help: 'write the JSON result to FILE (default: <out>/bench.json)' },
   { name: 'out', kind: 'string', default: 'bench/out', help: 'directory for bench.json and bench.svg' },
   { name: 'udp', kind: 'bool', help: 'also measure the udp backend' },
 ];
 
+/** Values of one path; null where not measured or failed. */
+export interface CaseValues {
+  /** Gbit/s. */
+  tcpGbps: number | null;
+  tcp4Gbps: number | null;
+  reverseGbps: number | null;
+  /** Delivered thousand datagrams per second. */
+  udp64Kpps: number | null;
+  udp1400Kpps: number | null;
+  /** Microseconds. */
+  rttP50Us: number | null;
+  rttP99Us: number | null;
+  /** CPU seconds per Gbit moved (= busy cores per Gbit/s) during the single-stream run. */
+  cpuSecondsPerGbit: number | null;
+}
+
 /** One measured configuration. */
 export interface BenchCase {
   readonly name: string;
-  readonly bitsPerSecond: number | null;
+  readonly values: CaseValues;
+  /** Each value relative to kernel vxlan's in the same run (higher is better for throughput, lower for RTT and CPU). */
+  readonly ratios: Record<keyof CaseValues, number | null>;
+  /** TCP retransmits of the single-stream run. */
   readonly retransmits: number | null;
-  /** Throughput relative to kernel vxlan in the same run. */
-  readonly ratioToKernelVxlan: number | null;
-  /** Largest agent VmRSS after the run, MB (userlay cases). */
+  /** Largest agent VmRSS after the runs, MB (userlay cases). */
   readonly agentRssMB: number | null;
   readonly podMtu: number | null;
-  readonly error: string | null;
+  /** Failures by measure ("setup" when the path did not come up). */
+  readonly errors: Record<string, string>;
 }
 
 /** The JSON written by the bench. */
@@ -50,29 +92,51 @@ export interface BenchReport {
   readonly date: string;
   readonly host: { cpus: number; kernel: string; node: string };
   readonly seconds: number;
-  /** Runs per case (the median is reported). */
+  /** Runs per throughput measure (the median is reported). */
   readonly repeat: number;
+  readonly measures: readonly MeasureName[];
+  /** What the cpu measure counts. */
+  readonly cpuCounted: string;
   readonly cases: BenchCase[];
 }
 
-function userlaySpec(backend: Backend, engine: EngineKind): OverlaySpec {
-  return { modes: ['userlay', 'userlay'], userlay: { backend, engine } };
+function userlaySpec(backend: Backend, engine: EngineKind, extraArgs?: string[]): OverlaySpec {
+  return { modes: ['userlay', 'userlay'], userlay: { backend, engine, ...(extraArgs ? { extraArgs } : {}) } };
 }
 
+/** Columns of the table and panels of the chart: which value, its heading and unit, digits. */
+const COLUMNS: ReadonlyArray<{ key: keyof CaseValues; measure: MeasureName; head: string; unit: string; digits: number }> = [
+  { key: 'tcpGbps', measure: 'tcp', head: 'TCP', unit: 'Gbit/s', digits: 2 },
+  { key: 'tcp4Gbps', measure: 'tcp4', head: 'TCPx4', unit: 'Gbit/s', digits: 2 },
+  { key: 'reverseGbps', measure: 'reverse', head: 'REVERSE', unit: 'Gbit/s', digits: 2 },
+  { key: 'udp64Kpps', measure: 'udp64', head: 'UDP64', unit: 'kpps', digits: 0 },
+  { key: 'udp1400Kpps', measure: 'udp1400', head: 'UDP1400', unit: 'kpps', digits: 0 },
+  { key: 'rttP50Us', measure: 'rtt', head: 'RTT50', unit: 'us', digits: 0 },
+  { key: 'rttP99Us', measure: 'rtt', head: 'RTT99', unit: 'us', digits: 0 },
+  { key: 'cpuSecondsPerGbit', measure: 'cpu', head: 'CPU', unit: 's/Gbit', digits: 3 },
+];
+
 function formatTable(r: BenchReport): string {
-  const head = `${'CASE'.padEnd(22)}${'Gbit/s'.padStart(9)}${'x kernel'.padStart(10)}${'retrans'.padStart(9)}${'RSS MB'.padStart(8)}`;
-  const rows = r.cases.map((c) => c.error !== null
-    ? `${c.name.padEnd(22)}  failed: ${c.error}`
-    : `${c.name.padEnd(22)}${(c.bitsPerSecond! / 1e9).toFixed(3).padStart(9)}` +
-      `${(c.ratioToKernelVxlan === null ? '-' : c.ratioToKernelVxlan.toFixed(3)).padStart(10)}` +
-      `${String(c.retransmits).padStart(9)}${(c.agentRssMB === null ? '-' : c.agentRssMB.toFixed(1)).padStart(8)}`);
-  return [`bench: 2 nodes, single-stream TCP pod -> pod, ${r.seconds} s per run, median of ${r.repeat}, ${r.host.cpus} CPUs`, '', head, ...rows].join('\n') + '\n';
+  const cols = COLUMNS.filter((c) => r.measures.includes(c.measure));
+  const cell = (v: number | null, x: number | null, digits: number) =>
+    (v === null ? '-' : `${v.toFixed(digits)} (${x === null ? '-' : x.toFixed(2)}x)`).padStart(17);
+  const head = `${'PATH'.padEnd(24)}${cols.map((c) => `${c.head} ${c.unit}`.padStart(17)).join('')}${'RSS MB'.padStart(8)}`;
+  const rows = r.cases.map((c) => {
+    const line = `${c.name.padEnd(24)}${cols.map((k) => cell(c.values[k.key], c.ratios[k.key], k.digits)).join('')}`
+      + `${(c.agentRssMB === null ? '-' : c.agentRssMB.toFixed(1)).padStart(8)}`;
+    const errs = Object.entries(c.errors).map(([m, e]) => `    ${m} failed: ${e}`);
+    return [line, ...errs].join('\n');
+  });
+  return [
+    `bench: 2 nodes, pod -> pod, ${r.seconds} s per run, median of ${r.repeat}, ${r.host.cpus} CPUs; (Nx) = ratio to kernel vxlan`,
+    '', head, ...rows, '', `cpu: ${r.cpuCounted}`,
+  ].join('\n') + '\n';
 }
 
 /**
  * Run the bench with `argv` (flags after "bench"). Sets process.exitCode and
- * resolves with it: 0 when every case was measured, 1 when some failed,
- * 2 on usage/environment problems.
+ * resolves with it: 0 when every measure of every case was taken, 1 when
+ * some failed, 2 on usage/environment problems.
  */
 export function runBench(argv: readonly string[]): Promise<number> {
   return runLabCommand({ specs, synopsis: 'usage: userlay bench [flags]', check: checkBenchFlags, run: runBenchWith }, argv);
@@ -82,6 +146,7 @@ export function runBench(argv: readonly string[]): Promise<number> {
 interface BenchConfig {
   readonly seconds: number;
   readonly repeat: number;
+  readonly measures: readonly MeasureName[];
   readonly outDir: string;
   readonly jsonFile: string;
   readonly udp: boolean;
@@ -92,80 +157,165 @@ function checkBenchFlags(flags: ParsedFlags): BenchConfig {
   if (seconds < 1) throw usageError('--seconds', 'must be at least 1');
   const repeat = flagInt(flags, 'repeat')!;
   if (repeat < 1) throw usageError('--repeat', 'must be at least 1');
+  const measures = flagString(flags, 'measures')!.split(',').map((m) => m.trim()).filter(Boolean);
+  for (const m of measures) {
+    if (!(MEASURES as readonly string[]).includes(m)) throw usageError('--measures', `"${m}" is not one of ${MEASURES.join(', ')}`);
+  }
+  if (measures.length === 0) throw usageError('--measures', 'name at least one measure');
   const outDir = flagString(flags, 'out')!;
   const jsonFile = flagString(flags, 'json') ?? path.join(outDir, 'bench.json');
-  return { seconds, repeat, outDir, jsonFile, udp: flagBool(flags, 'udp') };
+  return { seconds, repeat, measures: MEASURES.filter((m) => measures.includes(m)), outDir, jsonFile, udp: flagBool(flags, 'udp') };
+}
+
+/** Busy CPU seconds of the whole machine so far (/proc/stat: user nice system irq softirq steal). */
+function machineBusySeconds(): number {
+  const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
+  const [user, nice, system, , , irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
+  return (user + nice + system + irq + softirq + (steal ?? 0)) / 100; // USER_HZ
+}
+
+/** The bench process's own CPU seconds so far. */
+function selfSeconds(): number {
+  const u = process.cpuUsage();
+  return (u.user + u.system) / 1e6;
+}
+
+const CPU_COUNTED = 'busy time of every CPU from /proc/stat (user, nice, system, irq, softirq, steal: iperf3 client and server, '
+  + 'agents, kernel softirq) during the single-stream run, minus the bench process itself, per Gbit received';
+
+function median<T>(xs: T[], key: (x: T) => number): T {
+  return [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)]!;
 }
 
 async function runBenchWith(cfg: BenchConfig): Promise<number> {
-  const { seconds, repeat, outDir, jsonFile } = cfg;
+  const { seconds, repeat, outDir, jsonFile, measures } = cfg;
+  const hasOffloadsFlag = staticAgentFlags.some((f) => f.name === 'offloads');
   const plan: Array<{ name: string; spec: OverlaySpec }> = [
     { name: 'host-gw', spec: { modes: ['host-gw', 'host-gw'] } },
     { name: 'kernel vxlan', spec: { modes: ['kernel-vxlan', 'kernel-vxlan'] } },
     { name: 'userlay native vxlan', spec: userlaySpec('vxlan', 'native') },
+    ...(hasOffloadsFlag ? [{ name: 'native vxlan offloads off', spec: userlaySpec('vxlan', 'native', ['--offloads', 'off']) }] : []),
     { name: 'userlay js vxlan', spec: userlaySpec('vxlan', 'js') },
   ];
   if (cfg.udp) {
     plan.push({ name: 'userlay native udp', spec: userlaySpec('udp', 'native') });
     plan.push({ name: 'userlay js udp', spec: userlaySpec('udp', 'js') });
   }
+  const steps = plan.length * measures.length;
+  let step = 0;
+  const progress = (name: string, what: string) => process.stderr.write(`bench [${++step}/${steps}] ${name}: ${what}\n`);
   const session = await openLabSession(2, (sig) => process.exit(signalExitCode(sig)));
-  const measured: Array<Omit<BenchCase, 'ratioToKernelVxlan'>> = [];
+  const measured: Array<Omit<BenchCase, 'ratios'>> = [];
   try {
-    const [a, b] = session.topo.nodes as [typeof session.topo.nodes[0], typeof session.topo.nodes[0]];
-    for (const step of plan) {
-      process.stderr.write(`bench: ${step.name}...\n`);
+    const [a, b] = session.topo.nodes as [LabNode, LabNode];
+    const throughput = async (opts: IperfOptions) => {
+      const runs = [];
+      for (let i = 0; i < repeat; i++) runs.push(await iperf3(a, b, seconds, 5201, 1, opts));
+      return median(runs, (r) => r.packetsPerSecond ?? r.bitsPerSecond);
+    };
+    for (const c of plan) {
+      const values: CaseValues = {
+        tcpGbps: null, tcp4Gbps: null, reverseGbps: null, udp64Kpps: null, udp1400Kpps: null, rttP50Us: null, rttP99Us: null, cpuSecondsPerGbit: null,
+      };
+      const errors: Record<string, string> = {};
+      let retransmits: number | null = null;
+      let rss: number | null = null;
+      let podMtu: number | null = null;
       try {
-        const ov = await session.setOverlay(step.spec);
+        const ov = await session.setOverlay(c.spec);
+        podMtu = ov.podMtu;
         const reach = await ping(a.podNs, b.podIP, { count: 3 });
         if (!reach.ok) throw new Error(`pods cannot reach each other: ${reach.output.split('\n').pop()}`);
-        const runs = [];
-        for (let i = 0; i < repeat; i++) runs.push(await iperf3(a, b, seconds, 5201, 1));
-        runs.sort((x, y) => x.bitsPerSecond - y.bitsPerSecond);
-        const t = runs[Math.floor(runs.length / 2)]!;
-        let rss: number | null = null;
+        // tcp and cpu come from one single-stream run
+        const single = measures.includes('tcp') || measures.includes('cpu');
+        for (const m of measures) {
+          if (m === 'cpu' && measures.includes('tcp')) continue;
+          progress(c.name, m === 'cpu' ? 'cpu (single-stream TCP)' : m);
+          try {
+            if (m === 'tcp' || m === 'cpu') {
+              const busy0 = machineBusySeconds() - selfSeconds();
+              const t0 = process.hrtime.bigint();
+              const r = await throughput({});
+              const wall = Number(process.hrtime.bigint() - t0) / 1e9;
+              const busy = machineBusySeconds() - selfSeconds() - busy0;
+              if (measures.includes('tcp')) values.tcpGbps = r.bitsPerSecond / 1e9;
+              retransmits = r.retransmits;
+              // cores busy on average over the runs, per Gbit/s received = CPU seconds per Gbit
+              if (measures.includes('cpu') && single) values.cpuSecondsPerGbit = busy / wall / (r.bitsPerSecond / 1e9);
+            } else if (m === 'tcp4') {
+              values.tcp4Gbps = (await throughput({ streams: 4 })).bitsPerSecond / 1e9;
+            } else if (m === 'reverse') {
+              values.reverseGbps = (await throughput({ reverse: true })).bitsPerSecond / 1e9;
+            } else if (m === 'udp64' || m === 'udp1400') {
+              const len = m === 'udp64' ? 64 : 1400;
+              const r = await throughput({ udp: { len, rate: '0' } });
+              values[m === 'udp64' ? 'udp64Kpps' : 'udp1400Kpps'] = (r.packetsPerSecond ?? 0) / 1e3;
+            } else if (m === 'rtt') {
+              const r = await pingRtt(a.podNs, b.podIP, 1000, 0.002);
+              if (r.received < r.sent * 0.9) throw new Error(`${r.sent - r.received} of ${r.sent} pings lost`);
+              values.rttP50Us = r.p50Us;
+              values.rttP99Us = r.p99Us;
+            }
+          } catch (err) {
+            if (session.interrupted) return 130;
+            errors[m] = (err as Error).message.split('\n')[0]!;
+          }
+        }
         for (const agent of ov.agents.values()) {
           const bytes = await rssBytes(agent.pid);
           if (bytes !== undefined) rss = Math.max(rss ?? 0, bytes / 2 ** 20);
         }
-        measured.push({ name: step.name, bitsPerSecond: t.bitsPerSecond, retransmits: t.retransmits, agentRssMB: rss, podMtu: ov.podMtu, error: null });
       } catch (err) {
         if (session.interrupted) return 130;
-        measured.push({ name: step.name, bitsPerSecond: null, retransmits: null, agentRssMB: null, podMtu: null, error: (err as Error).message.split('\n')[0]! });
+        errors.setup = (err as Error).message.split('\n')[0]!;
+        step += measures.filter((m) => !(m === 'cpu' && measures.includes('tcp'))).length;
       }
+      measured.push({ name: c.name, values, retransmits, agentRssMB: rss, podMtu, errors });
     }
   } finally {
     await session.close();
   }
-  const kernel = measured.find((c) => c.name === 'kernel vxlan')?.bitsPerSecond ?? null;
-  const cases: BenchCase[] = measured.map((c) => ({
-    ...c,
-    ratioToKernelVxlan: kernel && c.bitsPerSecond !== null ? c.bitsPerSecond / kernel : null,
-  }));
+  const kernel = measured.find((c) => c.name === 'kernel vxlan')?.values;
+  const cases: BenchCase[] = measured.map((c) => {
+    const ratios = {} as Record<keyof CaseValues, number | null>;
+    for (const k of Object.keys(c.values) as Array<keyof CaseValues>) {
+      const v = c.values[k];
+      const base = kernel?.[k] ?? null;
+      ratios[k] = v !== null && base !== null && base > 0 ? v / base : null;
+    }
+    return { ...c, ratios };
+  });
   const report: BenchReport = {
     date: new Date().toISOString(),
     host: { cpus: os.cpus().length, kernel: os.release(), node: process.version },
-    seconds,
-    repeat,
-    cases,
+    seconds, repeat, measures, cpuCounted: CPU_COUNTED, cases,
   };
   process.stdout.write(formatTable(report));
   await mkdir(path.dirname(path.resolve(jsonFile)), { recursive: true });
   await writeFile(jsonFile, JSON.stringify(report, null, 2) + '\n');
   await mkdir(outDir, { recursive: true });
   const svgFile = path.join(outDir, 'bench.svg');
-  const colors: Record<string, string> = { 'host-gw': '#999999', 'kernel vxlan': '#555555' };
-  await writeFile(svgFile, barChartSvg(
-    `userlay bench: single-stream TCP pod -> pod (${report.host.cpus} CPUs, ${report.date.slice(0, 10)})`,
-    'Gbit/s',
-    cases.map((c) => ({
-      label: c.name,
-      value: (c.bitsPerSecond ?? 0) / 1e9,
-      note: c.error !== null ? 'failed'
-        : `${(c.bitsPerSecond! / 1e9).toFixed(2)} Gbit/s${c.ratioToKernelVxlan === null ? '' : ` (${c.ratioToKernelVxlan.toFixed(2)}x)`}`,
-      color: colors[c.name] ?? '#4682b4',
-    })),
-  ));
+  await writeFile(svgFile, benchSvg(report));
   process.stdout.write(`wrote ${jsonFile} and ${svgFile}\n`);
-  return cases.every((c) => c.error === null) ? 0 : 1;
+  return cases.every((c) => Object.keys(c.errors).length === 0) ? 0 : 1;
+}
+
+/** The chart: one panel per measured value, one bar per path. */
+export function benchSvg(r: BenchReport): string {
+  const colors: Record<string, string> = { 'host-gw': '#999999', 'kernel vxlan': '#555555' };
+  const panels: Panel[] = COLUMNS.filter((c) => r.measures.includes(c.measure)).map((col) => ({
+    title: `${col.head} (${col.unit})`,
+    unit: col.unit,
+    bars: r.cases.map((c) => {
+      const v = c.values[col.key];
+      const x = c.ratios[col.key];
+      return {
+        label: c.name,
+        value: v ?? 0,
+        note: v === null ? 'failed' : `${v.toFixed(col.digits)} ${col.unit}${x === null ? '' : ` (${x.toFixed(2)}x)`}`,
+        color: colors[c.name] ?? '#4682b4',
+      };
+    }),
+  }));
+  return panelsSvg(`userlay bench: pod -> pod, 2 nodes (${r.host.cpus} CPUs, ${r.date.slice(0, 10)})`, panels);
 }

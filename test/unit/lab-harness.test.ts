@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { runBench } from '../../src/cli/bench.js';
+import { benchSvg, runBench } from '../../src/cli/bench.js';
 import { runLab } from '../../src/cli/lab.js';
 import { agentArgs } from '../../src/cli/lab/agent-process.js';
 import { peerEntries } from '../../src/cli/lab/overlay.js';
@@ -71,6 +71,7 @@ test('lab and bench reject bad flags with exit code 2 before touching the system
     assert.equal(await runLab(['--nodes', '1']), 2);
     assert.equal(await runLab(['--bogus']), 2);
     assert.equal(await runBench(['--seconds', '0']), 2);
+    assert.equal(await runBench(['--measures', 'tcp,bogus']), 2);
   } finally {
     process.stderr.write = write;
     process.exitCode = saved;
@@ -79,6 +80,26 @@ test('lab and bench reject bad flags with exit code 2 before touching the system
   assert.match(lines[1]!, /^userlay: --nodes: 1 is not between 2 and 50/);
   assert.match(lines[2]!, /^userlay: --bogus/);
   assert.match(lines[3]!, /^userlay: --seconds/);
+  assert.match(lines[4]!, /^userlay: --measures: "bogus" is not one of tcp, tcp4, reverse, udp64, udp1400, rtt, cpu/);
+});
+
+test('bench chart: one panel per measured value, a bar per path, ratios in the notes', () => {
+  const values = { tcpGbps: 2, tcp4Gbps: null, reverseGbps: null, udp64Kpps: 100, udp1400Kpps: null, rttP50Us: 20, rttP99Us: 40, cpuSecondsPerGbit: null };
+  const ratios = { tcpGbps: 0.5, tcp4Gbps: null, reverseGbps: null, udp64Kpps: 1, udp1400Kpps: null, rttP50Us: 2, rttP99Us: 2, cpuSecondsPerGbit: null };
+  const svg = benchSvg({
+    date: '2026-12-01T00:00:00Z', host: { cpus: 2, kernel: 'k', node: 'v20' }, seconds: 1, repeat: 1,
+    measures: ['tcp', 'udp64', 'rtt'], cpuCounted: '',
+    cases: [
+      { name: 'kernel vxlan', values: { ...values, tcpGbps: 4 }, ratios, retransmits: 0, agentRssMB: null, podMtu: 1450, errors: {} },
+      { name: 'userlay', values, ratios, retransmits: 0, agentRssMB: 40, podMtu: 1450, errors: {} },
+    ],
+  });
+  // TCP, UDP64, RTT50, RTT99: four panels of two bars
+  assert.equal([...svg.matchAll(/<rect x="220"/g)].length, 8);
+  assert.match(svg, /TCP \(Gbit\/s\)/);
+  assert.match(svg, /RTT99 \(us\)/);
+  assert.doesNotMatch(svg, /TCPx4/);
+  assert.match(svg, /2\.00 Gbit\/s \(0\.50x\)/);
 });
 
 test('missing root or tools is one line saying what to do', async () => {

@@ -25,6 +25,8 @@ export interface UserlayAgentConfig {
   readonly logLevel?: 'debug' | 'info';
   /** Milliseconds to wait for "agent ready" (default 20 s). */
   readonly readyTimeoutMs?: number;
+  /** More agent flags, appended as given (e.g. ["--offloads", "off"]). */
+  readonly extraArgs?: readonly string[];
 }
 
 /** What the agent reported in its "agent ready" line. */
@@ -68,6 +70,7 @@ export function agentArgs(node: LabNode, config: UserlayAgentConfig, peersFile: 
   ];
   if (config.backend === 'vxlan') args.push('--vtep-mac', node.vtepMAC);
   if (config.statusPort !== undefined) args.push('--status-addr', `127.0.0.1:${config.statusPort}`);
+  args.push(...(config.extraArgs ?? []));
   return args;
 }
 

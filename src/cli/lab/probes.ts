@@ -151,29 +151,49 @@ export async function sendDatagram(ns: string, host: string, port: number, paylo
 export interface IperfResult {
   /** Receiver-side goodput in bits per second. */
   readonly bitsPerSecond: number;
-  /** TCP retransmits seen by the sender. */
+  /** TCP retransmits seen by the sender (0 for UDP). */
   readonly retransmits: number;
+  /** UDP: datagrams per second that reached the receiver (not what was offered). */
+  readonly packetsPerSecond?: number;
+}
+
+/** How iperf3 runs: parallel streams, the reverse direction, or UDP datagrams of `len` bytes at `rate`. */
+export interface IperfOptions {
+  /** Parallel streams (-P), default 1. */
+  readonly streams?: number;
+  /** The server sends, the client receives (-R). */
+  readonly reverse?: boolean;
+  /** UDP with datagrams of `len` payload bytes offered at `rate` (iperf3 -b, e.g. "4G"). */
+  readonly udp?: { readonly len: number; readonly rate: string };
 }
 
 /**
- * Single-stream TCP iperf3 from pod `from` to pod `to` for `seconds`,
- * leaving out the first `omitSeconds` (slow start) from the result.
+ * TCP (or UDP, see IperfOptions) iperf3 from pod `from` to pod `to` for
+ * `seconds`, leaving out the first `omitSeconds` (slow start) from the result.
  */
-export async function iperf3(from: LabNode, to: LabNode, seconds: number, port = 5201, omitSeconds = 0): Promise<IperfResult> {
+export async function iperf3(from: LabNode, to: LabNode, seconds: number, port = 5201, omitSeconds = 0, opts: IperfOptions = {}): Promise<IperfResult> {
   const server = nsSpawn(to.podNs, 'iperf3', ['-s', '-1', '-B', to.podIP, '-p', String(port)]);
   try {
     let last: unknown;
     for (let attempt = 0; attempt < 20; attempt++) {
       await sleep(150);
       const args = ['-c', to.podIP, '-p', String(port), '-t', String(seconds), '-O', String(omitSeconds), '--json'];
+      if (opts.streams !== undefined && opts.streams > 1) args.push('-P', String(opts.streams));
+      if (opts.reverse) args.push('-R');
+      if (opts.udp) args.push('-u', '-l', String(opts.udp.len), '-b', opts.udp.rate);
       const res = await nsRun(from.podNs, 'iperf3', args, { allowFail: true, timeoutMs: (seconds + omitSeconds + 30) * 1000 });
       const report = JSON.parse(res.stdout || '{}') as {
         error?: string;
-        end?: { sum_received?: { bits_per_second?: number }; sum_sent?: { retransmits?: number } };
+        end?: {
+          sum_received?: { bits_per_second?: number; bytes?: number; seconds?: number };
+          sum_sent?: { retransmits?: number };
+        };
       };
-      const bps = report.end?.sum_received?.bits_per_second;
+      const received = report.end?.sum_received;
+      const bps = received?.bits_per_second;
       if (res.code === 0 && bps !== undefined) {
-        return { bitsPerSecond: bps, retransmits: report.end?.sum_sent?.retransmits ?? 0 };
+        const pps = opts.udp && received?.bytes !== undefined && received.seconds ? received.bytes / opts.udp.len / received.seconds : undefined;
+        return { bitsPerSecond: bps, retransmits: report.end?.sum_sent?.retransmits ?? 0, ...(pps !== undefined ? { packetsPerSecond: pps } : {}) };
       }
       last = report.error ?? res.stderr;
       if (!String(last).includes('refused')) break;
@@ -183,4 +203,22 @@ export async function iperf3(from: LabNode, to: LabNode, seconds: number, port =
     if (server.exitCode === null) await stopChild(server, 1000);
     else await waitExit(server);
   }
+}
+
+/** Round-trip times of many pings. */
+export interface RttResult {
+  readonly sent: number;
+  readonly received: number;
+  /** Median and 99th percentile RTT in microseconds (NaN when nothing came back). */
+  readonly p50Us: number;
+  readonly p99Us: number;
+}
+
+/** `count` pings from namespace `ns` to `toIP`, `intervalS` apart (below 0.2 s needs root), with per-reply RTTs. */
+export async function pingRtt(ns: string, toIP: string, count = 1000, intervalS = 0.002): Promise<RttResult> {
+  const res = await nsRun(ns, 'ping', ['-n', '-c', String(count), '-i', String(intervalS), '-W', '1', toIP],
+    { allowFail: true, timeoutMs: (count * intervalS + 30) * 1000 });
+  const rtts = [...res.stdout.matchAll(/time=([\d.]+) ms/g)].map((m) => Number(m[1]) * 1000).sort((a, b) => a - b);
+  const at = (q: number) => (rtts.length === 0 ? NaN : rtts[Math.min(rtts.length - 1, Math.floor(q * rtts.length))]!);
+  return { sent: count, received: rtts.length, p50Us: at(0.5), p99Us: at(0.99) };
 }

@@ -12,7 +12,6 @@
  * its payload.
  */
 import assert from 'node:assert/strict';
-import { createInterface } from 'node:readline';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
@@ -22,6 +21,7 @@ import { hashedTransfer, sendDatagram } from '../../src/cli/lab/probes.js';
 import type { LabNode } from '../../src/cli/lab/topology.js';
 import type { EngineKind } from '../../src/dataplane/types.js';
 import { NEEDS_ROOT, openTestLab, type TestLab } from '../support/lab.js';
+import { nsSpawnJson } from '../support/json-lines.js';
 import { drop, dropDeltas, readStats, waitForStats } from '../support/stats.js';
 
 const STATUS_PORT = 9464;
@@ -151,38 +151,20 @@ for (const engine of ['native', 'js'] as EngineKind[]) {
     test('a well-formed datagram from the peer is delivered, not dropped', async () => {
       const n1 = lab.node(1);
       const n2 = lab.node(2);
-      const sink = nsSpawn(n1.podNs, process.execPath, [udpSink, String(SINK_PORT)]);
+      const sink = nsSpawnJson(n1.podNs, process.execPath, [udpSink, String(SINK_PORT)]);
       try {
-        const seen: Array<Record<string, unknown>> = [];
-        const waiters: Array<() => void> = [];
-        createInterface({ input: sink.stdout! }).on('line', (l) => {
-          seen.push(JSON.parse(l) as Record<string, unknown>);
-          for (const w of waiters.splice(0)) w();
-        });
-        /** The first sink line that `pred` accepts, waiting for it (event-driven; fails after 20 s). */
-        const line = (what: string, pred: (r: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> => new Promise((resolve, reject) => {
-          const timer = setTimeout(() => reject(new Error(`udp sink in ${n1.podNs}: no ${what}`)), 20_000);
-          const check = (): void => {
-            const r = seen.find(pred);
-            if (r) {
-              clearTimeout(timer);
-              resolve(r);
-            } else waiters.push(check);
-          };
-          check();
-        });
         const text = `userlay-delivered-${process.pid}-${engine}`;
-        await line('listening line', (r) => r['listening'] !== undefined);
+        await sink.line('listening line', (r) => r['listening'] !== undefined);
         const before = await readStats(n1, STATUS_PORT);
         const inner = udpPacket(n2.podIP, n1.podIP, 40000, SINK_PORT, Buffer.from(text, 'latin1'));
         await sendDatagram(n2.ns, n1.underlayIP, VXLAN_PORT, vxlan({ dstMac: n1.vtepMAC, srcMac: n2.vtepMAC, inner }), n2.underlayIP);
-        const rec = await line(`datagram "${text}"`, (r) => r['text'] === text);
+        const rec = await sink.line(`datagram "${text}"`, (r) => r['text'] === text, 20_000);
         assert.equal(rec['from'], `${n2.podIP}:40000`);
         const after = await readStats(n1, STATUS_PORT);
         assert.ok(after.peers['n2']!.rxPackets >= before.peers['n2']!.rxPackets + 1, 'rx counter of n2 did not move');
         assert.deepEqual(dropDeltas(before.total, after.total), {}, 'a drop was counted');
       } finally {
-        await stopChild(sink, 1000);
+        await stopChild(sink.child, 1000);
       }
     });
   });

@@ -14,16 +14,20 @@ export type JsonLine = Record<string, unknown>;
 export class JsonLines {
   private readonly seen: JsonLine[] = [];
   private readonly waiters: Array<() => void> = [];
+  private readonly listeners: Array<(l: JsonLine) => void> = [];
   private stderr = '';
   private exited: string | undefined;
 
   constructor(readonly child: ChildProcess, private readonly name: string) {
     createInterface({ input: child.stdout! }).on('line', (l) => {
+      let parsed: JsonLine;
       try {
-        this.seen.push(JSON.parse(l) as JsonLine);
+        parsed = JSON.parse(l) as JsonLine;
       } catch {
-        this.seen.push({ unparsed: l });
+        parsed = { unparsed: l };
       }
+      this.seen.push(parsed);
+      for (const cb of this.listeners) cb(parsed);
       this.wake();
     });
     child.stderr?.on('data', (d: Buffer) => { this.stderr = (this.stderr + d.toString()).slice(-2000); });
@@ -55,6 +59,11 @@ export class JsonLines {
       };
       check();
     });
+  }
+
+  /** Call `cb` with every line from now on. */
+  onLine(cb: (l: JsonLine) => void): void {
+    this.listeners.push(cb);
   }
 
   /** Write one command line to the child's stdin. */

@@ -191,7 +191,11 @@ export class DatagramFuzzer {
     for (let r = 0; r < rounds; r++) {
       switch (rng.int(0, 15)) {
         case 0: f = f.subarray(0, rng.int(0, f.length)); break; // truncated anywhere
-        case 1: f = Buffer.concat([f, rng.bytes(rng.int(1, 300))]); break; // trailing garbage
+        case 1: { // trailing garbage; a frame cut short first gets its destination back
+          const keep = f.length < ip + 20 && frame.length >= ip + 20 ? frame.subarray(f.length, ip + 20) : Buffer.alloc(0);
+          f = Buffer.concat([f, keep, rng.bytes(rng.int(1, 300))]);
+          break;
+        }
         case 2: { // flip bytes, keeping the inner destination address
           for (let k = rng.int(1, 8); k > 0 && f.length > 0; k--) {
             const at = rng.int(0, f.length - 1);

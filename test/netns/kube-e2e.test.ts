@@ -3,34 +3,60 @@
  * `node bin/userlay.js agent --kubeconfig ...` process against the fake API server, which runs
  * in the underlay namespace behind 198.18.0.254:6443 (kube-lab-apiserver.ts).
  *
- * One lab, checked in order: all-pairs pod ping; deleting a Node removes its peer within 1 s;
- * adding it back makes it reachable; the API server stopped for 30 s does not interrupt an
- * established TCP transfer; an agent restarted while the API server is down forwards from
- * its snapshot.
+ * One lab, checked in order: all-pairs pod ping; deleting a Node removes its peer (how fast
+ * is bench/kube-scale.ts's to measure); adding it back makes it reachable; with the API server
+ * down (every agent has seen its watch fail and retried) an established TCP connection keeps
+ * carrying data and new flows work, and it ends intact after the API server is back; an agent
+ * restarted while the API server is down forwards from its snapshot.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
-import { nsRun, nsSpawn, sleep, stopChild } from '../../src/cli/lab/exec.js';
+import { fileURLToPath } from 'node:url';
+import { nsRun, sleep, stopChild } from '../../src/cli/lab/exec.js';
 import { ping, pingAllPairs } from '../../src/cli/lab/probes.js';
 import { cleanupStale } from '../../src/cli/lab/stale.js';
 import { createTopology, type LabNode, type Topology } from '../../src/cli/lab/topology.js';
 import { NEEDS_ROOT, TEST_PREFIX_ROOT, pingUntil, statusJson } from '../support/lab.js';
 import { LabApiServer, labNodeObject, startKubeAgent, type KubeAgentProcess } from '../support/kube-lab.js';
+import { nsSpawnJson, type JsonLines } from '../support/json-lines.js';
+
+const MiB = 1024 * 1024;
+const tcpSteps = fileURLToPath(new URL('../support/tcp-steps.js', import.meta.url));
 
 async function fdbNames(node: LabNode, port: number): Promise<string[]> {
   const doc = (await statusJson(node, port, '/debug/fdb')) as { peers: Array<{ name: string }> };
   return doc.peers.map((p) => p.name).sort();
 }
 
-/** Milliseconds until `node`'s FDB no longer (or again) lists `peer`; throws after `timeoutMs`. */
-async function timeUntilFdb(node: LabNode, port: number, peer: string, present: boolean, timeoutMs: number): Promise<number> {
+/**
+ * Wait until `node`'s FDB no longer (or again) lists `peer`; returns the milliseconds it took
+ * (for a diagnostic only). Throws after `timeoutMs`, a bound for a stuck agent.
+ */
+async function untilFdb(node: LabNode, port: number, peer: string, present: boolean, timeoutMs = 30_000): Promise<number> {
   const t0 = Date.now();
   for (;;) {
     if ((await fdbNames(node, port)).includes(peer) === present) return Date.now() - t0;
     if (Date.now() - t0 > timeoutMs) throw new Error(`${node.name}: ${peer} still ${present ? 'absent' : 'present'} after ${timeoutMs} ms`);
     await sleep(20);
+  }
+}
+
+/** userlay_informer_restarts_total of the agent in `node`. */
+async function informerRestarts(node: LabNode, port: number): Promise<number> {
+  const res = await nsRun(node.ns, 'curl', ['-sS', '--max-time', '5', `http://127.0.0.1:${port}/metrics`]);
+  const m = /^userlay_informer_restarts_total (\d+)$/m.exec(res.stdout);
+  if (!m) throw new Error(`${node.name}: no userlay_informer_restarts_total in /metrics`);
+  return Number(m[1]);
+}
+
+/** Poll `cond` (each poll is a round of curls) until it holds; throws naming `what` after `timeoutMs`. */
+async function until(what: string, cond: () => Promise<boolean>, timeoutMs = 60_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!(await cond())) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await sleep(50);
   }
 }
 
@@ -60,43 +86,53 @@ test('kube mode e2e: 3 agents against the API server in netns', { skip: NEEDS_RO
     const n2Lease = (await api.call('get', { name: 'n2' })) as { metadata: { annotations: Record<string, string> } };
     assert.equal(n2Lease.metadata.annotations['userlay.io/public-ip'], '198.18.0.2');
 
-    // 2. deleting a Node removes its peer within 1 s
+    // 2. deleting a Node removes its peer
     await api.call('delete', { name: 'n3' });
-    const removedMs = await timeUntilFdb(n1, port, 'n3', false, 1000);
-    await timeUntilFdb(n2, port, 'n3', false, 1000);
-    assert.ok(removedMs <= 1000, `n3 removed after ${removedMs} ms`);
-    t.diagnostic(`n3 left n1's FDB ${removedMs} ms after the Node was deleted`);
+    const removedMs = await untilFdb(n1, port, 'n3', false);
+    await untilFdb(n2, port, 'n3', false);
+    t.diagnostic(`n3 left n1's FDB ${removedMs} ms after the Node was deleted (not asserted; see bench/kube-scale.ts)`);
     const stats = (await statusJson(n1, port, '/debug/stats')) as { fdbPeers: number; fdbRoutes: number };
     assert.deepEqual([stats.fdbPeers, stats.fdbRoutes], [1, 1], 'n3\'s FDB route is gone too');
     assert.equal((await ping(n1.podNs, n3.podIP, { count: 1 })).ok, false, 'n3 unreachable after its Node is gone');
 
     // 3. adding the Node back: its agent re-publishes the lease, the others route to it
     await api.call('upsert', { node: labNodeObject(n3) });
-    await timeUntilFdb(n1, port, 'n3', true, 10_000);
+    await untilFdb(n1, port, 'n3', true);
     assert.equal((await pingUntil(n1, n3, true)).ok, true, 'n3 reachable again');
     assert.equal((await pingUntil(n3, n2, true)).ok, true);
 
-    // 4. API server down for 30 s during an established TCP transfer
-    const server = nsSpawn(n2.podNs, 'iperf3', ['-s', '-1', '-B', n2.podIP, '-p', '5211']);
+    // 4. API server down: an established TCP connection keeps carrying data, new flows work
+    const recv = nsSpawnJson(n2.podNs, process.execPath, [tcpSteps, 'recv', '5211']);
+    let send: JsonLines | undefined;
     try {
-      await sleep(300);
-      const client = nsRun(n1.podNs, 'iperf3', ['-c', n2.podIP, '-p', '5211', '-t', '40', '-b', '20M', '--json'], { allowFail: true, timeoutMs: 90_000 });
-      await sleep(4000);
+      await recv.line('listening', (l) => l['listening'] !== undefined);
+      send = nsSpawnJson(n1.podNs, process.execPath, [tcpSteps, 'send', n2.podIP, '5211', '4242']);
+      await send.line('connected', (l) => l['connected'] === true);
+      const arrived = (bytes: number): Promise<unknown> => recv.line(`${bytes} bytes at the receiver`, (l) => Number(l['bytes']) >= bytes);
+      send.send(`send ${4 * MiB}`);
+      await arrived(4 * MiB);
+      const restarts = await Promise.all(topo.nodes.map((n) => informerRestarts(n, port)));
       await api.call('stop');
-      await sleep(30_000);
+      // every agent has lost its watch and retried against the dead API server
+      await until('every agent retrying its informer', async () =>
+        (await Promise.all(topo!.nodes.map((n) => informerRestarts(n, port)))).every((r, i) => r > restarts[i]!));
+      send.send(`send ${20 * MiB}`);
+      await arrived(24 * MiB);
+      const down = await pingAllPairs(topo.nodes);
+      assert.deepEqual(down.filter((p) => !p.ok).map((p) => `${p.from}->${p.to}`), [], 'all-pairs ping with the API server down');
       await api.call('start');
-      const res = await client;
-      const report = JSON.parse(res.stdout || '{}') as { error?: string; intervals?: Array<{ sum: { bytes: number } }>; end?: { sum_received?: { bytes: number } } };
-      assert.equal(res.code, 0, `iperf3 failed: ${report.error ?? res.stderr}`);
-      const stalled = (report.intervals ?? []).filter((i) => i.sum.bytes === 0).length;
-      assert.ok((report.intervals ?? []).length >= 38, 'the transfer ran its 40 s');
-      assert.equal(stalled, 0, 'no 1-s interval without data while the API server was down');
-      assert.ok((report.end?.sum_received?.bytes ?? 0) > 50_000_000);
-      t.diagnostic(`TCP across a 30 s API outage: ${report.intervals?.length} intervals, none empty, ${report.end?.sum_received?.bytes} bytes received`);
+      send.send(`send ${4 * MiB}`);
+      send.send('end');
+      const sent = await send.line('sender end', (l) => l['end'] === true);
+      const got = await recv.line('receiver end', (l) => l['end'] === true);
+      assert.equal(sent['bytes'], 28 * MiB);
+      assert.deepEqual(got, sent, 'the connection carried every byte, in order, across the outage');
+      t.diagnostic(`one TCP connection across the API outage: ${sent['bytes']} bytes, sha256 equal`);
     } finally {
-      await stopChild(server, 1000);
+      await stopChild(recv.child, 1000);
+      if (send) await stopChild(send.child, 1000);
     }
-    for (const n of topo.nodes) await timeUntilFdb(n, port, n === n1 ? 'n2' : 'n1', true, 1000);
+    for (const n of topo.nodes) await untilFdb(n, port, n === n1 ? 'n2' : 'n1', true);
 
     // 5. an agent restarted while the API server is down forwards from its snapshot
     await api.call('stop');

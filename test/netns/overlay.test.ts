@@ -71,10 +71,11 @@ for (const nodes of [2, 3]) {
             await lab.overlay.writePeers(1, withoutN2);
             const gone = await pingUntil(n1, n2, false);
             assert.equal(gone.ok, false, `still reachable after removing n2: ${gone.output}`);
+            // fails fast: the TUN answers with an ICMP destination unreachable
+            // (how fast is not asserted here; timing belongs in bench/)
             const fast = await ping(n1.podNs, n2.podIP, { count: 1 });
             assert.equal(fast.ok, false);
             assert.match(fast.output, /Unreachable/, 'no ICMP destination unreachable from the TUN');
-            assert.ok(fast.elapsedMs < 2000, `ping took ${fast.elapsedMs} ms to fail`);
             await lab.overlay.writePeers(1, everyone);
             const back = await pingUntil(n1, n2, true);
             assert.ok(back.ok, `not reachable after re-adding n2: ${back.output}`);

@@ -2,20 +2,32 @@
  * Crafted datagrams into a userlay node (needs root): wrong VXLAN flags,
  * wrong VNI, truncated, unknown outer source, spoofed inner source and wrong
  * inner MAC are each dropped and counted under their reason (read from the
- * agent's /debug/stats), while a ping flow between the pods keeps going and
- * a hashed TCP transfer afterwards still arrives intact.
+ * agent's /debug/stats): exactly that counter moves, by the number sent, in
+ * the totals and, where the engine has identified the sending peer (spoofed:
+ * the inner source is checked against that peer's subnets), in the peer's
+ * slot too; the cheaper checks run before the peer lookup, so those drops are
+ * counted in the totals only. Meanwhile a ping flow between the pods keeps
+ * going and a hashed TCP transfer afterwards still arrives intact. A
+ * well-formed crafted datagram is delivered: a UDP sink in the pod receives
+ * its payload.
  */
 import assert from 'node:assert/strict';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { ip, nsSpawn, waitExit } from '../../src/cli/lab/exec.js';
+import { ip, nsSpawn, stopChild, waitExit } from '../../src/cli/lab/exec.js';
 import { VXLAN_PORT, VXLAN_VNI } from '../../src/cli/lab/overlay.js';
 import { hashedTransfer, sendDatagram } from '../../src/cli/lab/probes.js';
 import type { LabNode } from '../../src/cli/lab/topology.js';
 import type { EngineKind } from '../../src/dataplane/types.js';
-import { NEEDS_ROOT, dropCount, openTestLab, statusJson, type TestLab } from '../support/lab.js';
+import { NEEDS_ROOT, openTestLab, type TestLab } from '../support/lab.js';
+import { nsSpawnJson } from '../support/json-lines.js';
+import { drop, dropDeltas, readStats, waitForStats } from '../support/stats.js';
 
 const STATUS_PORT = 9464;
 const STRANGER_IP = '198.18.0.200';
+const SINK_PORT = 5399;
+const udpSink = path.join(path.dirname(fileURLToPath(import.meta.url)), '../support/udp-sink.js');
 
 function macBytes(mac: string): Buffer {
   return Buffer.from(mac.split(':').map((h) => parseInt(h, 16)));
@@ -56,9 +68,28 @@ function vxlan(opts: { flags?: number; vni?: number; dstMac: string; srcMac: str
   return Buffer.concat([hdr, eth, opts.inner]);
 }
 
+/** An IPv4 UDP datagram src:sport -> dst:dport (UDP checksum 0: none, allowed for IPv4). */
+function udpPacket(src: string, dst: string, sport: number, dport: number, payload: Buffer): Buffer {
+  const udp = Buffer.alloc(8);
+  udp.writeUInt16BE(sport, 0);
+  udp.writeUInt16BE(dport, 2);
+  udp.writeUInt16BE(8 + payload.length, 4);
+  const hdr = Buffer.alloc(20);
+  hdr[0] = 0x45;
+  hdr.writeUInt16BE(28 + payload.length, 2);
+  hdr[8] = 64;
+  hdr[9] = 17;
+  ipBytes(src).copy(hdr, 12);
+  ipBytes(dst).copy(hdr, 16);
+  hdr.writeUInt16BE(checksum(hdr), 10);
+  return Buffer.concat([hdr, udp, payload]);
+}
+
 interface Case {
   readonly name: string;
   readonly reason: string;
+  /** The peer whose slot also counts the drop, or undefined: totals only. */
+  readonly peer: 'n2' | undefined;
   /** Namespace to send from and source address to bind. */
   readonly from: (lab: TestLab) => { ns: string; src: string };
   readonly payload: (to: LabNode, peer: LabNode) => Buffer;
@@ -68,18 +99,20 @@ const fromPeer = (lab: TestLab): { ns: string; src: string } => ({ ns: lab.node(
 const good = (to: LabNode, peer: LabNode): Buffer => vxlan({ dstMac: to.vtepMAC, srcMac: peer.vtepMAC, inner: icmpEcho(peer.podIP, to.podIP) });
 
 const cases: Case[] = [
-  { name: 'VXLAN flags without the I bit', reason: 'bad_flags', from: fromPeer,
+  { name: 'VXLAN flags without the I bit', reason: 'bad_flags', peer: undefined, from: fromPeer,
     payload: (to, peer) => vxlan({ flags: 0x00, dstMac: to.vtepMAC, srcMac: peer.vtepMAC, inner: icmpEcho(peer.podIP, to.podIP) }) },
-  { name: 'wrong VNI', reason: 'bad_vni', from: fromPeer,
+  { name: 'wrong VNI', reason: 'bad_vni', peer: undefined, from: fromPeer,
     payload: (to, peer) => vxlan({ vni: VXLAN_VNI + 41, dstMac: to.vtepMAC, srcMac: peer.vtepMAC, inner: icmpEcho(peer.podIP, to.podIP) }) },
-  { name: 'truncated datagram', reason: 'short', from: fromPeer, payload: (to, peer) => good(to, peer).subarray(0, 11) },
-  { name: 'unknown outer source', reason: 'unknown_peer',
+  { name: 'truncated datagram', reason: 'short', peer: undefined, from: fromPeer, payload: (to, peer) => good(to, peer).subarray(0, 11) },
+  { name: 'unknown outer source', reason: 'unknown_peer', peer: undefined,
     from: (lab) => ({ ns: lab.topo.underlayNs, src: STRANGER_IP }), payload: good },
-  { name: 'spoofed inner source', reason: 'spoofed', from: fromPeer,
+  { name: 'spoofed inner source', reason: 'spoofed', peer: 'n2', from: fromPeer,
     payload: (to, peer) => vxlan({ dstMac: to.vtepMAC, srcMac: peer.vtepMAC, inner: icmpEcho('198.19.77.7', to.podIP) }) },
-  { name: 'wrong inner destination MAC', reason: 'bad_mac', from: fromPeer,
+  { name: 'wrong inner destination MAC', reason: 'bad_mac', peer: undefined, from: fromPeer,
     payload: (to, peer) => vxlan({ dstMac: '02:00:00:00:00:99', srcMac: peer.vtepMAC, inner: icmpEcho(peer.podIP, to.podIP) }) },
 ];
+
+const SENT = 3;
 
 for (const engine of ['native', 'js'] as EngineKind[]) {
   describe(`security: crafted datagrams into a userlay node (${engine} engine)`, { skip: NEEDS_ROOT, timeout: 180_000 }, () => {
@@ -98,15 +131,13 @@ for (const engine of ['native', 'js'] as EngineKind[]) {
       let flowOut = '';
       flow.stdout?.on('data', (d: Buffer) => { flowOut += d.toString(); });
       for (const c of cases) {
-        const before = dropCount(await statusJson(n1, STATUS_PORT, '/debug/stats'), c.reason);
+        const before = await readStats(n1, STATUS_PORT);
         const { ns, src } = c.from(lab);
-        for (let i = 0; i < 3; i++) await sendDatagram(ns, n1.underlayIP, VXLAN_PORT, c.payload(n1, n2), src);
-        let afterCount = before;
-        for (let i = 0; i < 20 && afterCount < before + 3; i++) {
-          await new Promise((r) => setTimeout(r, 100));
-          afterCount = dropCount(await statusJson(n1, STATUS_PORT, '/debug/stats'), c.reason);
-        }
-        assert.equal(afterCount - before, 3, `${c.name}: drops{reason="${c.reason}"} went ${before} -> ${afterCount}`);
+        for (let i = 0; i < SENT; i++) await sendDatagram(ns, n1.underlayIP, VXLAN_PORT, c.payload(n1, n2), src);
+        const after = await waitForStats(n1, STATUS_PORT, `${c.name}: ${SENT} drops{reason="${c.reason}"}`,
+          (s) => drop(s.total, c.reason) >= drop(before.total, c.reason) + SENT);
+        assert.deepEqual(dropDeltas(before.total, after.total), { [c.reason]: SENT }, `${c.name}: total drops moved`);
+        assert.deepEqual(dropDeltas(before.peers['n2'], after.peers['n2']), c.peer ? { [c.reason]: SENT } : {}, `${c.name}: drops of peer n2 moved`);
       }
       flow.kill('SIGINT'); // ping prints its statistics and exits
       await waitExit(flow);
@@ -120,11 +151,21 @@ for (const engine of ['native', 'js'] as EngineKind[]) {
     test('a well-formed datagram from the peer is delivered, not dropped', async () => {
       const n1 = lab.node(1);
       const n2 = lab.node(2);
-      const stats = await statusJson(n1, STATUS_PORT, '/debug/stats') as { total: { rxPackets: string } };
-      await sendDatagram(n2.ns, n1.underlayIP, VXLAN_PORT, good(n1, n2), n2.underlayIP);
-      await new Promise((r) => setTimeout(r, 300));
-      const later = await statusJson(n1, STATUS_PORT, '/debug/stats') as { total: { rxPackets: string } };
-      assert.ok(BigInt(later.total.rxPackets) > BigInt(stats.total.rxPackets), 'rx counter did not move');
+      const sink = nsSpawnJson(n1.podNs, process.execPath, [udpSink, String(SINK_PORT)]);
+      try {
+        const text = `userlay-delivered-${process.pid}-${engine}`;
+        await sink.line('listening line', (r) => r['listening'] !== undefined);
+        const before = await readStats(n1, STATUS_PORT);
+        const inner = udpPacket(n2.podIP, n1.podIP, 40000, SINK_PORT, Buffer.from(text, 'latin1'));
+        await sendDatagram(n2.ns, n1.underlayIP, VXLAN_PORT, vxlan({ dstMac: n1.vtepMAC, srcMac: n2.vtepMAC, inner }), n2.underlayIP);
+        const rec = await sink.line(`datagram "${text}"`, (r) => r['text'] === text, 20_000);
+        assert.equal(rec['from'], `${n2.podIP}:40000`);
+        const after = await readStats(n1, STATUS_PORT);
+        assert.ok(after.peers['n2']!.rxPackets >= before.peers['n2']!.rxPackets + 1, 'rx counter of n2 did not move');
+        assert.deepEqual(dropDeltas(before.total, after.total), {}, 'a drop was counted');
+      } finally {
+        await stopChild(sink.child, 1000);
+      }
     });
   });
 }

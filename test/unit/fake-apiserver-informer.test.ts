@@ -25,7 +25,7 @@ import { test, afterEach } from 'node:test';
 import assert from 'node:assert/strict';
 import { ListWatch, Watch, makeInformer, type V1Node, type V1NodeList } from '@kubernetes/client-node';
 import {
-  clientFor, onCleanup, registerCleanups, requestLines, sleep, startInformer, startServer, testNode, waitFor,
+  clientFor, onCleanup, registerCleanups, requestLines, startInformer, startServer, testNode, waitFor,
 } from '../support/fake-apiserver-client.js';
 
 registerCleanups(afterEach);
@@ -94,9 +94,13 @@ test('informer: HTTP 500 on watch -> error event and the informer STOPS; start()
   await waitFor('error', () => w.errors.length === 1);
   assert.equal(w.errors[0]!.statusCode, 500);
   assert.equal(w.errors[0]!.message, 'Internal Server Error');
+  await waitFor('the failed watch is gone', () => api.activeWatches === 0);
   api.upsertNode(testNode('n2'));
-  await sleep(300);
-  assert.equal(api.activeWatches, 0, 'no new watch: the informer stopped');
+  // A witness informer started now sees n2: the change has been processed and streamed.
+  // A restart of the first would have been issued when it emitted its error, before this.
+  const witness = await startInformer(api);
+  await waitFor('the witness saw n2', () => witness.log.includes('add n2'));
+  assert.equal(api.activeWatches, 1, 'only the witness watches: the informer stopped');
   assert.ok(!w.log.includes('add n2'));
   api.clearRequests();
   await w.inf.start();
@@ -112,9 +116,13 @@ test('informer: socket dropped mid-stream -> error ERR_STREAM_PREMATURE_CLOSE an
   api.dropWatchStreams();
   await waitFor('error', () => w.errors.length === 1);
   assert.equal(w.errors[0]!.code, 'ERR_STREAM_PREMATURE_CLOSE');
-  await sleep(300);
-  assert.equal(api.activeWatches, 0);
-  assert.deepEqual(api.requests, [], 'no re-watch, no re-list');
+  api.upsertNode(testNode('n2'));
+  const witness = await startInformer(api); // see the HTTP 500 case
+  await waitFor('the witness saw n2', () => witness.log.includes('add n2'));
+  assert.equal(api.activeWatches, 1, 'only the witness watches');
+  assert.deepEqual(requestLines(api).map((r) => r.replace(/ rv=\d+/, '')), ['GET /api/v1/nodes', 'GET /api/v1/nodes watch'],
+    'the witness\'s list and watch only: no re-watch, no re-list');
+  assert.ok(!w.log.includes('add n2'));
 });
 
 test('informer: a clean close at the watch timeout -> re-watch from the last RV, no re-list', async () => {
@@ -177,16 +185,20 @@ test('makeInformer() is a ListWatch that does not auto-start; a failing list -> 
   const inf = makeInformer<V1Node>(kc, '/api/v1/nodes', () => core.listNode());
   onCleanup(() => inf.stop());
   assert.ok(inf instanceof ListWatch);
-  await sleep(50);
-  assert.deepEqual(api.requests, [], 'nothing before start()');
+  // a request of our own, issued after the informer was made, has done its round trip:
+  // one the informer issued on construction would have reached the server before it
+  await core.readNode({ name: 'n1' });
+  assert.deepEqual(requestLines(api), ['GET /api/v1/nodes/n1'], 'nothing before start()');
+  api.clearRequests();
   const errors: Array<{ code?: number }> = [];
   inf.on('error', (e) => errors.push(e as { code?: number }));
   api.failNextLists(1, 503);
   await inf.start();
   assert.equal(errors.length, 1);
   assert.equal(errors[0]!.code, 503, 'the ApiException of listNode');
-  await sleep(200);
-  assert.equal(api.requests.length, 1, 'no retry, no watch');
+  // start() resolved after the error was emitted; a retry or watch would be on its way already
+  await core.readNode({ name: 'n1' });
+  assert.deepEqual(requestLines(api), ['GET /api/v1/nodes', 'GET /api/v1/nodes/n1'], 'no retry, no watch');
   assert.equal(api.activeWatches, 0);
 });
 
@@ -197,9 +209,15 @@ test('informer: a silent (half-open) watch is never noticed: no error, no re-wat
   api.clearRequests();
   api.stallWatchStreams();
   api.upsertNode(testNode('n2'));
-  await sleep(400);
+  // a witness (new watches are not stalled) sees n2, and then n3 over its watch: the server
+  // has streamed both changes meanwhile; the stalled informer got nothing and did nothing
+  const witness = await startInformer(api, '/api/v1/nodes?allowWatchBookmarks=true');
+  await waitFor('the witness saw n2', () => witness.log.includes('add n2'));
+  api.upsertNode(testNode('n3'));
+  await waitFor('the witness saw n3', () => witness.log.includes('add n3'));
   assert.deepEqual(w.errors, []);
-  assert.deepEqual(api.requests, [], 'the informer keeps waiting on the stalled stream');
-  assert.ok(!w.log.includes('add n2'));
-  assert.equal(api.activeWatches, 1);
+  assert.deepEqual(requestLines(api).map((r) => r.replace(/ rv=\d+/, '')), ['GET /api/v1/nodes', 'GET /api/v1/nodes watch'],
+    'only the witness\'s requests: the informer keeps waiting on the stalled stream');
+  assert.ok(!w.log.includes('add n2') && !w.log.includes('add n3'));
+  assert.equal(api.activeWatches, 2);
 });

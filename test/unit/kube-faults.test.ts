@@ -71,6 +71,10 @@ interface Harness {
   opened: FakeDp[];
   dir: string;
   logs: string[];
+  /** Errors the informer reported, in order (seen just before RestartingInformer sees each). */
+  informerErrors: unknown[];
+  /** GET requests for the own Node the agent started (whether they were answered or not). */
+  getNodeCalls: number;
 }
 
 function config(dir: string): KubeAgentConfig {
@@ -89,9 +93,22 @@ function startAgent(server: FakeApiServer, dir: string, idleMs?: number): Harnes
   const api = createNodeApi(kc);
   const opened: FakeDp[] = [];
   const logs: string[] = [];
+  const informerErrors: unknown[] = [];
+  const counted = {
+    getNodeCalls: 0,
+    getNode(name: string) {
+      counted.getNodeCalls++;
+      return api.getNode(name);
+    },
+  };
   const deps: KubeAgentDeps = {
-    api,
-    makeInformer: (onListed) => makeNodeInformer(kc, () => api.listNodes(), { onListed, timeoutSeconds: 60, ...(idleMs ? { idleMs } : {}) }),
+    api: { getNode: (name) => counted.getNode(name), listNodes: () => api.listNodes(), patchNodeStatus: (name, patch) => api.patchNodeStatus(name, patch) },
+    makeInformer: (onListed) => {
+      const informer = makeNodeInformer(kc, () => api.listNodes(), { onListed, timeoutSeconds: 60, ...(idleMs ? { idleMs } : {}) });
+      // registered before RestartingInformer's handler: both run in one synchronous loop
+      informer.on('error', (err) => informerErrors.push(err));
+      return informer;
+    },
     openDataplane: async (opts) => {
       const dp = fakeDataplane(opts);
       opened.push(dp);
@@ -101,7 +118,7 @@ function startAgent(server: FakeApiServer, dir: string, idleMs?: number): Harnes
     informerBackoffMs: { initialMs: 20, maxMs: 200 },
   };
   const agent = new KubeAgent(config(dir), deps, createLogger('debug', (l) => logs.push(l)));
-  return { agent, opened, dir, logs };
+  return { agent, opened, dir, logs, informerErrors, get getNodeCalls() { return counted.getNodeCalls; } };
 }
 
 function peerNames(h: Harness): string[] {
@@ -158,20 +175,17 @@ test('agent: lease published by merge patch, peers synced, add/update/delete fol
     server.deleteNode('n3');
     await waitFor('n3 deleted', () => peerNames(h).join() === 'n2');
     // own Node deleted and registered again (bare): the lease is published again
+    // (the watch delivers DELETED then ADDED; the bare ADDED is what triggers it)
     server.deleteNode('n1');
-    await new Promise((r) => setTimeout(r, 100));
     server.upsertNode(nodeObj(1, false));
     await waitFor('lease re-published', () => {
       const a = (server.getNode('n1')!.metadata as { annotations?: Record<string, string> }).annotations ?? {};
       return a[`${P}/backend-type`] === 'vxlan' && a[`${P}/public-ip`] === '198.18.0.1';
     });
-    const store = new SnapshotStore(join(dir, 'state'));
-    let saved: string[] = [];
-    const t0 = Date.now();
-    while (saved.join() !== 'n2' && Date.now() - t0 < 5000) {
-      saved = ((await store.load())?.peers ?? []).map((p) => p.name);
-      await new Promise((r) => setTimeout(r, 10));
-    }
+    // the snapshot follows every change: after the agent's queued saves are flushed
+    // (stop() flushes), it holds the last applied set
+    await h.agent.stop();
+    const saved = ((await new SnapshotStore(join(dir, 'state')).load())?.peers ?? []).map((p) => p.name);
     assert.deepEqual(saved, ['n2'], 'snapshot follows every change');
     assert.match(h.agent.metrics(), /^userlay_informer_restarts_total 0$/m);
   } finally {
@@ -205,13 +219,22 @@ test('faults: HTTP 500 on watch, socket dropped mid-stream, 410 mid-stream; info
     await waitFor('n3 gone after 410 relist', () => peerNames(h).join() === 'n2,n4');
     assert.ok(h.logs.some((l) => l.includes('node informer stopped; restarting')));
 
-    // a deliberate stop stays stopped even when the stream then fails
+    // a deliberate stop stays stopped even when the stream then fails: stop() aborts the
+    // watch, and that abort reaches the informer as an error after the stop. Once the
+    // error has been seen, RestartingInformer has handled it (same synchronous loop), so
+    // a restart would already be scheduled: there is none, and none can come later.
+    const watchRequests = (): number => server.requests.filter((r) => r.query['watch'] === 'true').length;
+    await server.waitForWatches(1); // the re-watch after the relist has reached the server
+    const watchesBefore = watchRequests();
+    const restartsBefore = /^userlay_informer_restarts_total (\d+)$/m.exec(h.agent.metrics())![1];
+    const errorsBefore = h.informerErrors.length;
     await h.agent.stop();
-    const before = server.requests.length;
+    await waitFor('the aborted watch reported to the stopped informer', () => h.informerErrors.length > errorsBefore);
+    assert.equal((h.informerErrors.at(-1) as Error).name, 'AbortError');
     server.dropWatchStreams();
-    await new Promise((r) => setTimeout(r, 300));
-    assert.equal(server.requests.filter((r) => r.query['watch'] === 'true').length, server.requests.slice(0, before).filter((r) => r.query['watch'] === 'true').length);
-    assert.equal(server.activeWatches, 0);
+    await waitFor('the server saw the watch end', () => server.activeWatches === 0);
+    assert.equal(watchRequests(), watchesBefore, 'no watch after the stop');
+    assert.match(h.agent.metrics(), new RegExp(`^userlay_informer_restarts_total ${restartsBefore}$`, 'm'));
   } finally {
     await h.agent.stop();
   }
@@ -253,7 +276,9 @@ test('faults: API down at start without a snapshot: nothing configured, retries,
   await server.stop();
   const h = startAgent(server, dir);
   try {
-    await new Promise((r) => setTimeout(r, 1200));
+    // the second GET of the own Node is only sent once the first has failed and been
+    // handled, so by then the agent has decided what to do without an identity
+    await waitFor('a retry of the own Node', () => h.getNodeCalls >= 2);
     assert.equal(h.opened.length, 0, 'no data plane without identity');
     assert.equal(h.agent.ready().ready, false);
     assert.ok(h.logs.some((l) => l.includes('waiting for own node') && l.includes('unreachable')));
@@ -297,4 +322,22 @@ test('faults: a silent watch (half-open socket) is aborted and restarted', () =>
   } finally {
     await h.agent.stop();
   }
+}));
+
+test('faults: stop() while the informer is still listing leaves no watch open', () => withCluster(async (server) => {
+  server.upsertNode(nodeObj(2));
+  const kc = new KubeConfig();
+  kc.loadFromOptions(server.kubeconfigOptions());
+  const api = createNodeApi(kc);
+  const informer = makeNodeInformer(kc, () => api.listNodes(), { timeoutSeconds: 60 });
+  const errors: Error[] = [];
+  informer.on('error', (err) => errors.push(err as Error));
+  // start() lists first; stop() lands while the list is in flight, so client-node's own
+  // stop() finds no watch to abort, and the watch it opens next must not stay open
+  const started = informer.start();
+  await informer.stop();
+  await started;
+  await waitFor('the watch opened after the stop is aborted', () => errors.some((e) => e.name === 'AbortError'));
+  await waitFor('the server saw it end', () => server.activeWatches === 0);
+  assert.ok(server.requests.some((r) => r.query['watch'] === 'true'), 'the watch was opened (the race happened)');
 }));

@@ -23,7 +23,7 @@ function capture(): { log: ReturnType<typeof createLogger>; lines: Array<Record<
   return { log: createLogger('debug', (l) => lines.push(JSON.parse(l) as Record<string, unknown>)), lines };
 }
 
-function waitFor(cond: () => boolean, ms = 3000): Promise<void> {
+function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
   const end = Date.now() + ms;
   return new Promise((resolve, reject) => {
     const tick = (): void => {
@@ -138,7 +138,16 @@ test('stop() ends watching', async (t) => {
   src.start((p) => applied.push(p));
   src.stop();
   src.stop();
+  // A witness watching the same directory, started after `src` and with a longer
+  // debounce: the file events reach both watchers in the same loop iteration, in
+  // start order, so once the witness has applied the change, a still-watching
+  // `src` would have applied it earlier.
+  const witness = new StaticPeersSource(file, { backend: 'vxlan', debounceMs: 50 }, createLogger('error', () => {}));
+  t.after(() => witness.stop());
+  const seen: Peer[][] = [];
+  witness.start((p) => seen.push(p));
   writeFileSync(file, JSON.stringify([n2, n3]));
-  await new Promise((r) => setTimeout(r, 200));
-  assert.equal(applied.length, 0);
+  await waitFor(() => seen.length === 1);
+  assert.deepEqual(seen[0]!.map((p) => p.name), ['n2', 'n3']);
+  assert.equal(applied.length, 0, 'a stopped source applied a change');
 });

@@ -117,6 +117,13 @@ function fetchText(url: URL, opts: RequestOptions): Promise<{ status: number; bo
  * reaches ListWatch as an error, so RestartingInformer restarts it.
  */
 class BookmarkWatch extends Watch {
+  /**
+   * Set while the informer is stopped. client-node's ListWatch.stop() aborts only a watch
+   * that is already connected; one still connecting (a re-watch or re-list in flight) would
+   * open afterwards and live on after the stop. Such a stream is aborted as soon as it opens.
+   */
+  stopped = false;
+
   constructor(
     config: KubeConfig,
     private readonly timeoutSeconds: number,
@@ -146,6 +153,7 @@ class BookmarkWatch extends Watch {
       done(err);
     };
     const controller = await super.watch(path, { ...queryParams, allowWatchBookmarks: true, timeoutSeconds: timeout }, onEvent, onDone);
+    if (this.stopped) controller.abort(new Error('informer stopped while the watch was connecting'));
     if (!controller.signal.aborted) {
       timer = setInterval(() => {
         if (Date.now() - last <= idleMs) return;
@@ -190,7 +198,18 @@ export function makeNodeInformer(
     if (opts.onListed) setImmediate(opts.onListed);
     return result;
   };
-  return new ListWatch<V1Node>('/api/v1/nodes', watch, listFn, false) as unknown as NodeInformer;
+  const informer = new ListWatch<V1Node>('/api/v1/nodes', watch, listFn, false);
+  const start = informer.start.bind(informer);
+  const stop = informer.stop.bind(informer);
+  informer.start = async () => {
+    watch.stopped = false;
+    await start();
+  };
+  informer.stop = async () => {
+    watch.stopped = true;
+    await stop();
+  };
+  return informer as unknown as NodeInformer;
 }
 
 /** Options of RestartingInformer. */

@@ -27,7 +27,7 @@ import { writeSubnetEnv } from '../control/subnet-env.js';
 import { pickUnderlay, systemHost, type UnderlayHost } from '../control/underlay.js';
 import { createNodeApi, loadKubeConfig, type NodeApi } from '../control/kube/client.js';
 import { waitForOwnNode } from '../control/kube/identity.js';
-import { makeNodeInformer, rawNodeList, RestartingInformer, type NodeInformer } from '../control/kube/informer.js';
+import { makeNodeInformer, RestartingInformer, type NodeInformer } from '../control/kube/informer.js';
 import { annotationNames, leasePatch, loadOrCreateVtepMac, publishLease, type LeaseInfo } from '../control/kube/lease.js';
 import { PeerSync } from '../control/kube/sync.js';
 import { formatUsage, wantsHelp } from './flags.js';
@@ -278,13 +278,13 @@ function dataplaneOptions(cfg: KubeAgentConfig, own: OwnLease): DataplaneOptions
 }
 
 /** The real dependencies: client-node against --kubeconfig or in-cluster, the real data plane. */
-export async function realDeps(cfg: KubeAgentConfig): Promise<KubeAgentDeps> {
+export async function realDeps(cfg: KubeAgentConfig, log: Logger): Promise<KubeAgentDeps> {
   const kc = loadKubeConfig(cfg.kubeconfig);
   const api = createNodeApi(kc);
   const { openDataplane } = await import('../dataplane/dataplane.js');
   return {
     api,
-    makeInformer: (onListed) => makeNodeInformer(kc, rawNodeList(kc), { onListed, annotationPrefix: cfg.prefix }),
+    makeInformer: (onListed) => makeNodeInformer(kc, { onListed, annotationPrefix: cfg.prefix, log }),
     openDataplane,
   };
 }
@@ -297,7 +297,7 @@ export async function runKubeAgent(argv: string[]): Promise<void> {
   }
   const cfg = await parseKubeConfig(argv);
   const log = createLogger(cfg.logLevel).with({ node: cfg.nodeName });
-  const agent = new KubeAgent(cfg, await realDeps(cfg), log);
+  const agent = new KubeAgent(cfg, await realDeps(cfg, log), log);
   const status = cfg.statusAddr === undefined ? undefined : await startStatusServer(cfg.statusAddr, {
     dataplane: () => agent.dataplane(), ready: () => agent.ready(), metrics: () => agent.metrics(),
   }, log).catch(async (err: unknown) => {

@@ -91,7 +91,7 @@ function startAgent(server: FakeApiServer, dir: string, idleMs?: number): Harnes
   const logs: string[] = [];
   const deps: KubeAgentDeps = {
     api,
-    makeInformer: (onListed) => makeNodeInformer(kc, () => api.listNodes(), { onListed, timeoutSeconds: 60, ...(idleMs ? { idleMs } : {}) }),
+    makeInformer: (onListed) => makeNodeInformer(kc, { onListed, timeoutSeconds: 60, ...(idleMs ? { idleMs } : {}) }),
     openDataplane: async (opts) => {
       const dp = fakeDataplane(opts);
       opened.push(dp);

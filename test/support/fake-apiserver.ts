@@ -77,6 +77,8 @@ export interface LoggedRequest {
   readonly query: Readonly<Record<string, string>>;
   /** Content-Type header as sent (undefined when absent). */
   readonly contentType: string | undefined;
+  /** When it arrived: performance.timeOrigin + performance.now(), ms. */
+  readonly at: number;
 }
 
 type FailKind = 'watch' | 'list';
@@ -279,7 +281,7 @@ export class FakeApiServer {
     const url = new URL(req.url ?? '/', 'http://fake');
     const query = Object.fromEntries(url.searchParams);
     const method = req.method ?? 'GET';
-    this.requests.push({ method, path: url.pathname, query, contentType: req.headers['content-type'] });
+    this.requests.push({ method, path: url.pathname, query, contentType: req.headers['content-type'], at: performance.timeOrigin + performance.now() });
     const m = /^\/api\/v1\/(watch\/)?nodes(?:\/([^/]+))?(\/status)?\/?$/.exec(url.pathname);
     if (!m) {
       this.send(res, 404, statusObject(404, 'NotFound', 'the server could not find the requested resource'));

@@ -35,7 +35,7 @@ test('trimNode keeps what sync, lease check and the reflector read, and nothing 
 /** Feed `text` to a ListSplitter in chunks of `size` bytes; returns the items and the rest. */
 function split(text: string, size: number): { items: unknown[]; rest: Record<string, unknown> } {
   const items: unknown[] = [];
-  const s = new ListSplitter((json) => items.push(JSON.parse(json)));
+  const s = new ListSplitter((item) => items.push(item), 1);
   const bytes = Buffer.from(text, 'utf8');
   for (let i = 0; i < bytes.length; i += size) s.write(bytes.subarray(i, i + size));
   return { items, rest: s.end() };
@@ -47,12 +47,18 @@ test('ListSplitter: items one by one at any chunk boundary; braces, quotes and e
     { metadata: { name: 'ü-ñ', labels: { k: '[[{{' } }, status: { images: [{ names: ['r/x@sha256:00'], sizeBytes: 1 }] } },
     { metadata: { name: 'c' }, spec: { podCIDRs: ['198.19.3.0/24'] } },
   ];
-  const body = JSON.stringify({ kind: 'NodeList', apiVersion: 'v1', metadata: { resourceVersion: '42', continue: 'tok' }, items }, null, 1);
-  for (const size of [1, 2, 3, 7, 64, body.length]) {
-    const r = split(body, size);
-    assert.deepEqual(r.items, items, `chunks of ${size}`);
-    assert.deepEqual(r.rest, { kind: 'NodeList', apiVersion: 'v1', metadata: { resourceVersion: '42', continue: 'tok' }, items: [] }, `chunks of ${size}`);
+  // pretty-printed (every item scanned byte by byte) and compact as kube-apiserver writes it
+  // (most items parsed in one go: the fast path), the second item a trap for the fast path
+  items.push({ metadata: { name: 'trap', a: [{ x: 1 }, { metadata: { y: '},{"metadata":' } }] } } as never);
+  for (const indent of [1, 0]) {
+    const body = JSON.stringify({ kind: 'NodeList', apiVersion: 'v1', metadata: { resourceVersion: '42', continue: 'tok' }, items }, null, indent);
+    for (const size of [1, 2, 3, 7, 64, body.length]) {
+      const r = split(body, size);
+      assert.deepEqual(r.items, items, `chunks of ${size}, indent ${indent}`);
+      assert.deepEqual(r.rest, { kind: 'NodeList', apiVersion: 'v1', metadata: { resourceVersion: '42', continue: 'tok' }, items: [] }, `chunks of ${size}`);
+    }
   }
+  const body = JSON.stringify({ metadata: {}, items });
   // "items" as a key elsewhere, or as a string value, is not the list
   const odd = JSON.stringify({ metadata: { items: ['not-me'], note: '"items":[' }, items: [{ n: 1 }] });
   assert.deepEqual(split(odd, 5).items, [{ n: 1 }]);

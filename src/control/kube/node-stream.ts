@@ -14,7 +14,10 @@
  *
  * The list scanner only needs to know where strings are (so that braces inside them do not
  * count) and how deep it is. Most of a Node's bytes are inside strings, and those are skipped
- * with Buffer.indexOf (native), so the per-byte JS loop only runs over the structure.
+ * with Buffer.indexOf (native), so the per-byte JS loop only runs over the structure. Most
+ * items do not even need that: quickItemEnd finds where the next one starts and parses the
+ * item natively (the agent runs V8 in lite mode, where JS loops are interpreted: the byte scan
+ * of 5,000 Nodes with 50 images each takes ~0.9 s there, the fast path ~0.2 s).
  */
 import { UserlayError } from '../../errors.js';
 
@@ -25,6 +28,39 @@ const CLOSE_OBJ = 0x7d;
 const OPEN_ARR = 0x5b;
 const CLOSE_ARR = 0x5d;
 const NEWLINE = 0x0a;
+const COLON = 0x3a;
+const COMMA = 0x2c;
+/** Scan in blocks of at least this many bytes, so that few items straddle two blocks. */
+const BLOCK = 512 * 1024;
+
+/** The item quickItemEnd parsed (handed over right after it returns). */
+let quickItem: unknown;
+
+/**
+ * The fast path for one item that starts with `{` at `start`: kube-apiserver writes a list
+ * compactly, every item beginning with the same key (`{"metadata":`), so the next item starts
+ * at the next `},{"metadata":` — and that byte sequence cannot occur inside a JSON string
+ * (its quote would be escaped). Take the text up to that `}` and parse it natively; if it
+ * parses, it is exactly this item (a balanced value starting at `start` ends at its own
+ * closing brace), else (another object nested under the same key, unusual formatting) the
+ * caller scans byte by byte. Returns the index of the item's closing brace, or -1.
+ */
+function quickItemEnd(chunk: Buffer, start: number): number {
+  const colon = chunk.indexOf(COLON, start);
+  if (colon < 0 || colon - start > 64 || chunk[start + 1] !== QUOTE || chunk.indexOf(BACKSLASH, start) < colon) return -1;
+  const next = Buffer.allocUnsafe(colon - start + 3);
+  next[0] = CLOSE_OBJ;
+  next[1] = COMMA;
+  chunk.copy(next, 2, start, colon + 1);
+  const at = chunk.indexOf(next, colon);
+  if (at < 0) return -1;
+  try {
+    quickItem = JSON.parse(chunk.toString('utf8', start, at + 1));
+  } catch {
+    return -1;
+  }
+  return at;
+}
 
 /** Splits a streamed list body into its items' JSON texts. */
 export class ListSplitter {
@@ -43,12 +79,30 @@ export class ListSplitter {
   /** Bytes seen. */
   bytes = 0;
 
-  /** `onItem` gets each item's JSON text, in order. */
-  constructor(private readonly onItem: (json: string) => void) {}
+  /** Chunks not scanned yet (write() scans blocks of at least BLOCK bytes). */
+  private pending: Buffer[] = [];
+  private pendingBytes = 0;
+
+  /** `onItem` gets each item, parsed, in order; `blockBytes` is the scan block (default 512 KiB). */
+  constructor(private readonly onItem: (item: unknown) => void, private readonly blockBytes = BLOCK) {}
 
   /** Feed the next chunk of the body. */
   write(chunk: Buffer): void {
     this.bytes += chunk.length;
+    this.pending.push(chunk);
+    this.pendingBytes += chunk.length;
+    if (this.pendingBytes >= this.blockBytes) this.flush();
+  }
+
+  private flush(): void {
+    if (this.pendingBytes === 0) return;
+    const block = this.pending.length === 1 ? this.pending[0]! : Buffer.concat(this.pending, this.pendingBytes);
+    this.pending = [];
+    this.pendingBytes = 0;
+    this.scan(block);
+  }
+
+  private scan(chunk: Buffer): void {
     const n = chunk.length;
     let i = 0;
     let itemStart = this.inItem ? 0 : -1;
@@ -79,6 +133,15 @@ export class ListSplitter {
       } else if (c === OPEN_OBJ || c === OPEN_ARR) {
         this.depth++;
         if (this.inItems && this.depth === 3) {
+          const end = c === OPEN_OBJ ? quickItemEnd(chunk, i) : -1;
+          if (end >= 0) {
+            // the whole item parsed natively in one go (see quickItemEnd)
+            this.depth = 2;
+            i = end + 1;
+            this.onItem(quickItem);
+            quickItem = undefined;
+            continue;
+          }
           this.inItem = true;
           itemStart = i;
         } else if (!this.inItems && this.depth === 2 && c === OPEN_ARR && this.itemsKeyBefore(chunk, keepFrom, i)) {
@@ -95,7 +158,7 @@ export class ListSplitter {
           this.itemParts = [];
           this.inItem = false;
           itemStart = -1;
-          this.onItem(text);
+          this.onItem(JSON.parse(text));
         } else if (this.inItems && this.depth === 1) {
           this.inItems = false;
           keepFrom = i; // the closing bracket belongs to the skeleton
@@ -109,6 +172,7 @@ export class ListSplitter {
 
   /** The body ended: the list without its items (items: []). Throws on a truncated body. */
   end(): Record<string, unknown> {
+    this.flush();
     if (this.depth !== 0 || this.inString) throw new UserlayError('EBADLIST', `list body truncated after ${this.bytes} bytes`);
     const text = Buffer.concat(this.skeleton).toString('utf8');
     try {

@@ -170,8 +170,8 @@ export class NodeReflector implements NodeInformer {
       const query = new URLSearchParams({ limit: String(limit) });
       if (token !== undefined) query.set('continue', token);
       const res = await this.opts.get(`/api/v1/nodes?${query}`, { signal, what: 'list nodes', headersTimeoutMs: this.opts.listTimeoutMs ?? 60_000 });
-      const splitter = new ListSplitter((json) => {
-        const node = this.trim(JSON.parse(json) as V1Node);
+      const splitter = new ListSplitter((item) => {
+        const node = this.trim(item as V1Node);
         const name = node.metadata?.name;
         if (name !== undefined) items.set(name, node);
       });

@@ -32,7 +32,7 @@ import { annotationNames, leasePatch, loadOrCreateVtepMac, publishLease, type Le
 import { PeerSync } from '../control/kube/sync.js';
 import { formatUsage, wantsHelp } from './flags.js';
 import { kubeAgentFlags, kubeAgentSynopsis, parseKubeConfig, type KubeAgentConfig } from './kube-config.js';
-import { metricFamily, startStatusServer } from './status-server.js';
+import { AGENT_METRICS, metricFamily, startStatusServer } from './status-server.js';
 
 /** What the agent talks to; tests replace any of them. */
 export interface KubeAgentDeps {
@@ -85,15 +85,17 @@ export class KubeAgent {
     return { ready: reasons.length === 0, reasons };
   }
 
-  /** Extra Prometheus lines: informer restarts, seconds since the last sync, skipped nodes. */
+  /** Extra Prometheus families: informer restarts, last sync time, desired peers, readiness. */
   metrics(): string {
+    const M = AGENT_METRICS;
     const last = this.sync?.lastSyncAt;
+    // lastSyncAt is on the agent's clock; the metric is wall time
+    const lastWall = last === undefined ? 0 : (Date.now() - (this.clock.now() - last)) / 1000;
     return [
-      metricFamily('userlay_informer_restarts_total', 'counter', 'Node informer restarts after errors.', [{ value: this.informer?.restarts ?? 0 }]),
-      metricFamily('userlay_seconds_since_last_sync', 'gauge', 'Seconds since the peer set was last reconciled (NaN: never).',
-        [{ value: last === undefined ? NaN : (this.clock.now() - last) / 1000 }]),
-      metricFamily('userlay_desired_peers', 'gauge', 'Peers the last reconcile computed.', [{ value: this.sync?.current().length ?? 0 }]),
-      metricFamily('userlay_ready', 'gauge', '1 when /readyz is 200.', [{ value: this.ready().ready ? 1 : 0 }]),
+      metricFamily(M.informerRestarts, [{ value: this.informer?.restarts ?? 0 }]),
+      metricFamily(M.lastSync, [{ value: Math.round(lastWall * 1000) / 1000 }]),
+      metricFamily(M.desiredPeers, [{ value: this.sync?.current().length ?? 0 }]),
+      metricFamily(M.ready, [{ value: this.ready().ready ? 1 : 0 }]),
     ].join('');
   }
 

@@ -2,7 +2,7 @@
  * `userlay lab --prometheus` (root): the lab's real Prometheus scrapes every agent; after the
  * lab's own traffic and one packet to a pod subnet nobody owns, its HTTP API answers per-peer
  * bytes and drops by reason for each node; Ctrl-C stops Prometheus, removes its directory and
- * tears the lab down.
+ * tears the lab down. Every query of deploy/grafana-dashboard.json is valid PromQL there.
  *
  * Needs Debian's prometheus package (scripts/setup.sh installs it): skipped without it,
  * except under CI, where it fails.
@@ -10,7 +10,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { existsSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { userlayBin } from '../../src/cli/lab/agent-process.js';
 import { nsRun, pidAlive, sleep, waitExit } from '../../src/cli/lab/exec.js';
@@ -77,6 +77,17 @@ test('userlay lab --prometheus: per-peer bytes and drops in a real Prometheus; C
     assert.ok(reasons.has('spoofed') && reasons.has('unknown_peer'), `every reason is a series: ${[...reasons].join(', ')}`);
     const info = await query(hint.url, 'userlay_build_info');
     assert.deepEqual(info.map((s) => s.metric.node).sort(), ['n1', 'n2']);
+
+    // every query of the Grafana dashboard is valid PromQL for this Prometheus
+    const dashboard = JSON.parse(readFileSync(new URL('../../../deploy/grafana-dashboard.json', import.meta.url), 'utf8')) as { panels: Array<{ title: string; targets: Array<{ expr: string }> }> };
+    for (const p of dashboard.panels) {
+      for (const t of p.targets) {
+        const expr = t.expr.replaceAll('$node', '.*').replaceAll('$__rate_interval', '1m');
+        const res = await fetch(`${hint.url}/api/v1/query?query=${encodeURIComponent(expr)}`);
+        const body = (await res.json()) as { status: string; error?: string };
+        assert.equal(body.status, 'success', `panel "${p.title}": ${expr}: ${body.error ?? ''}`);
+      }
+    }
 
     lab.kill('SIGINT');
     assert.equal(await exited, 130);

@@ -118,6 +118,16 @@ test('reflector against the API server: paged list with the kubeconfig, trimmed 
     await waitFor('update event', () => seen.length > 0);
     assert.equal(seen[0]!.metadata?.annotations?.[`${P}/public-ip`], '198.18.0.33');
     assert.equal(seen[0]!.status, undefined, 'watch objects are trimmed too');
+    // a write to what the agent does not read (status heartbeat): no event; the next real change is the next event
+    const heartbeat = withIp(3, '198.18.0.33');
+    heartbeat.status = { conditions: [{ type: 'Ready', status: 'True', lastHeartbeatTime: '2026-12-01T00:00:00Z' }] };
+    api.upsertNode(heartbeat);
+    const rvHeartbeat = String(api.store.resourceVersion);
+    api.upsertNode(withIp(3, '198.18.0.34'));
+    await waitFor('second update event', () => seen.length > 1);
+    assert.deepEqual(seen.map((n) => n.metadata!.annotations![`${P}/public-ip`]), ['198.18.0.33', '198.18.0.34'], 'the heartbeat fired nothing');
+    assert.equal(inf.unchanged, 1);
+    assert.ok(Number(seen[1]!.metadata!.resourceVersion) > Number(rvHeartbeat));
     api.deleteNode('n5');
     await waitFor('delete event', () => gone.includes('n5'));
     assert.equal(inf.list().length, 4);

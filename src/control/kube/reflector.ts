@@ -8,6 +8,8 @@
  *   watch    GET ?watch=true&resourceVersion=RV&allowWatchBookmarks=true&timeoutSeconds=T
  *            (T jittered), read line by line, each Node trimmed before it is kept.
  *            ADDED/MODIFIED/DELETED update the cache and fire the callbacks; BOOKMARK moves RV.
+ *            A MODIFIED that leaves the trimmed Node as it was (a status heartbeat) fires
+ *            nothing: most writes to Nodes are of that kind.
  *            A clean end (the server's timeout) re-watches from RV.
  *            ERROR 410 (or HTTP 410): RV is too old — list again, then watch on.
  *            A stream silent for longer than the server could keep it open (bookmarks come
@@ -69,6 +71,8 @@ export class NodeReflector implements NodeInformer {
   lists = 0;
   /** Watch requests made. */
   watches = 0;
+  /** MODIFIED events that changed nothing the agent reads (no callbacks fired). */
+  unchanged = 0;
 
   constructor(private readonly opts: NodeReflectorOptions) {}
 
@@ -270,10 +274,18 @@ export class NodeReflector implements NodeInformer {
         const node = this.trim(obj as V1Node);
         const name = node.metadata?.name;
         if (name === undefined) return undefined;
-        const had = this.cache.has(name);
-        this.cache.set(name, node);
         this.noteVersion(node);
-        this.emit(had ? 'update' : 'add', node);
+        const old = this.cache.get(name);
+        if (old !== undefined && sameButVersion(old, node)) {
+          // a write to what userlay does not read (a kubelet heartbeat, new images): nothing
+          // changed for the agent, so no event; the cached object (which PeerSync's verdicts
+          // are keyed by) stays and only takes the new resourceVersion
+          old.metadata!.resourceVersion = node.metadata!.resourceVersion;
+          this.unchanged++;
+          return undefined;
+        }
+        this.cache.set(name, node);
+        this.emit(old === undefined ? 'add' : 'update', node);
         return undefined;
       }
       case 'DELETED': {
@@ -311,6 +323,12 @@ export class NodeReflector implements NodeInformer {
     for (const cb of this.callbacks[verb]) cb(node);
     for (const cb of this.callbacks.change) cb(node);
   }
+}
+
+/** Whether two trimmed Nodes are equal apart from metadata.resourceVersion. */
+function sameButVersion(a: V1Node, b: V1Node): boolean {
+  const key = (n: V1Node): string => JSON.stringify(n, (k, v: unknown) => (k === 'resourceVersion' ? undefined : v));
+  return key(a) === key(b);
 }
 
 /** Read `res` to its end through `onChunk`; rejects when the stream is cut before its end. */

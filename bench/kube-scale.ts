@@ -14,7 +14,7 @@
  *   after the other, each against a fresh server:
  *     bare  — a bare client-node 1.4.0 informer (makeInformer + listNode):
  *             the floor any client-node agent pays;
- *     sync  — the agent's own pipeline: makeNodeInformer (rawNodeList, paged,
+ *     sync  — the agent's own pipeline: makeNodeInformer (NodeReflector: paged, streamed,
  *             trimmed) + RestartingInformer (src/control/kube/informer.ts) ->
  *             PeerSync (sync.ts) -> a stub data plane whose setPeers builds and
  *             encodes the real FDB (src/dataplane/fdb.ts), then the msgpackr
@@ -37,7 +37,8 @@
  *   heap total, young generation and code sizes, to say where the memory is.
  * Prints a table per mode, a summary of the three measures against their
  * targets, and writes the JSON (default bench/out/kube-scale.json).
- * Not a test: nothing here asserts a time.
+ * Not a test: nothing here asserts a time. The real agent process (TUN, data plane, shebang
+ * flags) at real Node sizes is measured by bench/kube-scale-real.ts.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';

@@ -136,7 +136,7 @@ async function runLabWith(cfg: LabConfig): Promise<number> {
     };
     process.stdout.write(cfg.json ? JSON.stringify(report, null, 2) + '\n' : formatTable(report));
     if (prom) {
-      process.stdout.write(labPrometheusHint(prom, session.topo.nodes));
+      (cfg.json ? process.stderr : process.stdout).write(labPrometheusHint(prom, session.topo.nodes)); // stdout stays JSON
       await new Promise<never>(() => {}); // until Ctrl-C: the session's signal handler tears down and exits
     }
     return report.ok ? 0 : 1;

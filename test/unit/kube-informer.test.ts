@@ -2,6 +2,7 @@
 // item (node-stream.ts), and watch events that arrive trimmed too (reflector.ts).
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
+import { createServer } from 'node:http';
 import { KubeConfig, type V1Node } from '@kubernetes/client-node';
 import { nodeToPeer, trimNode } from '../../src/control/kube/desired-peers.js';
 import { makeNodeInformer } from '../../src/control/kube/informer.js';
@@ -203,5 +204,34 @@ test('reflector: an expired continue token starts the list over; a failed list r
   } finally {
     await inf.stop();
     await api.stop();
+  }
+});
+
+test('reflector: a list that stalls mid-body is cut after listTimeoutMs and reported', async () => {
+  const sockets = new Set<import('node:net').Socket>();
+  const server = createServer((_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' });
+    res.write('{"kind":"NodeList","metadata":{"resourceVersion":"5"},"items":[{"metadata":{"name":"n2"}},');
+    // ... and nothing more
+  });
+  server.on('connection', (s) => { sockets.add(s); s.on('close', () => sockets.delete(s)); });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const kc = new KubeConfig();
+  kc.loadFromOptions({
+    clusters: [{ name: 'c', server: `http://127.0.0.1:${(server.address() as { port: number }).port}`, skipTLSVerify: true }],
+    users: [{ name: 'u' }], contexts: [{ name: 'x', cluster: 'c', user: 'u' }], currentContext: 'x',
+  });
+  const inf = new NodeReflector({ get: kubeGetFor(kc), listTimeoutMs: 200 });
+  const errors: unknown[] = [];
+  inf.on('error', (err) => errors.push(err));
+  try {
+    await inf.start();
+    assert.equal(errors.length, 1);
+    assert.equal((errors[0] as { code?: string }).code, 'ETIMEDOUT', String(errors[0]));
+    assert.deepEqual(inf.list(), [], 'a partial list is not applied');
+  } finally {
+    await inf.stop();
+    for (const s of sockets) s.destroy();
+    await new Promise((resolve) => server.close(resolve));
   }
 });

@@ -21,8 +21,8 @@ export type KubeGet = (pathAndQuery: string, opts: KubeGetOptions) => Promise<In
 export interface KubeGetOptions {
   /** Aborts the request and the response stream. */
   readonly signal: AbortSignal;
-  /** No answer (headers) within this long, ms: the request fails with ETIMEDOUT. */
-  readonly headersTimeoutMs?: number;
+  /** The connection silent this long (before or while the body streams), ms: it is cut with ETIMEDOUT. */
+  readonly idleTimeoutMs?: number;
   /** What is being done, for error messages ("list nodes", "watch nodes"). */
   readonly what: string;
 }
@@ -50,15 +50,20 @@ export function kubeGetFor(kc: KubeConfig): KubeGet {
 function send(url: URL, req: RequestOptions, opts: KubeGetOptions): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const issue = url.protocol === 'https:' ? httpsRequest : httpRequest;
-    const r = issue(url, req, resolve);
-    const timer = opts.headersTimeoutMs === undefined ? undefined : setTimeout(() => {
-      r.destroy(Object.assign(new Error(`no answer within ${opts.headersTimeoutMs} ms`), { code: 'ETIMEDOUT' }));
-    }, opts.headersTimeoutMs);
-    r.once('response', () => clearTimeout(timer));
-    r.on('error', (err) => {
-      clearTimeout(timer);
-      reject(transportError(opts.what, err));
+    let response: IncomingMessage | undefined;
+    const r = issue(url, req, (res) => {
+      response = res;
+      resolve(res);
     });
+    if (opts.idleTimeoutMs !== undefined) {
+      // socket inactivity, for the headers and the whole body: the response (once there) fails with it
+      r.setTimeout(opts.idleTimeoutMs, () => {
+        const err = Object.assign(new Error(`no data for ${opts.idleTimeoutMs} ms`), { code: 'ETIMEDOUT' });
+        response?.destroy(err);
+        r.destroy(err);
+      });
+    }
+    r.on('error', (err) => reject(transportError(opts.what, err)));
     r.end();
   });
 }

@@ -44,7 +44,7 @@ export interface NodeReflectorOptions {
   timeoutSeconds?: number;
   /** Silent-stream limit, ms (default: the jittered watch timeout + 30 s). */
   idleMs?: number;
-  /** How long a list page may take to start answering, ms (default 60 s). */
+  /** How long a list request may stay silent (before or during its body), ms (default 60 s). */
   listTimeoutMs?: number;
   /** Runs after each complete list has been applied to the cache. */
   onListed?: () => void;
@@ -173,7 +173,7 @@ export class NodeReflector implements NodeInformer {
     do {
       const query = new URLSearchParams({ limit: String(limit) });
       if (token !== undefined) query.set('continue', token);
-      const res = await this.opts.get(`/api/v1/nodes?${query}`, { signal, what: 'list nodes', headersTimeoutMs: this.opts.listTimeoutMs ?? 60_000 });
+      const res = await this.opts.get(`/api/v1/nodes?${query}`, { signal, what: 'list nodes', idleTimeoutMs: this.opts.listTimeoutMs ?? 60_000 });
       const splitter = new ListSplitter((item) => {
         const node = this.trim(item as V1Node);
         const name = node.metadata?.name;

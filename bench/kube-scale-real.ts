@@ -13,7 +13,8 @@
  *   the native data plane. `--node-flags` runs `node FLAGS bin/userlay.js` instead, to compare
  *   flag sets. The namespace (and whatever runs in it) is removed at the end, also on failure.
  * - initial sync: from the agent's first list request reaching the server to its log line
- *   "peers applied" with every other node (the FDB is in the data plane when it logs).
+ *   "peers applied" with every other node (the FDB is in the data plane when it logs). The
+ *   server serialises the pages on the same CPUs; its share is measured once and printed.
  * - churn: `--updates` Node updates one after the other, the way kubelets rewrite their Nodes
  *   (heartbeat time in status.conditions; the agent must read and trim each one and change
  *   nothing); every `--fdb-every`-th also changes the node's public-ip annotation, and that one
@@ -176,7 +177,12 @@ async function inside(args: Args): Promise<void> {
     for (let i = 0; i < args.nodes; i++) nodes.push(makeNode(i, { prefix, images: args.images }));
     for (const n of nodes) api.upsertNode(n);
     const bytes = Buffer.byteLength(JSON.stringify(api.getNode(nodeName(1))));
-    process.stdout.write(`  one Node is ${(bytes / 1024).toFixed(1)} KB as JSON; the list ${(bytes * args.nodes / 1e6).toFixed(0)} MB\n`);
+    // the server's share of the initial sync: it serialises every page on the same CPUs
+    const s0 = now();
+    JSON.stringify(api.store.list());
+    const serverListMs = Math.round(now() - s0);
+    process.stdout.write(`  one Node is ${(bytes / 1024).toFixed(1)} KB as JSON; the list ${(bytes * args.nodes / 1e6).toFixed(0)} MB `
+      + `(the server takes ~${serverListMs} ms to serialise it, inside the initial sync)\n`);
     const kubeconfig = await api.kubeconfigFile(dir);
     const agentArgs = [
       'agent', '--kubeconfig', kubeconfig, '--node-name', nodeName(0), '--network', SCALE_NETWORK, '--iface', UNDERLAY,
@@ -229,6 +235,7 @@ async function inside(args: Args): Promise<void> {
       agent: args.nodeFlags ? `node ${args.nodeFlags.join(' ')} bin/userlay.js` : 'bin/userlay.js (shebang flags)',
       initialSyncMs: Math.round(full.at - (firstList?.at ?? spawned)),
       listMs: listed ? Math.round(listed.at - (firstList?.at ?? spawned)) : undefined,
+      serverListMs,
       spawnToReadyMs: Math.round(ready.at - spawned),
       eventToFdb: summarize(lat),
       churnSeconds: Math.round(churnMs / 100) / 10,

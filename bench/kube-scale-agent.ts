@@ -8,12 +8,9 @@
  *   bare       makeInformer() + CoreV1Api.listNode(); "FDB updated" = the informer
  *              callback for the node fired with the expected state.
  *   sync       the agent's pipeline, wired as src/agent/kube-mode.ts wires it: makeNodeInformer
- *              (rawNodeList, paged; Nodes trimmed to the annotation prefix) -> RestartingInformer
+ *              (NodeReflector: paged, streamed, Nodes trimmed to the annotation prefix) -> RestartingInformer
  *              -> PeerSync -> stub data plane (buildFdb + encode, the work the real setPeers
  *              does in JS) -> snapshot.
- *   wired      the same, with the informer kube-mode.ts made before rawNodeList:
- *              makeNodeInformer(kc, () => api.listNodes(), { onListed }) — one unpaged
- *              CoreV1Api list, all annotations kept (the baseline the change is measured against).
  *   lite       the same pipeline without @kubernetes/client-node: a stand-in list+watch over
  *              node:http (LiteInformer below) feeds PeerSync. A measurement of what the agent
  *              would weigh without client-node, not agent code: no TLS, auth or fault handling.
@@ -37,7 +34,7 @@ import { FLANNEL_ANNOTATION_PREFIX } from '../src/control/kube/lease.js';
 import { nodeName, podSubnet, SCALE_NETWORK, underlayIP, vtepMac } from './kube-scale-nodes.js';
 
 /** Which agent the child runs (see the file comment). */
-export type ChildMode = 'bare' | 'sync' | 'wired' | 'lite' | 'bare+small' | 'sync+small' | 'wired+small' | 'lite+small';
+export type ChildMode = 'bare' | 'sync' | 'lite' | 'bare+small' | 'sync+small' | 'lite+small';
 
 /** Parent -> child messages. */
 export type ToChild =
@@ -199,11 +196,10 @@ async function runPipeline(cache: Cache, listed: () => boolean, stateDir: string
   if (fdbBytes.length === 0) throw new Error('stub data plane got no FDB');
 }
 
-/** The agent's own informer (client-node ListWatch underneath); `wired`: made as kube-mode.ts made it before rawNodeList. */
-async function startSync(kubeconfig: string, stateDir: string, nodes: number, wired: boolean): Promise<Running> {
+/** The agent's own informer (NodeReflector), as kube-mode.ts makes it. */
+async function startSync(kubeconfig: string, stateDir: string, nodes: number): Promise<Running> {
   const { KubeConfig } = await import('@kubernetes/client-node');
-  const { makeNodeInformer, rawNodeList, RestartingInformer } = await import('../src/control/kube/informer.js');
-  const { createNodeApi } = await import('../src/control/kube/client.js');
+  const { makeNodeInformer, RestartingInformer } = await import('../src/control/kube/informer.js');
   const { silentLogger } = await import('../src/log.js');
   const kc = new KubeConfig();
   kc.loadFromFile(kubeconfig);
@@ -212,10 +208,7 @@ async function startSync(kubeconfig: string, stateDir: string, nodes: number, wi
     listed = true;
     kick();
   };
-  const api = createNodeApi(kc);
-  const informer = wired
-    ? makeNodeInformer(kc, () => api.listNodes(), { onListed })
-    : makeNodeInformer(kc, rawNodeList(kc), { annotationPrefix: prefix, onListed });
+  const informer = makeNodeInformer(kc, { annotationPrefix: prefix, onListed });
   const restarting = new RestartingInformer({ informer, log: silentLogger });
   await runPipeline(informer, () => listed, stateDir, nodes, () => restarting.start());
   return { restarts: () => restarting.restarts };
@@ -312,7 +305,7 @@ async function main(argv: readonly string[]): Promise<void> {
   const nodes = Number(count);
   const kind = mode.replace('+small', '');
   const running = kind === 'bare' ? await startBare(kubeconfig, nodes)
-    : kind === 'sync' || kind === 'wired' ? await startSync(kubeconfig, stateDir, nodes, kind === 'wired')
+    : kind === 'sync' ? await startSync(kubeconfig, stateDir, nodes)
       : await startLite(server, stateDir, nodes);
   process.on('message', (m: ToChild) => {
     if (m.type === 'expect') {

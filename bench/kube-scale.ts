@@ -3,7 +3,7 @@
  * in-process API server, the agent's sync code on the other end.
  *
  *   node dist/bench/kube-scale.js [--nodes 5000] [--updates 50] [--adds 10] [--images 0]
- *        [--modes bare,wired,sync,sync+small,lite,lite+small] [--child-flags "--max-semi-space-size=1"]
+ *        [--modes bare,sync,sync+small,lite,lite+small] [--child-flags "--max-semi-space-size=1"]
  *        [--idle-ms 3000] [--json FILE]
  *
  * How it measures
@@ -14,13 +14,11 @@
  *   after the other, each against a fresh server:
  *     bare  — a bare client-node 1.4.0 informer (makeInformer + listNode):
  *             the floor any client-node agent pays;
- *     sync  — the agent's own pipeline: makeNodeInformer (rawNodeList, paged,
+ *     sync  — the agent's own pipeline: makeNodeInformer (NodeReflector: paged, streamed,
  *             trimmed) + RestartingInformer (src/control/kube/informer.ts) ->
  *             PeerSync (sync.ts) -> a stub data plane whose setPeers builds and
  *             encodes the real FDB (src/dataplane/fdb.ts), then the msgpackr
  *             snapshot save, as src/agent/kube-mode.ts wires them;
- *     wired — the same with the informer kube-mode.ts made before rawNodeList
- *             (unpaged CoreV1Api list, every annotation kept): the baseline;
  *     lite  — the same pipeline fed by a stand-in list+watch over node:http, so
  *             that @kubernetes/client-node is never loaded: what the agent
  *             would weigh without it (a measurement, not agent code);
@@ -39,7 +37,8 @@
  *   heap total, young generation and code sizes, to say where the memory is.
  * Prints a table per mode, a summary of the three measures against their
  * targets, and writes the JSON (default bench/out/kube-scale.json).
- * Not a test: nothing here asserts a time.
+ * Not a test: nothing here asserts a time. The real agent process (TUN, data plane, shebang
+ * flags) at real Node sizes is measured by bench/kube-scale-real.ts.
  */
 import { fork, type ChildProcess } from 'node:child_process';
 import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -54,7 +53,7 @@ import type { ChildMode, FromChild, MemorySample, ToChild } from './kube-scale-a
 const prefix = FLANNEL_ANNOTATION_PREFIX;
 const now = (): number => performance.timeOrigin + performance.now();
 
-const MODES: readonly ChildMode[] = ['bare', 'sync', 'wired', 'lite', 'bare+small', 'sync+small', 'wired+small', 'lite+small'];
+const MODES: readonly ChildMode[] = ['bare', 'sync', 'lite', 'bare+small', 'sync+small', 'lite+small'];
 const DEFAULT_JSON = fileURLToPath(new URL('../../bench/out/kube-scale.json', import.meta.url));
 
 interface Args {
@@ -71,7 +70,7 @@ interface Args {
 }
 
 function parseArgs(argv: readonly string[]): Args {
-  const out: Args = { nodes: 5000, updates: 50, adds: 10, images: 0, modes: ['bare', 'wired', 'sync', 'sync+small', 'lite', 'lite+small'], childFlags: [], idleMs: 3000, json: DEFAULT_JSON };
+  const out: Args = { nodes: 5000, updates: 50, adds: 10, images: 0, modes: ['bare', 'sync', 'sync+small', 'lite', 'lite+small'], childFlags: [], idleMs: 3000, json: DEFAULT_JSON };
   for (let i = 0; i < argv.length; i += 2) {
     const [flag, value] = [argv[i]!, argv[i + 1]];
     if (value === undefined) throw new Error(`${flag}: missing value`);

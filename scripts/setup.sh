@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Idempotent set-up of a fresh Debian machine for userlay, as root:
-#   - system packages the lab, the tests and the bench use (apt-get),
+#   - system packages the lab, the tests and the bench use (apt-get; prometheus for
+#     promtool and `userlay lab --prometheus`),
 #   - npm dependencies (npm ci), which
 #     also builds the native addon (node-gyp) and compiles the TypeScript.
 # Quiet unless something fails; then the failing step's output is shown.
@@ -37,7 +38,7 @@ fi
 
 packages=(
   iproute2 iputils-ping procps ethtool iperf3 tshark tcpdump curl
-  containernetworking-plugins build-essential python3 make g++
+  containernetworking-plugins build-essential python3 make g++ prometheus
 )
 missing=()
 for p in "${packages[@]}"; do

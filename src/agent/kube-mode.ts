@@ -27,12 +27,12 @@ import { writeSubnetEnv } from '../control/subnet-env.js';
 import { pickUnderlay, systemHost, underlayConflict, type Underlay, type UnderlayHost } from '../control/underlay.js';
 import { createNodeApi, loadKubeConfig, type NodeApi } from '../control/kube/client.js';
 import { waitForOwnNode } from '../control/kube/identity.js';
-import { makeNodeInformer, rawNodeList, RestartingInformer, type NodeInformer } from '../control/kube/informer.js';
+import { makeNodeInformer, RestartingInformer, type NodeInformer } from '../control/kube/informer.js';
 import { annotationNames, leasePatch, loadOrCreateVtepMac, publishLease, type LeaseInfo } from '../control/kube/lease.js';
 import { PeerSync } from '../control/kube/sync.js';
 import { formatUsage, wantsHelp } from './flags.js';
 import { kubeAgentFlags, kubeAgentSynopsis, parseKubeConfig, type KubeAgentConfig } from './kube-config.js';
-import { metricFamily, startStatusServer } from './status-server.js';
+import { AGENT_METRICS, metricFamily, startStatusServer } from './status-server.js';
 
 /** What the agent talks to; tests replace any of them. */
 export interface KubeAgentDeps {
@@ -85,15 +85,17 @@ export class KubeAgent {
     return { ready: reasons.length === 0, reasons };
   }
 
-  /** Extra Prometheus lines: informer restarts, seconds since the last sync, skipped nodes. */
+  /** Extra Prometheus families: informer restarts, last sync time, desired peers, readiness. */
   metrics(): string {
+    const M = AGENT_METRICS;
     const last = this.sync?.lastSyncAt;
+    // lastSyncAt is on the agent's clock; the metric is wall time
+    const lastWall = last === undefined ? 0 : (Date.now() - (this.clock.now() - last)) / 1000;
     return [
-      metricFamily('userlay_informer_restarts_total', 'counter', 'Node informer restarts after errors.', [{ value: this.informer?.restarts ?? 0 }]),
-      metricFamily('userlay_seconds_since_last_sync', 'gauge', 'Seconds since the peer set was last reconciled (NaN: never).',
-        [{ value: last === undefined ? NaN : (this.clock.now() - last) / 1000 }]),
-      metricFamily('userlay_desired_peers', 'gauge', 'Peers the last reconcile computed.', [{ value: this.sync?.current().length ?? 0 }]),
-      metricFamily('userlay_ready', 'gauge', '1 when /readyz is 200.', [{ value: this.ready().ready ? 1 : 0 }]),
+      metricFamily(M.informerRestarts, [{ value: this.informer?.restarts ?? 0 }]),
+      metricFamily(M.lastSync, [{ value: Math.round(lastWall * 1000) / 1000 }]),
+      metricFamily(M.desiredPeers, [{ value: this.sync?.current().length ?? 0 }]),
+      metricFamily(M.ready, [{ value: this.ready().ready ? 1 : 0 }]),
     ].join('');
   }
 
@@ -295,13 +297,13 @@ function dataplaneOptions(cfg: KubeAgentConfig, own: OwnLease): DataplaneOptions
 }
 
 /** The real dependencies: client-node against --kubeconfig or in-cluster, the real data plane. */
-export async function realDeps(cfg: KubeAgentConfig): Promise<KubeAgentDeps> {
+export async function realDeps(cfg: KubeAgentConfig, log: Logger): Promise<KubeAgentDeps> {
   const kc = loadKubeConfig(cfg.kubeconfig);
   const api = createNodeApi(kc);
   const { openDataplane } = await import('../dataplane/dataplane.js');
   return {
     api,
-    makeInformer: (onListed) => makeNodeInformer(kc, rawNodeList(kc), { onListed, annotationPrefix: cfg.prefix }),
+    makeInformer: (onListed) => makeNodeInformer(kc, { onListed, annotationPrefix: cfg.prefix, log }),
     openDataplane,
   };
 }
@@ -314,7 +316,7 @@ export async function runKubeAgent(argv: string[]): Promise<void> {
   }
   const cfg = await parseKubeConfig(argv);
   const log = createLogger(cfg.logLevel).with({ node: cfg.nodeName });
-  const agent = new KubeAgent(cfg, await realDeps(cfg), log);
+  const agent = new KubeAgent(cfg, await realDeps(cfg, log), log);
   const status = cfg.statusAddr === undefined ? undefined : await startStatusServer(cfg.statusAddr, {
     dataplane: () => agent.dataplane(), ready: () => agent.ready(), metrics: () => agent.metrics(),
   }, log).catch(async (err: unknown) => {

@@ -3,19 +3,30 @@
  *
  *   /healthz      200 "ok" while the process serves requests (liveness).
  *   /readyz       200 {"ready":true,"reasons":[]} or 503 with the reasons it is not ready.
- *   /metrics      Prometheus text exposition format 0.0.4: per-peer tx/rx packets and bytes,
- *                 drops by reason (and peer), FDB size, plus any extra lines from the sources.
+ *   /metrics      Prometheus text exposition format 0.0.4, every family in AGENT_METRICS:
+ *                 build info, per-peer tx/rx packets and bytes, drops by reason (all of them,
+ *                 and per peer where the peer is known), FDB size, process memory and start
+ *                 time, plus the kube-mode families from the sources. `promtool check metrics`
+ *                 passes it (test/netns/metrics-promtool.test.ts).
  *   /debug/fdb    JSON: the peer set the data plane last applied.
  *   /debug/stats  JSON: DataplaneStats with bigints as decimal strings.
  *
  * The server only reads: every request asks the sources afresh, so it never holds stale
  * state and needs no wiring beyond the three callbacks.
+ *
+ * Naming (prometheus.io/docs/practices/naming): `userlay_` prefix, base units in the name
+ * (`_bytes`, `_seconds`), `_total` on counters and only there, `_info` for the constant-1 build
+ * gauge, a point in time as `_timestamp_seconds`. A family never mixes a total with its
+ * breakdown (sum() over it must not double count): drops by reason and drops by peer and
+ * reason are two families.
  */
+import { readFileSync } from 'node:fs';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { usageError, wrapSystemError } from '../errors.js';
 import type { Logger } from '../log.js';
 import { parseListenAddress } from './agent-flags.js';
+import { DROP } from '../dataplane/counters.js';
 import type { CounterSet, Dataplane, DataplaneStats } from '../dataplane/types.js';
 
 /** What the status server reads on every request. */
@@ -49,15 +60,48 @@ function labels(pairs: Record<string, string>): string {
   return parts.length === 0 ? '' : `{${parts.join(',')}}`;
 }
 
+/** One metric family of the agent: what /metrics announces in its HELP and TYPE lines. */
+export interface MetricDef {
+  readonly name: string;
+  readonly type: 'counter' | 'gauge';
+  readonly help: string;
+  /** Label names its samples carry. */
+  readonly labels: readonly string[];
+}
+
+/**
+ * Every metric family the agent exports (static mode: all but the kube ones), by role. The
+ * Grafana dashboard (deploy/grafana-dashboard.json) names only these; a unit test checks it.
+ */
+export const AGENT_METRICS = {
+  buildInfo: { name: 'userlay_build_info', type: 'gauge', help: 'Always 1; the labels say which userlay and Node.js build this is.', labels: ['version', 'nodejs_version'] },
+  txPackets: { name: 'userlay_tx_packets_total', type: 'counter', help: 'Packets encapsulated and sent to a peer.', labels: ['peer'] },
+  txBytes: { name: 'userlay_tx_bytes_total', type: 'counter', help: 'Inner (pod) bytes sent to a peer.', labels: ['peer'] },
+  rxPackets: { name: 'userlay_rx_packets_total', type: 'counter', help: 'Packets received from a peer and decapsulated.', labels: ['peer'] },
+  rxBytes: { name: 'userlay_rx_bytes_total', type: 'counter', help: 'Inner (pod) bytes received from a peer.', labels: ['peer'] },
+  dropped: { name: 'userlay_dropped_packets_total', type: 'counter', help: 'Packets dropped, by reason (every drop, whether or not its peer is known).', labels: ['reason'] },
+  peerDropped: { name: 'userlay_peer_dropped_packets_total', type: 'counter', help: 'Packets dropped whose peer is known, by peer and reason (a subset of userlay_dropped_packets_total).', labels: ['peer', 'reason'] },
+  fdbPeers: { name: 'userlay_fdb_peers', type: 'gauge', help: 'Peers in the FDB in force.', labels: [] },
+  fdbRoutes: { name: 'userlay_fdb_routes', type: 'gauge', help: 'Pod-subnet routes in the FDB in force.', labels: [] },
+  residentMemory: { name: 'process_resident_memory_bytes', type: 'gauge', help: 'Resident memory size in bytes.', labels: [] },
+  startTime: { name: 'process_start_time_seconds', type: 'gauge', help: 'Start time of the process since the Unix epoch in seconds.', labels: [] },
+  // kube mode (src/agent/kube-mode.ts)
+  informerRestarts: { name: 'userlay_informer_restarts_total', type: 'counter', help: 'Node informer restarts after errors.', labels: [] },
+  lastSync: { name: 'userlay_last_sync_timestamp_seconds', type: 'gauge', help: 'When the peer set was last reconciled with the API server, seconds since the Unix epoch (0: never).', labels: [] },
+  desiredPeers: { name: 'userlay_desired_peers', type: 'gauge', help: 'Peers the last reconcile computed.', labels: [] },
+  ready: { name: 'userlay_ready', type: 'gauge', help: '1 when /readyz answers 200, else 0.', labels: [] },
+} as const satisfies Record<string, MetricDef>;
+
+/** One sample of a family: its label values (by name) and value. */
+export interface MetricSample {
+  readonly labels?: Record<string, string>;
+  readonly value: bigint | number;
+}
+
 /** One metric family in exposition format: HELP, TYPE, then one line per sample. */
-export function metricFamily(
-  name: string,
-  type: 'counter' | 'gauge',
-  help: string,
-  samples: ReadonlyArray<{ labels?: Record<string, string>; value: bigint | number }>,
-): string {
-  const lines = [`# HELP ${name} ${help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`, `# TYPE ${name} ${type}`];
-  for (const s of samples) lines.push(`${name}${labels(s.labels ?? {})} ${formatValue(s.value)}`);
+export function metricFamily(def: MetricDef, samples: readonly MetricSample[]): string {
+  const lines = [`# HELP ${def.name} ${def.help.replace(/\\/g, '\\\\').replace(/\n/g, '\\n')}`, `# TYPE ${def.name} ${def.type}`];
+  for (const s of samples) lines.push(`${def.name}${labels(s.labels ?? {})} ${formatValue(s.value)}`);
   return lines.join('\n') + '\n';
 }
 
@@ -68,23 +112,49 @@ function formatValue(v: bigint | number): string {
   return String(v);
 }
 
-/** Render the data-plane metrics (the names fixed in the shared brief). */
+const startTimeSeconds = Math.round(performance.timeOrigin) / 1000;
+
+/** package.json's version (this file runs from dist/src/agent/). */
+function userlayVersion(): string {
+  try {
+    return (JSON.parse(readFileSync(new URL('../../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+  } catch {
+    return 'unknown';
+  }
+}
+
+let version: string | undefined;
+
+/** Build info and process metrics (every agent, data plane up or not). */
+export function renderProcessMetrics(): string {
+  const M = AGENT_METRICS;
+  return [
+    metricFamily(M.buildInfo, [{ labels: { version: (version ??= userlayVersion()), nodejs_version: process.version }, value: 1 }]),
+    metricFamily(M.residentMemory, [{ value: process.memoryUsage.rss() }]),
+    metricFamily(M.startTime, [{ value: startTimeSeconds }]),
+  ].join('');
+}
+
+/** Render the data-plane metrics. Every drop reason is exported in the totals (zero too). */
 export function renderDataplaneMetrics(stats: DataplaneStats): string {
+  const M = AGENT_METRICS;
   const peers = Object.entries(stats.peers).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
   const perPeer = (pick: (c: CounterSet) => bigint) => peers.map(([peer, c]) => ({ labels: { peer }, value: pick(c) }));
-  const drops: Array<{ labels: Record<string, string>; value: bigint }> = [];
-  for (const [reason, value] of Object.entries(stats.total.drops)) drops.push({ labels: { reason }, value });
+  const reasons = new Set<string>([...Object.keys(DROP), ...Object.keys(stats.total.drops)]);
+  const dropped = [...reasons].sort().map((reason) => ({ labels: { reason }, value: stats.total.drops[reason] ?? 0n }));
+  const peerDropped: MetricSample[] = [];
   for (const [peer, c] of peers) {
-    for (const [reason, value] of Object.entries(c.drops)) drops.push({ labels: { reason, peer }, value });
+    for (const [reason, value] of Object.entries(c.drops).sort()) peerDropped.push({ labels: { peer, reason }, value });
   }
   return [
-    metricFamily('userlay_tx_packets_total', 'counter', 'Packets encapsulated and sent to a peer.', perPeer((c) => c.txPackets)),
-    metricFamily('userlay_tx_bytes_total', 'counter', 'Inner bytes sent to a peer.', perPeer((c) => c.txBytes)),
-    metricFamily('userlay_rx_packets_total', 'counter', 'Packets received from a peer and decapsulated.', perPeer((c) => c.rxPackets)),
-    metricFamily('userlay_rx_bytes_total', 'counter', 'Inner bytes received from a peer.', perPeer((c) => c.rxBytes)),
-    metricFamily('userlay_drops_total', 'counter', 'Dropped packets by reason (total, and per peer when known).', drops),
-    metricFamily('userlay_fdb_peers', 'gauge', 'Peers in the FDB in force.', [{ value: stats.fdbPeers }]),
-    metricFamily('userlay_fdb_routes', 'gauge', 'Pod-subnet routes in the FDB in force.', [{ value: stats.fdbRoutes }]),
+    metricFamily(M.txPackets, perPeer((c) => c.txPackets)),
+    metricFamily(M.txBytes, perPeer((c) => c.txBytes)),
+    metricFamily(M.rxPackets, perPeer((c) => c.rxPackets)),
+    metricFamily(M.rxBytes, perPeer((c) => c.rxBytes)),
+    metricFamily(M.dropped, dropped),
+    metricFamily(M.peerDropped, peerDropped),
+    metricFamily(M.fdbPeers, [{ value: stats.fdbPeers }]),
+    metricFamily(M.fdbRoutes, [{ value: stats.fdbRoutes }]),
   ].join('');
 }
 
@@ -116,7 +186,7 @@ function handle(req: IncomingMessage, res: ServerResponse, sources: StatusSource
       return;
     }
     case '/metrics': {
-      let body = dp ? renderDataplaneMetrics(dp.stats()) : '';
+      let body = renderProcessMetrics() + (dp ? renderDataplaneMetrics(dp.stats()) : '');
       const extra = sources.metrics?.() ?? '';
       body += extra.length > 0 && !extra.endsWith('\n') ? extra + '\n' : extra;
       send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', body);

@@ -3,13 +3,15 @@
  * namespaces, checked end to end.
  *
  *   userlay lab [--nodes 3] [--backend vxlan|udp] [--engine native|js]
- *               [--seconds 5] [--json] [--overlay userlay|kernel-vxlan|host-gw]
+ *               [--seconds 5] [--json] [--overlay userlay|kernel-vxlan|host-gw] [--prometheus]
  *
  * Builds the topology (src/cli/lab/topology.ts), starts one static-mode agent
  * per node, pings every pod from every other pod, measures single-stream TCP
  * between the pods of nodes 1 and 2 with iperf3, reads each agent's RSS, then
  * tears everything down (also on Ctrl-C, and leftovers of crashed runs first).
  * `--overlay` swaps the agents for the kernel paths the bench compares with.
+ * `--prometheus` also starts a Prometheus scraping every agent (lab/prometheus.ts), says
+ * where to look, and keeps the lab up until Ctrl-C.
  */
 import { flagBool, flagInt, flagOneOf, type FlagSpec, type ParsedFlags } from '../agent/flags.js';
 import { errorCode, usageError } from '../errors.js';
@@ -19,6 +21,10 @@ import type { OverlayMode } from './lab/overlay.js';
 import { iperf3, pingAllPairs, type PingResult } from './lab/probes.js';
 import { openLabSession, signalExitCode } from './lab/session.js';
 import { runLabCommand } from './lab/command.js';
+import { labPrometheusHint, startLabPrometheus, type LabPrometheus } from './lab/prometheus.js';
+
+/** Status port of the lab agents inside their namespaces when --prometheus scrapes them. */
+const STATUS_PORT = 9400;
 
 const specs: FlagSpec[] = [
   { name: 'nodes', kind: 'int', default: 3, help: 'number of nodes (2..50)' },
@@ -27,6 +33,7 @@ const specs: FlagSpec[] = [
   { name: 'seconds', kind: 'int', default: 5, help: 'iperf3 duration in seconds' },
   { name: 'json', kind: 'bool', help: 'print the result as JSON' },
   { name: 'overlay', kind: 'string', default: 'userlay', help: 'userlay, kernel-vxlan or host-gw (baselines)' },
+  { name: 'prometheus', kind: 'bool', help: 'start a Prometheus scraping every agent; the lab stays up until Ctrl-C' },
 ];
 
 /** The lab's result, as printed with --json. */
@@ -86,6 +93,7 @@ interface LabConfig {
   readonly backend: Backend;
   readonly engine: EngineKind;
   readonly json: boolean;
+  readonly prometheus: boolean;
 }
 
 function checkLabFlags(flags: ParsedFlags): LabConfig {
@@ -96,15 +104,20 @@ function checkLabFlags(flags: ParsedFlags): LabConfig {
   if (nodes < 2 || nodes > 50) throw usageError('--nodes', `${nodes} is not between 2 and 50`);
   const seconds = flagInt(flags, 'seconds')!;
   if (seconds < 1) throw usageError('--seconds', 'must be at least 1');
-  return { nodes, seconds, overlay, backend, engine, json: flagBool(flags, 'json') };
+  const prometheus = flagBool(flags, 'prometheus');
+  if (prometheus && overlay !== 'userlay') throw usageError('--prometheus', 'needs --overlay userlay (the agents are what it scrapes)');
+  return { nodes, seconds, overlay, backend, engine, json: flagBool(flags, 'json'), prometheus };
 }
 
 async function runLabWith(cfg: LabConfig): Promise<number> {
   const { nodes, overlay, backend, engine } = cfg;
   const seconds = cfg.seconds;
-  const session = await openLabSession(nodes, (sig) => process.exit(signalExitCode(sig)));
+  let prom: LabPrometheus | undefined;
+  const session = await openLabSession(nodes, (sig) => void (prom?.close() ?? Promise.resolve()).finally(() => process.exit(signalExitCode(sig))));
   try {
-    const ov = await session.setOverlay({ modes: Array(nodes).fill(overlay), userlay: { backend, engine } });
+    const statusPort = cfg.prometheus ? { statusPort: STATUS_PORT } : {};
+    const ov = await session.setOverlay({ modes: Array(nodes).fill(overlay), userlay: { backend, engine, ...statusPort } });
+    if (cfg.prometheus) prom = await startLabPrometheus(session.topo.nodes.map((n) => ({ node: n.name, ns: n.ns, statusPort: STATUS_PORT })), session.topo.prefix);
     const pings = await pingAllPairs(session.topo.nodes);
     const [a, b] = session.topo.nodes as [typeof session.topo.nodes[0], typeof session.topo.nodes[0]];
     let throughput: LabReport['throughput'] = null;
@@ -122,6 +135,10 @@ async function runLabWith(cfg: LabConfig): Promise<number> {
       pings: pings.map(toReportPing), throughput, agents, ok: pings.every((p) => p.ok),
     };
     process.stdout.write(cfg.json ? JSON.stringify(report, null, 2) + '\n' : formatTable(report));
+    if (prom) {
+      (cfg.json ? process.stderr : process.stdout).write(labPrometheusHint(prom, session.topo.nodes)); // stdout stays JSON
+      await new Promise<never>(() => {}); // until Ctrl-C: the session's signal handler tears down and exits
+    }
     return report.ok ? 0 : 1;
   } catch (err) {
     if (session.interrupted) return signalExitCode(session.interrupted);
@@ -129,6 +146,7 @@ async function runLabWith(cfg: LabConfig): Promise<number> {
     process.stderr.write(`userlay: lab failed${code ? ` (${code})` : ''}: ${(err as Error).message}\n`);
     return code === 'EUSAGE' ? 2 : 1;
   } finally {
+    await prom?.close();
     await session.close();
   }
 }

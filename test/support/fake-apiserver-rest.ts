@@ -28,8 +28,19 @@ export function readJsonBody(req: IncomingMessage, res: ServerResponse, then: (b
   });
 }
 
-/** GET /api/v1/nodes: a NodeList after labelSelector/fieldSelector, paged by limit/continue. */
-export function serveList(store: NodeStore, res: ServerResponse, query: Record<string, string>): void {
+/** How serveList pages. */
+export interface ListBehaviour {
+  /** Answer every list whole, as kube-apiserver does from its watch cache (resourceVersion=0). */
+  readonly ignoreLimit?: boolean;
+}
+
+/**
+ * GET /api/v1/nodes: a NodeList after labelSelector/fieldSelector, paged by limit/continue.
+ * A continue token carries the first page's resourceVersion (every page reports it, as the
+ * real server serves all pages from one snapshot) and the last name served; once that revision
+ * is compacted the token is too old: 410 Expired, as kube-apiserver answers.
+ */
+export function serveList(store: NodeStore, res: ServerResponse, query: Record<string, string>, behaviour: ListBehaviour = {}): void {
   let selectors: Selectors;
   try {
     selectors = parseSelectors(query.labelSelector, query.fieldSelector);
@@ -37,16 +48,29 @@ export function serveList(store: NodeStore, res: ServerResponse, query: Record<s
     return send(res, 400, statusObject(400, 'BadRequest', (err as Error).message));
   }
   let items = store.list().filter((o) => matchesSelectors(o, selectors));
-  const metadata: JsonObject = { resourceVersion: String(store.resourceVersion) };
-  const limit = query.limit === undefined ? 0 : Number(query.limit);
-  if (query.continue) {
-    const after = Buffer.from(query.continue, 'base64url').toString('utf8');
-    items = items.filter((o) => o.metadata.name > after);
+  let rv = store.resourceVersion;
+  const limit = query.limit === undefined || behaviour.ignoreLimit ? 0 : Number(query.limit);
+  if (query.continue && !behaviour.ignoreLimit) {
+    let token: { rv: number; after: string };
+    try {
+      token = JSON.parse(Buffer.from(query.continue, 'base64url').toString('utf8')) as { rv: number; after: string };
+      if (!Number.isSafeInteger(token.rv) || typeof token.after !== 'string') throw new Error('bad token');
+    } catch {
+      return send(res, 400, statusObject(400, 'BadRequest', 'invalid continue token'));
+    }
+    if (token.rv <= store.compactedRevision && token.rv < store.resourceVersion) {
+      return send(res, 410, statusObject(410, 'Expired',
+        'The provided continue parameter is too old to display a consistent list result. You can start a new list without the continue parameter.'));
+    }
+    rv = token.rv;
+    items = items.filter((o) => o.metadata.name > token.after);
   }
+  const metadata: JsonObject = { resourceVersion: String(rv) };
   if (limit > 0 && items.length > limit) {
     metadata.remainingItemCount = items.length - limit;
     items = items.slice(0, limit);
-    metadata.continue = Buffer.from(items[items.length - 1]!.metadata.name, 'utf8').toString('base64url');
+    const after = items[items.length - 1]!.metadata.name;
+    metadata.continue = Buffer.from(JSON.stringify({ rv, after }), 'utf8').toString('base64url');
   }
   send(res, 200, { kind: 'NodeList', apiVersion: 'v1', metadata, items });
 }

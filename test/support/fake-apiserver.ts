@@ -5,6 +5,8 @@
  *
  *   GET    /api/v1/nodes                     list; metadata.resourceVersion = global revision;
  *                                            labelSelector, fieldSelector (metadata.name), limit/continue
+ *                                            (a token older than the compacted revision: 410;
+ *                                            `ignoreLimit`: whole lists, as from the watch cache)
  *   GET    /api/v1/nodes?watch=true&resourceVersion=RV[&allowWatchBookmarks=true][&timeoutSeconds=N]
  *          (also /api/v1/watch/nodes[/NAME]) newline-delimited JSON events. RV "" or "0": synthetic
  *                                            ADDED for every object, then live. RV older than the history
@@ -62,6 +64,8 @@ export interface FakeApiServerOptions {
   readonly rejectJsonPatch?: boolean;
   /** First revision is this + 1 (default 1000). */
   readonly initialResourceVersion?: number;
+  /** Ignore `limit` on lists (default false; see ListBehaviour in fake-apiserver-rest.ts). */
+  readonly ignoreLimit?: boolean;
 }
 
 /** One logged request. */
@@ -73,6 +77,8 @@ export interface LoggedRequest {
   readonly query: Readonly<Record<string, string>>;
   /** Content-Type header as sent (undefined when absent). */
   readonly contentType: string | undefined;
+  /** When it arrived: performance.timeOrigin + performance.now(), ms. */
+  readonly at: number;
 }
 
 type FailKind = 'watch' | 'list';
@@ -92,6 +98,8 @@ export class FakeApiServer {
   watchTimeoutMs: number | undefined;
   /** See FakeApiServerOptions.rejectJsonPatch. */
   rejectJsonPatch: boolean;
+  /** See FakeApiServerOptions.ignoreLimit. */
+  ignoreLimit: boolean;
 
   private server: Server | undefined;
   private readonly sockets = new Set<Socket>();
@@ -108,6 +116,7 @@ export class FakeApiServer {
     this.bookmarkIntervalMs = opts.bookmarkIntervalMs ?? 1000;
     this.watchTimeoutMs = opts.watchTimeoutMs;
     this.rejectJsonPatch = opts.rejectJsonPatch ?? true;
+    this.ignoreLimit = opts.ignoreLimit ?? false;
   }
 
   /** Create and start a server. */
@@ -272,7 +281,7 @@ export class FakeApiServer {
     const url = new URL(req.url ?? '/', 'http://fake');
     const query = Object.fromEntries(url.searchParams);
     const method = req.method ?? 'GET';
-    this.requests.push({ method, path: url.pathname, query, contentType: req.headers['content-type'] });
+    this.requests.push({ method, path: url.pathname, query, contentType: req.headers['content-type'], at: performance.timeOrigin + performance.now() });
     const m = /^\/api\/v1\/(watch\/)?nodes(?:\/([^/]+))?(\/status)?\/?$/.exec(url.pathname);
     if (!m) {
       this.send(res, 404, statusObject(404, 'NotFound', 'the server could not find the requested resource'));
@@ -316,7 +325,7 @@ export class FakeApiServer {
   private serveList(res: ServerResponse, query: Record<string, string>): void {
     const failed = this.takeFailure('list');
     if (failed !== undefined) return this.failWith(res, failed);
-    serveList(this.store, res, query);
+    serveList(this.store, res, query, { ignoreLimit: this.ignoreLimit });
   }
 
   private serveWrite(res: ServerResponse, name: string, statusOnly: boolean, body: Json, contentType: string | undefined): void {

@@ -86,7 +86,7 @@ test('agent: a cluster network over the underlay keeps it unready, says why, and
     logLevel: 'debug', engine: 'js', tunName: 'ultest0', resyncMs: 0,
   }, {
     api,
-    makeInformer: (onListed) => makeNodeInformer(kc, () => api.listNodes(), { onListed, timeoutSeconds: 60 }),
+    makeInformer: (onListed) => makeNodeInformer(kc, { onListed, timeoutSeconds: 60 }),
     openDataplane: async (o) => {
       opened.push(o);
       throw new Error('must not be opened');

@@ -81,8 +81,12 @@ test('status server serves healthz, readyz, metrics, debug endpoints', async () 
     assert.match(r.body, /^userlay_tx_packets_total\{peer="n2"\} 3$/m);
     assert.match(r.body, /^userlay_rx_bytes_total\{peer="n2"\} 200$/m);
     assert.match(r.body, /^userlay_tx_packets_total\{peer="we\\"ird\\\\n\\name"\} 0$/m);
-    assert.match(r.body, /^userlay_drops_total\{reason="no_route"\} 4$/m);
-    assert.match(r.body, /^userlay_drops_total\{reason="spoofed",peer="n2"\} 1$/m);
+    assert.match(r.body, /^userlay_dropped_packets_total\{reason="no_route"\} 4$/m);
+    assert.match(r.body, /^userlay_dropped_packets_total\{reason="spoofed"\} 0$/m, 'every reason in the totals, zero too');
+    assert.match(r.body, /^userlay_peer_dropped_packets_total\{peer="n2",reason="spoofed"\} 1$/m);
+    assert.doesNotMatch(r.body, /^userlay_dropped_packets_total\{.*peer=/m, 'totals and the per-peer breakdown are separate families');
+    assert.match(r.body, /^userlay_build_info\{version="\d+\.\d+\.\d+",nodejs_version="v\d+\.\d+\.\d+"\} 1$/m);
+    assert.match(r.body, /^process_resident_memory_bytes [1-9]\d+$/m);
     assert.match(r.body, /^userlay_fdb_peers 2$/m);
     assert.match(r.body, /^userlay_fdb_routes 2$/m);
     assert.match(r.body, /^userlay_informer_restarts_total 7\n$/m);

@@ -1,20 +1,19 @@
 /**
  * The Kubernetes API client: a KubeConfig from --kubeconfig or the in-cluster service
- * account, and the three Node calls the agent makes (get, list, merge-patch status).
+ * account, and the two Node calls the agent makes besides list + watch (get, merge-patch
+ * status; the list and the watch stream through http.ts and reflector.ts).
  *
  * client-node 1.4.x sends patch bodies as application/json-patch+json unless told
  * otherwise; the lease is a JSON merge patch, so every patch call sets the Content-Type
  * to application/merge-patch+json through setHeaderOptions.
  */
-import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Node, type V1NodeList } from '@kubernetes/client-node';
+import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Node } from '@kubernetes/client-node';
 import { UserlayError, usageError } from '../../errors.js';
 
 /** The Node operations the agent uses; tests substitute fakes. */
 export interface NodeApi {
   /** GET /api/v1/nodes/{name}. */
   getNode(name: string): Promise<V1Node>;
-  /** GET /api/v1/nodes (with metadata.resourceVersion). */
-  listNodes(): Promise<V1NodeList>;
   /** PATCH /api/v1/nodes/{name}/status as application/merge-patch+json. */
   patchNodeStatus(name: string, patch: object): Promise<V1Node>;
 }
@@ -63,13 +62,6 @@ export function createNodeApi(kc: KubeConfig): NodeApi {
         return await api.readNode({ name });
       } catch (err) {
         throw apiError(`get node ${name}`, err);
-      }
-    },
-    async listNodes() {
-      try {
-        return await api.listNode();
-      } catch (err) {
-        throw apiError('list nodes', err);
       }
     },
     async patchNodeStatus(name, patch) {

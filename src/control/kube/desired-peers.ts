@@ -55,12 +55,14 @@ export interface DesiredPeers {
 }
 
 /**
- * The part of a Node the agent reads (this file, the own-lease check in kube-mode.ts, ListWatch),
- * as a new object: metadata name, namespace, resourceVersion (ListWatch compares it), uid,
- * creationTimestamp (the conflict order here), the annotations — only those under
- * `annotationPrefix` + "/" when given: nothing else is read — and spec.podCIDR(s). Status, labels
- * and managedFields are dropped; the own Node's conditions are read with a GET (lease.ts), never
- * from the cache. The informer trims every Node before it reaches its cache.
+ * The part of a Node the agent reads (this file, the own-lease check in kube-mode.ts, the
+ * reflector), as a new object: metadata name, namespace, resourceVersion (the reflector compares
+ * it on a relist), uid, creationTimestamp (the conflict order here), the annotations — only those
+ * under `annotationPrefix` + "/" when given: nothing else is read — spec.podCIDR(s) and
+ * status.addresses (type and address). Everything else of status (images, conditions,
+ * nodeInfo), labels and managedFields is dropped; the own Node's conditions are read with a GET
+ * (lease.ts), never from the cache. The reflector trims every Node before it reaches its cache
+ * (client-go's informer transform).
  */
 export function trimNode(node: V1Node, annotationPrefix?: string): V1Node {
   const m: V1ObjectMeta = node.metadata ?? {};
@@ -83,6 +85,8 @@ export function trimNode(node: V1Node, annotationPrefix?: string): V1Node {
     if (spec.podCIDR !== undefined) out.spec.podCIDR = spec.podCIDR;
     if (spec.podCIDRs !== undefined) out.spec.podCIDRs = [...spec.podCIDRs];
   }
+  const addresses = node.status?.addresses;
+  if (addresses !== undefined) out.status = { addresses: addresses.map((a) => ({ type: a.type, address: a.address })) };
   return out;
 }
 

@@ -22,7 +22,7 @@
 import { existsSync } from 'node:fs';
 import path from 'node:path';
 import type { Logger } from '../log.js';
-import { cidrContains } from '../dataplane/net.js';
+import { cidrContains, familyBytes, formatIP, parseCidr } from '../dataplane/net.js';
 import { AttachmentStore, type AttachmentRecord } from './attachments.js';
 import { parseEnv, parseNetworkConfig, type CniEnv, type NetworkConfig } from './config.js';
 import { runDelegate, findPlugin, type DelegateEnv, type DelegateRunner } from './delegate.js';
@@ -134,8 +134,12 @@ export class CniPlugin {
       mtu: net.mtu,
       ipam: {
         type: IPAM,
-        ranges: net.subnets.map((subnet) => [{ subnet }]),
-        routes: net.networks.map((dst) => ({ dst })),
+        ranges: net.subnets.map((subnet) => [{ subnet, gateway: gatewayOf(subnet) }]),
+        // the gateway spelled out: bridge's CHECK compares it with the pod's routing table
+        routes: net.networks.flatMap((dst) => {
+          const own = net.subnets.find((s) => parseCidr(s).family === parseCidr(dst).family);
+          return own ? [{ dst, gw: gatewayOf(own) }] : [];
+        }),
         dataDir: conf.dataDir ?? path.join(this.opts.stateDir, 'networks'),
       },
       ...(conf.runtimeConfig ? { runtimeConfig: conf.runtimeConfig } : {}),
@@ -264,6 +268,15 @@ export class CniPlugin {
       if (this.locks.get(key) === tail) this.locks.delete(key);
     }
   }
+}
+
+/** The pod gateway of a subnet: its first address (the bridge's), as host-local picks by default. */
+export function gatewayOf(subnet: string): string {
+  const c = parseCidr(subnet);
+  const bytes = Uint8Array.from(c.bytes);
+  const last = familyBytes(c.family) - 1;
+  bytes[last] = bytes[last]! | 1;
+  return formatIP(c.family, bytes);
 }
 
 function ok(result: unknown): CniAnswer {

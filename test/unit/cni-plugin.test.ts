@@ -63,7 +63,10 @@ test('ADD delegates to bridge with host-local over the node subnet, the MTU and 
     assert.equal(add.config['hairpinMode'], true);
     assert.equal(add.config['mtu'], 1450);
     assert.equal(add.config['ipMasq'], false);
-    assert.deepEqual(add.config['ipam'], { type: 'host-local', ranges: [[{ subnet: '198.19.1.0/24' }]], routes: [{ dst: '198.19.0.0/16' }], dataDir: join(h.dir, 'networks') });
+    assert.deepEqual(add.config['ipam'], {
+      type: 'host-local', ranges: [[{ subnet: '198.19.1.0/24', gateway: '198.19.1.1' }]],
+      routes: [{ dst: '198.19.0.0/16', gw: '198.19.1.1' }], dataDir: join(h.dir, 'networks'),
+    });
     const recs = await h.plugin.records();
     assert.equal(recs.length, 1);
     assert.deepEqual(recs[0]!.delegate, add.config);
@@ -80,7 +83,7 @@ test('DEL uses the recorded delegate config even after the subnet changed; a sec
     net = { ...NET, subnets: ['198.19.9.0/24'], mtu: 1400 };
     assert.equal((await h.call('DEL')).exitCode, 0);
     const del = h.calls.find((c) => c.env.command === 'DEL')!;
-    assert.deepEqual((del.config['ipam'] as { ranges: unknown }).ranges, [[{ subnet: '198.19.1.0/24' }]]);
+    assert.deepEqual((del.config['ipam'] as { ranges: unknown }).ranges, [[{ subnet: '198.19.1.0/24', gateway: '198.19.1.1' }]]);
     assert.equal(del.config['mtu'], 1450);
     assert.deepEqual(await h.plugin.records(), []);
     const before = h.calls.length;

@@ -39,6 +39,8 @@ fi
 packages=(
   iproute2 iputils-ping procps ethtool iperf3 tshark tcpdump curl
   containernetworking-plugins iptables build-essential python3 make g++
+  # the container image (scripts/image.sh) and the podman-on-userlay test
+  podman buildah runc mmdebstrap
 )
 missing=()
 for p in "${packages[@]}"; do

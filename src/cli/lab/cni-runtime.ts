@@ -160,7 +160,8 @@ export function labConflist(socket: string, stateDir: string, cniVersion = '1.0.
     cniVersion,
     name: 'userlay',
     plugins: [
-      { type: 'userlay', socket, stateDir },
+      // a default route through the bridge, as flannel's delegate has: service IPs lie outside the cluster network
+      { type: 'userlay', socket, stateDir, isDefaultGateway: true },
       { type: 'portmap', capabilities: { portMappings: true } },
     ],
   };

@@ -13,6 +13,7 @@ import net from 'node:net';
 import path from 'node:path';
 import { errorCode, wrapSystemError } from '../errors.js';
 import type { Logger } from '../log.js';
+import { errorObject } from './errors.js';
 import { CniPlugin, type CniPluginOptions } from './plugin.js';
 import { decodeRequest, encodeAnswer } from './protocol.js';
 
@@ -123,15 +124,15 @@ export async function startCniServer(opts: CniServerOptions): Promise<CniServer>
     sock.on('end', () => {
       sock.setTimeout(0);
       void (async () => {
-        let answer;
+        let answer: { exitCode: number; stdout: string };
         try {
           answer = await plugin.handle(decodeRequest(Buffer.concat(chunks)));
         } catch (err) {
-          // decodeRequest's CNI errors: answer them like any other
-          answer = await plugin.handle({ env: { CNI_COMMAND: '' }, config: Buffer.alloc(0) }).catch(() => undefined);
+          // not a shim request (decodeRequest's CNI error): answer it like any other error
           log.warn('bad CNI request', { err });
+          answer = { exitCode: 1, stdout: JSON.stringify(errorObject('1.1.0', err)) + '\n' };
         }
-        if (!sock.destroyed) sock.end(encodeAnswer(answer?.exitCode ?? 1, answer?.stdout ?? ''));
+        if (!sock.destroyed) sock.end(encodeAnswer(answer.exitCode, answer.stdout));
       })();
     });
   });

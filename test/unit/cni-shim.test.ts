@@ -10,6 +10,7 @@ import { existsSync } from 'node:fs';
 import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import net from 'node:net';
 import { silentLogger } from '../../src/log.js';
 import { shimPath } from '../../src/cli/lab/cni-runtime.js';
 import { decodeRequest } from '../../src/cni/protocol.js';
@@ -93,6 +94,27 @@ test('the shim relays the agent\'s answer and exit code; the endpoint replays th
     }
     assert.equal(existsSync(socket), false, 'close removes the socket');
   } finally {
+    await rm(dir, { recursive: true, force: true });
+  }
+});
+
+test('the endpoint answers a request that is not the shim\'s with error 6 instead of dropping it', async () => {
+  const dir = await tmp();
+  const socket = join(dir, 'cni.sock');
+  const server = await startCniServer({ socket, stateDir: join(dir, 'state'), log: silentLogger, network: () => ({ unavailable: 'x' }) });
+  try {
+    const answer = await new Promise<string>((resolve, reject) => {
+      const sock = net.connect(socket, () => sock.end('GET / HTTP/1.0\r\n\r\n'));
+      let data = '';
+      sock.setEncoding('utf8').on('data', (d: string) => { data += d; });
+      sock.on('end', () => resolve(data));
+      sock.on('error', reject);
+    });
+    const [code, body] = [answer.slice(0, answer.indexOf('\n')), answer.slice(answer.indexOf('\n') + 1)];
+    assert.equal(code, '1');
+    assert.equal(JSON.parse(body).code, 6);
+  } finally {
+    await server.close();
     await rm(dir, { recursive: true, force: true });
   }
 });

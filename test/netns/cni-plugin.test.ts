@@ -116,6 +116,16 @@ describe('userlay CNI plugin (netns)', { skip: NEEDS_ROOT }, () => {
     await clean();
   });
 
+  test('a failing ADD (the pod already has the interface) is rolled back: no address, veth or record', async () => {
+    const pod = await n.newPod();
+    await ip(pod.ns, ['link', 'add', 'eth0', 'type', 'veth', 'peer', 'name', 'eth0p']);
+    const r = await n.run('ADD', { containerID: nextId(), netns: pod.netns, ifname: 'eth0' });
+    assert.equal(r.exitCode, 1);
+    assert.equal(typeof (r.json as { code?: unknown }).code, 'number', r.stdout);
+    assert.match((r.json as { msg: string }).msg, /bridge ADD/);
+    await clean();
+  });
+
   test('GC removes exactly the attachments not in cni.dev/valid-attachments', async () => {
     const atts = [];
     for (let k = 0; k < 3; k++) {

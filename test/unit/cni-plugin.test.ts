@@ -17,7 +17,7 @@ const NET: NodeNetwork = { subnets: ['198.19.1.0/24'], networks: ['198.19.0.0/16
 
 interface Call { type: string; env: DelegateEnv; config: Record<string, unknown> }
 
-async function harness(opts: { network?: () => NodeNetwork | { unavailable: string }; ip?: string; failAdd?: boolean; gate?: Promise<void> } = {}) {
+async function harness(opts: { network?: () => NodeNetwork | { unavailable: string }; ip?: string; failAdd?: boolean; gate?: Promise<void>; delegateVersions?: string[] } = {}) {
   const dir = await mkdtemp(join(tmpdir(), 'ul-cni-'));
   const calls: Call[] = [];
   let active = 0;
@@ -30,6 +30,7 @@ async function harness(opts: { network?: () => NodeNetwork | { unavailable: stri
       maxActive = Math.max(maxActive, active);
       try {
         if (opts.gate) await opts.gate;
+        if (env.command === 'VERSION') return { cniVersion: '1.0.0', supportedVersions: opts.delegateVersions ?? ['0.3.1', '0.4.0', '1.0.0'] };
         if (env.command === 'ADD') {
           if (opts.failAdd) throw new CniError(11, 'bridge ADD: boom');
           return { cniVersion: config['cniVersion'], interfaces: [], ips: [{ address: `${opts.ip ?? '198.19.1.2'}/24`, gateway: '198.19.1.1' }] };
@@ -166,6 +167,22 @@ test('GC releases exactly the attachments not in cni.dev/valid-attachments', asy
     assert.equal(gc.exitCode, 0, gc.stdout);
     assert.deepEqual((await h.plugin.records()).map((r) => r.containerID), ['b']);
     assert.deepEqual(h.calls.filter((c) => c.env.command === 'DEL').map((c) => c.env.containerID).sort(), ['a', 'c']);
+    assert.equal(h.calls.filter((c) => c.env.command === 'GC').length, 0, 'a 1.0.0 delegate gets no GC');
+  } finally {
+    await h.close();
+  }
+});
+
+test('GC is forwarded to a delegate that speaks 1.1.0, with the valid list', async () => {
+  const h = await harness({ delegateVersions: ['1.0.0', '1.1.0'] });
+  try {
+    const valid = [{ containerID: 'b', ifname: 'eth0' }];
+    assert.equal((await h.call('GC', { cniVersion: '1.1.0', 'cni.dev/valid-attachments': valid })).exitCode, 0);
+    const gc = h.calls.filter((c) => c.env.command === 'GC');
+    assert.equal(gc.length, 1);
+    assert.equal(gc[0]!.config['cniVersion'], '1.1.0');
+    assert.deepEqual(gc[0]!.config['cni.dev/valid-attachments'], valid);
+    assert.equal((gc[0]!.config['ipam'] as { type: string }).type, 'host-local');
   } finally {
     await h.close();
   }

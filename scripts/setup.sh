@@ -3,7 +3,8 @@
 #   - system packages the lab, the tests and the bench use (apt-get; prometheus for
 #     promtool and `userlay lab --prometheus`),
 #   - npm dependencies (npm ci), which
-#     also builds the native addon (node-gyp) and compiles the TypeScript.
+#     also builds the native addon (node-gyp), the CNI shim (make -C native cni)
+#     and compiles the TypeScript.
 # Quiet unless something fails; then the failing step's output is shown.
 # Node.js >= 20 must already be installed. Usage: sudo bash scripts/setup.sh
 set -euo pipefail
@@ -38,7 +39,9 @@ fi
 
 packages=(
   iproute2 iputils-ping procps ethtool iperf3 tshark tcpdump curl
-  containernetworking-plugins build-essential python3 make g++ prometheus
+  containernetworking-plugins iptables build-essential python3 make g++ prometheus
+  # the container image (scripts/image.sh) and the podman-on-userlay test
+  podman buildah runc mmdebstrap
 )
 missing=()
 for p in "${packages[@]}"; do
@@ -56,5 +59,5 @@ fi
 # package.json is a bug to fix, not something to paper over here.
 step "npm ci" npm ci --no-audit --no-fund
 # npm skips lifecycle scripts when run as root in some setups; make sure both builds exist.
-[ -f native/build/Release/userlay.node ] || step "native addon build" npm run build:native
+[ -f native/build/Release/userlay.node ] && [ -x native/build-cni/userlay ] || step "native addon and CNI shim build" npm run build:native
 [ -f dist/src/cli/main.js ] || step "TypeScript build" npm run build

@@ -4,7 +4,8 @@
  */
 import { usageError } from '../errors.js';
 import { parseLogLevel, type LogLevel } from '../log.js';
-import { type ParsedFlags, flagString } from './flags.js';
+import { DEFAULT_CNI_STATE_DIR } from '../cni/defaults.js';
+import { type FlagSpec, type ParsedFlags, flagString } from './flags.js';
 
 /** --log-level: one of debug, info, warn, error. */
 export function logLevelFlag(f: ParsedFlags): LogLevel {
@@ -41,4 +42,27 @@ export function parseListenAddress(addr: string): { host: string | undefined; po
   if (port > 65535) throw usageError('--status-addr', `port ${port} is out of range 0-65535`);
   const host = m[1] ?? m[2];
   return { host: host === '' ? undefined : host, port };
+}
+
+/** The CNI endpoint flags both modes take (the shim's conflist must name the same paths). */
+export const cniFlagSpecs: readonly FlagSpec[] = [
+  { name: 'cni-socket', kind: 'string', help: 'serve the userlay CNI plugin on this unix socket (off when not given)' },
+  { name: 'cni-state-dir', kind: 'string', default: DEFAULT_CNI_STATE_DIR, help: 'CNI attachment records, host-local data and the DEL queue' },
+];
+
+/** Checked CNI endpoint settings; socket undefined means no endpoint. */
+export interface CniFlags {
+  readonly socket: string | undefined;
+  readonly stateDir: string;
+}
+
+/** --cni-socket and --cni-state-dir: absolute paths. */
+export function cniFlags(f: ParsedFlags): CniFlags {
+  const socket = flagString(f, 'cni-socket');
+  const stateDir = flagString(f, 'cni-state-dir')!;
+  if (socket !== undefined && (!socket.startsWith('/') || Buffer.byteLength(socket) > 107)) {
+    throw usageError('--cni-socket', `"${socket}" is not an absolute path of at most 107 bytes`);
+  }
+  if (!stateDir.startsWith('/')) throw usageError('--cni-state-dir', `"${stateDir}" is not an absolute path`);
+  return { socket, stateDir };
 }

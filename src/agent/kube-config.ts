@@ -10,7 +10,7 @@ import { DEFAULT_SUBNET_FILE } from '../control/subnet-env.js';
 import { DEFAULT_STATE_DIR } from '../control/snapshot-store.js';
 import { DEFAULT_ANNOTATION_PREFIX } from '../control/kube/lease.js';
 import { resolveNodeName } from '../control/kube/identity.js';
-import { logLevelFlag, statusAddrFlag, tunNameFlag } from './agent-flags.js';
+import { cniFlags, cniFlagSpecs, logLevelFlag, statusAddrFlag, tunNameFlag, type CniFlags } from './agent-flags.js';
 import { type FlagSpec, flagInt, flagList, flagOneOf, flagString, parseFlags } from './flags.js';
 
 /** Flags of kube mode. */
@@ -37,6 +37,7 @@ export const kubeAgentFlags: readonly FlagSpec[] = [
   { name: 'engine', kind: 'string', default: 'native', help: 'forwarding engine: native or js' },
   { name: 'tun', kind: 'string', default: 'userlay0', help: 'TUN device name' },
   { name: 'resync-period', kind: 'int', default: 300, help: 'seconds between full peer resyncs (0: none)' },
+  ...cniFlagSpecs,
 ];
 
 /** Synopsis for --help. */
@@ -45,7 +46,8 @@ export const kubeAgentSynopsis =
   '                     [--backend vxlan|udp] [--vni N] [--port N] [--mtu N] [--iface NAME|IP]...\n' +
   '                     [--iface-regex RE]... [--iface-can-reach IP] [--public-ip IP]\n' +
   '                     [--annotation-prefix P] [--state-dir DIR] [--subnet-file FILE]\n' +
-  '                     [--status-addr HOST:PORT] [--engine native|js] [--tun NAME] [--resync-period S]';
+  '                     [--status-addr HOST:PORT] [--engine native|js] [--tun NAME] [--resync-period S]\n' +
+  '                     [--cni-socket PATH] [--cni-state-dir DIR]';
 
 /** Validated kube-mode configuration. */
 export interface KubeAgentConfig {
@@ -66,6 +68,8 @@ export interface KubeAgentConfig {
   readonly tunName: string;
   /** Full resync period, ms (0 = none). */
   readonly resyncMs: number;
+  /** The CNI endpoint (absent or socket undefined: none). */
+  readonly cni?: CniFlags;
 }
 
 /** Parse and check the flags (reads --net-conf). Throws EUSAGE naming the field. */
@@ -75,6 +79,7 @@ export async function parseKubeConfig(argv: readonly string[], env: NodeJS.Proce
   const engine = flagOneOf<EngineKind>(f, 'engine', ['native', 'js']);
   const tunName = tunNameFlag(f);
   const statusAddr = statusAddrFlag(f);
+  const cni = cniFlags(f);
   const prefix = flagString(f, 'annotation-prefix')!;
   if (!/^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$/.test(prefix) || prefix.length > 253) {
     throw usageError('--annotation-prefix', `"${prefix}" is not a DNS subdomain`);
@@ -103,5 +108,6 @@ export async function parseKubeConfig(argv: readonly string[], env: NodeJS.Proce
     engine,
     tunName,
     resyncMs: resync * 1000,
+    cni,
   };
 }

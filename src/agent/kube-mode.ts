@@ -33,6 +33,7 @@ import { PeerSync } from '../control/kube/sync.js';
 import { formatUsage, wantsHelp } from './flags.js';
 import { kubeAgentFlags, kubeAgentSynopsis, parseKubeConfig, type KubeAgentConfig } from './kube-config.js';
 import { AGENT_METRICS, metricFamily, startStatusServer } from './status-server.js';
+import type { NodeNetwork } from '../cni/plugin.js';
 
 /** What the agent talks to; tests replace any of them. */
 export interface KubeAgentDeps {
@@ -59,6 +60,7 @@ export class KubeAgent {
   private republishing = false;
   private listed = false;
   private subnetEnvWritten = false;
+  private own: OwnLease | undefined;
   /** Resolves when start-up finished (ready), rejects on a fatal start-up error. */
   readonly started: Promise<void>;
 
@@ -83,6 +85,13 @@ export class KubeAgent {
     if (!this.listed || this.sync?.lastSyncAt === undefined) reasons.push('FDB not synced from the API server yet');
     if (!this.subnetEnvWritten) reasons.push('subnet.env not written');
     return { ready: reasons.length === 0, reasons };
+  }
+
+  /** The pod network for the CNI plugin once the agent is ready, else why not. */
+  podNetwork(): NodeNetwork | { unavailable: string } {
+    const r = this.ready();
+    if (!r.ready || !this.own) return { unavailable: r.reasons.join('; ') || 'starting' };
+    return { subnets: this.own.subnets, networks: this.own.networks, mtu: this.own.mtu, ipMasq: this.cfg.ipMasq };
   }
 
   /** Extra Prometheus families: informer restarts, last sync time, desired peers, readiness. */
@@ -171,6 +180,7 @@ export class KubeAgent {
       nodeName: cfg.nodeName, subnets: ownNode.subnets, networks: networkList(netConf), publicIP: underlay.bindIP,
       vtepMAC, backend: netConf.backend, vni: netConf.vni, port: netConf.port, mtu,
     };
+    this.own = own;
     log.info('underlay', { iface: underlay.iface, bindIP: underlay.bindIP, publicIP: underlay.publicIP, how: underlay.how, underlayMTU: underlay.mtu });
 
     // 5. data plane (reuse the snapshot's when the lease is the same)
@@ -323,6 +333,15 @@ export async function runKubeAgent(argv: string[]): Promise<void> {
     await agent.stop();
     throw err;
   });
+  // the CNI endpoint comes up at once: DELs are served (and queued ones replayed) while the
+  // agent starts; ADD and STATUS answer 50 until it is ready
+  const cni = cfg.cni?.socket === undefined ? undefined : await (await import('../cni/server.js')).startCniServer({
+    socket: cfg.cni.socket, stateDir: cfg.cni.stateDir, network: () => agent.podNetwork(), log,
+  }).catch(async (err: unknown) => {
+    await status?.close();
+    await agent.stop();
+    throw err;
+  });
   const keepAlive = setInterval(() => {}, 1 << 30);
   let stopping = false;
   const stop = (signal: string): void => {
@@ -332,6 +351,7 @@ export async function runKubeAgent(argv: string[]): Promise<void> {
     clearInterval(keepAlive);
     void (async () => {
       try {
+        await cni?.close();
         await status?.close();
         await agent.stop();
       } finally {
@@ -346,6 +366,7 @@ export async function runKubeAgent(argv: string[]): Promise<void> {
   } catch (err) {
     if (stopping) return; // SIGTERM while starting: the stop handler exits 0
     clearInterval(keepAlive);
+    await cni?.close();
     await status?.close();
     await agent.stop();
     throw err;

@@ -22,8 +22,8 @@ import { MAX_MTU, resolveMtu } from '../dataplane/mtu.js';
 import { type Cidr, canonicalIP, canonicalMac, cidrContains, localUnicastMac, parseCidr, vtepMacProblem } from '../dataplane/net.js';
 import { underlayConflict } from '../control/underlay.js';
 import type { Backend, DataplaneOptions, EngineKind } from '../dataplane/types.js';
-import { logLevelFlag, statusAddrFlag, tunNameFlag } from './agent-flags.js';
-import { type FlagSpec, flagInt, flagList, flagOneOf, flagString, formatUsage, parseFlags, wantsHelp } from './flags.js';
+import { cniFlags, cniFlagSpecs, logLevelFlag, statusAddrFlag, tunNameFlag, type CniFlags } from './agent-flags.js';
+import { type FlagSpec, flagBool, flagInt, flagList, flagOneOf, flagString, formatUsage, parseFlags, wantsHelp } from './flags.js';
 
 /** Flags of static mode. */
 export const staticAgentFlags: readonly FlagSpec[] = [
@@ -41,13 +41,16 @@ export const staticAgentFlags: readonly FlagSpec[] = [
   { name: 'peers', kind: 'string', required: true, help: 'JSON peers file, re-read on change and SIGHUP' },
   { name: 'log-level', kind: 'string', default: 'info', help: 'debug, info, warn or error' },
   { name: 'status-addr', kind: 'string', help: 'HOST:PORT for /healthz /readyz /metrics /debug' },
+  { name: 'ip-masq', kind: 'bool', help: 'pods\' bridge masquerades traffic leaving the pod subnet (CNI ipMasq default)' },
+  ...cniFlagSpecs,
 ];
 
 /** Synopsis for --help. */
 export const staticAgentSynopsis =
   'usage: userlay agent --node NAME --public-ip IP --subnet CIDR --network CIDR --peers FILE\n' +
   '                     [--backend vxlan|udp] [--vni N] [--port N] [--vtep-mac MAC] [--tun NAME]\n' +
-  '                     [--mtu auto|N] [--engine native|js] [--log-level L] [--status-addr HOST:PORT]';
+  '                     [--mtu auto|N] [--engine native|js] [--log-level L] [--status-addr HOST:PORT]\n' +
+  '                     [--cni-socket PATH] [--cni-state-dir DIR] [--ip-masq]';
 
 /** A stable unicast, locally administered MAC derived from the node name. */
 export function macFromNodeName(node: string): string {
@@ -61,6 +64,8 @@ export interface StaticConfig {
   readonly statusAddr: string | undefined;
   readonly peersFile: string;
   readonly mtuSpec: string;
+  readonly cni: CniFlags;
+  readonly ipMasq: boolean;
   readonly dataplane: Omit<DataplaneOptions, 'mtu'>;
 }
 
@@ -91,6 +96,7 @@ export function parseStaticConfig(argv: readonly string[]): StaticConfig {
   const mtuSpec = flagString(f, 'mtu')!;
   if (mtuSpec !== 'auto' && !/^[0-9]+$/.test(mtuSpec)) throw usageError('--mtu', `"${mtuSpec}" is not "auto" or a number`);
   const statusAddr = statusAddrFlag(f);
+  const cni = cniFlags(f);
   const subnets = flagList(f, 'subnet').map((s) => cidrFlag('--subnet', s));
   const networks = flagList(f, 'network').map((s) => cidrFlag('--network', s));
   for (const s of subnets) {
@@ -99,7 +105,7 @@ export function parseStaticConfig(argv: readonly string[]): StaticConfig {
     }
   }
   return {
-    node, logLevel, statusAddr, peersFile: flagString(f, 'peers')!, mtuSpec,
+    node, logLevel, statusAddr, peersFile: flagString(f, 'peers')!, mtuSpec, cni, ipMasq: flagBool(f, 'ip-masq'),
     dataplane: {
       backend, engine, tunName, publicIP, port, vni, vtepMAC,
       ownSubnets: subnets.map((s) => s.text), networks: networks.map((n) => n.text),
@@ -142,9 +148,16 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
     throw blameFlag(err);
   });
   let status: { close(): Promise<void> } | undefined;
+  let cni: { close(): Promise<void> } | undefined;
   try {
     dp.setPeers(peers);
     source.start((next) => dp.setPeers(next));
+    if (cfg.cni.socket !== undefined) {
+      const { startCniServer } = await import('../cni/server.js');
+      const network = { subnets: o.ownSubnets, networks: o.networks, mtu: mtu.mtu, ipMasq: cfg.ipMasq };
+      cni = await startCniServer({ socket: cfg.cni.socket, stateDir: cfg.cni.stateDir, network: () => network, log })
+        .catch((err: unknown) => { throw err instanceof UserlayError ? withFlag('--cni-socket', err) : err; });
+    }
     if (cfg.statusAddr) {
       const sources = { dataplane: () => dp, ready: () => ({ ready: true, reasons: [] }) };
       // loaded only when asked for: node:http costs the agent ~5 MB RSS
@@ -155,6 +168,8 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
     }
   } catch (err) {
     source.stop();
+    await cni?.close();
+    await status?.close();
     await dp.close();
     throw err;
   }
@@ -175,6 +190,7 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
     void (async () => {
       try {
         await status?.close();
+        await cni?.close();
         await dp.close();
         process.exit(0);
       } catch (err) {

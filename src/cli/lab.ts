@@ -6,7 +6,7 @@
  *               [--seconds 5] [--json] [--overlay userlay|kernel-vxlan|host-gw] [--prometheus]
  *
  * Builds the topology (src/cli/lab/topology.ts), starts one static-mode agent
- * per node, pings every pod from every other pod, measures single-stream TCP
+ * per node, attaches each node's pod through the userlay CNI plugin, pings every pod from every other pod, measures single-stream TCP
  * between the pods of nodes 1 and 2 with iperf3, reads each agent's RSS, then
  * tears everything down (also on Ctrl-C, and leftovers of crashed runs first).
  * `--overlay` swaps the agents for the kernel paths the bench compares with.
@@ -113,7 +113,9 @@ async function runLabWith(cfg: LabConfig): Promise<number> {
   const { nodes, overlay, backend, engine } = cfg;
   const seconds = cfg.seconds;
   let prom: LabPrometheus | undefined;
-  const session = await openLabSession(nodes, (sig) => void (prom?.close() ?? Promise.resolve()).finally(() => process.exit(signalExitCode(sig))));
+  // userlay pods are attached through the CNI plugin, as a runtime does; baselines have no plugin
+  const session = await openLabSession(nodes, (sig) => void (prom?.close() ?? Promise.resolve()).finally(() => process.exit(signalExitCode(sig))),
+    overlay === 'userlay' ? 'cni' : 'veth');
   try {
     const statusPort = cfg.prometheus ? { statusPort: STATUS_PORT } : {};
     const ov = await session.setOverlay({ modes: Array(nodes).fill(overlay), userlay: { backend, engine, ...statusPort } });

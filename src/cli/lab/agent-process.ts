@@ -29,6 +29,12 @@ export interface UserlayAgentConfig {
   readonly extraArgs?: readonly string[];
 }
 
+/** Where a lab agent serves the CNI plugin (per node: the nodes of a lab share one filesystem). */
+export interface AgentCni {
+  readonly socket: string;
+  readonly stateDir: string;
+}
+
 /** What the agent reported in its "agent ready" line. */
 export interface AgentReady {
   readonly tun: string;
@@ -43,6 +49,8 @@ export interface AgentProcess {
   readonly ready: AgentReady;
   /** The last (up to 300) log lines of the agent, oldest first. */
   readonly logs: string[];
+  /** Its CNI endpoint, when it serves one. */
+  readonly cni: AgentCni | undefined;
   /** Ask the agent to re-read its peers file (SIGHUP). */
   hup(): void;
   /** SIGTERM, then SIGKILL after `graceMs`. Idempotent. */
@@ -56,7 +64,7 @@ export function userlayBin(): string {
 }
 
 /** The agent's command-line flags for `node` with peers in `peersFile`. */
-export function agentArgs(node: LabNode, config: UserlayAgentConfig, peersFile: string): string[] {
+export function agentArgs(node: LabNode, config: UserlayAgentConfig, peersFile: string, cni?: AgentCni): string[] {
   const args = [
     'agent',
     '--node', node.name,
@@ -70,6 +78,7 @@ export function agentArgs(node: LabNode, config: UserlayAgentConfig, peersFile: 
   ];
   if (config.backend === 'vxlan') args.push('--vtep-mac', node.vtepMAC);
   if (config.statusPort !== undefined) args.push('--status-addr', `127.0.0.1:${config.statusPort}`);
+  if (cni) args.push('--cni-socket', cni.socket, '--cni-state-dir', cni.stateDir);
   args.push(...(config.extraArgs ?? []));
   return args;
 }
@@ -103,8 +112,8 @@ function parseReady(line: string): AgentReady | undefined {
  * EAGENT with the agent's last log lines when it exits or does not get ready
  * in time (the process is stopped first).
  */
-export async function startAgent(node: LabNode, config: UserlayAgentConfig, peersFile: string): Promise<AgentProcess> {
-  const child = nsSpawn(node.ns, process.execPath, [...AGENT_NODE_FLAGS, userlayBin(), ...agentArgs(node, config, peersFile)]);
+export async function startAgent(node: LabNode, config: UserlayAgentConfig, peersFile: string, cni?: AgentCni): Promise<AgentProcess> {
+  const child = nsSpawn(node.ns, process.execPath, [...AGENT_NODE_FLAGS, userlayBin(), ...agentArgs(node, config, peersFile, cni)]);
   const logs: string[] = [];
   const timeoutMs = config.readyTimeoutMs ?? 20_000;
   let timer: NodeJS.Timeout | undefined;
@@ -125,6 +134,7 @@ export async function startAgent(node: LabNode, config: UserlayAgentConfig, peer
       pid,
       ready,
       logs,
+      cni,
       hup: () => { child.kill('SIGHUP'); },
       stop: (graceMs = 5000) => stopChild(child, graceMs),
     };

@@ -12,14 +12,20 @@
  * setup; both sides use the node's deterministic VTEP MAC, so peers files and
  * kernel neighbour entries agree. After the overlay is up, the pod veths get
  * the smallest pod MTU of all nodes.
+ *
+ * On a topology with `pods: 'cni'` each userlay agent also serves the CNI plugin on a socket
+ * of its own, and the node's pod is attached through the shim exactly as a runtime would
+ * (cni-runtime.ts: the conflist userlay + portmap, run in the node namespace) and detached
+ * (DEL) before the agent stops. Baseline nodes have no plugin: their pods get the veth.
  */
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UserlayError } from '../../errors.js';
 import { encapOverhead } from '../../dataplane/mtu.js';
-import { startAgent, type AgentProcess, type UserlayAgentConfig } from './agent-process.js';
+import { startAgent, type AgentCni, type AgentProcess, type UserlayAgentConfig } from './agent-process.js';
+import { installShim, labConflist, runtimeAdd, runtimeDel, type RuntimeAttachment } from './cni-runtime.js';
 import { ip, run } from './exec.js';
-import { UNDERLAY_MTU, type LabNode, type Topology } from './topology.js';
+import { UNDERLAY_MTU, wirePodVeth, type LabNode, type Topology } from './topology.js';
 
 /** How one node takes part in the overlay. */
 export type OverlayMode = 'userlay' | 'kernel-vxlan' | 'host-gw';
@@ -109,6 +115,29 @@ function checkSpec(topo: Topology, spec: OverlaySpec): void {
   }
 }
 
+/** Socket and state dir of node `node`'s CNI endpoint, under the topology's work dir. */
+function labCni(topo: Topology, node: LabNode): AgentCni {
+  const dir = path.join(topo.workDir, `cni-${node.name}`);
+  return { socket: path.join(dir, 'cni.sock'), stateDir: path.join(dir, 'state') };
+}
+
+/** Attach `node`'s pod through the plugin; it must get the node's pod address. */
+async function attachPod(topo: Topology, node: LabNode, cni: AgentCni,
+  cniPods: Map<number, { cni: AgentCni; cniPath: string[]; pod: RuntimeAttachment }>): Promise<void> {
+  const cniPath = await installShim(path.join(topo.workDir, 'cni-bin'));
+  // the lab's probes know each pod by its address: ask host-local for it (CNI_ARGS IP=, as runtimes may)
+  const pod: RuntimeAttachment = {
+    containerID: `${topo.prefix}pod-${node.name}`, netns: `/run/netns/${node.podNs}`, ifname: 'eth0',
+    args: `IgnoreUnknown=1;IP=${node.podIP}`,
+  };
+  const result = await runtimeAdd(node.ns, cniPath, labConflist(cni.socket, cni.stateDir), pod);
+  cniPods.set(node.index, { cni, cniPath, pod });
+  const ips = (result['ips'] as Array<{ address: string }> | undefined ?? []).map((i) => i.address);
+  if (!ips.includes(`${node.podIP}/24`)) {
+    throw new UserlayError('EAGENT', `pod of ${node.name} got ${ips.join(', ') || 'no address'} from the plugin, not ${node.podIP}/24`);
+  }
+}
+
 /**
  * Bring up the overlay described by `spec` on `topo`. On failure, whatever
  * was brought up is removed again before the error is thrown.
@@ -120,6 +149,8 @@ export async function applyOverlay(topo: Topology, spec: OverlaySpec): Promise<O
   const peersFile = (index: number): string => path.join(topo.workDir, `peers-n${index}.json`);
   const othersOf = (node: LabNode): LabNode[] => topo.nodes.filter((n) => n !== node);
   const modeOf = (node: LabNode): OverlayMode => spec.modes[node.index - 1]!;
+  const cniPods = new Map<number, { cni: AgentCni; cniPath: string[]; pod: RuntimeAttachment }>();
+  const vethPods: LabNode[] = [];
   const writePeers = async (index: number, peers: readonly number[]): Promise<void> => {
     const list = topo.nodes.filter((n) => peers.includes(n.index));
     const text = JSON.stringify(peerEntries(list, spec.userlay?.backend ?? 'vxlan'), null, 2) + '\n';
@@ -129,6 +160,11 @@ export async function applyOverlay(topo: Topology, spec: OverlaySpec): Promise<O
   const remove = async (): Promise<void> => {
     if (removed) return;
     removed = true;
+    for (const [index, p] of cniPods) {
+      const node = topo.nodes[index - 1]!;
+      await runtimeDel(node.ns, p.cniPath, labConflist(p.cni.socket, p.cni.stateDir), p.pod).catch(() => {});
+    }
+    for (const node of vethPods) await ip(node.ns, ['link', 'del', 'pod0'], { allowFail: true });
     await Promise.all([...agents.values()].map((a) => a.stop()));
     for (const node of done) await kernelDown(node, modeOf(node), othersOf(node));
   };
@@ -140,10 +176,18 @@ export async function applyOverlay(topo: Topology, spec: OverlaySpec): Promise<O
       done.push(node);
       if (mode === 'userlay') {
         await writePeers(node.index, others.map((n) => n.index));
-        const agent = await startAgent(node, spec.userlay!, peersFile(node.index));
+        const cni = topo.pods === 'cni' ? labCni(topo, node) : undefined;
+        const agent = await startAgent(node, spec.userlay!, peersFile(node.index), cni);
         agents.set(node.index, agent);
         podMtu = Math.min(podMtu, agent.ready.podMTU);
-      } else if (mode === 'kernel-vxlan') {
+        if (cni) await attachPod(topo, node, cni, cniPods);
+        continue;
+      }
+      if (topo.pods === 'cni') {
+        await wirePodVeth(node);
+        vethPods.push(node);
+      }
+      if (mode === 'kernel-vxlan') {
         await kernelVxlanUp(node, others);
         podMtu = Math.min(podMtu, KERNEL_VXLAN_MTU);
       } else {
@@ -151,6 +195,10 @@ export async function applyOverlay(topo: Topology, spec: OverlaySpec): Promise<O
       }
     }
     await topo.setPodMtu(podMtu);
+    for (const node of vethPods) {
+      await ip(node.ns, ['link', 'set', 'pod0', 'mtu', String(podMtu)]);
+      await ip(node.podNs, ['link', 'set', 'eth0', 'mtu', String(podMtu)]);
+    }
     return { spec, podMtu, agents, peersFile, writePeers, remove };
   } catch (err) {
     await remove();

@@ -7,6 +7,8 @@
  *   udp-sweep HOST PORT FROM TO   send sizes FROM..TO, expect each echoed intact
  *                                 (gives up after 10 lost sizes in a row)
  *   udp-send HOST PORT HEX [SRC]  send one datagram (optionally from SRC)
+ *   tcp-serve PORT NAME           answer every connection with NAME and the peer's address
+ *   tcp-ask HOST PORT COUNT       COUNT connections one after another; count the NAMEs answered
  *
  * Results are one JSON line on stdout; servers first print {"listening":PORT}.
  * Run as `node dist/src/cli/lab/pod-tool.js <command> ...`.
@@ -140,6 +142,44 @@ function udpSend(host: string, port: number, hex: string, src: string | undefine
   });
 }
 
+function tcpServe(port: number, name: string): void {
+  const server = net.createServer((sock) => {
+    sock.on('error', () => {});
+    sock.end(`${JSON.stringify({ name, peer: sock.remoteAddress })}\n`);
+  });
+  server.listen(port, '0.0.0.0', () => print({ listening: port }));
+}
+
+function askOnce(host: string, port: number): Promise<{ name?: string; peer?: string; error?: string }> {
+  return new Promise((resolve) => {
+    let data = '';
+    const sock = net.connect({ host, port, timeout: 3000 });
+    sock.setEncoding('utf8');
+    sock.on('data', (d: string) => { data += d; });
+    sock.on('timeout', () => { sock.destroy(); resolve({ error: 'timeout' }); });
+    sock.on('error', (err) => resolve({ error: err.message }));
+    sock.on('end', () => {
+      try { resolve(JSON.parse(data) as { name: string; peer: string }); } catch { resolve({ error: `bad answer ${JSON.stringify(data)}` }); }
+    });
+  });
+}
+
+async function tcpAsk(host: string, port: number, count: number): Promise<void> {
+  const answers: Record<string, number> = {};
+  const peers: Record<string, string> = {};
+  const errors: string[] = [];
+  for (let i = 0; i < count; i++) {
+    const r = await askOnce(host, port);
+    if (r.name !== undefined) {
+      answers[r.name] = (answers[r.name] ?? 0) + 1;
+      peers[r.name] = r.peer ?? '';
+    } else {
+      errors.push(r.error ?? 'unknown');
+    }
+  }
+  print({ answers, peers, errors });
+}
+
 function main(argv: string[]): void {
   const [cmd, ...a] = argv;
   const num = (i: number): number => Number(a[i]);
@@ -149,6 +189,8 @@ function main(argv: string[]): void {
     case 'udp-echo': return udpEcho(num(0));
     case 'udp-sweep': void udpSweep(a[0]!, num(1), num(2), num(3)); return;
     case 'udp-send': return udpSend(a[0]!, num(1), a[2]!, a[3]);
+    case 'tcp-serve': return tcpServe(num(0), a[1]!);
+    case 'tcp-ask': void tcpAsk(a[0]!, num(1), num(2)); return;
     default:
       process.stderr.write(`pod-tool: unknown command ${String(cmd)}\n`);
       process.exit(2);

@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { applyOverlay, type Overlay, type OverlaySpec } from './overlay.js';
 import { cleanupStale } from './stale.js';
-import { createTopology, labPrefix, type Topology } from './topology.js';
+import { createTopology, labPrefix, type PodWiring, type Topology } from './topology.js';
 
 /** Namespace prefix root of `userlay lab` / `userlay bench` runs. */
 export const CLI_PREFIX_ROOT = 'ulL';
@@ -43,11 +43,11 @@ export function signalExitCode(signal: NodeJS.Signals): number {
 }
 
 /**
- * Remove leftovers of crashed runs, build an `nodes`-node topology and
+ * Remove leftovers of crashed runs, build an `nodes`-node topology (pods wired by `pods`) and
  * register teardown handlers. `onSignal` is told which signal ended the run
  * (after teardown) so the caller can exit with 128 + n.
  */
-export async function openLabSession(nodes: number, onSignal: (signal: NodeJS.Signals) => void): Promise<LabSession> {
+export async function openLabSession(nodes: number, onSignal: (signal: NodeJS.Signals) => void, pods: PodWiring = 'veth'): Promise<LabSession> {
   await cleanupStale(CLI_PREFIX_ROOT);
   const prefix = labPrefix(CLI_PREFIX_ROOT);
   const onExit = (): void => sweepSync(prefix);
@@ -68,7 +68,7 @@ export async function openLabSession(nodes: number, onSignal: (signal: NodeJS.Si
   };
   let topo: Topology;
   try {
-    topo = await createTopology({ prefix, nodes });
+    topo = await createTopology({ prefix, nodes, pods });
   } catch (err) {
     unregister();
     throw err;

@@ -7,6 +7,10 @@
  *        |  veth pod0 <-> eth0                       ip_forward=1, rp_filter=0
  *   pod ns       "<prefix>p<i>": eth0 198.19.<i>.2/24, default via 198.19.<i>.1
  *
+ * With `pods: 'cni'` the pod namespaces are left empty: the overlay attaches each pod through
+ * the userlay CNI plugin as a runtime would (overlay.ts, cni-runtime.ts): a bridge ulbr0 with
+ * 198.19.<i>.1/24 in the node namespace, a veth into the pod, 198.19.<i>.2 from host-local.
+ *
  * The overlay between the nodes (userlay agents, a kernel vxlan device set up
  * like flannel's vxlan backend, or host-gw routes) is applied on top with
  * applyOverlay() (overlay.ts) and can be swapped on the same topology, which
@@ -63,16 +67,23 @@ export interface TopologyOptions {
   readonly nodes: number;
   /** Keep IPv6 enabled in the namespaces (default: disabled, so no RS/MLD noise reaches the counters). */
   readonly ipv6?: boolean;
+  /** How pods are wired: 'veth' here (default), or 'cni' later by the overlay through the plugin. */
+  readonly pods?: PodWiring;
 }
+
+/** How a topology's pods get their network: a veth made here, or the CNI plugin. */
+export type PodWiring = 'veth' | 'cni';
 
 /** A built topology. close() removes everything it made. */
 export interface Topology {
   readonly prefix: string;
   readonly underlayNs: string;
   readonly nodes: readonly LabNode[];
+  /** How the pods are wired. */
+  readonly pods: PodWiring;
   /** Scratch directory for peers files and logs (removed by close()). */
   readonly workDir: string;
-  /** Set the MTU of every pod veth (both ends). */
+  /** Set the MTU of every pod veth made by the topology (both ends; CNI pods get theirs from the plugin). */
   setPodMtu(mtu: number): Promise<void>;
   /** Kill whatever still runs in the namespaces, delete them and the work dir. Idempotent. */
   close(): Promise<void>;
@@ -125,7 +136,7 @@ async function addNamespace(ns: string, made: string[], ipv6: boolean): Promise<
   await sysctl(ns, baseSysctls(ipv6));
 }
 
-async function buildNode(underlayNs: string, node: LabNode, made: string[], ipv6: boolean): Promise<void> {
+async function buildNode(underlayNs: string, node: LabNode, made: string[], ipv6: boolean, pods: PodWiring): Promise<void> {
   await addNamespace(node.ns, made, ipv6);
   await addNamespace(node.podNs, made, ipv6);
   await sysctl(node.ns, { 'net.ipv4.ip_forward': '1' });
@@ -134,7 +145,11 @@ async function buildNode(underlayNs: string, node: LabNode, made: string[], ipv6
   await ip(underlayNs, ['link', 'set', node.bridgePort, 'master', 'br0', 'mtu', String(UNDERLAY_MTU), 'up']);
   await ip(node.ns, ['link', 'set', node.underlayDev, 'mtu', String(UNDERLAY_MTU), 'up']);
   await ip(node.ns, ['addr', 'add', `${node.underlayIP}/24`, 'dev', node.underlayDev]);
-  // Pod: node pod0 <-> pod eth0.
+  if (pods === 'veth') await wirePodVeth(node);
+}
+
+/** Pod by hand: node pod0 198.19.<i>.1/24 <-> pod eth0 198.19.<i>.2/24, default route via pod0. */
+export async function wirePodVeth(node: LabNode): Promise<void> {
   await ip(node.ns, ['link', 'add', 'pod0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', node.podNs]);
   await ip(node.ns, ['addr', 'add', `${node.gatewayIP}/24`, 'dev', 'pod0']);
   await ip(node.ns, ['link', 'set', 'pod0', 'up']);
@@ -161,6 +176,7 @@ export async function deleteNamespaces(names: readonly string[]): Promise<void> 
 export async function createTopology(options: TopologyOptions): Promise<Topology> {
   const { prefix, nodes: count } = options;
   const ipv6 = options.ipv6 ?? false;
+  const pods = options.pods ?? 'veth';
   if (!Number.isInteger(count) || count < 1 || count > 200) {
     throw usageError('--nodes', `${count} is not between 1 and 200`);
   }
@@ -180,7 +196,7 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
     await addNamespace(underlayNs, made, ipv6);
     await ip(underlayNs, ['link', 'add', 'br0', 'type', 'bridge']);
     await ip(underlayNs, ['link', 'set', 'br0', 'mtu', String(UNDERLAY_MTU), 'up']);
-    for (const node of nodes) await buildNode(underlayNs, node, made, ipv6);
+    for (const node of nodes) await buildNode(underlayNs, node, made, ipv6, pods);
   } catch (err) {
     await close();
     throw err;
@@ -189,8 +205,10 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
     prefix,
     underlayNs,
     nodes,
+    pods,
     workDir,
     async setPodMtu(mtu: number): Promise<void> {
+      if (pods === 'cni') return;
       for (const node of nodes) {
         await ip(node.ns, ['link', 'set', 'pod0', 'mtu', String(mtu)]);
         await ip(node.podNs, ['link', 'set', 'eth0', 'mtu', String(mtu)]);

@@ -238,10 +238,49 @@ int ul_vnet_hdr_for_rx(const uint8_t *pkt, size_t len, struct ul_vnet_hdr *vh);
 /*
  * Prepare a packet read from the TUN for encapsulation according to its
  * virtio-net header: completes a NEEDS_CSUM checksum in software. Returns
- * UL_OK, or UL_DROP_TX_MALFORMED for a GSO packet (offloads are not enabled
- * yet, so the kernel should never hand us one) or bad csum_start/offset.
+ * UL_OK, or UL_DROP_TX_MALFORMED for a GSO packet (those are split by
+ * ul_tso_segment instead) or bad csum_start/offset.
  */
 int ul_vnet_apply_tx(uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh);
+
+/* ---- software segmentation (segment.c) ---------------------------------
+ *
+ * A TSO/USO super-packet read from the TUN (offloads on, see
+ * ul_tun_set_offloads) is split into wire-sized segments, each with complete
+ * headers and L4 checksum; the rules are in segment.c.
+ */
+struct ul_tso {
+  unsigned version;   /* 4 or 6 */
+  unsigned proto;     /* 6 TCP, 17 UDP */
+  size_t l3;          /* IP header length (csum_start) */
+  size_t hdr_len;     /* IP + L4 header, recomputed (vh->hdr_len is not trusted) */
+  size_t gso_size;    /* payload bytes per segment */
+  size_t payload;     /* payload bytes of the whole packet */
+  uint32_t nsegs;     /* segments it splits into (>= 1) */
+};
+
+/* Check the GSO packet pkt[0..len) against its virtio-net header *vh and
+ * describe its split in *t. UL_OK or UL_DROP_TX_MALFORMED. */
+int ul_tso_parse(const uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh,
+                 struct ul_tso *t);
+
+/* Write segment i (< t->nsegs) of the packet at pkt to out (room for
+ * t->hdr_len + t->gso_size bytes) and return its length. out may be pkt
+ * itself for i = 0 only, and segment 0 must then be written last (it
+ * overwrites the header template). */
+size_t ul_tso_segment(const uint8_t *pkt, const struct ul_tso *t, uint32_t i,
+                      uint8_t *out);
+
+/* A byte range of a buffer. */
+struct ul_span {
+  size_t off, len;
+};
+
+/* Cut a UDP GRO receive buffer of len bytes, whose cmsg said segment size
+ * seg, into its datagrams: out[k] for k < the returned count. -EINVAL for
+ * seg = 0 or len = 0, -E2BIG for more than max_segs (or cap) datagrams. */
+int ul_udp_gro_split(size_t len, size_t seg, size_t max_segs,
+                     struct ul_span *out, size_t cap);
 
 /* Internet checksum helpers (RFC 1071), exposed for tests and ICMP. */
 uint32_t ul_csum_partial(const void *data, size_t len, uint32_t sum);
@@ -268,6 +307,68 @@ int ul_icmp_unreach(const uint8_t *orig, size_t orig_len,
  * non-blocking, close-on-exec. `name` may be "" for a kernel-chosen name; the
  * actual name (IFNAMSIZ) is written to name_out. Returns the fd or -errno. */
 int ul_tun_open(const char *name, int vnet_hdr, char name_out[16]);
+
+/* TUNSETOFFLOAD flags (linux/if_tun.h; USO needs Linux 6.2). */
+#define UL_TUN_F_CSUM 0x01
+#define UL_TUN_F_TSO4 0x02
+#define UL_TUN_F_TSO6 0x04
+#define UL_TUN_F_USO4 0x20
+#define UL_TUN_F_USO6 0x40
+
+/*
+ * Enable receive offloads on a TUN opened with vnet_hdr, so that one read()
+ * may return a 64 KiB TSO/USO super-packet: first CSUM|TSO4|TSO6, then in a
+ * second call also USO4|USO6 (older kernels refuse those). Flags in
+ * `refuse` are treated as refused without asking the kernel (a test hook;
+ * 0 in production). *got = the flags in force. Returns 0 (also when a flag
+ * was refused: the caller counts want & ~*got) or -errno when the TUN
+ * refused the ioctl for another reason than the flags.
+ */
+int ul_tun_set_offloads(int fd, unsigned want, unsigned refuse, unsigned *got);
+
+/*
+ * Reading the TUN (tun-read.c): the one TUN read path of both engines.
+ * Reads packets, parses their virtio-net header, finishes NEEDS_CSUM
+ * checksums, splits TSO/USO super-packets into segments (ul_tso_segment)
+ * and counts what it drops (runt or malformed: UL_DROP_TX_MALFORMED, read
+ * errors: UL_DROP_TUN_READ) in the totals slot of `counters` (may be NULL)
+ * with relaxed atomics, so the caller's thread must be the only writer of
+ * those tx counters.
+ */
+struct ul_tun_reader {
+  int fd;
+  uint64_t *counters;  /* slot 0 of a counters block, or NULL */
+  uint8_t *spare;      /* UL_BUF_SIZE: exchanged with a caller buffer that
+                        * received a super-packet not split at once */
+  size_t pend_len;     /* the super-packet in spare (at UL_TX_HEADROOM) */
+  struct ul_tso tso;
+  uint32_t next_seg;   /* its next segment; == tso.nsegs: nothing pending */
+  uint64_t segments;   /* segments produced by splits (statistics) */
+  uint64_t supers;     /* super-packets split */
+};
+
+/* A packet for encapsulation: IP packet at buf + UL_TX_HEADROOM, len bytes. */
+struct ul_tun_pkt {
+  uint8_t *buf;        /* UL_BUF_SIZE bytes, malloc()ed */
+  size_t len;
+};
+
+int ul_tun_reader_init(struct ul_tun_reader *r, int fd, uint64_t *counters);
+void ul_tun_reader_free(struct ul_tun_reader *r);
+
+/*
+ * Fill out[0..n) with up to n packets ready for encapsulation, reading the
+ * non-blocking TUN until EAGAIN or n packets. A super-packet whose segments
+ * do not all fit is continued by the next call before anything new is read.
+ * Buffers are exchanged: out[i].buf may come back as another UL_BUF_SIZE
+ * malloc()ed buffer (the reader's spare), the one given then belongs to the
+ * reader; ul_tun_reader_free frees what the reader holds, the caller frees
+ * what it holds. Returns the packet count (0 = nothing to read), or -errno
+ * for a read error (not EAGAIN/EINTR) before any packet, counted as
+ * UL_DROP_TUN_READ.
+ */
+int ul_tun_read_batch(struct ul_tun_reader *r, struct ul_tun_pkt *out,
+                      uint32_t n);
 
 /* MTU of the interface behind a TUN fd (TUNGETIFF + SIOCGIFMTU), or -errno. */
 int ul_tun_mtu(int fd);

@@ -82,6 +82,7 @@ struct ul_engine {
    * as the limit of segments that may coalesce (gro.c) */
   struct ul_tun_mtu_cache rx_mtu;
   /* tx only */
+  struct ul_tun_reader tx_reader; /* the TUN read path (tun-read.c) */
   bool tx_gso;                /* UDP GSO in use (until refused repeatedly) */
   unsigned tx_gso_refusals;
   uint8_t icmp_buf[UL_VNET_HDR_LEN + UL_ICMP_MAX];

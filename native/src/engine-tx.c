@@ -43,42 +43,35 @@ static void icmp_reply(struct ul_engine *e, const uint8_t *pkt, size_t len)
   (void)!write(e->cfg.tun_fd, e->icmp_buf, UL_VNET_HDR_LEN + (size_t)n);
 }
 
-/* Read up to one batch from the TUN; returns the number of slots filled. */
+/*
+ * Read up to one batch from the TUN (ul_tun_read_batch, tun-read.c: vnet
+ * header, checksums, TSO/USO split, drop counters); returns the number of
+ * slots filled. The reader may exchange slot buffers (see userlay.h).
+ */
 static uint32_t tx_read(struct worker *w)
 {
   struct ul_engine *e = w->e;
-  const size_t at = UL_TX_HEADROOM - UL_VNET_HDR_LEN;
-  uint32_t n = 0;
+  struct ul_tun_pkt pkts[UL_BATCH_MAX];
+  uint32_t i, n = e->cfg.batch;
+  int r;
 
-  while (n < e->cfg.batch) {
-    struct slot *s = &w->slots[n];
-    struct ul_vnet_hdr vh;
-    ssize_t r = read(e->cfg.tun_fd, s->buf + at, UL_BUF_SIZE - at);
-
-    if (r < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno != EAGAIN) {
-        /* e.g. the device went away: count, and do not spin on it */
-        struct timespec pause = { 0, 10 * 1000 * 1000 };
-        count_drop(e, 0, UL_DROP_TUN_READ);
-        nanosleep(&pause, NULL);
-      }
-      break;
-    }
-    s->reason = UL_OK;
-    s->peer_slot = 0;
-    if (r <= UL_VNET_HDR_LEN) {
-      s->len = 0;
-      s->reason = UL_DROP_TX_MALFORMED;
-    } else {
-      memcpy(&vh, s->buf + at, sizeof(vh));
-      s->len = (size_t)r - UL_VNET_HDR_LEN;
-      s->reason = ul_vnet_apply_tx(s->buf + UL_TX_HEADROOM, s->len, &vh);
-    }
-    n++;
+  for (i = 0; i < n; i++)
+    pkts[i].buf = w->slots[i].buf;
+  r = ul_tun_read_batch(&e->tx_reader, pkts, n);
+  for (i = 0; i < n; i++)
+    w->slots[i].buf = pkts[i].buf;
+  if (r < 0) {
+    /* e.g. the device went away (counted by the reader): do not spin */
+    struct timespec pause = { 0, 10 * 1000 * 1000 };
+    nanosleep(&pause, NULL);
+    return 0;
   }
-  return n;
+  for (i = 0; i < (uint32_t)r; i++) {
+    w->slots[i].len = pkts[i].len;
+    w->slots[i].reason = UL_OK;
+    w->slots[i].peer_slot = 0;
+  }
+  return (uint32_t)r;
 }
 
 /* Encapsulate the batch under one FDB read-side section. */

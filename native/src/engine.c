@@ -6,10 +6,14 @@
  *
  * Pipeline, transmit (thread "userlay-tx", TUN -> UDP):
  *   1. poll() the TUN fd and the wake eventfd; the wake fd readable = stop.
- *   2. read() up to `batch` packets, non-blocking, each into its own buffer at
- *      UL_TX_HEADROOM - UL_VNET_HDR_LEN: [headroom | virtio_net_hdr | IP].
- *   3. Parse the virtio_net_hdr and ul_vnet_apply_tx(): complete a partial
- *      checksum in software; GSO or bad offsets -> UL_DROP_TX_MALFORMED.
+ *   2. ul_tun_read_batch() (tun-read.c, shared with the js engine): read()
+ *      non-blocking, each packet into its own buffer at UL_TX_HEADROOM -
+ *      UL_VNET_HDR_LEN: [headroom | virtio_net_hdr | IP], until `batch`
+ *      packets are ready.
+ *   3. In there: parse the virtio_net_hdr; complete a partial checksum in
+ *      software; split a TSO/USO super-packet (offloads on, up to 64 KiB)
+ *      into segments of gso_size, one buffer each with complete headers and
+ *      checksums; runts and bad headers -> UL_DROP_TX_MALFORMED.
  *   4. Enter the FDB read side (seq odd), load the current table, and for
  *      each packet ul_encap() in place: the VXLAN + inner Ethernet header goes
  *      into the headroom. Copy out what the send needs (destination sockaddr,
@@ -188,7 +192,9 @@ int ul_engine_create(const struct ul_engine_cfg *cfg, struct ul_engine **out)
   e->icmp_tokens = UL_ICMP_BURST;
   clock_gettime(CLOCK_MONOTONIC, &e->icmp_last);
   pthread_mutex_init(&e->swap_lock, NULL);
-  r = worker_init(&e->tx, e, false);
+  r = ul_tun_reader_init(&e->tx_reader, cfg->tun_fd, e->cfg.counters);
+  if (r == 0)
+    r = worker_init(&e->tx, e, false);
   if (r == 0)
     r = worker_init(&e->rx, e, true);
   if (r < 0) {
@@ -257,6 +263,7 @@ void ul_engine_destroy(struct ul_engine *e)
   ul_fdb_free(__atomic_exchange_n(&e->fdb, NULL, __ATOMIC_SEQ_CST));
   worker_free(&e->tx, e->cfg.batch);
   worker_free(&e->rx, e->cfg.batch);
+  ul_tun_reader_free(&e->tx_reader);
   pthread_mutex_destroy(&e->swap_lock);
   free(e);
 }

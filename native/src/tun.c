@@ -88,6 +88,44 @@ fail:
 }
 
 /*
+ * Offloads. TUNSETOFFLOAD replaces the whole set, and a kernel that does
+ * not know one flag refuses the call with EINVAL, leaving the old set. So
+ * the base set goes first and USO is tried on top of it: a kernel without
+ * USO keeps TSO. A base set refused with EINVAL leaves the TUN without
+ * offloads (got = 0), which is the path of offloads off.
+ */
+static int set_offload(int fd, unsigned flags)
+{
+  return ioctl(fd, TUNSETOFFLOAD, (unsigned long)flags) < 0 ? -errno : 0;
+}
+
+int ul_tun_set_offloads(int fd, unsigned want, unsigned refuse, unsigned *got)
+{
+  const unsigned base = want & (UL_TUN_F_CSUM | UL_TUN_F_TSO4 | UL_TUN_F_TSO6);
+  const unsigned uso = want & (UL_TUN_F_USO4 | UL_TUN_F_USO6);
+  int r;
+
+  *got = 0;
+  if (base == 0)
+    return set_offload(fd, 0);
+  if ((base & refuse) != 0) {
+    r = -EINVAL;
+  } else {
+    r = set_offload(fd, base);
+  }
+  if (r == -EINVAL)
+    return set_offload(fd, 0);
+  if (r < 0)
+    return r;
+  *got = base;
+  if (uso == 0 || (uso & refuse) != 0)
+    return 0;
+  if (set_offload(fd, base | uso) == 0)
+    *got = base | uso;
+  return 0;
+}
+
+/*
  * MTU of the interface behind a TUN fd (TUNGETIFF, then SIOCGIFMTU), or
  * -errno.
  */

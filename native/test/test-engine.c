@@ -31,6 +31,7 @@
 #include "../src/engine-tx.c"
 #include "../src/gro.c"
 #include "../src/netlink.c"
+#include "../src/tun-read.c"
 #include "../src/tun.c"
 #include "../src/udp.c"
 

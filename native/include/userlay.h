@@ -459,6 +459,10 @@ uint32_t ul_tun_write_batch(int fd, const struct ul_gro_item *items,
  * Returns the fd or -errno (-EADDRINUSE when the port is taken). */
 int ul_udp_open(int family, const struct ul_addr *addr, uint16_t port);
 
+/* Turn UDP_GRO on (on = 1) or off on a UDP socket; 0 or -errno. With it on,
+ * the engine's receive path splits coalesced buffers (ul_udp_gro_split). */
+int ul_udp_set_gro(int fd, int on);
+
 /* rtnetlink operations; every one waits for the kernel's ACK. */
 int ul_nl_link_index(const char *ifname);                 /* ifindex or -errno */
 int ul_nl_link_set(const char *ifname, int mtu, int up);  /* mtu<=0: keep */

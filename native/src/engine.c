@@ -141,6 +141,7 @@ static void worker_free(struct worker *w, uint32_t batch)
   free(w->iovs);
   free(w->groups);
   free(w->gro);
+  free(w->dgrams);
 }
 
 static int worker_init(struct worker *w, struct ul_engine *e, bool rx)
@@ -152,10 +153,12 @@ static int worker_init(struct worker *w, struct ul_engine *e, bool rx)
   w->msgs = calloc(batch, sizeof(*w->msgs));
   w->iovs = calloc(batch, sizeof(*w->iovs));
   w->groups = calloc(batch, sizeof(*w->groups));
-  if (rx)
-    w->gro = calloc(batch, sizeof(*w->gro));
+  if (rx) {
+    w->gro = calloc(UL_BATCH_MAX, sizeof(*w->gro));
+    w->dgrams = calloc((size_t)batch * UL_RX_GRO_SEGS, sizeof(*w->dgrams));
+  }
   if (w->slots == NULL || w->msgs == NULL || w->iovs == NULL ||
-      w->groups == NULL || (rx && w->gro == NULL))
+      w->groups == NULL || (rx && (w->gro == NULL || w->dgrams == NULL)))
     return -ENOMEM;
   for (i = 0; i < batch; i++) {
     struct slot *s = &w->slots[i];

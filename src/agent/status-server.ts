@@ -85,6 +85,17 @@ export function renderDataplaneMetrics(stats: DataplaneStats): string {
     metricFamily('userlay_drops_total', 'counter', 'Dropped packets by reason (total, and per peer when known).', drops),
     metricFamily('userlay_fdb_peers', 'gauge', 'Peers in the FDB in force.', [{ value: stats.fdbPeers }]),
     metricFamily('userlay_fdb_routes', 'gauge', 'Pod-subnet routes in the FDB in force.', [{ value: stats.fdbRoutes }]),
+    ...(stats.offloads ? [offloadMetrics(stats.offloads)] : []),
+  ].join('');
+}
+
+/** Offloads in force (1) and refused by the kernel (1 each, counted once at setup). */
+function offloadMetrics(o: NonNullable<DataplaneStats['offloads']>): string {
+  return [
+    metricFamily('userlay_offload_active', 'gauge', 'Segmentation offloads in force (tso, uso, gro).',
+      o.active.map((offload) => ({ labels: { offload }, value: 1 }))),
+    metricFamily('userlay_offload_refused', 'gauge', 'Offloads asked for and refused by the kernel at setup.',
+      o.refused.map((offload) => ({ labels: { offload }, value: 1 }))),
   ].join('');
 }
 

@@ -24,6 +24,12 @@ export interface NativeConstants {
   readonly FDB_HDR_SIZE: number;
   readonly FDB_PEER_SIZE: number;
   readonly FDB_ROUTE_SIZE: number;
+  /** TUNSETOFFLOAD flags (linux/if_tun.h). */
+  readonly TUN_F_CSUM: number;
+  readonly TUN_F_TSO4: number;
+  readonly TUN_F_TSO6: number;
+  readonly TUN_F_USO4: number;
+  readonly TUN_F_USO6: number;
   /** enum ul_drop: reason name (lower-case, without UL_DROP_) -> number. */
   readonly drops: Readonly<Record<string, number>>;
 }
@@ -91,6 +97,15 @@ export interface NativeAddon {
   tunOpen(name: string, vnetHdr: boolean): { fd: number; name: string };
   /** Open a non-blocking UDP socket bound to address:port ("" = any IPv4, "::" = any IPv6). */
   udpOpen(address: string, port: number): number;
+  /**
+   * TUNSETOFFLOAD on a TUN opened with vnetHdr: CSUM|TSO4|TSO6 of `want`
+   * first, then its USO4|USO6 on top; flags in `refuse` count as refused
+   * without asking the kernel (test hook). Returns the flags in force; a
+   * refused flag is not an error.
+   */
+  tunSetOffloads(fd: number, want: number, refuse: number): number;
+  /** Turn UDP_GRO on or off on a socket from udpOpen. Throws the errno (ENOPROTOOPT: old kernel). */
+  udpSetGro(fd: number, on: boolean): void;
   /** close(2). */
   close(fd: number): void;
   linkIndex(ifname: string): number;
@@ -123,14 +138,17 @@ export interface NativeAddon {
   // --- TUN I/O for the js engine ---
   /**
    * Poll a TUN fd (opened with vnetHdr) on the libuv loop; on readiness read
-   * up to `batch` packets and call onPackets once with them. Each Buffer is
-   * [TX_HEADROOM bytes of headroom | IP packet] so encap can work in place.
-   * The packets of one call are views of a single Buffer the callee owns:
-   * each may be written within its own bounds, and the batch's memory lives
-   * until the last of them is collected. Read errors are reported as
-   * onPackets(null, err).
+   * up to `batch` packets with the engines' one TUN read path (checksums
+   * finished, TSO/USO super-packets split into segments) and call onPackets
+   * once with them. Each Buffer is [TX_HEADROOM bytes of headroom | IP
+   * packet] so encap can work in place. The packets of one call are views of
+   * a single Buffer the callee owns: each may be written within its own
+   * bounds, and the batch's memory lives until the last of them is
+   * collected. Read errors are reported as onPackets(null, err). Drops
+   * (runts, bad virtio headers, read errors) are counted in slot 0 of
+   * `counters` when given (the reader keeps it referenced).
    */
-  tunReader(fd: number, batch: number, onPackets: (packets: Buffer[] | null, err?: Error) => void): TunReader;
+  tunReader(fd: number, batch: number, onPackets: (packets: Buffer[] | null, err?: Error) => void, counters?: BigUint64Array): TunReader;
   /**
    * Write one IP packet pkt[off, off+len) to a TUN opened with vnetHdr; the
    * binding prepends the header from ul_vnet_hdr_for_rx. Throws on error

@@ -38,6 +38,8 @@ export interface EngineKindImpl<Socket> {
   openSocket(addon: NativeAddon, address: string, port: number): Promise<Socket>;
   /** Close a socket that never made it into an engine. */
   closeSocket(addon: NativeAddon, socket: Socket): Promise<void>;
+  /** The fd of `socket` when the engine reads it natively (UDP_GRO can be set on it), else undefined. */
+  nativeFd(socket: Socket): number | undefined;
   /** Build an engine that takes ownership of `socket`. */
   create(setup: EngineSetup, socket: Socket): Engine;
 }

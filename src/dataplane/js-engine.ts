@@ -8,7 +8,9 @@
  * Pipeline
  *   tx:  addon.tunReader polls the TUN fd on the libuv loop and hands a batch
  *        of Buffers, each [TX_HEADROOM | IP packet] (views of one Buffer
- *        per batch)
+ *        per batch); it reads through the native engine's read path
+ *        (ul_tun_read_batch): TSO/USO super-packets arrive split into
+ *        segments, runts and bad headers are counted there
  *        -> addon.encap in place (LPM lookup + VXLAN/Ethernet header)
  *           miss: count no_route; ICMP unreachable via addon.icmpUnreach and
  *           addon.tunWrite, rate-limited (token bucket 100/s, burst 50)
@@ -137,13 +139,12 @@ class JsEngineImpl implements Engine {
     this.socket.on('error', (err) => log.warn('underlay socket error', { err }));
     this.reader = addon.tunReader(tunFd, batch ?? 64, (packets, err) => {
       if (!packets) {
-        // the reader stops polling after a hard read error: say so loudly
-        this.count(0, COUNTER.drops + DROP.tun_read);
+        // the reader stops polling after a hard read error (counted there): say so loudly
         log.error('TUN read failed, transmit stopped', { err });
         return;
       }
       for (const p of packets) this.transmit(p);
-    });
+    }, this.setup.counters);
   }
 
   /**
@@ -289,6 +290,9 @@ export const jsEngine: EngineKindImpl<dgram.Socket> = {
   },
   closeSocket(_addon, socket) {
     return new Promise((resolve) => socket.close(() => resolve()));
+  },
+  nativeFd() {
+    return undefined; // dgram hands no cmsg to JS: no UDP_GRO
   },
   create(setup, socket) {
     return new JsEngineImpl(setup, socket);

@@ -84,6 +84,9 @@ export const nativeEngine: EngineKindImpl<NativeSocket> = {
   async closeSocket(addon, socket) {
     addon.close(socket.fd);
   },
+  nativeFd(socket) {
+    return socket.fd;
+  },
   create(setup, socket) {
     return new NativeEngineImpl(setup, socket);
   },

@@ -10,6 +10,7 @@ import { openDataplane, validateDataplaneOptions } from '../../src/dataplane/dat
 import type { DataplaneOptions, Peer } from '../../src/dataplane/types.js';
 import { UserlayError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
+import { REFUSE_ENV } from '../../src/dataplane/offloads.js';
 
 const opts: DataplaneOptions = {
   backend: 'vxlan', engine: 'native', tunName: `ulF${process.pid % 100000}`, mtu: 1450, publicIP: '198.18.0.1', port: 8472, vni: 1,
@@ -22,6 +23,8 @@ function errno(code: string): Error {
 }
 
 /** A fake addon: `calls` lists "name args"; `fail` makes one call throw. */
+const TUN_F = { TUN_F_CSUM: 1, TUN_F_TSO4: 2, TUN_F_TSO6: 4, TUN_F_USO4: 0x20, TUN_F_USO6: 0x40 };
+
 function fakeAddon(fail: Record<string, (args: unknown[]) => Error | undefined> = {}) {
   const calls: string[] = [];
   let counters: BigUint64Array | undefined;
@@ -33,8 +36,11 @@ function fakeAddon(fail: Record<string, (args: unknown[]) => Error | undefined> 
     return ret?.(args);
   };
   const addon = {
-    constants: { TX_HEADROOM: 64, SLOT_WIDTH, DROP_COUNT, drops: DROP },
+    constants: { TX_HEADROOM: 64, SLOT_WIDTH, DROP_COUNT, drops: DROP, ...TUN_F },
     udpOpen: rec('udpOpen', () => 7),
+    // a kernel that takes every flag it is asked for, minus the refused ones
+    tunSetOffloads: rec('tunSetOffloads', (a) => (a[1] as number) & ~(a[2] as number)),
+    udpSetGro: rec('udpSetGro'),
     tunOpen: rec('tunOpen', (a) => ({ fd: 8, name: a[0] })),
     close: rec('close'),
     linkSet: rec('linkSet'),
@@ -60,6 +66,8 @@ test('setup order: UDP socket first, then TUN, MTU/up, address, routes, engine',
   assert.deepEqual(f.calls, [
     'udpOpen 198.18.0.1 8472',
     `tunOpen ${t} true`,
+    'tunSetOffloads 8 103 0',
+    'udpSetGro 7 true',
     `linkSet ${t} 1450 true`,
     `addrAdd ${t} 198.19.1.0 32`,
     `routeAdd ${t} 198.19.0.0 16`,
@@ -161,4 +169,30 @@ test('options are validated before any system call, naming the option', async ()
   }
   // udp needs no MAC
   assert.doesNotThrow(() => validateDataplaneOptions({ ...opts, backend: 'udp', vtepMAC: '' }));
+});
+
+test('offloads: auto asks for TSO/USO and UDP_GRO; off asks for none; a refused one is reported and setup goes on', async () => {
+  const auto = fakeAddon();
+  const dp = await openDataplane(opts, silentLogger, auto.addon);
+  assert.deepEqual(dp.stats().offloads, { mode: 'auto', active: ['tso', 'uso', 'gro'], refused: [] });
+  await dp.close();
+
+  const off = fakeAddon();
+  const dpOff = await openDataplane({ ...opts, offloads: 'off' }, silentLogger, off.addon);
+  assert.ok(off.calls.includes('tunSetOffloads 8 0 0'), off.calls.join('\n'));
+  assert.ok(!off.calls.some((c) => c.startsWith('udpSetGro')));
+  assert.deepEqual(dpOff.stats().offloads, { mode: 'off', active: [], refused: [] });
+  await dpOff.close();
+
+  process.env[REFUSE_ENV] = 'tso,gro';
+  try {
+    const refused = fakeAddon();
+    const dpR = await openDataplane(opts, silentLogger, refused.addon);
+    assert.ok(refused.calls.includes('tunSetOffloads 8 103 7'), refused.calls.join('\n'));
+    assert.deepEqual(dpR.stats().offloads, { mode: 'auto', active: ['uso'], refused: ['tso', 'gro'] });
+    assert.ok(refused.calls.includes('engineStart'));
+    await dpR.close();
+  } finally {
+    delete process.env[REFUSE_ENV];
+  }
 });

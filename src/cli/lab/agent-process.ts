@@ -19,6 +19,8 @@ import { CLUSTER_NETWORK, type LabNode } from './topology.js';
 export interface UserlayAgentConfig {
   readonly backend: Backend;
   readonly engine: EngineKind;
+  /** Agent --offloads (default: the agent's default, auto). */
+  readonly offloads?: 'auto' | 'off';
   /** When set, each agent serves its status HTTP on 127.0.0.1:<port> inside its node ns. */
   readonly statusPort?: number;
   /** Agent --log-level (default "info"; higher levels would hide the "agent ready" line). */
@@ -68,6 +70,7 @@ export function agentArgs(node: LabNode, config: UserlayAgentConfig, peersFile: 
   ];
   if (config.backend === 'vxlan') args.push('--vtep-mac', node.vtepMAC);
   if (config.statusPort !== undefined) args.push('--status-addr', `127.0.0.1:${config.statusPort}`);
+  if (config.offloads !== undefined) args.push('--offloads', config.offloads);
   return args;
 }
 

@@ -83,11 +83,13 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */)
     { "icmpUnreach", js_icmp_unreach },
     { "tunReader", js_tun_reader },   { "tunWrite", js_tun_write },
     { "tunWriteBatch", js_tun_write_batch },
+    { "tunWriterSetup", js_tun_writer_setup }, { "tunWriterStats", js_tun_writer_stats },
     { "engineCreate", js_engine_create },
     { "engineSetFdb", js_engine_set_fdb },
     { "engineStart", js_engine_start },
     { "engineStop", js_engine_stop },
     { "engineDestroy", js_engine_destroy },
+    { "engineStats", js_engine_stats },
   };
   napi_value fn, constants;
   size_t i;

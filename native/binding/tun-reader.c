@@ -14,7 +14,8 @@
  * BigUint64Array, which the reader keeps referenced.
  *
  * Lifetime: the reader is shared by the uv handle (until its close callback)
- * and the JS stop() function (until its finalizer); the last one frees it.
+ * and the JS stop() and stats() functions (until their finalizers); the
+ * last one frees it.
  */
 #include "binding.h"
 
@@ -39,7 +40,7 @@ struct tun_reader {
   napi_async_context async;
   int fd;
   int batch;
-  int owners;         /* uv handle + JS stop function */
+  int owners;         /* uv handle + JS stop and stats functions */
   bool polling;
   bool closing;       /* stop() was called */
   bool dispatching;   /* inside the JS callback: defer the teardown */
@@ -220,6 +221,21 @@ out:
     reader_teardown(r);
 }
 
+/* stats(): { tsoPackets, tsoSegments } split by this reader so far. */
+static napi_value js_reader_stats(napi_env env, napi_callback_info info)
+{
+  struct tun_reader *r;
+  size_t argc = 0;
+  napi_value out;
+
+  CHECK(napi_get_cb_info(env, info, &argc, NULL, NULL, (void **)&r));
+  CHECK(napi_create_object(env, &out));
+  if (!set_int(env, out, "tsoPackets", (int64_t)r->rd.supers) ||
+      !set_int(env, out, "tsoSegments", (int64_t)r->rd.segments))
+    return NULL;
+  return out;
+}
+
 static napi_value js_reader_stop(napi_env env, napi_callback_info info)
 {
   struct tun_reader *r;
@@ -233,7 +249,7 @@ static napi_value js_reader_stop(napi_env env, napi_callback_info info)
 /* tunReader(fd, batch, onPackets, counters?) */
 napi_value js_tun_reader(napi_env env, napi_callback_info info)
 {
-  napi_value argv[4], out, stop, name;
+  napi_value argv[4], out, stop, stats, name;
   napi_typedarray_type ctype;
   uint64_t *counters = NULL;
   struct tun_reader *r;
@@ -290,6 +306,8 @@ napi_value js_tun_reader(napi_env env, napi_callback_info info)
       napi_create_string_utf8(env, "userlay:tunReader", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_create_function(env, "stop", NAPI_AUTO_LENGTH, js_reader_stop, r, &stop) != napi_ok ||
       napi_set_named_property(env, out, "stop", stop) != napi_ok ||
+      napi_create_function(env, "stats", NAPI_AUTO_LENGTH, js_reader_stats, r, &stats) != napi_ok ||
+      napi_set_named_property(env, out, "stats", stats) != napi_ok ||
       napi_create_reference(env, argv[2], 1, &r->callback) != napi_ok ||
       (counters != NULL &&
        napi_create_reference(env, argv[3], 1, &r->counters) != napi_ok)) {
@@ -310,6 +328,11 @@ napi_value js_tun_reader(napi_env env, napi_callback_info info)
     return NULL;
   }
   r->owners++; /* the stop function */
+  if (napi_add_finalizer(env, stats, r, reader_fn_finalize, NULL, NULL) != napi_ok) {
+    reader_close(r); /* likewise for the stats function */
+    return NULL;
+  }
+  r->owners++; /* the stats function */
   rc = uv_poll_start(&r->poll, UV_READABLE, reader_on_poll);
   if (rc < 0) {
     char subject[24];

@@ -440,19 +440,49 @@ struct ul_gro_item {
 void ul_gro_batch(struct ul_gro_item *items, uint32_t n, int mtu);
 
 /*
- * Write items[0..n) (n <= 256), grouped by ul_gro_batch(), to a TUN opened
- * with vnet_hdr (tun.c): leaders in index order, each as one writev() whose first
- * iovec is the virtio-net header (no headroom is needed before pkt). A
- * leader with count >= 2 goes as described above; a packet that stands
- * alone gets the header ul_vnet_hdr_for_rx() chooses or, for a TCP packet
- * longer than mtu, the GSO header of ul_tun_gso_for_rx() (which rewrites its
- * TCP checksum field). Absent items (pkt NULL) and followers write nothing
- * themselves. failed (n entries, or NULL): 1 for each packet whose write
- * failed (EAGAIN included), else 0. Returns the number of packets that
- * failed; errno then holds the error of the last failed write.
+ * A TUN writer (the receive side of both engines): the fd, its MTU cache,
+ * and whether GSO writes work (see tun.c: a kernel that refuses them with
+ * EINVAL/EIO gets segments cut in software instead). Counters are written
+ * by the one writing thread with relaxed atomics; anyone may read them.
  */
-uint32_t ul_tun_write_batch(int fd, const struct ul_gro_item *items,
+struct ul_tun_writer {
+  int fd;
+  int gso;                  /* 1: GSO writes in use; 0 once refused */
+  int test_refuse_gso;      /* test hook: treat every GSO write as EINVAL */
+  struct ul_tun_mtu_cache mtu;
+  uint64_t gso_refused;     /* GSO writes refused (probe included) */
+  uint64_t soft_segments;   /* segments written by the software fallback */
+  uint8_t *scratch;         /* 2 x 64 KiB for the fallback */
+};
+
+int ul_tun_writer_init(struct ul_tun_writer *w, int fd);
+void ul_tun_writer_free(struct ul_tun_writer *w);
+
+/* Write one small GSO packet that must be taken (dropped by the stack as
+ * martian afterwards). 1 = GSO writes work; 0 = refused (EINVAL/EIO): GSO
+ * is now off; -errno for another failure (GSO stays on). */
+int ul_tun_writer_probe(struct ul_tun_writer *w);
+
+/*
+ * Write items[0..n) (n <= 256), grouped by ul_gro_batch(), to the writer's
+ * TUN (opened with vnet_hdr): leaders in index order, each as one writev()
+ * whose first iovec is the virtio-net header (no headroom is needed before
+ * pkt). A leader with count >= 2 goes as described above; a packet that
+ * stands alone gets the header ul_vnet_hdr_for_rx() chooses or, for a TCP
+ * packet longer than mtu, the GSO header of ul_tun_gso_for_rx() (which
+ * rewrites its TCP checksum field). GSO writes go in software segments once
+ * the kernel refused one. Absent items (pkt NULL) and followers write
+ * nothing themselves. failed (n entries, or NULL): 1 for each packet whose
+ * write failed (EAGAIN included), else 0. Returns the number of packets
+ * that failed; errno then holds the error of the last failed write.
+ */
+uint32_t ul_tun_write_batch(struct ul_tun_writer *w, const struct ul_gro_item *items,
                             uint32_t n, int mtu, uint8_t *failed);
+
+/* A received batch: the TUN MTU (cached, re-read when a packet exceeds it),
+ * ul_gro_batch (only while GSO writes work), then ul_tun_write_batch. */
+uint32_t ul_tun_write_received(struct ul_tun_writer *w, struct ul_gro_item *items,
+                               uint32_t n, uint8_t *failed);
 
 /* Open a non-blocking UDP socket bound to addr:port (any address when
  * addr == NULL, family then from `family`), SO_RCVBUF/SO_SNDBUF raised.
@@ -489,6 +519,19 @@ struct ul_engine_cfg {
   uint64_t *counters;      /* (max_slot + 1) * UL_C_SLOT_WIDTH, caller-owned */
   uint32_t max_slot;       /* highest valid peer slot */
   uint32_t batch;          /* packets per batch, 1..256 (default 64) */
+  int probe_tun_gso;       /* probe GSO writes to the TUN at create (offloads auto) */
+  int test_refuse_tun_gso; /* test hook: the TUN "refuses" every GSO write */
+};
+
+/* Offload statistics of a running engine (each read with a relaxed load). */
+struct ul_engine_stats {
+  uint64_t tso_packets;       /* TSO/USO super-packets read from the TUN and split */
+  uint64_t tso_segments;      /* segments they gave */
+  uint64_t gro_buffers;       /* UDP GRO buffers of 2+ datagrams received */
+  uint64_t gro_datagrams;     /* datagrams in them */
+  int tun_gso;                /* GSO writes to the TUN in use */
+  uint64_t tun_gso_refused;   /* GSO writes the TUN refused (probe included) */
+  uint64_t tun_soft_segments; /* segments written by the software fallback */
 };
 
 struct ul_engine;
@@ -499,6 +542,7 @@ void ul_engine_set_fdb(struct ul_engine *e, struct ul_fdb *fdb);
 int ul_engine_start(struct ul_engine *e);
 /* Wake both threads, join them. Idempotent. Does not close the fds. */
 int ul_engine_stop(struct ul_engine *e);
+void ul_engine_stats(const struct ul_engine *e, struct ul_engine_stats *st);
 /* Stops if running, frees the current FDB and the engine. */
 void ul_engine_destroy(struct ul_engine *e);
 

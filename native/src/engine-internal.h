@@ -89,9 +89,12 @@ struct ul_engine {
   int wake_fd;                /* eventfd while running, else -1 */
   bool running;
   struct worker tx, rx;
-  /* rx only: TUN MTU for re-segmenting TCP super-segments (see tun.c) and
-   * as the limit of segments that may coalesce (gro.c) */
-  struct ul_tun_mtu_cache rx_mtu;
+  /* rx only: the TUN writer (tun.c): MTU cache for re-segmenting TCP
+   * super-segments and as the limit of segments that may coalesce (gro.c),
+   * GSO writes on or off */
+  struct ul_tun_writer rx_writer;
+  /* rx only: UDP GRO buffers split, datagrams they held (relaxed atomics) */
+  uint64_t rx_gro_buffers, rx_gro_datagrams;
   /* tx only */
   struct ul_tun_reader tx_reader; /* the TUN read path (tun-read.c) */
   bool tx_gso;                /* UDP GSO in use (until refused repeatedly) */

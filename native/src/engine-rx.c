@@ -94,6 +94,10 @@ static uint32_t rx_decap(struct worker *w, uint32_t n)
         continue;
       }
     }
+    if (k >= 2) {
+      bump(&e->rx_gro_buffers, 1);
+      bump(&e->rx_gro_datagrams, (uint64_t)k);
+    }
     for (j = 0; j < k; j++) {
       struct rx_dgram *d = &w->dgrams[nd++];
       struct ul_decap_result res = { 0 };
@@ -126,19 +130,13 @@ static void rx_write_chunk(struct worker *w, struct rx_dgram *dg, uint32_t n)
 {
   struct ul_engine *e = w->e;
   uint8_t failed[UL_BATCH_MAX];
-  size_t longest = 0;
   uint32_t i;
-  int mtu;
 
   for (i = 0; i < n; i++) {
     w->gro[i].pkt = dg[i].reason == UL_OK ? dg[i].pkt : NULL;
     w->gro[i].len = dg[i].len;
-    if (dg[i].reason == UL_OK && dg[i].len > longest)
-      longest = dg[i].len;
   }
-  mtu = ul_tun_mtu_cached(e->cfg.tun_fd, &e->rx_mtu, longest);
-  ul_gro_batch(w->gro, n, mtu);
-  ul_tun_write_batch(e->cfg.tun_fd, w->gro, n, mtu, failed);
+  ul_tun_write_received(&e->rx_writer, w->gro, n, failed);
 
   for (i = 0; i < n; i++) {
     if (dg[i].reason != UL_OK) {

@@ -197,6 +197,13 @@ int ul_engine_create(const struct ul_engine_cfg *cfg, struct ul_engine **out)
   pthread_mutex_init(&e->swap_lock, NULL);
   r = ul_tun_reader_init(&e->tx_reader, cfg->tun_fd, e->cfg.counters);
   if (r == 0)
+    r = ul_tun_writer_init(&e->rx_writer, cfg->tun_fd);
+  if (r == 0) {
+    e->rx_writer.test_refuse_gso = cfg->test_refuse_tun_gso;
+    if (cfg->probe_tun_gso)
+      (void)ul_tun_writer_probe(&e->rx_writer); /* refused: counted, GSO off */
+  }
+  if (r == 0)
     r = worker_init(&e->tx, e, false);
   if (r == 0)
     r = worker_init(&e->rx, e, true);
@@ -218,7 +225,7 @@ int ul_engine_start(struct ul_engine *e)
   e->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (e->wake_fd < 0)
     return -errno;
-  e->rx_mtu = (struct ul_tun_mtu_cache)UL_TUN_MTU_CACHE_INIT; /* read on first use */
+  e->rx_writer.mtu = (struct ul_tun_mtu_cache)UL_TUN_MTU_CACHE_INIT; /* read on first use */
 
   /* the threads inherit a fully blocked signal mask */
   sigfillset(&all);
@@ -258,6 +265,17 @@ int ul_engine_stop(struct ul_engine *e)
   return 0;
 }
 
+void ul_engine_stats(const struct ul_engine *e, struct ul_engine_stats *st)
+{
+  st->tso_packets = __atomic_load_n(&e->tx_reader.supers, __ATOMIC_RELAXED);
+  st->tso_segments = __atomic_load_n(&e->tx_reader.segments, __ATOMIC_RELAXED);
+  st->gro_buffers = __atomic_load_n(&e->rx_gro_buffers, __ATOMIC_RELAXED);
+  st->gro_datagrams = __atomic_load_n(&e->rx_gro_datagrams, __ATOMIC_RELAXED);
+  st->tun_gso = __atomic_load_n(&e->rx_writer.gso, __ATOMIC_RELAXED);
+  st->tun_gso_refused = __atomic_load_n(&e->rx_writer.gso_refused, __ATOMIC_RELAXED);
+  st->tun_soft_segments = __atomic_load_n(&e->rx_writer.soft_segments, __ATOMIC_RELAXED);
+}
+
 void ul_engine_destroy(struct ul_engine *e)
 {
   if (e == NULL)
@@ -267,6 +285,7 @@ void ul_engine_destroy(struct ul_engine *e)
   worker_free(&e->tx, e->cfg.batch);
   worker_free(&e->rx, e->cfg.batch);
   ul_tun_reader_free(&e->tx_reader);
+  ul_tun_writer_free(&e->rx_writer);
   pthread_mutex_destroy(&e->swap_lock);
   free(e);
 }

@@ -37,6 +37,12 @@
 #include <string.h>
 #include <unistd.h>
 
+/* A statistic of the reader: one writer (the reading thread), any reader. */
+static void stat_add(uint64_t *c, uint64_t v)
+{
+  __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + v, __ATOMIC_RELAXED);
+}
+
 static void count_drop0(struct ul_tun_reader *r, int reason)
 {
   uint64_t *c;
@@ -71,7 +77,7 @@ static uint32_t drain(struct ul_tun_reader *r, struct ul_tun_pkt *out,
   for (; k < n && r->next_seg < r->tso.nsegs; k++, r->next_seg++) {
     out[k].len = ul_tso_segment(pkt, &r->tso, r->next_seg,
                                 out[k].buf + UL_TX_HEADROOM);
-    r->segments++;
+    stat_add(&r->segments, 1);
   }
   return k;
 }
@@ -83,12 +89,12 @@ static uint32_t split(struct ul_tun_reader *r, struct ul_tun_pkt *out,
   uint8_t *pkt = out[k].buf + UL_TX_HEADROOM;
   uint32_t i;
 
-  r->supers++;
+  stat_add(&r->supers, 1);
   if (r->tso.nsegs <= n - k) {
     for (i = r->tso.nsegs; i-- > 0;)
       out[k + i].len = ul_tso_segment(pkt, &r->tso, i,
                                       out[k + i].buf + UL_TX_HEADROOM);
-    r->segments += r->tso.nsegs;
+    stat_add(&r->segments, r->tso.nsegs);
     r->next_seg = r->tso.nsegs;
     return k + r->tso.nsegs;
   }

@@ -89,14 +89,22 @@ export function renderDataplaneMetrics(stats: DataplaneStats): string {
   ].join('');
 }
 
-/** Offloads in force (1) and refused by the kernel (1 each, counted once at setup). */
+/** Offloads in force (1) and refused at setup (1), and the engine's offload counters. */
 function offloadMetrics(o: NonNullable<DataplaneStats['offloads']>): string {
+  const c = o.counters;
+  const active = [...o.active, ...(c.tunGso ? ['tun_gso'] : [])];
   return [
-    metricFamily('userlay_offload_active', 'gauge', 'Segmentation offloads in force (tso, uso, gro).',
-      o.active.map((offload) => ({ labels: { offload }, value: 1 }))),
+    metricFamily('userlay_offload_active', 'gauge', 'Segmentation offloads in force (tso, uso, gro, tun_gso).',
+      active.map((offload) => ({ labels: { offload }, value: 1 }))),
     metricFamily('userlay_offload_refused', 'gauge', 'Offloads asked for and refused by the kernel at setup.',
       o.refused.map((offload) => ({ labels: { offload }, value: 1 }))),
-  ].join('');
+    metricFamily('userlay_tun_gso_refused_total', 'counter', 'GSO writes the TUN refused (EINVAL/EIO; the start probe included); then segmented in software.',
+      [{ value: c.tunGsoRefused }]),
+    metricFamily('userlay_tso_packets_total', 'counter', 'TSO/USO super-packets read from the TUN and split.', [{ value: c.tsoPackets }]),
+    metricFamily('userlay_tso_segments_total', 'counter', 'Segments the TSO/USO split produced.', [{ value: c.tsoSegments }]),
+    metricFamily('userlay_udp_gro_buffers_total', 'counter', 'UDP GRO receive buffers holding 2 or more datagrams.', [{ value: c.groBuffers }]),
+    metricFamily('userlay_udp_gro_datagrams_total', 'counter', 'Datagrams in those buffers.', [{ value: c.groDatagrams }]),
+].join('');
 }
 
 /** JSON.stringify with bigints as decimal strings. */

@@ -50,6 +50,20 @@ export interface NativeEngine { readonly __brand: 'NativeEngine' }
 export interface TunReader {
   /** Stop polling. Idempotent; the fd is not closed. */
   stop(): void;
+  /** TSO/USO super-packets this reader split, and the segments they gave. */
+  stats(): { tsoPackets: number; tsoSegments: number };
+}
+
+/** Offload statistics of a native engine (struct ul_engine_stats). */
+export interface NativeEngineStats {
+  readonly tsoPackets: number;
+  readonly tsoSegments: number;
+  readonly groBuffers: number;
+  readonly groDatagrams: number;
+  /** GSO writes to the TUN in use (false once the kernel refused one). */
+  readonly tunGso: boolean;
+  readonly tunGsoRefused: number;
+  readonly tunSoftSegments: number;
 }
 
 /** Result of encap(): where to send which bytes. */
@@ -86,6 +100,10 @@ export interface EngineConfig {
   readonly maxSlot: number;
   /** Packets per batch (1..256, default 64). */
   readonly batch?: number;
+  /** 1: probe GSO writes to the TUN at create (offloads auto). */
+  readonly probeTunGso?: 0 | 1;
+  /** 1: test hook, the TUN refuses every GSO write (as some kernels do). */
+  readonly testRefuseTunGso?: 0 | 1;
 }
 
 /** The addon's functions. */
@@ -167,6 +185,15 @@ export interface NativeAddon {
    * arguments, before writing anything.
    */
   tunWriteBatch(fd: number, bufs: readonly Uint8Array[], offs: Uint32Array | number[], lens: Uint32Array | number[]): number;
+  /**
+   * Start this thread's TUN writer for fd afresh (the one tunWrite and
+   * tunWriteBatch use): probe = write one GSO packet that must be taken
+   * (refused: GSO writes off, counted); refuseGso = test hook. Returns
+   * whether GSO writes are in use.
+   */
+  tunWriterSetup(fd: number, probe: boolean, refuseGso: boolean): boolean;
+  /** This thread's TUN writer for fd: GSO in use, GSO writes refused, segments cut in software. */
+  tunWriterStats(fd: number): { gso: boolean; gsoRefused: number; softSegments: number };
 
   // --- native engine ---
   engineCreate(cfg: EngineConfig): NativeEngine;
@@ -177,6 +204,8 @@ export interface NativeAddon {
   engineStop(engine: NativeEngine): void;
   /** Stop and free. The handle must not be used afterwards. */
   engineDestroy(engine: NativeEngine): void;
+  /** Offload statistics (relaxed reads of the threads' counters). */
+  engineStats(engine: NativeEngine): NativeEngineStats;
 }
 
 let cached: NativeAddon | undefined;

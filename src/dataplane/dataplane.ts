@@ -166,6 +166,8 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
     const engine = kind.create({
       addon, tunFd: tun.fd, counters, maxSlot, log,
       codec: { mode: opts.backend, vni: opts.vni, mac: opts.backend === 'vxlan' ? opts.vtepMAC : '00:00:00:00:00:00' },
+      ...(offloads.probeTunGso ? { probeTunGso: 1 as const } : {}),
+      ...(offloads.testRefuseTunGso ? { testRefuseTunGso: 1 as const } : {}),
       ...(icmpSrc4 ? { icmpSrc4 } : {}),
       ...(icmpSrc6 ? { icmpSrc6 } : {}),
     }, socket);
@@ -230,7 +232,11 @@ class DataplaneImpl implements Dataplane {
   }
 
   stats(): DataplaneStats {
-    return { ...readStats(this.counters, this.table.slotNames(), this.table.peers.length, this.table.routes.length), offloads: this.offloads };
+    const { mode, active, refused } = this.offloads;
+    return {
+      ...readStats(this.counters, this.table.slotNames(), this.table.peers.length, this.table.routes.length),
+      offloads: { mode, active, refused, counters: this.engine.offloadStats() },
+    };
   }
 
   close(): Promise<void> {

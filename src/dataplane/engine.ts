@@ -9,6 +9,7 @@
  */
 import type { EngineConfig, NativeAddon } from './addon.js';
 import type { FdbTable } from './fdb.js';
+import type { OffloadCounters } from './offloads.js';
 import type { Logger } from '../log.js';
 
 /**
@@ -30,6 +31,8 @@ export interface Engine {
   start(): void;
   /** Stop forwarding, free the engine and close its UDP socket. Idempotent. */
   close(): Promise<void>;
+  /** What the engine counted about offloads; cheap. */
+  offloadStats(): OffloadCounters;
 }
 
 /** An engine kind: how to open its socket and how to build the engine on it. */

@@ -56,6 +56,7 @@ import type { EncapResult, NativeAddon, NativeFdb, TunReader } from './addon.js'
 import { COUNTER, DROP, counterIndex } from './counters.js';
 import type { Engine, EngineKindImpl, EngineSetup } from './engine.js';
 import type { FdbTable } from './fdb.js';
+import type { OffloadCounters } from './offloads.js';
 import { parseIP } from './net.js';
 
 /** Received packets per addon.tunWriteBatch call, at most. */
@@ -132,9 +133,16 @@ class JsEngineImpl implements Engine {
     return { slot, ip, port, sent };
   }
 
+  offloadStats(): OffloadCounters {
+    const r = this.reader?.stats() ?? { tsoPackets: 0, tsoSegments: 0 };
+    const w = this.setup.addon.tunWriterStats(this.setup.tunFd);
+    return { ...r, groBuffers: 0, groDatagrams: 0, tunGso: w.gso, tunGsoRefused: w.gsoRefused, tunSoftSegments: w.softSegments };
+  }
+
   start(): void {
     if (this.reader || this.closed) return;
     const { addon, tunFd, batch, log } = this.setup;
+    addon.tunWriterSetup(tunFd, this.setup.probeTunGso === 1, this.setup.testRefuseTunGso === 1);
     this.socket.on('message', (msg, rinfo) => this.receive(msg, rinfo.address));
     this.socket.on('error', (err) => log.warn('underlay socket error', { err }));
     this.reader = addon.tunReader(tunFd, batch ?? 64, (packets, err) => {

@@ -3,18 +3,22 @@
  * (native/src/engine.c); JS only hands over FDB snapshots and reads counters.
  *
  * Pipeline
- *   tx thread:  read() a batch from the TUN (virtio-net header in front of each
- *               packet, landing UL_TX_HEADROOM into its buffer)
- *               -> complete a partial checksum (ul_vnet_apply_tx)
+ *   tx thread:  ul_tun_read_batch: read() a batch from the TUN (virtio-net
+ *               header in front of each packet, landing UL_TX_HEADROOM into
+ *               its buffer), complete partial checksums, split TSO/USO
+ *               super-packets into segments
  *               -> LPM lookup of the inner destination in the current FDB
  *                  (miss: count no_route, write ICMP unreachable into the TUN)
  *               -> encap in place (VXLAN + inner Ethernet, or nothing for udp)
  *               -> sendmmsg() the batch to each peer's underlay IP:port
  *               -> count tx packets/bytes in slot 0 and the peer's slot
- *   rx thread:  recvmmsg() a batch from the UDP socket
- *               -> validate and decap (flags, VNI, MAC, inner IP, known
- *                  outer source, inner source inside that peer's subnets)
- *               -> prepend the virtio-net header, write() to the TUN
+ *   rx thread:  recvmmsg() a batch from the UDP socket (UDP GRO: a buffer may
+ *               hold a run of datagrams, cut apart by the cmsg's size)
+ *               -> validate and decap each datagram (flags, VNI, MAC, inner
+ *                  IP, known outer source, inner source inside that peer's
+ *                  subnets)
+ *               -> coalesce TCP runs, write to the TUN with a virtio-net
+ *                  header (GSO; in software if the kernel refuses GSO writes)
  *               -> count rx packets/bytes or the drop reason
  *   JS thread:  engineSetFdb(snapshot) builds a table and swaps it in
  *               atomically; the replaced table is freed once both threads
@@ -23,6 +27,12 @@
 import type { NativeEngine } from './addon.js';
 import type { Engine, EngineKindImpl, EngineSetup } from './engine.js';
 import type { FdbTable } from './fdb.js';
+import type { OffloadCounters } from './offloads.js';
+
+/** offloadStats() of a closed engine. */
+const CLOSED_STATS: OffloadCounters = {
+  tsoPackets: 0, tsoSegments: 0, groBuffers: 0, groDatagrams: 0, tunGso: false, tunGsoRefused: 0, tunSoftSegments: 0,
+};
 
 /** A UDP socket fd from addon.udpOpen. */
 export interface NativeSocket {
@@ -44,12 +54,19 @@ class NativeEngineImpl implements Engine {
       counters: setup.counters,
       maxSlot: setup.maxSlot,
       batch: setup.batch ?? 64,
+      ...(setup.probeTunGso ? { probeTunGso: setup.probeTunGso } : {}),
+      ...(setup.testRefuseTunGso ? { testRefuseTunGso: setup.testRefuseTunGso } : {}),
     });
   }
 
   setFdb(table: FdbTable): void {
     if (!this.handle) throw new Error('native engine is closed');
     this.setup.addon.engineSetFdb(this.handle, table.encode());
+  }
+
+  offloadStats(): OffloadCounters {
+    if (!this.handle) return CLOSED_STATS;
+    return this.setup.addon.engineStats(this.handle);
   }
 
   start(): void {

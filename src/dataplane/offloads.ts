@@ -13,7 +13,14 @@
  * A flag the kernel refuses is logged once and counted in
  * OffloadState.refused (exported as userlay_offload_refused); the data
  * plane runs with what it got. The test hook USERLAY_TEST_REFUSE_OFFLOADS
- * (comma list of tso, uso, gro) makes the refusal happen on purpose.
+ * (comma list of tso, uso, gro, tun-gso) makes the refusal happen on
+ * purpose; tun-gso makes the TUN answer every GSO write with EINVAL, as a
+ * 6.1/6.6 LTS range did.
+ *
+ * GSO writes to the TUN (receive coalescing, super-frames) are probed at
+ * start with offloads auto; a refusal then or at run time turns them off for
+ * good and the engines cut those packets in software (native/src/tun.c).
+ * That state is dynamic: OffloadCounters.tunGso.
  */
 import type { NativeAddon } from './addon.js';
 import type { Logger } from '../log.js';
@@ -33,6 +40,26 @@ export interface OffloadState {
   readonly active: readonly OffloadName[];
   /** Offloads asked for and refused by the kernel (or the test hook). */
   readonly refused: readonly OffloadName[];
+  /** The engine is to probe GSO writes to the TUN (mode auto). */
+  readonly probeTunGso: boolean;
+  /** Test hook: the TUN refuses GSO writes. */
+  readonly testRefuseTunGso: boolean;
+}
+
+/** What the engines count about offloads while running. */
+export interface OffloadCounters {
+  /** TSO/USO super-packets read from the TUN and split, and their segments. */
+  readonly tsoPackets: number;
+  readonly tsoSegments: number;
+  /** UDP GRO buffers of 2+ datagrams received, and their datagrams (native engine). */
+  readonly groBuffers: number;
+  readonly groDatagrams: number;
+  /** GSO writes to the TUN in use. */
+  readonly tunGso: boolean;
+  /** GSO writes the TUN refused (the start probe included). */
+  readonly tunGsoRefused: number;
+  /** Segments written in software instead. */
+  readonly tunSoftSegments: number;
 }
 
 /** Environment variable of the refusal test hook. */
@@ -54,11 +81,12 @@ export function applyOffloads(
   const c = addon.constants;
   const tso = c.TUN_F_CSUM | c.TUN_F_TSO4 | c.TUN_F_TSO6;
   const uso = c.TUN_F_USO4 | c.TUN_F_USO6;
+  const hook = refusedByHook(env);
+  const testRefuseTunGso = hook.has('tun-gso');
   if (mode === 'off') {
     addon.tunSetOffloads(tunFd, 0, 0);
-    return { mode, active: [], refused: [] };
+    return { mode, active: [], refused: [], probeTunGso: false, testRefuseTunGso };
   }
-  const hook = refusedByHook(env);
   const refuse = (hook.has('tso') ? tso : 0) | (hook.has('uso') ? uso : 0);
   const got = addon.tunSetOffloads(tunFd, tso | uso, refuse);
   const active: OffloadName[] = [];
@@ -77,5 +105,5 @@ export function applyOffloads(
   }
   if (refused.includes('tso')) log.warn('TUN refused TSO offloads: reading one packet per read', { got });
   if (refused.includes('uso')) log.info('TUN refused USO offloads (Linux < 6.2?): UDP is read one datagram per read', { got });
-  return { mode, active, refused };
+  return { mode, active, refused, probeTunGso: true, testRefuseTunGso };
 }

@@ -5,7 +5,7 @@
  * data plane turns them into an immutable FDB and swaps it in atomically
  * (flannel's Backend contract: lease events in, data-plane state out).
  */
-import type { OffloadMode, OffloadState } from './offloads.js';
+import type { OffloadCounters, OffloadMode, OffloadState } from './offloads.js';
 
 /** Encapsulation format. */
 export type Backend = 'vxlan' | 'udp';
@@ -70,8 +70,8 @@ export interface DataplaneStats {
   readonly peers: Record<string, CounterSet>;
   readonly fdbPeers: number;
   readonly fdbRoutes: number;
-  /** Offloads in force and refused (absent before the data plane is up). */
-  readonly offloads?: OffloadState;
+  /** Offloads in force and refused at setup, and what the engine counted since. */
+  readonly offloads?: Pick<OffloadState, 'mode' | 'active' | 'refused'> & { readonly counters: OffloadCounters };
 }
 
 /** A running data plane. Owns the TUN, the UDP socket, routes and threads. */

@@ -10,8 +10,10 @@
  *     the rx side receives them coalesced), each echoed intact
  *   - the offloads in force are reported by /debug/stats, and nothing is
  *     dropped as tx_malformed (a super-packet the split refused)
- *   - offloads refused (test hook USERLAY_TEST_REFUSE_OFFLOADS) are
- *     reported and forwarding goes on
+ *   - with offloads auto the sender splits TSO super-packets and the native
+ *     receiver gets UDP GRO buffers (engine counters); with off neither
+ *   - offloads refused (test hook USERLAY_TEST_REFUSE_OFFLOADS: TSO/USO,
+ *     UDP_GRO and GSO writes to the TUN) are reported and forwarding goes on
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -25,7 +27,18 @@ const MB = 1024 * 1024;
 const IPV4_UDP_HEADERS = 28;
 const STATUS_PORT = 9477;
 
-interface OffloadsJson { offloads?: { mode: string; active: string[]; refused: string[] } }
+interface OffloadsJson {
+  offloads?: {
+    mode: string; active: string[]; refused: string[];
+    counters: { tsoPackets: number; tsoSegments: number; groBuffers: number; groDatagrams: number; tunGso: boolean; tunGsoRefused: number };
+  };
+}
+
+async function offloadsOf(lab: TestLab, i: number): Promise<NonNullable<OffloadsJson['offloads']>> {
+  const s = (await statusJson(lab.node(i), STATUS_PORT, '/debug/stats')) as OffloadsJson;
+  assert.ok(s.offloads, JSON.stringify(s));
+  return s.offloads;
+}
 
 const cases: Array<{ engine: EngineKind; offloads: 'auto' | 'off' }> = [
   { engine: 'native', offloads: 'auto' },
@@ -56,10 +69,27 @@ for (const { engine, offloads } of cases) {
 
     for (const [a, b] of [[1, 2], [2, 1]] as const) {
       test(`200 MB TCP n${a} -> n${b} arrives byte for byte`, async () => {
+        const before = await offloadsOf(lab, a);
         const r = await hashedTransfer(lab.node(a), lab.node(b), 200 * MB, 5301, 240_000);
         assert.equal(r.sent.bytes, 200 * MB);
         assert.equal(r.received.bytes, 200 * MB);
         assert.equal(r.received.sha256, r.sent.sha256);
+        const sender = (await offloadsOf(lab, a)).counters;
+        const split = sender.tsoPackets - before.counters.tsoPackets;
+        if (offloads === 'auto') {
+          // the sender's TUN handed over super-packets, each split into several segments
+          assert.ok(split > 0, `no TSO super-packet split: ${JSON.stringify(sender)}`);
+          assert.ok(sender.tsoSegments > sender.tsoPackets, JSON.stringify(sender));
+        } else {
+          assert.equal(split, 0, JSON.stringify(sender));
+        }
+        const receiver = (await offloadsOf(lab, b)).counters;
+        assert.equal(receiver.tunGso, true, JSON.stringify(receiver));
+        if (engine === 'native' && offloads === 'auto') {
+          assert.ok(receiver.groBuffers > 0 && receiver.groDatagrams > receiver.groBuffers, `no UDP GRO buffer: ${JSON.stringify(receiver)}`);
+        } else {
+          assert.equal(receiver.groBuffers, 0, JSON.stringify(receiver));
+        }
       });
     }
 
@@ -82,7 +112,7 @@ for (const { engine, offloads } of cases) {
 describe('offloads refused by the kernel (test hook): reported, forwarding goes on', { skip: NEEDS_ROOT, timeout: 180_000 }, () => {
   let lab: TestLab;
   before(async () => {
-    process.env[REFUSE_ENV] = 'tso,uso,gro'; // inherited by the agents this lab starts
+    process.env[REFUSE_ENV] = 'tso,uso,gro,tun-gso'; // inherited by the agents this lab starts
     try {
       lab = await openTestLab(2, { modes: ['userlay', 'userlay'], userlay: { backend: 'vxlan', engine: 'native', statusPort: STATUS_PORT } });
     } finally {
@@ -92,9 +122,14 @@ describe('offloads refused by the kernel (test hook): reported, forwarding goes 
   after(async () => { await lab?.close(); });
 
   test('the refusals are reported, nothing is in force', async () => {
-    const s = (await statusJson(lab.node(1), STATUS_PORT, '/debug/stats')) as OffloadsJson;
-    assert.deepEqual(s.offloads, { mode: 'auto', active: [], refused: ['tso', 'uso', 'gro'] });
+    const o = await offloadsOf(lab, 1);
+    assert.deepEqual([o.mode, o.active, o.refused], ['auto', [], ['tso', 'uso', 'gro']]);
+    // the start probe's GSO write was refused: GSO writes to the TUN are off
+    assert.equal(o.counters.tunGso, false);
+    assert.ok(o.counters.tunGsoRefused >= 1, JSON.stringify(o.counters));
     const metrics = await statusText(lab, '/metrics');
+    assert.doesNotMatch(metrics, /^userlay_offload_active\{offload="tun_gso"\}/m);
+    assert.match(metrics, /^userlay_tun_gso_refused_total [1-9]/m);
     assert.match(metrics, /^userlay_offload_refused\{offload="tso"\} 1$/m);
     assert.match(metrics, /^userlay_offload_refused\{offload="gro"\} 1$/m);
   });

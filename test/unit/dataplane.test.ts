@@ -4,7 +4,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { NativeAddon } from '../../src/dataplane/addon.js';
+import type { EngineConfig, NativeAddon } from '../../src/dataplane/addon.js';
 import { COUNTER, DROP, DROP_COUNT, SLOT_WIDTH, counterIndex } from '../../src/dataplane/counters.js';
 import { openDataplane, validateDataplaneOptions } from '../../src/dataplane/dataplane.js';
 import type { DataplaneOptions, Peer } from '../../src/dataplane/types.js';
@@ -25,9 +25,12 @@ function errno(code: string): Error {
 /** A fake addon: `calls` lists "name args"; `fail` makes one call throw. */
 const TUN_F = { TUN_F_CSUM: 1, TUN_F_TSO4: 2, TUN_F_TSO6: 4, TUN_F_USO4: 0x20, TUN_F_USO6: 0x40 };
 
+const NO_COUNTS = { tsoPackets: 0, tsoSegments: 0, groBuffers: 0, groDatagrams: 0, tunGso: true, tunGsoRefused: 0, tunSoftSegments: 0 };
+
 function fakeAddon(fail: Record<string, (args: unknown[]) => Error | undefined> = {}) {
   const calls: string[] = [];
   let counters: BigUint64Array | undefined;
+  let engineCfg: EngineConfig | undefined;
   const snapshots: Uint8Array[] = [];
   const rec = (name: string, ret?: (args: unknown[]) => unknown) => (...args: unknown[]) => {
     const err = fail[name]?.(args);
@@ -48,6 +51,7 @@ function fakeAddon(fail: Record<string, (args: unknown[]) => Error | undefined> 
     routeAdd: rec('routeAdd'),
     routeDel: rec('routeDel'),
     engineCreate: rec('engineCreate', (a) => {
+      engineCfg = a[0] as EngineConfig;
       counters = (a[0] as { counters: BigUint64Array }).counters;
       return { engine: true };
     }),
@@ -55,8 +59,9 @@ function fakeAddon(fail: Record<string, (args: unknown[]) => Error | undefined> 
     engineStart: rec('engineStart'),
     engineStop: rec('engineStop'),
     engineDestroy: rec('engineDestroy'),
+    engineStats: () => ({ ...NO_COUNTS }),
   } as unknown as NativeAddon;
-  return { addon, calls, snapshots, counters: () => counters! };
+  return { addon, calls, snapshots, counters: () => counters!, engineCfg: () => engineCfg! };
 }
 
 test('setup order: UDP socket first, then TUN, MTU/up, address, routes, engine', async () => {
@@ -174,14 +179,15 @@ test('options are validated before any system call, naming the option', async ()
 test('offloads: auto asks for TSO/USO and UDP_GRO; off asks for none; a refused one is reported and setup goes on', async () => {
   const auto = fakeAddon();
   const dp = await openDataplane(opts, silentLogger, auto.addon);
-  assert.deepEqual(dp.stats().offloads, { mode: 'auto', active: ['tso', 'uso', 'gro'], refused: [] });
+  assert.deepEqual(dp.stats().offloads, { mode: 'auto', active: ['tso', 'uso', 'gro'], refused: [], counters: NO_COUNTS });
+  assert.equal(auto.engineCfg().probeTunGso, 1, 'offloads auto probes GSO writes to the TUN');
   await dp.close();
 
   const off = fakeAddon();
   const dpOff = await openDataplane({ ...opts, offloads: 'off' }, silentLogger, off.addon);
   assert.ok(off.calls.includes('tunSetOffloads 8 0 0'), off.calls.join('\n'));
   assert.ok(!off.calls.some((c) => c.startsWith('udpSetGro')));
-  assert.deepEqual(dpOff.stats().offloads, { mode: 'off', active: [], refused: [] });
+  assert.deepEqual(dpOff.stats().offloads, { mode: 'off', active: [], refused: [], counters: NO_COUNTS });
   await dpOff.close();
 
   process.env[REFUSE_ENV] = 'tso,gro';
@@ -189,7 +195,7 @@ test('offloads: auto asks for TSO/USO and UDP_GRO; off asks for none; a refused 
     const refused = fakeAddon();
     const dpR = await openDataplane(opts, silentLogger, refused.addon);
     assert.ok(refused.calls.includes('tunSetOffloads 8 103 7'), refused.calls.join('\n'));
-    assert.deepEqual(dpR.stats().offloads, { mode: 'auto', active: ['uso'], refused: ['tso', 'gro'] });
+    assert.deepEqual(dpR.stats().offloads, { mode: 'auto', active: ['uso'], refused: ['tso', 'gro'], counters: NO_COUNTS });
     assert.ok(refused.calls.includes('engineStart'));
     await dpR.close();
   } finally {

@@ -8,7 +8,10 @@
 /* ---- receive -------------------------------------------------------------------- */
 
 /* The UDP_GRO segment size of message i, or its length when it carries none
- * (GRO off, or a datagram that was not coalesced). */
+ * (GRO off, or a datagram that was not coalesced). The kernel gives the cmsg
+ * only for SKB_GSO_UDP_L4 buffers; a VXLAN tunnel GSO frame from a kernel
+ * vxlan neighbour across veth (see tun.c, super-segments) comes whole and
+ * without it, so it stays one datagram. */
 static size_t rx_seg_size(struct worker *w, uint32_t i)
 {
   struct msghdr *h = &w->msgs[i].msg_hdr;

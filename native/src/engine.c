@@ -32,15 +32,21 @@
  *
  * Pipeline, receive (thread "userlay-rx", UDP -> TUN):
  *   1. poll() the UDP socket and the wake eventfd.
- *   2. recvmmsg() up to `batch` datagrams, each at UL_RX_OFFSET of its buffer,
- *      with the sender's address. MSG_TRUNC -> UL_DROP_UDP_RECV.
- *   3. Enter the FDB read side, ul_decap() each datagram against the outer
- *      source address (flags, VNI, MAC, inner IP, known peer, anti-spoofing),
- *      note the counter slot, leave the read side.
+ *   2. recvmmsg() up to `batch` messages, each at UL_RX_OFFSET of its buffer,
+ *      with the sender's address and, with UDP_GRO on (offloads auto), the
+ *      segment size of a coalesced run in a cmsg.
+ *   3. Enter the FDB read side. Cut each buffer into its datagrams
+ *      (ul_udp_gro_split: all of the cmsg's size, the last may be shorter);
+ *      MSG_TRUNC, a zero size or more than UL_RX_GRO_SEGS datagrams ->
+ *      one UL_DROP_UDP_RECV, charged to the sender if it is a peer.
+ *      ul_decap() each datagram against the outer source address (flags,
+ *      VNI, MAC, inner IP, known peer, anti-spoofing), note its counter
+ *      slot; leave the read side.
  *   4. Coalesce (ul_gro_batch, gro.c): in-order TCP segments of one flow in
  *      the batch become one super-packet led by its first segment, whose
  *      headers are rewritten and which gets a GSO virtio_net_hdr.
- *   5. Write (ul_tun_write_batch, tun.c, shared with the js engine): in
+ *   5. Write (ul_tun_write_received, tun.c, shared with the js engine), at
+ *      most UL_BATCH_MAX datagrams per coalescing window: in
  *      batch order, for each leader one writev() of [vnet hdr | first
  *      packet] and then, for a super-packet, each follower's payload,
  *      straight from the receive buffers. A packet that stands alone gets
@@ -48,7 +54,9 @@
  *      packet longer than the TUN MTU, the GSO header of
  *      ul_tun_gso_for_rx()). Counters count the original packets; a failed
  *      write (EAGAIN included) counts UL_DROP_TUN_WRITE for each packet it
- *      carried.
+ *      carried. A kernel that refuses GSO writes (probed at create with
+ *      cfg.probe_tun_gso, or EINVAL/EIO at run time) gets software segments
+ *      instead, and no more coalescing.
  *
  * Design notes
  *   - Counters: slot 0 holds totals, slot k the peer whose `slot` is k (slots
@@ -76,6 +84,17 @@
  *     accept_local is set on the TUN, so the source is either a non-local
  *     address routed through the TUN or the TUN has accept_local=1.
  *   - Threads block all signals: Node's main thread keeps handling them.
+ *   - Offloads (--offloads auto; the TUN and socket options are set by the
+ *     data plane, src/dataplane/offloads.ts). One TUN read may return a
+ *     64 KiB TSO/USO super-packet: tun-read.c splits it into segments, one
+ *     buffer each, so the segments of one super-packet are a run of
+ *     equal-sized datagrams to one peer and step 6 sends them as one
+ *     UDP_SEGMENT message (at most UL_GSO_MAX_SEGS datagrams and
+ *     UL_GSO_MAX_BYTES). The peer's UDP_GRO socket receives that run as one
+ *     buffer again (rx step 3 cuts it), and its TCP runs are coalesced into
+ *     one GSO write to its TUN: the wire carries MTU-sized datagrams, but
+ *     neither kernel crosses its stack per segment. With offloads off, every
+ *     read is one packet and every receive one datagram, as before.
  */
 #include "engine-internal.h"
 

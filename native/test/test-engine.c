@@ -14,6 +14,8 @@
  *   3. rx: a VXLAN frame from the peer carrying 198.19.2.5 -> 198.19.1.0:R
  *      reaches a socket on port R; a spoofed inner source and a wrong VNI are
  *      counted as drops.
+ *   3a. rx with UDP GRO: a UDP_SEGMENT burst arrives as one GRO buffer and
+ *      every datagram of it is validated and counted on its own.
  *   3b. rx coalescing: four in-order TCP segments received in one batch
  *      reach the TUN as one GSO packet (a packet socket on the TUN sees one
  *      skb of the summed length) and still count as four packets.
@@ -149,6 +151,60 @@ static void test_rx(struct fixture *f)
   CHECK_EQ(ctr_wait(f->counters, 0, UL_C_DROPS + UL_DROP_BAD_VNI, 1), 1);
   CHECK_EQ(recv_wait(f->app, buf, sizeof(buf), 100), -ETIMEDOUT);
   CHECK_EQ(ctr(f->counters, 1, UL_C_RX_PACKETS), 1);
+}
+
+/*
+ * rx with UDP GRO: six equal frames sent as one UDP_SEGMENT message reach
+ * the engine's socket (UDP_GRO on) as one buffer; each datagram is
+ * validated on its own: the one with a wrong VNI is dropped and counted,
+ * the five others are delivered.
+ */
+static void test_rx_udp_gro(struct fixture *f)
+{
+  struct sockaddr_in eng = sin4("127.0.0.1", f->udp_port);
+  static uint8_t frames[6 * 128];
+  union {
+    struct cmsghdr align;
+    uint8_t buf[CMSG_SPACE(sizeof(uint16_t))];
+  } ctl;
+  struct iovec iov = { frames, 0 };
+  struct msghdr h = { .msg_name = &eng, .msg_namelen = sizeof(eng), .msg_iov = &iov,
+                      .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
+  struct cmsghdr *c;
+  struct ul_engine_stats st;
+  uint64_t rx0 = ctr(f->counters, 1, UL_C_RX_PACKETS);
+  uint64_t vni0 = ctr(f->counters, 0, UL_C_DROPS + UL_DROP_BAD_VNI); /* no peer yet at the VNI check */
+  size_t seg = 0;
+  uint16_t size;
+  char buf[64];
+  int k, got = 0;
+
+  CHECK_EQ(ul_udp_set_gro(f->udp, 1), 0);
+  for (k = 0; k < 6; k++) {
+    char payload[8];
+    snprintf(payload, sizeof(payload), "gro-%d", k);
+    seg = vxlan_frame(frames + (size_t)k * seg, k == 3 ? VNI + 1 : VNI, "198.19.2.5",
+                      f->app_port, payload);
+  }
+  iov.iov_len = 6 * seg;
+  size = (uint16_t)seg;
+  c = CMSG_FIRSTHDR(&h);
+  c->cmsg_level = SOL_UDP;
+  c->cmsg_type = UDP_SEGMENT;
+  c->cmsg_len = CMSG_LEN(sizeof(size));
+  memcpy(CMSG_DATA(c), &size, sizeof(size));
+  CHECK_EQ(sendmsg(f->peer, &h, 0), (ssize_t)(6 * seg));
+  while (got < 5 && recv_wait(f->app, buf, sizeof(buf), 2000) == 5) {
+    CHECK(memcmp(buf, "gro-", 4) == 0 && buf[4] != '3');
+    got++;
+  }
+  CHECK_EQ(got, 5);
+  CHECK_EQ(ctr_wait(f->counters, 1, UL_C_RX_PACKETS, rx0 + 5), rx0 + 5);
+  CHECK_EQ(ctr_wait(f->counters, 0, UL_C_DROPS + UL_DROP_BAD_VNI, vni0 + 1), vni0 + 1);
+  ul_engine_stats(f->engine, &st);
+  CHECK(st.gro_buffers >= 1); /* the six came as one buffer */
+  CHECK(st.gro_datagrams >= 6);
+  CHECK_EQ(ul_udp_set_gro(f->udp, 0), 0);
 }
 
 /* A VXLAN frame carrying one TCP segment 198.19.2.5:5555 -> 198.19.1.0:dport
@@ -317,6 +373,7 @@ int main(void)
     test_no_route(&f);
     test_rx(&f);
     test_rx_gro(&f);
+    test_rx_udp_gro(&f);
     test_swap_stress(&f);
     CHECK_EQ(ul_engine_stop(f.engine), 0);
     CHECK_EQ(ul_engine_stop(f.engine), 0); /* idempotent */

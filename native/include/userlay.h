@@ -12,8 +12,8 @@
  *   - Addresses are always 16 bytes; IPv4 lives in the first 4 bytes with the
  *     rest zero, and `family` (4 or 6) says which.
  *
- * Buffer layout (designed for 64 KiB packets and a virtio-net header, so that
- * TSO/GSO offloads fit later without a redesign):
+ * Buffer layout (64 KiB packets and a virtio-net header: a TUN read with
+ * TSO/USO on returns a super-packet of up to 64 KiB, split by tun-read.c):
  *
  *   TUN -> UDP (tx), one buffer per packet, UL_BUF_SIZE bytes:
  *     [ .. UL_TX_HEADROOM .. ][ inner IP packet, up to 65535 bytes ]

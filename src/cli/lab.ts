@@ -3,7 +3,8 @@
  * namespaces, checked end to end.
  *
  *   userlay lab [--nodes 3] [--backend vxlan|udp] [--engine native|js]
- *               [--seconds 5] [--json] [--overlay userlay|kernel-vxlan|host-gw]
+ *               [--offloads auto|off] [--seconds 5] [--json]
+ *               [--overlay userlay|kernel-vxlan|host-gw]
  *
  * Builds the topology (src/cli/lab/topology.ts), starts one static-mode agent
  * per node, pings every pod from every other pod, measures single-stream TCP
@@ -13,6 +14,7 @@
  */
 import { flagBool, flagInt, flagOneOf, type FlagSpec, type ParsedFlags } from '../agent/flags.js';
 import { errorCode, usageError } from '../errors.js';
+import { OFFLOAD_MODES, type OffloadMode } from '../dataplane/offloads.js';
 import type { Backend, EngineKind } from '../dataplane/types.js';
 import { rssBytes } from './lab/exec.js';
 import type { OverlayMode } from './lab/overlay.js';
@@ -24,6 +26,7 @@ const specs: FlagSpec[] = [
   { name: 'nodes', kind: 'int', default: 3, help: 'number of nodes (2..50)' },
   { name: 'backend', kind: 'string', default: 'vxlan', help: 'encapsulation: vxlan or udp' },
   { name: 'engine', kind: 'string', default: 'native', help: 'forwarding engine: native or js' },
+  { name: 'offloads', kind: 'string', default: 'auto', help: "the agents' --offloads: auto or off" },
   { name: 'seconds', kind: 'int', default: 5, help: 'iperf3 duration in seconds' },
   { name: 'json', kind: 'bool', help: 'print the result as JSON' },
   { name: 'overlay', kind: 'string', default: 'userlay', help: 'userlay, kernel-vxlan or host-gw (baselines)' },
@@ -35,6 +38,7 @@ export interface LabReport {
   readonly overlay: OverlayMode;
   readonly backend: Backend;
   readonly engine: EngineKind;
+  readonly offloads: OffloadMode;
   readonly podMtu: number;
   readonly pings: Array<{ from: string; to: string; ok: boolean; rttMs: number | null }>;
   readonly throughput: { from: string; to: string; seconds: number; bitsPerSecond: number; retransmits: number } | null;
@@ -44,7 +48,7 @@ export interface LabReport {
 
 function formatTable(r: LabReport): string {
   const lines: string[] = [];
-  const what = r.overlay === 'userlay' ? `userlay ${r.backend}/${r.engine}` : r.overlay;
+  const what = r.overlay === 'userlay' ? `userlay ${r.backend}/${r.engine}, offloads ${r.offloads}` : r.overlay;
   lines.push(`lab: ${r.nodes} nodes, ${what}, pod MTU ${r.podMtu}`);
   lines.push('');
   lines.push('PAIR        PING   RTT ms');
@@ -85,26 +89,28 @@ interface LabConfig {
   readonly overlay: OverlayMode;
   readonly backend: Backend;
   readonly engine: EngineKind;
+  readonly offloads: OffloadMode;
   readonly json: boolean;
 }
 
 function checkLabFlags(flags: ParsedFlags): LabConfig {
   const backend = flagOneOf(flags, 'backend', ['vxlan', 'udp'] as const);
   const engine = flagOneOf(flags, 'engine', ['native', 'js'] as const);
+  const offloads = flagOneOf(flags, 'offloads', OFFLOAD_MODES);
   const overlay = flagOneOf(flags, 'overlay', ['userlay', 'kernel-vxlan', 'host-gw'] as const);
   const nodes = flagInt(flags, 'nodes')!;
   if (nodes < 2 || nodes > 50) throw usageError('--nodes', `${nodes} is not between 2 and 50`);
   const seconds = flagInt(flags, 'seconds')!;
   if (seconds < 1) throw usageError('--seconds', 'must be at least 1');
-  return { nodes, seconds, overlay, backend, engine, json: flagBool(flags, 'json') };
+  return { nodes, seconds, overlay, backend, engine, offloads, json: flagBool(flags, 'json') };
 }
 
 async function runLabWith(cfg: LabConfig): Promise<number> {
-  const { nodes, overlay, backend, engine } = cfg;
+  const { nodes, overlay, backend, engine, offloads } = cfg;
   const seconds = cfg.seconds;
   const session = await openLabSession(nodes, (sig) => process.exit(signalExitCode(sig)));
   try {
-    const ov = await session.setOverlay({ modes: Array(nodes).fill(overlay), userlay: { backend, engine } });
+    const ov = await session.setOverlay({ modes: Array(nodes).fill(overlay), userlay: { backend, engine, offloads } });
     const pings = await pingAllPairs(session.topo.nodes);
     const [a, b] = session.topo.nodes as [typeof session.topo.nodes[0], typeof session.topo.nodes[0]];
     let throughput: LabReport['throughput'] = null;
@@ -118,7 +124,7 @@ async function runLabWith(cfg: LabConfig): Promise<number> {
       agents.push({ node: agent.node.name, pid: agent.pid, rssMB: rss === undefined ? null : rss / 2 ** 20 });
     }
     const report: LabReport = {
-      nodes, overlay, backend, engine, podMtu: ov.podMtu,
+      nodes, overlay, backend, engine, offloads, podMtu: ov.podMtu,
       pings: pings.map(toReportPing), throughput, agents, ok: pings.every((p) => p.ok),
     };
     process.stdout.write(cfg.json ? JSON.stringify(report, null, 2) + '\n' : formatTable(report));

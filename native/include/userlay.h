@@ -193,6 +193,18 @@ int ul_encap(const struct ul_codec_cfg *cfg, const struct ul_fdb *fdb,
              uint8_t *buf, size_t pkt_off, size_t pkt_len,
              struct ul_encap_result *res);
 
+/* Hash of the inner flow of the IP packet pkt[0..len): addresses, protocol,
+ * TCP/UDP/SCTP ports (not of fragments). 0 for what is not IP. For the
+ * outer source port, see codec.c. */
+uint32_t ul_flow_hash(const uint8_t *pkt, size_t len);
+
+/* Scale a hash into [0, n) as udp_flow_src_port() scales one into a port
+ * range (the high bits of hash * n). */
+static inline uint32_t ul_flow_pick(uint32_t hash, uint32_t n)
+{
+  return (uint32_t)(((uint64_t)hash * n) >> 32);
+}
+
 struct ul_decap_result {
   const struct ul_fdb_peer *peer; /* the sending peer */
   size_t pkt_off;                 /* inner IP packet offset in the datagram */
@@ -510,9 +522,18 @@ int ul_nl_link_del(const char *ifname);
  * (recvmmsg -> validate -> decap -> TUN). The FDB is swapped atomically; a
  * replaced table is freed once both threads have passed a quiescent point.
  */
+#define UL_TX_FDS_MAX 64
+
 struct ul_engine_cfg {
   int tun_fd;              /* opened with vnet_hdr = 1 */
-  int udp_fd;
+  int udp_fd;              /* receives; sends too when n_tx_fds = 0 */
+  /* Sockets to send from, one outer source port each (bound to the same
+   * address as udp_fd, port 0): a packet leaves from
+   * tx_fds[ul_flow_pick(ul_flow_hash(inner), n_tx_fds)], so each inner flow
+   * keeps one source port and flows spread over them (see codec.c). Owned
+   * by the caller; 0 = all from udp_fd. */
+  int tx_fds[UL_TX_FDS_MAX];
+  uint32_t n_tx_fds;
   struct ul_codec_cfg codec;
   struct ul_addr icmp_src4; /* source of ICMP errors for v4 (family 0: none) */
   struct ul_addr icmp_src6; /* likewise for v6 */

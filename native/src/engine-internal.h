@@ -47,6 +47,7 @@ struct slot {
   size_t off;                 /* tx: frame offset; rx: inner IP offset */
   int reason;                 /* UL_OK or a drop */
   uint32_t peer_slot;         /* counter slot, 0 = none */
+  uint32_t txq;               /* tx: index into cfg.tx_fds (source port) */
   struct sockaddr_storage addr; /* tx: destination; rx: source */
   struct iovec iov;
 };

@@ -96,6 +96,9 @@ static void tx_encap(struct worker *w, uint32_t n)
     if (s->reason != UL_OK)
       continue;
     s->peer_slot = res.peer->slot;
+    s->txq = e->cfg.n_tx_fds > 1
+                 ? ul_flow_pick(ul_flow_hash(s->buf + UL_TX_HEADROOM, s->len), e->cfg.n_tx_fds)
+                 : 0;
     s->off = res.frame_off;
     ul_sockaddr_set(&s->addr, res.peer->family, res.peer->ip, res.peer->port);
     s->iov.iov_base = s->buf + res.frame_off;
@@ -182,36 +185,24 @@ static bool gso_refused(int err)
   return err == EIO || err == EINVAL || err == ENOPROTOOPT || err == EOPNOTSUPP;
 }
 
-/* Send the encapsulated packets; returns 0 when asked to stop meanwhile. */
-static int tx_send(struct worker *w, uint32_t n)
+/* Send sent[0, m) from fd; returns 0 when asked to stop meanwhile. */
+static int tx_send_fd(struct worker *w, int fd, struct slot **sent, uint32_t m)
 {
   struct ul_engine *e = w->e;
-  struct slot *sent[UL_BATCH_MAX];
-  uint32_t i, m = 0, pos = 0;
+  uint32_t i, pos = 0;
   bool gso = e->tx_gso;
-
-  for (i = 0; i < n; i++) {
-    struct slot *s = &w->slots[i];
-    if (s->reason == UL_OK) {
-      sent[m++] = s;
-      continue;
-    }
-    count_drop(e, s->peer_slot, s->reason);
-    if (s->reason == UL_DROP_NO_ROUTE)
-      icmp_reply(e, s->buf + UL_TX_HEADROOM, s->len);
-  }
 
   while (pos < m) {
     uint32_t msgs = tx_build(w, sent, pos, m, gso), j = 0;
 
     while (j < msgs) {
-      int r = sendmmsg(e->cfg.udp_fd, &w->msgs[j], msgs - j, 0);
+      int r = sendmmsg(fd, &w->msgs[j], msgs - j, 0);
 
       if (r < 0) {
         if (errno == EINTR)
           continue;
         if (errno == EAGAIN) {
-          if (!engine_wait_fd(e, e->cfg.udp_fd, POLLOUT))
+          if (!engine_wait_fd(e, fd, POLLOUT))
             return 0;
           continue;
         }
@@ -233,6 +224,38 @@ static int tx_send(struct worker *w, uint32_t n)
       j += (uint32_t)r;
     }
     pos = j < msgs ? w->groups[j].first : m;
+  }
+  return 1;
+}
+
+/* Send the encapsulated packets, each from its flow's socket (in batch
+ * order within a socket, so within a flow); returns 0 when asked to stop
+ * meanwhile. */
+static int tx_send(struct worker *w, uint32_t n)
+{
+  struct ul_engine *e = w->e;
+  struct slot *sent[UL_BATCH_MAX], *mine[UL_BATCH_MAX];
+  uint32_t i, q, m = 0, nq = e->cfg.n_tx_fds;
+
+  for (i = 0; i < n; i++) {
+    struct slot *s = &w->slots[i];
+    if (s->reason == UL_OK) {
+      sent[m++] = s;
+      continue;
+    }
+    count_drop(e, s->peer_slot, s->reason);
+    if (s->reason == UL_DROP_NO_ROUTE)
+      icmp_reply(e, s->buf + UL_TX_HEADROOM, s->len);
+  }
+  if (nq <= 1)
+    return tx_send_fd(w, nq == 1 ? e->cfg.tx_fds[0] : e->cfg.udp_fd, sent, m);
+  for (q = 0; q < nq; q++) {
+    uint32_t k = 0;
+    for (i = 0; i < m; i++)
+      if (sent[i]->txq == q)
+        mine[k++] = sent[i];
+    if (k > 0 && !tx_send_fd(w, e->cfg.tx_fds[q], mine, k))
+      return 0;
   }
   return 1;
 }

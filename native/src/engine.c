@@ -201,6 +201,7 @@ int ul_engine_create(const struct ul_engine_cfg *cfg, struct ul_engine **out)
 
   if (cfg == NULL || out == NULL || cfg->tun_fd < 0 || cfg->udp_fd < 0 ||
       cfg->counters == NULL || cfg->batch > UL_BATCH_MAX ||
+      cfg->n_tx_fds > UL_TX_FDS_MAX ||
       (cfg->codec.mode != UL_MODE_VXLAN && cfg->codec.mode != UL_MODE_UDP))
     return -EINVAL;
   e = calloc(1, sizeof(*e));

@@ -22,7 +22,9 @@
  *   4. FDB swap stress: 10000 swaps while both directions carry traffic
  *      (run under ASan by the Makefile: a table freed too early is a
  *      use-after-free report).
- *   5. stop/destroy, and no fd left open.
+ *   5. outer source ports: with several send sockets each inner flow leaves
+ *      from the one its hash picks, always the same one.
+ *   6. stop/destroy, and no fd left open.
  *
  * The fixture (setup above) and its helpers are in engine-fixture.h.
  * The system sources are compiled in here, so the core Makefile needs no
@@ -350,6 +352,72 @@ static void test_swap_stress(struct fixture *f)
   ul_engine_set_fdb(f->engine, NULL);
 }
 
+/*
+ * Outer source ports: an engine with three send sockets sends each inner
+ * flow from the socket ul_flow_pick(ul_flow_hash(inner packet)) names, so a
+ * flow keeps its port and eight flows use more than one.
+ */
+static void test_tx_src_ports(struct fixture *f)
+{
+  struct ul_addr lo = addr("127.0.0.1");
+  struct sockaddr_in dst = sin4("198.19.2.5", 7777);
+  uint16_t ports[3], seen[8];
+  struct ul_engine_cfg cfg;
+  struct ul_engine *e;
+  int k, distinct = 0;
+
+  CHECK_EQ(ul_engine_stop(f->engine), 0);
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.tun_fd = f->tun;
+  cfg.udp_fd = f->udp;
+  cfg.codec.mode = UL_MODE_VXLAN;
+  cfg.codec.vni = VNI;
+  memcpy(cfg.codec.mac, our_mac, 6);
+  cfg.counters = f->counters;
+  cfg.max_slot = 1;
+  cfg.n_tx_fds = 3;
+  for (k = 0; k < 3; k++) {
+    cfg.tx_fds[k] = ul_udp_open(4, &lo, 0);
+    CHECK(cfg.tx_fds[k] >= 0);
+    ports[k] = local_port(cfg.tx_fds[k]);
+  }
+  CHECK_EQ(ul_engine_create(&cfg, &e), 0);
+  ul_engine_set_fdb(e, make_fdb(f->peer_port));
+  CHECK_EQ(ul_engine_start(e), 0);
+  for (k = 0; k < 8; k++) {
+    struct sockaddr_in from = sin4("0.0.0.0", (uint16_t)(41000 + k)), src;
+    socklen_t slen = sizeof(src);
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), round;
+    uint8_t buf[2048];
+
+    CHECK(bind(s, (struct sockaddr *)&from, sizeof(from)) == 0);
+    for (round = 0; round < 2; round++) { /* the same flow twice: same port */
+      struct pollfd p = { .fd = f->peer, .events = POLLIN };
+      ssize_t n;
+      CHECK(sendto(s, "port", 4, 0, (struct sockaddr *)&dst, sizeof(dst)) == 4);
+      CHECK(poll(&p, 1, 2000) == 1);
+      n = recvfrom(f->peer, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&src, &slen);
+      CHECK(n > UL_VXLAN_ENCAP_LEN);
+      if (n > UL_VXLAN_ENCAP_LEN) {
+        uint32_t want = ul_flow_pick(ul_flow_hash(buf + UL_VXLAN_ENCAP_LEN,
+                                                  (size_t)n - UL_VXLAN_ENCAP_LEN), 3);
+        CHECK_EQ(ntohs(src.sin_port), ports[want]);
+        if (round == 0)
+          seen[k] = ntohs(src.sin_port);
+        else
+          CHECK_EQ(ntohs(src.sin_port), seen[k]);
+      }
+    }
+    close(s);
+    if (k > 0 && seen[k] != seen[0])
+      distinct = 1;
+  }
+  CHECK(distinct); /* eight flows do not all share one port */
+  ul_engine_destroy(e);
+  for (k = 0; k < 3; k++)
+    close(cfg.tx_fds[k]);
+}
+
 int main(void)
 {
   struct fixture f;
@@ -375,6 +443,7 @@ int main(void)
     test_rx_gro(&f);
     test_rx_udp_gro(&f);
     test_swap_stress(&f);
+    test_tx_src_ports(&f);
     CHECK_EQ(ul_engine_stop(f.engine), 0);
     CHECK_EQ(ul_engine_stop(f.engine), 0); /* idempotent */
     ul_engine_destroy(f.engine);

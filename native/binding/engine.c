@@ -80,6 +80,22 @@ napi_value js_engine_create(napi_env env, napi_callback_info info)
   if (!prop_int(env, argv[0], "batch", 1, 256, 64, &n))
     return throw_type(env, "engineCreate", "batch must be an integer 1..256");
   cfg.batch = (uint32_t)n;
+  if (napi_get_named_property(env, argv[0], "txFds", &v) != napi_ok)
+    return NULL;
+  if (!is_nullish(env, v)) {
+    uint32_t k, len32;
+    bool is;
+    if (napi_is_array(env, v, &is) != napi_ok || !is ||
+        napi_get_array_length(env, v, &len32) != napi_ok || len32 > UL_TX_FDS_MAX)
+      return throw_type(env, "engineCreate", "txFds must be an array of at most 64 fds");
+    for (k = 0; k < len32; k++) {
+      napi_value el;
+      if (napi_get_element(env, v, k, &el) != napi_ok || !arg_int(env, el, 0, INT32_MAX, &n))
+        return throw_type(env, "engineCreate", "txFds must hold non-negative integers");
+      cfg.tx_fds[k] = (int)n;
+    }
+    cfg.n_tx_fds = len32;
+  }
   if (!prop_int(env, argv[0], "probeTunGso", 0, 1, 0, &n))
     return throw_type(env, "engineCreate", "probeTunGso must be 0/1 or absent");
   cfg.probe_tun_gso = (int)n;

@@ -21,7 +21,10 @@
  *   5. A miss (UL_DROP_NO_ROUTE) is counted and answered with an ICMP
  *      destination unreachable written back into the TUN (zero vnet header),
  *      at most UL_ICMP_RATE per second with bursts of UL_ICMP_BURST.
- *   6. sendmmsg() the batch. Consecutive datagrams to one peer with equal
+ *   6. sendmmsg() the batch, each packet from the send socket its inner
+ *      flow's hash picks (cfg.tx_fds: one outer UDP source port per flow, as
+ *      the kernel vxlan device does; codec.c), in batch order per socket.
+ *      Consecutive datagrams to one peer with equal
  *      length travel as one message with UDP_SEGMENT (UDP GSO: the stack is
  *      crossed once per run, the receiver still gets separate datagrams);
  *      if the kernel refuses GSO the run is resent datagram by datagram, and

@@ -100,6 +100,13 @@ export interface EngineConfig {
   readonly maxSlot: number;
   /** Packets per batch (1..256, default 64). */
   readonly batch?: number;
+  /**
+   * Sockets to send from (udpOpen on the same address, port 0), at most 64:
+   * each inner flow leaves from the one its hash picks, i.e. with its own
+   * outer source port (as the kernel vxlan device varies it). Absent: send
+   * from udpFd. Owned by the caller.
+   */
+  readonly txFds?: readonly number[];
   /** 1: probe GSO writes to the TUN at create (offloads auto). */
   readonly probeTunGso?: 0 | 1;
   /** 1: test hook, the TUN refuses every GSO write (as some kernels do). */

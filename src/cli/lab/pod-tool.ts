@@ -9,7 +9,8 @@
  *   udp-burst HOST PORT FROM TO   like udp-sweep, but in bursts: COPIES datagrams of
  *                                 each size, BURST_SIZES sizes at once, sent without
  *                                 waiting; what is not echoed is resent (3 rounds)
- *   udp-send HOST PORT HEX [SRC]  send one datagram (optionally from SRC)
+ *   udp-send HOST PORT HEX [SRC [SPORT]]  send one datagram (optionally from
+ *                                 address SRC, port SPORT)
  *
  * Results are one JSON line on stdout; servers first print {"listening":PORT}.
  * Run as `node dist/src/cli/lab/pod-tool.js <command> ...`.
@@ -182,9 +183,9 @@ async function udpBurst(host: string, port: number, from: number, to: number): P
   print({ ok, failed, errors });
 }
 
-function udpSend(host: string, port: number, hex: string, src: string | undefined): void {
+function udpSend(host: string, port: number, hex: string, src: string | undefined, sport: number): void {
   const sock = dgram.createSocket('udp4');
-  sock.bind(0, src, () => {
+  sock.bind(sport, src, () => {
     sock.send(Buffer.from(hex, 'hex'), port, host, (err) => {
       print(err ? { error: err.message } : { sent: hex.length / 2 });
       sock.close();
@@ -201,7 +202,7 @@ function main(argv: string[]): void {
     case 'udp-echo': return udpEcho(num(0));
     case 'udp-sweep': void udpSweep(a[0]!, num(1), num(2), num(3)); return;
     case 'udp-burst': void udpBurst(a[0]!, num(1), num(2), num(3)); return;
-    case 'udp-send': return udpSend(a[0]!, num(1), a[2]!, a[3]);
+    case 'udp-send': return udpSend(a[0]!, num(1), a[2]!, a[3], a[4] === undefined ? 0 : num(4));
     default:
       process.stderr.write(`pod-tool: unknown command ${String(cmd)}\n`);
       process.exit(2);

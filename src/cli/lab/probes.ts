@@ -152,10 +152,11 @@ export async function udpBurst(from: LabNode, to: LabNode, fromSize: number, toS
   }
 }
 
-/** Send one datagram (hex payload) from namespace `ns`, optionally from source address `src`. */
-export async function sendDatagram(ns: string, host: string, port: number, payload: Uint8Array, src?: string): Promise<void> {
+/** Send one datagram (hex payload) from namespace `ns`, optionally from source address `src` (and port `srcPort`). */
+export async function sendDatagram(ns: string, host: string, port: number, payload: Uint8Array, src?: string, srcPort?: number): Promise<void> {
   const args = [podToolPath(), 'udp-send', host, String(port), Buffer.from(payload).toString('hex')];
   if (src) args.push(src);
+  if (src && srcPort !== undefined) args.push(String(srcPort));
   const res = await nsRun(ns, process.execPath, args, { timeoutMs: 10_000 });
   if (res.stdout.includes('"error"')) throw new UserlayError('ESEND', `udp-send from ${ns}: ${res.stdout.trim()}`);
 }

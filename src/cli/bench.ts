@@ -6,7 +6,8 @@
  * Swaps the overlay between the same two nodes and measures single-stream
  * TCP pod -> pod with iperf3 for each: host-gw (no encapsulation), kernel
  * vxlan (as flannel configures it), userlay native and js engines (vxlan;
- * with --udp also the udp backend), after a 1 s warm-up that is left out;
+ * native also with --offloads off; with --udp also the udp backend), after
+ * a 1 s warm-up that is left out;
  * with --repeat N each case runs N times and the median counts. Reports
  * Gbit/s, the ratio to kernel vxlan and agent RSS; prints a table, writes JSON and an SVG bar chart.
  * Numbers are ratios from one run on one machine, never asserted in tests.
@@ -16,6 +17,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { flagBool, flagInt, flagString, type FlagSpec, type ParsedFlags } from '../agent/flags.js';
 import { usageError } from '../errors.js';
+import type { OffloadMode } from '../dataplane/offloads.js';
 import type { Backend, EngineKind } from '../dataplane/types.js';
 import { rssBytes } from './lab/exec.js';
 import type { OverlaySpec } from './lab/overlay.js';
@@ -55,8 +57,8 @@ export interface BenchReport {
   readonly cases: BenchCase[];
 }
 
-function userlaySpec(backend: Backend, engine: EngineKind): OverlaySpec {
-  return { modes: ['userlay', 'userlay'], userlay: { backend, engine } };
+function userlaySpec(backend: Backend, engine: EngineKind, offloads: OffloadMode = 'auto'): OverlaySpec {
+  return { modes: ['userlay', 'userlay'], userlay: { backend, engine, offloads } };
 }
 
 function formatTable(r: BenchReport): string {
@@ -103,6 +105,7 @@ async function runBenchWith(cfg: BenchConfig): Promise<number> {
     { name: 'host-gw', spec: { modes: ['host-gw', 'host-gw'] } },
     { name: 'kernel vxlan', spec: { modes: ['kernel-vxlan', 'kernel-vxlan'] } },
     { name: 'userlay native vxlan', spec: userlaySpec('vxlan', 'native') },
+    { name: 'userlay native vxlan, offloads off', spec: userlaySpec('vxlan', 'native', 'off') },
     { name: 'userlay js vxlan', spec: userlaySpec('vxlan', 'js') },
   ];
   if (cfg.udp) {

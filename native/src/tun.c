@@ -303,7 +303,7 @@ static int write_gso(struct ul_tun_writer *w, struct iovec *iov, int cnt)
 
 static void gso_off(struct ul_tun_writer *w)
 {
-  w->gso = 0;
+  __atomic_store_n(&w->gso, 0, __ATOMIC_RELAXED); /* stats read it elsewhere */
   __atomic_store_n(&w->gso_refused, w->gso_refused + 1, __ATOMIC_RELAXED);
 }
 

@@ -4,6 +4,11 @@
  *
  * The device is not made persistent, so it disappears when the last fd that
  * holds it is closed; a crashed agent therefore leaves no TUN behind.
+ *
+ * Also here: offloads (TUNSETOFFLOAD), the MTU cache, received TCP
+ * super-segments, and the receive writer of both engines (coalesced and
+ * GSO writes, with the software fallback for kernels that refuse them).
+ * Reading the TUN is tun-read.c.
  */
 #include "userlay.h"
 

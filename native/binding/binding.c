@@ -48,7 +48,12 @@ static napi_value make_constants(napi_env env)
       !set_int(env, c, "FDB_MAGIC", UL_FDB_MAGIC) ||
       !set_int(env, c, "FDB_HDR_SIZE", sizeof(struct ul_fdb_snapshot_hdr)) ||
       !set_int(env, c, "FDB_PEER_SIZE", sizeof(struct ul_fdb_peer)) ||
-      !set_int(env, c, "FDB_ROUTE_SIZE", sizeof(struct ul_fdb_route)))
+      !set_int(env, c, "FDB_ROUTE_SIZE", sizeof(struct ul_fdb_route)) ||
+      !set_int(env, c, "TUN_F_CSUM", UL_TUN_F_CSUM) ||
+      !set_int(env, c, "TUN_F_TSO4", UL_TUN_F_TSO4) ||
+      !set_int(env, c, "TUN_F_TSO6", UL_TUN_F_TSO6) ||
+      !set_int(env, c, "TUN_F_USO4", UL_TUN_F_USO4) ||
+      !set_int(env, c, "TUN_F_USO6", UL_TUN_F_USO6))
     return NULL;
   for (i = 0; i < sizeof(drop_names) / sizeof(drop_names[0]); i++)
     if (!set_int(env, drops, drop_names[i].name, drop_names[i].value))
@@ -66,7 +71,9 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */)
     napi_callback fn;
   } fns[] = {
     { "tunOpen", js_tun_open },       { "udpOpen", js_udp_open },
-    { "close", js_close },            { "linkIndex", js_link_index },
+    { "close", js_close },
+    { "linkIndex", js_link_index },
+    { "tunSetOffloads", js_tun_set_offloads }, { "udpSetGro", js_udp_set_gro },
     { "linkSet", js_link_set },       { "linkDel", js_link_del },
     { "addrAdd", js_addr_add },       { "addrDel", js_addr_del },
     { "routeAdd", js_route_add },     { "routeDel", js_route_del },
@@ -76,11 +83,13 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */)
     { "icmpUnreach", js_icmp_unreach },
     { "tunReader", js_tun_reader },   { "tunWrite", js_tun_write },
     { "tunWriteBatch", js_tun_write_batch },
+    { "tunWriterSetup", js_tun_writer_setup }, { "tunWriterStats", js_tun_writer_stats },
     { "engineCreate", js_engine_create },
     { "engineSetFdb", js_engine_set_fdb },
     { "engineStart", js_engine_start },
     { "engineStop", js_engine_stop },
     { "engineDestroy", js_engine_destroy },
+    { "engineStats", js_engine_stats },
   };
   napi_value fn, constants;
   size_t i;

@@ -83,6 +83,8 @@ bool set_int(napi_env env, napi_value obj, const char *key, int64_t v);
 napi_value js_tun_open(napi_env env, napi_callback_info info);
 napi_value js_udp_open(napi_env env, napi_callback_info info);
 napi_value js_close(napi_env env, napi_callback_info info);
+napi_value js_tun_set_offloads(napi_env env, napi_callback_info info);
+napi_value js_udp_set_gro(napi_env env, napi_callback_info info);
 napi_value js_link_index(napi_env env, napi_callback_info info);
 napi_value js_link_set(napi_env env, napi_callback_info info);
 napi_value js_link_del(napi_env env, napi_callback_info info);
@@ -105,6 +107,8 @@ napi_value js_tun_reader(napi_env env, napi_callback_info info);
 /* tun-write.c */
 napi_value js_tun_write(napi_env env, napi_callback_info info);
 napi_value js_tun_write_batch(napi_env env, napi_callback_info info);
+napi_value js_tun_writer_setup(napi_env env, napi_callback_info info);
+napi_value js_tun_writer_stats(napi_env env, napi_callback_info info);
 
 /* engine.c */
 napi_value js_engine_create(napi_env env, napi_callback_info info);
@@ -112,5 +116,6 @@ napi_value js_engine_set_fdb(napi_env env, napi_callback_info info);
 napi_value js_engine_start(napi_env env, napi_callback_info info);
 napi_value js_engine_stop(napi_env env, napi_callback_info info);
 napi_value js_engine_destroy(napi_env env, napi_callback_info info);
+napi_value js_engine_stats(napi_env env, napi_callback_info info);
 
 #endif

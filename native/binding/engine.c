@@ -80,6 +80,28 @@ napi_value js_engine_create(napi_env env, napi_callback_info info)
   if (!prop_int(env, argv[0], "batch", 1, 256, 64, &n))
     return throw_type(env, "engineCreate", "batch must be an integer 1..256");
   cfg.batch = (uint32_t)n;
+  if (napi_get_named_property(env, argv[0], "txFds", &v) != napi_ok)
+    return NULL;
+  if (!is_nullish(env, v)) {
+    uint32_t k, len32;
+    bool is;
+    if (napi_is_array(env, v, &is) != napi_ok || !is ||
+        napi_get_array_length(env, v, &len32) != napi_ok || len32 > UL_TX_FDS_MAX)
+      return throw_type(env, "engineCreate", "txFds must be an array of at most 64 fds");
+    for (k = 0; k < len32; k++) {
+      napi_value el;
+      if (napi_get_element(env, v, k, &el) != napi_ok || !arg_int(env, el, 0, INT32_MAX, &n))
+        return throw_type(env, "engineCreate", "txFds must hold non-negative integers");
+      cfg.tx_fds[k] = (int)n;
+    }
+    cfg.n_tx_fds = len32;
+  }
+  if (!prop_int(env, argv[0], "probeTunGso", 0, 1, 0, &n))
+    return throw_type(env, "engineCreate", "probeTunGso must be 0/1 or absent");
+  cfg.probe_tun_gso = (int)n;
+  if (!prop_int(env, argv[0], "testRefuseTunGso", 0, 1, 0, &n))
+    return throw_type(env, "engineCreate", "testRefuseTunGso must be 0/1 or absent");
+  cfg.test_refuse_tun_gso = (int)n;
   if (napi_get_named_property(env, argv[0], "counters", &v) != napi_ok ||
       napi_get_typedarray_info(env, v, &type, &len, &data, NULL, NULL) != napi_ok ||
       type != napi_biguint64_array)
@@ -193,3 +215,28 @@ napi_value js_engine_destroy(napi_env env, napi_callback_info info)
   return make_undefined(env);
 }
 
+
+/* engineStats(engine): the offload statistics (struct ul_engine_stats). */
+napi_value js_engine_stats(napi_env env, napi_callback_info info)
+{
+  struct ul_engine_stats st;
+  napi_value argv[1], out, b;
+  struct ul_engine *e;
+
+  if (!get_args(env, info, 1, argv, NULL))
+    return NULL;
+  if ((e = engine_arg(env, argv[0], "engineStats")) == NULL)
+    return NULL;
+  ul_engine_stats(e, &st);
+  CHECK(napi_create_object(env, &out));
+  CHECK(napi_get_boolean(env, st.tun_gso != 0, &b));
+  CHECK(napi_set_named_property(env, out, "tunGso", b));
+  if (!set_int(env, out, "tsoPackets", (int64_t)st.tso_packets) ||
+      !set_int(env, out, "tsoSegments", (int64_t)st.tso_segments) ||
+      !set_int(env, out, "groBuffers", (int64_t)st.gro_buffers) ||
+      !set_int(env, out, "groDatagrams", (int64_t)st.gro_datagrams) ||
+      !set_int(env, out, "tunGsoRefused", (int64_t)st.tun_gso_refused) ||
+      !set_int(env, out, "tunSoftSegments", (int64_t)st.tun_soft_segments))
+    return NULL;
+  return out;
+}

@@ -213,3 +213,50 @@ napi_value js_route_del(napi_env env, napi_callback_info info)
   return route_common(env, info, 0);
 }
 
+
+/* tunSetOffloads(fd, want, refuse): ul_tun_set_offloads; returns the flags
+ * in force (refuse: flags to treat as refused, a test hook). */
+napi_value js_tun_set_offloads(napi_env env, napi_callback_info info)
+{
+  napi_value argv[3];
+  int64_t fd, want, refuse;
+  char subject[24];
+  unsigned got;
+  int r;
+
+  if (!get_args(env, info, 3, argv, NULL))
+    return NULL;
+  if (!arg_int(env, argv[0], 0, INT32_MAX, &fd))
+    return throw_type(env, "tunSetOffloads", "fd must be a non-negative integer");
+  if (!arg_int(env, argv[1], 0, 0xff, &want) || !arg_int(env, argv[2], 0, 0xff, &refuse))
+    return throw_type(env, "tunSetOffloads", "want/refuse must be flag masks 0..255");
+  r = ul_tun_set_offloads((int)fd, (unsigned)want, (unsigned)refuse, &got);
+  if (r < 0) {
+    snprintf(subject, sizeof(subject), "fd %d", (int)fd);
+    return throw_errno(env, r, "TUNSETOFFLOAD", subject);
+  }
+  return make_int(env, got);
+}
+
+/* udpSetGro(fd, on): ul_udp_set_gro; throws the errno (ENOPROTOOPT: old kernel). */
+napi_value js_udp_set_gro(napi_env env, napi_callback_info info)
+{
+  napi_value argv[2];
+  char subject[24];
+  int64_t fd;
+  bool on;
+  int r;
+
+  if (!get_args(env, info, 2, argv, NULL))
+    return NULL;
+  if (!arg_int(env, argv[0], 0, INT32_MAX, &fd))
+    return throw_type(env, "udpSetGro", "fd must be a non-negative integer");
+  if (napi_get_value_bool(env, argv[1], &on) != napi_ok)
+    return throw_type(env, "udpSetGro", "on must be a boolean");
+  r = ul_udp_set_gro((int)fd, on ? 1 : 0);
+  if (r < 0) {
+    snprintf(subject, sizeof(subject), "fd %d", (int)fd);
+    return throw_errno(env, r, "set UDP_GRO on", subject);
+  }
+  return make_undefined(env);
+}

@@ -1,17 +1,21 @@
 /*
  * tunReader for the js engine: a uv_poll_t on the JS thread's loop. Each
- * readiness event reads up to `batch` packets (EAGAIN ends the batch) into
- * one scratch area, each at its own TX_HEADROOM, and applies their
- * virtio-net headers. The batch then crosses into JS as ONE Buffer (a single
- * copy and a single allocation per batch) of which each packet is a subarray
- * laid out [TX_HEADROOM bytes | IP packet], so encap can write the outer
- * headers in place. The packets of a batch share that Buffer's memory: it
- * lives until the last of them is collected. A read error other than
- * EAGAIN/EINTR is reported once as onPackets(null, err) and the poll stops;
- * stop() is still needed to free the reader.
+ * readiness event reads up to `batch` packets with ul_tun_read_batch (the
+ * one TUN read path of both engines, native/src/tun-read.c: virtio-net
+ * header, checksums, TSO/USO split, drop counters) into per-packet buffers.
+ * The batch then crosses into JS as ONE Buffer (a single copy and a single
+ * allocation per batch) of which each packet is a subarray laid out
+ * [TX_HEADROOM zero bytes | IP packet], so encap can write the outer headers
+ * in place. The packets of a batch share that Buffer's memory: it lives
+ * until the last of them is collected. A read error other than EAGAIN/EINTR
+ * is reported once as onPackets(null, err) and the poll stops; stop() is
+ * still needed to free the reader. Drops (runts, bad headers, read errors)
+ * are counted by the core in the totals slot of the optional counters
+ * BigUint64Array, which the reader keeps referenced.
  *
  * Lifetime: the reader is shared by the uv handle (until its close callback)
- * and the JS stop() function (until its finalizer); the last one frees it.
+ * and the JS stop() and stats() functions (until their finalizers); the
+ * last one frees it.
  */
 #include "binding.h"
 
@@ -24,34 +28,36 @@
 #include <unistd.h>
 #include <uv.h>
 
-/* Scratch bytes per packet beyond the first: room for a 1500-byte MTU packet
- * and its headroom. A read always has UL_BUF_SIZE bytes of room, so larger
- * packets end the batch early instead of being truncated. */
-#define READER_SLOT 2048
-
 struct span {
-  uint32_t off, len; /* of [TX_HEADROOM | packet] in the scratch area */
+  uint32_t off, len; /* of [TX_HEADROOM | packet] in the batch Buffer */
 };
 
 struct tun_reader {
   uv_poll_t poll;
   napi_env env;
   napi_ref callback;
+  napi_ref counters;  /* the counters BigUint64Array, or NULL */
   napi_async_context async;
   int fd;
   int batch;
-  int owners;         /* uv handle + JS stop function */
+  int owners;         /* uv handle + JS stop and stats functions */
   bool polling;
   bool closing;       /* stop() was called */
   bool dispatching;   /* inside the JS callback: defer the teardown */
-  uint8_t *scratch;   /* scratch_cap bytes, reused for every batch */
-  size_t scratch_cap;
+  struct ul_tun_reader rd;
+  struct ul_tun_pkt *pkts; /* batch buffers of UL_BUF_SIZE, reused */
   struct span *spans; /* batch entries: where each packet of a batch lies */
 };
 
 static void reader_free(struct tun_reader *r)
 {
-  free(r->scratch);
+  int i;
+
+  if (r->pkts != NULL)
+    for (i = 0; i < r->batch; i++)
+      free(r->pkts[i].buf);
+  free(r->pkts);
+  ul_tun_reader_free(&r->rd);
   free(r->spans);
   free(r);
 }
@@ -71,6 +77,9 @@ static void reader_on_close(uv_handle_t *h)
 static void reader_teardown(struct tun_reader *r)
 {
   napi_delete_reference(r->env, r->callback);
+  if (r->counters != NULL)
+    napi_delete_reference(r->env, r->counters);
+  r->counters = NULL;
   napi_async_destroy(r->env, r->async);
   uv_close((uv_handle_t *)&r->poll, reader_on_close);
 }
@@ -94,74 +103,42 @@ static void reader_fn_finalize(napi_env env, void *data, void *hint)
   reader_unref(data);
 }
 
-/* Read one packet into slot (UL_BUF_SIZE bytes of room): 1 = packet of
- * *pkt_len bytes at slot + UL_TX_HEADROOM, 0 = skipped (runt, GSO), -errno
- * (-EAGAIN: queue empty). */
-static int reader_read_one(struct tun_reader *r, uint8_t *slot, size_t *pkt_len)
-{
-  uint8_t *at = slot + UL_TX_HEADROOM - UL_VNET_HDR_LEN;
-  struct ul_vnet_hdr vh;
-  ssize_t n;
-
-  for (;;) {
-    n = read(r->fd, at, UL_BUF_SIZE - (UL_TX_HEADROOM - UL_VNET_HDR_LEN));
-    if (n >= 0)
-      break;
-    if (errno != EINTR)
-      return -errno;
-  }
-  if (n < UL_VNET_HDR_LEN)
-    return 0; /* nothing usable: skip */
-  memcpy(&vh, at, sizeof(vh));
-  *pkt_len = (size_t)n - UL_VNET_HDR_LEN;
-  if (ul_vnet_apply_tx(slot + UL_TX_HEADROOM, *pkt_len, &vh) != UL_OK)
-    return 0; /* GSO or bad checksum offsets: drop */
-  memset(slot, 0, UL_TX_HEADROOM); /* no stale bytes of older packets to JS */
-  return 1;
-}
-
-/* Read up to r->batch packets into the scratch area, recording their spans.
- * Returns the number read; *used = scratch bytes in use, *err = the errno
- * that ended the batch (0 for EAGAIN or a full batch). */
+/* Read up to r->batch packets (ul_tun_read_batch) and record their spans in
+ * the batch Buffer to come. Returns the number read; *used = bytes that
+ * Buffer needs, *err = the errno that ended the batch (0 for EAGAIN or a
+ * full batch). */
 static uint32_t reader_fill(struct tun_reader *r, size_t *used, int *err)
 {
-  uint32_t count = 0;
+  int n = ul_tun_read_batch(&r->rd, r->pkts, (uint32_t)r->batch), i;
   size_t at = 0;
-  int i;
 
-  *err = 0;
-  for (i = 0; i < r->batch && r->scratch_cap - at >= UL_BUF_SIZE; i++) {
-    size_t len = 0;
-    int got = reader_read_one(r, r->scratch + at, &len);
-
-    if (got == -EAGAIN || got == -EWOULDBLOCK)
-      break;
-    if (got < 0) {
-      *err = -got;
-      break;
-    }
-    if (got == 0)
-      continue;
-    r->spans[count].off = (uint32_t)at;
-    r->spans[count].len = (uint32_t)(UL_TX_HEADROOM + len);
-    count++;
-    at += (UL_TX_HEADROOM + len + 7) & ~(size_t)7;
+  *err = n < 0 ? -n : 0;
+  for (i = 0; i < n; i++) {
+    r->spans[i].off = (uint32_t)at;
+    r->spans[i].len = (uint32_t)(UL_TX_HEADROOM + r->pkts[i].len);
+    at += (UL_TX_HEADROOM + r->pkts[i].len + 7) & ~(size_t)7;
   }
   *used = at;
-  return count;
+  return n < 0 ? 0 : (uint32_t)n;
 }
 
-/* The JS array of the batch: one Buffer copied from the scratch area and one
- * subarray of it per packet. NULL with an exception pending on failure. */
+/* The JS array of the batch: one Buffer holding every packet (headroom
+ * zeroed: no stale bytes to JS) and one subarray of it per packet. NULL with
+ * an exception pending on failure. */
 static napi_value reader_packets(struct tun_reader *r, size_t used,
                                  uint32_t count)
 {
   napi_env env = r->env;
   napi_value whole, subarray, packets, range[2], pkt;
-  void *data;
+  uint8_t *data;
   uint32_t i;
 
-  CHECK(napi_create_buffer_copy(env, used, r->scratch, &data, &whole));
+  CHECK(napi_create_buffer(env, used, (void **)&data, &whole));
+  for (i = 0; i < count; i++) {
+    memset(data + r->spans[i].off, 0, UL_TX_HEADROOM);
+    memcpy(data + r->spans[i].off + UL_TX_HEADROOM,
+           r->pkts[i].buf + UL_TX_HEADROOM, r->pkts[i].len);
+  }
   CHECK(napi_get_named_property(env, whole, "subarray", &subarray));
   CHECK(napi_create_array_with_length(env, count, &packets));
   for (i = 0; i < count; i++) {
@@ -244,6 +221,21 @@ out:
     reader_teardown(r);
 }
 
+/* stats(): { tsoPackets, tsoSegments } split by this reader so far. */
+static napi_value js_reader_stats(napi_env env, napi_callback_info info)
+{
+  struct tun_reader *r;
+  size_t argc = 0;
+  napi_value out;
+
+  CHECK(napi_get_cb_info(env, info, &argc, NULL, NULL, (void **)&r));
+  CHECK(napi_create_object(env, &out));
+  if (!set_int(env, out, "tsoPackets", (int64_t)r->rd.supers) ||
+      !set_int(env, out, "tsoSegments", (int64_t)r->rd.segments))
+    return NULL;
+  return out;
+}
+
 static napi_value js_reader_stop(napi_env env, napi_callback_info info)
 {
   struct tun_reader *r;
@@ -254,16 +246,21 @@ static napi_value js_reader_stop(napi_env env, napi_callback_info info)
   return make_undefined(env);
 }
 
+/* tunReader(fd, batch, onPackets, counters?) */
 napi_value js_tun_reader(napi_env env, napi_callback_info info)
 {
-  napi_value argv[3], out, stop, name;
+  napi_value argv[4], out, stop, stats, name;
+  napi_typedarray_type ctype;
+  uint64_t *counters = NULL;
   struct tun_reader *r;
   napi_valuetype t;
   int64_t fd, batch;
   uv_loop_t *loop;
-  int rc;
+  size_t clen;
+  void *cdata;
+  int rc, i;
 
-  if (!get_args(env, info, 3, argv, NULL))
+  if (!get_args(env, info, 4, argv, NULL))
     return NULL;
   if (!arg_int(env, argv[0], 0, INT32_MAX, &fd))
     return throw_type(env, "tunReader", "fd must be a non-negative integer");
@@ -271,22 +268,31 @@ napi_value js_tun_reader(napi_env env, napi_callback_info info)
     return throw_type(env, "tunReader", "batch must be an integer 1..256");
   if (napi_typeof(env, argv[2], &t) != napi_ok || t != napi_function)
     return throw_type(env, "tunReader", "onPackets must be a function");
+  if (!is_nullish(env, argv[3])) {
+    if (napi_get_typedarray_info(env, argv[3], &ctype, &clen, &cdata, NULL, NULL) != napi_ok ||
+        ctype != napi_biguint64_array || clen < UL_C_SLOT_WIDTH)
+      return throw_type(env, "tunReader", "counters must be a BigUint64Array of at least one slot");
+    counters = cdata;
+  }
   CHECK(napi_get_uv_event_loop(env, &loop));
 
   r = calloc(1, sizeof(*r));
   if (r != NULL) {
-    r->scratch_cap = UL_BUF_SIZE + (size_t)(batch - 1) * READER_SLOT;
-    r->scratch = malloc(r->scratch_cap);
+    r->batch = (int)batch;
+    r->pkts = calloc((size_t)batch, sizeof(*r->pkts));
     r->spans = calloc((size_t)batch, sizeof(*r->spans));
+    rc = ul_tun_reader_init(&r->rd, (int)fd, counters);
+    for (i = 0; r->pkts != NULL && i < r->batch && rc == 0; i++)
+      if ((r->pkts[i].buf = malloc(UL_BUF_SIZE)) == NULL)
+        rc = -ENOMEM;
   }
-  if (r == NULL || r->scratch == NULL || r->spans == NULL) {
+  if (r == NULL || r->pkts == NULL || r->spans == NULL || rc < 0) {
     if (r != NULL)
       reader_free(r);
     return throw_errno(env, ENOMEM, "poll TUN", "reader");
   }
   r->env = env;
   r->fd = (int)fd;
-  r->batch = (int)batch;
   rc = uv_poll_init(loop, &r->poll, r->fd);
   if (rc < 0) {
     char subject[24];
@@ -300,7 +306,11 @@ napi_value js_tun_reader(napi_env env, napi_callback_info info)
       napi_create_string_utf8(env, "userlay:tunReader", NAPI_AUTO_LENGTH, &name) != napi_ok ||
       napi_create_function(env, "stop", NAPI_AUTO_LENGTH, js_reader_stop, r, &stop) != napi_ok ||
       napi_set_named_property(env, out, "stop", stop) != napi_ok ||
-      napi_create_reference(env, argv[2], 1, &r->callback) != napi_ok) {
+      napi_create_function(env, "stats", NAPI_AUTO_LENGTH, js_reader_stats, r, &stats) != napi_ok ||
+      napi_set_named_property(env, out, "stats", stats) != napi_ok ||
+      napi_create_reference(env, argv[2], 1, &r->callback) != napi_ok ||
+      (counters != NULL &&
+       napi_create_reference(env, argv[3], 1, &r->counters) != napi_ok)) {
     r->closing = true;
     uv_close((uv_handle_t *)&r->poll, reader_on_close);
     return NULL;
@@ -308,6 +318,8 @@ napi_value js_tun_reader(napi_env env, napi_callback_info info)
   if (napi_async_init(env, out, name, &r->async) != napi_ok) {
     r->closing = true;
     napi_delete_reference(env, r->callback);
+    if (r->counters != NULL)
+      napi_delete_reference(env, r->counters);
     uv_close((uv_handle_t *)&r->poll, reader_on_close);
     return NULL;
   }
@@ -316,6 +328,11 @@ napi_value js_tun_reader(napi_env env, napi_callback_info info)
     return NULL;
   }
   r->owners++; /* the stop function */
+  if (napi_add_finalizer(env, stats, r, reader_fn_finalize, NULL, NULL) != napi_ok) {
+    reader_close(r); /* likewise for the stats function */
+    return NULL;
+  }
+  r->owners++; /* the stats function */
   rc = uv_poll_start(&r->poll, UV_READABLE, reader_on_poll);
   if (rc < 0) {
     char subject[24];

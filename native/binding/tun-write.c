@@ -2,28 +2,91 @@
  * TUN writes for the js engine: tunWrite (one packet, e.g. an ICMP error) and
  * tunWriteBatch — the native engine's receive write-out for packets that JS
  * received and decapsulated: coalesce (ul_gro_batch) and write
- * (ul_tun_write_batch), in place in the callers' buffers.
+ * (ul_tun_write_received: with the GSO refusal fallback of tun.c), in
+ * place in the callers' buffers. One writer per thread (the JS thread).
  */
 #include "binding.h"
 
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 /*
- * MTU of the TUN behind fd (ul_tun_mtu_cached), cached per thread for the
- * fd last written. 0 = unknown (the fd is not a TUN, e.g. in tests).
+ * The TUN writer (ul_tun_writer: MTU cache, GSO writes on or off) of the fd
+ * last written, one per thread (the JS thread in practice). NULL when out
+ * of memory. A write to another fd, or fresh, starts a new writer.
  */
-static int tun_mtu_cached(int fd, size_t longest)
+static struct ul_tun_writer *writer_for(int fd, bool fresh)
 {
-  static __thread int cached_fd = -1;
-  static __thread struct ul_tun_mtu_cache c = UL_TUN_MTU_CACHE_INIT;
+  static __thread struct ul_tun_writer *w;
 
-  if (fd != cached_fd) {
-    cached_fd = fd;
-    c = (struct ul_tun_mtu_cache)UL_TUN_MTU_CACHE_INIT;
+  if (w != NULL && w->fd == fd && !fresh)
+    return w;
+  if (w == NULL) {
+    if ((w = calloc(1, sizeof(*w))) == NULL)
+      return NULL;
+  } else {
+    ul_tun_writer_free(w);
   }
-  return ul_tun_mtu_cached(fd, &c, longest);
+  if (ul_tun_writer_init(w, fd) < 0) {
+    free(w);
+    w = NULL;
+  }
+  return w;
+}
+
+/*
+ * tunWriterSetup(fd, probe, refuseGso): start the writer of fd afresh;
+ * probe = write the GSO probe (offloads auto); refuseGso = test hook, every
+ * GSO write counts as refused. Returns whether GSO writes are in use.
+ */
+napi_value js_tun_writer_setup(napi_env env, napi_callback_info info)
+{
+  struct ul_tun_writer *w;
+  napi_value argv[3], out;
+  bool probe, refuse;
+  int64_t fd;
+
+  if (!get_args(env, info, 3, argv, NULL))
+    return NULL;
+  if (!arg_int(env, argv[0], 0, INT32_MAX, &fd))
+    return throw_type(env, "tunWriterSetup", "fd must be a non-negative integer");
+  if (napi_get_value_bool(env, argv[1], &probe) != napi_ok ||
+      napi_get_value_bool(env, argv[2], &refuse) != napi_ok)
+    return throw_type(env, "tunWriterSetup", "probe/refuseGso must be booleans");
+  if ((w = writer_for((int)fd, true)) == NULL)
+    return throw_errno(env, ENOMEM, "set up", "TUN writer");
+  w->test_refuse_gso = refuse;
+  if (probe)
+    (void)ul_tun_writer_probe(w); /* refused: GSO off, counted */
+  CHECK(napi_get_boolean(env, w->gso != 0, &out));
+  return out;
+}
+
+/* tunWriterStats(fd): { gso, gsoRefused, softSegments } of fd's writer. */
+napi_value js_tun_writer_stats(napi_env env, napi_callback_info info)
+{
+  struct ul_tun_writer *w;
+  napi_value argv[1], out;
+  int64_t fd;
+
+  if (!get_args(env, info, 1, argv, NULL))
+    return NULL;
+  if (!arg_int(env, argv[0], 0, INT32_MAX, &fd))
+    return throw_type(env, "tunWriterStats", "fd must be a non-negative integer");
+  if ((w = writer_for((int)fd, false)) == NULL)
+    return throw_errno(env, ENOMEM, "set up", "TUN writer");
+  CHECK(napi_create_object(env, &out));
+  {
+    napi_value b;
+    CHECK(napi_get_boolean(env, w->gso != 0, &b));
+    CHECK(napi_set_named_property(env, out, "gso", b));
+  }
+  if (!set_int(env, out, "gsoRefused", (int64_t)w->gso_refused) ||
+      !set_int(env, out, "softSegments", (int64_t)w->soft_segments))
+    return NULL;
+  return out;
 }
 
 /*
@@ -34,6 +97,7 @@ static int tun_mtu_cached(int fd, size_t longest)
  */
 napi_value js_tun_write(napi_env env, napi_callback_info info)
 {
+  struct ul_tun_writer *w;
   struct ul_gro_item item;
   napi_value argv[4];
   int64_t fd, off, len;
@@ -54,8 +118,10 @@ napi_value js_tun_write(napi_env env, napi_callback_info info)
   item.len = (size_t)len;
   item.count = 1;
   item.next = UL_GRO_END;
-  if (ul_tun_write_batch((int)fd, &item, 1,
-                         tun_mtu_cached((int)fd, item.len), NULL) != 0) {
+  if ((w = writer_for((int)fd, false)) == NULL)
+    return throw_errno(env, ENOMEM, "set up", "TUN writer");
+  if (ul_tun_write_batch(w, &item, 1, ul_tun_mtu_cached(w->fd, &w->mtu, item.len),
+                         NULL) != 0) {
     char subject[24];
     snprintf(subject, sizeof(subject), "fd %d", (int)fd);
     return throw_errno(env, errno, "write TUN", subject);
@@ -137,10 +203,9 @@ napi_value js_tun_write_batch(napi_env env, napi_callback_info info)
   uint8_t failed[WRITE_BATCH_MAX];
   struct u32_list offs, lens;
   napi_value argv[4], buf;
+  struct ul_tun_writer *w;
   uint32_t n, i, lost;
-  size_t longest = 0;
   int64_t fd;
-  int mtu;
   bool is;
 
   if (!get_args(env, info, 4, argv, NULL))
@@ -167,12 +232,10 @@ napi_value js_tun_write_batch(napi_env env, napi_callback_info info)
       return throw_type(env, fn, "offs/lens outside a buffer");
     items[i].pkt = data + off;
     items[i].len = (size_t)len;
-    if (items[i].len > longest)
-      longest = items[i].len;
   }
-  mtu = tun_mtu_cached((int)fd, longest);
-  ul_gro_batch(items, n, mtu);
-  lost = ul_tun_write_batch((int)fd, items, n, mtu, failed);
+  if ((w = writer_for((int)fd, false)) == NULL)
+    return throw_errno(env, ENOMEM, "set up", "TUN writer");
+  lost = ul_tun_write_received(w, items, n, failed);
   for (i = 0; lost > 0 && i < n; i++)
     if (failed[i] && !u32_list_clear(&lens, i))
       return NULL;

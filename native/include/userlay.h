@@ -12,8 +12,8 @@
  *   - Addresses are always 16 bytes; IPv4 lives in the first 4 bytes with the
  *     rest zero, and `family` (4 or 6) says which.
  *
- * Buffer layout (designed for 64 KiB packets and a virtio-net header, so that
- * TSO/GSO offloads fit later without a redesign):
+ * Buffer layout (64 KiB packets and a virtio-net header: a TUN read with
+ * TSO/USO on returns a super-packet of up to 64 KiB, split by tun-read.c):
  *
  *   TUN -> UDP (tx), one buffer per packet, UL_BUF_SIZE bytes:
  *     [ .. UL_TX_HEADROOM .. ][ inner IP packet, up to 65535 bytes ]
@@ -195,6 +195,18 @@ int ul_encap(const struct ul_codec_cfg *cfg, const struct ul_fdb *fdb,
              uint8_t *buf, size_t pkt_off, size_t pkt_len,
              struct ul_encap_result *res);
 
+/* Hash of the inner flow of the IP packet pkt[0..len): addresses, protocol,
+ * TCP/UDP/SCTP ports (not of fragments). 0 for what is not IP. For the
+ * outer source port, see codec.c. */
+uint32_t ul_flow_hash(const uint8_t *pkt, size_t len);
+
+/* Scale a hash into [0, n) as udp_flow_src_port() scales one into a port
+ * range (the high bits of hash * n). */
+static inline uint32_t ul_flow_pick(uint32_t hash, uint32_t n)
+{
+  return (uint32_t)(((uint64_t)hash * n) >> 32);
+}
+
 struct ul_decap_result {
   const struct ul_fdb_peer *peer; /* the sending peer */
   size_t pkt_off;                 /* inner IP packet offset in the datagram */
@@ -240,10 +252,49 @@ int ul_vnet_hdr_for_rx(const uint8_t *pkt, size_t len, struct ul_vnet_hdr *vh);
 /*
  * Prepare a packet read from the TUN for encapsulation according to its
  * virtio-net header: completes a NEEDS_CSUM checksum in software. Returns
- * UL_OK, or UL_DROP_TX_MALFORMED for a GSO packet (offloads are not enabled
- * yet, so the kernel should never hand us one) or bad csum_start/offset.
+ * UL_OK, or UL_DROP_TX_MALFORMED for a GSO packet (those are split by
+ * ul_tso_segment instead) or bad csum_start/offset.
  */
 int ul_vnet_apply_tx(uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh);
+
+/* ---- software segmentation (segment.c) ---------------------------------
+ *
+ * A TSO/USO super-packet read from the TUN (offloads on, see
+ * ul_tun_set_offloads) is split into wire-sized segments, each with complete
+ * headers and L4 checksum; the rules are in segment.c.
+ */
+struct ul_tso {
+  unsigned version;   /* 4 or 6 */
+  unsigned proto;     /* 6 TCP, 17 UDP */
+  size_t l3;          /* IP header length (csum_start) */
+  size_t hdr_len;     /* IP + L4 header, recomputed (vh->hdr_len is not trusted) */
+  size_t gso_size;    /* payload bytes per segment */
+  size_t payload;     /* payload bytes of the whole packet */
+  uint32_t nsegs;     /* segments it splits into (>= 1) */
+};
+
+/* Check the GSO packet pkt[0..len) against its virtio-net header *vh and
+ * describe its split in *t. UL_OK or UL_DROP_TX_MALFORMED. */
+int ul_tso_parse(const uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh,
+                 struct ul_tso *t);
+
+/* Write segment i (< t->nsegs) of the packet at pkt to out (room for
+ * t->hdr_len + t->gso_size bytes) and return its length. out may be pkt
+ * itself for i = 0 only, and segment 0 must then be written last (it
+ * overwrites the header template). */
+size_t ul_tso_segment(const uint8_t *pkt, const struct ul_tso *t, uint32_t i,
+                      uint8_t *out);
+
+/* A byte range of a buffer. */
+struct ul_span {
+  size_t off, len;
+};
+
+/* Cut a UDP GRO receive buffer of len bytes, whose cmsg said segment size
+ * seg, into its datagrams: out[k] for k < the returned count. -EINVAL for
+ * seg = 0 or len = 0, -E2BIG for more than max_segs (or cap) datagrams. */
+int ul_udp_gro_split(size_t len, size_t seg, size_t max_segs,
+                     struct ul_span *out, size_t cap);
 
 /* Internet checksum helpers (RFC 1071), exposed for tests and ICMP. */
 uint32_t ul_csum_partial(const void *data, size_t len, uint32_t sum);
@@ -270,6 +321,68 @@ int ul_icmp_unreach(const uint8_t *orig, size_t orig_len,
  * non-blocking, close-on-exec. `name` may be "" for a kernel-chosen name; the
  * actual name (IFNAMSIZ) is written to name_out. Returns the fd or -errno. */
 int ul_tun_open(const char *name, int vnet_hdr, char name_out[16]);
+
+/* TUNSETOFFLOAD flags (linux/if_tun.h; USO needs Linux 6.2). */
+#define UL_TUN_F_CSUM 0x01
+#define UL_TUN_F_TSO4 0x02
+#define UL_TUN_F_TSO6 0x04
+#define UL_TUN_F_USO4 0x20
+#define UL_TUN_F_USO6 0x40
+
+/*
+ * Enable receive offloads on a TUN opened with vnet_hdr, so that one read()
+ * may return a 64 KiB TSO/USO super-packet: first CSUM|TSO4|TSO6, then in a
+ * second call also USO4|USO6 (older kernels refuse those). Flags in
+ * `refuse` are treated as refused without asking the kernel (a test hook;
+ * 0 in production). *got = the flags in force. Returns 0 (also when a flag
+ * was refused: the caller counts want & ~*got) or -errno when the TUN
+ * refused the ioctl for another reason than the flags.
+ */
+int ul_tun_set_offloads(int fd, unsigned want, unsigned refuse, unsigned *got);
+
+/*
+ * Reading the TUN (tun-read.c): the one TUN read path of both engines.
+ * Reads packets, parses their virtio-net header, finishes NEEDS_CSUM
+ * checksums, splits TSO/USO super-packets into segments (ul_tso_segment)
+ * and counts what it drops (runt or malformed: UL_DROP_TX_MALFORMED, read
+ * errors: UL_DROP_TUN_READ) in the totals slot of `counters` (may be NULL)
+ * with relaxed atomics, so the caller's thread must be the only writer of
+ * those tx counters.
+ */
+struct ul_tun_reader {
+  int fd;
+  uint64_t *counters;  /* slot 0 of a counters block, or NULL */
+  uint8_t *spare;      /* UL_BUF_SIZE: exchanged with a caller buffer that
+                        * received a super-packet not split at once */
+  size_t pend_len;     /* the super-packet in spare (at UL_TX_HEADROOM) */
+  struct ul_tso tso;
+  uint32_t next_seg;   /* its next segment; == tso.nsegs: nothing pending */
+  uint64_t segments;   /* segments produced by splits (statistics) */
+  uint64_t supers;     /* super-packets split */
+};
+
+/* A packet for encapsulation: IP packet at buf + UL_TX_HEADROOM, len bytes. */
+struct ul_tun_pkt {
+  uint8_t *buf;        /* UL_BUF_SIZE bytes, malloc()ed */
+  size_t len;
+};
+
+int ul_tun_reader_init(struct ul_tun_reader *r, int fd, uint64_t *counters);
+void ul_tun_reader_free(struct ul_tun_reader *r);
+
+/*
+ * Fill out[0..n) with up to n packets ready for encapsulation, reading the
+ * non-blocking TUN until EAGAIN or n packets. A super-packet whose segments
+ * do not all fit is continued by the next call before anything new is read.
+ * Buffers are exchanged: out[i].buf may come back as another UL_BUF_SIZE
+ * malloc()ed buffer (the reader's spare), the one given then belongs to the
+ * reader; ul_tun_reader_free frees what the reader holds, the caller frees
+ * what it holds. Returns the packet count (0 = nothing to read), or -errno
+ * for a read error (not EAGAIN/EINTR) before any packet, counted as
+ * UL_DROP_TUN_READ.
+ */
+int ul_tun_read_batch(struct ul_tun_reader *r, struct ul_tun_pkt *out,
+                      uint32_t n);
 
 /* MTU of the interface behind a TUN fd (TUNGETIFF + SIOCGIFMTU), or -errno. */
 int ul_tun_mtu(int fd);
@@ -341,24 +454,58 @@ struct ul_gro_item {
 void ul_gro_batch(struct ul_gro_item *items, uint32_t n, int mtu);
 
 /*
- * Write items[0..n) (n <= 256), grouped by ul_gro_batch(), to a TUN opened
- * with vnet_hdr (tun.c): leaders in index order, each as one writev() whose first
- * iovec is the virtio-net header (no headroom is needed before pkt). A
- * leader with count >= 2 goes as described above; a packet that stands
- * alone gets the header ul_vnet_hdr_for_rx() chooses or, for a TCP packet
- * longer than mtu, the GSO header of ul_tun_gso_for_rx() (which rewrites its
- * TCP checksum field). Absent items (pkt NULL) and followers write nothing
- * themselves. failed (n entries, or NULL): 1 for each packet whose write
- * failed (EAGAIN included), else 0. Returns the number of packets that
- * failed; errno then holds the error of the last failed write.
+ * A TUN writer (the receive side of both engines): the fd, its MTU cache,
+ * and whether GSO writes work (see tun.c: a kernel that refuses them with
+ * EINVAL/EIO gets segments cut in software instead). Counters are written
+ * by the one writing thread with relaxed atomics; anyone may read them.
  */
-uint32_t ul_tun_write_batch(int fd, const struct ul_gro_item *items,
+struct ul_tun_writer {
+  int fd;
+  int gso;                  /* 1: GSO writes in use; 0 once refused */
+  int test_refuse_gso;      /* test hook: treat every GSO write as EINVAL */
+  struct ul_tun_mtu_cache mtu;
+  uint64_t gso_refused;     /* GSO writes refused (probe included) */
+  uint64_t soft_segments;   /* segments written by the software fallback */
+  uint8_t *scratch;         /* 2 x 64 KiB for the fallback */
+};
+
+int ul_tun_writer_init(struct ul_tun_writer *w, int fd);
+void ul_tun_writer_free(struct ul_tun_writer *w);
+
+/* Write one small GSO packet that must be taken (dropped by the stack as
+ * martian afterwards). 1 = GSO writes work; 0 = refused (EINVAL/EIO): GSO
+ * is now off; -errno for another failure (GSO stays on). */
+int ul_tun_writer_probe(struct ul_tun_writer *w);
+
+/*
+ * Write items[0..n) (n <= 256), grouped by ul_gro_batch(), to the writer's
+ * TUN (opened with vnet_hdr): leaders in index order, each as one writev()
+ * whose first iovec is the virtio-net header (no headroom is needed before
+ * pkt). A leader with count >= 2 goes as described above; a packet that
+ * stands alone gets the header ul_vnet_hdr_for_rx() chooses or, for a TCP
+ * packet longer than mtu, the GSO header of ul_tun_gso_for_rx() (which
+ * rewrites its TCP checksum field). GSO writes go in software segments once
+ * the kernel refused one. Absent items (pkt NULL) and followers write
+ * nothing themselves. failed (n entries, or NULL): 1 for each packet whose
+ * write failed (EAGAIN included), else 0. Returns the number of packets
+ * that failed; errno then holds the error of the last failed write.
+ */
+uint32_t ul_tun_write_batch(struct ul_tun_writer *w, const struct ul_gro_item *items,
                             uint32_t n, int mtu, uint8_t *failed);
+
+/* A received batch: the TUN MTU (cached, re-read when a packet exceeds it),
+ * ul_gro_batch (only while GSO writes work), then ul_tun_write_batch. */
+uint32_t ul_tun_write_received(struct ul_tun_writer *w, struct ul_gro_item *items,
+                               uint32_t n, uint8_t *failed);
 
 /* Open a non-blocking UDP socket bound to addr:port (any address when
  * addr == NULL, family then from `family`), SO_RCVBUF/SO_SNDBUF raised.
  * Returns the fd or -errno (-EADDRINUSE when the port is taken). */
 int ul_udp_open(int family, const struct ul_addr *addr, uint16_t port);
+
+/* Turn UDP_GRO on (on = 1) or off on a UDP socket; 0 or -errno. With it on,
+ * the engine's receive path splits coalesced buffers (ul_udp_gro_split). */
+int ul_udp_set_gro(int fd, int on);
 
 /* rtnetlink operations; every one waits for the kernel's ACK. */
 int ul_nl_link_index(const char *ifname);                 /* ifindex or -errno */
@@ -380,15 +527,37 @@ int ul_nl_link_del(const char *ifname);
  * (recvmmsg -> validate -> decap -> TUN). The FDB is swapped atomically; a
  * replaced table is freed once both threads have passed a quiescent point.
  */
+#define UL_TX_FDS_MAX 64
+
 struct ul_engine_cfg {
   int tun_fd;              /* opened with vnet_hdr = 1 */
-  int udp_fd;
+  int udp_fd;              /* receives; sends too when n_tx_fds = 0 */
+  /* Sockets to send from, one outer source port each (bound to the same
+   * address as udp_fd, port 0): a packet leaves from
+   * tx_fds[ul_flow_pick(ul_flow_hash(inner), n_tx_fds)], so each inner flow
+   * keeps one source port and flows spread over them (see codec.c). Owned
+   * by the caller; 0 = all from udp_fd. */
+  int tx_fds[UL_TX_FDS_MAX];
+  uint32_t n_tx_fds;
   struct ul_codec_cfg codec;
   struct ul_addr icmp_src4; /* source of ICMP errors for v4 (family 0: none) */
   struct ul_addr icmp_src6; /* likewise for v6 */
   uint64_t *counters;      /* (max_slot + 1) * UL_C_SLOT_WIDTH, caller-owned */
   uint32_t max_slot;       /* highest valid peer slot */
   uint32_t batch;          /* packets per batch, 1..256 (default 64) */
+  int probe_tun_gso;       /* probe GSO writes to the TUN at create (offloads auto) */
+  int test_refuse_tun_gso; /* test hook: the TUN "refuses" every GSO write */
+};
+
+/* Offload statistics of a running engine (each read with a relaxed load). */
+struct ul_engine_stats {
+  uint64_t tso_packets;       /* TSO/USO super-packets read from the TUN and split */
+  uint64_t tso_segments;      /* segments they gave */
+  uint64_t gro_buffers;       /* UDP GRO buffers of 2+ datagrams received */
+  uint64_t gro_datagrams;     /* datagrams in them */
+  int tun_gso;                /* GSO writes to the TUN in use */
+  uint64_t tun_gso_refused;   /* GSO writes the TUN refused (probe included) */
+  uint64_t tun_soft_segments; /* segments written by the software fallback */
 };
 
 struct ul_engine;
@@ -399,6 +568,7 @@ void ul_engine_set_fdb(struct ul_engine *e, struct ul_fdb *fdb);
 int ul_engine_start(struct ul_engine *e);
 /* Wake both threads, join them. Idempotent. Does not close the fds. */
 int ul_engine_stop(struct ul_engine *e);
+void ul_engine_stats(const struct ul_engine *e, struct ul_engine_stats *st);
 /* Stops if running, frees the current FDB and the engine. */
 void ul_engine_destroy(struct ul_engine *e);
 

@@ -39,6 +39,15 @@
  * Transmit: the packet read from the TUN must be a complete IPv4/IPv6
  * packet whose header length equals what was read (TX_MALFORMED), and its
  * destination must be in the FDB (NO_ROUTE).
+ *
+ * Outer source port (ul_flow_hash): the kernel vxlan device picks the outer
+ * UDP source port from a hash of the inner flow (udp_flow_src_port), so that
+ * ECMP and RSS on the underlay spread flows while each flow keeps one path.
+ * The hash here covers the addresses, the protocol and, for TCP, UDP and
+ * SCTP, the ports; not the ports of fragments (a later fragment has none,
+ * and all fragments of a datagram must take one path), and not past IPv6
+ * extension headers. The engine scales it into its set of source sockets
+ * the way the kernel scales it into a port range (ul_flow_pick).
  */
 #include <string.h>
 
@@ -166,4 +175,46 @@ int ul_decap(const struct ul_codec_cfg *cfg, const struct ul_fdb *fdb,
   res->pkt_off = off;
   res->pkt_len = pkt_len;
   return UL_OK;
+}
+
+/* murmur3's 32-bit finaliser: every input bit moves every output bit. */
+static uint32_t mix32(uint32_t h) {
+  h ^= h >> 16;
+  h *= 0x85ebca6bu;
+  h ^= h >> 13;
+  h *= 0xc2b2ae35u;
+  h ^= h >> 16;
+  return h;
+}
+
+static uint32_t load_be32c(const uint8_t *p) {
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+uint32_t ul_flow_hash(const uint8_t *pkt, size_t len) {
+  size_t l3, naddr, i;
+  unsigned proto;
+  int ports;
+  uint32_t h = 0x9e3779b9u;
+
+  if (len < 20) return 0;
+  if ((pkt[0] >> 4) == 4) {
+    l3 = (size_t)(pkt[0] & 0x0f) * 4;
+    proto = pkt[9];
+    naddr = 12; /* addresses at 12..20 */
+    ports = (load_be16(pkt + 6) & 0x3fff) == 0; /* not a fragment */
+  } else if ((pkt[0] >> 4) == 6 && len >= 40) {
+    l3 = 40;
+    proto = pkt[6];
+    naddr = 8; /* addresses at 8..40 */
+    ports = 1;
+  } else {
+    return 0;
+  }
+  for (i = naddr; i < (naddr == 12 ? 20u : 40u); i += 4)
+    h = mix32(h ^ load_be32c(pkt + i));
+  h = mix32(h ^ proto);
+  if (ports && (proto == 6 || proto == 17 || proto == 132) && l3 >= 20 && l3 + 4 <= len)
+    h = mix32(h ^ load_be32c(pkt + l3));
+  return h;
 }

@@ -38,6 +38,7 @@
 #define UL_GSO_MAX_REFUSALS 8
 #define UL_BATCH_DEFAULT 64
 #define UL_BATCH_MAX 256
+#define UL_RX_GRO_SEGS 64      /* UDP_GRO_CNT_MAX: datagrams per GRO buffer */
 
 /* One packet of a batch. */
 struct slot {
@@ -46,17 +47,27 @@ struct slot {
   size_t off;                 /* tx: frame offset; rx: inner IP offset */
   int reason;                 /* UL_OK or a drop */
   uint32_t peer_slot;         /* counter slot, 0 = none */
+  uint32_t txq;               /* tx: index into cfg.tx_fds (source port) */
   struct sockaddr_storage addr; /* tx: destination; rx: source */
   struct iovec iov;
 };
 
-/* A message of the tx batch: datagrams sent[first, first + count). */
+/* A message of the tx batch: datagrams sent[first, first + count). The rx
+ * thread uses only cmsg, for the UDP_GRO segment size of message i. */
 struct tx_group {
   uint32_t first, count;
   union {
     struct cmsghdr align;
-    uint8_t buf[CMSG_SPACE(sizeof(uint16_t))];
+    uint8_t buf[CMSG_SPACE(sizeof(int))];
   } cmsg;
+};
+
+/* rx: one datagram of a received (possibly UDP GRO) buffer, decapsulated. */
+struct rx_dgram {
+  uint8_t *pkt;               /* inner IP packet (valid when reason = UL_OK) */
+  size_t len;                 /* its length */
+  int reason;                 /* UL_OK or a drop */
+  uint32_t peer_slot;         /* counter slot, 0 = none */
 };
 
 struct worker {
@@ -68,7 +79,8 @@ struct worker {
   /* tx only: one message may carry a run of datagrams (UDP GSO) */
   struct iovec *iovs;         /* cfg.batch entries, in send order */
   struct tx_group *groups;    /* tx only: cfg.batch entries, one per message */
-  struct ul_gro_item *gro;    /* rx only: cfg.batch entries */
+  struct ul_gro_item *gro;    /* rx only: UL_BATCH_MAX entries */
+  struct rx_dgram *dgrams;    /* rx only: cfg.batch * UL_RX_GRO_SEGS entries */
 } __attribute__((aligned(64)));
 
 struct ul_engine {
@@ -78,10 +90,14 @@ struct ul_engine {
   int wake_fd;                /* eventfd while running, else -1 */
   bool running;
   struct worker tx, rx;
-  /* rx only: TUN MTU for re-segmenting TCP super-segments (see tun.c) and
-   * as the limit of segments that may coalesce (gro.c) */
-  struct ul_tun_mtu_cache rx_mtu;
+  /* rx only: the TUN writer (tun.c): MTU cache for re-segmenting TCP
+   * super-segments and as the limit of segments that may coalesce (gro.c),
+   * GSO writes on or off */
+  struct ul_tun_writer rx_writer;
+  /* rx only: UDP GRO buffers split, datagrams they held (relaxed atomics) */
+  uint64_t rx_gro_buffers, rx_gro_datagrams;
   /* tx only */
+  struct ul_tun_reader tx_reader; /* the TUN read path (tun-read.c) */
   bool tx_gso;                /* UDP GSO in use (until refused repeatedly) */
   unsigned tx_gso_refusals;
   uint8_t icmp_buf[UL_VNET_HDR_LEN + UL_ICMP_MAX];

@@ -7,6 +7,26 @@
 
 /* ---- receive -------------------------------------------------------------------- */
 
+/* The UDP_GRO segment size of message i, or its length when it carries none
+ * (GRO off, or a datagram that was not coalesced). The kernel gives the cmsg
+ * only for SKB_GSO_UDP_L4 buffers; a VXLAN tunnel GSO frame from a kernel
+ * vxlan neighbour across veth (see tun.c, super-segments) comes whole and
+ * without it, so it stays one datagram. */
+static size_t rx_seg_size(struct worker *w, uint32_t i)
+{
+  struct msghdr *h = &w->msgs[i].msg_hdr;
+  struct cmsghdr *c;
+
+  for (c = CMSG_FIRSTHDR(h); c != NULL; c = CMSG_NXTHDR(h, c))
+    if (c->cmsg_level == SOL_UDP && c->cmsg_type == UDP_GRO &&
+        c->cmsg_len >= CMSG_LEN(sizeof(int))) {
+      int seg;
+      memcpy(&seg, CMSG_DATA(c), sizeof(seg));
+      return seg < 0 ? 0 : (size_t)seg;
+    }
+  return w->msgs[i].msg_len;
+}
+
 static int rx_recv(struct worker *w)
 {
   struct ul_engine *e = w->e;
@@ -17,6 +37,8 @@ static int rx_recv(struct worker *w)
     struct mmsghdr *m = &w->msgs[i];
     m->msg_hdr.msg_name = &w->slots[i].addr;
     m->msg_hdr.msg_namelen = sizeof(w->slots[i].addr);
+    m->msg_hdr.msg_control = w->groups[i].cmsg.buf;
+    m->msg_hdr.msg_controllen = sizeof(w->groups[i].cmsg.buf);
     m->msg_hdr.msg_flags = 0;
     m->msg_len = 0;
   }
@@ -31,72 +53,112 @@ static int rx_recv(struct worker *w)
   return n < 0 ? 0 : n;
 }
 
-static void rx_decap(struct worker *w, uint32_t n)
+/* A datagram that cannot be decapsulated at all (truncated, bad GRO
+ * buffer): one drop, charged to the sending peer when it is known. */
+static void rx_drop_whole(struct worker *w, const struct ul_fdb *fdb,
+                          const struct ul_addr *src, uint32_t *nd)
+{
+  struct rx_dgram *d = &w->dgrams[(*nd)++];
+  const struct ul_fdb_peer *peer = fdb != NULL ? ul_fdb_peer_by_underlay(fdb, src) : NULL;
+
+  memset(d, 0, sizeof(*d));
+  d->reason = UL_DROP_UDP_RECV;
+  d->peer_slot = peer != NULL ? peer->slot : 0;
+}
+
+/* Split each received buffer into its datagrams (UDP GRO) and validate and
+ * decapsulate every one; returns the number of datagrams in w->dgrams. */
+static uint32_t rx_decap(struct worker *w, uint32_t n)
 {
   struct ul_engine *e = w->e;
   const struct ul_fdb *fdb = fdb_enter(w);
-  uint32_t i;
+  struct ul_span spans[UL_RX_GRO_SEGS];
+  uint32_t i, nd = 0;
 
   for (i = 0; i < n; i++) {
     struct slot *s = &w->slots[i];
-    struct ul_decap_result res = { 0 };
+    uint8_t *base = s->buf + UL_RX_OFFSET;
     struct ul_addr src;
+    int k, j;
 
-    s->peer_slot = 0;
-    if (w->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
-      s->reason = UL_DROP_UDP_RECV;
-      continue;
-    }
-    if (fdb == NULL) {
-      s->reason = UL_DROP_UNKNOWN_PEER;
-      continue;
-    }
     ul_sockaddr_get(&s->addr, &src);
-    s->reason = ul_decap(&e->cfg.codec, fdb, s->buf + UL_RX_OFFSET,
-                         w->msgs[i].msg_len, &src, &res);
-    if (res.peer != NULL)
-      s->peer_slot = res.peer->slot;
-    s->off = UL_RX_OFFSET + res.pkt_off;
-    s->len = res.pkt_len;
+    if (w->msgs[i].msg_hdr.msg_flags & MSG_TRUNC) {
+      rx_drop_whole(w, fdb, &src, &nd);
+      continue;
+    }
+    k = ul_udp_gro_split(w->msgs[i].msg_len, rx_seg_size(w, i),
+                         UL_RX_GRO_SEGS, spans, UL_RX_GRO_SEGS);
+    if (k <= 0) { /* zero or lying segment size, or an empty datagram */
+      if (w->msgs[i].msg_len == 0) {
+        k = 1;
+        spans[0].off = spans[0].len = 0; /* too short: counted as such */
+      } else {
+        rx_drop_whole(w, fdb, &src, &nd);
+        continue;
+      }
+    }
+    if (k >= 2) {
+      bump(&e->rx_gro_buffers, 1);
+      bump(&e->rx_gro_datagrams, (uint64_t)k);
+    }
+    for (j = 0; j < k; j++) {
+      struct rx_dgram *d = &w->dgrams[nd++];
+      struct ul_decap_result res = { 0 };
+
+      d->peer_slot = 0;
+      d->pkt = NULL;
+      d->len = 0;
+      if (fdb == NULL) {
+        d->reason = UL_DROP_UNKNOWN_PEER;
+        continue;
+      }
+      d->reason = ul_decap(&e->cfg.codec, fdb, base + spans[j].off,
+                           spans[j].len, &src, &res);
+      if (res.peer != NULL)
+        d->peer_slot = res.peer->slot;
+      d->pkt = base + spans[j].off + res.pkt_off;
+      d->len = res.pkt_len;
+    }
   }
   fdb_leave(w);
+  return nd;
 }
 
 /*
- * Coalesce the batch and write it to the TUN (ul_tun_write_batch, tun.c),
- * then count each packet: received, dropped by decap, or lost in a write.
+ * Coalesce the datagrams and write them to the TUN (ul_tun_write_batch,
+ * tun.c), at most UL_BATCH_MAX at a time, then count each: received,
+ * dropped by decap, or lost in a write.
  */
-static void rx_write(struct worker *w, uint32_t n)
+static void rx_write_chunk(struct worker *w, struct rx_dgram *dg, uint32_t n)
 {
   struct ul_engine *e = w->e;
   uint8_t failed[UL_BATCH_MAX];
-  size_t longest = 0;
   uint32_t i;
-  int mtu;
 
   for (i = 0; i < n; i++) {
-    struct slot *s = &w->slots[i];
-    w->gro[i].pkt = s->reason == UL_OK ? s->buf + s->off : NULL;
-    w->gro[i].len = s->len;
-    if (s->reason == UL_OK && s->len > longest)
-      longest = s->len;
+    w->gro[i].pkt = dg[i].reason == UL_OK ? dg[i].pkt : NULL;
+    w->gro[i].len = dg[i].len;
   }
-  mtu = ul_tun_mtu_cached(e->cfg.tun_fd, &e->rx_mtu, longest);
-  ul_gro_batch(w->gro, n, mtu);
-  ul_tun_write_batch(e->cfg.tun_fd, w->gro, n, mtu, failed);
+  ul_tun_write_received(&e->rx_writer, w->gro, n, failed);
 
   for (i = 0; i < n; i++) {
-    const struct slot *s = &w->slots[i];
-
-    if (s->reason != UL_OK) {
-      count_drop(e, s->peer_slot, s->reason);
+    if (dg[i].reason != UL_OK) {
+      count_drop(e, dg[i].peer_slot, dg[i].reason);
     } else if (failed[i]) {
-      count_drop(e, s->peer_slot, UL_DROP_TUN_WRITE);
+      count_drop(e, dg[i].peer_slot, UL_DROP_TUN_WRITE);
     } else {
-      count(e, s->peer_slot, UL_C_RX_PACKETS, 1);
-      count(e, s->peer_slot, UL_C_RX_BYTES, s->len);
+      count(e, dg[i].peer_slot, UL_C_RX_PACKETS, 1);
+      count(e, dg[i].peer_slot, UL_C_RX_BYTES, dg[i].len);
     }
   }
+}
+
+static void rx_write(struct worker *w, uint32_t nd)
+{
+  uint32_t at;
+
+  for (at = 0; at < nd; at += UL_BATCH_MAX)
+    rx_write_chunk(w, w->dgrams + at, nd - at < UL_BATCH_MAX ? nd - at : UL_BATCH_MAX);
 }
 
 void *engine_rx_main(void *arg)
@@ -109,8 +171,7 @@ void *engine_rx_main(void *arg)
     int n = rx_recv(w);
     if (n == 0)
       continue;
-    rx_decap(w, (uint32_t)n);
-    rx_write(w, (uint32_t)n);
+    rx_write(w, rx_decap(w, (uint32_t)n));
   }
   return NULL;
 }

@@ -43,42 +43,35 @@ static void icmp_reply(struct ul_engine *e, const uint8_t *pkt, size_t len)
   (void)!write(e->cfg.tun_fd, e->icmp_buf, UL_VNET_HDR_LEN + (size_t)n);
 }
 
-/* Read up to one batch from the TUN; returns the number of slots filled. */
+/*
+ * Read up to one batch from the TUN (ul_tun_read_batch, tun-read.c: vnet
+ * header, checksums, TSO/USO split, drop counters); returns the number of
+ * slots filled. The reader may exchange slot buffers (see userlay.h).
+ */
 static uint32_t tx_read(struct worker *w)
 {
   struct ul_engine *e = w->e;
-  const size_t at = UL_TX_HEADROOM - UL_VNET_HDR_LEN;
-  uint32_t n = 0;
+  struct ul_tun_pkt pkts[UL_BATCH_MAX];
+  uint32_t i, n = e->cfg.batch;
+  int r;
 
-  while (n < e->cfg.batch) {
-    struct slot *s = &w->slots[n];
-    struct ul_vnet_hdr vh;
-    ssize_t r = read(e->cfg.tun_fd, s->buf + at, UL_BUF_SIZE - at);
-
-    if (r < 0) {
-      if (errno == EINTR)
-        continue;
-      if (errno != EAGAIN) {
-        /* e.g. the device went away: count, and do not spin on it */
-        struct timespec pause = { 0, 10 * 1000 * 1000 };
-        count_drop(e, 0, UL_DROP_TUN_READ);
-        nanosleep(&pause, NULL);
-      }
-      break;
-    }
-    s->reason = UL_OK;
-    s->peer_slot = 0;
-    if (r <= UL_VNET_HDR_LEN) {
-      s->len = 0;
-      s->reason = UL_DROP_TX_MALFORMED;
-    } else {
-      memcpy(&vh, s->buf + at, sizeof(vh));
-      s->len = (size_t)r - UL_VNET_HDR_LEN;
-      s->reason = ul_vnet_apply_tx(s->buf + UL_TX_HEADROOM, s->len, &vh);
-    }
-    n++;
+  for (i = 0; i < n; i++)
+    pkts[i].buf = w->slots[i].buf;
+  r = ul_tun_read_batch(&e->tx_reader, pkts, n);
+  for (i = 0; i < n; i++)
+    w->slots[i].buf = pkts[i].buf;
+  if (r < 0) {
+    /* e.g. the device went away (counted by the reader): do not spin */
+    struct timespec pause = { 0, 10 * 1000 * 1000 };
+    nanosleep(&pause, NULL);
+    return 0;
   }
-  return n;
+  for (i = 0; i < (uint32_t)r; i++) {
+    w->slots[i].len = pkts[i].len;
+    w->slots[i].reason = UL_OK;
+    w->slots[i].peer_slot = 0;
+  }
+  return (uint32_t)r;
 }
 
 /* Encapsulate the batch under one FDB read-side section. */
@@ -103,6 +96,9 @@ static void tx_encap(struct worker *w, uint32_t n)
     if (s->reason != UL_OK)
       continue;
     s->peer_slot = res.peer->slot;
+    s->txq = e->cfg.n_tx_fds > 1
+                 ? ul_flow_pick(ul_flow_hash(s->buf + UL_TX_HEADROOM, s->len), e->cfg.n_tx_fds)
+                 : 0;
     s->off = res.frame_off;
     ul_sockaddr_set(&s->addr, res.peer->family, res.peer->ip, res.peer->port);
     s->iov.iov_base = s->buf + res.frame_off;
@@ -189,36 +185,24 @@ static bool gso_refused(int err)
   return err == EIO || err == EINVAL || err == ENOPROTOOPT || err == EOPNOTSUPP;
 }
 
-/* Send the encapsulated packets; returns 0 when asked to stop meanwhile. */
-static int tx_send(struct worker *w, uint32_t n)
+/* Send sent[0, m) from fd; returns 0 when asked to stop meanwhile. */
+static int tx_send_fd(struct worker *w, int fd, struct slot **sent, uint32_t m)
 {
   struct ul_engine *e = w->e;
-  struct slot *sent[UL_BATCH_MAX];
-  uint32_t i, m = 0, pos = 0;
+  uint32_t i, pos = 0;
   bool gso = e->tx_gso;
-
-  for (i = 0; i < n; i++) {
-    struct slot *s = &w->slots[i];
-    if (s->reason == UL_OK) {
-      sent[m++] = s;
-      continue;
-    }
-    count_drop(e, s->peer_slot, s->reason);
-    if (s->reason == UL_DROP_NO_ROUTE)
-      icmp_reply(e, s->buf + UL_TX_HEADROOM, s->len);
-  }
 
   while (pos < m) {
     uint32_t msgs = tx_build(w, sent, pos, m, gso), j = 0;
 
     while (j < msgs) {
-      int r = sendmmsg(e->cfg.udp_fd, &w->msgs[j], msgs - j, 0);
+      int r = sendmmsg(fd, &w->msgs[j], msgs - j, 0);
 
       if (r < 0) {
         if (errno == EINTR)
           continue;
         if (errno == EAGAIN) {
-          if (!engine_wait_fd(e, e->cfg.udp_fd, POLLOUT))
+          if (!engine_wait_fd(e, fd, POLLOUT))
             return 0;
           continue;
         }
@@ -240,6 +224,38 @@ static int tx_send(struct worker *w, uint32_t n)
       j += (uint32_t)r;
     }
     pos = j < msgs ? w->groups[j].first : m;
+  }
+  return 1;
+}
+
+/* Send the encapsulated packets, each from its flow's socket (in batch
+ * order within a socket, so within a flow); returns 0 when asked to stop
+ * meanwhile. */
+static int tx_send(struct worker *w, uint32_t n)
+{
+  struct ul_engine *e = w->e;
+  struct slot *sent[UL_BATCH_MAX], *mine[UL_BATCH_MAX];
+  uint32_t i, q, m = 0, nq = e->cfg.n_tx_fds;
+
+  for (i = 0; i < n; i++) {
+    struct slot *s = &w->slots[i];
+    if (s->reason == UL_OK) {
+      sent[m++] = s;
+      continue;
+    }
+    count_drop(e, s->peer_slot, s->reason);
+    if (s->reason == UL_DROP_NO_ROUTE)
+      icmp_reply(e, s->buf + UL_TX_HEADROOM, s->len);
+  }
+  if (nq <= 1)
+    return tx_send_fd(w, nq == 1 ? e->cfg.tx_fds[0] : e->cfg.udp_fd, sent, m);
+  for (q = 0; q < nq; q++) {
+    uint32_t k = 0;
+    for (i = 0; i < m; i++)
+      if (sent[i]->txq == q)
+        mine[k++] = sent[i];
+    if (k > 0 && !tx_send_fd(w, e->cfg.tx_fds[q], mine, k))
+      return 0;
   }
   return 1;
 }

@@ -6,10 +6,14 @@
  *
  * Pipeline, transmit (thread "userlay-tx", TUN -> UDP):
  *   1. poll() the TUN fd and the wake eventfd; the wake fd readable = stop.
- *   2. read() up to `batch` packets, non-blocking, each into its own buffer at
- *      UL_TX_HEADROOM - UL_VNET_HDR_LEN: [headroom | virtio_net_hdr | IP].
- *   3. Parse the virtio_net_hdr and ul_vnet_apply_tx(): complete a partial
- *      checksum in software; GSO or bad offsets -> UL_DROP_TX_MALFORMED.
+ *   2. ul_tun_read_batch() (tun-read.c, shared with the js engine): read()
+ *      non-blocking, each packet into its own buffer at UL_TX_HEADROOM -
+ *      UL_VNET_HDR_LEN: [headroom | virtio_net_hdr | IP], until `batch`
+ *      packets are ready.
+ *   3. In there: parse the virtio_net_hdr; complete a partial checksum in
+ *      software; split a TSO/USO super-packet (offloads on, up to 64 KiB)
+ *      into segments of gso_size, one buffer each with complete headers and
+ *      checksums; runts and bad headers -> UL_DROP_TX_MALFORMED.
  *   4. Enter the FDB read side (seq odd), load the current table, and for
  *      each packet ul_encap() in place: the VXLAN + inner Ethernet header goes
  *      into the headroom. Copy out what the send needs (destination sockaddr,
@@ -17,7 +21,10 @@
  *   5. A miss (UL_DROP_NO_ROUTE) is counted and answered with an ICMP
  *      destination unreachable written back into the TUN (zero vnet header),
  *      at most UL_ICMP_RATE per second with bursts of UL_ICMP_BURST.
- *   6. sendmmsg() the batch. Consecutive datagrams to one peer with equal
+ *   6. sendmmsg() the batch, each packet from the send socket its inner
+ *      flow's hash picks (cfg.tx_fds: one outer UDP source port per flow, as
+ *      the kernel vxlan device does; codec.c), in batch order per socket.
+ *      Consecutive datagrams to one peer with equal
  *      length travel as one message with UDP_SEGMENT (UDP GSO: the stack is
  *      crossed once per run, the receiver still gets separate datagrams);
  *      if the kernel refuses GSO the run is resent datagram by datagram, and
@@ -28,15 +35,21 @@
  *
  * Pipeline, receive (thread "userlay-rx", UDP -> TUN):
  *   1. poll() the UDP socket and the wake eventfd.
- *   2. recvmmsg() up to `batch` datagrams, each at UL_RX_OFFSET of its buffer,
- *      with the sender's address. MSG_TRUNC -> UL_DROP_UDP_RECV.
- *   3. Enter the FDB read side, ul_decap() each datagram against the outer
- *      source address (flags, VNI, MAC, inner IP, known peer, anti-spoofing),
- *      note the counter slot, leave the read side.
+ *   2. recvmmsg() up to `batch` messages, each at UL_RX_OFFSET of its buffer,
+ *      with the sender's address and, with UDP_GRO on (offloads auto), the
+ *      segment size of a coalesced run in a cmsg.
+ *   3. Enter the FDB read side. Cut each buffer into its datagrams
+ *      (ul_udp_gro_split: all of the cmsg's size, the last may be shorter);
+ *      MSG_TRUNC, a zero size or more than UL_RX_GRO_SEGS datagrams ->
+ *      one UL_DROP_UDP_RECV, charged to the sender if it is a peer.
+ *      ul_decap() each datagram against the outer source address (flags,
+ *      VNI, MAC, inner IP, known peer, anti-spoofing), note its counter
+ *      slot; leave the read side.
  *   4. Coalesce (ul_gro_batch, gro.c): in-order TCP segments of one flow in
  *      the batch become one super-packet led by its first segment, whose
  *      headers are rewritten and which gets a GSO virtio_net_hdr.
- *   5. Write (ul_tun_write_batch, tun.c, shared with the js engine): in
+ *   5. Write (ul_tun_write_received, tun.c, shared with the js engine), at
+ *      most UL_BATCH_MAX datagrams per coalescing window: in
  *      batch order, for each leader one writev() of [vnet hdr | first
  *      packet] and then, for a super-packet, each follower's payload,
  *      straight from the receive buffers. A packet that stands alone gets
@@ -44,7 +57,9 @@
  *      packet longer than the TUN MTU, the GSO header of
  *      ul_tun_gso_for_rx()). Counters count the original packets; a failed
  *      write (EAGAIN included) counts UL_DROP_TUN_WRITE for each packet it
- *      carried.
+ *      carried. A kernel that refuses GSO writes (probed at create with
+ *      cfg.probe_tun_gso, or EINVAL/EIO at run time) gets software segments
+ *      instead, and no more coalescing.
  *
  * Design notes
  *   - Counters: slot 0 holds totals, slot k the peer whose `slot` is k (slots
@@ -72,6 +87,17 @@
  *     accept_local is set on the TUN, so the source is either a non-local
  *     address routed through the TUN or the TUN has accept_local=1.
  *   - Threads block all signals: Node's main thread keeps handling them.
+ *   - Offloads (--offloads auto; the TUN and socket options are set by the
+ *     data plane, src/dataplane/offloads.ts). One TUN read may return a
+ *     64 KiB TSO/USO super-packet: tun-read.c splits it into segments, one
+ *     buffer each, so the segments of one super-packet are a run of
+ *     equal-sized datagrams to one peer and step 6 sends them as one
+ *     UDP_SEGMENT message (at most UL_GSO_MAX_SEGS datagrams and
+ *     UL_GSO_MAX_BYTES). The peer's UDP_GRO socket receives that run as one
+ *     buffer again (rx step 3 cuts it), and its TCP runs are coalesced into
+ *     one GSO write to its TUN: the wire carries MTU-sized datagrams, but
+ *     neither kernel crosses its stack per segment. With offloads off, every
+ *     read is one packet and every receive one datagram, as before.
  */
 #include "engine-internal.h"
 
@@ -137,6 +163,7 @@ static void worker_free(struct worker *w, uint32_t batch)
   free(w->iovs);
   free(w->groups);
   free(w->gro);
+  free(w->dgrams);
 }
 
 static int worker_init(struct worker *w, struct ul_engine *e, bool rx)
@@ -148,10 +175,12 @@ static int worker_init(struct worker *w, struct ul_engine *e, bool rx)
   w->msgs = calloc(batch, sizeof(*w->msgs));
   w->iovs = calloc(batch, sizeof(*w->iovs));
   w->groups = calloc(batch, sizeof(*w->groups));
-  if (rx)
-    w->gro = calloc(batch, sizeof(*w->gro));
+  if (rx) {
+    w->gro = calloc(UL_BATCH_MAX, sizeof(*w->gro));
+    w->dgrams = calloc((size_t)batch * UL_RX_GRO_SEGS, sizeof(*w->dgrams));
+  }
   if (w->slots == NULL || w->msgs == NULL || w->iovs == NULL ||
-      w->groups == NULL || (rx && w->gro == NULL))
+      w->groups == NULL || (rx && (w->gro == NULL || w->dgrams == NULL)))
     return -ENOMEM;
   for (i = 0; i < batch; i++) {
     struct slot *s = &w->slots[i];
@@ -175,6 +204,7 @@ int ul_engine_create(const struct ul_engine_cfg *cfg, struct ul_engine **out)
 
   if (cfg == NULL || out == NULL || cfg->tun_fd < 0 || cfg->udp_fd < 0 ||
       cfg->counters == NULL || cfg->batch > UL_BATCH_MAX ||
+      cfg->n_tx_fds > UL_TX_FDS_MAX ||
       (cfg->codec.mode != UL_MODE_VXLAN && cfg->codec.mode != UL_MODE_UDP))
     return -EINVAL;
   e = calloc(1, sizeof(*e));
@@ -188,7 +218,16 @@ int ul_engine_create(const struct ul_engine_cfg *cfg, struct ul_engine **out)
   e->icmp_tokens = UL_ICMP_BURST;
   clock_gettime(CLOCK_MONOTONIC, &e->icmp_last);
   pthread_mutex_init(&e->swap_lock, NULL);
-  r = worker_init(&e->tx, e, false);
+  r = ul_tun_reader_init(&e->tx_reader, cfg->tun_fd, e->cfg.counters);
+  if (r == 0)
+    r = ul_tun_writer_init(&e->rx_writer, cfg->tun_fd);
+  if (r == 0) {
+    e->rx_writer.test_refuse_gso = cfg->test_refuse_tun_gso;
+    if (cfg->probe_tun_gso)
+      (void)ul_tun_writer_probe(&e->rx_writer); /* refused: counted, GSO off */
+  }
+  if (r == 0)
+    r = worker_init(&e->tx, e, false);
   if (r == 0)
     r = worker_init(&e->rx, e, true);
   if (r < 0) {
@@ -209,7 +248,7 @@ int ul_engine_start(struct ul_engine *e)
   e->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (e->wake_fd < 0)
     return -errno;
-  e->rx_mtu = (struct ul_tun_mtu_cache)UL_TUN_MTU_CACHE_INIT; /* read on first use */
+  e->rx_writer.mtu = (struct ul_tun_mtu_cache)UL_TUN_MTU_CACHE_INIT; /* read on first use */
 
   /* the threads inherit a fully blocked signal mask */
   sigfillset(&all);
@@ -249,6 +288,17 @@ int ul_engine_stop(struct ul_engine *e)
   return 0;
 }
 
+void ul_engine_stats(const struct ul_engine *e, struct ul_engine_stats *st)
+{
+  st->tso_packets = __atomic_load_n(&e->tx_reader.supers, __ATOMIC_RELAXED);
+  st->tso_segments = __atomic_load_n(&e->tx_reader.segments, __ATOMIC_RELAXED);
+  st->gro_buffers = __atomic_load_n(&e->rx_gro_buffers, __ATOMIC_RELAXED);
+  st->gro_datagrams = __atomic_load_n(&e->rx_gro_datagrams, __ATOMIC_RELAXED);
+  st->tun_gso = __atomic_load_n(&e->rx_writer.gso, __ATOMIC_RELAXED);
+  st->tun_gso_refused = __atomic_load_n(&e->rx_writer.gso_refused, __ATOMIC_RELAXED);
+  st->tun_soft_segments = __atomic_load_n(&e->rx_writer.soft_segments, __ATOMIC_RELAXED);
+}
+
 void ul_engine_destroy(struct ul_engine *e)
 {
   if (e == NULL)
@@ -257,6 +307,8 @@ void ul_engine_destroy(struct ul_engine *e)
   ul_fdb_free(__atomic_exchange_n(&e->fdb, NULL, __ATOMIC_SEQ_CST));
   worker_free(&e->tx, e->cfg.batch);
   worker_free(&e->rx, e->cfg.batch);
+  ul_tun_reader_free(&e->tx_reader);
+  ul_tun_writer_free(&e->rx_writer);
   pthread_mutex_destroy(&e->swap_lock);
   free(e);
 }

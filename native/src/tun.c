@@ -4,11 +4,18 @@
  *
  * The device is not made persistent, so it disappears when the last fd that
  * holds it is closed; a crashed agent therefore leaves no TUN behind.
+ *
+ * Also here: offloads (TUNSETOFFLOAD), the MTU cache, received TCP
+ * super-segments, and the receive writer of both engines (coalesced and
+ * GSO writes, with the software fallback for kernels that refuse them).
+ * Reading the TUN is tun-read.c.
  */
 #include "userlay.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdlib.h>
 #include <linux/if.h>
 #include <linux/if_tun.h>
 #include <string.h>
@@ -85,6 +92,44 @@ fail:
     close(fd);
     return -err;
   }
+}
+
+/*
+ * Offloads. TUNSETOFFLOAD replaces the whole set, and a kernel that does
+ * not know one flag refuses the call with EINVAL, leaving the old set. So
+ * the base set goes first and USO is tried on top of it: a kernel without
+ * USO keeps TSO. A base set refused with EINVAL leaves the TUN without
+ * offloads (got = 0), which is the path of offloads off.
+ */
+static int set_offload(int fd, unsigned flags)
+{
+  return ioctl(fd, TUNSETOFFLOAD, (unsigned long)flags) < 0 ? -errno : 0;
+}
+
+int ul_tun_set_offloads(int fd, unsigned want, unsigned refuse, unsigned *got)
+{
+  const unsigned base = want & (UL_TUN_F_CSUM | UL_TUN_F_TSO4 | UL_TUN_F_TSO6);
+  const unsigned uso = want & (UL_TUN_F_USO4 | UL_TUN_F_USO6);
+  int r;
+
+  *got = 0;
+  if (base == 0)
+    return set_offload(fd, 0);
+  if ((base & refuse) != 0) {
+    r = -EINVAL;
+  } else {
+    r = set_offload(fd, base);
+  }
+  if (r == -EINVAL)
+    return set_offload(fd, 0);
+  if (r < 0)
+    return r;
+  *got = base;
+  if (uso == 0 || (uso & refuse) != 0)
+    return 0;
+  if (set_offload(fd, base | uso) == 0)
+    *got = base | uso;
+  return 0;
 }
 
 /*
@@ -206,9 +251,37 @@ int ul_tun_gso_for_rx(uint8_t *pkt, size_t len, int mtu, struct ul_vnet_hdr *vh)
  * before the packets (the js engine's are dgram's Buffers). A super-packet's
  * followers contribute only their payloads; its members are at most the n
  * items of the batch, so WRITE_IOV_MAX iovecs always suffice.
+ *
+ * GSO writes that the kernel refuses. Some kernels (a 6.1/6.6 LTS range)
+ * reject GSO writes to a TUN with EINVAL. ul_tun_writer_probe() writes one
+ * small GSO packet at start (to 0.0.0.0 from 0.0.0.0: the stack drops it as
+ * martian once the TUN has taken it), and a GSO write refused with EINVAL or
+ * EIO at run time does the same: GSO writes are off for good (counted in
+ * gso_refused), receive coalescing stops, and every packet that would have
+ * gone as GSO (a coalesced run, a super-frame longer than the MTU) is cut
+ * into segments in software (ul_tso_segment, segment.c) and written one by
+ * one with complete checksums, the refused one included.
  */
 #define WRITE_BATCH_MAX 256
 #define WRITE_IOV_MAX (WRITE_BATCH_MAX + 1)
+#define SCRATCH_GATHER 0
+#define SCRATCH_SEGMENT (UL_MAX_PACKET + 1)
+
+int ul_tun_writer_init(struct ul_tun_writer *w, int fd)
+{
+  memset(w, 0, sizeof(*w));
+  w->fd = fd;
+  w->gso = 1;
+  w->mtu = (struct ul_tun_mtu_cache)UL_TUN_MTU_CACHE_INIT;
+  w->scratch = malloc(2 * (UL_MAX_PACKET + 1));
+  return w->scratch == NULL ? -ENOMEM : 0;
+}
+
+void ul_tun_writer_free(struct ul_tun_writer *w)
+{
+  free(w->scratch);
+  w->scratch = NULL;
+}
 
 static ssize_t write_iov(int fd, const struct iovec *iov, int cnt)
 {
@@ -220,15 +293,91 @@ static ssize_t write_iov(int fd, const struct iovec *iov, int cnt)
   return r;
 }
 
+static bool gso_refused_errno(int err)
+{
+  return err == EINVAL || err == EIO;
+}
+
+/* A GSO write of [vh | iov[1..cnt)]: 0 or -errno; the test hook refuses. */
+static int write_gso(struct ul_tun_writer *w, struct iovec *iov, int cnt)
+{
+  if (w->test_refuse_gso)
+    return -EINVAL;
+  return write_iov(w->fd, iov, cnt) < 0 ? -errno : 0;
+}
+
+static void gso_off(struct ul_tun_writer *w)
+{
+  __atomic_store_n(&w->gso, 0, __ATOMIC_RELAXED); /* stats read it elsewhere */
+  __atomic_store_n(&w->gso_refused, w->gso_refused + 1, __ATOMIC_RELAXED);
+}
+
+/* The software fallback: gather iov[1..cnt) (headers, then payloads) and
+ * write it segment by segment. 0 or -errno of the first failed write. */
+static int write_soft(struct ul_tun_writer *w, const struct ul_vnet_hdr *vh,
+                      const struct iovec *iov, int cnt)
+{
+  uint8_t *pkt = w->scratch + SCRATCH_GATHER, *seg = w->scratch + SCRATCH_SEGMENT;
+  struct ul_vnet_hdr none;
+  struct ul_tso t;
+  size_t len = 0;
+  uint32_t i;
+  int k;
+
+  for (k = 1; k < cnt; k++) {
+    if (len + iov[k].iov_len > UL_MAX_PACKET)
+      return -EMSGSIZE;
+    memcpy(pkt + len, iov[k].iov_base, iov[k].iov_len);
+    len += iov[k].iov_len;
+  }
+  if (ul_tso_parse(pkt, len, vh, &t) != UL_OK)
+    return -EINVAL;
+  memset(&none, 0, sizeof(none));
+  for (i = 0; i < t.nsegs; i++) {
+    struct iovec out[2] = { { &none, UL_VNET_HDR_LEN }, { seg, 0 } };
+    out[1].iov_len = ul_tso_segment(pkt, &t, i, seg);
+    if (write_iov(w->fd, out, 2) < 0)
+      return -errno;
+    __atomic_store_n(&w->soft_segments, w->soft_segments + 1, __ATOMIC_RELAXED);
+  }
+  return 0;
+}
+
+int ul_tun_writer_probe(struct ul_tun_writer *w)
+{
+  /* IPv4 TCP 0.0.0.0 -> 0.0.0.0, two segments of 8 payload bytes */
+  uint8_t pkt[56] = { 0x45, 0, 0, 56, 0, 0, 0x40, 0, 64, TCP_PROTO };
+  struct ul_vnet_hdr vh;
+  struct iovec iov[2] = { { &vh, UL_VNET_HDR_LEN }, { pkt, sizeof(pkt) } };
+  int r;
+
+  pkt[20 + 12] = 0x50;
+  pkt[20 + 13] = 0x10; /* ACK */
+  {
+    uint16_t c = ul_csum_fold(ul_csum_partial(pkt, 20, 0));
+    pkt[10] = (uint8_t)(c >> 8);
+    pkt[11] = (uint8_t)c;
+  }
+  ul_tun_tcp_gso(pkt, 20, 20, sizeof(pkt), 8, &vh);
+  r = write_gso(w, iov, 2);
+  if (r == 0)
+    return 1;
+  if (gso_refused_errno(-r)) {
+    gso_off(w);
+    return 0;
+  }
+  return r;
+}
+
 /* Write the packet or super-packet led by items[lead]; 0 or -errno. */
-static int write_leader(int fd, const struct ul_gro_item *items,
+static int write_leader(struct ul_tun_writer *w, const struct ul_gro_item *items,
                         uint32_t lead, int mtu)
 {
   const struct ul_gro_item *it = &items[lead];
   struct iovec iov[WRITE_IOV_MAX];
   struct ul_vnet_hdr vh;
   uint32_t i;
-  int k = 2;
+  int k = 2, r;
 
   if (it->count >= 2) {
     vh = it->vh;
@@ -245,10 +394,18 @@ static int write_leader(int fd, const struct ul_gro_item *items,
   iov[0].iov_len = UL_VNET_HDR_LEN;
   iov[1].iov_base = it->pkt;
   iov[1].iov_len = it->len;
-  return write_iov(fd, iov, k) < 0 ? -errno : 0;
+  if (vh.gso_type == 0)
+    return write_iov(w->fd, iov, k) < 0 ? -errno : 0;
+  if (w->gso) {
+    r = write_gso(w, iov, k);
+    if (r == 0 || !gso_refused_errno(-r))
+      return r;
+    gso_off(w);
+  }
+  return write_soft(w, &vh, iov, k);
 }
 
-uint32_t ul_tun_write_batch(int fd, const struct ul_gro_item *items,
+uint32_t ul_tun_write_batch(struct ul_tun_writer *w, const struct ul_gro_item *items,
                             uint32_t n, int mtu, uint8_t *failed)
 {
   uint32_t i, j, lost = 0;
@@ -258,7 +415,7 @@ uint32_t ul_tun_write_batch(int fd, const struct ul_gro_item *items,
   for (i = 0; i < n; i++) {
     if (items[i].pkt == NULL || items[i].count == 0)
       continue; /* absent, or a follower written with its leader */
-    if (write_leader(fd, items, i, mtu) == 0)
+    if (write_leader(w, items, i, mtu) == 0)
       continue;
     for (j = i; j != UL_GRO_END; j = items[j].next) {
       lost++;
@@ -267,4 +424,19 @@ uint32_t ul_tun_write_batch(int fd, const struct ul_gro_item *items,
     }
   }
   return lost;
+}
+
+uint32_t ul_tun_write_received(struct ul_tun_writer *w, struct ul_gro_item *items,
+                               uint32_t n, uint8_t *failed)
+{
+  size_t longest = 0;
+  uint32_t i;
+  int mtu;
+
+  for (i = 0; i < n; i++)
+    if (items[i].pkt != NULL && items[i].len > longest)
+      longest = items[i].len;
+  mtu = ul_tun_mtu_cached(w->fd, &w->mtu, longest);
+  ul_gro_batch(items, n, w->gso ? mtu : 0); /* no GSO: nothing to coalesce for */
+  return ul_tun_write_batch(w, items, n, mtu, failed);
 }

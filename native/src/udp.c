@@ -9,6 +9,7 @@
 
 #include <errno.h>
 #include <netinet/in.h>
+#include <netinet/udp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -65,4 +66,14 @@ fail:
     close(fd);
     return -err;
   }
+}
+
+/*
+ * UDP GRO: the kernel may hand a run of datagrams from one sender as one
+ * buffer, the segment size in a UDP_GRO cmsg (the receive path splits it,
+ * ul_udp_gro_split). Linux >= 5.0; refused with ENOPROTOOPT before.
+ */
+int ul_udp_set_gro(int fd, int on)
+{
+  return setsockopt(fd, IPPROTO_UDP, UDP_GRO, &on, sizeof(on)) < 0 ? -errno : 0;
 }

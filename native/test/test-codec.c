@@ -256,6 +256,52 @@ static void test_bad_table(const struct ul_fdb *fdb) {
   }
 }
 
+/* ul_flow_hash: one flow one hash; ports count except for fragments. */
+static void test_flow_hash(void) {
+  uint8_t a[48] = { 0x45, 0, 0, 48, 0, 0, 0x40, 0, 64, 17, 0, 0,
+                    198, 19, 1, 2, 198, 19, 2, 3, 0x9c, 0x41, 0x14, 0x51 };
+  uint8_t b[48], v6[60];
+  uint32_t h = ul_flow_hash(a, sizeof a), counts[4] = { 0 };
+  unsigned k;
+
+  memcpy(b, a, sizeof a);
+  b[40] ^= 0xff; /* payload: not part of the flow */
+  CHECK_EQ(ul_flow_hash(b, sizeof b), h);
+  b[21] ^= 1; /* source port */
+  CHECK(ul_flow_hash(b, sizeof b) != h);
+  memcpy(b, a, sizeof a);
+  b[19] ^= 1; /* destination address */
+  CHECK(ul_flow_hash(b, sizeof b) != h);
+  /* fragments: ports ignored, so a first and a later fragment agree */
+  memcpy(b, a, sizeof a);
+  b[6] = 0x20; /* MF */
+  {
+    uint32_t first = ul_flow_hash(b, sizeof b);
+    b[7] = 0x10; /* offset, and what would be ports is payload */
+    b[20] ^= 0x55;
+    CHECK_EQ(ul_flow_hash(b, sizeof b), first);
+  }
+  memset(v6, 0, sizeof v6);
+  v6[0] = 0x60;
+  v6[6] = 6;
+  v6[23] = 1;
+  v6[39] = 2;
+  v6[41] = 80;
+  h = ul_flow_hash(v6, sizeof v6);
+  v6[43] = 9; /* destination port */
+  CHECK(ul_flow_hash(v6, sizeof v6) != h);
+  CHECK_EQ(ul_flow_hash((const uint8_t *)"x", 1), 0);
+  /* spread: 4000 flows (source ports) over 4 sockets, each gets a fair share */
+  for (k = 0; k < 4000; k++) {
+    a[20] = (uint8_t)(k >> 8);
+    a[21] = (uint8_t)k;
+    counts[ul_flow_pick(ul_flow_hash(a, sizeof a), 4)]++;
+  }
+  for (k = 0; k < 4; k++) CHECK(counts[k] > 800 && counts[k] < 1200);
+  CHECK_EQ(ul_flow_pick(0xffffffffu, 4), 3);
+  CHECK_EQ(ul_flow_pick(0, 4), 0);
+}
+
 int main(void) {
   struct ul_fdb *fdb = lab_fdb();
   CHECK(fdb != NULL);
@@ -267,6 +313,7 @@ int main(void) {
   test_roundtrip(fdb, UL_MODE_UDP, ICMP6, sizeof ICMP6, "198.18.0.1");
   test_encap_errors(fdb);
   test_bad_table(fdb);
+  test_flow_hash();
   ul_fdb_free(fdb);
   return CHECK_DONE();
 }

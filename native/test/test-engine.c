@@ -14,13 +14,17 @@
  *   3. rx: a VXLAN frame from the peer carrying 198.19.2.5 -> 198.19.1.0:R
  *      reaches a socket on port R; a spoofed inner source and a wrong VNI are
  *      counted as drops.
+ *   3a. rx with UDP GRO: a UDP_SEGMENT burst arrives as one GRO buffer and
+ *      every datagram of it is validated and counted on its own.
  *   3b. rx coalescing: four in-order TCP segments received in one batch
  *      reach the TUN as one GSO packet (a packet socket on the TUN sees one
  *      skb of the summed length) and still count as four packets.
  *   4. FDB swap stress: 10000 swaps while both directions carry traffic
  *      (run under ASan by the Makefile: a table freed too early is a
  *      use-after-free report).
- *   5. stop/destroy, and no fd left open.
+ *   5. outer source ports: with several send sockets each inner flow leaves
+ *      from the one its hash picks, always the same one.
+ *   6. stop/destroy, and no fd left open.
  *
  * The fixture (setup above) and its helpers are in engine-fixture.h.
  * The system sources are compiled in here, so the core Makefile needs no
@@ -31,6 +35,7 @@
 #include "../src/engine-tx.c"
 #include "../src/gro.c"
 #include "../src/netlink.c"
+#include "../src/tun-read.c"
 #include "../src/tun.c"
 #include "../src/udp.c"
 
@@ -148,6 +153,60 @@ static void test_rx(struct fixture *f)
   CHECK_EQ(ctr_wait(f->counters, 0, UL_C_DROPS + UL_DROP_BAD_VNI, 1), 1);
   CHECK_EQ(recv_wait(f->app, buf, sizeof(buf), 100), -ETIMEDOUT);
   CHECK_EQ(ctr(f->counters, 1, UL_C_RX_PACKETS), 1);
+}
+
+/*
+ * rx with UDP GRO: six equal frames sent as one UDP_SEGMENT message reach
+ * the engine's socket (UDP_GRO on) as one buffer; each datagram is
+ * validated on its own: the one with a wrong VNI is dropped and counted,
+ * the five others are delivered.
+ */
+static void test_rx_udp_gro(struct fixture *f)
+{
+  struct sockaddr_in eng = sin4("127.0.0.1", f->udp_port);
+  static uint8_t frames[6 * 128];
+  union {
+    struct cmsghdr align;
+    uint8_t buf[CMSG_SPACE(sizeof(uint16_t))];
+  } ctl;
+  struct iovec iov = { frames, 0 };
+  struct msghdr h = { .msg_name = &eng, .msg_namelen = sizeof(eng), .msg_iov = &iov,
+                      .msg_iovlen = 1, .msg_control = ctl.buf, .msg_controllen = sizeof(ctl.buf) };
+  struct cmsghdr *c;
+  struct ul_engine_stats st;
+  uint64_t rx0 = ctr(f->counters, 1, UL_C_RX_PACKETS);
+  uint64_t vni0 = ctr(f->counters, 0, UL_C_DROPS + UL_DROP_BAD_VNI); /* no peer yet at the VNI check */
+  size_t seg = 0;
+  uint16_t size;
+  char buf[64];
+  int k, got = 0;
+
+  CHECK_EQ(ul_udp_set_gro(f->udp, 1), 0);
+  for (k = 0; k < 6; k++) {
+    char payload[8];
+    snprintf(payload, sizeof(payload), "gro-%d", k);
+    seg = vxlan_frame(frames + (size_t)k * seg, k == 3 ? VNI + 1 : VNI, "198.19.2.5",
+                      f->app_port, payload);
+  }
+  iov.iov_len = 6 * seg;
+  size = (uint16_t)seg;
+  c = CMSG_FIRSTHDR(&h);
+  c->cmsg_level = SOL_UDP;
+  c->cmsg_type = UDP_SEGMENT;
+  c->cmsg_len = CMSG_LEN(sizeof(size));
+  memcpy(CMSG_DATA(c), &size, sizeof(size));
+  CHECK_EQ(sendmsg(f->peer, &h, 0), (ssize_t)(6 * seg));
+  while (got < 5 && recv_wait(f->app, buf, sizeof(buf), 2000) == 5) {
+    CHECK(memcmp(buf, "gro-", 4) == 0 && buf[4] != '3');
+    got++;
+  }
+  CHECK_EQ(got, 5);
+  CHECK_EQ(ctr_wait(f->counters, 1, UL_C_RX_PACKETS, rx0 + 5), rx0 + 5);
+  CHECK_EQ(ctr_wait(f->counters, 0, UL_C_DROPS + UL_DROP_BAD_VNI, vni0 + 1), vni0 + 1);
+  ul_engine_stats(f->engine, &st);
+  CHECK(st.gro_buffers >= 1); /* the six came as one buffer */
+  CHECK(st.gro_datagrams >= 6);
+  CHECK_EQ(ul_udp_set_gro(f->udp, 0), 0);
 }
 
 /* A VXLAN frame carrying one TCP segment 198.19.2.5:5555 -> 198.19.1.0:dport
@@ -293,6 +352,85 @@ static void test_swap_stress(struct fixture *f)
   ul_engine_set_fdb(f->engine, NULL);
 }
 
+/*
+ * Outer source ports: an engine with three send sockets sends each inner
+ * flow from the socket ul_flow_pick(ul_flow_hash(inner packet)) names, so a
+ * flow keeps its port and eight flows use more than one.
+ */
+static void test_tx_src_ports(struct fixture *f)
+{
+  struct ul_addr lo = addr("127.0.0.1");
+  struct sockaddr_in dst = sin4("198.19.2.5", 7777);
+  uint16_t ports[3], seen[8];
+  struct ul_engine_cfg cfg;
+  struct ul_engine *e;
+  int k, distinct = 0;
+
+  CHECK_EQ(ul_engine_stop(f->engine), 0);
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.tun_fd = f->tun;
+  cfg.udp_fd = f->udp;
+  cfg.codec.mode = UL_MODE_VXLAN;
+  cfg.codec.vni = VNI;
+  memcpy(cfg.codec.mac, our_mac, 6);
+  cfg.counters = f->counters;
+  cfg.max_slot = 1;
+  cfg.n_tx_fds = 3;
+  for (k = 0; k < 3; k++) {
+    cfg.tx_fds[k] = ul_udp_open(4, &lo, 0);
+    CHECK(cfg.tx_fds[k] >= 0);
+    ports[k] = local_port(cfg.tx_fds[k]);
+  }
+  CHECK_EQ(ul_engine_create(&cfg, &e), 0);
+  ul_engine_set_fdb(e, make_fdb(f->peer_port));
+  CHECK_EQ(ul_engine_start(e), 0);
+  for (k = 0; k < 8; k++) {
+    struct sockaddr_in from = sin4("0.0.0.0", (uint16_t)(41000 + k)), src;
+    socklen_t slen = sizeof(src);
+    int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), round;
+    uint8_t buf[2048];
+
+    CHECK(bind(s, (struct sockaddr *)&from, sizeof(from)) == 0);
+    for (round = 0; round < 2; round++) { /* the same flow twice: same port */
+      const size_t want_len = UL_VXLAN_ENCAP_LEN + 20 + 8 + 4;
+      ssize_t n = -1;
+      int tries;
+
+      CHECK(sendto(s, "port", 4, 0, (struct sockaddr *)&dst, sizeof(dst)) == 4);
+      /* skip what earlier cases left queued (the swap stress's traffic) */
+      for (tries = 0; tries < 100000; tries++) {
+        struct pollfd p = { .fd = f->peer, .events = POLLIN };
+        const uint8_t *udp = buf + UL_VXLAN_ENCAP_LEN + 20;
+        if (poll(&p, 1, 2000) != 1)
+          break;
+        slen = sizeof(src);
+        n = recvfrom(f->peer, buf, sizeof(buf), MSG_DONTWAIT, (struct sockaddr *)&src, &slen);
+        if (n == (ssize_t)want_len && memcmp(udp + 8, "port", 4) == 0 &&
+            ((udp[0] << 8) | udp[1]) == 41000 + k)
+          break;
+        n = -1;
+      }
+      CHECK_EQ(n, (ssize_t)want_len);
+      if (n == (ssize_t)want_len) {
+        uint32_t want = ul_flow_pick(ul_flow_hash(buf + UL_VXLAN_ENCAP_LEN,
+                                                  (size_t)n - UL_VXLAN_ENCAP_LEN), 3);
+        CHECK_EQ(ntohs(src.sin_port), ports[want]);
+        if (round == 0)
+          seen[k] = ntohs(src.sin_port);
+        else
+          CHECK_EQ(ntohs(src.sin_port), seen[k]);
+      }
+    }
+    close(s);
+    if (k > 0 && seen[k] != seen[0])
+      distinct = 1;
+  }
+  CHECK(distinct); /* eight flows do not all share one port */
+  ul_engine_destroy(e);
+  for (k = 0; k < 3; k++)
+    close(cfg.tx_fds[k]);
+}
+
 int main(void)
 {
   struct fixture f;
@@ -314,7 +452,9 @@ int main(void)
     test_no_route(&f);
     test_rx(&f);
     test_rx_gro(&f);
+    test_rx_udp_gro(&f);
     test_swap_stress(&f);
+    test_tx_src_ports(&f);
     CHECK_EQ(ul_engine_stop(f.engine), 0);
     CHECK_EQ(ul_engine_stop(f.engine), 0); /* idempotent */
     ul_engine_destroy(f.engine);

@@ -28,11 +28,14 @@ static void test_write_batch(void)
   static uint8_t rec[70000], want[70000];
   const struct spec udp = { .udp = 1, .seq = 5, .payload = 100, .sport = 40001 };
   uint8_t failed[NBUF];
+  struct ul_tun_writer w, bad;
   struct ul_vnet_hdr vh;
   size_t len;
   int sv[2];
 
   CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+  CHECK_EQ(ul_tun_writer_init(&w, sv[0]), 0);
+  CHECK_EQ(ul_tun_writer_init(&bad, -1), 0);
   reset();
   build_run(0, 3, full, 0);
   build(3, udp);
@@ -40,7 +43,7 @@ static void test_write_batch(void)
   items[4].pkt = NULL; /* dropped by decap */
   ul_gro_batch(items, 5, 1500);
   CHECK_EQ(items[0].count, 3);
-  CHECK_EQ(ul_tun_write_batch(sv[0], items, 5, 1500, failed), 0);
+  CHECK_EQ(ul_tun_write_batch(&w, items, 5, 1500, failed), 0);
   CHECK(memchr(failed, 1, 5) == NULL);
 
   /* the super-packet: [its GSO header | leader | followers' payloads] */
@@ -59,15 +62,15 @@ static void test_write_batch(void)
   CHECK_EQ(next_record(sv[1], rec, sizeof(rec)), -EAGAIN); /* nothing else */
 
   /* a failed write fails every packet it carried, absent ones excluded */
-  CHECK_EQ(ul_tun_write_batch(-1, items, 5, 1500, failed), 4);
+  CHECK_EQ(ul_tun_write_batch(&bad, items, 5, 1500, failed), 4);
   CHECK(failed[0] && failed[1] && failed[2] && failed[3] && !failed[4]);
-  CHECK_EQ(ul_tun_write_batch(-1, items, 5, 1500, NULL), 4);
+  CHECK_EQ(ul_tun_write_batch(&bad, items, 5, 1500, NULL), 4);
 
   /* a TCP packet longer than the MTU goes as GSO at mss = mtu - headers */
   reset();
   build(0, full);
   ul_gro_batch(items, 1, 500);
-  CHECK_EQ(ul_tun_write_batch(sv[0], items, 1, 500, failed), 0);
+  CHECK_EQ(ul_tun_write_batch(&w, items, 1, 500, failed), 0);
   CHECK_EQ(next_record(sv[1], rec, sizeof(rec)), UL_VNET_HDR_LEN + orig_len[0]);
   memcpy(&vh, rec, sizeof(vh));
   CHECK_EQ(vh.gso_type, 1);
@@ -75,6 +78,92 @@ static void test_write_batch(void)
   CHECK_EQ(vh.flags, UL_VNET_F_NEEDS_CSUM);
   CHECK(memcmp(rec + UL_VNET_HDR_LEN + 20 + 20, orig[0] + 20 + 20,
                orig_len[0] - 40) == 0); /* payload and options as they were */
+  CHECK_EQ(bad.gso, 1); /* EBADF is not a GSO refusal */
+  close(sv[0]);
+  close(sv[1]);
+  ul_tun_writer_free(&w);
+  ul_tun_writer_free(&bad);
+}
+
+/* Check that the next records are orig[from..to) each as a plain write. */
+static void expect_plain(int fd, int from, int to)
+{
+  static uint8_t rec[70000];
+  static const uint8_t zero[UL_VNET_HDR_LEN];
+  int i;
+
+  for (i = from; i < to; i++) {
+    ssize_t n = next_record(fd, rec, sizeof(rec));
+    CHECK_EQ(n, (ssize_t)(UL_VNET_HDR_LEN + orig_len[i]));
+    if (n == (ssize_t)(UL_VNET_HDR_LEN + orig_len[i])) {
+      CHECK(memcmp(rec, zero, UL_VNET_HDR_LEN) == 0);
+      CHECK(memcmp(rec + UL_VNET_HDR_LEN, orig[i], orig_len[i]) == 0);
+    }
+  }
+}
+
+/*
+ * A TUN that refuses GSO writes (the test hook answers EINVAL as those
+ * kernels do): the refused super-packet goes out as software segments equal
+ * to the original packets, GSO is off and counted, and later batches are not
+ * coalesced. The probe, refused, turns GSO off too.
+ */
+static void test_gso_refused(void)
+{
+  static uint8_t rec[70000];
+  struct ul_tun_writer w;
+  uint8_t failed[NBUF];
+  int sv[2];
+
+  CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+  CHECK_EQ(ul_tun_writer_init(&w, sv[0]), 0);
+  CHECK_EQ(ul_tun_writer_probe(&w), 1); /* a socket takes anything */
+  CHECK(next_record(sv[1], rec, sizeof(rec)) == UL_VNET_HDR_LEN + 56);
+  w.test_refuse_gso = 1;
+  w.mtu.mtu = 1500; /* a socket has no MTU: as if the TUN had 1500 */
+
+  reset();
+  build_run(0, 3, full, 0);
+  CHECK_EQ(ul_tun_write_received(&w, items, 3, failed), 0);
+  CHECK_EQ(items[0].count, 3); /* coalesced before the refusal was known */
+  CHECK_EQ(w.gso, 0);
+  CHECK_EQ(w.gso_refused, 1);
+  CHECK_EQ(w.soft_segments, 3);
+  expect_plain(sv[1], 0, 3);
+
+  reset();
+  build_run(0, 3, full, 0);
+  CHECK_EQ(ul_tun_write_received(&w, items, 3, failed), 0);
+  CHECK_EQ(items[0].count, 1); /* GSO off: nothing coalesces */
+  expect_plain(sv[1], 0, 3);
+
+  /* a super-frame longer than the MTU: cut in software at the MTU */
+  reset();
+  build(0, full);
+  ul_gro_batch(items, 1, 500);
+  CHECK_EQ(ul_tun_write_batch(&w, items, 1, 500, failed), 0);
+  {
+    size_t hl = 20 + 20 + TS_LEN, mss = 500 - hl, left = orig_len[0] - hl, got = 0;
+    ssize_t n;
+    while ((n = next_record(sv[1], rec, sizeof(rec))) > 0) {
+      CHECK((size_t)n <= UL_VNET_HDR_LEN + 500);
+      CHECK(ul_csum_fold(ul_csum_partial(rec + UL_VNET_HDR_LEN + 20, (size_t)n - UL_VNET_HDR_LEN - 20,
+                                         pseudo_of(rec + UL_VNET_HDR_LEN, 4, (size_t)n - UL_VNET_HDR_LEN - 20))) == 0);
+      CHECK(memcmp(rec + UL_VNET_HDR_LEN + hl, orig[0] + hl + got, (size_t)n - UL_VNET_HDR_LEN - hl) == 0);
+      got += (size_t)n - UL_VNET_HDR_LEN - hl;
+    }
+    CHECK_EQ(got, left);
+    CHECK(mss > 0);
+  }
+
+  /* a fresh writer whose probe is refused starts with GSO off */
+  ul_tun_writer_free(&w);
+  CHECK_EQ(ul_tun_writer_init(&w, sv[0]), 0);
+  w.test_refuse_gso = 1;
+  CHECK_EQ(ul_tun_writer_probe(&w), 0);
+  CHECK_EQ(w.gso, 0);
+  CHECK_EQ(w.gso_refused, 1);
+  ul_tun_writer_free(&w);
   close(sv[0]);
   close(sv[1]);
 }
@@ -82,5 +171,6 @@ static void test_write_batch(void)
 int main(void)
 {
   test_write_batch();
+  test_gso_refused();
   return CHECK_DONE();
 }

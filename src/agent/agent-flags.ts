@@ -5,7 +5,19 @@
 import { usageError } from '../errors.js';
 import { parseLogLevel, type LogLevel } from '../log.js';
 import { DEFAULT_CNI_STATE_DIR } from '../cni/defaults.js';
-import { type FlagSpec, type ParsedFlags, flagString } from './flags.js';
+import { OFFLOAD_MODES, type OffloadMode } from '../dataplane/offloads.js';
+import { type FlagSpec, type ParsedFlags, flagOneOf, flagString } from './flags.js';
+
+/** --offloads, shared by both modes. */
+export const offloadsFlagSpec: FlagSpec = {
+  name: 'offloads', kind: 'string', default: 'auto',
+  help: 'segmentation offloads: auto (TSO/USO on the TUN, UDP GRO on the socket, where the kernel takes them) or off',
+};
+
+/** --offloads: auto or off. */
+export function offloadsFlag(f: ParsedFlags): OffloadMode {
+  return flagOneOf<OffloadMode>(f, 'offloads', OFFLOAD_MODES);
+}
 
 /** --log-level: one of debug, info, warn, error. */
 export function logLevelFlag(f: ParsedFlags): LogLevel {

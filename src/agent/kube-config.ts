@@ -5,12 +5,13 @@
 import { usageError } from '../errors.js';
 import type { LogLevel } from '../log.js';
 import type { EngineKind } from '../dataplane/types.js';
+import type { OffloadMode } from '../dataplane/offloads.js';
 import { loadNetConf, type NetConf } from '../control/net-conf.js';
 import { DEFAULT_SUBNET_FILE } from '../control/subnet-env.js';
 import { DEFAULT_STATE_DIR } from '../control/snapshot-store.js';
 import { DEFAULT_ANNOTATION_PREFIX } from '../control/kube/lease.js';
 import { resolveNodeName } from '../control/kube/identity.js';
-import { cniFlags, cniFlagSpecs, logLevelFlag, statusAddrFlag, tunNameFlag, type CniFlags } from './agent-flags.js';
+import { cniFlags, cniFlagSpecs, logLevelFlag, offloadsFlag, offloadsFlagSpec, statusAddrFlag, tunNameFlag, type CniFlags } from './agent-flags.js';
 import { type FlagSpec, flagInt, flagList, flagOneOf, flagString, parseFlags } from './flags.js';
 
 /** Flags of kube mode. */
@@ -35,6 +36,7 @@ export const kubeAgentFlags: readonly FlagSpec[] = [
   { name: 'status-addr', kind: 'string', help: 'HOST:PORT for /healthz /readyz /metrics /debug' },
   { name: 'log-level', kind: 'string', default: 'info', help: 'debug, info, warn or error' },
   { name: 'engine', kind: 'string', default: 'native', help: 'forwarding engine: native or js' },
+  offloadsFlagSpec,
   { name: 'tun', kind: 'string', default: 'userlay0', help: 'TUN device name' },
   { name: 'resync-period', kind: 'int', default: 300, help: 'seconds between full peer resyncs (0: none)' },
   ...cniFlagSpecs,
@@ -46,8 +48,8 @@ export const kubeAgentSynopsis =
   '                     [--backend vxlan|udp] [--vni N] [--port N] [--mtu N] [--iface NAME|IP]...\n' +
   '                     [--iface-regex RE]... [--iface-can-reach IP] [--public-ip IP]\n' +
   '                     [--annotation-prefix P] [--state-dir DIR] [--subnet-file FILE]\n' +
-  '                     [--status-addr HOST:PORT] [--engine native|js] [--tun NAME] [--resync-period S]\n' +
-  '                     [--cni-socket PATH] [--cni-state-dir DIR]';
+  '                     [--status-addr HOST:PORT] [--engine native|js] [--offloads auto|off]\n' +
+  '                     [--tun NAME] [--resync-period S] [--cni-socket PATH] [--cni-state-dir DIR]';
 
 /** Validated kube-mode configuration. */
 export interface KubeAgentConfig {
@@ -65,6 +67,8 @@ export interface KubeAgentConfig {
   readonly statusAddr: string | undefined;
   readonly logLevel: LogLevel;
   readonly engine: EngineKind;
+  /** --offloads. */
+  readonly offloads: OffloadMode;
   readonly tunName: string;
   /** Full resync period, ms (0 = none). */
   readonly resyncMs: number;
@@ -77,6 +81,7 @@ export async function parseKubeConfig(argv: readonly string[], env: NodeJS.Proce
   const f = parseFlags(kubeAgentFlags, argv);
   const logLevel = logLevelFlag(f);
   const engine = flagOneOf<EngineKind>(f, 'engine', ['native', 'js']);
+  const offloads = offloadsFlag(f);
   const tunName = tunNameFlag(f);
   const statusAddr = statusAddrFlag(f);
   const cni = cniFlags(f);
@@ -106,6 +111,7 @@ export async function parseKubeConfig(argv: readonly string[], env: NodeJS.Proce
     statusAddr,
     logLevel,
     engine,
+    offloads,
     tunName,
     resyncMs: resync * 1000,
     cni,

@@ -22,7 +22,7 @@ import { MAX_MTU, resolveMtu } from '../dataplane/mtu.js';
 import { type Cidr, canonicalIP, canonicalMac, cidrContains, localUnicastMac, parseCidr, vtepMacProblem } from '../dataplane/net.js';
 import { underlayConflict } from '../control/underlay.js';
 import type { Backend, DataplaneOptions, EngineKind } from '../dataplane/types.js';
-import { cniFlags, cniFlagSpecs, logLevelFlag, statusAddrFlag, tunNameFlag, type CniFlags } from './agent-flags.js';
+import { cniFlags, cniFlagSpecs, logLevelFlag, offloadsFlag, offloadsFlagSpec, statusAddrFlag, tunNameFlag, type CniFlags } from './agent-flags.js';
 import { type FlagSpec, flagBool, flagInt, flagList, flagOneOf, flagString, formatUsage, parseFlags, wantsHelp } from './flags.js';
 
 /** Flags of static mode. */
@@ -38,6 +38,7 @@ export const staticAgentFlags: readonly FlagSpec[] = [
   { name: 'tun', kind: 'string', default: 'userlay0', help: 'TUN device name' },
   { name: 'mtu', kind: 'string', default: 'auto', help: 'TUN MTU: auto (underlay MTU minus overhead) or a number' },
   { name: 'engine', kind: 'string', default: 'native', help: 'forwarding engine: native or js' },
+  offloadsFlagSpec,
   { name: 'peers', kind: 'string', required: true, help: 'JSON peers file, re-read on change and SIGHUP' },
   { name: 'log-level', kind: 'string', default: 'info', help: 'debug, info, warn or error' },
   { name: 'status-addr', kind: 'string', help: 'HOST:PORT for /healthz /readyz /metrics /debug' },
@@ -49,8 +50,8 @@ export const staticAgentFlags: readonly FlagSpec[] = [
 export const staticAgentSynopsis =
   'usage: userlay agent --node NAME --public-ip IP --subnet CIDR --network CIDR --peers FILE\n' +
   '                     [--backend vxlan|udp] [--vni N] [--port N] [--vtep-mac MAC] [--tun NAME]\n' +
-  '                     [--mtu auto|N] [--engine native|js] [--log-level L] [--status-addr HOST:PORT]\n' +
-  '                     [--cni-socket PATH] [--cni-state-dir DIR] [--ip-masq]';
+  '                     [--mtu auto|N] [--engine native|js] [--offloads auto|off] [--log-level L]\n' +
+  '                     [--status-addr HOST:PORT] [--cni-socket PATH] [--cni-state-dir DIR] [--ip-masq]';
 
 /** A stable unicast, locally administered MAC derived from the node name. */
 export function macFromNodeName(node: string): string {
@@ -84,6 +85,7 @@ export function parseStaticConfig(argv: readonly string[]): StaticConfig {
   const publicIP = parseAs('--public-ip', () => canonicalIP(flagString(f, 'public-ip')!));
   const backend = flagOneOf<Backend>(f, 'backend', ['vxlan', 'udp']);
   const engine = flagOneOf<EngineKind>(f, 'engine', ['native', 'js']);
+  const offloads = offloadsFlag(f);
   const vni = flagInt(f, 'vni')!;
   if (vni < 0 || vni > MAX_VNI) throw usageError('--vni', `${vni} is outside 0..${MAX_VNI}`);
   const port = flagInt(f, 'port') ?? (backend === 'vxlan' ? 8472 : 8285);
@@ -107,7 +109,7 @@ export function parseStaticConfig(argv: readonly string[]): StaticConfig {
   return {
     node, logLevel, statusAddr, peersFile: flagString(f, 'peers')!, mtuSpec, cni, ipMasq: flagBool(f, 'ip-masq'),
     dataplane: {
-      backend, engine, tunName, publicIP, port, vni, vtepMAC,
+      backend, engine, offloads, tunName, publicIP, port, vni, vtepMAC,
       ownSubnets: subnets.map((s) => s.text), networks: networks.map((n) => n.text),
     },
   };

@@ -85,6 +85,14 @@ export const AGENT_METRICS = {
   fdbRoutes: { name: 'userlay_fdb_routes', type: 'gauge', help: 'Pod-subnet routes in the FDB in force.', labels: [] },
   residentMemory: { name: 'process_resident_memory_bytes', type: 'gauge', help: 'Resident memory size in bytes.', labels: [] },
   startTime: { name: 'process_start_time_seconds', type: 'gauge', help: 'Start time of the process since the Unix epoch in seconds.', labels: [] },
+  // segmentation offloads (src/dataplane/offloads.ts; native engine)
+  offloadActive: { name: 'userlay_offload_active', type: 'gauge', help: 'Segmentation offloads in force (tso, uso, gro, tun_gso).', labels: ['offload'] },
+  offloadRefused: { name: 'userlay_offload_refused', type: 'gauge', help: 'Offloads asked for and refused by the kernel at setup.', labels: ['offload'] },
+  tunGsoRefused: { name: 'userlay_tun_gso_refused_total', type: 'counter', help: 'GSO writes the TUN refused (EINVAL/EIO; the start probe included); then segmented in software.', labels: [] },
+  tsoPackets: { name: 'userlay_tso_packets_total', type: 'counter', help: 'TSO/USO super-packets read from the TUN and split.', labels: [] },
+  tsoSegments: { name: 'userlay_tso_segments_total', type: 'counter', help: 'Segments the TSO/USO split produced.', labels: [] },
+  groBuffers: { name: 'userlay_udp_gro_buffers_total', type: 'counter', help: 'UDP GRO receive buffers holding 2 or more datagrams.', labels: [] },
+  groDatagrams: { name: 'userlay_udp_gro_datagrams_total', type: 'counter', help: 'Datagrams in those buffers.', labels: [] },
   // kube mode (src/agent/kube-mode.ts)
   informerRestarts: { name: 'userlay_informer_restarts_total', type: 'counter', help: 'Node informer restarts after errors.', labels: [] },
   lastSync: { name: 'userlay_last_sync_timestamp_seconds', type: 'gauge', help: 'When the peer set was last reconciled with the API server, seconds since the Unix epoch (0: never).', labels: [] },
@@ -155,6 +163,23 @@ export function renderDataplaneMetrics(stats: DataplaneStats): string {
     metricFamily(M.peerDropped, peerDropped),
     metricFamily(M.fdbPeers, [{ value: stats.fdbPeers }]),
     metricFamily(M.fdbRoutes, [{ value: stats.fdbRoutes }]),
+    ...(stats.offloads ? [offloadMetrics(stats.offloads)] : []),
+  ].join('');
+}
+
+/** Offloads in force (1) and refused at setup (1), and the engine's offload counters. */
+function offloadMetrics(o: NonNullable<DataplaneStats['offloads']>): string {
+  const M = AGENT_METRICS;
+  const c = o.counters;
+  const active = [...o.active, ...(c.tunGso ? ['tun_gso'] : [])];
+  return [
+    metricFamily(M.offloadActive, active.map((offload) => ({ labels: { offload }, value: 1 }))),
+    metricFamily(M.offloadRefused, o.refused.map((offload) => ({ labels: { offload }, value: 1 }))),
+    metricFamily(M.tunGsoRefused, [{ value: c.tunGsoRefused }]),
+    metricFamily(M.tsoPackets, [{ value: c.tsoPackets }]),
+    metricFamily(M.tsoSegments, [{ value: c.tsoSegments }]),
+    metricFamily(M.groBuffers, [{ value: c.groBuffers }]),
+    metricFamily(M.groDatagrams, [{ value: c.groDatagrams }]),
   ].join('');
 }
 

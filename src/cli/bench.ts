@@ -6,8 +6,8 @@
  * Swaps the overlay between the same two nodes (one pod each, veth underlay
  * in 198.18.0.0/15, offloads at their defaults on every path) and measures,
  * one path after another: host-gw (the ceiling), the kernel vxlan device as
- * flannel configures it, userlay native (offloads auto and, when the agent
- * has --offloads, off), userlay js; with --udp also the udp backend.
+ * flannel configures it, userlay native (offloads auto and off), userlay js;
+ * with --udp also the udp backend.
  *
  * Measures (--measures, comma-separated; default all):
  *   tcp       single-stream TCP pod -> pod, Gbit/s (iperf3, 1 s warm-up left out)
@@ -31,8 +31,8 @@ import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { flagBool, flagInt, flagString, type FlagSpec, type ParsedFlags } from '../agent/flags.js';
-import { staticAgentFlags } from '../agent/static-mode.js';
 import { usageError } from '../errors.js';
+import type { OffloadMode } from '../dataplane/offloads.js';
 import type { Backend, EngineKind } from '../dataplane/types.js';
 import { rssBytes } from './lab/exec.js';
 import type { OverlaySpec } from './lab/overlay.js';
@@ -100,8 +100,8 @@ export interface BenchReport {
   readonly cases: BenchCase[];
 }
 
-function userlaySpec(backend: Backend, engine: EngineKind, extraArgs?: string[]): OverlaySpec {
-  return { modes: ['userlay', 'userlay'], userlay: { backend, engine, ...(extraArgs ? { extraArgs } : {}) } };
+function userlaySpec(backend: Backend, engine: EngineKind, offloads: OffloadMode = 'auto'): OverlaySpec {
+  return { modes: ['userlay', 'userlay'], userlay: { backend, engine, offloads } };
 }
 
 /** Columns of the table and panels of the chart: which value, its heading and unit, digits. */
@@ -189,12 +189,11 @@ function median<T>(xs: T[], key: (x: T) => number): T {
 
 async function runBenchWith(cfg: BenchConfig): Promise<number> {
   const { seconds, repeat, outDir, jsonFile, measures } = cfg;
-  const hasOffloadsFlag = staticAgentFlags.some((f) => f.name === 'offloads');
   const plan: Array<{ name: string; spec: OverlaySpec }> = [
     { name: 'host-gw', spec: { modes: ['host-gw', 'host-gw'] } },
     { name: 'kernel vxlan', spec: { modes: ['kernel-vxlan', 'kernel-vxlan'] } },
     { name: 'userlay native vxlan', spec: userlaySpec('vxlan', 'native') },
-    ...(hasOffloadsFlag ? [{ name: 'native vxlan offloads off', spec: userlaySpec('vxlan', 'native', ['--offloads', 'off']) }] : []),
+    { name: 'userlay native vxlan, offloads off', spec: userlaySpec('vxlan', 'native', 'off') },
     { name: 'userlay js vxlan', spec: userlaySpec('vxlan', 'js') },
   ];
   if (cfg.udp) {

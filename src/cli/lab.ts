@@ -3,7 +3,8 @@
  * namespaces, checked end to end.
  *
  *   userlay lab [--nodes 3] [--backend vxlan|udp] [--engine native|js]
- *               [--seconds 5] [--json] [--overlay userlay|kernel-vxlan|host-gw] [--prometheus]
+ *               [--offloads auto|off] [--seconds 5] [--json] [--prometheus]
+ *               [--overlay userlay|kernel-vxlan|host-gw]
  *
  * Builds the topology (src/cli/lab/topology.ts), starts one static-mode agent
  * per node, attaches each node's pod through the userlay CNI plugin, pings every pod from every other pod, measures single-stream TCP
@@ -15,6 +16,7 @@
  */
 import { flagBool, flagInt, flagOneOf, type FlagSpec, type ParsedFlags } from '../agent/flags.js';
 import { errorCode, usageError } from '../errors.js';
+import { OFFLOAD_MODES, type OffloadMode } from '../dataplane/offloads.js';
 import type { Backend, EngineKind } from '../dataplane/types.js';
 import { rssBytes } from './lab/exec.js';
 import type { OverlayMode } from './lab/overlay.js';
@@ -30,6 +32,7 @@ const specs: FlagSpec[] = [
   { name: 'nodes', kind: 'int', default: 3, help: 'number of nodes (2..50)' },
   { name: 'backend', kind: 'string', default: 'vxlan', help: 'encapsulation: vxlan or udp' },
   { name: 'engine', kind: 'string', default: 'native', help: 'forwarding engine: native or js' },
+  { name: 'offloads', kind: 'string', default: 'auto', help: "the agents' --offloads: auto or off" },
   { name: 'seconds', kind: 'int', default: 5, help: 'iperf3 duration in seconds' },
   { name: 'json', kind: 'bool', help: 'print the result as JSON' },
   { name: 'overlay', kind: 'string', default: 'userlay', help: 'userlay, kernel-vxlan or host-gw (baselines)' },
@@ -42,6 +45,7 @@ export interface LabReport {
   readonly overlay: OverlayMode;
   readonly backend: Backend;
   readonly engine: EngineKind;
+  readonly offloads: OffloadMode;
   readonly podMtu: number;
   readonly pings: Array<{ from: string; to: string; ok: boolean; rttMs: number | null }>;
   readonly throughput: { from: string; to: string; seconds: number; bitsPerSecond: number; retransmits: number } | null;
@@ -51,7 +55,7 @@ export interface LabReport {
 
 function formatTable(r: LabReport): string {
   const lines: string[] = [];
-  const what = r.overlay === 'userlay' ? `userlay ${r.backend}/${r.engine}` : r.overlay;
+  const what = r.overlay === 'userlay' ? `userlay ${r.backend}/${r.engine}, offloads ${r.offloads}` : r.overlay;
   lines.push(`lab: ${r.nodes} nodes, ${what}, pod MTU ${r.podMtu}`);
   lines.push('');
   lines.push('PAIR        PING   RTT ms');
@@ -92,6 +96,7 @@ interface LabConfig {
   readonly overlay: OverlayMode;
   readonly backend: Backend;
   readonly engine: EngineKind;
+  readonly offloads: OffloadMode;
   readonly json: boolean;
   readonly prometheus: boolean;
 }
@@ -99,6 +104,7 @@ interface LabConfig {
 function checkLabFlags(flags: ParsedFlags): LabConfig {
   const backend = flagOneOf(flags, 'backend', ['vxlan', 'udp'] as const);
   const engine = flagOneOf(flags, 'engine', ['native', 'js'] as const);
+  const offloads = flagOneOf(flags, 'offloads', OFFLOAD_MODES);
   const overlay = flagOneOf(flags, 'overlay', ['userlay', 'kernel-vxlan', 'host-gw'] as const);
   const nodes = flagInt(flags, 'nodes')!;
   if (nodes < 2 || nodes > 50) throw usageError('--nodes', `${nodes} is not between 2 and 50`);
@@ -106,11 +112,11 @@ function checkLabFlags(flags: ParsedFlags): LabConfig {
   if (seconds < 1) throw usageError('--seconds', 'must be at least 1');
   const prometheus = flagBool(flags, 'prometheus');
   if (prometheus && overlay !== 'userlay') throw usageError('--prometheus', 'needs --overlay userlay (the agents are what it scrapes)');
-  return { nodes, seconds, overlay, backend, engine, json: flagBool(flags, 'json'), prometheus };
+  return { nodes, seconds, overlay, backend, engine, offloads, json: flagBool(flags, 'json'), prometheus };
 }
 
 async function runLabWith(cfg: LabConfig): Promise<number> {
-  const { nodes, overlay, backend, engine } = cfg;
+  const { nodes, overlay, backend, engine, offloads } = cfg;
   const seconds = cfg.seconds;
   let prom: LabPrometheus | undefined;
   // userlay pods are attached through the CNI plugin, as a runtime does; baselines have no plugin
@@ -118,7 +124,7 @@ async function runLabWith(cfg: LabConfig): Promise<number> {
     overlay === 'userlay' ? 'cni' : 'veth');
   try {
     const statusPort = cfg.prometheus ? { statusPort: STATUS_PORT } : {};
-    const ov = await session.setOverlay({ modes: Array(nodes).fill(overlay), userlay: { backend, engine, ...statusPort } });
+    const ov = await session.setOverlay({ modes: Array(nodes).fill(overlay), userlay: { backend, engine, offloads, ...statusPort } });
     if (cfg.prometheus) prom = await startLabPrometheus(session.topo.nodes.map((n) => ({ node: n.name, ns: n.ns, statusPort: STATUS_PORT })), session.topo.prefix);
     const pings = await pingAllPairs(session.topo.nodes);
     const [a, b] = session.topo.nodes as [typeof session.topo.nodes[0], typeof session.topo.nodes[0]];
@@ -133,7 +139,7 @@ async function runLabWith(cfg: LabConfig): Promise<number> {
       agents.push({ node: agent.node.name, pid: agent.pid, rssMB: rss === undefined ? null : rss / 2 ** 20 });
     }
     const report: LabReport = {
-      nodes, overlay, backend, engine, podMtu: ov.podMtu,
+      nodes, overlay, backend, engine, offloads, podMtu: ov.podMtu,
       pings: pings.map(toReportPing), throughput, agents, ok: pings.every((p) => p.ok),
     };
     process.stdout.write(cfg.json ? JSON.stringify(report, null, 2) + '\n' : formatTable(report));

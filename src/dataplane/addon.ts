@@ -24,6 +24,12 @@ export interface NativeConstants {
   readonly FDB_HDR_SIZE: number;
   readonly FDB_PEER_SIZE: number;
   readonly FDB_ROUTE_SIZE: number;
+  /** TUNSETOFFLOAD flags (linux/if_tun.h). */
+  readonly TUN_F_CSUM: number;
+  readonly TUN_F_TSO4: number;
+  readonly TUN_F_TSO6: number;
+  readonly TUN_F_USO4: number;
+  readonly TUN_F_USO6: number;
   /** enum ul_drop: reason name (lower-case, without UL_DROP_) -> number. */
   readonly drops: Readonly<Record<string, number>>;
 }
@@ -44,6 +50,20 @@ export interface NativeEngine { readonly __brand: 'NativeEngine' }
 export interface TunReader {
   /** Stop polling. Idempotent; the fd is not closed. */
   stop(): void;
+  /** TSO/USO super-packets this reader split, and the segments they gave. */
+  stats(): { tsoPackets: number; tsoSegments: number };
+}
+
+/** Offload statistics of a native engine (struct ul_engine_stats). */
+export interface NativeEngineStats {
+  readonly tsoPackets: number;
+  readonly tsoSegments: number;
+  readonly groBuffers: number;
+  readonly groDatagrams: number;
+  /** GSO writes to the TUN in use (false once the kernel refused one). */
+  readonly tunGso: boolean;
+  readonly tunGsoRefused: number;
+  readonly tunSoftSegments: number;
 }
 
 /** Result of encap(): where to send which bytes. */
@@ -80,6 +100,17 @@ export interface EngineConfig {
   readonly maxSlot: number;
   /** Packets per batch (1..256, default 64). */
   readonly batch?: number;
+  /**
+   * Sockets to send from (udpOpen on the same address, port 0), at most 64:
+   * each inner flow leaves from the one its hash picks, i.e. with its own
+   * outer source port (as the kernel vxlan device varies it). Absent: send
+   * from udpFd. Owned by the caller.
+   */
+  readonly txFds?: readonly number[];
+  /** 1: probe GSO writes to the TUN at create (offloads auto). */
+  readonly probeTunGso?: 0 | 1;
+  /** 1: test hook, the TUN refuses every GSO write (as some kernels do). */
+  readonly testRefuseTunGso?: 0 | 1;
 }
 
 /** The addon's functions. */
@@ -91,6 +122,15 @@ export interface NativeAddon {
   tunOpen(name: string, vnetHdr: boolean): { fd: number; name: string };
   /** Open a non-blocking UDP socket bound to address:port ("" = any IPv4, "::" = any IPv6). */
   udpOpen(address: string, port: number): number;
+  /**
+   * TUNSETOFFLOAD on a TUN opened with vnetHdr: CSUM|TSO4|TSO6 of `want`
+   * first, then its USO4|USO6 on top; flags in `refuse` count as refused
+   * without asking the kernel (test hook). Returns the flags in force; a
+   * refused flag is not an error.
+   */
+  tunSetOffloads(fd: number, want: number, refuse: number): number;
+  /** Turn UDP_GRO on or off on a socket from udpOpen. Throws the errno (ENOPROTOOPT: old kernel). */
+  udpSetGro(fd: number, on: boolean): void;
   /** close(2). */
   close(fd: number): void;
   linkIndex(ifname: string): number;
@@ -123,14 +163,17 @@ export interface NativeAddon {
   // --- TUN I/O for the js engine ---
   /**
    * Poll a TUN fd (opened with vnetHdr) on the libuv loop; on readiness read
-   * up to `batch` packets and call onPackets once with them. Each Buffer is
-   * [TX_HEADROOM bytes of headroom | IP packet] so encap can work in place.
-   * The packets of one call are views of a single Buffer the callee owns:
-   * each may be written within its own bounds, and the batch's memory lives
-   * until the last of them is collected. Read errors are reported as
-   * onPackets(null, err).
+   * up to `batch` packets with the engines' one TUN read path (checksums
+   * finished, TSO/USO super-packets split into segments) and call onPackets
+   * once with them. Each Buffer is [TX_HEADROOM bytes of headroom | IP
+   * packet] so encap can work in place. The packets of one call are views of
+   * a single Buffer the callee owns: each may be written within its own
+   * bounds, and the batch's memory lives until the last of them is
+   * collected. Read errors are reported as onPackets(null, err). Drops
+   * (runts, bad virtio headers, read errors) are counted in slot 0 of
+   * `counters` when given (the reader keeps it referenced).
    */
-  tunReader(fd: number, batch: number, onPackets: (packets: Buffer[] | null, err?: Error) => void): TunReader;
+  tunReader(fd: number, batch: number, onPackets: (packets: Buffer[] | null, err?: Error) => void, counters?: BigUint64Array): TunReader;
   /**
    * Write one IP packet pkt[off, off+len) to a TUN opened with vnetHdr; the
    * binding prepends the header from ul_vnet_hdr_for_rx. Throws on error
@@ -149,6 +192,15 @@ export interface NativeAddon {
    * arguments, before writing anything.
    */
   tunWriteBatch(fd: number, bufs: readonly Uint8Array[], offs: Uint32Array | number[], lens: Uint32Array | number[]): number;
+  /**
+   * Start this thread's TUN writer for fd afresh (the one tunWrite and
+   * tunWriteBatch use): probe = write one GSO packet that must be taken
+   * (refused: GSO writes off, counted); refuseGso = test hook. Returns
+   * whether GSO writes are in use.
+   */
+  tunWriterSetup(fd: number, probe: boolean, refuseGso: boolean): boolean;
+  /** This thread's TUN writer for fd: GSO in use, GSO writes refused, segments cut in software. */
+  tunWriterStats(fd: number): { gso: boolean; gsoRefused: number; softSegments: number };
 
   // --- native engine ---
   engineCreate(cfg: EngineConfig): NativeEngine;
@@ -159,6 +211,8 @@ export interface NativeAddon {
   engineStop(engine: NativeEngine): void;
   /** Stop and free. The handle must not be used afterwards. */
   engineDestroy(engine: NativeEngine): void;
+  /** Offload statistics (relaxed reads of the threads' counters). */
+  engineStats(engine: NativeEngine): NativeEngineStats;
 }
 
 let cached: NativeAddon | undefined;

@@ -7,7 +7,8 @@
  *   1. validate the options (pure)
  *   2. open and bind the underlay UDP socket — first, so "port in use" fails
  *      before any device exists
- *   3. open the TUN (virtio-net header on); EPERM -> "needs CAP_NET_ADMIN"
+ *   3. open the TUN (virtio-net header on); EPERM -> "needs CAP_NET_ADMIN";
+ *      offloads (offloads.ts): TSO/USO on the TUN, UDP_GRO on a native socket
  *   4. accept_local (see allowLocalSource), MTU + link up; each own
  *      subnet's network address as /32 (/128)
  *   5. a route for each cluster network through the TUN
@@ -21,6 +22,7 @@ import { allocCounters, clearSlot, readStats } from './counters.js';
 import type { Engine, EngineKindImpl } from './engine.js';
 import { type FdbDefaults, FdbTable, MAX_VNI, SlotAllocator, buildFdb } from './fdb.js';
 import { jsEngine } from './js-engine.js';
+import { OFFLOAD_MODES, applyOffloads, type OffloadState } from './offloads.js';
 import { MAX_MTU, MIN_MTU } from './mtu.js';
 import { type Cidr, type Family, cidrContains, familyBits, maskBytes, parseCidr, parseIP, parseMac, vtepMacProblem } from './net.js';
 import { nativeEngine } from './native-engine.js';
@@ -49,6 +51,7 @@ function check(field: string, ok: boolean, message: string): void {
 export function validateDataplaneOptions(o: DataplaneOptions): Checked {
   check('backend', o.backend === 'vxlan' || o.backend === 'udp', `"${o.backend}" is not vxlan or udp`);
   check('engine', o.engine === 'native' || o.engine === 'js', `"${o.engine}" is not native or js`);
+  check('offloads', o.offloads === undefined || OFFLOAD_MODES.includes(o.offloads), `"${o.offloads}" is not ${OFFLOAD_MODES.join(' or ')}`);
   check('tunName', typeof o.tunName === 'string' && o.tunName.length <= 15 && !/[\s/:]/.test(o.tunName),
     `"${o.tunName}" is not a valid interface name (at most 15 characters, no spaces, "/" or ":")`);
   check('mtu', Number.isInteger(o.mtu) && o.mtu >= MIN_MTU && o.mtu <= MAX_MTU, `${o.mtu} is outside ${MIN_MTU}..${MAX_MTU}`);
@@ -162,6 +165,8 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
       }
     });
     rollback.push(`close TUN ${tun.name}`, () => addon.close(tun.fd));
+    const offloads = system(`set offloads on ${tun.name}`,
+      () => applyOffloads(addon, tun.fd, kind.nativeFd(socket), opts.offloads ?? 'auto', log));
     allowLocalSource(tun.name, log);
     system(`set MTU ${opts.mtu} and up on ${tun.name}`, () => addon.linkSet(tun.name, opts.mtu, true));
     for (const s of checked.own) {
@@ -191,15 +196,17 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
     const engine = kind.create({
       addon, tunFd: tun.fd, counters, maxSlot, log,
       codec: { mode: opts.backend, vni: opts.vni, mac: opts.backend === 'vxlan' ? opts.vtepMAC : '00:00:00:00:00:00' },
+      ...(offloads.probeTunGso ? { probeTunGso: 1 as const } : {}),
+      ...(offloads.testRefuseTunGso ? { testRefuseTunGso: 1 as const } : {}),
       ...(icmpSrc4 ? { icmpSrc4 } : {}),
       ...(icmpSrc6 ? { icmpSrc6 } : {}),
     }, socket);
     socketOwned = true;
     rollback.push('close engine', () => engine.close());
-    const dp = new DataplaneImpl(opts, tun.name, tun.fd, checked, addon, engine, counters, maxSlot, routes, log);
+    const dp = new DataplaneImpl(opts, tun.name, tun.fd, checked, addon, engine, counters, maxSlot, routes, offloads, log);
     dp.setPeers([]);
     engine.start();
-    log.info('dataplane up', { tun: tun.name, mtu: opts.mtu, engine: opts.engine, backend: opts.backend, publicIP: opts.publicIP, port: opts.port });
+    log.info('dataplane up', { tun: tun.name, mtu: opts.mtu, engine: opts.engine, backend: opts.backend, publicIP: opts.publicIP, port: opts.port, offloads: offloads.active });
     return dp;
   } catch (err) {
     await rollback.run();
@@ -271,6 +278,7 @@ class DataplaneImpl implements Dataplane {
     private readonly counters: BigUint64Array,
     maxSlot: number,
     private readonly routes: readonly Cidr[],
+    private readonly offloads: OffloadState,
     private readonly log: Logger,
   ) {
     this.slots = new SlotAllocator(maxSlot);
@@ -301,7 +309,11 @@ class DataplaneImpl implements Dataplane {
   }
 
   stats(): DataplaneStats {
-    return readStats(this.counters, this.table.slotNames(), this.table.peers.length, this.table.routes.length);
+    const { mode, active, refused } = this.offloads;
+    return {
+      ...readStats(this.counters, this.table.slotNames(), this.table.peers.length, this.table.routes.length),
+      offloads: { mode, active, refused, counters: this.engine.offloadStats() },
+    };
   }
 
   close(): Promise<void> {

@@ -9,6 +9,7 @@
  */
 import type { EngineConfig, NativeAddon } from './addon.js';
 import type { FdbTable } from './fdb.js';
+import type { OffloadCounters } from './offloads.js';
 import type { Logger } from '../log.js';
 
 /**
@@ -30,6 +31,8 @@ export interface Engine {
   start(): void;
   /** Stop forwarding, free the engine and close its UDP socket. Idempotent. */
   close(): Promise<void>;
+  /** What the engine counted about offloads; cheap. */
+  offloadStats(): OffloadCounters;
 }
 
 /** An engine kind: how to open its socket and how to build the engine on it. */
@@ -38,6 +41,8 @@ export interface EngineKindImpl<Socket> {
   openSocket(addon: NativeAddon, address: string, port: number): Promise<Socket>;
   /** Close a socket that never made it into an engine. */
   closeSocket(addon: NativeAddon, socket: Socket): Promise<void>;
+  /** The fd of `socket` when the engine reads it natively (UDP_GRO can be set on it), else undefined. */
+  nativeFd(socket: Socket): number | undefined;
   /** Build an engine that takes ownership of `socket`. */
   create(setup: EngineSetup, socket: Socket): Engine;
 }

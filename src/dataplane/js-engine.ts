@@ -8,7 +8,9 @@
  * Pipeline
  *   tx:  addon.tunReader polls the TUN fd on the libuv loop and hands a batch
  *        of Buffers, each [TX_HEADROOM | IP packet] (views of one Buffer
- *        per batch)
+ *        per batch); it reads through the native engine's read path
+ *        (ul_tun_read_batch): TSO/USO super-packets arrive split into
+ *        segments, runts and bad headers are counted there
  *        -> addon.encap in place (LPM lookup + VXLAN/Ethernet header)
  *           miss: count no_route; ICMP unreachable via addon.icmpUnreach and
  *           addon.tunWrite, rate-limited (token bucket 100/s, burst 50)
@@ -54,6 +56,7 @@ import type { EncapResult, NativeAddon, NativeFdb, TunReader } from './addon.js'
 import { COUNTER, DROP, counterIndex } from './counters.js';
 import type { Engine, EngineKindImpl, EngineSetup } from './engine.js';
 import type { FdbTable } from './fdb.js';
+import type { OffloadCounters } from './offloads.js';
 import { parseIP } from './net.js';
 
 /** Received packets per addon.tunWriteBatch call, at most. */
@@ -130,20 +133,26 @@ class JsEngineImpl implements Engine {
     return { slot, ip, port, sent };
   }
 
+  offloadStats(): OffloadCounters {
+    const r = this.reader?.stats() ?? { tsoPackets: 0, tsoSegments: 0 };
+    const w = this.setup.addon.tunWriterStats(this.setup.tunFd);
+    return { ...r, groBuffers: 0, groDatagrams: 0, tunGso: w.gso, tunGsoRefused: w.gsoRefused, tunSoftSegments: w.softSegments };
+  }
+
   start(): void {
     if (this.reader || this.closed) return;
     const { addon, tunFd, batch, log } = this.setup;
+    addon.tunWriterSetup(tunFd, this.setup.probeTunGso === 1, this.setup.testRefuseTunGso === 1);
     this.socket.on('message', (msg, rinfo) => this.receive(msg, rinfo.address));
     this.socket.on('error', (err) => log.warn('underlay socket error', { err }));
     this.reader = addon.tunReader(tunFd, batch ?? 64, (packets, err) => {
       if (!packets) {
-        // the reader stops polling after a hard read error: say so loudly
-        this.count(0, COUNTER.drops + DROP.tun_read);
+        // the reader stops polling after a hard read error (counted there): say so loudly
         log.error('TUN read failed, transmit stopped', { err });
         return;
       }
       for (const p of packets) this.transmit(p);
-    });
+    }, this.setup.counters);
   }
 
   /**
@@ -289,6 +298,9 @@ export const jsEngine: EngineKindImpl<dgram.Socket> = {
   },
   closeSocket(_addon, socket) {
     return new Promise((resolve) => socket.close(() => resolve()));
+  },
+  nativeFd() {
+    return undefined; // dgram hands no cmsg to JS: no UDP_GRO
   },
   create(setup, socket) {
     return new JsEngineImpl(setup, socket);

@@ -3,30 +3,64 @@
  * (native/src/engine.c); JS only hands over FDB snapshots and reads counters.
  *
  * Pipeline
- *   tx thread:  read() a batch from the TUN (virtio-net header in front of each
- *               packet, landing UL_TX_HEADROOM into its buffer)
- *               -> complete a partial checksum (ul_vnet_apply_tx)
+ *   tx thread:  ul_tun_read_batch: read() a batch from the TUN (virtio-net
+ *               header in front of each packet, landing UL_TX_HEADROOM into
+ *               its buffer), complete partial checksums, split TSO/USO
+ *               super-packets into segments
  *               -> LPM lookup of the inner destination in the current FDB
  *                  (miss: count no_route, write ICMP unreachable into the TUN)
  *               -> encap in place (VXLAN + inner Ethernet, or nothing for udp)
- *               -> sendmmsg() the batch to each peer's underlay IP:port
+ *               -> sendmmsg() the batch to each peer's underlay IP:port, each
+ *                  inner flow from its own source socket (outer source port)
  *               -> count tx packets/bytes in slot 0 and the peer's slot
- *   rx thread:  recvmmsg() a batch from the UDP socket
- *               -> validate and decap (flags, VNI, MAC, inner IP, known
- *                  outer source, inner source inside that peer's subnets)
- *               -> prepend the virtio-net header, write() to the TUN
+ *   rx thread:  recvmmsg() a batch from the UDP socket (UDP GRO: a buffer may
+ *               hold a run of datagrams, cut apart by the cmsg's size)
+ *               -> validate and decap each datagram (flags, VNI, MAC, inner
+ *                  IP, known outer source, inner source inside that peer's
+ *                  subnets)
+ *               -> coalesce TCP runs, write to the TUN with a virtio-net
+ *                  header (GSO; in software if the kernel refuses GSO writes)
  *               -> count rx packets/bytes or the drop reason
  *   JS thread:  engineSetFdb(snapshot) builds a table and swaps it in
  *               atomically; the replaced table is freed once both threads
  *               passed a quiescent point. stats() reads the counters block.
  */
-import type { NativeEngine } from './addon.js';
+import type { NativeAddon, NativeEngine } from './addon.js';
 import type { Engine, EngineKindImpl, EngineSetup } from './engine.js';
 import type { FdbTable } from './fdb.js';
+import type { OffloadCounters } from './offloads.js';
 
-/** A UDP socket fd from addon.udpOpen. */
+/** offloadStats() of a closed engine. */
+const CLOSED_STATS: OffloadCounters = {
+  tsoPackets: 0, tsoSegments: 0, groBuffers: 0, groDatagrams: 0, tunGso: false, tunGsoRefused: 0, tunSoftSegments: 0,
+};
+
+/**
+ * Outer UDP source ports per node: the engine sends each inner flow from one
+ * of this many sockets (hash of the inner 5-tuple, native/src/codec.c), so
+ * underlay ECMP and receive-side RSS can spread flows while a flow keeps its
+ * path, as with the kernel vxlan device. A UDP socket cannot pick its source
+ * port per message, hence one socket per port (ephemeral ports, bound to
+ * the public IP); receivers accept any source port.
+ */
+export const TX_SOURCE_PORTS = 16;
+
+/** The underlay sockets of a native engine (fds from addon.udpOpen). */
 export interface NativeSocket {
+  /** Bound to the tunnel port: receives (and UDP_GRO is set on it). */
   readonly fd: number;
+  /** Bound to ephemeral ports on the same address: send, one per outer source port. */
+  readonly txFds: readonly number[];
+}
+
+function closeAll(addon: NativeAddon, socket: NativeSocket, log?: EngineSetup['log']): void {
+  for (const fd of [socket.fd, ...socket.txFds]) {
+    try {
+      addon.close(fd);
+    } catch (err) {
+      log?.warn('close UDP socket', { fd, err });
+    }
+  }
 }
 
 class NativeEngineImpl implements Engine {
@@ -38,18 +72,26 @@ class NativeEngineImpl implements Engine {
     this.handle = addon.engineCreate({
       tunFd: setup.tunFd,
       udpFd: socket.fd,
+      txFds: socket.txFds,
       codec: setup.codec,
       ...(setup.icmpSrc4 ? { icmpSrc4: setup.icmpSrc4 } : {}),
       ...(setup.icmpSrc6 ? { icmpSrc6: setup.icmpSrc6 } : {}),
       counters: setup.counters,
       maxSlot: setup.maxSlot,
       batch: setup.batch ?? 64,
+      ...(setup.probeTunGso ? { probeTunGso: setup.probeTunGso } : {}),
+      ...(setup.testRefuseTunGso ? { testRefuseTunGso: setup.testRefuseTunGso } : {}),
     });
   }
 
   setFdb(table: FdbTable): void {
     if (!this.handle) throw new Error('native engine is closed');
     this.setup.addon.engineSetFdb(this.handle, table.encode());
+  }
+
+  offloadStats(): OffloadCounters {
+    if (!this.handle) return CLOSED_STATS;
+    return this.setup.addon.engineStats(this.handle);
   }
 
   start(): void {
@@ -66,11 +108,7 @@ class NativeEngineImpl implements Engine {
         addon.engineStop(handle);
         addon.engineDestroy(handle);
       }
-      try {
-        addon.close(this.socket.fd);
-      } catch (err) {
-        log.warn('close UDP socket', { fd: this.socket.fd, err });
-      }
+      closeAll(addon, this.socket, log);
     });
     return this.closed;
   }
@@ -79,10 +117,21 @@ class NativeEngineImpl implements Engine {
 /** The native engine kind: a C UDP socket and C forwarding threads. */
 export const nativeEngine: EngineKindImpl<NativeSocket> = {
   async openSocket(addon, address, port) {
-    return { fd: addon.udpOpen(address, port) };
+    const fd = addon.udpOpen(address, port);
+    const txFds: number[] = [];
+    try {
+      while (txFds.length < TX_SOURCE_PORTS) txFds.push(addon.udpOpen(address, 0));
+    } catch (err) {
+      closeAll(addon, { fd, txFds });
+      throw err;
+    }
+    return { fd, txFds };
   },
   async closeSocket(addon, socket) {
-    addon.close(socket.fd);
+    closeAll(addon, socket);
+  },
+  nativeFd(socket) {
+    return socket.fd;
   },
   create(setup, socket) {
     return new NativeEngineImpl(setup, socket);

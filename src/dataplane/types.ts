@@ -5,6 +5,7 @@
  * data plane turns them into an immutable FDB and swaps it in atomically
  * (flannel's Backend contract: lease events in, data-plane state out).
  */
+import type { OffloadCounters, OffloadMode, OffloadState } from './offloads.js';
 
 /** Encapsulation format. */
 export type Backend = 'vxlan' | 'udp';
@@ -31,6 +32,8 @@ export interface Peer {
 export interface DataplaneOptions {
   readonly backend: Backend;
   readonly engine: EngineKind;
+  /** Segmentation offloads (src/dataplane/offloads.ts); default 'auto'. */
+  readonly offloads?: OffloadMode;
   /** TUN device name (IFNAMSIZ - 1 chars at most). */
   readonly tunName: string;
   /** TUN MTU in bytes (already computed from the underlay MTU). */
@@ -67,6 +70,8 @@ export interface DataplaneStats {
   readonly peers: Record<string, CounterSet>;
   readonly fdbPeers: number;
   readonly fdbRoutes: number;
+  /** Offloads in force and refused at setup, and what the engine counted since. */
+  readonly offloads?: Pick<OffloadState, 'mode' | 'active' | 'refused'> & { readonly counters: OffloadCounters };
 }
 
 /** A running data plane. Owns the TUN, the UDP socket, routes and threads. */

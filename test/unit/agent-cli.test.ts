@@ -83,6 +83,7 @@ const cases: Array<[string, string[], string, RegExp?]> = [
   ['subnet outside the network', argv({ '--subnet': '198.18.5.0/24' }), '--subnet', /not inside/],
   ['bad backend', argv({}, ['--backend', 'gre']), '--backend'],
   ['bad engine', argv({}, ['--engine', 'turbo']), '--engine'],
+  ['bad offloads', argv({}, ['--offloads', 'on']), '--offloads', /auto, off/],
   ['bad port', argv({}, ['--port', '70000']), '--port'],
   ['bad vni', argv({}, ['--vni', 'x']), '--vni'],
   ['bad mtu', argv({}, ['--mtu', 'big']), '--mtu'],

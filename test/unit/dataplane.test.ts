@@ -4,12 +4,14 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import type { NativeAddon } from '../../src/dataplane/addon.js';
+import type { EngineConfig, NativeAddon } from '../../src/dataplane/addon.js';
 import { COUNTER, DROP, DROP_COUNT, SLOT_WIDTH, counterIndex } from '../../src/dataplane/counters.js';
 import { openDataplane, validateDataplaneOptions } from '../../src/dataplane/dataplane.js';
 import type { DataplaneOptions, Peer } from '../../src/dataplane/types.js';
 import { UserlayError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
+import { REFUSE_ENV } from '../../src/dataplane/offloads.js';
+import { TX_SOURCE_PORTS } from '../../src/dataplane/native-engine.js';
 
 const opts: DataplaneOptions = {
   backend: 'vxlan', engine: 'native', tunName: `ulF${process.pid % 100000}`, mtu: 1450, publicIP: '198.18.0.1', port: 8472, vni: 1,
@@ -22,9 +24,20 @@ function errno(code: string): Error {
 }
 
 /** A fake addon: `calls` lists "name args"; `fail` makes one call throw. */
+const TUN_F = { TUN_F_CSUM: 1, TUN_F_TSO4: 2, TUN_F_TSO6: 4, TUN_F_USO4: 0x20, TUN_F_USO6: 0x40 };
+
+/** The native engine's send sockets in the fake: opened after fd 7, closed after it. */
+const TX_FDS = Array.from({ length: TX_SOURCE_PORTS }, (_, k) => 100 + k);
+const TX_OPENS = TX_FDS.map(() => 'udpOpen 198.18.0.1 0');
+const TX_CLOSES = TX_FDS.map((fd) => `close ${fd}`);
+
+const NO_COUNTS = { tsoPackets: 0, tsoSegments: 0, groBuffers: 0, groDatagrams: 0, tunGso: true, tunGsoRefused: 0, tunSoftSegments: 0 };
+
 function fakeAddon(fail: Record<string, (args: unknown[]) => Error | undefined> = {}) {
   const calls: string[] = [];
   let counters: BigUint64Array | undefined;
+  let engineCfg: EngineConfig | undefined;
+  let txOpened = 0;
   const snapshots: Uint8Array[] = [];
   const rec = (name: string, ret?: (args: unknown[]) => unknown) => (...args: unknown[]) => {
     const err = fail[name]?.(args);
@@ -33,8 +46,12 @@ function fakeAddon(fail: Record<string, (args: unknown[]) => Error | undefined> 
     return ret?.(args);
   };
   const addon = {
-    constants: { TX_HEADROOM: 64, SLOT_WIDTH, DROP_COUNT, drops: DROP },
-    udpOpen: rec('udpOpen', () => 7),
+    constants: { TX_HEADROOM: 64, SLOT_WIDTH, DROP_COUNT, drops: DROP, ...TUN_F },
+    // the tunnel port gets fd 7, the send sockets (port 0) fds 100, 101, ...
+    udpOpen: rec('udpOpen', (a) => (a[1] === 0 ? 100 + txOpened++ : 7)),
+    // a kernel that takes every flag it is asked for, minus the refused ones
+    tunSetOffloads: rec('tunSetOffloads', (a) => (a[1] as number) & ~(a[2] as number)),
+    udpSetGro: rec('udpSetGro'),
     tunOpen: rec('tunOpen', (a) => ({ fd: 8, name: a[0] })),
     close: rec('close'),
     linkSet: rec('linkSet'),
@@ -42,6 +59,7 @@ function fakeAddon(fail: Record<string, (args: unknown[]) => Error | undefined> 
     routeAdd: rec('routeAdd'),
     routeDel: rec('routeDel'),
     engineCreate: rec('engineCreate', (a) => {
+      engineCfg = a[0] as EngineConfig;
       counters = (a[0] as { counters: BigUint64Array }).counters;
       return { engine: true };
     }),
@@ -49,8 +67,9 @@ function fakeAddon(fail: Record<string, (args: unknown[]) => Error | undefined> 
     engineStart: rec('engineStart'),
     engineStop: rec('engineStop'),
     engineDestroy: rec('engineDestroy'),
+    engineStats: () => ({ ...NO_COUNTS }),
   } as unknown as NativeAddon;
-  return { addon, calls, snapshots, counters: () => counters! };
+  return { addon, calls, snapshots, counters: () => counters!, engineCfg: () => engineCfg! };
 }
 
 test('setup order: UDP socket first, then TUN, MTU/up, address, routes, engine', async () => {
@@ -59,7 +78,10 @@ test('setup order: UDP socket first, then TUN, MTU/up, address, routes, engine',
   const t = opts.tunName;
   assert.deepEqual(f.calls, [
     'udpOpen 198.18.0.1 8472',
+    ...TX_OPENS,
     `tunOpen ${t} true`,
+    'tunSetOffloads 8 103 0',
+    'udpSetGro 7 true',
     `linkSet ${t} 1450 true`,
     `addrAdd ${t} 198.19.1.0 32`,
     `routeAdd ${t} 198.19.0.0 16`,
@@ -135,8 +157,9 @@ test('a route that exists already is not taken over: EEXIST names it, and nothin
     err instanceof UserlayError && err.code === 'EEXIST' && err.field === 'networks'
     && /a route for 198\.18\.128\.0\/17 exists already/.test(err.message));
   const t = opts.tunName;
-  assert.deepEqual(f.calls.slice(-4), [`routeAdd ${t} 198.18.128.0 17`, `routeDel ${t} 198.19.0.0 16`, 'close 8', 'close 7'],
-    'only the route it added is deleted, then TUN and socket closed');
+  const after = f.calls.slice(f.calls.indexOf(`routeAdd ${t} 198.18.128.0 17`) + 1);
+  assert.deepEqual(after.filter((c) => c.startsWith('route')), [`routeDel ${t} 198.19.0.0 16`], 'only the route it added is deleted');
+  assert.ok(after.includes('close 8') && after.includes('close 7'), 'then TUN and socket closed');
 });
 
 test('options: a cluster range around the underlay address and a non-unicast VTEP MAC are refused', () => {
@@ -154,7 +177,7 @@ test('close: stop engine, close socket, remove routes, close TUN; idempotent', a
   await Promise.all([dp.close(), dp.close()]);
   await dp.close();
   const t = opts.tunName;
-  assert.deepEqual(f.calls, ['engineStop', 'engineDestroy', 'close 7', `routeDel ${t} 198.19.0.0 16`, `routeDel ${t} 198.18.128.0 17`, 'close 8']);
+  assert.deepEqual(f.calls, ['engineStop', 'engineDestroy', 'close 7', ...TX_CLOSES, `routeDel ${t} 198.19.0.0 16`, `routeDel ${t} 198.18.128.0 17`, 'close 8']);
   assert.throws(() => dp.setPeers([n2]), { code: 'ECLOSED' });
 });
 
@@ -169,17 +192,17 @@ test('no permission for the TUN: hint, and the socket is closed again', async ()
   const f = fakeAddon({ tunOpen: () => errno('EPERM') });
   await assert.rejects(openDataplane(opts, silentLogger, f.addon), (err: unknown) =>
     err instanceof UserlayError && err.code === 'EPERM' && /needs CAP_NET_ADMIN/.test(err.message));
-  assert.deepEqual(f.calls, ['udpOpen 198.18.0.1 8472', `tunOpen ${opts.tunName} true`, 'close 7']);
+  assert.deepEqual(f.calls, ['udpOpen 198.18.0.1 8472', ...TX_OPENS, `tunOpen ${opts.tunName} true`, 'close 7', ...TX_CLOSES]);
 });
 
 test('a failure halfway undoes every step in reverse', async () => {
   const f = fakeAddon({ routeAdd: (a) => (a[1] === '198.18.128.0' ? errno('EEXIST') : undefined) });
   await assert.rejects(openDataplane(opts, silentLogger, f.addon), { code: 'EEXIST' });
   const t = opts.tunName;
-  assert.deepEqual(f.calls.slice(-4), [`routeAdd ${t} 198.18.128.0 17`, `routeDel ${t} 198.19.0.0 16`, 'close 8', 'close 7']);
+  assert.deepEqual(f.calls.slice(-4 - TX_FDS.length), [`routeAdd ${t} 198.18.128.0 17`, `routeDel ${t} 198.19.0.0 16`, 'close 8', 'close 7', ...TX_CLOSES]);
   const g = fakeAddon({ engineStart: () => errno('EAGAIN') });
   await assert.rejects(openDataplane(opts, silentLogger, g.addon), { code: 'EAGAIN' });
-  assert.deepEqual(g.calls.slice(-7), ['engineStart', 'engineStop', 'engineDestroy', 'close 7',
+  assert.deepEqual(g.calls.slice(-7 - TX_FDS.length), ['engineStart', 'engineStop', 'engineDestroy', 'close 7', ...TX_CLOSES,
     `routeDel ${t} 198.18.128.0 17`, `routeDel ${t} 198.19.0.0 16`, 'close 8']);
 });
 
@@ -205,4 +228,48 @@ test('options are validated before any system call, naming the option', async ()
   }
   // udp needs no MAC
   assert.doesNotThrow(() => validateDataplaneOptions({ ...opts, backend: 'udp', vtepMAC: '' }));
+});
+
+test('offloads: auto asks for TSO/USO and UDP_GRO; off asks for none; a refused one is reported and setup goes on', async () => {
+  const auto = fakeAddon();
+  const dp = await openDataplane(opts, silentLogger, auto.addon);
+  assert.deepEqual(dp.stats().offloads, { mode: 'auto', active: ['tso', 'uso', 'gro'], refused: [], counters: NO_COUNTS });
+  assert.equal(auto.engineCfg().probeTunGso, 1, 'offloads auto probes GSO writes to the TUN');
+  await dp.close();
+
+  const off = fakeAddon();
+  const dpOff = await openDataplane({ ...opts, offloads: 'off' }, silentLogger, off.addon);
+  assert.ok(off.calls.includes('tunSetOffloads 8 0 0'), off.calls.join('\n'));
+  assert.ok(!off.calls.some((c) => c.startsWith('udpSetGro')));
+  assert.deepEqual(dpOff.stats().offloads, { mode: 'off', active: [], refused: [], counters: NO_COUNTS });
+  await dpOff.close();
+
+  process.env[REFUSE_ENV] = 'tso,gro';
+  try {
+    const refused = fakeAddon();
+    const dpR = await openDataplane(opts, silentLogger, refused.addon);
+    assert.ok(refused.calls.includes('tunSetOffloads 8 103 7'), refused.calls.join('\n'));
+    assert.deepEqual(dpR.stats().offloads, { mode: 'auto', active: ['uso'], refused: ['tso', 'gro'], counters: NO_COUNTS });
+    assert.ok(refused.calls.includes('engineStart'));
+    await dpR.close();
+  } finally {
+    delete process.env[REFUSE_ENV];
+  }
+});
+
+test('native engine: the tunnel port receives, TX_SOURCE_PORTS sockets on ephemeral ports send', async () => {
+  const f = fakeAddon();
+  const dp = await openDataplane(opts, silentLogger, f.addon);
+  assert.equal(f.engineCfg().udpFd, 7);
+  assert.deepEqual(f.engineCfg().txFds, TX_FDS);
+  assert.ok(f.calls.includes('udpSetGro 7 true'), 'UDP_GRO on the receiving socket');
+  await dp.close();
+});
+
+test('a send socket that cannot be opened closes the ones opened before', async () => {
+  let n = 0;
+  const f = fakeAddon({ udpOpen: (a) => (a[1] === 0 && ++n === 3 ? errno('EMFILE') : undefined) });
+  await assert.rejects(openDataplane(opts, silentLogger, f.addon), { code: 'EMFILE' });
+  assert.deepEqual(f.calls.filter((c) => c.startsWith('close')), ['close 7', 'close 100', 'close 101']);
+  assert.ok(!f.calls.some((c) => c.startsWith('tunOpen')));
 });

@@ -45,7 +45,7 @@ test('kube mode: ADD answers 50 with the reason until the agent is ready, then t
     netConf: { networks: { 4: '198.19.0.0/16' }, backend: 'vxlan', vni: 1, port: 8472, mtu: undefined },
     iface: ['eth0'], ifaceRegex: [], ifaceCanReach: undefined, publicIP: undefined, prefix: 'userlay.io',
     stateDir: join(dir, 'state'), subnetFile: join(dir, 'subnet.env'), ipMasq: false, statusAddr: undefined,
-    logLevel: 'error', engine: 'js', tunName: 'ultest0', resyncMs: 0, cni: { socket: undefined, stateDir: join(dir, 'cni') },
+    logLevel: 'error', engine: 'js', offloads: 'auto', tunName: 'ultest0', resyncMs: 0, cni: { socket: undefined, stateDir: join(dir, 'cni') },
   }, {
     api, host, informerBackoffMs: { initialMs: 20, maxMs: 200 },
     makeInformer: (onListed) => makeNodeInformer(kc, { onListed, timeoutSeconds: 60 }),

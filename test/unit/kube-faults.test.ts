@@ -83,7 +83,7 @@ function config(dir: string): KubeAgentConfig {
     netConf: { networks: { 4: '198.19.0.0/16' }, backend: 'vxlan', vni: 1, port: 8472, mtu: undefined },
     iface: ['eth0'], ifaceRegex: [], ifaceCanReach: undefined, publicIP: undefined, prefix: P,
     stateDir: join(dir, 'state'), subnetFile: join(dir, 'subnet.env'), ipMasq: false, statusAddr: undefined,
-    logLevel: 'debug', engine: 'js', tunName: 'ultest0', resyncMs: 0,
+    logLevel: 'debug', engine: 'js', offloads: 'auto', tunName: 'ultest0', resyncMs: 0,
   };
 }
 

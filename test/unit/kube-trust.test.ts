@@ -83,7 +83,7 @@ test('agent: a cluster network over the underlay keeps it unready, says why, and
     netConf: { networks: { 4: '198.18.0.0/15' }, backend: 'vxlan', vni: 1, port: 8472, mtu: undefined },
     iface: ['eth0'], ifaceRegex: [], ifaceCanReach: undefined, publicIP: undefined, prefix: P,
     stateDir: join(dir, 'state'), subnetFile: join(dir, 'subnet.env'), ipMasq: false, statusAddr: undefined,
-    logLevel: 'debug', engine: 'js', tunName: 'ultest0', resyncMs: 0,
+    logLevel: 'debug', engine: 'js', offloads: 'auto', tunName: 'ultest0', resyncMs: 0,
   }, {
     api,
     makeInformer: (onListed) => makeNodeInformer(kc, { onListed, timeoutSeconds: 60 }),

@@ -5,12 +5,14 @@
  * batch layout the js engine relies on: every packet a Buffer
  * [TX_HEADROOM zero bytes | packet], at most `batch` per call, the packets of
  * a call views of one Buffer that do not overlap, runts skipped, a packet far
- * larger than an MTU intact.
+ * larger than an MTU intact; a TSO super-packet split into segments by the
+ * shared read path, runts and bad headers counted.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import dgram from 'node:dgram';
 import type { NativeAddon } from '../../src/dataplane/addon.js';
+import { COUNTER, DROP, counterIndex } from '../../src/dataplane/counters.js';
 import { addon, skipNoAddon } from '../support/addon.js';
 
 const skip = skipNoAddon;
@@ -41,7 +43,7 @@ function tunRead(a: NativeAddon, pkt: Buffer): Buffer {
 }
 
 /** Send the datagrams, read them back through tunReader until `expected` packets came. */
-async function roundTrip(a: NativeAddon, batch: number, datagrams: Buffer[], expected: number, together: boolean): Promise<Buffer[][]> {
+async function roundTrip(a: NativeAddon, batch: number, datagrams: Buffer[], expected: number, together: boolean, counters?: BigUint64Array): Promise<Buffer[][]> {
   const { fd, port } = openLoopback(a);
   const tx = dgram.createSocket('udp4');
   const calls: Buffer[][] = [];
@@ -63,7 +65,7 @@ async function roundTrip(a: NativeAddon, batch: number, datagrams: Buffer[], exp
           reader.stop();
           resolve();
         }
-      });
+      }, counters);
     });
     const send = (d: Buffer): Promise<void> =>
       new Promise<void>((resolve, reject) => tx.send(d, port, '127.0.0.1', (e) => (e ? reject(e) : resolve())));
@@ -113,4 +115,49 @@ test('tunReader: runts are skipped, a 60000-byte packet arrives intact between s
   const all = calls.flat();
   assert.deepEqual(all.map((b) => b.length - headroom), pkts.map((p) => p.length), 'the runt is not delivered');
   for (const [i, b] of all.entries()) assert.deepEqual(b.subarray(headroom), pkts[i]);
+});
+
+/** [virtio-net header asking for TSO | IPv4 TCP packet]: what a TUN with TSO on reads. */
+function tsoRead(a: NativeAddon, payload: number, gsoSize: number): { read: Buffer; pkt: Buffer } {
+  const pkt = Buffer.alloc(40 + payload);
+  pkt[0] = 0x45;
+  pkt.writeUInt16BE(pkt.length, 2);
+  pkt[6] = 0x40;
+  pkt[8] = 64;
+  pkt[9] = 6;
+  pkt.set([198, 18, 0, 1, 198, 18, 0, 2], 12);
+  pkt.writeUInt32BE(1000, 24); // seq
+  pkt[32] = 0x50;
+  pkt[33] = 0x18; // ACK PSH
+  for (let i = 0; i < payload; i++) pkt[40 + i] = (i * 13) & 0xff;
+  const vh = Buffer.alloc(a.constants.VNET_HDR_LEN);
+  vh[0] = 1; // NEEDS_CSUM
+  vh[1] = 1; // TCPV4
+  vh.writeUInt16LE(40, 2); // hdr_len
+  vh.writeUInt16LE(gsoSize, 4);
+  vh.writeUInt16LE(20, 6); // csum_start
+  vh.writeUInt16LE(16, 8); // csum_offset
+  return { read: Buffer.concat([vh, pkt]), pkt };
+}
+
+test('tunReader: a TSO super-packet arrives as segments; runts and bad headers are counted', { skip }, async () => {
+  const a = addon!;
+  const headroom = a.constants.TX_HEADROOM;
+  const counters = new BigUint64Array(a.constants.SLOT_WIDTH);
+  const { read, pkt } = tsoRead(a, 5500, 1000);
+  const bad = Buffer.from(read);
+  bad.writeUInt16LE(0, 4); // virtio_net_hdr.gso_size = 0
+  const runt = Buffer.alloc(a.constants.VNET_HDR_LEN);
+  const calls = await roundTrip(a, 64, [runt, bad, read], 6, false, counters);
+  const segs = calls.flat().map((b) => b.subarray(headroom));
+  assert.deepEqual(segs.map((s) => s.length), [1040, 1040, 1040, 1040, 1040, 540]);
+  let joined = Buffer.alloc(0);
+  for (const [i, s] of segs.entries()) {
+    assert.equal(s.readUInt16BE(2), s.length, `segment ${i} IP length`);
+    assert.equal(s.readUInt32BE(24), 1000 + i * 1000, `segment ${i} seq`);
+    assert.equal(s[33], i === 5 ? 0x18 : 0x10, `segment ${i} flags: PSH only on the last`);
+    joined = Buffer.concat([joined, s.subarray(40)]);
+  }
+  assert.deepEqual(joined, pkt.subarray(40));
+  assert.equal(counters[counterIndex(0, COUNTER.drops + DROP.tx_malformed)], 2n, 'the runt and the bad header are counted');
 });

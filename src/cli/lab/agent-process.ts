@@ -19,14 +19,14 @@ import { CLUSTER_NETWORK, type LabNode } from './topology.js';
 export interface UserlayAgentConfig {
   readonly backend: Backend;
   readonly engine: EngineKind;
+  /** Agent --offloads (default: the agent's default, auto). */
+  readonly offloads?: 'auto' | 'off';
   /** When set, each agent serves its status HTTP on 127.0.0.1:<port> inside its node ns. */
   readonly statusPort?: number;
   /** Agent --log-level (default "info"; higher levels would hide the "agent ready" line). */
   readonly logLevel?: 'debug' | 'info';
   /** Milliseconds to wait for "agent ready" (default 20 s). */
   readonly readyTimeoutMs?: number;
-  /** More agent flags, appended as given (e.g. ["--offloads", "off"]). */
-  readonly extraArgs?: readonly string[];
 }
 
 /** Where a lab agent serves the CNI plugin (per node: the nodes of a lab share one filesystem). */
@@ -78,8 +78,8 @@ export function agentArgs(node: LabNode, config: UserlayAgentConfig, peersFile: 
   ];
   if (config.backend === 'vxlan') args.push('--vtep-mac', node.vtepMAC);
   if (config.statusPort !== undefined) args.push('--status-addr', `127.0.0.1:${config.statusPort}`);
+  if (config.offloads !== undefined) args.push('--offloads', config.offloads);
   if (cni) args.push('--cni-socket', cni.socket, '--cni-state-dir', cni.stateDir);
-  args.push(...(config.extraArgs ?? []));
   return args;
 }
 

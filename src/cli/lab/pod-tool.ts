@@ -6,7 +6,11 @@
  *   udp-echo PORT                 echo every datagram back to its sender
  *   udp-sweep HOST PORT FROM TO   send sizes FROM..TO, expect each echoed intact
  *                                 (gives up after 10 lost sizes in a row)
- *   udp-send HOST PORT HEX [SRC]  send one datagram (optionally from SRC)
+ *   udp-burst HOST PORT FROM TO   like udp-sweep, but in bursts: COPIES datagrams of
+ *                                 each size, BURST_SIZES sizes at once, sent without
+ *                                 waiting; what is not echoed is resent (3 rounds)
+ *   udp-send HOST PORT HEX [SRC [SPORT]]  send one datagram (optionally from
+ *                                 address SRC, port SPORT)
  *   tcp-serve PORT NAME           answer every connection with NAME and the peer's address
  *   tcp-ask HOST PORT COUNT       COUNT connections one after another; count the NAMEs answered
  *
@@ -132,9 +136,58 @@ async function udpSweep(host: string, port: number, from: number, to: number): P
   print({ ok, failed, errors });
 }
 
-function udpSend(host: string, port: number, hex: string, src: string | undefined): void {
+/** udp-burst: sizes per burst, equal datagrams per size (so GSO/GRO runs form). */
+const BURST_SIZES = 32;
+const COPIES = 4;
+
+/** Datagram `copy` of `size`: the probe pattern with the copy number in byte 0 (size >= 2). */
+function burstProbe(size: number, copy: number): Buffer {
+  const b = probe(size);
+  if (size >= 2) b[0] = copy;
+  return b;
+}
+
+async function udpBurst(host: string, port: number, from: number, to: number): Promise<void> {
   const sock = dgram.createSocket('udp4');
-  sock.bind(0, src, () => {
+  await new Promise<void>((resolve) => sock.bind(0, resolve));
+  const errors: Record<string, string> = {};
+  const failed: number[] = [];
+  let ok = 0;
+  let missing = new Set<string>();
+  let onChange: (() => void) | undefined;
+  sock.on('message', (msg) => {
+    const size = msg.length;
+    const copy = size >= 2 ? msg[0]! : 0;
+    if (msg.equals(burstProbe(size, copy)) && missing.delete(`${size}/${copy}`) && missing.size === 0) onChange?.();
+  });
+  for (let lo = from; lo <= to; lo += BURST_SIZES) {
+    const hi = Math.min(to, lo + BURST_SIZES - 1);
+    const copies = (size: number): number => (size >= 2 ? COPIES : 1);
+    missing = new Set();
+    for (let size = lo; size <= hi; size++) for (let c = 0; c < copies(size); c++) missing.add(`${size}/${c}`);
+    for (let round = 0; round < 3 && missing.size > 0; round++) {
+      const done = new Promise<void>((resolve) => {
+        const timer = setTimeout(resolve, 2000);
+        onChange = () => { clearTimeout(timer); resolve(); };
+      });
+      for (const key of [...missing]) {
+        const [size, copy] = key.split('/').map(Number) as [number, number];
+        sock.send(burstProbe(size, copy), port, host, (err) => {
+          if (err) errors[String(size)] = (err as NodeJS.ErrnoException).code ?? err.message;
+        });
+      }
+      await done;
+    }
+    const lost = new Set([...missing].map((k) => Number(k.split('/')[0])));
+    for (let size = lo; size <= hi; size++) if (lost.has(size)) failed.push(size); else ok++;
+  }
+  sock.close();
+  print({ ok, failed, errors });
+}
+
+function udpSend(host: string, port: number, hex: string, src: string | undefined, sport: number): void {
+  const sock = dgram.createSocket('udp4');
+  sock.bind(sport, src, () => {
     sock.send(Buffer.from(hex, 'hex'), port, host, (err) => {
       print(err ? { error: err.message } : { sent: hex.length / 2 });
       sock.close();
@@ -188,7 +241,8 @@ function main(argv: string[]): void {
     case 'tcp-send': return tcpSend(a[0]!, num(1), num(2), num(3));
     case 'udp-echo': return udpEcho(num(0));
     case 'udp-sweep': void udpSweep(a[0]!, num(1), num(2), num(3)); return;
-    case 'udp-send': return udpSend(a[0]!, num(1), a[2]!, a[3]);
+    case 'udp-burst': void udpBurst(a[0]!, num(1), num(2), num(3)); return;
+    case 'udp-send': return udpSend(a[0]!, num(1), a[2]!, a[3], a[4] === undefined ? 0 : num(4));
     case 'tcp-serve': return tcpServe(num(0), a[1]!);
     case 'tcp-ask': void tcpAsk(a[0]!, num(1), num(2)); return;
     default:

@@ -139,10 +139,24 @@ export async function udpSweep(from: LabNode, to: LabNode, fromSize: number, toS
   }
 }
 
-/** Send one datagram (hex payload) from namespace `ns`, optionally from source address `src`. */
-export async function sendDatagram(ns: string, host: string, port: number, payload: Uint8Array, src?: string): Promise<void> {
+/** udpSweep in bursts (pod-tool udp-burst): equal datagrams of each size back to back, resent up to 3 rounds. */
+export async function udpBurst(from: LabNode, to: LabNode, fromSize: number, toSize: number, port = 5302): Promise<SweepResult> {
+  const server = startPodTool(to.podNs, ['udp-echo', String(port)]);
+  try {
+    await server.nextLine(10_000);
+    const res = await nsRun(from.podNs, process.execPath, [podToolPath(), 'udp-burst', to.podIP, String(port), String(fromSize), String(toSize)],
+      { timeoutMs: 600_000 });
+    return JSON.parse(res.stdout.trim().split('\n').pop() ?? '{}') as SweepResult;
+  } finally {
+    await stopChild(server.child, 1000);
+  }
+}
+
+/** Send one datagram (hex payload) from namespace `ns`, optionally from source address `src` (and port `srcPort`). */
+export async function sendDatagram(ns: string, host: string, port: number, payload: Uint8Array, src?: string, srcPort?: number): Promise<void> {
   const args = [podToolPath(), 'udp-send', host, String(port), Buffer.from(payload).toString('hex')];
   if (src) args.push(src);
+  if (src && srcPort !== undefined) args.push(String(srcPort));
   const res = await nsRun(ns, process.execPath, args, { timeoutMs: 10_000 });
   if (res.stdout.includes('"error"')) throw new UserlayError('ESEND', `udp-send from ${ns}: ${res.stdout.trim()}`);
 }

@@ -1,0 +1,176 @@
+/*
+ * segment.c — segmentation offloads done in software: splitting a TSO/USO
+ * super-packet read from the TUN into wire-sized segments, and cutting a
+ * UDP GRO receive buffer back into its datagrams. Pure functions, no system
+ * calls (the TUN read loop around them is tun-read.c).
+ *
+ * TSO/USO split (ul_tso_parse, ul_tso_segment)
+ *   With TUNSETOFFLOAD TUN_F_TSO4|TSO6 (and USO4|USO6) the kernel hands one
+ *   read() of up to 64 KiB: [virtio_net_hdr | IP | TCP or UDP | payload],
+ *   gso_type saying what it is and gso_size the payload bytes per segment.
+ *   The L4 checksum field holds only the pseudo-header sum (NEEDS_CSUM).
+ *   Segment i is the header template followed by payload bytes
+ *   [i * gso_size, min((i + 1) * gso_size, payload)), with:
+ *     IPv4   total length of the segment, id + i, header checksum redone
+ *     IPv6   payload length of the segment
+ *     TCP    seq + i * gso_size; FIN and PSH only on the last segment, CWR
+ *            only on the first (what the kernel's tcp_gso_segment does)
+ *     UDP    length of the datagram
+ *     L4     checksum complete (pseudo header + L4 header + payload), so
+ *            every segment leaves finished whatever the TUN said
+ *   hdr_len from the virtio header is not trusted: on a forwarded packet it
+ *   may cover the whole first segment. It is recomputed from csum_start (the
+ *   L3 header length) plus the TCP data offset, or 8 for UDP.
+ *
+ * UDP GRO split (ul_udp_gro_split)
+ *   A socket with UDP_GRO gets a run of datagrams from one sender as one
+ *   buffer and the segment size in a cmsg: every datagram is seg bytes but
+ *   the last, which may be shorter. A zero size, or a buffer that claims more
+ *   than the segment limit, is refused; a size larger than the buffer is one
+ *   datagram.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "userlay.h"
+
+#define PROTO_TCP 6
+#define PROTO_UDP 17
+#define GSO_TCPV4 1
+#define GSO_UDP 3 /* UFO: IP fragmentation, never asked for */
+#define GSO_TCPV6 4
+#define GSO_UDP_L4 5
+#define GSO_ECN 0x80
+#define TCP_FIN 0x01
+#define TCP_PSH 0x08
+#define TCP_CWR 0x80
+
+static inline uint16_t load_be16(const uint8_t *p)
+{
+  return (uint16_t)((p[0] << 8) | p[1]);
+}
+
+static inline uint32_t load_be32(const uint8_t *p)
+{
+  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
+         ((uint32_t)p[2] << 8) | p[3];
+}
+
+static inline void store_be16(uint8_t *p, size_t v)
+{
+  p[0] = (uint8_t)(v >> 8);
+  p[1] = (uint8_t)v;
+}
+
+static inline void store_be32(uint8_t *p, uint32_t v)
+{
+  p[0] = (uint8_t)(v >> 24);
+  p[1] = (uint8_t)(v >> 16);
+  p[2] = (uint8_t)(v >> 8);
+  p[3] = (uint8_t)v;
+}
+
+int ul_tso_parse(const uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh,
+                 struct ul_tso *t)
+{
+  unsigned type = vh->gso_type & (unsigned)~GSO_ECN;
+  size_t l3 = vh->csum_start, l4hdr;
+
+  memset(t, 0, sizeof(*t));
+  if (len < 20 || len > UL_MAX_PACKET || vh->gso_size == 0 ||
+      (vh->flags & UL_VNET_F_NEEDS_CSUM) == 0)
+    return UL_DROP_TX_MALFORMED;
+  t->version = pkt[0] >> 4;
+  if (type == GSO_TCPV4 || type == GSO_TCPV6)
+    t->proto = PROTO_TCP;
+  else if (type == GSO_UDP_L4)
+    t->proto = PROTO_UDP;
+  else
+    return UL_DROP_TX_MALFORMED; /* UFO or unknown */
+  if ((type == GSO_TCPV4 && t->version != 4) ||
+      (type == GSO_TCPV6 && t->version != 6))
+    return UL_DROP_TX_MALFORMED;
+  if (t->version == 4) {
+    /* one family-parameterised check: the L3 header is csum_start long */
+    if ((size_t)(pkt[0] & 0x0f) * 4 != l3 || l3 < 20 || pkt[9] != t->proto ||
+        (load_be16(pkt + 6) & 0x3fff) != 0) /* a fragment cannot be GSO */
+      return UL_DROP_TX_MALFORMED;
+  } else if (t->version == 6) {
+    /* extension headers are allowed (they are copied as they are); without
+     * them the next header must be the L4 protocol */
+    if (l3 < 40 || (l3 == 40 && pkt[6] != t->proto))
+      return UL_DROP_TX_MALFORMED;
+  } else {
+    return UL_DROP_TX_MALFORMED;
+  }
+  if (l3 + (t->proto == PROTO_TCP ? 20 : 8) > len)
+    return UL_DROP_TX_MALFORMED;
+  l4hdr = t->proto == PROTO_TCP ? (size_t)(pkt[l3 + 12] >> 4) * 4 : 8;
+  if (l4hdr < (t->proto == PROTO_TCP ? 20u : 8u) || l3 + l4hdr > len)
+    return UL_DROP_TX_MALFORMED;
+  t->l3 = l3;
+  t->hdr_len = l3 + l4hdr;
+  t->gso_size = vh->gso_size;
+  t->payload = len - t->hdr_len;
+  t->nsegs = t->payload == 0 ? 1
+                             : (uint32_t)((t->payload + t->gso_size - 1) / t->gso_size);
+  return UL_OK;
+}
+
+size_t ul_tso_segment(const uint8_t *pkt, const struct ul_tso *t, uint32_t i,
+                      uint8_t *out)
+{
+  size_t off = (size_t)i * t->gso_size;
+  size_t chunk = t->payload - off < t->gso_size ? t->payload - off : t->gso_size;
+  size_t seg_len = t->hdr_len + chunk, l4len = seg_len - t->l3;
+  int last = i + 1 == t->nsegs;
+  uint8_t *l4 = out + t->l3;
+  uint16_t c;
+
+  if (i >= t->nsegs)
+    return 0;
+  /* out may be pkt itself for segment 0 (split in place): memmove */
+  memmove(out, pkt, t->hdr_len);
+  memmove(out + t->hdr_len, pkt + t->hdr_len + off, chunk);
+  if (t->version == 4) {
+    store_be16(out + 2, seg_len);
+    store_be16(out + 4, (uint16_t)(load_be16(pkt + 4) + i));
+    out[10] = out[11] = 0;
+    store_be16(out + 10, ul_csum_fold(ul_csum_partial(out, t->l3, 0)));
+  } else {
+    store_be16(out + 4, seg_len - 40);
+  }
+  if (t->proto == PROTO_TCP) {
+    store_be32(l4 + 4, load_be32(pkt + t->l3 + 4) + (uint32_t)off);
+    if (!last)
+      l4[13] &= (uint8_t)~(TCP_FIN | TCP_PSH);
+    if (i > 0)
+      l4[13] &= (uint8_t)~TCP_CWR;
+    l4[16] = l4[17] = 0;
+    c = ul_csum_fold(ul_csum_partial(l4, l4len, ul_csum_pseudo(out, PROTO_TCP, l4len)));
+    store_be16(l4 + 16, c);
+  } else {
+    store_be16(l4 + 4, l4len);
+    l4[6] = l4[7] = 0;
+    c = ul_csum_fold(ul_csum_partial(l4, l4len, ul_csum_pseudo(out, PROTO_UDP, l4len)));
+    store_be16(l4 + 6, c == 0 ? 0xffff : c); /* 0 means "none" for UDP */
+  }
+  return seg_len;
+}
+
+int ul_udp_gro_split(size_t len, size_t seg, size_t max_segs,
+                     struct ul_span *out, size_t cap)
+{
+  size_t n, i;
+
+  if (seg == 0 || len == 0)
+    return -EINVAL;
+  n = (len + seg - 1) / seg;
+  if (n > max_segs || n > cap)
+    return -E2BIG;
+  for (i = 0; i < n; i++) {
+    out[i].off = i * seg;
+    out[i].len = len - i * seg < seg ? len - i * seg : seg;
+  }
+  return (int)n;
+}

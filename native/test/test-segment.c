@@ -1,0 +1,374 @@
+/*
+ * test-segment.c — software segmentation (segment.c) and the TUN read path
+ * (tun-read.c), no privileges needed.
+ *
+ *   1. TSO split golden tests: synthetic TSO packets of up to 64 KiB, IPv4
+ *      and IPv6, TCP with options, FIN/PSH/CWR set, gso_size from 1 to the
+ *      MTU and sizes with an odd last segment; every segment is checked
+ *      field by field against the template, with a checksum routine written
+ *      independently of csum.c, and the payloads must reassemble to the
+ *      original. hdr_len in the virtio header is a lie (it covers the first
+ *      segment) and must not matter.
+ *   2. USO split: UDP v4/v6, length and checksum per datagram.
+ *   3. Malformed GSO headers are refused.
+ *   4. ul_tun_read_batch over a SOCK_SEQPACKET pair standing in for the TUN:
+ *      a super-packet larger than the batch is continued across calls in
+ *      order, buffers exchanged without leak; runts and bad headers counted.
+ *   5. UDP GRO split: lying and zero segment sizes, truncated last datagram,
+ *      64 and more segments.
+ */
+#include "../src/tun-read.c"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include "check.h"
+
+#define MAXPKT 65535
+
+/* ---- an independent Internet checksum (byte pairs, end-around carry) ---- */
+
+static uint16_t ref_sum(const uint8_t *p, size_t n, uint32_t start)
+{
+  uint32_t s = start;
+  size_t i;
+
+  for (i = 0; i + 1 < n; i += 2) {
+    s += (uint32_t)(p[i] << 8 | p[i + 1]);
+    while (s >> 16)
+      s = (s & 0xffff) + (s >> 16);
+  }
+  if (n & 1) {
+    s += (uint32_t)p[n - 1] << 8;
+    while (s >> 16)
+      s = (s & 0xffff) + (s >> 16);
+  }
+  return (uint16_t)s;
+}
+
+/* 1 when the L4 checksum of the IP packet verifies (pseudo header by hand). */
+static int ref_l4_ok(const uint8_t *ip, size_t l3, unsigned proto, size_t len)
+{
+  uint8_t ph[40];
+  size_t phl;
+  size_t l4len = len - l3;
+  uint32_t s;
+
+  if ((ip[0] >> 4) == 4) {
+    memcpy(ph, ip + 12, 8);
+    ph[8] = 0;
+    ph[9] = (uint8_t)proto;
+    ph[10] = (uint8_t)(l4len >> 8);
+    ph[11] = (uint8_t)l4len;
+    phl = 12;
+  } else {
+    memcpy(ph, ip + 8, 32);
+    phl = 32; /* length and next header added below */
+  }
+  s = ref_sum(ph, phl, 0);
+  if ((ip[0] >> 4) == 6)
+    s = ref_sum((const uint8_t[]){ 0, 0, (uint8_t)(l4len >> 8), (uint8_t)l4len,
+                                   0, 0, 0, (uint8_t)proto }, 8, s);
+  return ref_sum(ip + l3, l4len, s) == 0xffff;
+}
+
+static unsigned be16(const uint8_t *p) { return (unsigned)(p[0] << 8 | p[1]); }
+static uint32_t be32(const uint8_t *p)
+{
+  return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* ---- building TSO/USO packets ------------------------------------------- */
+
+struct gso_spec {
+  unsigned version, proto;
+  size_t payload, gso_size;
+  uint8_t tcp_flags;
+  int opts; /* TCP option bytes (multiple of 4) */
+};
+
+/* Build into pkt; returns the length and fills *vh as a TUN would (with a
+ * wrong hdr_len) and the header length in *hl. */
+static size_t build_gso(uint8_t *pkt, const struct gso_spec *sp,
+                        struct ul_vnet_hdr *vh, size_t *hl)
+{
+  size_t l3 = sp->version == 4 ? 20 : 40;
+  size_t l4 = sp->proto == 6 ? 20 + (size_t)sp->opts : 8;
+  size_t len = l3 + l4 + sp->payload, i;
+  uint8_t *th = pkt + l3;
+
+  memset(pkt, 0, l3 + l4);
+  if (sp->version == 4) {
+    pkt[0] = 0x45;
+    pkt[1] = 0x02; /* ECT(0) */
+    pkt[2] = (uint8_t)(len >> 8);
+    pkt[3] = (uint8_t)len;
+    pkt[4] = 0xff; /* id 0xfff0: wraps within the run */
+    pkt[5] = 0xf0;
+    pkt[6] = 0x40; /* DF */
+    pkt[8] = 64;
+    pkt[9] = (uint8_t)sp->proto;
+    memcpy(pkt + 12, (const uint8_t[]){ 198, 18, 1, 2, 198, 18, 2, 3 }, 8);
+  } else {
+    pkt[0] = 0x60;
+    pkt[1] = 0x0a;
+    pkt[2] = 0xbc;
+    pkt[3] = 0xde;
+    pkt[4] = (uint8_t)((len - 40) >> 8);
+    pkt[5] = (uint8_t)(len - 40);
+    pkt[6] = (uint8_t)sp->proto;
+    pkt[7] = 63;
+    pkt[8] = 0x20; pkt[9] = 0x01; pkt[10] = 0; pkt[11] = 0x02; pkt[23] = 1;
+    pkt[24] = 0x20; pkt[25] = 0x01; pkt[26] = 0; pkt[27] = 0x02; pkt[39] = 2;
+  }
+  th[0] = 0x9c; th[1] = 0x41; th[2] = 0x14; th[3] = 0x51; /* ports */
+  if (sp->proto == 6) {
+    memcpy(th + 4, (const uint8_t[]){ 0xff, 0xff, 0x00, 0x10 }, 4); /* seq wraps */
+    memcpy(th + 8, (const uint8_t[]){ 0x12, 0x34, 0x56, 0x78 }, 4);
+    th[12] = (uint8_t)((l4 / 4) << 4);
+    th[13] = sp->tcp_flags;
+    th[14] = 0x01; th[15] = 0xf5;
+    for (i = 0; i < (size_t)sp->opts; i++)
+      th[20 + i] = i < 2 ? 1 : (uint8_t)(0xa0 + i); /* NOP NOP then bytes */
+  } else {
+    th[4] = (uint8_t)((len - l3) >> 8);
+    th[5] = (uint8_t)(len - l3);
+  }
+  for (i = 0; i < sp->payload; i++)
+    pkt[l3 + l4 + i] = (uint8_t)(i * 7 + (i >> 8));
+  /* checksum field: the pseudo-header sum, as the kernel leaves it */
+  {
+    uint16_t partial = (uint16_t)~ul_csum_fold(ul_csum_pseudo(pkt, sp->proto, len - l3));
+    size_t at = sp->proto == 6 ? 16 : 6;
+    th[at] = (uint8_t)(partial >> 8);
+    th[at + 1] = (uint8_t)partial;
+  }
+  memset(vh, 0, sizeof(*vh));
+  vh->flags = UL_VNET_F_NEEDS_CSUM;
+  vh->gso_type = sp->proto == 17 ? 5 : sp->version == 4 ? 1 : 4;
+  if (sp->tcp_flags & 0x80)
+    vh->gso_type |= 0x80;
+  vh->gso_size = (uint16_t)sp->gso_size;
+  vh->csum_start = (uint16_t)l3;
+  vh->csum_offset = sp->proto == 6 ? 16 : 6;
+  vh->hdr_len = (uint16_t)(l3 + l4 + sp->gso_size); /* the lie of forwarded packets */
+  *hl = l3 + l4;
+  return len;
+}
+
+/* Split pkt with the core and check every segment against the template. */
+static void check_split(const struct gso_spec *sp)
+{
+  static uint8_t pkt[MAXPKT], orig[MAXPKT], seg[MAXPKT], joined[MAXPKT];
+  struct ul_vnet_hdr vh;
+  struct ul_tso t;
+  size_t hl, len = build_gso(pkt, sp, &vh, &hl), l3 = sp->version == 4 ? 20 : 40;
+  size_t joined_len = 0, want_segs = (sp->payload + sp->gso_size - 1) / sp->gso_size;
+  uint32_t i, bad = 0;
+
+  memcpy(orig, pkt, len);
+  CHECK_EQ(ul_tso_parse(pkt, len, &vh, &t), UL_OK);
+  CHECK_EQ(t.hdr_len, hl);
+  CHECK_EQ(t.nsegs, want_segs);
+  for (i = 0; i < t.nsegs; i++) {
+    size_t off = (size_t)i * sp->gso_size;
+    size_t chunk = sp->payload - off < sp->gso_size ? sp->payload - off : sp->gso_size;
+    size_t n = ul_tso_segment(pkt, &t, i, seg);
+    const uint8_t *th = seg + l3, *oh = orig + l3;
+    int last = i + 1 == t.nsegs, ok = 1;
+
+    ok &= n == hl + chunk;
+    if (sp->version == 4) {
+      ok &= seg[0] == 0x45 && be16(seg + 2) == n;
+      ok &= be16(seg + 4) == ((be16(orig + 4) + i) & 0xffff);
+      ok &= seg[1] == orig[1] && memcmp(seg + 6, orig + 6, 4) == 0 &&
+            memcmp(seg + 12, orig + 12, 8) == 0;
+      ok &= ref_sum(seg, 20, 0) == 0xffff;
+    } else {
+      ok &= be16(seg + 4) == n - 40 && memcmp(seg, orig, 4) == 0 &&
+            memcmp(seg + 6, orig + 6, 34) == 0;
+    }
+    ok &= memcmp(th, oh, 4) == 0; /* ports */
+    if (sp->proto == 6) {
+      uint8_t want = orig[l3 + 13];
+      if (!last)
+        want &= (uint8_t)~0x09; /* FIN, PSH */
+      if (i > 0)
+        want &= (uint8_t)~0x80; /* CWR */
+      ok &= be32(th + 4) == (uint32_t)(be32(oh + 4) + off);
+      ok &= memcmp(th + 8, oh + 8, 5) == 0 && th[13] == want &&
+            memcmp(th + 14, oh + 14, 2) == 0 && memcmp(th + 18, oh + 18, hl - l3 - 18) == 0;
+    } else {
+      ok &= be16(th + 4) == n - l3 && be16(th + 6) != 0;
+    }
+    ok &= ref_l4_ok(seg, l3, sp->proto, n);
+    if (!ok && bad++ < 3)
+      fprintf(stderr, "segment %u of v%u proto %u gso %zu payload %zu wrong\n",
+              i, sp->version, sp->proto, sp->gso_size, sp->payload);
+    memcpy(joined + joined_len, seg + hl, n - hl);
+    joined_len += n - hl;
+  }
+  CHECK_EQ(bad, 0);
+  CHECK_EQ(joined_len, sp->payload);
+  CHECK(memcmp(joined, orig + hl, sp->payload) == 0);
+  CHECK(memcmp(pkt, orig, len) == 0); /* the template is left alone */
+}
+
+static void test_tso_split(void)
+{
+  static const size_t sizes[] = { 1, 2, 7, 536, 1000, 1388, 1398, 1448, 1460 };
+  unsigned v;
+  size_t k;
+
+  for (v = 4; v <= 6; v += 2) {
+    size_t max = MAXPKT - (v == 4 ? 20 : 40) - 32;
+    for (k = 0; k < sizeof(sizes) / sizeof(sizes[0]); k++) {
+      struct gso_spec sp = { v, 6, max, sizes[k], 0x10 | 0x08 | 0x01 | 0x80, 12 };
+      check_split(&sp);
+    }
+    /* odd last segment, no options, plain ACK */
+    check_split(&(struct gso_spec){ v, 6, 10 * 1398 + 17, 1398, 0x10, 0 });
+    /* one segment only (payload <= gso_size) */
+    check_split(&(struct gso_spec){ v, 6, 100, 1398, 0x18, 12 });
+    /* 40 bytes of options */
+    check_split(&(struct gso_spec){ v, 6, 30000, 1200, 0x10, 40 });
+  }
+}
+
+static void test_uso_split(void)
+{
+  unsigned v;
+
+  for (v = 4; v <= 6; v += 2) {
+    check_split(&(struct gso_spec){ v, 17, 60000, 1200, 0, 0 });
+    check_split(&(struct gso_spec){ v, 17, 10 * 1400 + 1, 1400, 0, 0 });
+    check_split(&(struct gso_spec){ v, 17, 5000, 1, 0, 0 });
+  }
+}
+
+static void test_tso_malformed(void)
+{
+  static uint8_t pkt[MAXPKT];
+  struct gso_spec sp = { 4, 6, 5000, 1000, 0x10, 0 };
+  struct ul_vnet_hdr vh, bad;
+  struct ul_tso t;
+  size_t hl, len = build_gso(pkt, &sp, &vh, &hl);
+
+  CHECK_EQ(ul_tso_parse(pkt, len, &vh, &t), UL_OK);
+  bad = vh; bad.gso_size = 0;
+  CHECK_EQ(ul_tso_parse(pkt, len, &bad, &t), UL_DROP_TX_MALFORMED);
+  bad = vh; bad.flags = 0;
+  CHECK_EQ(ul_tso_parse(pkt, len, &bad, &t), UL_DROP_TX_MALFORMED);
+  bad = vh; bad.gso_type = 4; /* TCPV6 on an IPv4 packet */
+  CHECK_EQ(ul_tso_parse(pkt, len, &bad, &t), UL_DROP_TX_MALFORMED);
+  bad = vh; bad.gso_type = 3; /* UFO */
+  CHECK_EQ(ul_tso_parse(pkt, len, &bad, &t), UL_DROP_TX_MALFORMED);
+  bad = vh; bad.csum_start = 24; /* not the IPv4 header length */
+  CHECK_EQ(ul_tso_parse(pkt, len, &bad, &t), UL_DROP_TX_MALFORMED);
+  CHECK_EQ(ul_tso_parse(pkt, 30, &vh, &t), UL_DROP_TX_MALFORMED); /* TCP cut */
+  pkt[20 + 12] = 0xf0; /* data offset 60 > what is there */
+  CHECK_EQ(ul_tso_parse(pkt, 50, &vh, &t), UL_DROP_TX_MALFORMED);
+  pkt[20 + 12] = 0x40; /* data offset 16 < 20 */
+  CHECK_EQ(ul_tso_parse(pkt, len, &vh, &t), UL_DROP_TX_MALFORMED);
+}
+
+/* ---- the read path over a SOCK_SEQPACKET pair ---------------------------- */
+
+static void put_record(int fd, const struct ul_vnet_hdr *vh, const uint8_t *pkt, size_t len)
+{
+  struct iovec iov[2] = { { (void *)vh, UL_VNET_HDR_LEN }, { (void *)pkt, len } };
+  CHECK_EQ(writev(fd, iov, 2), (ssize_t)(UL_VNET_HDR_LEN + len));
+}
+
+static void test_read_batch(void)
+{
+  static uint8_t pkt[MAXPKT], joined[MAXPKT];
+  uint64_t counters[UL_C_SLOT_WIDTH] = { 0 };
+  struct gso_spec sp = { 4, 6, 47 * 1398 - 300, 1398, 0x18, 12 };
+  struct ul_tun_pkt out[10];
+  struct ul_tun_reader r;
+  struct ul_vnet_hdr vh, plain = { 0 };
+  size_t hl, len = build_gso(pkt, &sp, &vh, &hl), joined_len = 0;
+  uint32_t total = 0, i;
+  int sv[2], n, calls = 0;
+  uint32_t seq_next = 0xffff0010u;
+
+  CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv) == 0);
+  for (i = 0; i < 10; i++)
+    out[i].buf = malloc(UL_BUF_SIZE);
+  CHECK_EQ(ul_tun_reader_init(&r, sv[0], counters), 0);
+
+  CHECK(write(sv[1], "runt", 4) == 4);                  /* shorter than a vnet header */
+  put_record(sv[1], &vh, pkt, len);                     /* 47 segments */
+  {
+    struct ul_vnet_hdr bad = vh;
+    bad.gso_size = 0;
+    put_record(sv[1], &bad, pkt, len);                  /* malformed */
+  }
+  put_record(sv[1], &plain, pkt, 60);                   /* a plain packet behind */
+  while ((n = ul_tun_read_batch(&r, out, 10)) > 0 && calls++ < 20) {
+    for (i = 0; i < (uint32_t)n; i++) {
+      const uint8_t *ip = out[i].buf + UL_TX_HEADROOM;
+      if (total < 47) {
+        CHECK_EQ(be32(ip + 24), seq_next);              /* in order across calls */
+        CHECK(ref_l4_ok(ip, 20, 6, out[i].len));
+        seq_next += (uint32_t)(out[i].len - hl);
+        memcpy(joined + joined_len, ip + hl, out[i].len - hl);
+        joined_len += out[i].len - hl;
+      } else {
+        CHECK_EQ(out[i].len, 60);
+      }
+      total++;
+    }
+  }
+  CHECK_EQ(n, 0);
+  CHECK_EQ(total, 48);
+  CHECK_EQ(joined_len, sp.payload);
+  CHECK(memcmp(joined, pkt + hl, sp.payload) == 0);
+  CHECK_EQ(r.supers, 1);
+  CHECK_EQ(r.segments, 47);
+  CHECK_EQ(counters[UL_C_DROPS + UL_DROP_TX_MALFORMED], 2);
+
+  /* a read error before any packet: -errno, counted */
+  close(sv[1]);
+  close(sv[0]);
+  r.fd = sv[0];
+  CHECK_EQ(ul_tun_read_batch(&r, out, 10), -EBADF);
+  CHECK_EQ(counters[UL_C_DROPS + UL_DROP_TUN_READ], 1);
+
+  ul_tun_reader_free(&r);
+  for (i = 0; i < 10; i++)
+    free(out[i].buf); /* ASan: every exchanged buffer freed exactly once */
+}
+
+/* ---- UDP GRO split --------------------------------------------------------- */
+
+static void test_gro_split(void)
+{
+  struct ul_span sp[200];
+  int n;
+
+  n = ul_udp_gro_split(1400 * 5 + 3, 1400, 64, sp, 200); /* truncated last */
+  CHECK_EQ(n, 6);
+  CHECK(n == 6 && sp[5].off == 7000 && sp[5].len == 3 && sp[4].len == 1400);
+  n = ul_udp_gro_split(500, 1400, 64, sp, 200);           /* size larger than all */
+  CHECK(n == 1 && sp[0].off == 0 && sp[0].len == 500);
+  CHECK_EQ(ul_udp_gro_split(500, 0, 64, sp, 200), -EINVAL); /* zero size */
+  CHECK_EQ(ul_udp_gro_split(0, 100, 64, sp, 200), -EINVAL);
+  CHECK_EQ(ul_udp_gro_split(64 * 100, 100, 64, sp, 200), 64); /* exactly 64 */
+  CHECK_EQ(ul_udp_gro_split(64 * 100 + 1, 100, 64, sp, 200), -E2BIG);
+  CHECK_EQ(ul_udp_gro_split(65000, 1, 64, sp, 200), -E2BIG); /* lying: size 1 */
+  CHECK_EQ(ul_udp_gro_split(150 * 10, 10, 1000, sp, 100), -E2BIG); /* cap */
+}
+
+int main(void)
+{
+  test_tso_split();
+  test_uso_split();
+  test_tso_malformed();
+  test_read_batch();
+  test_gro_split();
+  return CHECK_DONE();
+}

@@ -1,0 +1,109 @@
+/**
+ * Segmentation offloads of the data plane (`--offloads auto|off`).
+ *
+ *   auto  TUN: TUNSETOFFLOAD CSUM|TSO4|TSO6, then USO4|USO6 where the kernel
+ *         takes them, so one TUN read returns up to 64 KiB that the engines'
+ *         one read path (native/src/tun-read.c) splits into segments.
+ *         Underlay socket (native engine only: node's dgram has no cmsg):
+ *         UDP_GRO, so one receive returns a run of datagrams that the rx
+ *         thread cuts apart and validates one by one.
+ *   off   neither: one packet per read, one datagram per receive (the path
+ *         before offloads; for comparison and as an escape hatch).
+ *
+ * A flag the kernel refuses is logged once and counted in
+ * OffloadState.refused (exported as userlay_offload_refused); the data
+ * plane runs with what it got. The test hook USERLAY_TEST_REFUSE_OFFLOADS
+ * (comma list of tso, uso, gro, tun-gso) makes the refusal happen on
+ * purpose; tun-gso makes the TUN answer every GSO write with EINVAL, as a
+ * 6.1/6.6 LTS range did.
+ *
+ * GSO writes to the TUN (receive coalescing, super-frames) are probed at
+ * start with offloads auto; a refusal then or at run time turns them off for
+ * good and the engines cut those packets in software (native/src/tun.c).
+ * That state is dynamic: OffloadCounters.tunGso.
+ */
+import type { NativeAddon } from './addon.js';
+import type { Logger } from '../log.js';
+
+/** The --offloads modes. */
+export const OFFLOAD_MODES = ['auto', 'off'] as const;
+/** An --offloads mode. */
+export type OffloadMode = (typeof OFFLOAD_MODES)[number];
+
+/** Offload names as logged and exported. */
+export type OffloadName = 'tso' | 'uso' | 'gro';
+
+/** What is in force after setup. */
+export interface OffloadState {
+  readonly mode: OffloadMode;
+  /** Offloads in force. */
+  readonly active: readonly OffloadName[];
+  /** Offloads asked for and refused by the kernel (or the test hook). */
+  readonly refused: readonly OffloadName[];
+  /** The engine is to probe GSO writes to the TUN (mode auto). */
+  readonly probeTunGso: boolean;
+  /** Test hook: the TUN refuses GSO writes. */
+  readonly testRefuseTunGso: boolean;
+}
+
+/** What the engines count about offloads while running. */
+export interface OffloadCounters {
+  /** TSO/USO super-packets read from the TUN and split, and their segments. */
+  readonly tsoPackets: number;
+  readonly tsoSegments: number;
+  /** UDP GRO buffers of 2+ datagrams received, and their datagrams (native engine). */
+  readonly groBuffers: number;
+  readonly groDatagrams: number;
+  /** GSO writes to the TUN in use. */
+  readonly tunGso: boolean;
+  /** GSO writes the TUN refused (the start probe included). */
+  readonly tunGsoRefused: number;
+  /** Segments written in software instead. */
+  readonly tunSoftSegments: number;
+}
+
+/** Environment variable of the refusal test hook. */
+export const REFUSE_ENV = 'USERLAY_TEST_REFUSE_OFFLOADS';
+
+function refusedByHook(env: NodeJS.ProcessEnv): Set<string> {
+  return new Set((env[REFUSE_ENV] ?? '').split(',').map((s) => s.trim()).filter(Boolean));
+}
+
+/**
+ * Apply `mode` to the TUN fd and, when given, the native engine's UDP fd.
+ * Never throws for a refused offload; a TUN that rejects TUNSETOFFLOAD for
+ * another reason than its flags throws the addon's error.
+ */
+export function applyOffloads(
+  addon: NativeAddon, tunFd: number, udpFd: number | undefined, mode: OffloadMode, log: Logger,
+  env: NodeJS.ProcessEnv = process.env,
+): OffloadState {
+  const c = addon.constants;
+  const tso = c.TUN_F_CSUM | c.TUN_F_TSO4 | c.TUN_F_TSO6;
+  const uso = c.TUN_F_USO4 | c.TUN_F_USO6;
+  const hook = refusedByHook(env);
+  const testRefuseTunGso = hook.has('tun-gso');
+  if (mode === 'off') {
+    addon.tunSetOffloads(tunFd, 0, 0);
+    return { mode, active: [], refused: [], probeTunGso: false, testRefuseTunGso };
+  }
+  const refuse = (hook.has('tso') ? tso : 0) | (hook.has('uso') ? uso : 0);
+  const got = addon.tunSetOffloads(tunFd, tso | uso, refuse);
+  const active: OffloadName[] = [];
+  const refused: OffloadName[] = [];
+  (got & tso) === tso ? active.push('tso') : refused.push('tso');
+  (got & uso) === uso ? active.push('uso') : refused.push('uso');
+  if (udpFd !== undefined) {
+    try {
+      if (hook.has('gro')) throw Object.assign(new Error('refused by ' + REFUSE_ENV), { code: 'ENOPROTOOPT' });
+      addon.udpSetGro(udpFd, true);
+      active.push('gro');
+    } catch (err) {
+      refused.push('gro');
+      log.warn('UDP_GRO refused: receiving one datagram per read', { err });
+    }
+  }
+  if (refused.includes('tso')) log.warn('TUN refused TSO offloads: reading one packet per read', { got });
+  if (refused.includes('uso')) log.info('TUN refused USO offloads (Linux < 6.2?): UDP is read one datagram per read', { got });
+  return { mode, active, refused, probeTunGso: true, testRefuseTunGso };
+}

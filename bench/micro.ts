@@ -1,7 +1,10 @@
 /**
  * Micro benchmarks (tinybench): per-packet encap/decap cost through the
- * addon, FDB lookup, and building an FDB for 5000 peers (JS validation +
- * snapshot encoding, and the native table build).
+ * addon, FDB lookup at 10, 1,000 and 5,000 peers, the software split of a
+ * 64 KiB TSO packet, the GRO grouping of a 64-segment batch, and building an
+ * FDB for 5000 peers (JS validation + snapshot encoding, and the native
+ * table build). Each call crosses N-API once; the per-call overhead is in
+ * every row (the `fdbLookup` rows show its size).
  *
  *   node dist/bench/micro.js [--json FILE]
  *
@@ -48,6 +51,37 @@ function ipv4Packet(buf: Buffer, off: number, len: number, src: string, dst: str
   buf.writeUInt16BE(len - 20, off + 24); // UDP length
 }
 
+function csum(buf: Buffer, off: number, len: number, sum = 0): number {
+  for (let i = 0; i + 1 < len; i += 2) sum += buf.readUInt16BE(off + i);
+  if (len & 1) sum += buf[off + len - 1]! << 8;
+  while (sum > 0xffff) sum = (sum & 0xffff) + (sum >>> 16);
+  return sum;
+}
+
+/** IPv4/TCP segment at `off`: header checksum and a full TCP checksum, seq given. */
+function tcpSegment(buf: Buffer, off: number, payload: number, seq: number, partial = false): number {
+  const len = 40 + payload;
+  buf.fill(0x5a, off + 40, off + len);
+  buf[off] = 0x45;
+  buf.writeUInt16BE(len, off + 2);
+  buf.writeUInt16BE(0x4000, off + 6); // DF
+  buf[off + 8] = 64;
+  buf[off + 9] = 6;
+  Buffer.from([198, 19, 1, 2]).copy(buf, off + 12);
+  Buffer.from([198, 19, 2, 2]).copy(buf, off + 16);
+  buf.writeUInt16BE(~csum(buf, off, 20) & 0xffff, off + 10);
+  buf.writeUInt16BE(40000, off + 20);
+  buf.writeUInt16BE(5201, off + 22);
+  buf.writeUInt32BE(seq >>> 0, off + 24);
+  buf.writeUInt32BE(1, off + 28);
+  buf[off + 32] = 0x50;
+  buf[off + 33] = 0x10; // ACK
+  buf.writeUInt16BE(0xffff, off + 34);
+  const pseudo = csum(buf, off + 12, 8, 6 + len - 20);
+  buf.writeUInt16BE(partial ? pseudo : ~csum(buf, off + 20, len - 20, pseudo) & 0xffff, off + 36);
+  return len;
+}
+
 async function main(): Promise<void> {
   const addon = loadAddon();
   const { VXLAN_ENCAP_LEN, TX_HEADROOM } = addon.constants;
@@ -74,16 +108,52 @@ async function main(): Promise<void> {
   if (check.reason !== 0) throw new Error(`decap dropped the frame (reason ${check.reason})`);
   if (encapped.frameLen !== PACKET + VXLAN_ENCAP_LEN) throw new Error(`frame is ${encapped.frameLen} bytes`);
 
+  // FDB lookup at three sizes: the cost depends on prefix lengths, not peers
+  const lookups = [10, 1000, 5000].map((n) => {
+    const set = peers.slice(0, n);
+    const t = set[n - 1]!;
+    return { n, fdb: addon.fdbBuild(buildFdb(set, defaults, new SlotAllocator(8192)).encode()), ip: t.subnets[0]!.replace(/\/29$/, '').replace(/\.(\d+)$/, (_, d: string) => `.${Number(d) + 2}`) };
+  });
+  for (const l of lookups) if (addon.fdbLookup(l.fdb, l.ip) !== l.n - 1) throw new Error(`lookup in ${l.n} peers missed`);
+
+  // a 64 KiB TSO super-packet as the TUN hands it over: [virtio-net hdr | IPv4 | TCP | 65495 B]
+  const mss = 1448;
+  const tso = Buffer.alloc(10 + 65535);
+  tcpSegment(tso, 10, 65535 - 40, 1000, true);
+  tso[0] = 1; // NEEDS_CSUM
+  tso[1] = 1; // GSO_TCPV4
+  tso.writeUInt16LE(40, 2);
+  tso.writeUInt16LE(mss, 4);
+  tso.writeUInt16LE(20, 6);
+  tso.writeUInt16LE(16, 8);
+  const segOut = Buffer.alloc(Math.ceil((65535 - 40) / mss) * (40 + mss));
+  const nsegs = addon.tsoSplit(tso, segOut);
+  if (nsegs !== Math.ceil((65535 - 40) / mss)) throw new Error(`TSO split gave ${nsegs} segments`);
+
+  // 64 in-order segments of one flow, as one received batch
+  const stride = 40 + mss;
+  const pristine = Buffer.alloc(64 * stride);
+  for (let k = 0; k < 64; k++) tcpSegment(pristine, k * stride, mss, 1000 + k * mss);
+  const scratch = Buffer.alloc(pristine.length);
+  scratch.set(pristine);
+  const writes = addon.groBatch(scratch, stride, 64, 1500);
+  if (writes >= 64) throw new Error(`GRO did not coalesce (${writes} writes for 64 segments)`);
+
   const bench = new Bench({ time: 1000, warmupTime: 200 });
+  for (const l of lookups) bench.add(`fdbLookup in ${l.n} peers`, () => { addon.fdbLookup(l.fdb, l.ip); });
+  bench
+    .add(`TSO split 64 KiB -> ${nsegs} segments (v4, mss ${mss})`, () => { addon.tsoSplit(tso, segOut); })
+    .add('copy of a 64-segment batch (the GRO row includes it)', () => { scratch.set(pristine); })
+    .add(`GRO of a 64-segment batch -> ${writes} write(s)`, () => {
+      scratch.set(pristine);
+      addon.groBatch(scratch, stride, 64, 1500);
+    });
   bench
     .add(`encap vxlan ${PACKET} B (${PEERS}-peer FDB)`, () => {
       addon.encap(senderCodec, senderFdb, buf, TX_HEADROOM, PACKET);
     })
     .add(`decap vxlan ${PACKET} B + validation`, () => {
       addon.decap(receiverCodec, receiverFdb, frame, frame.length, me.publicIP);
-    })
-    .add(`fdbLookup in ${PEERS} peers`, () => {
-      addon.fdbLookup(senderFdb, dstIP);
     })
     .add(`buildFdb ${PEERS} peers (JS validate + encode)`, () => {
       buildFdb(peers, defaults, new SlotAllocator(8192)).encode();

@@ -81,6 +81,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */)
     { "fdbPeerByUnderlay", js_fdb_peer_by_underlay },
     { "encap", js_encap },            { "decap", js_decap },
     { "icmpUnreach", js_icmp_unreach },
+    { "tsoSplit", js_tso_split },
+    { "groBatch", js_gro_batch },
     { "tunReader", js_tun_reader },   { "tunWrite", js_tun_write },
     { "tunWriteBatch", js_tun_write_batch },
     { "tunWriterSetup", js_tun_writer_setup }, { "tunWriterStats", js_tun_writer_stats },

@@ -100,6 +100,8 @@ napi_value js_fdb_peer_by_underlay(napi_env env, napi_callback_info info);
 napi_value js_encap(napi_env env, napi_callback_info info);
 napi_value js_decap(napi_env env, napi_callback_info info);
 napi_value js_icmp_unreach(napi_env env, napi_callback_info info);
+napi_value js_tso_split(napi_env env, napi_callback_info info);
+napi_value js_gro_batch(napi_env env, napi_callback_info info);
 
 /* tun-reader.c */
 napi_value js_tun_reader(napi_env env, napi_callback_info info);

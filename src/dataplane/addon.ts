@@ -159,6 +159,10 @@ export interface NativeAddon {
   decap(codec: CodecConfig, fdb: NativeFdb, buf: Uint8Array, len: number, srcAddress: string): DecapResult;
   /** ICMP destination unreachable answering `orig`, from `src`; null when none is due. */
   icmpUnreach(orig: Uint8Array, src: string): Buffer | null;
+  /** Split [virtio-net header | TSO/USO super-packet] into `out`, segments back to back; returns their count. */
+  tsoSplit(pkt: Uint8Array, out: Uint8Array): number;
+  /** Group `n` packets at `buf + k * stride` as the receive path does (leaders' headers rewritten in place); returns the writes it would take. */
+  groBatch(buf: Uint8Array, stride: number, n: number, mtu: number): number;
 
   // --- TUN I/O for the js engine ---
   /**

@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { UserlayError } from '../../errors.js';
 import type { Backend, EngineKind } from '../../dataplane/types.js';
-import { nsSpawn, stopChild } from './exec.js';
+import { nsSpawn, stopChild, waitExit } from './exec.js';
 import { CLUSTER_NETWORK, type LabNode } from './topology.js';
 
 /** Settings of the userlay agents of a lab. */
@@ -55,6 +55,8 @@ export interface AgentProcess {
   hup(): void;
   /** SIGTERM, then SIGKILL after `graceMs`. Idempotent. */
   stop(graceMs?: number): Promise<{ exit: number | string; killed: boolean }>;
+  /** SIGKILL (a crash: no teardown runs); resolves when it has exited. */
+  kill(): Promise<number | string>;
 }
 
 /** Path of bin/userlay.js (this file lives in dist/src/cli/lab/). */
@@ -137,6 +139,11 @@ export async function startAgent(node: LabNode, config: UserlayAgentConfig, peer
       cni,
       hup: () => { child.kill('SIGHUP'); },
       stop: (graceMs = 5000) => stopChild(child, graceMs),
+      kill: () => {
+        const done = waitExit(child);
+        child.kill('SIGKILL');
+        return done;
+      },
     };
   } catch (err) {
     clearTimeout(timer);

@@ -56,14 +56,15 @@ export function podToolPath(): string {
   return path.join(path.dirname(fileURLToPath(import.meta.url)), 'pod-tool.js');
 }
 
-/** A server started with startServer(). */
-interface Server {
+/** A pod-tool server started with startPodTool(). */
+export interface PodToolServer {
   readonly child: ChildProcess;
   /** Next JSON line the server prints. */
   nextLine(timeoutMs: number): Promise<Record<string, unknown>>;
 }
 
-function startPodTool(ns: string, args: readonly string[]): Server {
+/** Run `pod-tool args...` in `ns` in the background; its JSON lines are read with nextLine(). */
+export function startPodTool(ns: string, args: readonly string[]): PodToolServer {
   const child = nsSpawn(ns, process.execPath, [podToolPath(), ...args]);
   const lines: string[] = [];
   const waiters: Array<(l: string) => void> = [];

@@ -8,6 +8,10 @@
  *   node up0  198.18.20.1/24  2001:2:0:20::1/64 ── outside eth0 198.18.20.2 / 2001:2:0:20::2
  *   node peer0 198.18.8.1/24  2001:2:0:8::1/64  ── peer eth0 198.18.8.2 / 2001:2:0:8::2
  *   cluster networks 198.18.8.0/23 and 2001:2:0:8::/63; pod subnets 198.18.9.0/24, 2001:2:0:9::/64
+ *
+ * Next to our table, an iptables-nft and an iptables-legacy nat rule SNAT one port each (as
+ * kube-proxy's KUBE-POSTROUTING masquerades marked packets): their decision stands, since
+ * both sit at priority srcnat and ours at srcnat + 10; everything else is ours.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -20,6 +24,11 @@ import { silentLogger } from '../../src/log.js';
 import { NEEDS_ROOT, TEST_PREFIX_ROOT } from '../support/lab.js';
 
 const PORT = 8082;
+/** Ports SNATed by iptables rules, and to which node address. */
+const IPTABLES_SNAT = [
+  { tool: 'iptables-nft', port: 8083, to: '198.18.20.3' },
+  { tool: 'iptables-legacy', port: 8084, to: '198.18.20.4' },
+] as const;
 const FAMILIES = [
   { family: 4, pod: '198.18.9.2', gw: '198.18.9.1', len: 24, outside: '198.18.20.2', nodeOut: '198.18.20.1', peer: '198.18.8.2', peerGw: '198.18.8.1',
     subnet: '198.18.9.0/24', network: '198.18.8.0/23' },
@@ -41,8 +50,8 @@ describe('ip-masq ruleset in the kernel, IPv4 and IPv6', { skip: NEEDS_ROOT }, (
     await ip(b, ['link', 'set', bDev, 'up']);
   };
   const addr = (n: string, dev: string, a: string, len: number): Promise<unknown> => ip(n, ['addr', 'add', `${a}/${len}`, 'dev', dev, ...(a.includes(':') ? ['nodad'] : [])]);
-  const ask = async (host: string): Promise<{ peer?: string; error?: string }> => {
-    const r = await nsRun(ns.pod, process.execPath, [podToolPath(), 'udp-ask', host, String(PORT)], { timeoutMs: 30_000 });
+  const ask = async (host: string, port: number = PORT): Promise<{ peer?: string; error?: string }> => {
+    const r = await nsRun(ns.pod, process.execPath, [podToolPath(), 'udp-ask', host, String(port)], { timeoutMs: 30_000 });
     return JSON.parse(r.stdout) as { peer?: string; error?: string };
   };
 
@@ -70,10 +79,14 @@ describe('ip-masq ruleset in the kernel, IPv4 and IPv6', { skip: NEEDS_ROOT }, (
       // the peer routes back to the pod subnet (cluster routing); outside has no such route
       await ip(ns.peer, [...v, 'route', 'add', f.subnet, 'via', f.peerGw]);
     }
-    for (const n of [ns.outside, ns.peer]) {
-      const s = startPodTool(n, ['udp-whoami', String(PORT)]);
+    for (const [n, port] of [[ns.outside, PORT], [ns.peer, PORT], ...IPTABLES_SNAT.map((r) => [ns.outside, r.port] as const)] as const) {
+      const s = startPodTool(n, ['udp-whoami', String(port)]);
       servers.push(s);
       assert.ok('listening' in await s.nextLine(10_000));
+    }
+    for (const r of IPTABLES_SNAT) {
+      await addr(ns.node, 'up0', r.to, 24);
+      await nsRun(ns.node, r.tool, ['-t', 'nat', '-A', 'POSTROUTING', '-p', 'udp', '--dport', String(r.port), '-j', 'SNAT', '--to-source', r.to]);
     }
     await masq.apply({ enabled: true, podSubnets: FAMILIES.map((f) => f.subnet), networks: FAMILIES.map((f) => f.network) });
   });
@@ -89,6 +102,11 @@ describe('ip-masq ruleset in the kernel, IPv4 and IPv6', { skip: NEEDS_ROOT }, (
       assert.deepEqual(await ask(f.peer), { peer: f.pod });
     });
   }
+
+  test('an iptables-nft or iptables-legacy SNAT at srcnat decides first; our chain the rest', async () => {
+    for (const r of IPTABLES_SNAT) assert.deepEqual(await ask('198.18.20.2', r.port), { peer: r.to }, r.tool);
+    assert.deepEqual(await ask('198.18.20.2'), { peer: '198.18.20.1' }, 'not NATed by iptables: masqueraded by us');
+  });
 
   test('applying again (a restart) leaves one table with one rule per family; remove deletes it', async () => {
     // each agent start is a fresh IpMasq that runs the whole script over the table already there

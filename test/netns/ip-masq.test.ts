@@ -7,16 +7,17 @@
  *     (DNATed before our postrouting chain), is seen with its own address;
  *   - the table `inet userlay` holds one masquerade rule across restarts; a crash (SIGKILL)
  *     leaves it and egress keeps working; the next start replaces it (new table, one rule);
- *     a clean stop deletes it, and then outside sees the pod's own address.
+ *     a clean stop deletes it, and then outside sees the pod's own address;
+ *   - without nft, static mode refuses --ip-masq (exit 2 naming the flag) and leaves no TUN.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
-import { nsRun, run } from '../../src/cli/lab/exec.js';
+import { ip, nsRun, run, stopChild } from '../../src/cli/lab/exec.js';
 import { applyOverlay, type Overlay } from '../../src/cli/lab/overlay.js';
-import { startAgent, type AgentProcess, type UserlayAgentConfig } from '../../src/cli/lab/agent-process.js';
+import { AGENT_NODE_FLAGS } from '../../src/agent/node-flags.js';
+import { agentArgs, startAgent, userlayBin, type AgentProcess, type UserlayAgentConfig } from '../../src/cli/lab/agent-process.js';
 import { podToolPath, startPodTool, type PodToolServer } from '../../src/cli/lab/probes.js';
 import { CLUSTER_NETWORK, createTopology, type LabNode, type Topology } from '../../src/cli/lab/topology.js';
-import { stopChild } from '../../src/cli/lab/exec.js';
 import { systemNftables } from '../../src/control/host/nftables.js';
 import { IP_MASQ_TABLE } from '../../src/control/host/ip-masq.js';
 import { kubeProxyNatRules } from '../support/kube-proxy-rules.js';
@@ -147,6 +148,17 @@ for (const engine of ['native', 'js'] as const) {
           break;
         }
       }
+    });
+
+    test('static mode without nft: exit 2 naming --ip-masq, the data plane rolled back', async () => {
+      const n1 = topo.nodes[0]!; // its agent was stopped by the test before
+      const argv = agentArgs(n1, config, overlay!.peersFile(1), overlay!.agents.get(1)!.cni);
+      const r = await run('ip', ['netns', 'exec', n1.ns, 'env', 'PATH=/nonexistent', process.execPath, ...AGENT_NODE_FLAGS, userlayBin(), ...argv],
+        { allowFail: true, timeoutMs: 30_000 });
+      assert.equal(r.code, 2, r.stderr);
+      assert.match(r.stderr, /--ip-masq: run nft: program not found/);
+      const tun = await ip(n1.ns, ['link', 'show', 'userlay0'], { allowFail: true });
+      assert.notEqual(tun.code, 0, 'no TUN left behind');
     });
   });
 }

@@ -8,7 +8,8 @@
  *   - the table `inet userlay` holds one masquerade rule across restarts; a crash (SIGKILL)
  *     leaves it and egress keeps working; the next start replaces it (new table, one rule);
  *     a clean stop deletes it, and then outside sees the pod's own address;
- *   - without nft, static mode refuses --ip-masq (exit 2 naming the flag) and leaves no TUN.
+ *   - without nft, static mode refuses --ip-masq (exit 2 naming the flag) and leaves no TUN;
+ *   - `userlay lab --ip-masq` reports every pod seen outside with its node's address.
  */
 import { after, before, describe, test } from 'node:test';
 import assert from 'node:assert/strict';
@@ -162,3 +163,14 @@ for (const engine of ['native', 'js'] as const) {
     });
   });
 }
+
+test('userlay lab --ip-masq: every pod is seen outside with its node\'s address', { skip: NEEDS_ROOT }, async () => {
+  const r = await run(process.execPath, [userlayBin(), 'lab', '--nodes', '2', '--seconds', '1', '--ip-masq', '--json'], { allowFail: true, timeoutMs: 180_000 });
+  assert.equal(r.code, 0, r.stderr);
+  const report = JSON.parse(r.stdout) as { egress: Array<{ from: string; seenAs: string | null; ok: boolean }>; ok: boolean };
+  assert.deepEqual(report.egress, [
+    { from: 'n1', seenAs: '198.18.0.1', ok: true },
+    { from: 'n2', seenAs: '198.18.0.2', ok: true },
+  ]);
+  assert.equal(report.ok, true);
+});

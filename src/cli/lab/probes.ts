@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { UserlayError } from '../../errors.js';
 import { nsRun, nsSpawn, sleep, stopChild, waitExit } from './exec.js';
-import type { LabNode } from './topology.js';
+import type { LabNode, LabOutside } from './topology.js';
 
 /** Result of one ping run. */
 export interface PingResult {
@@ -49,6 +49,30 @@ export async function pingAllPairs(nodes: readonly LabNode[]): Promise<PingResul
     }
   }
   return out;
+}
+
+/** How the outside host saw one pod's datagram. */
+export interface EgressResult {
+  readonly from: string;
+  /** The source address outside saw (null: no answer). */
+  readonly seenAs: string | null;
+}
+
+/** From every pod, ask a udp-whoami on the outside host which source address it sees. */
+export async function egressFromPods(nodes: readonly LabNode[], outside: LabOutside, port = 5303): Promise<EgressResult[]> {
+  const server = startPodTool(outside.ns, ['udp-whoami', String(port)]);
+  try {
+    await server.nextLine(10_000);
+    const out: EgressResult[] = [];
+    for (const n of nodes) {
+      const r = await nsRun(n.podNs, process.execPath, [podToolPath(), 'udp-ask', outside.ip, String(port)], { timeoutMs: 30_000 });
+      const answer = JSON.parse(r.stdout) as { peer?: string };
+      out.push({ from: n.name, seenAs: answer.peer ?? null });
+    }
+    return out;
+  } finally {
+    await stopChild(server.child, 1000);
+  }
 }
 
 /** Path of the pod tool script (compiled next to this file). */

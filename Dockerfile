@@ -40,8 +40,11 @@ RUN mkdir -p /out/opt/userlay/dist /out/opt/userlay/native/build/Release /out/op
  && cp native/build-cni/userlay /out/opt/userlay/cni/userlay \
  && find /out/opt/userlay/dist -name '*.map' -delete
 
-# ---- runtime
+# ---- runtime: nft for --ip-masq (the agent's own nftables table); nothing else from apt
 FROM ${BASE}
+RUN apt-get update -q \
+ && DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends nftables \
+ && rm -rf /var/lib/apt/lists/*
 COPY --from=build /usr/local/bin/node /usr/local/bin/node
 COPY --from=build /out/opt/userlay /opt/userlay
 RUN ln -s /opt/userlay/bin/userlay.js /usr/local/bin/userlay

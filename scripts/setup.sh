@@ -40,6 +40,8 @@ fi
 packages=(
   iproute2 iputils-ping procps ethtool iperf3 tshark tcpdump curl
   containernetworking-plugins iptables build-essential python3 make g++ prometheus
+  # nft: the agent's pod egress table (--ip-masq) and its tests
+  nftables
   # the container image (scripts/image.sh) and the podman-on-userlay test
   podman buildah runc mmdebstrap
 )

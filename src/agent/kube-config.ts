@@ -32,7 +32,7 @@ export const kubeAgentFlags: readonly FlagSpec[] = [
     help: 'Node annotation prefix; flannel.alpha.coreos.com interoperates with flannel vxlan nodes' },
   { name: 'state-dir', kind: 'string', default: DEFAULT_STATE_DIR, help: 'FDB snapshot and VTEP MAC directory' },
   { name: 'subnet-file', kind: 'string', default: DEFAULT_SUBNET_FILE, help: 'subnet.env written for the CNI plugin' },
-  { name: 'ip-masq', kind: 'bool', help: 'value of FLANNEL_IPMASQ in subnet.env (masquerading is done by the CNI side)' },
+  { name: 'ip-masq', kind: 'bool', help: 'masquerade pod traffic to destinations outside the cluster network (nftables table inet userlay; default: net-conf IPMasq)' },
   { name: 'status-addr', kind: 'string', help: 'HOST:PORT for /healthz /readyz /metrics /debug' },
   { name: 'log-level', kind: 'string', default: 'info', help: 'debug, info, warn or error' },
   { name: 'engine', kind: 'string', default: 'native', help: 'forwarding engine: native or js' },
@@ -49,7 +49,7 @@ export const kubeAgentSynopsis =
   '                     [--iface-regex RE]... [--iface-can-reach IP] [--public-ip IP]\n' +
   '                     [--annotation-prefix P] [--state-dir DIR] [--subnet-file FILE]\n' +
   '                     [--status-addr HOST:PORT] [--engine native|js] [--offloads auto|off]\n' +
-  '                     [--tun NAME] [--resync-period S] [--cni-socket PATH] [--cni-state-dir DIR]';
+  '                     [--tun NAME] [--resync-period S] [--cni-socket PATH] [--cni-state-dir DIR] [--ip-masq]';
 
 /** Validated kube-mode configuration. */
 export interface KubeAgentConfig {
@@ -63,6 +63,7 @@ export interface KubeAgentConfig {
   readonly prefix: string;
   readonly stateDir: string;
   readonly subnetFile: string;
+  /** Masquerade pod egress (--ip-masq, else net-conf IPMasq); also FLANNEL_IPMASQ in subnet.env. */
   readonly ipMasq: boolean;
   readonly statusAddr: string | undefined;
   readonly logLevel: LogLevel;
@@ -107,7 +108,7 @@ export async function parseKubeConfig(argv: readonly string[], env: NodeJS.Proce
     prefix,
     stateDir: flagString(f, 'state-dir')!,
     subnetFile: flagString(f, 'subnet-file')!,
-    ipMasq: f['ip-masq'] === true,
+    ipMasq: f['ip-masq'] === true || netConf.ipMasq === true,
     statusAddr,
     logLevel,
     engine,

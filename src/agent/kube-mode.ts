@@ -12,8 +12,10 @@
  *   6. lease: merge-patch the annotations and NetworkUnavailable=False (retried until it works)
  *   7. informer + level-triggered sync: every change recomputes the peer set; each new set is
  *      applied to the data plane and saved to the snapshot
- *   8. subnet.env for the CNI plugin, then "agent ready"
- * SIGINT/SIGTERM: stop the informer (for good), close the data plane, exit 0.
+ *   8. the pod egress table (ip-masq on: replaced whole; off: a leftover one removed), subnet.env
+ *      for the CNI plugin, then "agent ready"
+ * SIGINT/SIGTERM: stop the informer (for good), delete the egress table, close the data plane,
+ * exit 0. A crash leaves the egress table in place until the next start replaces it.
  */
 import type { V1Node } from '@kubernetes/client-node';
 import { UserlayError } from '../errors.js';
@@ -25,6 +27,8 @@ import { networkList } from '../control/net-conf.js';
 import { SnapshotStore, type OwnLease, type Snapshot } from '../control/snapshot-store.js';
 import { writeSubnetEnv } from '../control/subnet-env.js';
 import { pickUnderlay, systemHost, underlayConflict, type Underlay, type UnderlayHost } from '../control/underlay.js';
+import { IpMasq } from '../control/host/ip-masq.js';
+import { systemNftables, type Nftables } from '../control/host/nftables.js';
 import { createNodeApi, loadKubeConfig, type NodeApi } from '../control/kube/client.js';
 import { waitForOwnNode } from '../control/kube/identity.js';
 import { makeNodeInformer, RestartingInformer, type NodeInformer } from '../control/kube/informer.js';
@@ -42,6 +46,8 @@ export interface KubeAgentDeps {
   makeInformer(onListed: () => void): NodeInformer;
   openDataplane(opts: DataplaneOptions, log: Logger): Promise<Dataplane>;
   host?: UnderlayHost;
+  /** The host's nftables, for the pod egress table; absent: netfilter is not touched (tests). */
+  nftables?: Nftables;
   clock?: Clock;
   /** Restart backoff of the informer (tests make it short). */
   informerBackoffMs?: { initialMs: number; maxMs: number };
@@ -61,12 +67,14 @@ export class KubeAgent {
   private listed = false;
   private subnetEnvWritten = false;
   private own: OwnLease | undefined;
+  private readonly ipMasq: IpMasq | undefined;
   /** Resolves when start-up finished (ready), rejects on a fatal start-up error. */
   readonly started: Promise<void>;
 
   constructor(readonly cfg: KubeAgentConfig, private readonly deps: KubeAgentDeps, private readonly log: Logger) {
     this.store = new SnapshotStore(cfg.stateDir);
     this.clock = deps.clock ?? systemClock;
+    this.ipMasq = deps.nftables ? new IpMasq(deps.nftables, log) : undefined;
     this.started = this.run();
     this.started.catch(() => {});
   }
@@ -91,7 +99,7 @@ export class KubeAgent {
   podNetwork(): NodeNetwork | { unavailable: string } {
     const r = this.ready();
     if (!r.ready || !this.own) return { unavailable: r.reasons.join('; ') || 'starting' };
-    return { subnets: this.own.subnets, networks: this.own.networks, mtu: this.own.mtu, ipMasq: this.cfg.ipMasq };
+    return { subnets: this.own.subnets, networks: this.own.networks, mtu: this.own.mtu };
   }
 
   /** Extra Prometheus families: informer restarts, last sync time, desired peers, readiness. */
@@ -108,12 +116,13 @@ export class KubeAgent {
     ].join('');
   }
 
-  /** Stop: informer (for good), sync timers, data plane. Idempotent. */
+  /** Stop: informer (for good), sync timers, pod egress table, data plane. Idempotent. */
   async stop(): Promise<void> {
     this.abort.abort();
     this.sync?.stop();
     await this.informer?.stop();
     await this.store.flush();
+    await this.ipMasq?.remove();
     const dp = this.dp;
     this.dp = undefined;
     await dp?.close();
@@ -234,14 +243,15 @@ export class KubeAgent {
     sync.start();
     if (this.stopped) return this.stop();
 
-    // 8. subnet.env
+    // 8. pod egress, subnet.env
+    await this.retry('ip-masq', () => this.applyIpMasq(own));
     await this.retry('write subnet.env', () => writeSubnetEnv(cfg.subnetFile, { networks: netConf.networks, ownSubnets: own.subnets, mtu, ipMasq: cfg.ipMasq }));
     this.subnetEnvWritten = true;
     while (!this.ready().ready && !this.stopped) await sleep(this.clock, 50, this.abort.signal);
     if (this.stopped) return;
     log.info('agent ready', {
       tun: dp.tunName, mtu, podMTU: mtu, backend: own.backend, engine: cfg.engine, publicIP: underlay.publicIP,
-      subnets: own.subnets, vtepMAC, peers: sync.current().length,
+      subnets: own.subnets, vtepMAC, peers: sync.current().length, ipMasq: cfg.ipMasq,
     });
     log.info(`pods must use MTU ${mtu}`, { podMTU: mtu });
   }
@@ -271,10 +281,17 @@ export class KubeAgent {
       }
       dp.setPeers(snapshot.peers);
       this.dp = dp;
+      // pods keep their egress while the API is away (a failure is retried once the API is back)
+      await this.applyIpMasq(snapshot.own).catch((err: unknown) => this.log.error('ip-masq from the FDB snapshot failed', { err }));
       this.log.warn('API server unreachable: forwarding from the FDB snapshot', { peers: snapshot.peers.length, savedAt: new Date(snapshot.savedAt).toISOString() });
     } catch (err) {
       this.log.error('starting from the FDB snapshot failed', { err });
     }
+  }
+
+  /** Make the pod egress table match `own` and the ip-masq setting. */
+  private async applyIpMasq(own: OwnLease): Promise<void> {
+    await this.ipMasq?.apply({ enabled: this.cfg.ipMasq, podSubnets: own.subnets, networks: own.networks });
   }
 
   private async retry(what: string, fn: () => Promise<void>): Promise<void> {
@@ -315,6 +332,7 @@ export async function realDeps(cfg: KubeAgentConfig, log: Logger): Promise<KubeA
     api,
     makeInformer: (onListed) => makeNodeInformer(kc, { onListed, annotationPrefix: cfg.prefix, log }),
     openDataplane,
+    nftables: systemNftables(),
   };
 }
 

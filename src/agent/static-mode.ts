@@ -9,8 +9,10 @@
  *   4. peers file readable, valid, at most MAX_PEERS, and a consistent FDB against our settings
  *   5. MTU (auto reads the underlay interface's MTU; a larger --mtu N is warned about)
  *   6. openDataplane (port in use, no permission for /dev/net/tun, --tun not a TUN, route exists)
- * Then: apply the peers, watch the file, SIGHUP reloads, SIGINT/SIGTERM tear
- * down (routes, TUN, fds) and exit 0.
+ * Then: apply the peers, watch the file, the CNI endpoint, the pod egress table (--ip-masq:
+ * replaced whole; without it a leftover one is removed), status; SIGHUP reloads, SIGINT/SIGTERM
+ * tear down (egress table, routes, TUN, fds) and exit 0. A crash leaves the egress table for
+ * the next start to replace.
  */
 import { createHash } from 'node:crypto';
 import { parseAs, usageError, UserlayError } from '../errors.js';
@@ -21,6 +23,8 @@ import { SlotAllocator, buildFdb, MAX_VNI } from '../dataplane/fdb.js';
 import { MAX_MTU, resolveMtu } from '../dataplane/mtu.js';
 import { type Cidr, canonicalIP, canonicalMac, cidrContains, localUnicastMac, parseCidr, vtepMacProblem } from '../dataplane/net.js';
 import { underlayConflict } from '../control/underlay.js';
+import { IpMasq } from '../control/host/ip-masq.js';
+import { systemNftables } from '../control/host/nftables.js';
 import type { Backend, DataplaneOptions, EngineKind } from '../dataplane/types.js';
 import { cniFlags, cniFlagSpecs, logLevelFlag, offloadsFlag, offloadsFlagSpec, statusAddrFlag, tunNameFlag, type CniFlags } from './agent-flags.js';
 import { type FlagSpec, flagBool, flagInt, flagList, flagOneOf, flagString, formatUsage, parseFlags, wantsHelp } from './flags.js';
@@ -42,7 +46,7 @@ export const staticAgentFlags: readonly FlagSpec[] = [
   { name: 'peers', kind: 'string', required: true, help: 'JSON peers file, re-read on change and SIGHUP' },
   { name: 'log-level', kind: 'string', default: 'info', help: 'debug, info, warn or error' },
   { name: 'status-addr', kind: 'string', help: 'HOST:PORT for /healthz /readyz /metrics /debug' },
-  { name: 'ip-masq', kind: 'bool', help: 'pods\' bridge masquerades traffic leaving the pod subnet (CNI ipMasq default)' },
+  { name: 'ip-masq', kind: 'bool', help: 'masquerade pod traffic to destinations outside the cluster network (nftables table inet userlay)' },
   ...cniFlagSpecs,
 ];
 
@@ -151,15 +155,18 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
   });
   let status: { close(): Promise<void> } | undefined;
   let cni: { close(): Promise<void> } | undefined;
+  const ipMasq = new IpMasq(systemNftables(), log);
   try {
     dp.setPeers(peers);
     source.start((next) => dp.setPeers(next));
     if (cfg.cni.socket !== undefined) {
       const { startCniServer } = await import('../cni/server.js');
-      const network = { subnets: o.ownSubnets, networks: o.networks, mtu: mtu.mtu, ipMasq: cfg.ipMasq };
+      const network = { subnets: o.ownSubnets, networks: o.networks, mtu: mtu.mtu };
       cni = await startCniServer({ socket: cfg.cni.socket, stateDir: cfg.cni.stateDir, network: () => network, log })
         .catch((err: unknown) => { throw err instanceof UserlayError ? withFlag('--cni-socket', err) : err; });
     }
+    await ipMasq.apply({ enabled: cfg.ipMasq, podSubnets: o.ownSubnets, networks: o.networks })
+      .catch((err: unknown) => { throw err instanceof UserlayError ? withFlag('--ip-masq', err) : err; });
     if (cfg.statusAddr) {
       const sources = { dataplane: () => dp, ready: () => ({ ready: true, reasons: [] }) };
       // loaded only when asked for: node:http costs the agent ~5 MB RSS
@@ -172,6 +179,7 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
     source.stop();
     await cni?.close();
     await status?.close();
+    await ipMasq.remove();
     await dp.close();
     throw err;
   }
@@ -193,6 +201,7 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
       try {
         await status?.close();
         await cni?.close();
+        await ipMasq.remove();
         await dp.close();
         process.exit(0);
       } catch (err) {
@@ -206,7 +215,7 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
 
   log.info('agent ready', {
     tun: dp.tunName, mtu: mtu.mtu, podMTU: mtu.mtu, backend: o.backend, engine: o.engine,
-    publicIP: o.publicIP, port: o.port, vtepMAC: o.vtepMAC, peers: peers.length,
+    publicIP: o.publicIP, port: o.port, vtepMAC: o.vtepMAC, peers: peers.length, ipMasq: cfg.ipMasq,
     ...(mtu.underlay ? { underlayIface: mtu.underlay.iface, underlayMTU: mtu.underlay.mtu } : {}),
   });
   log.info(`pods must use MTU ${mtu.mtu}`, { podMTU: mtu.mtu });

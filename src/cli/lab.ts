@@ -3,7 +3,7 @@
  * namespaces, checked end to end.
  *
  *   userlay lab [--nodes 3] [--backend vxlan|udp] [--engine native|js]
- *               [--offloads auto|off] [--seconds 5] [--json] [--prometheus]
+ *               [--offloads auto|off] [--seconds 5] [--json] [--prometheus] [--ip-masq]
  *               [--overlay userlay|kernel-vxlan|host-gw]
  *
  * Builds the topology (src/cli/lab/topology.ts), starts one static-mode agent
@@ -12,7 +12,9 @@
  * tears everything down (also on Ctrl-C, and leftovers of crashed runs first).
  * `--overlay` swaps the agents for the kernel paths the bench compares with.
  * `--prometheus` also starts a Prometheus scraping every agent (lab/prometheus.ts), says
- * where to look, and keeps the lab up until Ctrl-C.
+ * where to look, and keeps the lab up until Ctrl-C. `--ip-masq` runs the agents with it and checks
+ * from every pod that a host outside the cluster network (the lab's outside namespace) sees the
+ * pod's node's address.
  */
 import { flagBool, flagInt, flagOneOf, type FlagSpec, type ParsedFlags } from '../agent/flags.js';
 import { errorCode, usageError } from '../errors.js';
@@ -20,7 +22,7 @@ import { OFFLOAD_MODES, type OffloadMode } from '../dataplane/offloads.js';
 import type { Backend, EngineKind } from '../dataplane/types.js';
 import { rssBytes } from './lab/exec.js';
 import type { OverlayMode } from './lab/overlay.js';
-import { iperf3, pingAllPairs, type PingResult } from './lab/probes.js';
+import { egressFromPods, iperf3, pingAllPairs, type EgressResult, type PingResult } from './lab/probes.js';
 import { openLabSession, signalExitCode } from './lab/session.js';
 import { runLabCommand } from './lab/command.js';
 import { labPrometheusHint, startLabPrometheus, type LabPrometheus } from './lab/prometheus.js';
@@ -37,6 +39,7 @@ const specs: FlagSpec[] = [
   { name: 'json', kind: 'bool', help: 'print the result as JSON' },
   { name: 'overlay', kind: 'string', default: 'userlay', help: 'userlay, kernel-vxlan or host-gw (baselines)' },
   { name: 'prometheus', kind: 'bool', help: 'start a Prometheus scraping every agent; the lab stays up until Ctrl-C' },
+  { name: 'ip-masq', kind: 'bool', help: 'agents masquerade pod egress; check what a host outside the cluster network sees' },
 ];
 
 /** The lab's result, as printed with --json. */
@@ -50,6 +53,8 @@ export interface LabReport {
   readonly pings: Array<{ from: string; to: string; ok: boolean; rttMs: number | null }>;
   readonly throughput: { from: string; to: string; seconds: number; bitsPerSecond: number; retransmits: number } | null;
   readonly agents: Array<{ node: string; pid: number; rssMB: number | null }>;
+  /** With --ip-masq: the source address the outside host saw from each pod, and whether it is the node's. */
+  readonly egress: Array<EgressResult & { ok: boolean }> | null;
   readonly ok: boolean;
 }
 
@@ -68,10 +73,13 @@ function formatTable(r: LabReport): string {
     const t = r.throughput;
     lines.push(`TCP ${t.from} -> ${t.to} (pod to pod, 1 stream, ${t.seconds} s): ${(t.bitsPerSecond / 1e9).toFixed(3)} Gbit/s, ${t.retransmits} retransmits`);
   }
+  for (const e of r.egress ?? []) {
+    lines.push(`egress ${e.from} -> outside: seen as ${e.seenAs ?? 'nothing (no answer)'} ${e.ok ? 'ok (node address)' : 'FAIL'}`);
+  }
   for (const a of r.agents) {
     lines.push(`agent ${a.node}: pid ${a.pid}, RSS ${a.rssMB === null ? '?' : a.rssMB.toFixed(1)} MB`);
   }
-  lines.push(r.ok ? 'result: ok' : 'result: FAILED (some pod pairs cannot reach each other)');
+  lines.push(r.ok ? 'result: ok' : `result: FAILED (${r.pings.every((p) => p.ok) ? 'pod egress is not masqueraded to the node address' : 'some pod pairs cannot reach each other'})`);
   return lines.join('\n') + '\n';
 }
 
@@ -99,6 +107,7 @@ interface LabConfig {
   readonly offloads: OffloadMode;
   readonly json: boolean;
   readonly prometheus: boolean;
+  readonly ipMasq: boolean;
 }
 
 function checkLabFlags(flags: ParsedFlags): LabConfig {
@@ -112,7 +121,9 @@ function checkLabFlags(flags: ParsedFlags): LabConfig {
   if (seconds < 1) throw usageError('--seconds', 'must be at least 1');
   const prometheus = flagBool(flags, 'prometheus');
   if (prometheus && overlay !== 'userlay') throw usageError('--prometheus', 'needs --overlay userlay (the agents are what it scrapes)');
-  return { nodes, seconds, overlay, backend, engine, offloads, json: flagBool(flags, 'json'), prometheus };
+  const ipMasq = flagBool(flags, 'ip-masq');
+  if (ipMasq && overlay !== 'userlay') throw usageError('--ip-masq', 'needs --overlay userlay (the agents do the masquerading)');
+  return { nodes, seconds, overlay, backend, engine, offloads, json: flagBool(flags, 'json'), prometheus, ipMasq };
 }
 
 async function runLabWith(cfg: LabConfig): Promise<number> {
@@ -121,10 +132,10 @@ async function runLabWith(cfg: LabConfig): Promise<number> {
   let prom: LabPrometheus | undefined;
   // userlay pods are attached through the CNI plugin, as a runtime does; baselines have no plugin
   const session = await openLabSession(nodes, (sig) => void (prom?.close() ?? Promise.resolve()).finally(() => process.exit(signalExitCode(sig))),
-    overlay === 'userlay' ? 'cni' : 'veth');
+    overlay === 'userlay' ? 'cni' : 'veth', cfg.ipMasq);
   try {
     const statusPort = cfg.prometheus ? { statusPort: STATUS_PORT } : {};
-    const ov = await session.setOverlay({ modes: Array(nodes).fill(overlay), userlay: { backend, engine, offloads, ...statusPort } });
+    const ov = await session.setOverlay({ modes: Array(nodes).fill(overlay), userlay: { backend, engine, offloads, ipMasq: cfg.ipMasq, ...statusPort } });
     if (cfg.prometheus) prom = await startLabPrometheus(session.topo.nodes.map((n) => ({ node: n.name, ns: n.ns, statusPort: STATUS_PORT })), session.topo.prefix);
     const pings = await pingAllPairs(session.topo.nodes);
     const [a, b] = session.topo.nodes as [typeof session.topo.nodes[0], typeof session.topo.nodes[0]];
@@ -138,9 +149,12 @@ async function runLabWith(cfg: LabConfig): Promise<number> {
       const rss = await rssBytes(agent.pid);
       agents.push({ node: agent.node.name, pid: agent.pid, rssMB: rss === undefined ? null : rss / 2 ** 20 });
     }
+    const byName = new Map(session.topo.nodes.map((n) => [n.name, n]));
+    const egress = session.topo.outside === undefined ? null : (await egressFromPods(session.topo.nodes, session.topo.outside))
+      .map((e) => ({ ...e, ok: e.seenAs === byName.get(e.from)?.underlayIP }));
     const report: LabReport = {
       nodes, overlay, backend, engine, offloads, podMtu: ov.podMtu,
-      pings: pings.map(toReportPing), throughput, agents, ok: pings.every((p) => p.ok),
+      pings: pings.map(toReportPing), throughput, agents, egress, ok: pings.every((p) => p.ok) && (egress ?? []).every((e) => e.ok),
     };
     process.stdout.write(cfg.json ? JSON.stringify(report, null, 2) + '\n' : formatTable(report));
     if (prom) {

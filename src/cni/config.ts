@@ -8,7 +8,7 @@
  *     "stateDir": "/var/lib/userlay/cni",    the agent's CNI state dir (the shim queues DELs under it)
  *     "bridge": "userlay0br",                bridge name on the node (default "ulbr0")
  *     "dataDir": "/var/lib/cni/networks",    host-local's dataDir (default <agent state dir>/networks)
- *     "hairpinMode": true, "isDefaultGateway": false, "ipMasq": null (null/absent: the agent's setting)
+ *     "hairpinMode": true, "isDefaultGateway": false, "ipMasq": null (null/absent: false; the agent masquerades, --ip-masq)
  *   }
  *
  * Runtimes add "prevResult" (CHECK, DEL), "runtimeConfig" and, for GC, "cni.dev/valid-attachments".

@@ -3,7 +3,7 @@
  * (VERSION is answered by the shim, and here too for completeness).
  *
  * ADD delegates the way flannel's plugin does: a `bridge` config (isGateway, hairpinMode, the
- * agent's pod MTU, ipMasq as configured) with `host-local` IPAM (ranges: the node's pod
+ * agent's pod MTU, ipMasq off unless the conflist asks for it) with `host-local` IPAM (ranges: the node's pod
  * subnet(s); routes: the cluster network(s)), run from the runtime's CNI_PATH. The delegate
  * config is recorded per attachment (attachments.ts) before the delegate runs, and DEL, CHECK
  * and GC use the record.
@@ -38,8 +38,6 @@ export interface NodeNetwork {
   readonly networks: readonly string[];
   /** Pod MTU in bytes. */
   readonly mtu: number;
-  /** Default for the bridge's ipMasq. */
-  readonly ipMasq: boolean;
 }
 
 /** What the plugin asks the agent: the network, or why pods cannot be attached now. */
@@ -130,7 +128,9 @@ export class CniPlugin {
       isGateway: true,
       isDefaultGateway: conf.isDefaultGateway,
       hairpinMode: conf.hairpinMode,
-      ipMasq: conf.ipMasq ?? net.ipMasq,
+      // off: pod egress is masqueraded by the agent (--ip-masq, its nftables table); bridge's
+      // would also NAT pod-to-pod traffic to other nodes. Only an explicit conflist key sets it.
+      ipMasq: conf.ipMasq ?? false,
       mtu: net.mtu,
       ipam: {
         type: IPAM,

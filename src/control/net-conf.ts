@@ -2,7 +2,7 @@
  * flannel's net-conf.json, as kube-flannel-cfg mounts it at /etc/kube-flannel/net-conf.json:
  *
  *   { "Network": "198.19.0.0/16", "IPv6Network": "fd00:19::/56",
- *     "EnableIPv4": true, "EnableIPv6": false,
+ *     "EnableIPv4": true, "EnableIPv6": false, "IPMasq": false,
  *     "Backend": { "Type": "vxlan", "VNI": 1, "Port": 8472, "MTU": 1450 } }
  *
  * Only the fields userlay uses are read; unknown top-level keys (SubnetLen, SubnetMin...)
@@ -29,6 +29,8 @@ export interface NetConf {
   readonly port: number;
   /** TUN MTU in bytes; undefined means "derive from the underlay interface". */
   readonly mtu: number | undefined;
+  /** `IPMasq` (userlay's key; flannel has only the --ip-masq flag): present only when the file sets it. */
+  readonly ipMasq?: boolean;
 }
 
 /** Flag values that override the file (undefined = not given). */
@@ -129,7 +131,8 @@ export function buildNetConf(raw: unknown, overrides: NetConfOverrides = {}): Ne
     : filePort === 0 ? DEFAULT_PORT[backend] : filePort;
   const mtu = overrides.mtu !== undefined ? rangeFlag('--mtu', overrides.mtu, 576, 65535)
     : bo['MTU'] === undefined ? undefined : checkInt('Backend.MTU', bo['MTU'], 576, 65535);
-  return { networks, backend, vni, port, mtu };
+  const ipMasq = o['IPMasq'] === undefined ? undefined : checkBool('IPMasq', o['IPMasq']);
+  return { networks, backend, vni, port, mtu, ...(ipMasq === undefined ? {} : { ipMasq }) };
 }
 
 /** Parse net-conf JSON text (`source` names the file in errors). */

@@ -13,7 +13,7 @@ import { CniPlugin, type NodeNetwork } from '../../src/cni/plugin.js';
 import type { DelegateEnv } from '../../src/cni/delegate.js';
 import { CniError } from '../../src/cni/errors.js';
 
-const NET: NodeNetwork = { subnets: ['198.19.1.0/24'], networks: ['198.19.0.0/16'], mtu: 1450, ipMasq: false };
+const NET: NodeNetwork = { subnets: ['198.19.1.0/24'], networks: ['198.19.0.0/16'], mtu: 1450 };
 
 interface Call { type: string; env: DelegateEnv; config: Record<string, unknown> }
 

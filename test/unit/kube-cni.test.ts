@@ -70,7 +70,7 @@ test('kube mode: ADD answers 50 with the reason until the agent is ready, then t
     assert.match(early.msg, /not ready/);
     server.upsertNode(node('198.19.1.0/24'));
     await agent.started;
-    assert.deepEqual(agent.podNetwork(), { subnets: ['198.19.1.0/24'], networks: ['198.19.0.0/16'], mtu: 1450, ipMasq: false });
+    assert.deepEqual(agent.podNetwork(), { subnets: ['198.19.1.0/24'], networks: ['198.19.0.0/16'], mtu: 1450 });
   } finally {
     await agent.stop();
     await server.stop();

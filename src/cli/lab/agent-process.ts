@@ -12,7 +12,7 @@ import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { UserlayError } from '../../errors.js';
 import type { Backend, EngineKind } from '../../dataplane/types.js';
-import { nsSpawn, stopChild } from './exec.js';
+import { nsSpawn, stopChild, waitExit } from './exec.js';
 import { CLUSTER_NETWORK, type LabNode } from './topology.js';
 
 /** Settings of the userlay agents of a lab. */
@@ -21,6 +21,8 @@ export interface UserlayAgentConfig {
   readonly engine: EngineKind;
   /** Agent --offloads (default: the agent's default, auto). */
   readonly offloads?: 'auto' | 'off';
+  /** Agent --ip-masq: masquerade pod egress to outside the cluster network. */
+  readonly ipMasq?: boolean;
   /** When set, each agent serves its status HTTP on 127.0.0.1:<port> inside its node ns. */
   readonly statusPort?: number;
   /** Agent --log-level (default "info"; higher levels would hide the "agent ready" line). */
@@ -55,6 +57,8 @@ export interface AgentProcess {
   hup(): void;
   /** SIGTERM, then SIGKILL after `graceMs`. Idempotent. */
   stop(graceMs?: number): Promise<{ exit: number | string; killed: boolean }>;
+  /** SIGKILL (a crash: no teardown runs); resolves when it has exited. */
+  kill(): Promise<number | string>;
 }
 
 /** Path of bin/userlay.js (this file lives in dist/src/cli/lab/). */
@@ -79,6 +83,7 @@ export function agentArgs(node: LabNode, config: UserlayAgentConfig, peersFile: 
   if (config.backend === 'vxlan') args.push('--vtep-mac', node.vtepMAC);
   if (config.statusPort !== undefined) args.push('--status-addr', `127.0.0.1:${config.statusPort}`);
   if (config.offloads !== undefined) args.push('--offloads', config.offloads);
+  if (config.ipMasq) args.push('--ip-masq');
   if (cni) args.push('--cni-socket', cni.socket, '--cni-state-dir', cni.stateDir);
   return args;
 }
@@ -137,6 +142,11 @@ export async function startAgent(node: LabNode, config: UserlayAgentConfig, peer
       cni,
       hup: () => { child.kill('SIGHUP'); },
       stop: (graceMs = 5000) => stopChild(child, graceMs),
+      kill: () => {
+        const done = waitExit(child);
+        child.kill('SIGKILL');
+        return done;
+      },
     };
   } catch (err) {
     clearTimeout(timer);

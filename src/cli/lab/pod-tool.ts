@@ -13,6 +13,9 @@
  *                                 address SRC, port SPORT)
  *   tcp-serve PORT NAME           answer every connection with NAME and the peer's address
  *   tcp-ask HOST PORT COUNT       COUNT connections one after another; count the NAMEs answered
+ *   udp-whoami PORT               IPv4 and IPv6: print {"from":ADDR} for every datagram and answer
+ *                                 it with {"peer":ADDR} (the source address this end sees)
+ *   udp-ask HOST PORT             send to a udp-whoami until it answers (5 tries); print its answer
  *
  * Results are one JSON line on stdout; servers first print {"listening":PORT}.
  * Run as `node dist/src/cli/lab/pod-tool.js <command> ...`.
@@ -233,6 +236,35 @@ async function tcpAsk(host: string, port: number, count: number): Promise<void> 
   print({ answers, peers, errors });
 }
 
+/** An address as the peer wrote it: IPv4-mapped IPv6 (a dual-stack socket's view) unmapped. */
+function unmapped(address: string): string {
+  return address.startsWith('::ffff:') && net.isIPv4(address.slice(7)) ? address.slice(7) : address;
+}
+
+function udpWhoami(port: number): void {
+  const sock = dgram.createSocket({ type: 'udp6', ipv6Only: false });
+  sock.on('message', (_msg, rinfo) => {
+    const from = unmapped(rinfo.address);
+    print({ from });
+    sock.send(JSON.stringify({ peer: from }), rinfo.port, rinfo.address);
+  });
+  sock.bind(port, '::', () => print({ listening: port }));
+}
+
+async function udpAsk(host: string, port: number): Promise<void> {
+  const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+  const answer = new Promise<string>((resolve) => sock.on('message', (msg) => resolve(msg.toString())));
+  let reply: string | undefined;
+  for (let attempt = 0; attempt < 5 && reply === undefined; attempt++) {
+    sock.send('whoami', port, host);
+    let timer: NodeJS.Timeout | undefined;
+    reply = await Promise.race([answer, new Promise<undefined>((resolve) => { timer = setTimeout(() => resolve(undefined), 1000); })]);
+    clearTimeout(timer);
+  }
+  sock.close();
+  print(reply === undefined ? { error: 'no answer' } : JSON.parse(reply));
+}
+
 function main(argv: string[]): void {
   const [cmd, ...a] = argv;
   const num = (i: number): number => Number(a[i]);
@@ -245,6 +277,8 @@ function main(argv: string[]): void {
     case 'udp-send': return udpSend(a[0]!, num(1), a[2]!, a[3], a[4] === undefined ? 0 : num(4));
     case 'tcp-serve': return tcpServe(num(0), a[1]!);
     case 'tcp-ask': void tcpAsk(a[0]!, num(1), num(2)); return;
+    case 'udp-whoami': return udpWhoami(num(0));
+    case 'udp-ask': void udpAsk(a[0]!, num(1)); return;
     default:
       process.stderr.write(`pod-tool: unknown command ${String(cmd)}\n`);
       process.exit(2);

@@ -9,7 +9,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { UserlayError } from '../../errors.js';
 import { nsRun, nsSpawn, sleep, stopChild, waitExit } from './exec.js';
-import type { LabNode } from './topology.js';
+import type { LabNode, LabOutside } from './topology.js';
 
 /** Result of one ping run. */
 export interface PingResult {
@@ -51,19 +51,44 @@ export async function pingAllPairs(nodes: readonly LabNode[]): Promise<PingResul
   return out;
 }
 
+/** How the outside host saw one pod's datagram. */
+export interface EgressResult {
+  readonly from: string;
+  /** The source address outside saw (null: no answer). */
+  readonly seenAs: string | null;
+}
+
+/** From every pod, ask a udp-whoami on the outside host which source address it sees. */
+export async function egressFromPods(nodes: readonly LabNode[], outside: LabOutside, port = 5303): Promise<EgressResult[]> {
+  const server = startPodTool(outside.ns, ['udp-whoami', String(port)]);
+  try {
+    await server.nextLine(10_000);
+    const out: EgressResult[] = [];
+    for (const n of nodes) {
+      const r = await nsRun(n.podNs, process.execPath, [podToolPath(), 'udp-ask', outside.ip, String(port)], { timeoutMs: 30_000 });
+      const answer = JSON.parse(r.stdout) as { peer?: string };
+      out.push({ from: n.name, seenAs: answer.peer ?? null });
+    }
+    return out;
+  } finally {
+    await stopChild(server.child, 1000);
+  }
+}
+
 /** Path of the pod tool script (compiled next to this file). */
 export function podToolPath(): string {
   return path.join(path.dirname(fileURLToPath(import.meta.url)), 'pod-tool.js');
 }
 
-/** A server started with startServer(). */
-interface Server {
+/** A pod-tool server started with startPodTool(). */
+export interface PodToolServer {
   readonly child: ChildProcess;
   /** Next JSON line the server prints. */
   nextLine(timeoutMs: number): Promise<Record<string, unknown>>;
 }
 
-function startPodTool(ns: string, args: readonly string[]): Server {
+/** Run `pod-tool args...` in `ns` in the background; its JSON lines are read with nextLine(). */
+export function startPodTool(ns: string, args: readonly string[]): PodToolServer {
   const child = nsSpawn(ns, process.execPath, [podToolPath(), ...args]);
   const lines: string[] = [];
   const waiters: Array<(l: string) => void> = [];

@@ -43,11 +43,13 @@ export function signalExitCode(signal: NodeJS.Signals): number {
 }
 
 /**
- * Remove leftovers of crashed runs, build an `nodes`-node topology (pods wired by `pods`) and
+ * Remove leftovers of crashed runs, build an `nodes`-node topology (pods wired by `pods`, with the
+ * outside namespace when `outside`) and
  * register teardown handlers. `onSignal` is told which signal ended the run
  * (after teardown) so the caller can exit with 128 + n.
  */
-export async function openLabSession(nodes: number, onSignal: (signal: NodeJS.Signals) => void, pods: PodWiring = 'veth'): Promise<LabSession> {
+export async function openLabSession(nodes: number, onSignal: (signal: NodeJS.Signals) => void, pods: PodWiring = 'veth',
+  outside = false): Promise<LabSession> {
   await cleanupStale(CLI_PREFIX_ROOT);
   const prefix = labPrefix(CLI_PREFIX_ROOT);
   const onExit = (): void => sweepSync(prefix);
@@ -68,7 +70,7 @@ export async function openLabSession(nodes: number, onSignal: (signal: NodeJS.Si
   };
   let topo: Topology;
   try {
-    topo = await createTopology({ prefix, nodes, pods });
+    topo = await createTopology({ prefix, nodes, pods, outside });
   } catch (err) {
     unregister();
     throw err;

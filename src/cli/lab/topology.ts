@@ -6,6 +6,9 @@
  *   node ns      "<prefix>n<i>": eth0 198.18.0.<i>/24, pod0 198.19.<i>.1/24,
  *        |  veth pod0 <-> eth0                       ip_forward=1, rp_filter=0
  *   pod ns       "<prefix>p<i>": eth0 198.19.<i>.2/24, default via 198.19.<i>.1
+ *   outside ns   "<prefix>o" (with `outside: true`): eth0 198.18.0.250/24 on the underlay
+ *                bridge, a host outside the cluster network that pods reach through their
+ *                node (it has no route to the pod subnets: unmasqueraded answers go nowhere)
  *
  * With `pods: 'cni'` the pod namespaces are left empty: the overlay attaches each pod through
  * the userlay CNI plugin as a runtime would (overlay.ts, cni-runtime.ts): a bridge ulbr0 with
@@ -69,7 +72,19 @@ export interface TopologyOptions {
   readonly ipv6?: boolean;
   /** How pods are wired: 'veth' here (default), or 'cni' later by the overlay through the plugin. */
   readonly pods?: PodWiring;
+  /** Also build the "outside" namespace (default false). */
+  readonly outside?: boolean;
 }
+
+/** A host on the underlay outside the cluster network. */
+export interface LabOutside {
+  readonly ns: string;
+  /** 198.18.0.250. */
+  readonly ip: string;
+}
+
+/** Address of the outside namespace: in 198.18.0.0/15, outside CLUSTER_NETWORK. */
+export const OUTSIDE_IP = '198.18.0.250';
 
 /** How a topology's pods get their network: a veth made here, or the CNI plugin. */
 export type PodWiring = 'veth' | 'cni';
@@ -81,6 +96,8 @@ export interface Topology {
   readonly nodes: readonly LabNode[];
   /** How the pods are wired. */
   readonly pods: PodWiring;
+  /** The outside namespace, when asked for. */
+  readonly outside: LabOutside | undefined;
   /** Scratch directory for peers files and logs (removed by close()). */
   readonly workDir: string;
   /** Set the MTU of every pod veth made by the topology (both ends; CNI pods get theirs from the plugin). */
@@ -148,6 +165,15 @@ async function buildNode(underlayNs: string, node: LabNode, made: string[], ipv6
   if (pods === 'veth') await wirePodVeth(node);
 }
 
+/** The outside host: eth0 on the underlay bridge (port "u-out"), nothing else. */
+async function buildOutside(underlayNs: string, outside: LabOutside, made: string[], ipv6: boolean): Promise<void> {
+  await addNamespace(outside.ns, made, ipv6);
+  await ip(underlayNs, ['link', 'add', 'u-out', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside.ns]);
+  await ip(underlayNs, ['link', 'set', 'u-out', 'master', 'br0', 'mtu', String(UNDERLAY_MTU), 'up']);
+  await ip(outside.ns, ['link', 'set', 'eth0', 'mtu', String(UNDERLAY_MTU), 'up']);
+  await ip(outside.ns, ['addr', 'add', `${outside.ip}/24`, 'dev', 'eth0']);
+}
+
 /** Pod by hand: node pod0 198.19.<i>.1/24 <-> pod eth0 198.19.<i>.2/24, default route via pod0. */
 export async function wirePodVeth(node: LabNode): Promise<void> {
   await ip(node.ns, ['link', 'add', 'pod0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', node.podNs]);
@@ -184,6 +210,7 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
   const workDir = await mkdtemp(path.join(os.tmpdir(), `${prefix}`));
   const underlayNs = `${prefix}u`;
   const nodes = Array.from({ length: count }, (_, k) => labNode(prefix, k + 1));
+  const outside: LabOutside | undefined = options.outside ? { ns: `${prefix}o`, ip: OUTSIDE_IP } : undefined;
   let closed = false;
   const close = async (): Promise<void> => {
     if (closed) return;
@@ -197,6 +224,7 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
     await ip(underlayNs, ['link', 'add', 'br0', 'type', 'bridge']);
     await ip(underlayNs, ['link', 'set', 'br0', 'mtu', String(UNDERLAY_MTU), 'up']);
     for (const node of nodes) await buildNode(underlayNs, node, made, ipv6, pods);
+    if (outside) await buildOutside(underlayNs, outside, made, ipv6);
   } catch (err) {
     await close();
     throw err;
@@ -206,6 +234,7 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
     underlayNs,
     nodes,
     pods,
+    outside,
     workDir,
     async setPodMtu(mtu: number): Promise<void> {
       if (pods === 'cni') return;

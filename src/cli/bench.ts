@@ -1,7 +1,7 @@
 /**
  * `userlay bench` — every path side by side on ONE 2-node lab topology.
  *
- *   userlay bench [--seconds 5] [--repeat 1] [--measures LIST] [--json FILE] [--out bench/out] [--udp]
+ *   userlay bench [--seconds 5] [--repeat 1] [--measures LIST] [--json FILE] [--out bench/out] [--udp] [--ablation]
  *
  * Swaps the overlay between the same two nodes (one pod each, veth underlay
  * in 198.18.0.0/15, offloads at their defaults on every path) and measures,
@@ -54,6 +54,7 @@ const specs: FlagSpec[] = [
   { name: 'json', kind: 'string', help: 'write the JSON result to FILE (default: <out>/bench.json)' },
   { name: 'out', kind: 'string', default: 'bench/out', help: 'directory for bench.json and bench.svg' },
   { name: 'udp', kind: 'bool', help: 'also measure the udp backend' },
+  { name: 'ablation', kind: 'bool', help: 'instead of the paths: kernel vxlan, then native vxlan with one offload added per row' },
 ];
 
 /** Values of one path; null where not measured or failed. */
@@ -129,7 +130,7 @@ function formatTable(r: BenchReport): string {
   });
   return [
     `bench: 2 nodes, pod -> pod, ${r.seconds} s per run, median of ${r.repeat}, ${r.host.cpus} CPUs; (Nx) = ratio to kernel vxlan`,
-    '', head, ...rows, '', `cpu: ${r.cpuCounted}`,
+    '', head, ...rows, ...(r.measures.includes('cpu') ? ['', `cpu: ${r.cpuCounted}`] : []),
   ].join('\n') + '\n';
 }
 
@@ -150,6 +151,7 @@ interface BenchConfig {
   readonly outDir: string;
   readonly jsonFile: string;
   readonly udp: boolean;
+  readonly ablation: boolean;
 }
 
 function checkBenchFlags(flags: ParsedFlags): BenchConfig {
@@ -164,7 +166,7 @@ function checkBenchFlags(flags: ParsedFlags): BenchConfig {
   if (measures.length === 0) throw usageError('--measures', 'name at least one measure');
   const outDir = flagString(flags, 'out')!;
   const jsonFile = flagString(flags, 'json') ?? path.join(outDir, 'bench.json');
-  return { seconds, repeat, measures: MEASURES.filter((m) => measures.includes(m)), outDir, jsonFile, udp: flagBool(flags, 'udp') };
+  return { seconds, repeat, measures: MEASURES.filter((m) => measures.includes(m)), outDir, jsonFile, udp: flagBool(flags, 'udp'), ablation: flagBool(flags, 'ablation') };
 }
 
 /** Busy CPU seconds of the whole machine so far (/proc/stat: user nice system irq softirq steal). */
@@ -187,16 +189,54 @@ function median<T>(xs: T[], key: (x: T) => number): T {
   return [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)]!;
 }
 
+/** One path of the plan; `env` is set while its agents start (the offload test hook refuses offloads). */
+interface BenchStep {
+  readonly name: string;
+  readonly spec: OverlaySpec;
+  readonly env?: Record<string, string>;
+}
+
+/**
+ * The ablation: native vxlan with one offload more per row, each row in the same run. The
+ * refusals go through the agent's test hook USERLAY_TEST_REFUSE_OFFLOADS, as a kernel that
+ * refused them would (src/dataplane/offloads.ts). Every row keeps what the engine did before
+ * the offloads: UDP GSO on send and coalesced GSO writes into the TUN on receive.
+ */
+function ablationPlan(): BenchStep[] {
+  const refuse = (what: string) => ({ USERLAY_TEST_REFUSE_OFFLOADS: what });
+  return [
+    { name: 'kernel vxlan', spec: { modes: ['kernel-vxlan', 'kernel-vxlan'] } },
+    { name: 'offloads off', spec: userlaySpec('vxlan', 'native', 'off') },
+    { name: '+ TUN TSO/USO', spec: userlaySpec('vxlan', 'native'), env: refuse('gro') },
+    { name: '+ UDP GRO (= auto)', spec: userlaySpec('vxlan', 'native') },
+  ];
+}
+
+/** Run `fn` with `env` added to process.env (children started meanwhile inherit it). */
+async function withEnv<T>(env: Record<string, string> | undefined, fn: () => Promise<T>): Promise<T> {
+  if (!env) return fn();
+  const saved = Object.fromEntries(Object.keys(env).map((k) => [k, process.env[k]]));
+  Object.assign(process.env, env);
+  try {
+    return await fn();
+  } finally {
+    for (const [k, v] of Object.entries(saved)) {
+      if (v === undefined) delete process.env[k];
+      else process.env[k] = v;
+    }
+  }
+}
+
 async function runBenchWith(cfg: BenchConfig): Promise<number> {
   const { seconds, repeat, outDir, jsonFile, measures } = cfg;
-  const plan: Array<{ name: string; spec: OverlaySpec }> = [
+  const plan: BenchStep[] = cfg.ablation ? ablationPlan() : [
     { name: 'host-gw', spec: { modes: ['host-gw', 'host-gw'] } },
     { name: 'kernel vxlan', spec: { modes: ['kernel-vxlan', 'kernel-vxlan'] } },
     { name: 'userlay native vxlan', spec: userlaySpec('vxlan', 'native') },
     { name: 'userlay native vxlan, offloads off', spec: userlaySpec('vxlan', 'native', 'off') },
     { name: 'userlay js vxlan', spec: userlaySpec('vxlan', 'js') },
   ];
-  if (cfg.udp) {
+  if (cfg.udp && !cfg.ablation) {
     plan.push({ name: 'userlay native udp', spec: userlaySpec('udp', 'native') });
     plan.push({ name: 'userlay js udp', spec: userlaySpec('udp', 'js') });
   }
@@ -221,7 +261,7 @@ async function runBenchWith(cfg: BenchConfig): Promise<number> {
       let rss: number | null = null;
       let podMtu: number | null = null;
       try {
-        const ov = await session.setOverlay(c.spec);
+        const ov = await withEnv(c.env, () => session.setOverlay(c.spec));
         podMtu = ov.podMtu;
         const reach = await ping(a.podNs, b.podIP, { count: 3 });
         if (!reach.ok) throw new Error(`pods cannot reach each other: ${reach.output.split('\n').pop()}`);

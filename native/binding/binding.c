@@ -66,7 +66,8 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */)
     napi_callback fn;
   } fns[] = {
     { "tunOpen", js_tun_open },       { "udpOpen", js_udp_open },
-    { "close", js_close },            { "linkIndex", js_link_index },
+    { "close", js_close },            { "mallocTrim", js_malloc_trim },
+    { "linkIndex", js_link_index },
     { "linkSet", js_link_set },       { "linkDel", js_link_del },
     { "addrAdd", js_addr_add },       { "addrDel", js_addr_del },
     { "routeAdd", js_route_add },     { "routeDel", js_route_del },

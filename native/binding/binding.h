@@ -83,6 +83,7 @@ bool set_int(napi_env env, napi_value obj, const char *key, int64_t v);
 napi_value js_tun_open(napi_env env, napi_callback_info info);
 napi_value js_udp_open(napi_env env, napi_callback_info info);
 napi_value js_close(napi_env env, napi_callback_info info);
+napi_value js_malloc_trim(napi_env env, napi_callback_info info);
 napi_value js_link_index(napi_env env, napi_callback_info info);
 napi_value js_link_set(napi_env env, napi_callback_info info);
 napi_value js_link_del(napi_env env, napi_callback_info info);

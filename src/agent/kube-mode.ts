@@ -45,7 +45,14 @@ export interface KubeAgentDeps {
   clock?: Clock;
   /** Restart backoff of the informer (tests make it short). */
   informerBackoffMs?: { initialMs: number; maxMs: number };
+  /** Hand freed malloc memory back to the kernel (malloc_trim); after each list and once a minute. */
+  trimMemory?: () => void;
 }
+
+/** After a list, the trim waits this long for the GC to free the list's buffers, ms. */
+const TRIM_AFTER_LIST_MS = 1000;
+/** And it runs this often besides, ms: watch events leave freed malloc memory behind too. */
+const TRIM_EVERY_MS = 60_000;
 
 /** A running kube-mode agent. */
 export class KubeAgent {
@@ -61,6 +68,7 @@ export class KubeAgent {
   private listed = false;
   private subnetEnvWritten = false;
   private own: OwnLease | undefined;
+  private trimTimer: ReturnType<typeof setInterval> | undefined;
   /** Resolves when start-up finished (ready), rejects on a fatal start-up error. */
   readonly started: Promise<void>;
 
@@ -111,6 +119,7 @@ export class KubeAgent {
   /** Stop: informer (for good), sync timers, data plane. Idempotent. */
   async stop(): Promise<void> {
     this.abort.abort();
+    clearInterval(this.trimTimer);
     this.sync?.stop();
     await this.informer?.stop();
     await this.store.flush();
@@ -207,10 +216,14 @@ export class KubeAgent {
 
     // 7. informer + sync
     const dp = this.dp;
+    const trim = this.deps.trimMemory;
     const informer = this.deps.makeInformer(() => {
       this.listed = true;
       sync.trigger();
+      // a list leaves tens of MB of freed malloc memory (response chunks) that glibc keeps
+      if (trim) setTimeout(trim, TRIM_AFTER_LIST_MS).unref();
     });
+    if (trim) this.trimTimer = setInterval(trim, TRIM_EVERY_MS).unref();
     const sync = new PeerSync({
       cache: informer,
       config: { nodeName: cfg.nodeName, prefix: cfg.prefix, backend: own.backend, networks: netConf.networks, ownSubnets: own.subnets, underlayFamily: underlay.family,
@@ -311,8 +324,10 @@ export async function realDeps(cfg: KubeAgentConfig, log: Logger): Promise<KubeA
   const kc = loadKubeConfig(cfg.kubeconfig);
   const api = createNodeApi(kc);
   const { openDataplane } = await import('../dataplane/dataplane.js');
+  const { loadAddon } = await import('../dataplane/addon.js');
   return {
     api,
+    trimMemory: () => { loadAddon().mallocTrim(); },
     makeInformer: (onListed) => makeNodeInformer(kc, { onListed, annotationPrefix: cfg.prefix, log }),
     openDataplane,
   };

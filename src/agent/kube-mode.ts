@@ -25,7 +25,8 @@ import { networkList } from '../control/net-conf.js';
 import { SnapshotStore, type OwnLease, type Snapshot } from '../control/snapshot-store.js';
 import { writeSubnetEnv } from '../control/subnet-env.js';
 import { pickUnderlay, systemHost, underlayConflict, type Underlay, type UnderlayHost } from '../control/underlay.js';
-import { createNodeApi, loadKubeConfig, type NodeApi } from '../control/kube/client.js';
+import { createNodeApi, type NodeApi } from '../control/kube/client.js';
+import { credentialsOf, helperCredentials, type KubeCredentials } from '../control/kube/credentials.js';
 import { waitForOwnNode } from '../control/kube/identity.js';
 import { makeNodeInformer, RestartingInformer, type NodeInformer } from '../control/kube/informer.js';
 import { annotationNames, leasePatch, loadOrCreateVtepMac, publishLease, type LeaseInfo } from '../control/kube/lease.js';
@@ -319,16 +320,33 @@ function dataplaneOptions(cfg: KubeAgentConfig, own: OwnLease): DataplaneOptions
   };
 }
 
-/** The real dependencies: client-node against --kubeconfig or in-cluster, the real data plane. */
+/**
+ * The real dependencies: client-node's credentials for --kubeconfig or in-cluster, the real
+ * data plane. Credentials come from the credential helper, so that client-node's ~42 MB stay
+ * out of the agent (credentials.ts); a kubeconfig that cannot be loaded is a usage error here.
+ * A cluster behind a proxy-url needs client-node's proxy agent: it is loaded in process then.
+ */
 export async function realDeps(cfg: KubeAgentConfig, log: Logger): Promise<KubeAgentDeps> {
-  const kc = loadKubeConfig(cfg.kubeconfig);
-  const api = createNodeApi(kc);
+  let creds: KubeCredentials = helperCredentials({ kubeconfig: cfg.kubeconfig });
+  try {
+    const first = await creds.get();
+    if (first.proxyUrl !== undefined) {
+      log.info('the cluster has a proxy-url: client-node runs in the agent', { proxyUrl: first.proxyUrl });
+      const { loadKubeConfig } = await import('../control/kube/kubeconfig.js');
+      creds = credentialsOf(loadKubeConfig(cfg.kubeconfig));
+    }
+  } catch (err) {
+    if (err instanceof UserlayError && err.code === 'EUSAGE') throw err;
+    // the kubeconfig loaded but no credentials yet (an exec plugin failing...): the requests retry
+    log.warn('no API credentials yet; retrying with the requests', { err });
+  }
+  const api = createNodeApi(creds);
   const { openDataplane } = await import('../dataplane/dataplane.js');
   const { loadAddon } = await import('../dataplane/addon.js');
   return {
     api,
     trimMemory: () => { loadAddon().mallocTrim(); },
-    makeInformer: (onListed) => makeNodeInformer(kc, { onListed, annotationPrefix: cfg.prefix, log }),
+    makeInformer: (onListed) => makeNodeInformer(creds, { onListed, annotationPrefix: cfg.prefix, log }),
     openDataplane,
   };
 }

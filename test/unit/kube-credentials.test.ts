@@ -9,7 +9,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { UserlayError } from '../../src/errors.js';
+import { UserlayError, usageError } from '../../src/errors.js';
 import { createNodeApi } from '../../src/control/kube/client.js';
 import { decodeRequestAuth, encodeRequestAuth, helperCredentials, HELPER_USAGE_EXIT, type KubeCredentials, type KubeRequestAuth } from '../../src/control/kube/credentials.js';
 import { FakeApiServer } from '../support/fake-apiserver.js';
@@ -101,6 +101,9 @@ test('createNodeApi over credentials: get and merge-patch reach the server; 404 
     await assert.rejects(nodes.getNode('nope'), (err: unknown) => err instanceof UserlayError && err.code === 'EHTTP404'
       && (err as UserlayError & { statusCode: number }).statusCode === 404 && /^get node nope: HTTP 404/.test(err.message));
     assert.equal(invalidated, 0);
+    // after start, a kubeconfig that no longer loads fails the request, it is no usage error (no exit 2)
+    const gone = createNodeApi({ get: async () => { throw usageError('--kubeconfig', 'cannot load /k: ENOENT'); }, invalidate: () => {} });
+    await assert.rejects(gone.getNode('n1'), (err: unknown) => err instanceof UserlayError && err.code === 'EKUBECONFIG' && /^get node n1: --kubeconfig: cannot load/.test(err.message));
   } finally {
     await api.stop();
   }

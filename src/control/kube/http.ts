@@ -76,7 +76,10 @@ async function open(creds: KubeCredentials, method: string, pathAndQuery: string
   try {
     auth = await creds.get();
   } catch (err) {
-    throw err instanceof UserlayError && err.code === 'EUSAGE' ? err : transportError(opts.what, err);
+    // a kubeconfig that cannot be loaded is a usage error at start (realDeps asks first); from
+    // then on (a file being replaced...) it is one more failed request, retried as the others
+    if (err instanceof UserlayError && err.code === 'EUSAGE') throw new UserlayError('EKUBECONFIG', `${opts.what}: ${err.message}`, { cause: err });
+    throw transportError(opts.what, err);
   }
   // as client-node builds its URLs: the server may carry a path prefix
   const url = new URL(auth.server.replace(/\/+$/, '') + pathAndQuery);

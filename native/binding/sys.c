@@ -1,10 +1,12 @@
 /*
  * System calls for the control side: open a TUN or a UDP socket, close an fd,
- * and the netlink link/address/route operations (need CAP_NET_ADMIN).
+ * the netlink link/address/route operations (need CAP_NET_ADMIN), and
+ * malloc_trim (the agent hands freed heap back after its initial Node list).
  */
 #include "binding.h"
 
 #include <errno.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -78,6 +80,16 @@ napi_value js_close(napi_env env, napi_callback_info info)
     return throw_errno(env, errno, "close", subject);
   }
   return make_undefined(env);
+}
+
+napi_value js_malloc_trim(napi_env env, napi_callback_info info)
+{
+  napi_value out;
+
+  (void)info;
+  /* glibc: returns free memory of every arena to the kernel (madvise), not only the top. */
+  CHECK(napi_get_boolean(env, malloc_trim(0) != 0, &out));
+  return out;
 }
 
 napi_value js_link_index(napi_env env, napi_callback_info info)

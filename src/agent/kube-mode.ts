@@ -29,7 +29,8 @@ import { writeSubnetEnv } from '../control/subnet-env.js';
 import { pickUnderlay, systemHost, underlayConflict, type Underlay, type UnderlayHost } from '../control/underlay.js';
 import { IpMasq } from '../control/host/ip-masq.js';
 import { systemNftables, type Nftables } from '../control/host/nftables.js';
-import { createNodeApi, loadKubeConfig, type NodeApi } from '../control/kube/client.js';
+import { createNodeApi, type NodeApi } from '../control/kube/client.js';
+import { credentialsOf, helperCredentials, type KubeCredentials } from '../control/kube/credentials.js';
 import { waitForOwnNode } from '../control/kube/identity.js';
 import { makeNodeInformer, RestartingInformer, type NodeInformer } from '../control/kube/informer.js';
 import { annotationNames, leasePatch, loadOrCreateVtepMac, publishLease, type LeaseInfo } from '../control/kube/lease.js';
@@ -51,7 +52,14 @@ export interface KubeAgentDeps {
   clock?: Clock;
   /** Restart backoff of the informer (tests make it short). */
   informerBackoffMs?: { initialMs: number; maxMs: number };
+  /** Hand freed malloc memory back to the kernel (malloc_trim); after each list and once a minute. */
+  trimMemory?: () => void;
 }
+
+/** After a list, the trim waits this long for the GC to free the list's buffers, ms. */
+const TRIM_AFTER_LIST_MS = 1000;
+/** And it runs this often besides, ms: watch events leave freed malloc memory behind too. */
+const TRIM_EVERY_MS = 60_000;
 
 /** A running kube-mode agent. */
 export class KubeAgent {
@@ -68,6 +76,7 @@ export class KubeAgent {
   private subnetEnvWritten = false;
   private own: OwnLease | undefined;
   private readonly ipMasq: IpMasq | undefined;
+  private trimTimer: ReturnType<typeof setInterval> | undefined;
   /** Resolves when start-up finished (ready), rejects on a fatal start-up error. */
   readonly started: Promise<void>;
 
@@ -119,6 +128,7 @@ export class KubeAgent {
   /** Stop: informer (for good), sync timers, pod egress table, data plane. Idempotent. */
   async stop(): Promise<void> {
     this.abort.abort();
+    clearInterval(this.trimTimer);
     this.sync?.stop();
     await this.informer?.stop();
     await this.store.flush();
@@ -216,10 +226,14 @@ export class KubeAgent {
 
     // 7. informer + sync
     const dp = this.dp;
+    const trim = this.deps.trimMemory;
     const informer = this.deps.makeInformer(() => {
       this.listed = true;
       sync.trigger();
+      // a list leaves tens of MB of freed malloc memory (response chunks) that glibc keeps
+      if (trim) setTimeout(trim, TRIM_AFTER_LIST_MS).unref();
     });
+    if (trim) this.trimTimer = setInterval(trim, TRIM_EVERY_MS).unref();
     const sync = new PeerSync({
       cache: informer,
       config: { nodeName: cfg.nodeName, prefix: cfg.prefix, backend: own.backend, networks: netConf.networks, ownSubnets: own.subnets, underlayFamily: underlay.family,
@@ -323,14 +337,33 @@ function dataplaneOptions(cfg: KubeAgentConfig, own: OwnLease): DataplaneOptions
   };
 }
 
-/** The real dependencies: client-node against --kubeconfig or in-cluster, the real data plane. */
+/**
+ * The real dependencies: client-node's credentials for --kubeconfig or in-cluster, the real
+ * data plane. Credentials come from the credential helper, so that client-node's ~42 MB stay
+ * out of the agent (credentials.ts); a kubeconfig that cannot be loaded is a usage error here.
+ * A cluster behind a proxy-url needs client-node's proxy agent: it is loaded in process then.
+ */
 export async function realDeps(cfg: KubeAgentConfig, log: Logger): Promise<KubeAgentDeps> {
-  const kc = loadKubeConfig(cfg.kubeconfig);
-  const api = createNodeApi(kc);
+  let creds: KubeCredentials = helperCredentials({ kubeconfig: cfg.kubeconfig });
+  try {
+    const first = await creds.get();
+    if (first.proxyUrl !== undefined) {
+      log.info('the cluster has a proxy-url: client-node runs in the agent', { proxyUrl: first.proxyUrl });
+      const { loadKubeConfig } = await import('../control/kube/kubeconfig.js');
+      creds = credentialsOf(loadKubeConfig(cfg.kubeconfig));
+    }
+  } catch (err) {
+    if (err instanceof UserlayError && err.code === 'EUSAGE') throw err;
+    // the kubeconfig loaded but no credentials yet (an exec plugin failing...): the requests retry
+    log.warn('no API credentials yet; retrying with the requests', { err });
+  }
+  const api = createNodeApi(creds);
   const { openDataplane } = await import('../dataplane/dataplane.js');
+  const { loadAddon } = await import('../dataplane/addon.js');
   return {
     api,
-    makeInformer: (onListed) => makeNodeInformer(kc, { onListed, annotationPrefix: cfg.prefix, log }),
+    trimMemory: () => { loadAddon().mallocTrim(); },
+    makeInformer: (onListed) => makeNodeInformer(creds, { onListed, annotationPrefix: cfg.prefix, log }),
     openDataplane,
     nftables: systemNftables(),
   };

@@ -11,6 +11,10 @@
  *   --optimize-for-size + the above          130 / 148 / 134 MB            1.14 s  58 ms
  *   --lite-mode --no-expose-wasm + the above 130 / 142 / 131 MB            1.13 s  117 ms
  *
+ * Re-checked with client-node out of the agent (credential helper) and the smaller FDB records:
+ *   --max-semi-space-size=1                  82 / 167 / 95 MB              1.09 s  32 ms
+ *   --optimize-for-size + the above          82 / 98 / 86 MB               1.01 s  34 ms
+ *
  * --optimize-for-size keeps V8's old generation near the live size instead of
  * letting it grow to a multiple of it between full GCs (more, shorter full
  * GCs); the control plane is not on the packet path and both its costs stay

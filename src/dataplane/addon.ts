@@ -133,6 +133,11 @@ export interface NativeAddon {
   udpSetGro(fd: number, on: boolean): void;
   /** close(2). */
   close(fd: number): void;
+  /**
+   * malloc_trim(0): hand the free memory of every malloc arena back to the kernel.
+   * True when some was released. No effect on memory in use.
+   */
+  mallocTrim(): boolean;
   linkIndex(ifname: string): number;
   /** Set MTU (mtu <= 0 keeps it) and bring the link up or down. */
   linkSet(ifname: string, mtu: number, up: boolean): void;

@@ -115,23 +115,33 @@ function checkRange(field: string, v: unknown, lo: number, hi: number): number {
 }
 
 /**
- * One validated peer with its snapshot records pre-encoded: `peerBytes` is its
- * struct ul_fdb_peer with slot 0, `routeBytes` its struct ul_fdb_route array
- * with peer index 0; encode() copies both and patches the two fields in.
+ * One validated peer, cached per Peer object (see the design notes). Memory matters here: a
+ * record lives as long as its Peer (5,000 of them at 5,000 Nodes), so it holds one small
+ * typed array and strings shared with the Peer, not parsed address objects (those cost
+ * ~2.2 KB a peer; this ~0.6 KB, bench/RESULTS.md issue 9).
  */
 interface PeerRecord {
+  /** What it was validated from: the defaults key and the input's fields (the same strings). */
+  readonly defaults: string;
+  readonly name: string;
+  /** A copy of the input's subnets (the caller may change its array in place). */
+  readonly subnets: readonly string[];
+  readonly publicIP: string;
+  readonly vtepMAC: string | undefined;
+  readonly port: number | undefined;
+  readonly vni: number | undefined;
+  /** The peer, canonicalised (port and VNI filled in). */
   readonly peer: Peer;
-  readonly underlay: IPAddr;
-  readonly port: number;
-  readonly vni: number;
-  readonly mac: Uint8Array;
-  readonly cidrs: readonly Cidr[];
-  /** subnetBits of each of `cidrs`. */
+  /** subnetBits of each of peer.subnets. */
   readonly bits: readonly string[];
-  readonly peerBytes: Uint8Array;
-  readonly routeBytes: Uint8Array;
+  /**
+   * Its struct ul_fdb_peer with slot 0, then its struct ul_fdb_route array with peer index 0;
+   * encode() copies them and patches the two fields in. Written byte by byte: a view over
+   * its .buffer would move it off the V8 heap (a malloc'd backing store per peer).
+   */
+  readonly bytes: Uint8Array;
   /** The FdbPeer and FdbRoutes of the last table built with this record, reused while index and slot stay. */
-  last?: { peer: FdbPeer; routes: FdbRoute[] };
+  last?: { peer: TablePeer; routes: TableRoute[] };
 }
 
 /** The defaults as one string: a cached record is valid only under the same text. */
@@ -139,20 +149,8 @@ function defaultsKey(d: FdbDefaults): string {
   return `${d.backend}|${d.port}|${d.vni}|${d.underlayFamily ?? ''}|${(d.networks ?? []).join(',')}|${d.ownPublicIP ?? ''}|${d.ownVtepMAC ?? ''}`;
 }
 
-/** A cache entry: the record, and what it was validated from. */
-interface CacheEntry {
-  readonly defaults: string;
-  readonly name: string;
-  readonly subnets: readonly string[];
-  readonly publicIP: string;
-  readonly vtepMAC: string | undefined;
-  readonly port: number | undefined;
-  readonly vni: number | undefined;
-  readonly record: PeerRecord;
-}
-
 /** Validated peers by Peer object (see the design notes). Entries die with their Peer. */
-const records = new WeakMap<Peer, CacheEntry>();
+const records = new WeakMap<Peer, PeerRecord>();
 
 function sameStrings(a: readonly string[], b: readonly string[]): boolean {
   if (a.length !== b.length) return false;
@@ -165,22 +163,35 @@ function recordOf(p: Peer, d: FdbDefaults, dkey: string, networks: readonly Cidr
   const hit = records.get(p);
   if (hit && hit.defaults === dkey && hit.name === p.name && hit.publicIP === p.publicIP && hit.vtepMAC === p.vtepMAC
     && hit.port === p.port && hit.vni === p.vni && Array.isArray(p.subnets) && sameStrings(hit.subnets, p.subnets)) {
-    return hit.record;
+    return hit;
   }
-  const record = validatePeer(p, d, networks);
-  records.set(p, {
-    defaults: dkey, name: p.name, subnets: [...p.subnets], publicIP: p.publicIP, vtepMAC: p.vtepMAC, port: p.port, vni: p.vni, record,
-  });
+  const record = validatePeer(p, d, dkey, networks);
+  records.set(p, record);
   return record;
 }
 
-function validatePeer(p: Peer, d: FdbDefaults, networks: readonly Cidr[]): PeerRecord {
+/** `canonical`, as the very string `given` when they are equal (one copy in memory, not two). */
+function shared(given: string, canonical: string): string {
+  return given === canonical ? given : canonical;
+}
+
+function putU16(b: Uint8Array, off: number, v: number): void {
+  b[off] = v & 0xff;
+  b[off + 1] = (v >>> 8) & 0xff;
+}
+
+function putU32(b: Uint8Array, off: number, v: number): void {
+  putU16(b, off, v & 0xffff);
+  putU16(b, off + 2, v >>> 16);
+}
+
+function validatePeer(p: Peer, d: FdbDefaults, dkey: string, networks: readonly Cidr[]): PeerRecord {
   const where = `peer "${p.name}"`;
   const underlay = fdbField(`${where} publicIP`, () => parseIP(p.publicIP));
   if (d.underlayFamily !== undefined && underlay.family !== d.underlayFamily) {
     throw fdbError(`${where} publicIP ${p.publicIP} is IPv${underlay.family} but the underlay socket is IPv${d.underlayFamily}`);
   }
-  const publicIP = formatIP(underlay.family, underlay.bytes);
+  const publicIP = shared(p.publicIP, formatIP(underlay.family, underlay.bytes));
   if (d.ownPublicIP !== undefined && publicIP === canonicalIP(d.ownPublicIP)) throw fdbError(`${where} publicIP ${publicIP} is this node's own`);
   const around = networks.find((n) => cidrContains(n, underlay));
   if (around !== undefined) throw fdbError(`${where} publicIP ${publicIP} lies inside the cluster network ${around.text}`);
@@ -207,26 +218,53 @@ function validatePeer(p: Peer, d: FdbDefaults, networks: readonly Cidr[]): PeerR
   });
   const peer: Peer = {
     name: p.name,
-    subnets: cidrs.map((c) => c.text),
+    subnets: cidrs.map((c, k) => shared(p.subnets[k]!, c.text)),
     publicIP,
-    ...(p.vtepMAC ? { vtepMAC: formatMac(mac) } : {}),
+    ...(macText ? { vtepMAC: shared(macText, formatMac(mac)) } : {}),
     port,
     vni,
   };
-  const peerBytes = new Uint8Array(FDB_PEER_SIZE);
-  const pv = new DataView(peerBytes.buffer);
-  pv.setUint8(0, underlay.family);
-  pv.setUint16(2, port, true);
-  peerBytes.set(underlay.bytes, 4);
-  peerBytes.set(mac, 20);
-  pv.setUint32(28, vni, true);
-  const routeBytes = new Uint8Array(cidrs.length * FDB_ROUTE_SIZE);
+  const bytes = new Uint8Array(FDB_PEER_SIZE + cidrs.length * FDB_ROUTE_SIZE);
+  bytes[0] = underlay.family;
+  putU16(bytes, 2, port);
+  bytes.set(underlay.bytes, 4);
+  bytes.set(mac, 20);
+  putU32(bytes, 28, vni);
   cidrs.forEach((c, k) => {
-    routeBytes[k * FDB_ROUTE_SIZE] = c.family;
-    routeBytes[k * FDB_ROUTE_SIZE + 1] = c.prefixLen;
-    routeBytes.set(c.bytes, k * FDB_ROUTE_SIZE + 8);
+    const off = FDB_PEER_SIZE + k * FDB_ROUTE_SIZE;
+    bytes[off] = c.family;
+    bytes[off + 1] = c.prefixLen;
+    bytes.set(c.bytes, off + 8);
   });
-  return { peer, underlay, port, vni, mac, cidrs, bits: cidrs.map(subnetBits), peerBytes, routeBytes };
+  return {
+    defaults: dkey, name: p.name, subnets: [...p.subnets], publicIP: p.publicIP, vtepMAC: p.vtepMAC, port: p.port, vni: p.vni,
+    peer, bits: cidrs.map(subnetBits), bytes,
+  };
+}
+
+/** An FdbPeer of a built table: the address fields are derived from the canonical peer when read. */
+class TablePeer implements FdbPeer {
+  constructor(readonly peer: Peer, readonly index: number, readonly slot: number) {}
+  get underlay(): IPAddr {
+    return parseIP(this.peer.publicIP);
+  }
+  get port(): number {
+    return this.peer.port!;
+  }
+  get vni(): number {
+    return this.peer.vni!;
+  }
+  get mac(): Uint8Array {
+    return this.peer.vtepMAC ? parseMac(this.peer.vtepMAC) : new Uint8Array(6);
+  }
+}
+
+/** An FdbRoute of a built table: the Cidr is parsed from the subnet's text when read. */
+class TableRoute implements FdbRoute {
+  constructor(private readonly subnet: string, readonly peer: number) {}
+  get cidr(): Cidr {
+    return parseCidr(this.subnet);
+  }
 }
 
 /** Routes grouped by family and prefix length, longest first, keyed by network bytes. */
@@ -327,11 +365,12 @@ export class FdbTable {
     let off = FDB_HDR_SIZE;
     let routeOff = FDB_HDR_SIZE + this.peers.length * FDB_PEER_SIZE;
     records.forEach((rec, index) => {
-      buf.set(rec.peerBytes, off);
+      const b = rec.bytes;
+      for (let i = 0; i < FDB_PEER_SIZE; i++) buf[off + i] = b[i]!;
       dv.setUint32(off + 32, this.peers[index]!.slot, true);
       off += FDB_PEER_SIZE;
-      buf.set(rec.routeBytes, routeOff);
-      for (let k = 0; k < rec.cidrs.length; k++, routeOff += FDB_ROUTE_SIZE) dv.setUint32(routeOff + 4, index, true);
+      for (let i = FDB_PEER_SIZE; i < b.length; i++) buf[routeOff + i - FDB_PEER_SIZE] = b[i]!;
+      for (let k = FDB_PEER_SIZE; k < b.length; k += FDB_ROUTE_SIZE, routeOff += FDB_ROUTE_SIZE) dv.setUint32(routeOff + 4, index, true);
     });
   }
 }
@@ -355,10 +394,10 @@ export function buildFdb(peers: readonly Peer[], defaults: FdbDefaults, slots: S
     names.add(p.name);
     const v = recordOf(p, defaults, dkey, networks);
     const seen = new Set<string>();
-    v.cidrs.forEach((c, k) => {
-      if (seen.has(c.text)) throw fdbError(`peer "${p.name}" lists subnet ${c.text} twice`);
-      seen.add(c.text);
-      subnets.push({ bits: v.bits[k]!, owner: index, text: c.text });
+    v.peer.subnets.forEach((text, k) => {
+      if (seen.has(text)) throw fdbError(`peer "${p.name}" lists subnet ${text} twice`);
+      seen.add(text);
+      subnets.push({ bits: v.bits[k]!, owner: index, text });
     });
     const other = byUnderlay.get(v.peer.publicIP);
     if (other !== undefined) throw fdbError(`publicIP ${v.peer.publicIP} is used by both peer "${other}" and peer "${p.name}"`);
@@ -380,10 +419,7 @@ export function buildFdb(peers: readonly Peer[], defaults: FdbDefaults, slots: S
     const slot = plan.slots.get(v.peer.name)!;
     // the same objects as last time when nothing moved: less for the GC to promote
     if (v.last === undefined || v.last.peer.index !== index || v.last.peer.slot !== slot) {
-      v.last = {
-        peer: { peer: v.peer, index, slot, underlay: v.underlay, port: v.port, vni: v.vni, mac: v.mac },
-        routes: v.cidrs.map((cidr) => ({ cidr, peer: index })),
-      };
+      v.last = { peer: new TablePeer(v.peer, index, slot), routes: v.peer.subnets.map((subnet) => new TableRoute(subnet, index)) };
     }
     fdbPeers[index] = v.last.peer;
     for (const r of v.last.routes) routes.push(r);

@@ -1,14 +1,12 @@
 /**
- * The Kubernetes API client: a KubeConfig from --kubeconfig or the in-cluster service
- * account, and the two Node calls the agent makes besides list + watch (get, merge-patch
- * status; the list and the watch stream through http.ts and reflector.ts).
- *
- * client-node 1.4.x sends patch bodies as application/json-patch+json unless told
- * otherwise; the lease is a JSON merge patch, so every patch call sets the Content-Type
- * to application/merge-patch+json through setHeaderOptions.
+ * The two Node calls the agent makes besides list + watch: get a Node, merge-patch its
+ * status (the lease). Small JSON requests over http.ts with client-node's credentials
+ * (credentials.ts); the generated CoreV1Api is not loaded (bench/RESULTS.md, issue 9: it is
+ * most of client-node's 42 MB).
  */
-import { CoreV1Api, KubeConfig, PatchStrategy, setHeaderOptions, type V1Node } from '@kubernetes/client-node';
-import { UserlayError, usageError } from '../../errors.js';
+import type { V1Node } from '@kubernetes/client-node';
+import type { KubeAuth } from './credentials.js';
+import { kubeJsonFor } from './http.js';
 
 /** The Node operations the agent uses; tests substitute fakes. */
 export interface NodeApi {
@@ -19,22 +17,9 @@ export interface NodeApi {
 }
 
 /**
- * Load the KubeConfig: from `path` when given, else the in-cluster service account.
- * Throws usageError('--kubeconfig', ...) when the file cannot be loaded or has no cluster.
+ * The HTTP status of an API failure, when it has one: `statusCode` of http.ts's
+ * UserlayError `EHTTP<status>` (or a numeric `code`, as client-node's ApiException has).
  */
-export function loadKubeConfig(path: string | undefined): KubeConfig {
-  const kc = new KubeConfig();
-  try {
-    if (path !== undefined) kc.loadFromFile(path);
-    else kc.loadFromCluster();
-  } catch (err) {
-    throw usageError('--kubeconfig', `cannot load ${path ?? 'in-cluster config'}: ${(err as Error).message}`, err);
-  }
-  if (!kc.getCurrentCluster()) throw usageError('--kubeconfig', `${path ?? 'in-cluster config'} has no current cluster`);
-  return kc;
-}
-
-/** The HTTP status of a client-node error, when it has one. */
 export function apiStatus(err: unknown): number | undefined {
   if (err && typeof err === 'object') {
     const o = err as { code?: unknown; statusCode?: unknown };
@@ -44,32 +29,20 @@ export function apiStatus(err: unknown): number | undefined {
   return undefined;
 }
 
-/** Wrap an API failure: "get node n1: HTTP 404 ..." or "get node n1: ECONNREFUSED ...". */
-function apiError(what: string, err: unknown): UserlayError {
-  const status = apiStatus(err);
-  const detail = err instanceof Error ? err.message.split('\n')[0] : String(err);
-  const code = status !== undefined ? `EHTTP${status}` : (err as { code?: string })?.code ?? 'EAPI';
-  return new UserlayError(typeof code === 'string' ? code : 'EAPI', `${what}: ${detail}`, { cause: err });
-}
-
-/** NodeApi over a real CoreV1Api. */
-export function createNodeApi(kc: KubeConfig): NodeApi {
-  const api = kc.makeApiClient(CoreV1Api);
-  const merge = setHeaderOptions('Content-Type', PatchStrategy.MergePatch);
+/**
+ * NodeApi against `auth`'s cluster. Failures are http.ts's UserlayErrors: "get node n1: HTTP
+ * 404: ..." (code EHTTP404, statusCode 404) or "get node n1: connect ECONNREFUSED ..." (the
+ * errno name). The Nodes come back as the server's JSON (timestamps are strings).
+ */
+export function createNodeApi(auth: KubeAuth): NodeApi {
+  const json = kubeJsonFor(auth);
+  const path = (name: string): string => `/api/v1/nodes/${encodeURIComponent(name)}`;
   return {
     async getNode(name) {
-      try {
-        return await api.readNode({ name });
-      } catch (err) {
-        throw apiError(`get node ${name}`, err);
-      }
+      return await json('GET', path(name), `get node ${name}`) as V1Node;
     },
     async patchNodeStatus(name, patch) {
-      try {
-        return await api.patchNodeStatus({ name, body: patch }, merge);
-      } catch (err) {
-        throw apiError(`patch node ${name} status`, err);
-      }
+      return await json('PATCH', `${path(name)}/status`, `patch node ${name} status`, { contentType: 'application/merge-patch+json', value: patch }) as V1Node;
     },
   };
 }

@@ -1,18 +1,19 @@
 /**
- * Streaming GETs against the API server, authenticated by client-node's KubeConfig.
+ * Requests to the API server over node:http(s), with client-node's credentials.
  *
  * The list and the watch of Nodes do not go through client-node's generated API or its
  * Watch: both would hold whole Node objects (status.images included) before userlay could
  * trim them. Here a response is handed over as a byte stream, so the caller parses it item by
- * item (node-stream.ts) and keeps only the trimmed Nodes. KubeConfig still does what it is
- * there for: cluster URL, TLS (CA, client certificates) and credentials (tokens, exec and
- * auth-provider plugins) through applyToHTTPSOptions, asked afresh for every request so that
- * rotated tokens are picked up.
+ * item (node-stream.ts) and keeps only the trimmed Nodes. The two other calls (get the own
+ * Node, merge-patch its status) are small JSON requests (kubeJsonFor). client-node's
+ * KubeConfig still does what it is there for: cluster URL, TLS (CA, client certificates) and
+ * credentials (tokens, token files, exec and auth-provider plugins), asked for every request
+ * (credentials.ts: in process, or through the credential helper); a 401 drops them.
  */
 import { request as httpRequest, type IncomingMessage } from 'node:http';
 import { request as httpsRequest, type RequestOptions } from 'node:https';
-import type { KubeConfig } from '@kubernetes/client-node';
 import { UserlayError } from '../../errors.js';
+import { credentialsOf, type KubeAuth, type KubeCredentials } from './credentials.js';
 
 /** Opens a GET on the API server; resolves with the 200 response, unread. */
 export type KubeGet = (pathAndQuery: string, opts: KubeGetOptions) => Promise<IncomingMessage>;
@@ -28,26 +29,77 @@ export interface KubeGetOptions {
 }
 
 /**
- * A KubeGet over node:http(s) with `kc`'s current cluster and user. A non-200 answer rejects
+ * A KubeGet over node:http(s) with `auth`'s cluster and credentials. A non-200 answer rejects
  * with UserlayError `EHTTP<status>` (with `statusCode`, and the Status message); a transport
  * failure with the errno code (ECONNREFUSED, ECONNRESET, ETIMEDOUT...).
  */
-export function kubeGetFor(kc: KubeConfig): KubeGet {
+export function kubeGetFor(auth: KubeAuth): KubeGet {
+  const creds = credentialsOf(auth);
   return async (pathAndQuery, opts) => {
-    const cluster = kc.getCurrentCluster();
-    if (!cluster) throw new UserlayError('EKUBECONFIG', `${opts.what}: the kubeconfig has no current cluster`);
-    // as client-node builds its URLs: the server may carry a path prefix
-    const url = new URL(cluster.server.replace(/\/+$/, '') + pathAndQuery);
-    const req: RequestOptions = { method: 'GET', signal: opts.signal };
-    await kc.applyToHTTPSOptions(req);
-    req.headers = { ...req.headers, Accept: 'application/json' };
-    const res = await send(url, req, opts);
+    const res = await open(creds, 'GET', pathAndQuery, opts, undefined);
     if (res.statusCode === 200) return res;
-    throw await statusError(res, opts.what);
+    throw await statusError(res, opts.what, creds);
   };
 }
 
-function send(url: URL, req: RequestOptions, opts: KubeGetOptions): Promise<IncomingMessage> {
+/** A JSON request: method, path, optional body with its Content-Type; resolves with the parsed 2xx body. */
+export type KubeJson = (method: 'GET' | 'PATCH', path: string, what: string, body?: { contentType: string; value: unknown }) => Promise<unknown>;
+
+/**
+ * A KubeJson over node:http(s) with `auth`'s cluster and credentials; fails as KubeGet does.
+ * Each request may stay silent for `idleTimeoutMs` (default 30 s).
+ */
+export function kubeJsonFor(auth: KubeAuth, idleTimeoutMs = 30_000): KubeJson {
+  const creds = credentialsOf(auth);
+  return async (method, path, what, body) => {
+    const res = await open(creds, method, path, { what, idleTimeoutMs }, body && { contentType: body.contentType, data: JSON.stringify(body.value) });
+    if (res.statusCode === undefined || res.statusCode < 200 || res.statusCode > 299) throw await statusError(res, what, creds);
+    const chunks: Buffer[] = [];
+    try {
+      for await (const chunk of res) chunks.push(chunk as Buffer);
+    } catch (err) {
+      throw transportError(what, err);
+    }
+    const text = Buffer.concat(chunks).toString('utf8');
+    try {
+      return JSON.parse(text) as unknown;
+    } catch (err) {
+      throw new UserlayError('EAPI', `${what}: the answer is not JSON: ${text.slice(0, 80)}`, { cause: err });
+    }
+  };
+}
+
+/** Open one request with the current credentials; resolves with the response, unread. */
+async function open(creds: KubeCredentials, method: string, pathAndQuery: string, opts: SendOptions,
+  body: { contentType: string; data: string } | undefined): Promise<IncomingMessage> {
+  let auth;
+  try {
+    auth = await creds.get();
+  } catch (err) {
+    // a kubeconfig that cannot be loaded is a usage error at start (realDeps asks first); from
+    // then on (a file being replaced...) it is one more failed request, retried as the others
+    if (err instanceof UserlayError && err.code === 'EUSAGE') throw new UserlayError('EKUBECONFIG', `${opts.what}: ${err.message}`, { cause: err });
+    throw transportError(opts.what, err);
+  }
+  // as client-node builds its URLs: the server may carry a path prefix
+  const url = new URL(auth.server.replace(/\/+$/, '') + pathAndQuery);
+  const headers: Record<string, string | string[] | number> = { ...(auth.options.headers as Record<string, string> | undefined), Accept: 'application/json' };
+  if (body) {
+    headers['Content-Type'] = body.contentType;
+    headers['Content-Length'] = Buffer.byteLength(body.data);
+  }
+  const req: RequestOptions = { ...auth.options, method, headers, ...(opts.signal ? { signal: opts.signal } : {}) };
+  return send(url, req, opts, body?.data);
+}
+
+/** What send() needs of KubeGetOptions. */
+interface SendOptions {
+  readonly signal?: AbortSignal;
+  readonly idleTimeoutMs?: number;
+  readonly what: string;
+}
+
+function send(url: URL, req: RequestOptions, opts: SendOptions, body?: string): Promise<IncomingMessage> {
   return new Promise((resolve, reject) => {
     const issue = url.protocol === 'https:' ? httpsRequest : httpRequest;
     let response: IncomingMessage | undefined;
@@ -64,7 +116,7 @@ function send(url: URL, req: RequestOptions, opts: KubeGetOptions): Promise<Inco
       });
     }
     r.on('error', (err) => reject(transportError(opts.what, err)));
-    r.end();
+    r.end(body);
   });
 }
 
@@ -76,8 +128,9 @@ export function transportError(what: string, err: unknown): UserlayError {
   return new UserlayError(code, `${what}: ${e.message ?? String(err)}`, { cause: err });
 }
 
-async function statusError(res: IncomingMessage, what: string): Promise<UserlayError> {
+async function statusError(res: IncomingMessage, what: string, creds: KubeCredentials): Promise<UserlayError> {
   const status = res.statusCode ?? 0;
+  if (status === 401) creds.invalidate();
   let text = '';
   try {
     for await (const chunk of res) {

@@ -9,9 +9,10 @@
  * while, counts restarts for /metrics, and honours a stop flag so that a deliberate stop()
  * stays stopped even when an error arrives afterwards.
  */
-import type { KubeConfig, V1Node } from '@kubernetes/client-node';
+import type { V1Node } from '@kubernetes/client-node';
 import type { Logger } from '../../log.js';
 import { exponentialBackoff, systemClock, type Backoff, type Clock } from '../backoff.js';
+import type { KubeAuth } from './credentials.js';
 import { kubeGetFor } from './http.js';
 import { NodeReflector, type NodeReflectorOptions } from './reflector.js';
 
@@ -28,11 +29,11 @@ export interface NodeInformer {
 export type NodeInformerOptions = Omit<NodeReflectorOptions, 'get'>;
 
 /**
- * The agent's Node informer: a NodeReflector whose requests go to `kc`'s cluster with its
+ * The agent's Node informer: a NodeReflector whose requests go to `auth`'s cluster with its
  * credentials (kubeGetFor), listing in pages of 500 and trimming every Node (trimNode).
  */
-export function makeNodeInformer(kc: KubeConfig, opts: NodeInformerOptions = {}): NodeReflector {
-  return new NodeReflector({ ...opts, get: kubeGetFor(kc) });
+export function makeNodeInformer(auth: KubeAuth, opts: NodeInformerOptions = {}): NodeReflector {
+  return new NodeReflector({ ...opts, get: kubeGetFor(auth) });
 }
 
 /** Options of RestartingInformer. */

@@ -114,7 +114,7 @@ test('pickUnderlay: IPv6 --iface-can-reach and --public-ip fix the underlay fami
     /--public-ip: 198\.18\.200\.1 is IPv4 but interface eth6 has no usable IPv4 address/);
 });
 
-test('systemHost.localAddressFor: a connected UDP socket reports the source address (loopback)', async () => {
+test('systemHost.localAddressFor: a connected UDP6 socket reports the source address (IPv6 loopback)', async () => {
   assert.equal(await systemHost.localAddressFor('::1'), '::1');
 });
 

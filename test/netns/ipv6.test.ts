@@ -5,7 +5,8 @@
  *   addresses), pods attached through the CNI plugin: the native engine on the IPv6 underlay with
  *   vxlan (inner IPv4 and IPv6 over outer IPv6, pod MTU underlay - 70), the js engine on the IPv4
  *   underlay with udp; in each family a ping matrix, a hashed TCP transfer, and the largest
- *   don't-fragment ping that fits the pod MTU (one byte more is refused);
+ *   don't-fragment ping that fits the pod MTU (one byte more is refused), and ICMP(v6)
+ *   "unreachable" from the TUN's own address for a cluster address no node holds;
  * - an IPv6-only lab: a userlay node (native, vxlan over IPv6) and a kernel vxlan node set up as
  *   flannel's IPv6 backend does (flannel-v6.1, local = the node's IPv6 address, MTU - 70): pings
  *   and a hashed transfer both ways.
@@ -65,6 +66,15 @@ for (const { engine, backend, underlay } of DUAL) {
         const tooBig = await ping(from.podNs, to, { count: 1, extra: [...df, '-s', String(max + 1)] });
         assert.equal(tooBig.ok, false);
         assert.match(tooBig.output, /message too long|mtu|too big/i);
+      });
+
+      test(`IPv${family}: a pod pinging a cluster address no node holds gets "unreachable" back from the TUN`, async () => {
+        const from = lab.node(1);
+        // inside the cluster network, in no node's subnet: the engine has no peer for it
+        const nowhere = family === 4 ? '198.19.200.2' : '2001:2:0:1c8::2';
+        const r = await ping(from.podNs, nowhere, { count: 1 });
+        assert.equal(r.ok, false);
+        assert.match(r.output, new RegExp(`From ${from.inner[family]!.subnetAddr.replace(/\./g, '\\.')} .*unreachable`, 'i'), r.output);
       });
     }
 

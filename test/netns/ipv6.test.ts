@@ -9,17 +9,20 @@
  *   "unreachable" from the TUN's own address for a cluster address no node holds;
  * - an IPv6-only lab: a userlay node (native, vxlan over IPv6) and a kernel vxlan node set up as
  *   flannel's IPv6 backend does (flannel-v6.1, local = the node's IPv6 address, MTU - 70): pings
- *   and a hashed transfer both ways.
+ *   and a hashed transfer both ways;
+ * - an agent on a node whose new devices start with IPv6 disabled (default.disable_ipv6=1) still
+ *   gets its TUN's IPv6 address.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
 import { encapOverhead } from '../../src/dataplane/mtu.js';
 import type { Family } from '../../src/dataplane/net.js';
-import { ip } from '../../src/cli/lab/exec.js';
+import { ip, nsRun } from '../../src/cli/lab/exec.js';
+import { applyOverlay } from '../../src/cli/lab/overlay.js';
 import { hashedTransfer, ping, pingAllPairs, podAddress } from '../../src/cli/lab/probes.js';
-import { UNDERLAY_MTU } from '../../src/cli/lab/topology.js';
+import { createTopology, UNDERLAY_MTU } from '../../src/cli/lab/topology.js';
 import type { Backend, EngineKind } from '../../src/dataplane/types.js';
-import { NEEDS_ROOT, openTestLab, type TestLab } from '../support/lab.js';
+import { NEEDS_ROOT, TEST_PREFIX_ROOT, openTestLab, type TestLab } from '../support/lab.js';
 
 const MB = 1024 * 1024;
 /** ICMP echo header plus IP header, by family: ping -s N sends N + this on the wire. */
@@ -117,4 +120,22 @@ describe('IPv6 only: userlay (native, vxlan) and a kernel vxlan node as flannel-
       assert.equal(r.received.sha256, r.sent.sha256, `n${a} -> n${b}`);
     }
   });
+});
+
+test('a node whose new devices start with IPv6 disabled: the agent turns it on for its TUN', { skip: NEEDS_ROOT, timeout: 60_000 }, async () => {
+  const topo = await createTopology({ prefix: `${TEST_PREFIX_ROOT}${process.pid}-d6.`, nodes: 1, family: 'dual' });
+  try {
+    const n1 = topo.nodes[0]!;
+    await nsRun(n1.ns, 'sysctl', ['-q', '-w', 'net.ipv6.conf.default.disable_ipv6=1']);
+    const overlay = await applyOverlay(topo, { modes: ['userlay'], userlay: { backend: 'udp', engine: 'js' } });
+    try {
+      const tun = overlay.agents.get(1)!.ready.tun;
+      const r = await ip(n1.ns, ['-6', 'addr', 'show', 'dev', tun]);
+      assert.match(r.stdout, /inet6 2001:2:0:101::\/128 /, r.stdout);
+    } finally {
+      await overlay.remove();
+    }
+  } finally {
+    await topo.close();
+  }
 });

@@ -276,9 +276,10 @@ export class KubeAgent {
    */
   private checkOwnLease(node: V1Node, lease: LeaseInfo): void {
     if (this.republishing || this.stopped) return;
-    const want = (leasePatch(this.cfg.prefix, lease) as { metadata: { annotations: Record<string, string> } }).metadata.annotations;
+    const want = (leasePatch(this.cfg.prefix, lease) as { metadata: { annotations: Record<string, string | null> } }).metadata.annotations;
     const have = node.metadata?.annotations ?? {};
-    if (Object.entries(want).every(([k, v]) => have[k] === v)) return;
+    // null in the patch: the other family's lease, which must be absent
+    if (Object.entries(want).every(([k, v]) => (v === null ? have[k] === undefined : have[k] === v))) return;
     this.republishing = true;
     this.log.warn('own lease annotations missing or changed; publishing again', { node: this.cfg.nodeName });
     void this.retry('publish lease', () => publishLease(this.deps.api, this.cfg.nodeName, this.cfg.prefix, lease, this.log))

@@ -4,7 +4,7 @@
  *
  *   userlay lab [--nodes 3] [--backend vxlan|udp] [--engine native|js]
  *               [--offloads auto|off] [--seconds 5] [--json] [--prometheus] [--ip-masq]
- *               [--overlay userlay|kernel-vxlan|host-gw]
+ *               [--overlay userlay|kernel-vxlan|host-gw] [--family 4|6|dual] [--underlay 4|6]
  *
  * Builds the topology (src/cli/lab/topology.ts), starts one static-mode agent
  * per node, attaches each node's pod through the userlay CNI plugin, pings every pod from every other pod, measures single-stream TCP
@@ -14,12 +14,17 @@
  * `--prometheus` also starts a Prometheus scraping every agent (lab/prometheus.ts), says
  * where to look, and keeps the lab up until Ctrl-C. `--ip-masq` runs the agents with it and checks
  * from every pod that a host outside the cluster network (the lab's outside namespace) sees the
- * pod's node's address.
+ * pod's node's address. `--family 6` builds the lab in IPv6 (2001:2::/48), `--family dual` gives every
+ * node both underlay addresses and every pod an address of each family; the pings run in each
+ * family; `--underlay` picks which underlay family the agents use (default: IPv6 only for
+ * `--family 6`).
  */
-import { flagBool, flagInt, flagOneOf, type FlagSpec, type ParsedFlags } from '../agent/flags.js';
+import { flagBool, flagInt, flagOneOf, flagString, type FlagSpec, type ParsedFlags } from '../agent/flags.js';
 import { errorCode, usageError } from '../errors.js';
 import { OFFLOAD_MODES, type OffloadMode } from '../dataplane/offloads.js';
 import type { Backend, EngineKind } from '../dataplane/types.js';
+import type { Family } from '../dataplane/net.js';
+import { LAB_FAMILIES, labFamilies, type LabFamily } from './lab/topology.js';
 import { rssBytes } from './lab/exec.js';
 import type { OverlayMode } from './lab/overlay.js';
 import { egressFromPods, iperf3, pingAllPairs, type EgressResult, type PingResult } from './lab/probes.js';
@@ -40,6 +45,8 @@ const specs: FlagSpec[] = [
   { name: 'overlay', kind: 'string', default: 'userlay', help: 'userlay, kernel-vxlan or host-gw (baselines)' },
   { name: 'prometheus', kind: 'bool', help: 'start a Prometheus scraping every agent; the lab stays up until Ctrl-C' },
   { name: 'ip-masq', kind: 'bool', help: 'agents masquerade pod egress; check what a host outside the cluster network sees' },
+  { name: 'family', kind: 'string', default: '4', help: 'pod and underlay families: 4, 6 (2001:2::/48) or dual' },
+  { name: 'underlay', kind: 'string', default: '', help: "underlay family of the agents in a dual lab: 4 (default) or 6" },
 ];
 
 /** The lab's result, as printed with --json. */
@@ -49,8 +56,11 @@ export interface LabReport {
   readonly backend: Backend;
   readonly engine: EngineKind;
   readonly offloads: OffloadMode;
+  /** Pod families of the lab and the agents' underlay family. */
+  readonly family: LabFamily;
+  readonly underlay: Family;
   readonly podMtu: number;
-  readonly pings: Array<{ from: string; to: string; ok: boolean; rttMs: number | null }>;
+  readonly pings: Array<{ from: string; to: string; family: Family; ok: boolean; rttMs: number | null }>;
   readonly throughput: { from: string; to: string; seconds: number; bitsPerSecond: number; retransmits: number } | null;
   readonly agents: Array<{ node: string; pid: number; rssMB: number | null }>;
   /** With --ip-masq: the source address the outside host saw from each pod, and whether it is the node's. */
@@ -61,11 +71,12 @@ export interface LabReport {
 function formatTable(r: LabReport): string {
   const lines: string[] = [];
   const what = r.overlay === 'userlay' ? `userlay ${r.backend}/${r.engine}, offloads ${r.offloads}` : r.overlay;
-  lines.push(`lab: ${r.nodes} nodes, ${what}, pod MTU ${r.podMtu}`);
+  const fam = r.family === '4' ? '' : `, pods IPv${r.family === 'dual' ? '4+6' : '6'} over IPv${r.underlay}`;
+  lines.push(`lab: ${r.nodes} nodes, ${what}${fam}, pod MTU ${r.podMtu}`);
   lines.push('');
-  lines.push('PAIR        PING   RTT ms');
+  lines.push('PAIR        IP  PING   RTT ms');
   for (const p of r.pings) {
-    lines.push(`${`${p.from} -> ${p.to}`.padEnd(12)}${(p.ok ? 'ok' : 'FAIL').padEnd(7)}${p.rttMs === null ? '-' : p.rttMs.toFixed(3)}`);
+    lines.push(`${`${p.from} -> ${p.to}`.padEnd(12)}v${p.family}  ${(p.ok ? 'ok' : 'FAIL').padEnd(7)}${p.rttMs === null ? '-' : p.rttMs.toFixed(3)}`);
   }
   const okCount = r.pings.filter((p) => p.ok).length;
   lines.push(`pairs ok: ${okCount}/${r.pings.length}`);
@@ -83,8 +94,8 @@ function formatTable(r: LabReport): string {
   return lines.join('\n') + '\n';
 }
 
-function toReportPing(p: PingResult): LabReport['pings'][number] {
-  return { from: p.from, to: p.to, ok: p.ok, rttMs: p.rttMs ?? null };
+function toReportPing(p: PingResult, family: Family): LabReport['pings'][number] {
+  return { from: p.from, to: p.to, family, ok: p.ok, rttMs: p.rttMs ?? null };
 }
 
 /**
@@ -108,6 +119,8 @@ interface LabConfig {
   readonly json: boolean;
   readonly prometheus: boolean;
   readonly ipMasq: boolean;
+  readonly family: LabFamily;
+  readonly underlay: Family;
 }
 
 function checkLabFlags(flags: ParsedFlags): LabConfig {
@@ -123,7 +136,15 @@ function checkLabFlags(flags: ParsedFlags): LabConfig {
   if (prometheus && overlay !== 'userlay') throw usageError('--prometheus', 'needs --overlay userlay (the agents are what it scrapes)');
   const ipMasq = flagBool(flags, 'ip-masq');
   if (ipMasq && overlay !== 'userlay') throw usageError('--ip-masq', 'needs --overlay userlay (the agents do the masquerading)');
-  return { nodes, seconds, overlay, backend, engine, offloads, json: flagBool(flags, 'json'), prometheus, ipMasq };
+  const family = flagOneOf(flags, 'family', LAB_FAMILIES);
+  const underlayText = flagString(flags, 'underlay');
+  const families = labFamilies(family);
+  let underlay: Family = families[0]!;
+  if (underlayText !== undefined && underlayText !== '') {
+    underlay = flagOneOf(flags, 'underlay', ['4', '6'] as const) === '4' ? 4 : 6;
+    if (!families.includes(underlay)) throw usageError('--underlay', `IPv${underlay} is not a family of --family ${family}`);
+  }
+  return { nodes, seconds, overlay, backend, engine, offloads, json: flagBool(flags, 'json'), prometheus, ipMasq, family, underlay };
 }
 
 async function runLabWith(cfg: LabConfig): Promise<number> {
@@ -132,15 +153,16 @@ async function runLabWith(cfg: LabConfig): Promise<number> {
   let prom: LabPrometheus | undefined;
   // userlay pods are attached through the CNI plugin, as a runtime does; baselines have no plugin
   const session = await openLabSession(nodes, (sig) => void (prom?.close() ?? Promise.resolve()).finally(() => process.exit(signalExitCode(sig))),
-    overlay === 'userlay' ? 'cni' : 'veth', cfg.ipMasq);
+    overlay === 'userlay' ? 'cni' : 'veth', cfg.ipMasq, { family: cfg.family, underlay: cfg.underlay });
   try {
     const statusPort = cfg.prometheus ? { statusPort: STATUS_PORT } : {};
     const ov = await session.setOverlay({ modes: Array(nodes).fill(overlay), userlay: { backend, engine, offloads, ipMasq: cfg.ipMasq, ...statusPort } });
     if (cfg.prometheus) prom = await startLabPrometheus(session.topo.nodes.map((n) => ({ node: n.name, ns: n.ns, statusPort: STATUS_PORT })), session.topo.prefix);
-    const pings = await pingAllPairs(session.topo.nodes);
+    const pings: LabReport['pings'] = [];
+    for (const f of labFamilies(cfg.family)) pings.push(...(await pingAllPairs(session.topo.nodes, f)).map((p) => toReportPing(p, f)));
     const [a, b] = session.topo.nodes as [typeof session.topo.nodes[0], typeof session.topo.nodes[0]];
     let throughput: LabReport['throughput'] = null;
-    if (pings.find((p) => p.from === a.name && p.to === b.name)?.ok) {
+    if (pings.find((p) => p.from === a.name && p.to === b.name && p.family === a.families[0])?.ok) {
       const t = await iperf3(a, b, seconds);
       throughput = { from: a.name, to: b.name, seconds, ...t };
     }
@@ -151,10 +173,10 @@ async function runLabWith(cfg: LabConfig): Promise<number> {
     }
     const byName = new Map(session.topo.nodes.map((n) => [n.name, n]));
     const egress = session.topo.outside === undefined ? null : (await egressFromPods(session.topo.nodes, session.topo.outside))
-      .map((e) => ({ ...e, ok: e.seenAs === byName.get(e.from)?.underlayIP }));
+      .map((e) => ({ ...e, ok: e.seenAs === byName.get(e.from)?.underlayIPs[session.topo.outside!.ip.includes(':') ? 6 : 4] }));
     const report: LabReport = {
-      nodes, overlay, backend, engine, offloads, podMtu: ov.podMtu,
-      pings: pings.map(toReportPing), throughput, agents, egress, ok: pings.every((p) => p.ok) && (egress ?? []).every((e) => e.ok),
+      nodes, overlay, backend, engine, offloads, family: cfg.family, underlay: cfg.underlay, podMtu: ov.podMtu,
+      pings, throughput, agents, egress, ok: pings.every((p) => p.ok) && (egress ?? []).every((e) => e.ok),
     };
     process.stdout.write(cfg.json ? JSON.stringify(report, null, 2) + '\n' : formatTable(report));
     if (prom) {

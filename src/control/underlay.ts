@@ -10,7 +10,9 @@
  *   4. otherwise the default-route interface (/proc/net/route, then /proc/net/ipv6_route;
  *      the lowest metric wins).
  *
- * The bind address is that interface's first address of the preferred family. The address
+ * The bind address is that interface's first address of the underlay family: the family of
+ * --public-ip (or the overwrite annotation) when given, else of --iface-can-reach's target,
+ * else the preferred one; IPv6 works in every step (flannel #2081). The address
  * published to peers is --public-ip, else the node annotation `<prefix>/public-ip-overwrite`,
  * else the bind address. A public IP that is local to this host is also used as the bind address.
  *
@@ -155,10 +157,13 @@ function compileRegex(text: string): RegExp {
  * regex or address cannot be satisfied, and UserlayError ENOUNDERLAY when nothing fits.
  */
 export async function pickUnderlay(req: UnderlayRequest, host: UnderlayHost = systemHost): Promise<Underlay> {
-  const family = req.family ?? 4;
   const publicIP = req.publicIP ?? req.publicIPOverwrite;
   const publicField = req.publicIP !== undefined ? '--public-ip' : 'annotation public-ip-overwrite';
   if (publicIP !== undefined && !isIP(publicIP)) throw usageError(publicField, `"${publicIP}" is not an IP address`);
+  const canReach = req.ifaceCanReach !== undefined && isIP(req.ifaceCanReach) ? req.ifaceCanReach : undefined;
+  /** An address the operator gave fixes the family: the socket must be able to speak to it. */
+  const fixed = publicIP ?? canReach;
+  const family = fixed !== undefined ? parseIP(fixed).family : req.family ?? 4;
   /** The interface holding the public IP, when it is a local address. */
   const publicIface = publicIP === undefined ? undefined : ifaceWithAddress(host, publicIP);
 
@@ -209,7 +214,11 @@ export async function pickUnderlay(req: UnderlayRequest, host: UnderlayHost = sy
     }
   }
   const addr = pickAddress(host, chosen.iface, family, chosen.exact);
-  if (!addr) throw usageError(chosen.how.startsWith('--') ? chosen.how : '--iface', `interface ${chosen.iface} has no usable address`);
+  const field = chosen.how.startsWith('--') ? chosen.how : '--iface';
+  if (!addr) throw usageError(field, `interface ${chosen.iface} has no usable address`);
+  if (fixed !== undefined && addr.family !== family) {
+    throw usageError(publicIP !== undefined ? publicField : '--iface-can-reach', `${fixed} is IPv${family} but interface ${chosen.iface} has no usable IPv${family} address to bind`);
+  }
   const local = publicIface !== undefined && publicIface === chosen.iface;
   return {
     iface: chosen.iface,

@@ -9,8 +9,9 @@
  *      before any device exists
  *   3. open the TUN (virtio-net header on); EPERM -> "needs CAP_NET_ADMIN";
  *      offloads (offloads.ts): TSO/USO on the TUN, UDP_GRO on a native socket
- *   4. accept_local (see allowLocalSource), MTU + link up; each own
- *      subnet's network address as /32 (/128)
+ *   4. accept_local (see allowLocalSource), IPv6 on when a range is IPv6
+ *      (see enableIPv6), MTU + link up; each own subnet's network address
+ *      as /32 (/128)
  *   5. a route for each cluster network through the TUN
  *   6. engine (native or js) with an empty FDB, started
  * The TUN is not persistent: closing its fd removes the device, its address
@@ -136,6 +137,20 @@ function allowLocalSource(tun: string, log: Logger): void {
 }
 
 /**
+ * A new device inherits net.ipv6.conf.default.disable_ipv6: on a host where that is 1 the TUN
+ * would refuse its IPv6 address (EACCES, which reads like a missing privilege). Turn IPv6 on for
+ * the TUN alone; a failure is logged and the address step then says what is wrong.
+ */
+function enableIPv6(tun: string, log: Logger): void {
+  const knob = `/proc/sys/net/ipv6/conf/${tun}/disable_ipv6`;
+  try {
+    writeFileSync(knob, '0');
+  } catch (err) {
+    log.warn('cannot enable IPv6 on the TUN: its IPv6 address may be refused', { knob, err });
+  }
+}
+
+/**
  * Bring up the data plane (see the file comment for the order). Rejects with
  * a UserlayError: EUSAGE for bad options, EADDRINUSE for a taken port, EPERM /
  * EACCES without privileges, ENOADDON when the addon is not built.
@@ -168,6 +183,7 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
     const offloads = system(`set offloads on ${tun.name}`,
       () => applyOffloads(addon, tun.fd, kind.nativeFd(socket), opts.offloads ?? 'auto', log));
     allowLocalSource(tun.name, log);
+    if ([...checked.own, ...checked.networks].some((c) => c.family === 6)) enableIPv6(tun.name, log);
     system(`set MTU ${opts.mtu} and up on ${tun.name}`, () => addon.linkSet(tun.name, opts.mtu, true));
     for (const s of checked.own) {
       system(`add address ${s.addr}/${familyBits(s.family)} to ${tun.name}`, () => addon.addrAdd(tun.name, s.addr, familyBits(s.family)));

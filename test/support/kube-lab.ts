@@ -12,11 +12,13 @@ import { fileURLToPath } from 'node:url';
 import { join } from 'node:path';
 import { userlayBin } from '../../src/cli/lab/agent-process.js';
 import { ip, nsArgv, stopChild } from '../../src/cli/lab/exec.js';
-import { CLUSTER_NETWORK, type LabNode, type Topology } from '../../src/cli/lab/topology.js';
+import { clusterNetworks, underlayPrefixLen, type LabNode, type Topology } from '../../src/cli/lab/topology.js';
 import { kubeconfigFor } from './fake-apiserver-kubeconfig.js';
 
 /** Address of the API server relay on the underlay bridge. */
 export const API_IP = '198.18.0.254';
+/** Its address in an IPv6-only lab (2001:2::/48). */
+export const API_IP6 = '2001:2::fe';
 /** Port of the relay. */
 export const API_PORT = 6443;
 
@@ -42,18 +44,21 @@ export class LabApiServer {
   private constructor(private readonly child: ChildProcess, private readonly out: Interface, readonly kubeconfig: string) {}
 
   /**
-   * Put API_IP on `topo`'s underlay bridge, start the server in the underlay namespace relaying
+   * Put API_IP (API_IP6 in an IPv6-only lab) on `topo`'s underlay bridge, start the server in the underlay namespace relaying
    * API_IP:API_PORT, and write a kubeconfig pointing at it (path in `kubeconfig`, in the work dir).
    */
   static async start(topo: Topology): Promise<LabApiServer> {
-    await ip(topo.underlayNs, ['addr', 'add', `${API_IP}/24`, 'dev', 'br0']);
+    // the nodes' underlay family: an IPv6-only lab has no IPv4 address to reach
+    const v6 = topo.nodes[0]?.underlayIPs[4] === undefined;
+    const apiIP = v6 ? API_IP6 : API_IP;
+    await ip(topo.underlayNs, ['addr', 'add', `${apiIP}/${underlayPrefixLen(v6 ? 6 : 4)}`, 'dev', 'br0', ...(v6 ? ['nodad'] : [])]);
     const script = fileURLToPath(new URL('./kube-lab-apiserver.js', import.meta.url));
-    const child = spawn('ip', nsArgv(topo.underlayNs, process.execPath, [script, API_IP, String(API_PORT)]), { stdio: ['pipe', 'pipe', 'inherit'] });
+    const child = spawn('ip', nsArgv(topo.underlayNs, process.execPath, [script, apiIP, String(API_PORT)]), { stdio: ['pipe', 'pipe', 'inherit'] });
     const out = createInterface({ input: child.stdout! });
     const kubeconfig = join(topo.workDir, 'kubeconfig');
     const s = new LabApiServer(child, out, kubeconfig);
     await waitLine(out, (l) => l.includes('"ready":true'), 10_000, 'the lab API server');
-    await writeFile(kubeconfig, JSON.stringify(kubeconfigFor(`http://${API_IP}:${API_PORT}`)), { mode: 0o600 });
+    await writeFile(kubeconfig, JSON.stringify(kubeconfigFor(`http://${v6 ? `[${apiIP}]` : apiIP}:${API_PORT}`)), { mode: 0o600 });
     return s;
   }
 
@@ -79,7 +84,7 @@ export function labNodeObject(node: LabNode): Record<string, unknown> {
   return {
     apiVersion: 'v1', kind: 'Node',
     metadata: { name: node.name, labels: { 'kubernetes.io/hostname': node.name } },
-    spec: { podCIDR: node.subnet, podCIDRs: [node.subnet] },
+    spec: { podCIDR: node.subnet, podCIDRs: node.families.map((f) => node.inner[f]!.subnet) },
     status: { conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'lab' }] },
   };
 }
@@ -101,7 +106,7 @@ export async function startKubeAgent(node: LabNode, kubeconfig: string, workDir:
   await mkdir(dir, { recursive: true });
   const statusPort = 9400;
   const args = [
-    userlayBin(), 'agent', '--kubeconfig', kubeconfig, '--node-name', node.name, '--network', CLUSTER_NETWORK,
+    userlayBin(), 'agent', '--kubeconfig', kubeconfig, '--node-name', node.name, ...clusterNetworks(node).flatMap((n) => ['--network', n]),
     '--iface', node.underlayDev, '--state-dir', join(dir, 'state'), '--subnet-file', join(dir, 'subnet.env'),
     '--status-addr', `127.0.0.1:${statusPort}`, '--resync-period', '10', '--tun', 'userlay0', '--log-level', 'debug', ...extra,
   ];

@@ -13,12 +13,28 @@ import { silentLogger } from '../../src/log.js';
 test('lease: flannel-compatible annotation names and backend-data bytes', () => {
   const n = annotationNames(FLANNEL_ANNOTATION_PREFIX);
   assert.equal(n.backendType, 'flannel.alpha.coreos.com/backend-type');
-  assert.equal(n.backendData, 'flannel.alpha.coreos.com/backend-data');
+  assert.equal(n.backendData[4], 'flannel.alpha.coreos.com/backend-data');
+  assert.equal(n.backendData[6], 'flannel.alpha.coreos.com/backend-v6-data');
+  assert.equal(n.publicIP[6], 'flannel.alpha.coreos.com/public-ipv6');
   assert.equal(n.publicIP[4], 'flannel.alpha.coreos.com/public-ip');
   assert.equal(n.publicIPOverwrite[4], 'flannel.alpha.coreos.com/public-ip-overwrite');
   assert.equal(n.kubeSubnetManager, 'flannel.alpha.coreos.com/kube-subnet-manager');
   assert.equal(backendData({ backend: 'vxlan', vni: 1, vtepMAC: '0a:58:c6:13:01:00', publicIP: '198.18.0.1', family: 4 }),
     '{"VNI":1,"VtepMAC":"0a:58:c6:13:01:00"}');
+});
+
+test('lease: an IPv6 underlay publishes backend-v6-data and public-ipv6 (flannel-v6.1 reads those) and removes the IPv4 pair', () => {
+  const lease = { backend: 'vxlan' as const, vni: 1, vtepMAC: '0a:58:c6:13:01:06', publicIP: '2001:2::1', family: 6 as const };
+  const p = leasePatch(FLANNEL_ANNOTATION_PREFIX, lease) as { metadata: { annotations: Record<string, string | null> } };
+  const F = FLANNEL_ANNOTATION_PREFIX;
+  assert.deepEqual(p.metadata.annotations, {
+    [`${F}/backend-type`]: 'vxlan',
+    [`${F}/backend-v6-data`]: '{"VNI":1,"VtepMAC":"0a:58:c6:13:01:06"}',
+    [`${F}/public-ipv6`]: '2001:2::1',
+    [`${F}/backend-data`]: null,
+    [`${F}/public-ip`]: null,
+    [`${F}/kube-subnet-manager`]: 'true',
+  });
 });
 
 test('lease: merge patch keeps other conditions and replaces NetworkUnavailable', () => {
@@ -32,6 +48,8 @@ test('lease: merge patch keeps other conditions and replaces NetworkUnavailable'
     'userlay.io/backend-type': 'vxlan',
     'userlay.io/backend-data': '{"VNI":1,"VtepMAC":"0a:58:c6:13:01:00"}',
     'userlay.io/public-ip': '198.18.0.1',
+    'userlay.io/backend-v6-data': null,
+    'userlay.io/public-ipv6': null,
     'userlay.io/kube-subnet-manager': 'true',
   });
   assert.deepEqual(p.status.conditions, [

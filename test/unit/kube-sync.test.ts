@@ -55,7 +55,8 @@ test('nodeToPeer: reasons for nodes that are not ready yet or do not fit', () =>
   assert.match(reason(node(2, { ann: { 'backend-type': undefined } })), /no userlay\.io\/backend-type annotation \(lease not published yet\)/);
   assert.match(reason(node(2, { ann: { 'backend-type': 'udp' } })), /backend-type udp does not match ours \(vxlan\)/);
   assert.match(reason(node(2, { ann: { 'public-ip': undefined } })), /no userlay\.io\/public-ip annotation/);
-  assert.match(reason(node(2, { ann: { 'public-ip': 'nope' } })), /is not an IP address/);
+  assert.match(reason(node(2, { ann: { 'public-ip': 'nope' } })), /is not an IPv4 address/);
+  assert.match(reason(node(2, { ann: { 'public-ip': '2001:2::2' } })), /is not an IPv4 address/);
   assert.match(reason(node(2, { ann: { 'backend-data': '{bad' } })), /backend-data is not JSON/);
   assert.match(reason(node(2, { ann: { 'backend-data': '{"VNI":1}' } })), /no VtepMAC/);
   assert.match(reason(node(2, { ann: { 'backend-data': '{"VNI":1,"VtepMAC":"zz"}' } })), /not a MAC address/);
@@ -84,6 +85,31 @@ test('nodeToPeer: flannel prefix and dual stack; only enabled families are used'
   const dual = nodeToPeer(n, { ...flannel, networks: { 4: '198.19.0.0/16', 6: 'fd00:19::/48' } });
   assert.ok(dual.ok);
   assert.deepEqual(dual.peer.subnets, ['198.19.2.0/24', 'fd00:19:0:2::/64']);
+});
+
+test('nodeToPeer: an IPv6 underlay reads public-ipv6 and backend-v6-data (flannel dual stack: one VTEP per family)', () => {
+  const F = 'flannel.alpha.coreos.com';
+  const v6: SyncConfig = { ...cfg, prefix: F, underlayFamily: 6, networks: { 4: '198.19.0.0/16', 6: '2001:2:0:100::/56' } };
+  const annotations: Record<string, string> = {
+    [`${F}/backend-type`]: 'vxlan',
+    [`${F}/backend-data`]: '{"VNI":1,"VtepMAC":"7a:11:22:33:44:04"}',
+    [`${F}/backend-v6-data`]: '{"VNI":1,"VtepMAC":"7a:11:22:33:44:06"}',
+    [`${F}/public-ip`]: '198.18.0.2',
+    [`${F}/public-ipv6`]: '2001:2::2',
+  };
+  const n: V1Node = { metadata: { name: 'f2', annotations }, spec: { podCIDRs: ['198.19.2.0/24', '2001:2:0:102::/64'] } };
+  assert.deepEqual(nodeToPeer(n, v6), {
+    ok: true,
+    peer: { name: 'f2', subnets: ['198.19.2.0/24', '2001:2:0:102::/64'], publicIP: '2001:2::2', vtepMAC: '7a:11:22:33:44:06', vni: 1 },
+  });
+  const reason = (ann: Record<string, string | undefined>): string => {
+    const v = nodeToPeer({ ...n, metadata: { name: 'f2', annotations: Object.fromEntries(Object.entries({ ...annotations, ...ann }).filter(([, x]) => x !== undefined)) as Record<string, string> } }, v6);
+    return v.ok ? 'ok' : v.reason;
+  };
+  assert.match(reason({ [`${F}/backend-v6-data`]: undefined }), /no VtepMAC in flannel\.alpha\.coreos\.com\/backend-v6-data/);
+  assert.match(reason({ [`${F}/public-ipv6`]: undefined }), /no flannel\.alpha\.coreos\.com\/public-ipv6 annotation/);
+  assert.match(reason({ [`${F}/public-ipv6`]: '198.18.0.2' }), /is not an IPv6 address/);
+  assert.match(reason({ [`${F}/public-ipv6`]: '2001:2:0:100::9' }), /inside the cluster network 2001:2:0:100::\/56/);
 });
 
 test('computePeers: conflicting subnets go to the older node, then the smaller name; own subnet always wins', () => {

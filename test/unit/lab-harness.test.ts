@@ -9,7 +9,8 @@ import { runLab } from '../../src/cli/lab.js';
 import { agentArgs } from '../../src/cli/lab/agent-process.js';
 import { peerEntries } from '../../src/cli/lab/overlay.js';
 import { barChartSvg } from '../../src/cli/lab/svg-chart.js';
-import { labNode, labPrefix, labPrerequisites } from '../../src/cli/lab/topology.js';
+import { CLUSTER_NETWORKS, labNode, labPrefix, labPrerequisites } from '../../src/cli/lab/topology.js';
+import { cidrContains } from '../../src/dataplane/net.js';
 
 test('lab addressing follows the shared plan', () => {
   const n = labNode('ulT1-', 7);
@@ -44,9 +45,45 @@ test('agent flags carry the node identity, backend and optional status address',
 test('peers-file entries carry the VTEP MAC only for vxlan', () => {
   const peers = [labNode('x-', 1), labNode('x-', 3)];
   assert.deepEqual(peerEntries(peers, 'vxlan')[1], {
-    name: 'n3', subnet: '198.19.3.0/24', publicIP: '198.18.0.3', vtepMAC: '02:75:6c:00:00:03',
+    name: 'n3', subnets: ['198.19.3.0/24'], publicIP: '198.18.0.3', vtepMAC: '02:75:6c:00:00:03',
   });
-  assert.deepEqual(peerEntries(peers, 'udp')[0], { name: 'n1', subnet: '198.19.1.0/24', publicIP: '198.18.0.1' });
+  assert.deepEqual(peerEntries(peers, 'udp')[0], { name: 'n1', subnets: ['198.19.1.0/24'], publicIP: '198.18.0.1' });
+});
+
+test('IPv6 lab addressing: 2001:2::/48 only, cluster network clear of the underlay', () => {
+  const n = labNode('x-', 18, '6');
+  assert.deepEqual(n.families, [6]);
+  assert.equal(n.underlayIP, '2001:2::12');
+  assert.equal(n.underlayFamily, 6);
+  assert.equal(n.subnet, '2001:2:0:112::/64');
+  assert.equal(n.subnetAddr, '2001:2:0:112::');
+  assert.equal(n.podIP, '2001:2:0:112::2');
+  assert.equal(n.gatewayIP, '2001:2:0:112::1');
+  assert.equal(n.vtepMAC, '02:75:6c:00:00:12');
+  assert.ok(cidrContains(CLUSTER_NETWORKS[6], n.subnet));
+  assert.ok(!cidrContains(CLUSTER_NETWORKS[6], n.underlayIP));
+  assert.ok(cidrContains('2001:2::/48', CLUSTER_NETWORKS[6]));
+  const args = agentArgs(n, { backend: 'vxlan', engine: 'js' }, '/tmp/p.json');
+  assert.equal(args[args.indexOf('--public-ip') + 1], '2001:2::12');
+  assert.equal(args[args.indexOf('--network') + 1], '2001:2:0:100::/56');
+});
+
+test('dual-stack lab node: both pod families, agents on the chosen underlay, one VTEP MAC per kernel device', () => {
+  const d = labNode('x-', 2, 'dual', 6);
+  assert.deepEqual(d.families, [4, 6]);
+  assert.equal(d.podIP, '198.19.2.2');
+  assert.equal(d.inner[6]?.podIP, '2001:2:0:102::2');
+  assert.deepEqual(d.underlayIPs, { 4: '198.18.0.2', 6: '2001:2::2' });
+  assert.equal(d.underlayIP, '2001:2::2');
+  assert.equal(d.vtepMACs[6], d.vtepMAC);
+  assert.notEqual(d.vtepMACs[4], d.vtepMAC);
+  const args = agentArgs(d, { backend: 'udp', engine: 'native' }, '/tmp/p.json');
+  const values = (flag: string): string[] => args.flatMap((a, i) => (a === flag ? [args[i + 1]!] : []));
+  assert.deepEqual(values('--subnet'), ['198.19.2.0/24', '2001:2:0:102::/64']);
+  assert.deepEqual(values('--network'), ['198.19.0.0/16', '2001:2:0:100::/56']);
+  assert.deepEqual(peerEntries([d], 'udp')[0]?.subnets, ['198.19.2.0/24', '2001:2:0:102::/64']);
+  assert.equal(labNode('x-', 2, 'dual').underlayIP, '198.18.0.2', 'IPv4 underlay unless asked');
+  assert.throws(() => labNode('x-', 2, '4', 6), /IPv6 is not a family/);
 });
 
 test('the bar chart scales bars to the largest value and escapes text', () => {
@@ -72,6 +109,8 @@ test('lab and bench reject bad flags with exit code 2 before touching the system
     assert.equal(await runLab(['--bogus']), 2);
     assert.equal(await runBench(['--seconds', '0']), 2);
     assert.equal(await runBench(['--measures', 'tcp,bogus']), 2);
+    assert.equal(await runLab(['--family', '5']), 2);
+    assert.equal(await runLab(['--family', '6', '--underlay', '4']), 2);
   } finally {
     process.stderr.write = write;
     process.exitCode = saved;
@@ -81,6 +120,8 @@ test('lab and bench reject bad flags with exit code 2 before touching the system
   assert.match(lines[2]!, /^userlay: --bogus/);
   assert.match(lines[3]!, /^userlay: --seconds/);
   assert.match(lines[4]!, /^userlay: --measures: "bogus" is not one of tcp, tcp4, reverse, udp64, udp1400, rtt, cpu/);
+  assert.match(lines[5]!, /^userlay: --family: "5" must be one of 4, 6, dual/);
+  assert.match(lines[6]!, /^userlay: --underlay: IPv4 is not a family of --family 6/);
 });
 
 test('bench chart: one panel per measured value, a bar per path, ratios in the notes', () => {

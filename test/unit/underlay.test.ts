@@ -98,6 +98,26 @@ test('pickUnderlay: --public-ip and the public-ip-overwrite annotation', async (
   await assert.rejects(pickUnderlay({ publicIP: 'bad' }, fakeHost()), /--public-ip: "bad" is not an IP address/);
 });
 
+test('pickUnderlay: IPv6 --iface-can-reach and --public-ip fix the underlay family (flannel #2081)', async () => {
+  const reach = await pickUnderlay({ ifaceCanReach: '2001:db8::1', family: 4 }, fakeHost({}, { '2001:db8::1': '2001:db8::10' }));
+  assert.deepEqual([reach.iface, reach.bindIP, reach.publicIP, reach.family], ['eth1', '2001:db8::10', '2001:db8::10', 6]);
+  const local = await pickUnderlay({ publicIP: '2001:db8::10' }, fakeHost());
+  assert.deepEqual([local.iface, local.bindIP, local.family], ['eth1', '2001:db8::10', 6]);
+  // not local (NAT): bound on the IPv6 default-route interface, never on an IPv4 address
+  const nat = await pickUnderlay({ publicIP: '2001:db8:99::1' }, fakeHost());
+  assert.deepEqual([nat.iface, nat.bindIP, nat.publicIP, nat.family], ['eth6', '2001:db8:6::6', '2001:db8:99::1', 6]);
+  const ann = await pickUnderlay({ iface: ['eth1'], publicIPOverwrite: '2001:db8:98::1' }, fakeHost());
+  assert.deepEqual([ann.bindIP, ann.family], ['2001:db8::10', 6]);
+  await assert.rejects(pickUnderlay({ iface: ['weave'], publicIP: '2001:db8:99::1' }, fakeHost()),
+    /--public-ip: 2001:db8:99::1 is IPv6 but interface weave has no usable IPv6 address/);
+  await assert.rejects(pickUnderlay({ iface: ['eth6'], publicIP: '198.18.200.1' }, fakeHost()),
+    /--public-ip: 198\.18\.200\.1 is IPv4 but interface eth6 has no usable IPv4 address/);
+});
+
+test('systemHost.localAddressFor: a connected UDP6 socket reports the source address (IPv6 loopback)', async () => {
+  assert.equal(await systemHost.localAddressFor('::1'), '::1');
+});
+
 test('systemHost.localAddressFor: a connected UDP socket reports the source address (loopback)', async () => {
   assert.equal(await systemHost.localAddressFor('127.0.0.1'), '127.0.0.1');
 });

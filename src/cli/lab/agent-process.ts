@@ -13,7 +13,7 @@ import { createInterface } from 'node:readline';
 import { UserlayError } from '../../errors.js';
 import type { Backend, EngineKind } from '../../dataplane/types.js';
 import { nsSpawn, stopChild, waitExit } from './exec.js';
-import { CLUSTER_NETWORK, type LabNode } from './topology.js';
+import { clusterNetworks, type LabNode } from './topology.js';
 
 /** Settings of the userlay agents of a lab. */
 export interface UserlayAgentConfig {
@@ -73,8 +73,8 @@ export function agentArgs(node: LabNode, config: UserlayAgentConfig, peersFile: 
     'agent',
     '--node', node.name,
     '--public-ip', node.underlayIP,
-    '--subnet', node.subnet,
-    '--network', CLUSTER_NETWORK,
+    ...node.families.flatMap((f) => ['--subnet', node.inner[f]!.subnet]),
+    ...clusterNetworks(node).flatMap((n) => ['--network', n]),
     '--backend', config.backend,
     '--engine', config.engine,
     '--peers', peersFile,

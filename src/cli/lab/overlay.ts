@@ -13,6 +13,13 @@
  * kernel neighbour entries agree. After the overlay is up, the pod veths get
  * the smallest pod MTU of all nodes.
  *
+ * In an IPv6 or dual-stack lab the kernel vxlan nodes are set up as flannel's dual stack does:
+ * one device per pod family (flannel.1 for IPv4 over the IPv4 underlay, flannel-v6.1 for IPv6
+ * over the IPv6 underlay), each with its own VTEP MAC (LabNode.vtepMACs) and MTU (underlay -
+ * 50 resp. - 70). A userlay agent sends every pod family over its one underlay family, so it
+ * meets a kernel node on the device of that family: userlay with kernel-vxlan mixes only in
+ * single-family labs.
+ *
  * On a topology with `pods: 'cni'` each userlay agent also serves the CNI plugin on a socket
  * of its own, and the node's pod is attached through the shim exactly as a runtime would
  * (cni-runtime.ts: the conflist userlay + portmap, run in the node namespace) and detached
@@ -24,6 +31,7 @@ import { UserlayError } from '../../errors.js';
 import { encapOverhead } from '../../dataplane/mtu.js';
 import { startAgent, type AgentCni, type AgentProcess, type UserlayAgentConfig } from './agent-process.js';
 import { installShim, labConflist, runtimeAdd, runtimeDel, type RuntimeAttachment } from './cni-runtime.js';
+import type { Family } from '../../dataplane/net.js';
 import { ip, run } from './exec.js';
 import { UNDERLAY_MTU, wirePodVeth, type LabNode, type Topology } from './topology.js';
 
@@ -41,7 +49,7 @@ export interface OverlaySpec {
 /** A peers-file entry (issue 2 §4). */
 export interface PeerEntry {
   readonly name: string;
-  readonly subnet: string;
+  readonly subnets: readonly string[];
   readonly publicIP: string;
   readonly vtepMAC?: string;
 }
@@ -65,40 +73,53 @@ export interface Overlay {
 export const VXLAN_PORT = 8472;
 /** VNI flannel's vxlan backend uses (and userlay's default). */
 export const VXLAN_VNI = 1;
-const KERNEL_VXLAN_DEV = 'flannel.1';
-/** MTU of the kernel vxlan device: the (IPv4) underlay's minus the vxlan overhead, as flannel sets it. */
-const KERNEL_VXLAN_MTU = UNDERLAY_MTU - encapOverhead('vxlan', 4);
+/** flannel's device names by family. */
+const KERNEL_VXLAN_DEV: Readonly<Record<Family, string>> = { 4: 'flannel.1', 6: 'flannel-v6.1' };
+/** MTU of a kernel vxlan device: the underlay's minus the vxlan overhead of its family, as flannel sets it. */
+function kernelVxlanMtu(family: Family): number {
+  return UNDERLAY_MTU - encapOverhead('vxlan', family);
+}
 
 /** Peers-file entries for `peers` as seen by a node with `backend`. */
 export function peerEntries(peers: readonly LabNode[], backend: 'vxlan' | 'udp'): PeerEntry[] {
   return peers.map((p) => ({
     name: p.name,
-    subnet: p.subnet,
+    subnets: p.families.map((f) => p.inner[f]!.subnet),
     publicIP: p.underlayIP,
     ...(backend === 'vxlan' ? { vtepMAC: p.vtepMAC } : {}),
   }));
 }
 
-async function kernelVxlanUp(node: LabNode, others: readonly LabNode[]): Promise<void> {
-  const dev = KERNEL_VXLAN_DEV;
-  await ip(node.ns, ['link', 'add', dev, 'address', node.vtepMAC, 'type', 'vxlan', 'id', String(VXLAN_VNI),
-    'local', node.underlayIP, 'dev', node.underlayDev, 'dstport', String(VXLAN_PORT), 'nolearning']);
-  await ip(node.ns, ['addr', 'add', `${node.subnetAddr}/32`, 'dev', dev]);
-  await ip(node.ns, ['link', 'set', dev, 'mtu', String(KERNEL_VXLAN_MTU), 'up']);
+/** flannel's vxlan device for `family`: inner `family` over the underlay of the same family. Returns its MTU. */
+async function kernelVxlanUp(node: LabNode, others: readonly LabNode[], family: Family): Promise<number> {
+  const dev = KERNEL_VXLAN_DEV[family];
+  const own = node.inner[family]!;
+  const mtu = kernelVxlanMtu(family);
+  await ip(node.ns, ['link', 'add', dev, 'address', node.vtepMACs[family]!, 'type', 'vxlan', 'id', String(VXLAN_VNI),
+    'local', node.underlayIPs[family]!, 'dev', node.underlayDev, 'dstport', String(VXLAN_PORT), 'nolearning']);
+  await ip(node.ns, ['addr', 'add', `${own.subnetAddr}/${family === 4 ? 32 : 128}`, 'dev', dev, ...(family === 6 ? ['nodad'] : [])]);
+  await ip(node.ns, ['link', 'set', dev, 'mtu', String(mtu), 'up']);
   for (const r of others) {
-    await ip(node.ns, ['neigh', 'replace', r.subnetAddr, 'lladdr', r.vtepMAC, 'dev', dev, 'nud', 'permanent']);
-    await run('ip', ['netns', 'exec', node.ns, 'bridge', 'fdb', 'append', r.vtepMAC, 'dev', dev, 'dst', r.underlayIP, 'self', 'permanent']);
-    await ip(node.ns, ['route', 'replace', r.subnet, 'via', r.subnetAddr, 'dev', dev, 'onlink']);
+    const inner = r.inner[family]!;
+    const mac = r.vtepMACs[family]!;
+    await ip(node.ns, ['neigh', 'replace', inner.subnetAddr, 'lladdr', mac, 'dev', dev, 'nud', 'permanent']);
+    await run('ip', ['netns', 'exec', node.ns, 'bridge', 'fdb', 'append', mac, 'dev', dev, 'dst', r.underlayIPs[family]!, 'self', 'permanent']);
+    await ip(node.ns, ['route', 'replace', inner.subnet, 'via', inner.subnetAddr, 'dev', dev, 'onlink']);
   }
+  return mtu;
 }
 
 async function hostGwUp(node: LabNode, others: readonly LabNode[]): Promise<void> {
-  for (const r of others) await ip(node.ns, ['route', 'replace', r.subnet, 'via', r.underlayIP, 'dev', node.underlayDev]);
+  for (const r of others) {
+    for (const f of r.families) await ip(node.ns, ['route', 'replace', r.inner[f]!.subnet, 'via', r.underlayIPs[f]!, 'dev', node.underlayDev]);
+  }
 }
 
 async function kernelDown(node: LabNode, mode: OverlayMode, others: readonly LabNode[]): Promise<void> {
-  if (mode === 'kernel-vxlan') await ip(node.ns, ['link', 'del', KERNEL_VXLAN_DEV], { allowFail: true });
-  if (mode === 'host-gw') for (const r of others) await ip(node.ns, ['route', 'del', r.subnet], { allowFail: true });
+  if (mode === 'kernel-vxlan') for (const f of node.families) await ip(node.ns, ['link', 'del', KERNEL_VXLAN_DEV[f]], { allowFail: true });
+  if (mode === 'host-gw') {
+    for (const r of others) for (const f of r.families) await ip(node.ns, ['route', 'del', r.inner[f]!.subnet], { allowFail: true });
+  }
 }
 
 function checkSpec(topo: Topology, spec: OverlaySpec): void {
@@ -113,6 +134,9 @@ function checkSpec(topo: Topology, spec: OverlaySpec): void {
   if (has('kernel-vxlan') && has('userlay') && spec.userlay?.backend !== 'vxlan') {
     throw new UserlayError('EUSAGE', 'overlay: kernel-vxlan nodes interoperate only with the vxlan backend');
   }
+  if (has('kernel-vxlan') && has('userlay') && topo.nodes.some((n) => n.families.length > 1)) {
+    throw new UserlayError('EUSAGE', 'overlay: userlay meets kernel-vxlan nodes only in a single-family lab (one underlay family per agent)');
+  }
 }
 
 /** Socket and state dir of node `node`'s CNI endpoint, under the topology's work dir. */
@@ -126,15 +150,19 @@ async function attachPod(topo: Topology, node: LabNode, cni: AgentCni,
   cniPods: Map<number, { cni: AgentCni; cniPath: string[]; pod: RuntimeAttachment }>): Promise<void> {
   const cniPath = await installShim(path.join(topo.workDir, 'cni-bin'));
   // the lab's probes know each pod by its address: ask host-local for it (CNI_ARGS IP=, as runtimes may)
+  const want = node.families.map((f) => node.inner[f]!);
+  // CNI_ARGS IP= names one address; a dual-stack pod gets host-local's first free address of each
+  // range instead, which in a fresh lab is the same .2 / ::2 (checked below)
   const pod: RuntimeAttachment = {
     containerID: `${topo.prefix}pod-${node.name}`, netns: `/run/netns/${node.podNs}`, ifname: 'eth0',
-    args: `IgnoreUnknown=1;IP=${node.podIP}`,
+    args: want.length === 1 ? `IgnoreUnknown=1;IP=${want[0]!.podIP}` : 'IgnoreUnknown=1',
   };
   const result = await runtimeAdd(node.ns, cniPath, labConflist(cni.socket, cni.stateDir), pod);
   cniPods.set(node.index, { cni, cniPath, pod });
   const ips = (result['ips'] as Array<{ address: string }> | undefined ?? []).map((i) => i.address);
-  if (!ips.includes(`${node.podIP}/24`)) {
-    throw new UserlayError('EAGENT', `pod of ${node.name} got ${ips.join(', ') || 'no address'} from the plugin, not ${node.podIP}/24`);
+  const missing = want.map((w) => `${w.podIP}/${w.prefixLen}`).filter((a) => !ips.includes(a));
+  if (missing.length > 0) {
+    throw new UserlayError('EAGENT', `pod of ${node.name} got ${ips.join(', ') || 'no address'} from the plugin, not ${missing.join(', ')}`);
   }
 }
 
@@ -188,8 +216,7 @@ export async function applyOverlay(topo: Topology, spec: OverlaySpec): Promise<O
         vethPods.push(node);
       }
       if (mode === 'kernel-vxlan') {
-        await kernelVxlanUp(node, others);
-        podMtu = Math.min(podMtu, KERNEL_VXLAN_MTU);
+        for (const f of node.families) podMtu = Math.min(podMtu, await kernelVxlanUp(node, others, f));
       } else {
         await hostGwUp(node, others);
       }

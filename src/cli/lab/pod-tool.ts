@@ -1,7 +1,8 @@
 /**
  * A tiny traffic tool the lab runs inside pod (or node) namespaces:
  *
- *   tcp-recv PORT                 accept one connection, sha256 what arrives
+ *   tcp-recv PORT [HOST]          accept one connection, sha256 what arrives (listens on HOST,
+ *                                 default 0.0.0.0; "::" for IPv6)
  *   tcp-send HOST PORT BYTES SEED send BYTES deterministic pseudo-random bytes
  *   udp-echo PORT                 echo every datagram back to its sender
  *   udp-sweep HOST PORT FROM TO   send sizes FROM..TO, expect each echoed intact
@@ -53,7 +54,7 @@ function print(obj: unknown): void {
   process.stdout.write(JSON.stringify(obj) + '\n');
 }
 
-function tcpRecv(port: number): void {
+function tcpRecv(port: number, host = '0.0.0.0'): void {
   const server = net.createServer((sock) => {
     const hash = createHash('sha256');
     let bytes = 0;
@@ -65,7 +66,7 @@ function tcpRecv(port: number): void {
     });
     sock.on('error', (err) => { print({ error: err.message }); process.exit(1); });
   });
-  server.listen(port, '0.0.0.0', () => print({ listening: port }));
+  server.listen(port, host, () => print({ listening: port }));
 }
 
 function tcpSend(host: string, port: number, total: number, seed: number): void {
@@ -269,7 +270,7 @@ function main(argv: string[]): void {
   const [cmd, ...a] = argv;
   const num = (i: number): number => Number(a[i]);
   switch (cmd) {
-    case 'tcp-recv': return tcpRecv(num(0));
+    case 'tcp-recv': return tcpRecv(num(0), a[1]);
     case 'tcp-send': return tcpSend(a[0]!, num(1), num(2), num(3));
     case 'udp-echo': return udpEcho(num(0));
     case 'udp-sweep': void udpSweep(a[0]!, num(1), num(2), num(3)); return;

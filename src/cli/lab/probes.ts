@@ -9,6 +9,7 @@ import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import { UserlayError } from '../../errors.js';
 import { nsRun, nsSpawn, sleep, stopChild, waitExit } from './exec.js';
+import type { Family } from '../../dataplane/net.js';
 import type { LabNode, LabOutside } from './topology.js';
 
 /** Result of one ping run. */
@@ -40,12 +41,19 @@ export async function ping(ns: string, toIP: string, options: { count?: number; 
   };
 }
 
-/** Ping every pod from every other pod. */
-export async function pingAllPairs(nodes: readonly LabNode[]): Promise<PingResult[]> {
+/** The address of `node`'s pod in `family` (default: the node's primary family). */
+export function podAddress(node: LabNode, family: Family = node.families[0]!): string {
+  const inner = node.inner[family];
+  if (!inner) throw new UserlayError('EINVAL', `${node.name} has no IPv${family} pod address`);
+  return inner.podIP;
+}
+
+/** Ping every pod from every other pod (at its address of `family`, default the primary one). */
+export async function pingAllPairs(nodes: readonly LabNode[], family?: Family): Promise<PingResult[]> {
   const out: PingResult[] = [];
   for (const a of nodes) {
     for (const b of nodes) {
-      if (a !== b) out.push({ ...(await ping(a.podNs, b.podIP)), from: a.name, to: b.name });
+      if (a !== b) out.push({ ...(await ping(a.podNs, podAddress(b, family))), from: a.name, to: b.name });
     }
   }
   return out;
@@ -124,14 +132,15 @@ export interface TransferResult {
 
 /**
  * Send `bytes` deterministic pseudo-random bytes over TCP from pod `from`
- * to pod `to`; both ends hash what they saw.
+ * to pod `to` (its address of `family`, default the primary one); both ends hash what they saw.
  */
-export async function hashedTransfer(from: LabNode, to: LabNode, bytes: number, port = 5301, timeoutMs = 120_000): Promise<TransferResult> {
-  const server = startPodTool(to.podNs, ['tcp-recv', String(port)]);
+export async function hashedTransfer(from: LabNode, to: LabNode, bytes: number, port = 5301, timeoutMs = 120_000,
+  family: Family = to.families[0]!): Promise<TransferResult> {
+  const server = startPodTool(to.podNs, ['tcp-recv', String(port), family === 6 ? '::' : '0.0.0.0']);
   try {
     await server.nextLine(10_000);
     const started = Date.now();
-    const sender = await nsRun(from.podNs, process.execPath, [podToolPath(), 'tcp-send', to.podIP, String(port), String(bytes), '12345'],
+    const sender = await nsRun(from.podNs, process.execPath, [podToolPath(), 'tcp-send', podAddress(to, family), String(port), String(bytes), '12345'],
       { timeoutMs });
     const sent = JSON.parse(sender.stdout.trim().split('\n').pop() ?? '{}') as TransferResult['sent'];
     const received = (await server.nextLine(timeoutMs)) as unknown as TransferResult['received'];

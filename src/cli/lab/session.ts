@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { applyOverlay, type Overlay, type OverlaySpec } from './overlay.js';
 import { cleanupStale } from './stale.js';
-import { createTopology, labPrefix, type PodWiring, type Topology } from './topology.js';
+import { createTopology, labPrefix, type PodWiring, type Topology, type TopologyOptions } from './topology.js';
 
 /** Namespace prefix root of `userlay lab` / `userlay bench` runs. */
 export const CLI_PREFIX_ROOT = 'ulL';
@@ -44,12 +44,12 @@ export function signalExitCode(signal: NodeJS.Signals): number {
 
 /**
  * Remove leftovers of crashed runs, build an `nodes`-node topology (pods wired by `pods`, with the
- * outside namespace when `outside`) and
+ * outside namespace when `outside`, pod and underlay families by `addressing`, default IPv4) and
  * register teardown handlers. `onSignal` is told which signal ended the run
  * (after teardown) so the caller can exit with 128 + n.
  */
 export async function openLabSession(nodes: number, onSignal: (signal: NodeJS.Signals) => void, pods: PodWiring = 'veth',
-  outside = false): Promise<LabSession> {
+  outside = false, addressing: Pick<TopologyOptions, 'family' | 'underlay'> = {}): Promise<LabSession> {
   await cleanupStale(CLI_PREFIX_ROOT);
   const prefix = labPrefix(CLI_PREFIX_ROOT);
   const onExit = (): void => sweepSync(prefix);
@@ -70,7 +70,7 @@ export async function openLabSession(nodes: number, onSignal: (signal: NodeJS.Si
   };
   let topo: Topology;
   try {
-    topo = await createTopology({ prefix, nodes, pods, outside });
+    topo = await createTopology({ prefix, nodes, pods, outside, ...addressing });
   } catch (err) {
     unregister();
     throw err;

@@ -14,6 +14,13 @@
  * the userlay CNI plugin as a runtime would (overlay.ts, cni-runtime.ts): a bridge ulbr0 with
  * 198.19.<i>.1/24 in the node namespace, a veth into the pod, 198.19.<i>.2 from host-local.
  *
+ * IPv6 (`family: '6'` or `'dual'`, addresses in 2001:2::/48, RFC 5180): underlay 2001:2::<i hex>/64,
+ * pod subnet 2001:2:0:1<i hex>::/64 (pod ::2, gateway ::1) inside the cluster network
+ * 2001:2:0:100::/56, which never contains the underlay. A 'dual' node has both underlay
+ * addresses and a pod subnet of each family; the agents use the `underlay` family's address.
+ * One addressing table (FAMILY_PLAN) gives every family's addresses; the single-valued fields
+ * of LabNode are those of the node's first (primary) family.
+ *
  * The overlay between the nodes (userlay agents, a kernel vxlan device set up
  * like flannel's vxlan backend, or host-gw routes) is applied on top with
  * applyOverlay() (overlay.ts) and can be swapped on the same topology, which
@@ -27,10 +34,73 @@ import { access, mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { usageError } from '../../errors.js';
+import type { Family } from '../../dataplane/net.js';
 import { ip, nsRun } from './exec.js';
 
 /** Underlay MTU of the lab's veths and bridge. */
 export const UNDERLAY_MTU = 1500;
+
+/** Which families a lab's pods (and underlay) have: IPv4 (the default), IPv6, or both. */
+export type LabFamily = '4' | '6' | 'dual';
+/** The values of LabFamily, for flag checks. */
+export const LAB_FAMILIES = ['4', '6', 'dual'] as const;
+
+/** The families of a LabFamily, primary first. */
+export function labFamilies(f: LabFamily): readonly Family[] {
+  return f === '4' ? [4] : f === '6' ? [6] : [4, 6];
+}
+
+/** One family's pod-side addressing of a node. */
+export interface LabInner {
+  /** Pod subnet 198.19.<i>.0/24 or 2001:2:0:1<i hex>::/64. */
+  readonly subnet: string;
+  /** Network address of the subnet (the TUN / flannel.1 / flannel-v6.1 address). */
+  readonly subnetAddr: string;
+  /** Pod address (.2 / ::2). */
+  readonly podIP: string;
+  /** Node side of the pod veth (.1 / ::1), the pod's gateway. */
+  readonly gatewayIP: string;
+  /** Prefix length of the subnet (24 / 64). */
+  readonly prefixLen: number;
+}
+
+/** How one family is addressed in the lab (one table, so no code path is written twice). */
+interface FamilyPlan {
+  readonly underlay: (i: number) => string;
+  readonly underlayLen: number;
+  /** Host `k` (0 = the network address) of node i's pod subnet. */
+  readonly podHost: (i: number, k: number) => string;
+  readonly podLen: number;
+  readonly network: string;
+  /** Address of the outside namespace. */
+  readonly outside: string;
+}
+
+const FAMILY_PLAN: Record<Family, FamilyPlan> = {
+  4: {
+    underlay: (i) => `198.18.0.${i}`, underlayLen: 24,
+    podHost: (i, k) => `198.19.${i}.${k}`, podLen: 24,
+    network: '198.19.0.0/16', outside: '198.18.0.250',
+  },
+  6: {
+    underlay: (i) => `2001:2::${i.toString(16)}`, underlayLen: 64,
+    podHost: (i, k) => `2001:2:0:${(0x100 + i).toString(16)}::${k === 0 ? '' : k.toString(16)}`, podLen: 64,
+    network: '2001:2:0:100::/56', outside: '2001:2::fa',
+  },
+};
+
+/** The cluster network of each family. */
+export const CLUSTER_NETWORKS: Readonly<Record<Family, string>> = { 4: FAMILY_PLAN[4].network, 6: FAMILY_PLAN[6].network };
+
+/** Prefix length of the underlay subnet of `family`. */
+export function underlayPrefixLen(family: Family): number {
+  return FAMILY_PLAN[family].underlayLen;
+}
+
+/** `ip` arguments for an address of a lab: IPv6 ones without duplicate address detection. */
+export function addrArgs(addr: string, len: number, dev: string): string[] {
+  return ['addr', 'add', `${addr}/${len}`, 'dev', dev, ...(addr.includes(':') ? ['nodad'] : [])];
+}
 
 /** One lab node and the addresses around it (index i is 1-based). */
 export interface LabNode {
@@ -55,8 +125,21 @@ export interface LabNode {
   readonly podIP: string;
   /** Node side of the pod veth, 198.19.<i>.1 (the pod's gateway). */
   readonly gatewayIP: string;
-  /** Deterministic VTEP MAC used by both userlay and kernel vxlan on this node. */
+  /** Deterministic VTEP MAC used by both userlay and kernel vxlan (of the underlay family) on this node. */
   readonly vtepMAC: string;
+  /** Pod families, primary first (the single-valued fields above are the primary's). */
+  readonly families: readonly Family[];
+  /** Pod-side addressing by family. */
+  readonly inner: Readonly<Partial<Record<Family, LabInner>>>;
+  /** Underlay addresses by family (a 'dual' node has both). */
+  readonly underlayIPs: Readonly<Partial<Record<Family, string>>>;
+  /** The family of `underlayIP`: the one the agents' socket uses. */
+  readonly underlayFamily: Family;
+  /**
+   * VTEP MAC of a kernel vxlan device per underlay family, as flannel's dual stack makes one
+   * device per family with its own MAC: the underlay family's is `vtepMAC`.
+   */
+  readonly vtepMACs: Readonly<Partial<Record<Family, string>>>;
 }
 
 /** The cluster network all pod subnets live in. */
@@ -74,12 +157,16 @@ export interface TopologyOptions {
   readonly pods?: PodWiring;
   /** Also build the "outside" namespace (default false). */
   readonly outside?: boolean;
+  /** Pod (and underlay) families, default '4'. IPv6 turns `ipv6` on. */
+  readonly family?: LabFamily;
+  /** Underlay family of the agents (default 6 for family '6', else 4); must be one of the lab's. */
+  readonly underlay?: Family;
 }
 
 /** A host on the underlay outside the cluster network. */
 export interface LabOutside {
   readonly ns: string;
-  /** 198.18.0.250. */
+  /** 198.18.0.250 (2001:2::fa in an IPv6-only lab). */
   readonly ip: string;
 }
 
@@ -111,23 +198,45 @@ export function labPrefix(root: string, pid: number = process.pid): string {
   return `${root}${pid}-`;
 }
 
-/** Addressing of node i (1-based) under `prefix`. */
-export function labNode(prefix: string, i: number): LabNode {
+/** Addressing of node i (1-based) under `prefix`, with pods of `family` and agents on the `underlay` family. */
+export function labNode(prefix: string, i: number, family: LabFamily = '4', underlay?: Family): LabNode {
   const hex = i.toString(16).padStart(2, '0');
+  const families = labFamilies(family);
+  const underlayFamily = underlay ?? families[0]!;
+  if (!families.includes(underlayFamily)) throw usageError('--underlay', `IPv${underlayFamily} is not a family of a '${family}' lab`);
+  const inner: Partial<Record<Family, LabInner>> = {};
+  const underlayIPs: Partial<Record<Family, string>> = {};
+  const vtepMACs: Partial<Record<Family, string>> = {};
+  for (const f of families) {
+    const plan = FAMILY_PLAN[f];
+    inner[f] = {
+      subnet: `${plan.podHost(i, 0)}/${plan.podLen}`, subnetAddr: plan.podHost(i, 0),
+      podIP: plan.podHost(i, 2), gatewayIP: plan.podHost(i, 1), prefixLen: plan.podLen,
+    };
+    underlayIPs[f] = plan.underlay(i);
+    vtepMACs[f] = `02:75:6c:00:${f === underlayFamily ? '00' : '01'}:${hex}`;
+  }
+  const primary = inner[families[0]!]!;
   return {
     index: i,
     name: `n${i}`,
     ns: `${prefix}n${i}`,
     podNs: `${prefix}p${i}`,
-    underlayIP: `198.18.0.${i}`,
+    underlayIP: underlayIPs[underlayFamily]!,
     underlayDev: 'eth0',
     bridgePort: `u-n${i}`,
-    subnet: `198.19.${i}.0/24`,
-    subnetAddr: `198.19.${i}.0`,
-    podIP: `198.19.${i}.2`,
-    gatewayIP: `198.19.${i}.1`,
-    vtepMAC: `02:75:6c:00:00:${hex}`,
+    subnet: primary.subnet,
+    subnetAddr: primary.subnetAddr,
+    podIP: primary.podIP,
+    gatewayIP: primary.gatewayIP,
+    vtepMAC: vtepMACs[underlayFamily]!,
+    families, inner, underlayIPs, underlayFamily, vtepMACs,
   };
+}
+
+/** The cluster networks of `node`'s pod families. */
+export function clusterNetworks(node: LabNode): string[] {
+  return node.families.map((f) => CLUSTER_NETWORKS[f]);
 }
 
 async function sysctl(ns: string, settings: Record<string, string>): Promise<void> {
@@ -135,12 +244,16 @@ async function sysctl(ns: string, settings: Record<string, string>): Promise<voi
   await nsRun(ns, 'sysctl', ['-q', '-w', ...args]);
 }
 
-/** Settings for every namespace: loose reverse-path checks; IPv6 off unless asked for. */
+/**
+ * Settings for every namespace: loose reverse-path checks; IPv6 off unless asked for, and when
+ * on, no duplicate address detection (addresses the CNI bridge adds are usable at once).
+ */
 function baseSysctls(ipv6: boolean): Record<string, string> {
   const v6 = ipv6 ? '0' : '1';
   return {
     'net.ipv6.conf.all.disable_ipv6': v6,
     'net.ipv6.conf.default.disable_ipv6': v6,
+    ...(ipv6 ? { 'net.ipv6.conf.all.accept_dad': '0', 'net.ipv6.conf.default.accept_dad': '0' } : {}),
     'net.ipv4.conf.all.rp_filter': '0',
     'net.ipv4.conf.default.rp_filter': '0',
   };
@@ -156,12 +269,12 @@ async function addNamespace(ns: string, made: string[], ipv6: boolean): Promise<
 async function buildNode(underlayNs: string, node: LabNode, made: string[], ipv6: boolean, pods: PodWiring): Promise<void> {
   await addNamespace(node.ns, made, ipv6);
   await addNamespace(node.podNs, made, ipv6);
-  await sysctl(node.ns, { 'net.ipv4.ip_forward': '1' });
+  await sysctl(node.ns, { 'net.ipv4.ip_forward': '1', ...(ipv6 ? { 'net.ipv6.conf.all.forwarding': '1' } : {}) });
   // Underlay: node eth0 <-> bridge port in the underlay namespace.
   await ip(underlayNs, ['link', 'add', node.bridgePort, 'type', 'veth', 'peer', 'name', node.underlayDev, 'netns', node.ns]);
   await ip(underlayNs, ['link', 'set', node.bridgePort, 'master', 'br0', 'mtu', String(UNDERLAY_MTU), 'up']);
   await ip(node.ns, ['link', 'set', node.underlayDev, 'mtu', String(UNDERLAY_MTU), 'up']);
-  await ip(node.ns, ['addr', 'add', `${node.underlayIP}/24`, 'dev', node.underlayDev]);
+  for (const f of node.families) await ip(node.ns, addrArgs(node.underlayIPs[f]!, FAMILY_PLAN[f].underlayLen, node.underlayDev));
   if (pods === 'veth') await wirePodVeth(node);
 }
 
@@ -171,17 +284,17 @@ async function buildOutside(underlayNs: string, outside: LabOutside, made: strin
   await ip(underlayNs, ['link', 'add', 'u-out', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', outside.ns]);
   await ip(underlayNs, ['link', 'set', 'u-out', 'master', 'br0', 'mtu', String(UNDERLAY_MTU), 'up']);
   await ip(outside.ns, ['link', 'set', 'eth0', 'mtu', String(UNDERLAY_MTU), 'up']);
-  await ip(outside.ns, ['addr', 'add', `${outside.ip}/24`, 'dev', 'eth0']);
+  await ip(outside.ns, addrArgs(outside.ip, outside.ip.includes(':') ? FAMILY_PLAN[6].underlayLen : FAMILY_PLAN[4].underlayLen, 'eth0'));
 }
 
-/** Pod by hand: node pod0 198.19.<i>.1/24 <-> pod eth0 198.19.<i>.2/24, default route via pod0. */
+/** Pod by hand: node pod0 198.19.<i>.1/24 <-> pod eth0 198.19.<i>.2/24 (and ::1/::2 per family), default route via pod0. */
 export async function wirePodVeth(node: LabNode): Promise<void> {
   await ip(node.ns, ['link', 'add', 'pod0', 'type', 'veth', 'peer', 'name', 'eth0', 'netns', node.podNs]);
-  await ip(node.ns, ['addr', 'add', `${node.gatewayIP}/24`, 'dev', 'pod0']);
+  for (const f of node.families) await ip(node.ns, addrArgs(node.inner[f]!.gatewayIP, node.inner[f]!.prefixLen, 'pod0'));
   await ip(node.ns, ['link', 'set', 'pod0', 'up']);
-  await ip(node.podNs, ['addr', 'add', `${node.podIP}/24`, 'dev', 'eth0']);
+  for (const f of node.families) await ip(node.podNs, addrArgs(node.inner[f]!.podIP, node.inner[f]!.prefixLen, 'eth0'));
   await ip(node.podNs, ['link', 'set', 'eth0', 'up']);
-  await ip(node.podNs, ['route', 'add', 'default', 'via', node.gatewayIP]);
+  for (const f of node.families) await ip(node.podNs, [`-${f}`, 'route', 'add', 'default', 'via', node.inner[f]!.gatewayIP]);
 }
 
 /** Delete namespaces after killing every process still inside them. Errors are ignored. */
@@ -201,7 +314,8 @@ export async function deleteNamespaces(names: readonly string[]): Promise<void> 
  */
 export async function createTopology(options: TopologyOptions): Promise<Topology> {
   const { prefix, nodes: count } = options;
-  const ipv6 = options.ipv6 ?? false;
+  const family = options.family ?? '4';
+  const ipv6 = (options.ipv6 ?? false) || family !== '4';
   const pods = options.pods ?? 'veth';
   if (!Number.isInteger(count) || count < 1 || count > 200) {
     throw usageError('--nodes', `${count} is not between 1 and 200`);
@@ -209,8 +323,9 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
   const made: string[] = [];
   const workDir = await mkdtemp(path.join(os.tmpdir(), `${prefix}`));
   const underlayNs = `${prefix}u`;
-  const nodes = Array.from({ length: count }, (_, k) => labNode(prefix, k + 1));
-  const outside: LabOutside | undefined = options.outside ? { ns: `${prefix}o`, ip: OUTSIDE_IP } : undefined;
+  const nodes = Array.from({ length: count }, (_, k) => labNode(prefix, k + 1, family, options.underlay));
+  const outside: LabOutside | undefined = options.outside
+    ? { ns: `${prefix}o`, ip: FAMILY_PLAN[labFamilies(family)[0]!].outside } : undefined;
   let closed = false;
   const close = async (): Promise<void> => {
     if (closed) return;

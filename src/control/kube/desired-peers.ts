@@ -3,7 +3,8 @@
  * conflicts between nodes are resolved. Pure functions; PeerSync (sync.ts) runs them.
  *
  * A node becomes a peer when it has podCIDR(s) inside the cluster network, the backend-type
- * annotation equal to ours, valid backend-data and a public IP for our underlay family. The own
+ * annotation equal to ours, valid backend data and a public IP of our underlay family (backend-data
+ * and public-ip for IPv4, backend-v6-data and public-ipv6 for IPv6, as flannel's dual stack). The own
  * node is never a peer. Two nodes claiming overlapping subnets or the same public IP: the older
  * Node (creationTimestamp, then name) wins, the other is skipped and the conflict logged (the data
  * plane would refuse the whole set otherwise).
@@ -17,7 +18,7 @@
  */
 import type { V1Node, V1ObjectMeta } from '@kubernetes/client-node';
 import type { Backend, Peer } from '../../dataplane/types.js';
-import { canonicalIP, canonicalMac, cidrContains, isIP, parseCidr, vtepMacProblem, type Family } from '../../dataplane/net.js';
+import { canonicalIP, canonicalMac, cidrContains, isIP, parseCidr, parseIP, vtepMacProblem, type Family } from '../../dataplane/net.js';
 import { overlaps, subnetBits, type Overlap } from '../../dataplane/overlaps.js';
 import { annotationNames } from './lease.js';
 
@@ -31,7 +32,7 @@ export interface SyncConfig {
   readonly networks: Partial<Record<Family, string>>;
   /** Own pod subnets: a peer claiming an overlapping one is a conflict the own node wins. */
   readonly ownSubnets: readonly string[];
-  /** Underlay family: which public-ip annotation is read. */
+  /** Underlay family: which public-ip and backend-data annotations are read. */
   readonly underlayFamily: Family;
   /** Own published underlay address: a peer claiming it is a conflict the own node wins. */
   readonly ownPublicIP?: string;
@@ -133,35 +134,37 @@ export function nodeToPeer(node: V1Node, cfg: SyncConfig): NodeVerdict {
   const type = ann[names.backendType];
   if (type === undefined) return { ok: false, reason: `no ${names.backendType} annotation (lease not published yet)` };
   if (type !== cfg.backend) return { ok: false, reason: `backend-type ${type} does not match ours (${cfg.backend})` };
-  const ip = ann[names.publicIP[cfg.underlayFamily]];
-  if (ip === undefined) return { ok: false, reason: `no ${names.publicIP[cfg.underlayFamily]} annotation` };
-  if (!isIP(ip)) return { ok: false, reason: `${names.publicIP[cfg.underlayFamily]} "${ip}" is not an IP address` };
+  const ipName = names.publicIP[cfg.underlayFamily];
+  const ip = ann[ipName];
+  if (ip === undefined) return { ok: false, reason: `no ${ipName} annotation` };
+  if (!isIP(ip) || parseIP(ip).family !== cfg.underlayFamily) return { ok: false, reason: `${ipName} "${ip}" is not an IPv${cfg.underlayFamily} address` };
   const inside = Object.values(cfg.networks).find((n) => n !== undefined && cidrContains(n, ip));
   if (inside !== undefined) return { ok: false, reason: `public IP ${ip} lies inside the cluster network ${inside}` };
   const peer: { -readonly [K in keyof Peer]: Peer[K] } = { name, subnets, publicIP: canonicalIP(ip) };
-  const dataText = ann[names.backendData];
+  const dataName = names.backendData[cfg.underlayFamily];
+  const dataText = ann[dataName];
   if (dataText !== undefined && dataText !== '' && dataText !== 'null') {
     let data: { VNI?: unknown; VtepMAC?: unknown };
     try {
       data = JSON.parse(dataText) as typeof data;
     } catch {
-      return { ok: false, reason: `${names.backendData} is not JSON` };
+      return { ok: false, reason: `${dataName} is not JSON` };
     }
     if (data && typeof data.VNI === 'number' && Number.isInteger(data.VNI) && data.VNI > 0) peer.vni = data.VNI;
     if (data && typeof data.VtepMAC === 'string') {
       try {
         peer.vtepMAC = canonicalMac(data.VtepMAC);
       } catch {
-        return { ok: false, reason: `${names.backendData} VtepMAC "${data.VtepMAC}" is not a MAC address` };
+        return { ok: false, reason: `${dataName} VtepMAC "${data.VtepMAC}" is not a MAC address` };
       }
       const problem = vtepMacProblem(peer.vtepMAC);
-      if (problem !== undefined) return { ok: false, reason: `${names.backendData} VtepMAC ${peer.vtepMAC} ${problem}` };
+      if (problem !== undefined) return { ok: false, reason: `${dataName} VtepMAC ${peer.vtepMAC} ${problem}` };
       if (cfg.ownVtepMAC !== undefined && peer.vtepMAC === canonicalMac(cfg.ownVtepMAC)) {
         return { ok: false, reason: `conflict: VtepMAC ${peer.vtepMAC} is this node's own` };
       }
     }
   }
-  if (cfg.backend === 'vxlan' && peer.vtepMAC === undefined) return { ok: false, reason: `no VtepMAC in ${names.backendData}` };
+  if (cfg.backend === 'vxlan' && peer.vtepMAC === undefined) return { ok: false, reason: `no VtepMAC in ${dataName}` };
   return { ok: true, peer };
 }
 

@@ -3,11 +3,16 @@
  * manager contract, so a userlay node and flannel vxlan nodes can share a cluster):
  *
  *   <prefix>/backend-type          "vxlan" | "udp"
- *   <prefix>/backend-data          {"VNI":1,"VtepMAC":"0a:58:c6:13:01:00"}
+ *   <prefix>/backend-data          {"VNI":1,"VtepMAC":"0a:58:c6:13:01:00"}   (backend-v6-data for an IPv6 underlay)
  *   <prefix>/public-ip             underlay address peers send to (public-ipv6 for an IPv6 underlay)
  *   <prefix>/kube-subnet-manager   "true"
  *
  * plus the NetworkUnavailable=False condition, in one JSON merge patch on nodes/{name}/status.
+ *
+ * The lease is per underlay family, as flannel's dual stack has one per family (flannel.1 reads
+ * backend-data + public-ip, flannel-v6.1 backend-v6-data + public-ipv6). The agent's one socket
+ * serves one underlay family, so it publishes that family's pair and removes the other's (null in
+ * the merge patch): a stale lease of a family nobody listens on would draw traffic into nothing.
  *
  * The default prefix is `userlay.io`: a userlay-only cluster never mistakes flannel's leftovers
  * for live leases. `--annotation-prefix flannel.alpha.coreos.com` makes the agent read and write
@@ -34,7 +39,8 @@ export const FLANNEL_ANNOTATION_PREFIX = 'flannel.alpha.coreos.com';
 /** Full annotation names for one prefix. */
 export interface AnnotationNames {
   readonly backendType: string;
-  readonly backendData: string;
+  /** Backend data (VNI, VTEP MAC) by underlay family: backend-data, backend-v6-data. */
+  readonly backendData: Record<Family, string>;
   /** Public IP by underlay family. */
   readonly publicIP: Record<Family, string>;
   /** Operator-set override of the public IP, by family. */
@@ -46,7 +52,7 @@ export interface AnnotationNames {
 export function annotationNames(prefix: string): AnnotationNames {
   return {
     backendType: `${prefix}/backend-type`,
-    backendData: `${prefix}/backend-data`,
+    backendData: { 4: `${prefix}/backend-data`, 6: `${prefix}/backend-v6-data` },
     publicIP: { 4: `${prefix}/public-ip`, 6: `${prefix}/public-ipv6` },
     publicIPOverwrite: { 4: `${prefix}/public-ip-overwrite`, 6: `${prefix}/public-ipv6-overwrite` },
     kubeSubnetManager: `${prefix}/kube-subnet-manager`,
@@ -83,12 +89,15 @@ export function leasePatch(prefix: string, lease: LeaseInfo, current: readonly V
     lastTransitionTime: previous?.status === 'False' && previous.lastTransitionTime ? previous.lastTransitionTime : ts,
     lastHeartbeatTime: ts,
   };
+  const other: Family = lease.family === 4 ? 6 : 4;
   return {
     metadata: {
       annotations: {
         [names.backendType]: lease.backend,
-        [names.backendData]: backendData(lease),
+        [names.backendData[lease.family]]: backendData(lease),
         [names.publicIP[lease.family]]: lease.publicIP,
+        [names.backendData[other]]: null,
+        [names.publicIP[other]]: null,
         [names.kubeSubnetManager]: 'true',
       },
     },

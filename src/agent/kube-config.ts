@@ -22,7 +22,7 @@ export const kubeAgentFlags: readonly FlagSpec[] = [
   { name: 'network', kind: 'string', help: 'cluster network CIDR when no --net-conf is given' },
   { name: 'backend', kind: 'string', help: 'override Backend.Type: vxlan or udp' },
   { name: 'vni', kind: 'int', help: 'override Backend.VNI' },
-  { name: 'port', kind: 'int', help: 'override Backend.Port (default 8472 vxlan, 8285 udp)' },
+  { name: 'port', kind: 'int', help: 'override Backend.Port (default: the backend\'s, src/dataplane/backends.ts)' },
   { name: 'mtu', kind: 'int', help: 'TUN (= pod) MTU (default: underlay MTU minus encapsulation overhead)' },
   { name: 'iface', kind: 'list', help: 'underlay interface name or IP (repeatable: the first that exists)' },
   { name: 'iface-regex', kind: 'list', help: 'regex over interface names and addresses (repeatable)' },

@@ -21,7 +21,7 @@ import type { V1Node } from '@kubernetes/client-node';
 import { UserlayError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import type { Dataplane, DataplaneOptions, Peer } from '../dataplane/types.js';
-import { encapOverhead } from '../dataplane/mtu.js';
+import { encapOverhead } from '../dataplane/backends.js';
 import { exponentialBackoff, sleep, systemClock, type Clock } from '../control/backoff.js';
 import { networkList } from '../control/net-conf.js';
 import { SnapshotStore, type OwnLease, type Snapshot } from '../control/snapshot-store.js';
@@ -184,7 +184,10 @@ export class KubeAgent {
       if (this.stopped) return;
     }
     this.waiting = '';
-    const mtu = netConf.mtu ?? underlay.mtu - encapOverhead(netConf.backend, underlay.family);
+    if (netConf.mtu === undefined && underlay.mtu === undefined) {
+      throw new UserlayError('EUSAGE', `cannot read the MTU of ${underlay.iface} (/sys/class/net/${underlay.iface}/mtu): set net-conf Backend.MTU or --mtu`);
+    }
+    const mtu = netConf.mtu ?? underlay.mtu! - encapOverhead(netConf.backend, underlay.family);
     const own: OwnLease = {
       nodeName: cfg.nodeName, subnets: ownNode.subnets, networks: networkList(netConf), publicIP: underlay.bindIP,
       vtepMAC, backend: netConf.backend, vni: netConf.vni, port: netConf.port, mtu,

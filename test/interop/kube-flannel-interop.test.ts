@@ -7,7 +7,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { encapOverhead } from '../../src/dataplane/mtu.js';
+import { encapOverhead } from '../../src/dataplane/backends.js';
 import { parseCidr } from '../../src/dataplane/net.js';
 import { ip, nsRun } from '../../src/cli/lab/exec.js';
 import { pingAllPairs } from '../../src/cli/lab/probes.js';

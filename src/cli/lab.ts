@@ -4,7 +4,7 @@
  *
  *   userlay lab [--nodes 3] [--backend vxlan|udp] [--engine native|js]
  *               [--offloads auto|off] [--seconds 5] [--json] [--prometheus] [--ip-masq]
- *               [--overlay userlay|kernel-vxlan|host-gw]
+ *               [--overlay userlay|kernel-vxlan|host-gw] [--underlay flat|routed] [--direct-routing]
  *
  * Builds the topology (src/cli/lab/topology.ts), starts one static-mode agent
  * per node, attaches each node's pod through the userlay CNI plugin, pings every pod from every other pod, measures single-stream TCP
@@ -14,12 +14,16 @@
  * `--prometheus` also starts a Prometheus scraping every agent (lab/prometheus.ts), says
  * where to look, and keeps the lab up until Ctrl-C. `--ip-masq` runs the agents with it and checks
  * from every pod that a host outside the cluster network (the lab's outside namespace) sees the
- * pod's node's address.
+ * pod's node's address. `--underlay routed` puts the nodes on two segments joined by a router
+ * (topology.ts), so `--direct-routing` has peers of both kinds; `--backend host-gw` runs the
+ * agents with kernel routes only.
  */
 import { flagBool, flagInt, flagOneOf, type FlagSpec, type ParsedFlags } from '../agent/flags.js';
 import { errorCode, usageError } from '../errors.js';
 import { OFFLOAD_MODES, type OffloadMode } from '../dataplane/offloads.js';
-import type { Backend, EngineKind } from '../dataplane/types.js';
+import type { EngineKind } from '../dataplane/types.js';
+import { BACKENDS, BACKEND_NAMES, backendList, type Backend } from '../dataplane/backends.js';
+import type { UnderlayKind } from './lab/topology.js';
 import { rssBytes } from './lab/exec.js';
 import type { OverlayMode } from './lab/overlay.js';
 import { egressFromPods, iperf3, pingAllPairs, type EgressResult, type PingResult } from './lab/probes.js';
@@ -32,7 +36,9 @@ const STATUS_PORT = 9400;
 
 const specs: FlagSpec[] = [
   { name: 'nodes', kind: 'int', default: 3, help: 'number of nodes (2..50)' },
-  { name: 'backend', kind: 'string', default: 'vxlan', help: 'encapsulation: vxlan or udp' },
+  { name: 'backend', kind: 'string', default: 'vxlan', help: `the agents' --backend: ${backendList()}` },
+  { name: 'direct-routing', kind: 'bool', help: 'agents route on-link peers by the kernel, encapsulate the others' },
+  { name: 'underlay', kind: 'string', default: 'flat', help: 'flat (one segment) or routed (two segments and a router)' },
   { name: 'engine', kind: 'string', default: 'native', help: 'forwarding engine: native or js' },
   { name: 'offloads', kind: 'string', default: 'auto', help: "the agents' --offloads: auto or off" },
   { name: 'seconds', kind: 'int', default: 5, help: 'iperf3 duration in seconds' },
@@ -49,6 +55,8 @@ export interface LabReport {
   readonly backend: Backend;
   readonly engine: EngineKind;
   readonly offloads: OffloadMode;
+  readonly directRouting: boolean;
+  readonly underlay: UnderlayKind;
   readonly podMtu: number;
   readonly pings: Array<{ from: string; to: string; ok: boolean; rttMs: number | null }>;
   readonly throughput: { from: string; to: string; seconds: number; bitsPerSecond: number; retransmits: number } | null;
@@ -60,7 +68,7 @@ export interface LabReport {
 
 function formatTable(r: LabReport): string {
   const lines: string[] = [];
-  const what = r.overlay === 'userlay' ? `userlay ${r.backend}/${r.engine}, offloads ${r.offloads}` : r.overlay;
+  const what = r.overlay === 'userlay' ? `userlay ${r.backend}${r.directRouting ? ' + direct routing' : ''}/${r.engine}, offloads ${r.offloads}` : r.overlay;
   lines.push(`lab: ${r.nodes} nodes, ${what}, pod MTU ${r.podMtu}`);
   lines.push('');
   lines.push('PAIR        PING   RTT ms');
@@ -108,10 +116,15 @@ interface LabConfig {
   readonly json: boolean;
   readonly prometheus: boolean;
   readonly ipMasq: boolean;
+  readonly directRouting: boolean;
+  readonly underlay: UnderlayKind;
 }
 
 function checkLabFlags(flags: ParsedFlags): LabConfig {
-  const backend = flagOneOf(flags, 'backend', ['vxlan', 'udp'] as const);
+  const backend = flagOneOf<Backend>(flags, 'backend', BACKEND_NAMES);
+  const directRouting = flagBool(flags, 'direct-routing');
+  if (directRouting && !BACKENDS[backend].encapsulates) throw usageError('--direct-routing', `${backend} routes every peer directly already`);
+  const underlay = flagOneOf<UnderlayKind>(flags, 'underlay', ['flat', 'routed']);
   const engine = flagOneOf(flags, 'engine', ['native', 'js'] as const);
   const offloads = flagOneOf(flags, 'offloads', OFFLOAD_MODES);
   const overlay = flagOneOf(flags, 'overlay', ['userlay', 'kernel-vxlan', 'host-gw'] as const);
@@ -123,7 +136,7 @@ function checkLabFlags(flags: ParsedFlags): LabConfig {
   if (prometheus && overlay !== 'userlay') throw usageError('--prometheus', 'needs --overlay userlay (the agents are what it scrapes)');
   const ipMasq = flagBool(flags, 'ip-masq');
   if (ipMasq && overlay !== 'userlay') throw usageError('--ip-masq', 'needs --overlay userlay (the agents do the masquerading)');
-  return { nodes, seconds, overlay, backend, engine, offloads, json: flagBool(flags, 'json'), prometheus, ipMasq };
+  return { nodes, seconds, overlay, backend, engine, offloads, json: flagBool(flags, 'json'), prometheus, ipMasq, directRouting, underlay };
 }
 
 async function runLabWith(cfg: LabConfig): Promise<number> {
@@ -132,10 +145,10 @@ async function runLabWith(cfg: LabConfig): Promise<number> {
   let prom: LabPrometheus | undefined;
   // userlay pods are attached through the CNI plugin, as a runtime does; baselines have no plugin
   const session = await openLabSession(nodes, (sig) => void (prom?.close() ?? Promise.resolve()).finally(() => process.exit(signalExitCode(sig))),
-    overlay === 'userlay' ? 'cni' : 'veth', cfg.ipMasq);
+    overlay === 'userlay' ? 'cni' : 'veth', cfg.ipMasq, cfg.underlay);
   try {
     const statusPort = cfg.prometheus ? { statusPort: STATUS_PORT } : {};
-    const ov = await session.setOverlay({ modes: Array(nodes).fill(overlay), userlay: { backend, engine, offloads, ipMasq: cfg.ipMasq, ...statusPort } });
+    const ov = await session.setOverlay({ modes: Array(nodes).fill(overlay), userlay: { backend, engine, offloads, ipMasq: cfg.ipMasq, directRouting: cfg.directRouting, ...statusPort } });
     if (cfg.prometheus) prom = await startLabPrometheus(session.topo.nodes.map((n) => ({ node: n.name, ns: n.ns, statusPort: STATUS_PORT })), session.topo.prefix);
     const pings = await pingAllPairs(session.topo.nodes);
     const [a, b] = session.topo.nodes as [typeof session.topo.nodes[0], typeof session.topo.nodes[0]];
@@ -153,7 +166,7 @@ async function runLabWith(cfg: LabConfig): Promise<number> {
     const egress = session.topo.outside === undefined ? null : (await egressFromPods(session.topo.nodes, session.topo.outside))
       .map((e) => ({ ...e, ok: e.seenAs === byName.get(e.from)?.underlayIP }));
     const report: LabReport = {
-      nodes, overlay, backend, engine, offloads, podMtu: ov.podMtu,
+      nodes, overlay, backend, engine, offloads, directRouting: cfg.directRouting, underlay: cfg.underlay, podMtu: ov.podMtu,
       pings: pings.map(toReportPing), throughput, agents, egress, ok: pings.every((p) => p.ok) && (egress ?? []).every((e) => e.ok),
     };
     process.stdout.write(cfg.json ? JSON.stringify(report, null, 2) + '\n' : formatTable(report));

@@ -8,7 +8,7 @@ import { nsRun, sleep } from '../../src/cli/lab/exec.js';
 import { applyOverlay, type Overlay, type OverlaySpec } from '../../src/cli/lab/overlay.js';
 import { ping, type PingResult } from '../../src/cli/lab/probes.js';
 import { cleanupStale, listNamespaces } from '../../src/cli/lab/stale.js';
-import { createTopology, type LabNode, type Topology } from '../../src/cli/lab/topology.js';
+import { createTopology, type LabNode, type Topology, type TopologyOptions } from '../../src/cli/lab/topology.js';
 
 /** Skip reason for tests that need root, or false when running as root. */
 export const NEEDS_ROOT: string | false = process.getuid?.() === 0
@@ -33,13 +33,13 @@ export interface TestLab {
 }
 
 /** Build a lab of `nodes` nodes with the overlay `spec`. Cleans up on failure. */
-export async function openTestLab(nodes: number, spec: OverlaySpec): Promise<TestLab> {
+export async function openTestLab(nodes: number, spec: OverlaySpec, topoOptions: Pick<TopologyOptions, 'underlay'> = {}): Promise<TestLab> {
   if (!staleCleaned) {
     staleCleaned = true;
     await cleanupStale(TEST_PREFIX_ROOT);
   }
   const prefix = `${TEST_PREFIX_ROOT}${process.pid}-${++labCount}.`;
-  const topo = await createTopology({ prefix, nodes });
+  const topo = await createTopology({ prefix, nodes, ...topoOptions });
   let overlay: Overlay;
   try {
     overlay = await applyOverlay(topo, spec);

@@ -6,7 +6,7 @@
 import { execFileSync } from 'node:child_process';
 import { applyOverlay, type Overlay, type OverlaySpec } from './overlay.js';
 import { cleanupStale } from './stale.js';
-import { createTopology, labPrefix, type PodWiring, type Topology } from './topology.js';
+import { createTopology, labPrefix, type PodWiring, type Topology, type UnderlayKind } from './topology.js';
 
 /** Namespace prefix root of `userlay lab` / `userlay bench` runs. */
 export const CLI_PREFIX_ROOT = 'ulL';
@@ -49,7 +49,7 @@ export function signalExitCode(signal: NodeJS.Signals): number {
  * (after teardown) so the caller can exit with 128 + n.
  */
 export async function openLabSession(nodes: number, onSignal: (signal: NodeJS.Signals) => void, pods: PodWiring = 'veth',
-  outside = false): Promise<LabSession> {
+  outside = false, underlay: UnderlayKind = 'flat'): Promise<LabSession> {
   await cleanupStale(CLI_PREFIX_ROOT);
   const prefix = labPrefix(CLI_PREFIX_ROOT);
   const onExit = (): void => sweepSync(prefix);
@@ -70,7 +70,7 @@ export async function openLabSession(nodes: number, onSignal: (signal: NodeJS.Si
   };
   let topo: Topology;
   try {
-    topo = await createTopology({ prefix, nodes, pods, outside });
+    topo = await createTopology({ prefix, nodes, pods, outside, underlay });
   } catch (err) {
     unregister();
     throw err;

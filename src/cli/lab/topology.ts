@@ -10,6 +10,13 @@
  *                bridge, a host outside the cluster network that pods reach through their
  *                node (it has no route to the pod subnets: unmasqueraded answers go nowhere)
  *
+ * With `underlay: 'routed'` the underlay is two segments joined by a router, so one lab has
+ * peers on the same segment and peers behind a router:
+ *   segment A: bridge br0, 198.18.0.0/24 — nodes 1..ceil(N/2), 198.18.0.<i>
+ *   segment B: bridge br1, 198.18.1.0/24 — the other nodes, 198.18.1.<i>
+ *   router ns "<prefix>r": eth-a 198.18.0.254/24 on br0, eth-b 198.18.1.254/24 on br1,
+ *                ip_forward=1; every node routes 198.18.0.0/15 via its segment's .254
+ *
  * With `pods: 'cni'` the pod namespaces are left empty: the overlay attaches each pod through
  * the userlay CNI plugin as a runtime would (overlay.ts, cni-runtime.ts): a bridge ulbr0 with
  * 198.19.<i>.1/24 in the node namespace, a veth into the pod, 198.19.<i>.2 from host-local.
@@ -57,7 +64,24 @@ export interface LabNode {
   readonly gatewayIP: string;
   /** Deterministic VTEP MAC used by both userlay and kernel vxlan on this node. */
   readonly vtepMAC: string;
+  /** Routed underlay: the node's segment ('a' or 'b') and its router address there. */
+  readonly segment?: UnderlaySegment;
+  readonly underlayGateway?: string;
 }
+
+/** A segment of a routed underlay. */
+export type UnderlaySegment = 'a' | 'b';
+
+/** How the nodes' underlay is built: one bridge, or two segments joined by a router. */
+export type UnderlayKind = 'flat' | 'routed';
+
+/** Per segment of a routed underlay: bridge, third octet of its 198.18.X.0/24, router port. */
+const SEGMENTS: Record<UnderlaySegment, { bridge: string; octet: number; routerDev: string; bridgePort: string }> = {
+  a: { bridge: 'br0', octet: 0, routerDev: 'eth-a', bridgePort: 'u-ra' },
+  b: { bridge: 'br1', octet: 1, routerDev: 'eth-b', bridgePort: 'u-rb' },
+};
+/** The router's address on each segment of a routed underlay: 198.18.<octet>.254. */
+export const ROUTER_HOST = 254;
 
 /** The cluster network all pod subnets live in. */
 export const CLUSTER_NETWORK = '198.19.0.0/16';
@@ -74,6 +98,8 @@ export interface TopologyOptions {
   readonly pods?: PodWiring;
   /** Also build the "outside" namespace (default false). */
   readonly outside?: boolean;
+  /** 'flat' (default): one bridge; 'routed': two segments and a router (see the file comment). */
+  readonly underlay?: UnderlayKind;
 }
 
 /** A host on the underlay outside the cluster network. */
@@ -98,6 +124,9 @@ export interface Topology {
   readonly pods: PodWiring;
   /** The outside namespace, when asked for. */
   readonly outside: LabOutside | undefined;
+  /** How the underlay is built, and the router namespace of a routed one. */
+  readonly underlay?: UnderlayKind;
+  readonly routerNs?: string;
   /** Scratch directory for peers files and logs (removed by close()). */
   readonly workDir: string;
   /** Set the MTU of every pod veth made by the topology (both ends; CNI pods get theirs from the plugin). */
@@ -130,6 +159,28 @@ export function labNode(prefix: string, i: number): LabNode {
   };
 }
 
+/**
+ * Node i of `count` on a routed underlay: segment a for i <= ceil(count / 2), else b, with its
+ * underlay address on that segment and the segment's router as gateway.
+ */
+export function routedLabNode(prefix: string, i: number, count: number): LabNode {
+  const segment: UnderlaySegment = i <= Math.ceil(count / 2) ? 'a' : 'b';
+  const octet = SEGMENTS[segment].octet;
+  return { ...labNode(prefix, i), underlayIP: `198.18.${octet}.${i}`, segment, underlayGateway: `198.18.${octet}.${ROUTER_HOST}` };
+}
+
+/** The router of a routed underlay: one leg on each segment's bridge, forwarding between them. */
+async function buildRouter(underlayNs: string, routerNs: string, made: string[], ipv6: boolean): Promise<void> {
+  await addNamespace(routerNs, made, ipv6);
+  await sysctl(routerNs, { 'net.ipv4.ip_forward': '1' });
+  for (const seg of Object.values(SEGMENTS)) {
+    await ip(underlayNs, ['link', 'add', seg.bridgePort, 'type', 'veth', 'peer', 'name', seg.routerDev, 'netns', routerNs]);
+    await ip(underlayNs, ['link', 'set', seg.bridgePort, 'master', seg.bridge, 'mtu', String(UNDERLAY_MTU), 'up']);
+    await ip(routerNs, ['link', 'set', seg.routerDev, 'mtu', String(UNDERLAY_MTU), 'up']);
+    await ip(routerNs, ['addr', 'add', `198.18.${seg.octet}.${ROUTER_HOST}/24`, 'dev', seg.routerDev]);
+  }
+}
+
 async function sysctl(ns: string, settings: Record<string, string>): Promise<void> {
   const args = Object.entries(settings).map(([k, v]) => `${k}=${v}`);
   await nsRun(ns, 'sysctl', ['-q', '-w', ...args]);
@@ -159,9 +210,10 @@ async function buildNode(underlayNs: string, node: LabNode, made: string[], ipv6
   await sysctl(node.ns, { 'net.ipv4.ip_forward': '1' });
   // Underlay: node eth0 <-> bridge port in the underlay namespace.
   await ip(underlayNs, ['link', 'add', node.bridgePort, 'type', 'veth', 'peer', 'name', node.underlayDev, 'netns', node.ns]);
-  await ip(underlayNs, ['link', 'set', node.bridgePort, 'master', 'br0', 'mtu', String(UNDERLAY_MTU), 'up']);
+  await ip(underlayNs, ['link', 'set', node.bridgePort, 'master', SEGMENTS[node.segment ?? 'a'].bridge, 'mtu', String(UNDERLAY_MTU), 'up']);
   await ip(node.ns, ['link', 'set', node.underlayDev, 'mtu', String(UNDERLAY_MTU), 'up']);
   await ip(node.ns, ['addr', 'add', `${node.underlayIP}/24`, 'dev', node.underlayDev]);
+  if (node.underlayGateway !== undefined) await ip(node.ns, ['route', 'add', '198.18.0.0/15', 'via', node.underlayGateway, 'dev', node.underlayDev]);
   if (pods === 'veth') await wirePodVeth(node);
 }
 
@@ -209,7 +261,9 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
   const made: string[] = [];
   const workDir = await mkdtemp(path.join(os.tmpdir(), `${prefix}`));
   const underlayNs = `${prefix}u`;
-  const nodes = Array.from({ length: count }, (_, k) => labNode(prefix, k + 1));
+  const underlay = options.underlay ?? 'flat';
+  const nodes = Array.from({ length: count }, (_, k) => (underlay === 'routed' ? routedLabNode(prefix, k + 1, count) : labNode(prefix, k + 1)));
+  const routerNs = underlay === 'routed' ? `${prefix}r` : undefined;
   const outside: LabOutside | undefined = options.outside ? { ns: `${prefix}o`, ip: OUTSIDE_IP } : undefined;
   let closed = false;
   const close = async (): Promise<void> => {
@@ -223,6 +277,11 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
     await addNamespace(underlayNs, made, ipv6);
     await ip(underlayNs, ['link', 'add', 'br0', 'type', 'bridge']);
     await ip(underlayNs, ['link', 'set', 'br0', 'mtu', String(UNDERLAY_MTU), 'up']);
+    if (routerNs !== undefined) {
+      await ip(underlayNs, ['link', 'add', 'br1', 'type', 'bridge']);
+      await ip(underlayNs, ['link', 'set', 'br1', 'mtu', String(UNDERLAY_MTU), 'up']);
+      await buildRouter(underlayNs, routerNs, made, ipv6);
+    }
     for (const node of nodes) await buildNode(underlayNs, node, made, ipv6, pods);
     if (outside) await buildOutside(underlayNs, outside, made, ipv6);
   } catch (err) {
@@ -235,6 +294,8 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
     nodes,
     pods,
     outside,
+    underlay,
+    ...(routerNs !== undefined ? { routerNs } : {}),
     workDir,
     async setPodMtu(mtu: number): Promise<void> {
       if (pods === 'cni') return;

@@ -2,10 +2,12 @@ import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import type { NetworkInterfaceInfo } from 'node:os';
 import { DirectRoutes, offLinkReason } from '../../src/control/host/direct-routes.js';
-import { UL_RTPROT, type HostRoute, type RouteOps } from '../../src/control/host/routes.js';
+import { UL_RTPROT } from '../../src/control/host/routes.js';
+import { FakeRoutes } from '../support/fake-routes.js';
 import type { UnderlayHost } from '../../src/control/underlay.js';
 import type { Peer } from '../../src/dataplane/types.js';
 import { createLogger } from '../../src/log.js';
+import { parseStaticConfig } from '../../src/agent/static-mode.js';
 
 const log = createLogger('error');
 
@@ -21,29 +23,6 @@ function fakeHost(cidrs: string[]): { host: UnderlayHost; set(c: string[]): void
     host: { interfaces: () => ({ eth0: current.map(v4) }), readText: () => undefined, localAddressFor: async () => '198.18.0.1' },
     set(c) { current = c; },
   };
-}
-
-class FakeRoutes implements RouteOps {
-  table = new Map<string, HostRoute & { dev: string }>();
-  refuse = new Set<string>();
-  log: string[] = [];
-  routeAdd(ifname: string, dst: string, prefixLen: number, via?: string | null): void {
-    const k = `${dst}/${prefixLen}`;
-    if (this.table.has(k) || this.refuse.has(k)) throw Object.assign(new Error(`add route ${k}: File exists`), { code: 'EEXIST' });
-    this.table.set(k, { dst, prefixLen, ...(via ? { via } : {}), ifindex: 2, protocol: UL_RTPROT, dev: ifname });
-    this.log.push(`add ${k} via ${via}`);
-  }
-  routeDel(ifname: string, dst: string, prefixLen: number): void {
-    const k = `${dst}/${prefixLen}`;
-    const r = this.table.get(k);
-    if (!r || r.protocol !== UL_RTPROT || r.dev !== ifname) throw Object.assign(new Error(`delete route ${k}: No such process`), { code: 'ESRCH' });
-    this.table.delete(k);
-    this.log.push(`del ${k}`);
-  }
-  routeList(family: 4 | 6, ifname: string | null, protocol: number): HostRoute[] {
-    return [...this.table.values()].filter((r) => (family === 4) === !r.dst.includes(':') && (ifname === null || r.dev === ifname)
-      && (protocol < 0 || r.protocol === protocol));
-  }
 }
 
 const peer = (name: string, publicIP: string, subnet: string): Peer => ({ name, publicIP, subnets: [subnet] });
@@ -110,4 +89,15 @@ test('start() removes protocol-85 routes of the underlay device only', () => {
   const r = new DirectRoutes(ops, fakeHost(['198.18.0.1/24']).host, 'eth0', 'direct-routing', log);
   assert.equal(r.start(), 1);
   assert.deepEqual([...ops.table.keys()].sort(), ['198.19.7.0/24', '198.19.8.0/24']);
+});
+
+test('static flags: --backend host-gw needs no port and no MAC; --direct-routing only with an encapsulating backend', () => {
+  const base = ['--node', 'n1', '--public-ip', '198.18.0.1', '--subnet', '198.19.1.0/24', '--network', '198.19.0.0/16', '--peers', '/nonexistent'];
+  const gw = parseStaticConfig([...base, '--backend', 'host-gw']);
+  assert.deepEqual({ r: gw.routing, p: gw.dataplane.port }, { r: 'routes-only', p: 0 });
+  const dr = parseStaticConfig([...base, '--direct-routing', '--backend', 'udp']);
+  assert.deepEqual({ r: dr.routing, p: dr.dataplane.port }, { r: 'direct-routing', p: 8285 });
+  assert.equal(parseStaticConfig(base).routing, 'overlay');
+  assert.throws(() => parseStaticConfig([...base, '--backend', 'host-gw', '--direct-routing']), /^Error: --direct-routing: host-gw routes every peer directly already|--direct-routing: host-gw/);
+  assert.throws(() => parseStaticConfig([...base, '--backend', 'wireguard']), /--backend/);
 });

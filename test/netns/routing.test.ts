@@ -196,3 +196,28 @@ describe('routing: host-gw on a routed underlay', { skip: NEEDS_ROOT, timeout: 1
     assert.ok(afterCount > before, `no_route did not count: ${before} -> ${afterCount}`);
   });
 });
+
+describe('routing: host-gw on a flat segment', { skip: NEEDS_ROOT, timeout: 120_000 }, () => {
+  let lab: TestLab;
+  before(async () => {
+    lab = await openTestLab(2, { modes: ['userlay', 'userlay'], userlay: { backend: 'host-gw', engine: 'native', statusPort: STATUS_PORT } });
+  });
+  after(async () => { await lab?.close(); });
+
+  test('every peer is routed by the kernel: ping matrix, a hashed transfer, nothing through the TUN', async () => {
+    for (const r of await pingAllPairs(lab.nodes)) assert.ok(r.ok, `${r.from} -> ${r.to}: ${r.output}`);
+    const t = await hashedTransfer(lab.node(2), lab.node(1), 20 * MB, 5315, 60_000);
+    assert.equal(t.received.sha256, t.sent.sha256);
+    assert.match(await protoRoutes(lab.node(2).ns), /^198\.19\.1\.0\/24 via 198\.18\.0\.1 dev eth0 /m);
+    const m = await metrics(lab.node(2).ns);
+    assert.match(m, /^userlay_peers_not_routed 0$/m);
+    assert.match(m, /^userlay_fdb_peers 0$/m, 'host-gw holds no peer in the FDB');
+  });
+
+  test('a clean stop removes the routes it added', async () => {
+    const agent = lab.overlay.agents.get(2)!;
+    const { exit } = await agent.stop();
+    assert.equal(exit, 0);
+    assert.equal(await protoRoutes(lab.node(2).ns), '');
+  });
+});

@@ -77,6 +77,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */)
     { "linkSet", js_link_set },       { "linkDel", js_link_del },
     { "addrAdd", js_addr_add },       { "addrDel", js_addr_del },
     { "routeAdd", js_route_add },     { "routeDel", js_route_del },
+    { "routeList", js_route_list },
     { "fdbBuild", js_fdb_build },     { "fdbLookup", js_fdb_lookup },
     { "fdbPeerByUnderlay", js_fdb_peer_by_underlay },
     { "encap", js_encap },            { "decap", js_decap },

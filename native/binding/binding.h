@@ -93,6 +93,7 @@ napi_value js_addr_add(napi_env env, napi_callback_info info);
 napi_value js_addr_del(napi_env env, napi_callback_info info);
 napi_value js_route_add(napi_env env, napi_callback_info info);
 napi_value js_route_del(napi_env env, napi_callback_info info);
+napi_value js_route_list(napi_env env, napi_callback_info info);
 
 /* codec.c */
 napi_value js_fdb_build(napi_env env, napi_callback_info info);

@@ -5,6 +5,7 @@
  */
 #include "binding.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <malloc.h>
 #include <stdio.h>
@@ -223,6 +224,76 @@ napi_value js_route_add(napi_env env, napi_callback_info info)
 napi_value js_route_del(napi_env env, napi_callback_info info)
 {
   return route_common(env, info, 0);
+}
+
+struct route_list {
+  napi_env env;
+  napi_value array;
+  uint32_t n;
+};
+
+static bool set_addr(napi_env env, napi_value obj, const char *key,
+                     const struct ul_addr *a)
+{
+  char text[INET6_ADDRSTRLEN];
+  napi_value v;
+
+  if (inet_ntop(a->family == 4 ? AF_INET : AF_INET6, a->bytes, text,
+                sizeof(text)) == NULL)
+    return false;
+  return napi_create_string_utf8(env, text, NAPI_AUTO_LENGTH, &v) == napi_ok &&
+         napi_set_named_property(env, obj, key, v) == napi_ok;
+}
+
+/* One dumped route -> { dst, prefixLen, via (absent: none), ifindex, protocol } */
+static int route_list_add(const struct ul_route *r, void *ctx)
+{
+  struct route_list *l = ctx;
+  napi_value obj;
+
+  if (napi_create_object(l->env, &obj) != napi_ok ||
+      !set_addr(l->env, obj, "dst", &r->dst) ||
+      !set_int(l->env, obj, "prefixLen", r->prefix_len) ||
+      (r->via.family != 0 && !set_addr(l->env, obj, "via", &r->via)) ||
+      !set_int(l->env, obj, "ifindex", r->oif) ||
+      !set_int(l->env, obj, "protocol", r->protocol) ||
+      napi_set_element(l->env, l->array, l->n++, obj) != napi_ok)
+    return -ENOMEM;
+  return 0;
+}
+
+/* routeList(family, ifname | null, protocol): main-table unicast routes of
+ * that family out of ifname (null: any) with that protocol (-1: any). */
+napi_value js_route_list(napi_env env, napi_callback_info info)
+{
+  napi_value argv[3];
+  char ifname[16] = "";
+  struct route_list l = { .env = env, .n = 0 };
+  int64_t family, protocol;
+  int oif = 0, r;
+
+  if (!get_args(env, info, 3, argv, NULL))
+    return NULL;
+  if (!arg_int(env, argv[0], 4, 6, &family) || (family != 4 && family != 6))
+    return throw_type(env, "routeList", "family must be 4 or 6");
+  if (!is_nullish(env, argv[1])) {
+    if (!arg_string(env, argv[1], ifname, sizeof(ifname)))
+      return throw_type(env, "routeList", "ifname must be null or a string of < 16 bytes");
+    oif = ul_nl_link_index(ifname);
+    if (oif < 0)
+      return throw_errno(env, oif, "list routes of", ifname);
+  }
+  if (!arg_int(env, argv[2], -1, 255, &protocol))
+    return throw_type(env, "routeList", "protocol must be -1..255");
+  CHECK(napi_create_array(env, &l.array));
+  r = ul_nl_route_dump((int)family, oif, (int)protocol, route_list_add, &l);
+  if (r < 0) {
+    bool pending = false;
+    if (napi_is_exception_pending(env, &pending) == napi_ok && pending)
+      return NULL;
+    return throw_errno(env, r, "list routes of", ifname[0] ? ifname : "(any device)");
+  }
+  return l.array;
 }
 
 

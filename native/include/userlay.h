@@ -519,6 +519,23 @@ int ul_nl_addr(int add, const char *ifname, const struct ul_addr *addr,
  * that protocol): -ESRCH otherwise. */
 int ul_nl_route(int add, const char *ifname, const struct ul_addr *dst,
                 int prefix_len, const struct ul_addr *via, int onlink);
+
+/* One route of a dump (main table). via.family == 0: no gateway. */
+struct ul_route {
+  struct ul_addr dst;
+  int prefix_len;
+  struct ul_addr via;
+  int oif;          /* output interface index, 0 when none (multipath) */
+  uint8_t protocol; /* RTPROT_*; userlay's are UL_RTPROT */
+};
+/* Called once per matching route; a non-zero return stops the dump and is
+ * returned by ul_nl_route_dump. */
+typedef int (*ul_route_fn)(const struct ul_route *r, void *ctx);
+/* Dump the main table's unicast routes of `family` (4 or 6) out of `oif`
+ * (0: any) with protocol `protocol` (< 0: any), calling fn for each.
+ * Returns 0, fn's non-zero value, or -errno. */
+int ul_nl_route_dump(int family, int oif, int protocol, ul_route_fn fn,
+                     void *ctx);
 int ul_nl_link_del(const char *ifname);
 
 /* ---- engine --------------------------------------------------------------

@@ -21,6 +21,10 @@
  *   - Deletes match destination, prefix, output interface *and* protocol
  *     UL_RTPROT, so only a route this program added is ever removed; the
  *     kernel compares the protocol on delete for IPv4 and IPv6 alike.
+ *   - A route dump (RTM_GETROUTE, NLM_F_DUMP) is how a restarted agent finds
+ *     the protocol-85 routes a crashed run left on a device that outlives
+ *     it (the underlay's; a TUN's routes die with the TUN). The filter runs
+ *     here, on every message, so callers see only the routes they asked for.
  *   - Addresses are added with NLM_F_REPLACE so a restarted agent succeeds on
  *     an address it set before. IPv6 addresses get IFA_F_NODAD: the address is
  *     ours by construction and must be usable at once.
@@ -282,4 +286,127 @@ int ul_nl_route(int add, const char *ifname, const struct ul_addr *dst,
   if (add && via != NULL && nl_put(&req, RTA_GATEWAY, via->bytes, alen) < 0)
     return -EMSGSIZE;
   return nl_transact(&req);
+}
+
+/* Fill `r` from one RTM_NEWROUTE message; 0 when it is a main-table unicast
+ * route of `af`, 1 to skip it. */
+static int nl_parse_route(const struct nlmsghdr *h, int af, size_t alen,
+                          struct ul_route *r)
+{
+  const struct rtmsg *rtm = NLMSG_DATA(h);
+  const struct rtattr *rta;
+  uint32_t table;
+  int len;
+
+  if (h->nlmsg_len < NLMSG_LENGTH(sizeof(*rtm)) || rtm->rtm_family != af ||
+      rtm->rtm_type != RTN_UNICAST)
+    return 1;
+  memset(r, 0, sizeof(*r));
+  r->dst.family = (uint8_t)(af == AF_INET ? 4 : 6);
+  r->prefix_len = rtm->rtm_dst_len;
+  r->protocol = rtm->rtm_protocol;
+  table = rtm->rtm_table;
+  len = (int)(h->nlmsg_len - NLMSG_LENGTH(sizeof(*rtm)));
+  for (rta = RTM_RTA(rtm); RTA_OK(rta, len); rta = RTA_NEXT(rta, len)) {
+    size_t plen = RTA_PAYLOAD(rta);
+    switch (rta->rta_type) {
+    case RTA_DST:
+      if (plen == alen)
+        memcpy(r->dst.bytes, RTA_DATA(rta), alen);
+      break;
+    case RTA_GATEWAY:
+      if (plen == alen) {
+        r->via.family = r->dst.family;
+        memcpy(r->via.bytes, RTA_DATA(rta), alen);
+      }
+      break;
+    case RTA_OIF:
+      if (plen == sizeof(uint32_t))
+        r->oif = (int)*(const uint32_t *)RTA_DATA(rta);
+      break;
+    case RTA_TABLE:
+      if (plen == sizeof(uint32_t))
+        table = *(const uint32_t *)RTA_DATA(rta);
+      break;
+    default:
+      break;
+    }
+  }
+  return table == RT_TABLE_MAIN ? 0 : 1;
+}
+
+int ul_nl_route_dump(int family, int oif, int protocol, ul_route_fn fn,
+                     void *ctx)
+{
+  struct sockaddr_nl kernel = { .nl_family = AF_NETLINK };
+  uint8_t buf[NL_RECV_SIZE * 4] __attribute__((aligned(NLMSG_ALIGNTO)));
+  struct nl_req req;
+  struct rtmsg *rtm;
+  size_t alen;
+  int af, fd, err = 0, done = 0;
+
+  if (fn == NULL)
+    return -EINVAL;
+  af = family_af((uint8_t)family, &alen);
+  if (af < 0)
+    return af;
+  rtm = nl_init(&req, RTM_GETROUTE, NLM_F_DUMP, sizeof(*rtm));
+  req.hdr.nlmsg_flags &= (uint16_t)~NLM_F_ACK; /* a dump ends with NLMSG_DONE */
+  rtm->rtm_family = (uint8_t)af;
+  rtm->rtm_table = RT_TABLE_MAIN;
+
+  fd = socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC, NETLINK_ROUTE);
+  if (fd < 0)
+    return -errno;
+  if (sendto(fd, &req, req.hdr.nlmsg_len, 0, (struct sockaddr *)&kernel,
+             sizeof(kernel)) < 0) {
+    err = -errno;
+    goto out;
+  }
+  while (!done && err == 0) {
+    struct sockaddr_nl from;
+    socklen_t fromlen = sizeof(from);
+    const struct nlmsghdr *h;
+    ssize_t n = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from,
+                         &fromlen);
+    size_t left;
+
+    if (n < 0) {
+      if (errno == EINTR)
+        continue;
+      err = -errno;
+      break;
+    }
+    if (from.nl_pid != 0)
+      continue;
+    left = (size_t)n;
+    for (h = (const struct nlmsghdr *)buf; NLMSG_OK(h, left);
+         h = NLMSG_NEXT(h, left)) {
+      struct ul_route r;
+
+      if (h->nlmsg_seq != req.hdr.nlmsg_seq)
+        continue;
+      if (h->nlmsg_type == NLMSG_DONE) {
+        done = 1;
+        break;
+      }
+      if (h->nlmsg_type == NLMSG_ERROR) {
+        err = h->nlmsg_len >= NLMSG_LENGTH(sizeof(struct nlmsgerr))
+                  ? ((const struct nlmsgerr *)NLMSG_DATA(h))->error
+                  : -EPROTO;
+        break;
+      }
+      if (h->nlmsg_type != RTM_NEWROUTE || nl_parse_route(h, af, alen, &r))
+        continue;
+      if ((oif != 0 && r.oif != oif) ||
+          (protocol >= 0 && r.protocol != (uint8_t)protocol))
+        continue;
+      err = fn(&r, ctx);
+      if (err != 0)
+        break;
+    }
+  }
+out:
+  close(fd);
+  return err;
 }

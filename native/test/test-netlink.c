@@ -181,6 +181,73 @@ static void test_route_ownership(void)
   close(fd);
 }
 
+struct dump_seen {
+  int count, v4_24, gw, foreign;
+};
+
+static int dump_count(const struct ul_route *r, void *ctx)
+{
+  struct dump_seen *d = ctx;
+  struct ul_addr net = addr("198.19.3.0"), gw = addr("198.19.3.1");
+
+  d->count++;
+  if (r->protocol != UL_RTPROT)
+    d->foreign++;
+  if (r->dst.family == 4 && r->prefix_len == 24 &&
+      memcmp(r->dst.bytes, net.bytes, 4) == 0)
+    d->v4_24++;
+  if (r->via.family == 4 && memcmp(r->via.bytes, gw.bytes, 4) == 0)
+    d->gw++;
+  return 0;
+}
+
+static int dump_stop(const struct ul_route *r, void *ctx)
+{
+  (void)r;
+  (*(int *)ctx)++;
+  return 42;
+}
+
+/* A dump filtered by device and protocol sees exactly our routes: not a
+ * foreign one on the same device, not ours on another device. */
+static void test_route_dump(void)
+{
+  struct ul_addr n3 = addr("198.19.3.0"), n4 = addr("198.19.4.0"),
+                 n5 = addr("198.19.5.0"), gw = addr("198.19.3.1"),
+                 n6 = addr("2001:2:0:106::");
+  struct dump_seen all = { 0 }, ours = { 0 }, six = { 0 };
+  char name[16];
+  int fd = ul_tun_open(TUN_NAME, 1, name), fd2 = ul_tun_open("ultn1", 1, name);
+  int idx, calls = 0;
+
+  CHECK(fd >= 0 && fd2 >= 0);
+  CHECK_EQ(ul_nl_link_set(TUN_NAME, 1400, 1), 0);
+  CHECK_EQ(ul_nl_link_set("ultn1", 1400, 1), 0);
+  idx = ul_nl_link_index(TUN_NAME);
+  CHECK_EQ(ul_nl_route(1, TUN_NAME, &n3, 24, &gw, 1), 0);
+  CHECK_EQ(ul_nl_route(1, TUN_NAME, &n6, 64, NULL, 0), 0);
+  CHECK_EQ(foreign_route(TUN_NAME, &n4, 24, RTPROT_STATIC), 0);
+  CHECK_EQ(ul_nl_route(1, "ultn1", &n5, 24, NULL, 0), 0);
+
+  CHECK_EQ(ul_nl_route_dump(4, idx, UL_RTPROT, dump_count, &ours), 0);
+  CHECK_EQ(ours.count, 1);
+  CHECK_EQ(ours.v4_24, 1);
+  CHECK_EQ(ours.gw, 1);
+  CHECK_EQ(ours.foreign, 0);
+  CHECK_EQ(ul_nl_route_dump(4, idx, -1, dump_count, &all), 0);
+  CHECK_EQ(all.count, 2); /* ours and the static one */
+  CHECK_EQ(all.foreign, 1);
+  CHECK_EQ(ul_nl_route_dump(6, idx, UL_RTPROT, dump_count, &six), 0);
+  CHECK_EQ(six.count, 1);
+  /* fn's non-zero value stops the dump and is returned */
+  CHECK_EQ(ul_nl_route_dump(4, 0, UL_RTPROT, dump_stop, &calls), 42);
+  CHECK_EQ(calls, 1);
+  CHECK_EQ(ul_nl_route_dump(5, 0, -1, dump_count, &all), -EAFNOSUPPORT);
+  CHECK_EQ(ul_nl_route_dump(4, 0, -1, NULL, NULL), -EINVAL);
+  close(fd2);
+  close(fd);
+}
+
 static void test_link_addr_route(void)
 {
   struct ul_addr v4 = addr("198.19.1.0"), v6 = addr("2001:2:0:101::"),
@@ -369,6 +436,7 @@ int main(void)
   test_tun();
   test_link_addr_route();
   test_route_ownership();
+  test_route_dump();
   test_udp();
   return CHECK_DONE();
 }

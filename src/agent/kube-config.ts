@@ -20,9 +20,10 @@ export const kubeAgentFlags: readonly FlagSpec[] = [
   { name: 'node-name', kind: 'string', help: 'this Node\'s name (default: $NODE_NAME)' },
   { name: 'net-conf', kind: 'string', help: 'flannel-style net-conf.json (Network, IPv6Network, EnableIPv4/6, Backend)' },
   { name: 'network', kind: 'string', help: 'cluster network CIDR when no --net-conf is given' },
-  { name: 'backend', kind: 'string', help: 'override Backend.Type: vxlan or udp' },
+  { name: 'backend', kind: 'string', help: 'override Backend.Type: vxlan, udp or host-gw' },
+  { name: 'direct-routing', kind: 'bool', help: 'Backend.DirectRouting: route on-link peers by the kernel, encapsulate the others' },
   { name: 'vni', kind: 'int', help: 'override Backend.VNI' },
-  { name: 'port', kind: 'int', help: 'override Backend.Port (default 8472 vxlan, 8285 udp)' },
+  { name: 'port', kind: 'int', help: 'override Backend.Port (default: the backend\'s, src/dataplane/backends.ts)' },
   { name: 'mtu', kind: 'int', help: 'TUN (= pod) MTU (default: underlay MTU minus encapsulation overhead)' },
   { name: 'iface', kind: 'list', help: 'underlay interface name or IP (repeatable: the first that exists)' },
   { name: 'iface-regex', kind: 'list', help: 'regex over interface names and addresses (repeatable)' },
@@ -45,7 +46,7 @@ export const kubeAgentFlags: readonly FlagSpec[] = [
 /** Synopsis for --help. */
 export const kubeAgentSynopsis =
   'usage: userlay agent --kubeconfig FILE [--node-name NAME] [--net-conf FILE | --network CIDR]\n' +
-  '                     [--backend vxlan|udp] [--vni N] [--port N] [--mtu N] [--iface NAME|IP]...\n' +
+  '                     [--backend vxlan|udp|host-gw] [--direct-routing] [--vni N] [--port N] [--mtu N] [--iface NAME|IP]...\n' +
   '                     [--iface-regex RE]... [--iface-can-reach IP] [--public-ip IP]\n' +
   '                     [--annotation-prefix P] [--state-dir DIR] [--subnet-file FILE]\n' +
   '                     [--status-addr HOST:PORT] [--engine native|js] [--offloads auto|off]\n' +
@@ -95,7 +96,7 @@ export async function parseKubeConfig(argv: readonly string[], env: NodeJS.Proce
   const nodeName = resolveNodeName(flagString(f, 'node-name'), env);
   const netConf = await loadNetConf(flagString(f, 'net-conf'), {
     backend: flagString(f, 'backend'), vni: flagInt(f, 'vni'), port: flagInt(f, 'port'), mtu: flagInt(f, 'mtu'),
-    network: flagString(f, 'network'),
+    network: flagString(f, 'network'), directRouting: f['direct-routing'] === true,
   });
   return {
     kubeconfig: flagString(f, 'kubeconfig'),

@@ -14,6 +14,11 @@
  *      applied to the data plane and saved to the snapshot
  *   8. the pod egress table (ip-masq on: replaced whole; off: a leftover one removed), subnet.env
  *      for the CNI plugin, then "agent ready"
+ * Routing (net-conf Backend.DirectRouting, Backend.Type host-gw): after the underlay is picked,
+ * protocol-85 routes a crashed run left on it are removed; every applied peer set (and the
+ * periodic resync) decides per peer between a kernel route and the overlay
+ * (src/control/host/direct-routes.ts). Forwarding from the snapshot before that routes nothing
+ * directly (direct routing: all peers are encapsulated meanwhile; host-gw: none is routed).
  * SIGINT/SIGTERM: stop the informer (for good), delete the egress table, close the data plane,
  * exit 0. A crash leaves the egress table in place until the next start replaces it.
  */
@@ -21,7 +26,9 @@ import type { V1Node } from '@kubernetes/client-node';
 import { UserlayError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import type { Dataplane, DataplaneOptions, Peer } from '../dataplane/types.js';
-import { encapOverhead } from '../dataplane/mtu.js';
+import { BACKENDS, encapOverhead } from '../dataplane/backends.js';
+import { DirectRoutes, type RoutingMode, type RoutingStatus } from '../control/host/direct-routes.js';
+import type { RouteOps } from '../control/host/routes.js';
 import { exponentialBackoff, sleep, systemClock, type Clock } from '../control/backoff.js';
 import { networkList } from '../control/net-conf.js';
 import { SnapshotStore, type OwnLease, type Snapshot } from '../control/snapshot-store.js';
@@ -49,6 +56,8 @@ export interface KubeAgentDeps {
   host?: UnderlayHost;
   /** The host's nftables, for the pod egress table; absent: netfilter is not touched (tests). */
   nftables?: Nftables;
+  /** Kernel routes (direct routing, host-gw); required when the net-conf asks for either. */
+  routes?: RouteOps;
   clock?: Clock;
   /** Restart backoff of the informer (tests make it short). */
   informerBackoffMs?: { initialMs: number; maxMs: number };
@@ -77,6 +86,7 @@ export class KubeAgent {
   private own: OwnLease | undefined;
   private readonly ipMasq: IpMasq | undefined;
   private trimTimer: ReturnType<typeof setInterval> | undefined;
+  private directRoutes: DirectRoutes | undefined;
   /** Resolves when start-up finished (ready), rejects on a fatal start-up error. */
   readonly started: Promise<void>;
 
@@ -125,7 +135,12 @@ export class KubeAgent {
     ].join('');
   }
 
-  /** Stop: informer (for good), sync timers, pod egress table, data plane. Idempotent. */
+  /** How peers are reached, when some are routed by the kernel (direct routing, host-gw). */
+  routing(): RoutingStatus | undefined {
+    return this.directRoutes?.status();
+  }
+
+  /** Stop: informer (for good), sync timers, pod egress table, direct routes, data plane. Idempotent. */
   async stop(): Promise<void> {
     this.abort.abort();
     clearInterval(this.trimTimer);
@@ -133,6 +148,7 @@ export class KubeAgent {
     await this.informer?.stop();
     await this.store.flush();
     await this.ipMasq?.remove();
+    this.directRoutes?.close();
     const dp = this.dp;
     this.dp = undefined;
     await dp?.close();
@@ -194,13 +210,25 @@ export class KubeAgent {
       if (this.stopped) return;
     }
     this.waiting = '';
-    const mtu = netConf.mtu ?? underlay.mtu - encapOverhead(netConf.backend, underlay.family);
+    if (netConf.mtu === undefined && underlay.mtu === undefined) {
+      throw new UserlayError('EUSAGE', `cannot read the MTU of ${underlay.iface} (/sys/class/net/${underlay.iface}/mtu): set net-conf Backend.MTU or --mtu`);
+    }
+    const mtu = netConf.mtu ?? underlay.mtu! - encapOverhead(netConf.backend, underlay.family);
     const own: OwnLease = {
       nodeName: cfg.nodeName, subnets: ownNode.subnets, networks: networkList(netConf), publicIP: underlay.bindIP,
       vtepMAC, backend: netConf.backend, vni: netConf.vni, port: netConf.port, mtu,
     };
     this.own = own;
     log.info('underlay', { iface: underlay.iface, bindIP: underlay.bindIP, publicIP: underlay.publicIP, how: underlay.how, underlayMTU: underlay.mtu });
+
+    // routes to on-link peers (direct routing, host-gw): a crashed run's are removed first
+    const mode = routingMode(netConf.backend, netConf.directRouting === true);
+    if (mode !== 'overlay' && !this.directRoutes) {
+      if (!this.deps.routes) throw new UserlayError('EUSAGE', `${netConf.backend}${mode === 'direct-routing' ? ' with DirectRouting' : ''} needs kernel routes, and this agent has no route access`);
+      this.directRoutes = new DirectRoutes(this.deps.routes, host, underlay.iface, mode, log);
+      this.directRoutes.start();
+    }
+    const routes = this.directRoutes;
 
     // 5. data plane (reuse the snapshot's when the lease is the same)
     if (this.dp && !sameLease(snapshot?.own, own)) {
@@ -212,7 +240,7 @@ export class KubeAgent {
     if (!this.dp) {
       this.dp = await this.deps.openDataplane(dataplaneOptions(cfg, own), log);
       if (snapshot && sameLease(snapshot.own, own)) {
-        this.dp.setPeers(snapshot.peers);
+        this.dp.setPeers(routes ? routes.apply(snapshot.peers) : snapshot.peers);
         log.info('forwarding from the FDB snapshot until the first sync', { peers: snapshot.peers.length });
       }
     }
@@ -239,7 +267,7 @@ export class KubeAgent {
       config: { nodeName: cfg.nodeName, prefix: cfg.prefix, backend: own.backend, networks: netConf.networks, ownSubnets: own.subnets, underlayFamily: underlay.family,
         ownPublicIP: underlay.publicIP, ownVtepMAC: vtepMAC },
       apply: (peers: readonly Peer[]) => {
-        dp.setPeers(peers);
+        dp.setPeers(routes ? routes.apply(peers) : peers);
         this.store.saveLatest(own, peers, (err) => log.error('saving the FDB snapshot failed', { err }));
       },
       log, clock: this.clock, resyncMs: cfg.resyncMs, initial: dp.peers(), cacheSynced: () => this.listed,
@@ -294,7 +322,8 @@ export class KubeAgent {
         await dp.close();
         return;
       }
-      dp.setPeers(snapshot.peers);
+      // no underlay picked yet, so no direct routes: host-gw routes nothing, the others encapsulate
+      dp.setPeers(BACKENDS[snapshot.own.backend].encapsulates ? snapshot.peers : []);
       this.dp = dp;
       // pods keep their egress while the API is away (a failure is retried once the API is back)
       await this.applyIpMasq(snapshot.own).catch((err: unknown) => this.log.error('ip-masq from the FDB snapshot failed', { err }));
@@ -325,6 +354,12 @@ export class KubeAgent {
       }
     }
   }
+}
+
+/** How peers are reached for a backend and the DirectRouting setting. */
+export function routingMode(backend: OwnLease['backend'], directRouting: boolean): RoutingMode {
+  if (!BACKENDS[backend].encapsulates) return 'routes-only';
+  return directRouting ? 'direct-routing' : 'overlay';
 }
 
 function sameLease(a: OwnLease | undefined, b: OwnLease): boolean {
@@ -367,6 +402,7 @@ export async function realDeps(cfg: KubeAgentConfig, log: Logger): Promise<KubeA
     makeInformer: (onListed) => makeNodeInformer(creds, { onListed, annotationPrefix: cfg.prefix, log }),
     openDataplane,
     nftables: systemNftables(),
+    ...(routingMode(cfg.netConf.backend, cfg.netConf.directRouting === true) !== 'overlay' ? { routes: loadAddon() } : {}),
   };
 }
 
@@ -380,7 +416,7 @@ export async function runKubeAgent(argv: string[]): Promise<void> {
   const log = createLogger(cfg.logLevel).with({ node: cfg.nodeName });
   const agent = new KubeAgent(cfg, await realDeps(cfg, log), log);
   const status = cfg.statusAddr === undefined ? undefined : await startStatusServer(cfg.statusAddr, {
-    dataplane: () => agent.dataplane(), ready: () => agent.ready(), metrics: () => agent.metrics(),
+    dataplane: () => agent.dataplane(), ready: () => agent.ready(), metrics: () => agent.metrics(), routing: () => agent.routing(),
   }, log).catch(async (err: unknown) => {
     await agent.stop();
     throw err;

@@ -9,6 +9,10 @@
  *   4. peers file readable, valid, at most MAX_PEERS, and a consistent FDB against our settings
  *   5. MTU (auto reads the underlay interface's MTU; a larger --mtu N is warned about)
  *   6. openDataplane (port in use, no permission for /dev/net/tun, --tun not a TUN, route exists)
+ * Routing (--direct-routing, --backend host-gw): protocol-85 routes a crashed run left on the
+ * underlay device are removed, then every peer-set update decides per peer whether it is
+ * on-link (kernel route via its underlay address) or not (encapsulated; host-gw: reported and
+ * not routed), and the decision is taken again every few seconds (src/control/host/direct-routes.ts).
  * Then: apply the peers, watch the file, the CNI endpoint, the pod egress table (--ip-masq:
  * replaced whole; without it a leftover one is removed), status; SIGHUP reloads, SIGINT/SIGTERM
  * tear down (egress table, routes, TUN, fds) and exit 0. A crash leaves the egress table for
@@ -20,12 +24,15 @@ import { createLogger, type LogLevel } from '../log.js';
 import { StaticPeersSource } from '../control/static-file.js';
 import { MAX_PEERS, fdbDefaults, openDataplane, validateDataplaneOptions } from '../dataplane/dataplane.js';
 import { SlotAllocator, buildFdb, MAX_VNI } from '../dataplane/fdb.js';
-import { MAX_MTU, resolveMtu } from '../dataplane/mtu.js';
+import { BACKENDS, BACKEND_NAMES, MAX_MTU, backendList, type Backend } from '../dataplane/backends.js';
+import { resolveMtu, waitUnderlayMtu } from '../control/host/mtu.js';
+import { DirectRoutes, type RoutingMode } from '../control/host/direct-routes.js';
+import { realHost } from '../control/host/host.js';
+import { loadAddon } from '../dataplane/addon.js';
 import { type Cidr, canonicalIP, canonicalMac, cidrContains, localUnicastMac, parseCidr, vtepMacProblem } from '../dataplane/net.js';
 import { underlayConflict } from '../control/underlay.js';
 import { IpMasq } from '../control/host/ip-masq.js';
-import { systemNftables } from '../control/host/nftables.js';
-import type { Backend, DataplaneOptions, EngineKind } from '../dataplane/types.js';
+import type { DataplaneOptions, EngineKind, Peer } from '../dataplane/types.js';
 import { cniFlags, cniFlagSpecs, logLevelFlag, offloadsFlag, offloadsFlagSpec, statusAddrFlag, tunNameFlag, type CniFlags } from './agent-flags.js';
 import { type FlagSpec, flagBool, flagInt, flagList, flagOneOf, flagString, formatUsage, parseFlags, wantsHelp } from './flags.js';
 
@@ -35,9 +42,10 @@ export const staticAgentFlags: readonly FlagSpec[] = [
   { name: 'public-ip', kind: 'string', required: true, help: 'own underlay IP; the UDP socket binds to it' },
   { name: 'subnet', kind: 'list', required: true, help: 'own pod subnet CIDR (repeat for dual stack)' },
   { name: 'network', kind: 'list', required: true, help: 'cluster network CIDR routed through the TUN (repeatable)' },
-  { name: 'backend', kind: 'string', default: 'vxlan', help: 'encapsulation: vxlan or udp' },
+  { name: 'backend', kind: 'string', default: 'vxlan', help: `${backendList()} (host-gw: kernel routes only, every peer on the underlay segment)` },
+  { name: 'direct-routing', kind: 'bool', help: 'route on-link peers by the kernel (no encapsulation); encapsulate only peers behind a router' },
   { name: 'vni', kind: 'int', default: 1, help: 'VXLAN network identifier' },
-  { name: 'port', kind: 'int', help: 'underlay UDP port (default 8472 for vxlan, 8285 for udp)' },
+  { name: 'port', kind: 'int', help: `underlay UDP port (default ${BACKEND_NAMES.filter((b) => BACKENDS[b].defaultPort !== undefined).map((b) => `${BACKENDS[b].defaultPort} for ${b}`).join(', ')})` },
   { name: 'vtep-mac', kind: 'string', help: 'own VTEP MAC (default: derived from --node)' },
   { name: 'tun', kind: 'string', default: 'userlay0', help: 'TUN device name' },
   { name: 'mtu', kind: 'string', default: 'auto', help: 'TUN MTU: auto (underlay MTU minus overhead) or a number' },
@@ -53,7 +61,7 @@ export const staticAgentFlags: readonly FlagSpec[] = [
 /** Synopsis for --help. */
 export const staticAgentSynopsis =
   'usage: userlay agent --node NAME --public-ip IP --subnet CIDR --network CIDR --peers FILE\n' +
-  '                     [--backend vxlan|udp] [--vni N] [--port N] [--vtep-mac MAC] [--tun NAME]\n' +
+  '                     [--backend vxlan|udp|host-gw] [--direct-routing] [--vni N] [--port N] [--vtep-mac MAC] [--tun NAME]\n' +
   '                     [--mtu auto|N] [--engine native|js] [--offloads auto|off] [--log-level L]\n' +
   '                     [--status-addr HOST:PORT] [--cni-socket PATH] [--cni-state-dir DIR] [--ip-masq]';
 
@@ -71,6 +79,8 @@ export interface StaticConfig {
   readonly mtuSpec: string;
   readonly cni: CniFlags;
   readonly ipMasq: boolean;
+  /** How peers are reached: from --backend and --direct-routing. */
+  readonly routing: RoutingMode;
   readonly dataplane: Omit<DataplaneOptions, 'mtu'>;
 }
 
@@ -87,13 +97,17 @@ export function parseStaticConfig(argv: readonly string[]): StaticConfig {
   if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(node)) throw usageError('--node', `"${node}" is not a valid node name`);
   const logLevel = logLevelFlag(f);
   const publicIP = parseAs('--public-ip', () => canonicalIP(flagString(f, 'public-ip')!));
-  const backend = flagOneOf<Backend>(f, 'backend', ['vxlan', 'udp']);
+  const backend = flagOneOf<Backend>(f, 'backend', BACKEND_NAMES);
+  const info = BACKENDS[backend];
+  const directRouting = flagBool(f, 'direct-routing');
+  if (directRouting && !info.encapsulates) throw usageError('--direct-routing', `${backend} routes every peer directly already; the flag is for encapsulating backends`);
+  const routing: RoutingMode = !info.encapsulates ? 'routes-only' : directRouting ? 'direct-routing' : 'overlay';
   const engine = flagOneOf<EngineKind>(f, 'engine', ['native', 'js']);
   const offloads = offloadsFlag(f);
   const vni = flagInt(f, 'vni')!;
   if (vni < 0 || vni > MAX_VNI) throw usageError('--vni', `${vni} is outside 0..${MAX_VNI}`);
-  const port = flagInt(f, 'port') ?? (backend === 'vxlan' ? 8472 : 8285);
-  if (port < 1 || port > 65535) throw usageError('--port', `${port} is outside 1..65535`);
+  const port = flagInt(f, 'port') ?? info.defaultPort ?? 0;
+  if (port < (info.encapsulates ? 1 : 0) || port > 65535) throw usageError('--port', `${port} is outside 1..65535`);
   const macText = flagString(f, 'vtep-mac');
   const vtepMAC = macText === undefined ? macFromNodeName(node) : parseAs('--vtep-mac', () => canonicalMac(macText));
   const macProblem = vtepMacProblem(vtepMAC);
@@ -111,7 +125,7 @@ export function parseStaticConfig(argv: readonly string[]): StaticConfig {
     }
   }
   return {
-    node, logLevel, statusAddr, peersFile: flagString(f, 'peers')!, mtuSpec, cni, ipMasq: flagBool(f, 'ip-masq'),
+    node, logLevel, statusAddr, peersFile: flagString(f, 'peers')!, mtuSpec, cni, ipMasq: flagBool(f, 'ip-masq'), routing,
     dataplane: {
       backend, engine, offloads, tunName, publicIP, port, vni, vtepMAC,
       ownSubnets: subnets.map((s) => s.text), networks: networks.map((n) => n.text),
@@ -140,25 +154,52 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
   // 4. peers file, and whether the set is consistent with our own settings (and fits)
   const source = new StaticPeersSource(cfg.peersFile, { backend: o.backend }, log);
   const peers = source.load();
+  const defaults = fdbDefaults({ ...o, mtu: MAX_MTU }, validateDataplaneOptions({ ...o, mtu: MAX_MTU }));
   try {
-    const checked = validateDataplaneOptions({ ...o, mtu: MAX_MTU });
-    buildFdb(peers, fdbDefaults({ ...o, mtu: MAX_MTU }, checked), new SlotAllocator(o.maxPeers ?? MAX_PEERS));
+    buildFdb(peers, defaults, new SlotAllocator(o.maxPeers ?? MAX_PEERS));
   } catch (err) {
     throw usageError('--peers', `${cfg.peersFile}: ${(err as Error).message}`, err);
   }
 
   // 5. MTU, 6. data plane
-  const mtu = resolveMtu(cfg.mtuSpec, o.backend, o.publicIP);
+  const addon = loadAddon();
+  const host = realHost(addon);
+  const mtu = await resolveMtu(cfg.mtuSpec, o.backend, o.publicIP, host);
   if (mtu.warning !== undefined) log.warn(mtu.warning, { mtu: mtu.mtu });
-  const dp = await openDataplane({ ...o, mtu: mtu.mtu }, log).catch((err: unknown) => {
+  let routes: DirectRoutes | undefined;
+  if (cfg.routing !== 'overlay') {
+    const link = mtu.underlay ?? await waitUnderlayMtu(o.publicIP, host);
+    routes = new DirectRoutes(host.routes, host, link.iface, cfg.routing, log);
+    routes.start();
+  }
+  const dp = await openDataplane({ ...o, mtu: mtu.mtu }, log, addon).catch((err: unknown) => {
     throw blameFlag(err);
   });
   let status: { close(): Promise<void> } | undefined;
   let cni: { close(): Promise<void> } | undefined;
-  const ipMasq = new IpMasq(systemNftables(), log);
+  const ipMasq = new IpMasq(host.nftables, log);
+  // the data plane gets what the routes leave to it (host-gw: nothing; see direct-routes.ts)
+  const apply = (next: readonly Peer[]): void => {
+    if (!routes) return dp.setPeers(next);
+    // a set the data plane would refuse must not move routes: check it before routing it
+    buildFdb(next, defaults, new SlotAllocator(o.maxPeers ?? MAX_PEERS));
+    dp.setPeers(routes.apply(next));
+  };
+  let rerouter: NodeJS.Timeout | undefined;
   try {
-    dp.setPeers(peers);
-    source.start((next) => dp.setPeers(next));
+    apply(peers);
+    source.start(apply);
+    if (routes) {
+      const r = routes;
+      rerouter = setInterval(() => {
+        try {
+          dp.setPeers(r.refresh());
+        } catch (err) {
+          log.warn('re-deciding direct routes failed', { err });
+        }
+      }, 5000);
+      rerouter.unref();
+    }
     if (cfg.cni.socket !== undefined) {
       const { startCniServer } = await import('../cni/server.js');
       const network = { subnets: o.ownSubnets, networks: o.networks, mtu: mtu.mtu };
@@ -168,7 +209,7 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
     await ipMasq.apply({ enabled: cfg.ipMasq, podSubnets: o.ownSubnets, networks: o.networks })
       .catch((err: unknown) => { throw err instanceof UserlayError ? withFlag('--ip-masq', err) : err; });
     if (cfg.statusAddr) {
-      const sources = { dataplane: () => dp, ready: () => ({ ready: true, reasons: [] }) };
+      const sources = { dataplane: () => dp, ready: () => ({ ready: true, reasons: [] }), routing: () => routes?.status() };
       // loaded only when asked for: node:http costs the agent ~5 MB RSS
       const { startStatusServer } = await import('./status-server.js');
       status = await startStatusServer(cfg.statusAddr, sources, log).catch((err: unknown) => {
@@ -177,9 +218,11 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
     }
   } catch (err) {
     source.stop();
+    clearInterval(rerouter);
     await cni?.close();
     await status?.close();
     await ipMasq.remove();
+    routes?.close();
     await dp.close();
     throw err;
   }
@@ -197,11 +240,13 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
     log.info('stopping', { signal });
     source.stop();
     clearInterval(keepAlive);
+    clearInterval(rerouter);
     void (async () => {
       try {
         await status?.close();
         await cni?.close();
         await ipMasq.remove();
+        routes?.close();
         await dp.close();
         process.exit(0);
       } catch (err) {
@@ -215,7 +260,8 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
 
   log.info('agent ready', {
     tun: dp.tunName, mtu: mtu.mtu, podMTU: mtu.mtu, backend: o.backend, engine: o.engine,
-    publicIP: o.publicIP, port: o.port, vtepMAC: o.vtepMAC, peers: peers.length, ipMasq: cfg.ipMasq,
+    publicIP: o.publicIP, port: o.port, vtepMAC: o.vtepMAC, peers: peers.length, ipMasq: cfg.ipMasq, routing: cfg.routing,
+    ...(routes ? { directPeers: routes.status().direct.length, overlayPeers: routes.status().overlay.length, notRouted: routes.status().notRouted.map((u) => u.name) } : {}),
     ...(mtu.underlay ? { underlayIface: mtu.underlay.iface, underlayMTU: mtu.underlay.mtu } : {}),
   });
   log.info(`pods must use MTU ${mtu.mtu}`, { podMTU: mtu.mtu });

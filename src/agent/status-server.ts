@@ -8,7 +8,8 @@
  *                 and per peer where the peer is known), FDB size, process memory and start
  *                 time, plus the kube-mode families from the sources. `promtool check metrics`
  *                 passes it (test/netns/metrics-promtool.test.ts).
- *   /debug/fdb    JSON: the peer set the data plane last applied.
+ *   /debug/fdb    JSON: the peer set the data plane last applied, and (direct routing, host-gw)
+ *                 how each peer is reached: `routing` {mode, iface, direct, overlay, notRouted}.
  *   /debug/stats  JSON: DataplaneStats with bigints as decimal strings.
  *
  * The server only reads: every request asks the sources afresh, so it never holds stale
@@ -28,6 +29,7 @@ import type { Logger } from '../log.js';
 import { parseListenAddress } from './agent-flags.js';
 import { DROP } from '../dataplane/counters.js';
 import type { CounterSet, Dataplane, DataplaneStats } from '../dataplane/types.js';
+import type { RoutingStatus } from '../control/host/direct-routes.js';
 
 /** What the status server reads on every request. */
 export interface StatusSources {
@@ -37,6 +39,8 @@ export interface StatusSources {
   ready(): { ready: boolean; reasons: string[] };
   /** Extra Prometheus text lines (with their own HELP/TYPE lines), appended to /metrics. */
   metrics?(): string;
+  /** How peers are reached, when the agent routes some by the kernel (direct routing, host-gw). */
+  routing?(): RoutingStatus | undefined;
 }
 
 /** A running status server. */
@@ -93,6 +97,9 @@ export const AGENT_METRICS = {
   tsoSegments: { name: 'userlay_tso_segments_total', type: 'counter', help: 'Segments the TSO/USO split produced.', labels: [] },
   groBuffers: { name: 'userlay_udp_gro_buffers_total', type: 'counter', help: 'UDP GRO receive buffers holding 2 or more datagrams.', labels: [] },
   groDatagrams: { name: 'userlay_udp_gro_datagrams_total', type: 'counter', help: 'Datagrams in those buffers.', labels: [] },
+  // routing modes (src/control/host/direct-routes.ts)
+  peerRoute: { name: 'userlay_peer_route', type: 'gauge', help: 'Always 1 per peer; route says how it is reached: direct (kernel route), overlay (encapsulated) or none (not on-link under host-gw: not routed).', labels: ['peer', 'route'] },
+  peersNotRouted: { name: 'userlay_peers_not_routed', type: 'gauge', help: 'Peers that get no route (host-gw: not on the underlay segment).', labels: [] },
   // kube mode (src/agent/kube-mode.ts)
   informerRestarts: { name: 'userlay_informer_restarts_total', type: 'counter', help: 'Node informer restarts after errors.', labels: [] },
   lastSync: { name: 'userlay_last_sync_timestamp_seconds', type: 'gauge', help: 'When the peer set was last reconciled with the API server, seconds since the Unix epoch (0: never).', labels: [] },
@@ -183,6 +190,17 @@ function offloadMetrics(o: NonNullable<DataplaneStats['offloads']>): string {
   ].join('');
 }
 
+/** How each peer is reached (direct routing, host-gw). */
+export function renderRoutingMetrics(r: RoutingStatus): string {
+  const M = AGENT_METRICS;
+  const samples: MetricSample[] = [
+    ...r.direct.map((peer) => ({ labels: { peer, route: 'direct' }, value: 1 })),
+    ...r.overlay.map((peer) => ({ labels: { peer, route: 'overlay' }, value: 1 })),
+    ...r.notRouted.map((u) => ({ labels: { peer: u.name, route: 'none' }, value: 1 })),
+  ];
+  return metricFamily(M.peerRoute, samples) + metricFamily(M.peersNotRouted, [{ value: r.notRouted.length }]);
+}
+
 /** JSON.stringify with bigints as decimal strings. */
 export function jsonWithBigints(value: unknown): string {
   return JSON.stringify(value, (_k, v: unknown) => (typeof v === 'bigint' ? v.toString() : v), 2);
@@ -211,14 +229,18 @@ function handle(req: IncomingMessage, res: ServerResponse, sources: StatusSource
       return;
     }
     case '/metrics': {
-      let body = renderProcessMetrics() + (dp ? renderDataplaneMetrics(dp.stats()) : '');
+      const routing = sources.routing?.();
+      let body = renderProcessMetrics() + (dp ? renderDataplaneMetrics(dp.stats()) : '') + (routing ? renderRoutingMetrics(routing) : '');
       const extra = sources.metrics?.() ?? '';
       body += extra.length > 0 && !extra.endsWith('\n') ? extra + '\n' : extra;
       send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', body);
       return;
     }
     case '/debug/fdb':
-      send(res, 200, 'application/json', jsonWithBigints({ peers: dp ? dp.peers() : [] }) + '\n');
+      {
+        const routing = sources.routing?.();
+        send(res, 200, 'application/json', jsonWithBigints({ peers: dp ? dp.peers() : [], ...(routing ? { routing } : {}) }) + '\n');
+      }
       return;
     case '/debug/stats':
       if (!dp) {

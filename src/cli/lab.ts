@@ -4,7 +4,8 @@
  *
  *   userlay lab [--nodes 3] [--backend vxlan|udp] [--engine native|js]
  *               [--offloads auto|off] [--seconds 5] [--json] [--prometheus] [--ip-masq]
- *               [--overlay userlay|kernel-vxlan|host-gw] [--family 4|6|dual] [--underlay 4|6]
+ *               [--overlay userlay|kernel-vxlan|host-gw] [--family 4|6|dual] [--underlay-family 4|6]
+ *               [--underlay flat|routed] [--direct-routing]
  *
  * Builds the topology (src/cli/lab/topology.ts), starts one static-mode agent
  * per node, attaches each node's pod through the userlay CNI plugin, pings every pod from every other pod, measures single-stream TCP
@@ -16,15 +17,19 @@
  * from every pod that a host outside the cluster network (the lab's outside namespace) sees the
  * pod's node's address. `--family 6` builds the lab in IPv6 (2001:2::/48), `--family dual` gives every
  * node both underlay addresses and every pod an address of each family; the pings run in each
- * family; `--underlay` picks which underlay family the agents use (default: IPv6 only for
+ * family; `--underlay-family` picks which underlay family the agents use (default: IPv6 only for
  * `--family 6`).
+ * `--underlay routed` puts the nodes on two segments joined by a router
+ * (topology.ts), so `--direct-routing` has peers of both kinds; `--backend host-gw` runs the
+ * agents with kernel routes only.
  */
 import { flagBool, flagInt, flagOneOf, flagString, type FlagSpec, type ParsedFlags } from '../agent/flags.js';
 import { errorCode, usageError } from '../errors.js';
 import { OFFLOAD_MODES, type OffloadMode } from '../dataplane/offloads.js';
-import type { Backend, EngineKind } from '../dataplane/types.js';
+import type { EngineKind } from '../dataplane/types.js';
 import type { Family } from '../dataplane/net.js';
-import { LAB_FAMILIES, labFamilies, type LabFamily } from './lab/topology.js';
+import { BACKENDS, BACKEND_NAMES, backendList, type Backend } from '../dataplane/backends.js';
+import { LAB_FAMILIES, labFamilies, type LabFamily, type UnderlayKind } from './lab/topology.js';
 import { rssBytes } from './lab/exec.js';
 import type { OverlayMode } from './lab/overlay.js';
 import { egressFromPods, iperf3, pingAllPairs, type EgressResult, type PingResult } from './lab/probes.js';
@@ -37,7 +42,9 @@ const STATUS_PORT = 9400;
 
 const specs: FlagSpec[] = [
   { name: 'nodes', kind: 'int', default: 3, help: 'number of nodes (2..50)' },
-  { name: 'backend', kind: 'string', default: 'vxlan', help: 'encapsulation: vxlan or udp' },
+  { name: 'backend', kind: 'string', default: 'vxlan', help: `the agents' --backend: ${backendList()}` },
+  { name: 'direct-routing', kind: 'bool', help: 'agents route on-link peers by the kernel, encapsulate the others' },
+  { name: 'underlay', kind: 'string', default: 'flat', help: 'flat (one segment) or routed (two segments and a router)' },
   { name: 'engine', kind: 'string', default: 'native', help: 'forwarding engine: native or js' },
   { name: 'offloads', kind: 'string', default: 'auto', help: "the agents' --offloads: auto or off" },
   { name: 'seconds', kind: 'int', default: 5, help: 'iperf3 duration in seconds' },
@@ -46,7 +53,7 @@ const specs: FlagSpec[] = [
   { name: 'prometheus', kind: 'bool', help: 'start a Prometheus scraping every agent; the lab stays up until Ctrl-C' },
   { name: 'ip-masq', kind: 'bool', help: 'agents masquerade pod egress; check what a host outside the cluster network sees' },
   { name: 'family', kind: 'string', default: '4', help: 'pod and underlay families: 4, 6 (2001:2::/48) or dual' },
-  { name: 'underlay', kind: 'string', default: '', help: "underlay family of the agents in a dual lab: 4 (default) or 6" },
+  { name: 'underlay-family', kind: 'string', default: '', help: "underlay family of the agents in a dual lab: 4 (default) or 6" },
 ];
 
 /** The lab's result, as printed with --json. */
@@ -58,7 +65,9 @@ export interface LabReport {
   readonly offloads: OffloadMode;
   /** Pod families of the lab and the agents' underlay family. */
   readonly family: LabFamily;
-  readonly underlay: Family;
+  readonly underlayFamily: Family;
+  readonly directRouting: boolean;
+  readonly underlay: UnderlayKind;
   readonly podMtu: number;
   readonly pings: Array<{ from: string; to: string; family: Family; ok: boolean; rttMs: number | null }>;
   readonly throughput: { from: string; to: string; seconds: number; bitsPerSecond: number; retransmits: number } | null;
@@ -70,9 +79,10 @@ export interface LabReport {
 
 function formatTable(r: LabReport): string {
   const lines: string[] = [];
-  const what = r.overlay === 'userlay' ? `userlay ${r.backend}/${r.engine}, offloads ${r.offloads}` : r.overlay;
-  const fam = r.family === '4' ? '' : `, pods IPv${r.family === 'dual' ? '4+6' : '6'} over IPv${r.underlay}`;
-  lines.push(`lab: ${r.nodes} nodes, ${what}${fam}, pod MTU ${r.podMtu}`);
+  const what = r.overlay === 'userlay' ? `userlay ${r.backend}${r.directRouting ? ' + direct routing' : ''}/${r.engine}, offloads ${r.offloads}` : r.overlay;
+  const fam = r.family === '4' ? '' : `, pods IPv${r.family === 'dual' ? '4+6' : '6'} over IPv${r.underlayFamily}`;
+  const routed = r.underlay === 'routed' ? ', routed underlay' : '';
+  lines.push(`lab: ${r.nodes} nodes, ${what}${fam}${routed}, pod MTU ${r.podMtu}`);
   lines.push('');
   lines.push('PAIR        IP  PING   RTT ms');
   for (const p of r.pings) {
@@ -119,12 +129,18 @@ interface LabConfig {
   readonly json: boolean;
   readonly prometheus: boolean;
   readonly ipMasq: boolean;
+  /** Pod families of the lab and the agents' underlay family. */
   readonly family: LabFamily;
-  readonly underlay: Family;
+  readonly underlayFamily: Family;
+  readonly directRouting: boolean;
+  readonly underlay: UnderlayKind;
 }
 
 function checkLabFlags(flags: ParsedFlags): LabConfig {
-  const backend = flagOneOf(flags, 'backend', ['vxlan', 'udp'] as const);
+  const backend = flagOneOf<Backend>(flags, 'backend', BACKEND_NAMES);
+  const directRouting = flagBool(flags, 'direct-routing');
+  if (directRouting && !BACKENDS[backend].encapsulates) throw usageError('--direct-routing', `${backend} routes every peer directly already`);
+  const underlay = flagOneOf<UnderlayKind>(flags, 'underlay', ['flat', 'routed']);
   const engine = flagOneOf(flags, 'engine', ['native', 'js'] as const);
   const offloads = flagOneOf(flags, 'offloads', OFFLOAD_MODES);
   const overlay = flagOneOf(flags, 'overlay', ['userlay', 'kernel-vxlan', 'host-gw'] as const);
@@ -137,14 +153,17 @@ function checkLabFlags(flags: ParsedFlags): LabConfig {
   const ipMasq = flagBool(flags, 'ip-masq');
   if (ipMasq && overlay !== 'userlay') throw usageError('--ip-masq', 'needs --overlay userlay (the agents do the masquerading)');
   const family = flagOneOf(flags, 'family', LAB_FAMILIES);
-  const underlayText = flagString(flags, 'underlay');
+  const underlayText = flagString(flags, 'underlay-family');
   const families = labFamilies(family);
-  let underlay: Family = families[0]!;
+  let underlayFamily: Family = families[0]!;
   if (underlayText !== undefined && underlayText !== '') {
-    underlay = flagOneOf(flags, 'underlay', ['4', '6'] as const) === '4' ? 4 : 6;
-    if (!families.includes(underlay)) throw usageError('--underlay', `IPv${underlay} is not a family of --family ${family}`);
+    underlayFamily = flagOneOf(flags, 'underlay-family', ['4', '6'] as const) === '4' ? 4 : 6;
+    if (!families.includes(underlayFamily)) throw usageError('--underlay-family', `IPv${underlayFamily} is not a family of --family ${family}`);
   }
-  return { nodes, seconds, overlay, backend, engine, offloads, json: flagBool(flags, 'json'), prometheus, ipMasq, family, underlay };
+  if (underlay === 'routed' && family !== '4') throw usageError('--underlay', 'a routed underlay is IPv4 only (use --family 4)');
+  return {
+    nodes, seconds, overlay, backend, engine, offloads, json: flagBool(flags, 'json'), prometheus, ipMasq, family, underlayFamily, directRouting, underlay,
+  };
 }
 
 async function runLabWith(cfg: LabConfig): Promise<number> {
@@ -153,10 +172,10 @@ async function runLabWith(cfg: LabConfig): Promise<number> {
   let prom: LabPrometheus | undefined;
   // userlay pods are attached through the CNI plugin, as a runtime does; baselines have no plugin
   const session = await openLabSession(nodes, (sig) => void (prom?.close() ?? Promise.resolve()).finally(() => process.exit(signalExitCode(sig))),
-    overlay === 'userlay' ? 'cni' : 'veth', cfg.ipMasq, { family: cfg.family, underlay: cfg.underlay });
+    overlay === 'userlay' ? 'cni' : 'veth', cfg.ipMasq, { family: cfg.family, underlayFamily: cfg.underlayFamily, underlay: cfg.underlay });
   try {
     const statusPort = cfg.prometheus ? { statusPort: STATUS_PORT } : {};
-    const ov = await session.setOverlay({ modes: Array(nodes).fill(overlay), userlay: { backend, engine, offloads, ipMasq: cfg.ipMasq, ...statusPort } });
+    const ov = await session.setOverlay({ modes: Array(nodes).fill(overlay), userlay: { backend, engine, offloads, ipMasq: cfg.ipMasq, directRouting: cfg.directRouting, ...statusPort } });
     if (cfg.prometheus) prom = await startLabPrometheus(session.topo.nodes.map((n) => ({ node: n.name, ns: n.ns, statusPort: STATUS_PORT })), session.topo.prefix);
     const pings: LabReport['pings'] = [];
     for (const f of labFamilies(cfg.family)) pings.push(...(await pingAllPairs(session.topo.nodes, f)).map((p) => toReportPing(p, f)));
@@ -175,7 +194,8 @@ async function runLabWith(cfg: LabConfig): Promise<number> {
     const egress = session.topo.outside === undefined ? null : (await egressFromPods(session.topo.nodes, session.topo.outside))
       .map((e) => ({ ...e, ok: e.seenAs === byName.get(e.from)?.underlayIPs[session.topo.outside!.ip.includes(':') ? 6 : 4] }));
     const report: LabReport = {
-      nodes, overlay, backend, engine, offloads, family: cfg.family, underlay: cfg.underlay, podMtu: ov.podMtu,
+      nodes, overlay, backend, engine, offloads, family: cfg.family, underlayFamily: cfg.underlayFamily, directRouting: cfg.directRouting,
+      underlay: cfg.underlay, podMtu: ov.podMtu,
       pings, throughput, agents, egress, ok: pings.every((p) => p.ok) && (egress ?? []).every((e) => e.ok),
     };
     process.stdout.write(cfg.json ? JSON.stringify(report, null, 2) + '\n' : formatTable(report));

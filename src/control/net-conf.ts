@@ -3,7 +3,11 @@
  *
  *   { "Network": "198.19.0.0/16", "IPv6Network": "fd00:19::/56",
  *     "EnableIPv4": true, "EnableIPv6": false, "IPMasq": false,
- *     "Backend": { "Type": "vxlan", "VNI": 1, "Port": 8472, "MTU": 1450 } }
+ *     "Backend": { "Type": "vxlan", "VNI": 1, "Port": 8472, "MTU": 1450, "DirectRouting": false } }
+
+ * Backend.Type is one of src/dataplane/backends.ts (vxlan, udp, host-gw); DirectRouting (flannel's
+ * name and meaning) routes peers on the same underlay segment by the kernel, and is accepted
+ * only with an encapsulating backend (host-gw routes every peer already).
  *
  * Only the fields userlay uses are read; unknown top-level keys (SubnetLen, SubnetMin...)
  * are accepted and ignored, as flannel's kube subnet manager ignores them too (the
@@ -12,11 +16,9 @@
  */
 import { readFile } from 'node:fs/promises';
 import { UserlayError, usageError, wrapSystemError } from '../errors.js';
-import type { Backend } from '../dataplane/types.js';
+import { BACKENDS, backendList, isBackend, type Backend } from '../dataplane/backends.js';
 import { parseCidr, type Cidr, type Family } from '../dataplane/net.js';
 
-/** Default UDP port per backend (flannel's: kernel vxlan 8472, udp backend 8285). */
-export const DEFAULT_PORT: Record<Backend, number> = { vxlan: 8472, udp: 8285 };
 
 /** The validated network configuration. */
 export interface NetConf {
@@ -29,6 +31,8 @@ export interface NetConf {
   readonly port: number;
   /** TUN MTU in bytes; undefined means "derive from the underlay interface". */
   readonly mtu: number | undefined;
+  /** Backend.DirectRouting: kernel routes to on-link peers, the overlay for the others (buildNetConf always sets it). */
+  readonly directRouting?: boolean;
   /** `IPMasq` (userlay's key; flannel has only the --ip-masq flag): present only when the file sets it. */
   readonly ipMasq?: boolean;
 }
@@ -39,6 +43,8 @@ export interface NetConfOverrides {
   vni?: number | undefined;
   port?: number | undefined;
   mtu?: number | undefined;
+  /** --direct-routing (true overrides the file). */
+  directRouting?: boolean | undefined;
   /** --network: the IPv4 (or IPv6) cluster network when no file gives one. */
   network?: string | undefined;
 }
@@ -54,8 +60,8 @@ function checkInt(field: string, v: unknown, min: number, max: number): number {
 }
 
 function checkBackend(field: string, v: unknown): Backend {
-  if (v === 'vxlan' || v === 'udp') return v;
-  throw fieldError(field, `${JSON.stringify(v)} is not a supported backend (vxlan, udp)`);
+  if (isBackend(v)) return v;
+  throw fieldError(field, `${JSON.stringify(v)} is not a supported backend (${backendList()})`);
 }
 
 /** A cluster network CIDR (no host bits); errors name `field` ("net-conf Network", "--network"). */
@@ -78,8 +84,8 @@ function checkNetwork(field: string, v: unknown, family: Family): string {
 }
 
 function flagBackend(v: string): Backend {
-  if (v === 'vxlan' || v === 'udp') return v;
-  throw usageError('--backend', `"${v}" is not vxlan or udp`);
+  if (isBackend(v)) return v;
+  throw usageError('--backend', `"${v}" is not ${backendList()}`);
 }
 
 function checkBool(field: string, v: unknown): boolean {
@@ -128,11 +134,17 @@ export function buildNetConf(raw: unknown, overrides: NetConfOverrides = {}): Ne
   // flannel's Port 0 means "the default port".
   const filePort = bo['Port'] === undefined ? 0 : checkInt('Backend.Port', bo['Port'], 0, 65535);
   const port = overrides.port !== undefined ? rangeFlag('--port', overrides.port, 1, 65535)
-    : filePort === 0 ? DEFAULT_PORT[backend] : filePort;
+    : filePort === 0 ? BACKENDS[backend].defaultPort ?? 0 : filePort;
   const mtu = overrides.mtu !== undefined ? rangeFlag('--mtu', overrides.mtu, 576, 65535)
     : bo['MTU'] === undefined ? undefined : checkInt('Backend.MTU', bo['MTU'], 576, 65535);
   const ipMasq = o['IPMasq'] === undefined ? undefined : checkBool('IPMasq', o['IPMasq']);
-  return { networks, backend, vni, port, mtu, ...(ipMasq === undefined ? {} : { ipMasq }) };
+  const directRouting = overrides.directRouting === true
+    || (bo['DirectRouting'] === undefined ? false : checkBool('Backend.DirectRouting', bo['DirectRouting']));
+  if (directRouting && !BACKENDS[backend].encapsulates) {
+    throw overrides.directRouting === true ? usageError('--direct-routing', `${backend} routes every peer directly already`)
+      : fieldError('Backend.DirectRouting', `${backend} routes every peer directly already; DirectRouting is for encapsulating backends`);
+  }
+  return { networks, backend, vni, port, mtu, directRouting, ...(ipMasq === undefined ? {} : { ipMasq }) };
 }
 
 /** Parse net-conf JSON text (`source` names the file in errors). */

@@ -10,7 +10,8 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { pack, unpack } from 'msgpackr';
 import { UserlayError, errorCode, wrapSystemError } from '../errors.js';
-import type { Backend, Peer } from '../dataplane/types.js';
+import type { Peer } from '../dataplane/types.js';
+import { isBackend, type Backend } from '../dataplane/backends.js';
 import { writeFileAtomic } from './atomic-file.js';
 
 /** Default state directory. */
@@ -60,7 +61,7 @@ function validate(v: unknown, path: string): Snapshot {
   const own = o['own'] as Record<string, unknown> | undefined;
   if (!own || typeof own['nodeName'] !== 'string' || !isStringArray(own['subnets']) || !isStringArray(own['networks'])
     || typeof own['publicIP'] !== 'string' || typeof own['vtepMAC'] !== 'string'
-    || (own['backend'] !== 'vxlan' && own['backend'] !== 'udp') || typeof own['vni'] !== 'number'
+    || !isBackend(own['backend']) || typeof own['vni'] !== 'number'
     || typeof own['port'] !== 'number' || typeof own['mtu'] !== 'number') throw bad('own lease malformed');
   if (!Array.isArray(o['peers'])) throw bad('peers is not a list');
   for (const p of o['peers'] as unknown[]) {

@@ -21,13 +21,14 @@ import { readFileSync, watch, type FSWatcher } from 'node:fs';
 import path from 'node:path';
 import { UserlayError, usageError } from '../errors.js';
 import type { Logger } from '../log.js';
-import type { Backend, Peer } from '../dataplane/types.js';
+import type { Peer } from '../dataplane/types.js';
+import { BACKENDS, type Backend } from '../dataplane/backends.js';
 import { canonicalIP, canonicalMac, parseCidr } from '../dataplane/net.js';
 import { overlaps, subnetBits } from '../dataplane/overlaps.js';
 
 /** Options of a StaticPeersSource. */
 export interface StaticPeersOptions {
-  /** vxlan requires vtepMAC on every peer. */
+  /** A backend that needsVtepMAC (vxlan) requires vtepMAC on every peer. */
   readonly backend: Backend;
   /** Quiet time after the last file event before re-reading (ms, default 100). */
   readonly debounceMs?: number;
@@ -88,8 +89,8 @@ export function parsePeers(doc: unknown, backend: Backend): Peer[] {
     if (e.vtepMAC !== undefined) {
       if (typeof e.vtepMAC !== 'string') throw fieldError(`${at}.vtepMAC`, 'must be a string');
       vtepMAC = wrapped(`${at}.vtepMAC`, () => canonicalMac(e.vtepMAC as string));
-    } else if (backend === 'vxlan') {
-      throw fieldError(`${at}.vtepMAC`, 'is required for the vxlan backend');
+    } else if (BACKENDS[backend].needsVtepMAC) {
+      throw fieldError(`${at}.vtepMAC`, `is required for the ${backend} backend`);
     }
     const int = (key: 'port' | 'vni', lo: number, hi: number): number | undefined => {
       const v = e[key];

@@ -22,6 +22,7 @@ import { createSocket } from 'node:dgram';
 import { readFileSync } from 'node:fs';
 import { networkInterfaces, type NetworkInterfaceInfo } from 'node:os';
 import { UserlayError, usageError } from '../errors.js';
+import { linkMtu } from './host/mtu.js';
 import { canonicalIP, cidrContains, cidrOverlaps, isIP, parseCidr, parseIP, type Family } from '../dataplane/net.js';
 
 /** Host facts the picker reads. */
@@ -83,8 +84,8 @@ export interface Underlay {
   /** Address published to peers. */
   readonly publicIP: string;
   readonly family: Family;
-  /** Interface MTU in bytes (1500 when unreadable). */
-  readonly mtu: number;
+  /** Interface MTU in bytes (host/mtu.ts linkMtu); undefined when unreadable (the caller decides). */
+  readonly mtu: number | undefined;
   /** How it was chosen ("--iface", "--iface-regex", "--iface-can-reach", "default route", "--public-ip"). */
   readonly how: string;
 }
@@ -98,7 +99,7 @@ function familyOf(a: NetworkInterfaceInfo): Family {
 }
 
 /** The interface holding `ip`, if any. */
-function ifaceWithAddress(host: UnderlayHost, ip: string): string | undefined {
+export function ifaceWithAddress(host: UnderlayHost, ip: string): string | undefined {
   const want = canonicalIP(ip);
   for (const [name, addrs] of Object.entries(host.interfaces())) {
     if ((addrs ?? []).some((a) => canonicalIP(a.address) === want)) return name;
@@ -129,9 +130,9 @@ export function defaultRouteInterfaces(host: UnderlayHost, family: Family): stri
   return routes.sort((a, b) => a.metric - b.metric).map((r) => r.iface);
 }
 
-function readMtu(host: UnderlayHost, iface: string): number {
-  const n = Number((host.readText(`/sys/class/net/${iface}/mtu`) ?? '').trim());
-  return Number.isInteger(n) && n > 0 ? n : 1500;
+/** Connected prefixes (canonical CIDR) of `iface`'s usable addresses, any family. */
+export function connectedPrefixes(host: UnderlayHost, iface: string): string[] {
+  return (host.interfaces()[iface] ?? []).filter((a) => usable(a) && a.cidr !== null).map((a) => parseCidr(a.cidr!).text);
 }
 
 function pickAddress(host: UnderlayHost, iface: string, family: Family, exact?: string): { ip: string; family: Family } | undefined {
@@ -225,7 +226,7 @@ export async function pickUnderlay(req: UnderlayRequest, host: UnderlayHost = sy
     bindIP: local ? canonicalIP(publicIP!) : addr.ip,
     publicIP: publicIP !== undefined ? canonicalIP(publicIP) : addr.ip,
     family: local ? parseIP(publicIP!).family : addr.family,
-    mtu: readMtu(host, chosen.iface),
+    mtu: linkMtu(host, chosen.iface),
     how: chosen.how,
   };
 }
@@ -248,9 +249,7 @@ export interface ClusterRange {
 export function underlayConflict(ranges: readonly ClusterRange[], ip: string, host: UnderlayHost = systemHost, alsoIP?: string):
   { field: string; message: string } | undefined {
   const iface = ifaceWithAddress(host, ip);
-  const connected = iface === undefined ? [] : (host.interfaces()[iface] ?? [])
-    .filter((a) => usable(a) && a.cidr !== null)
-    .map((a) => parseCidr(a.cidr!).text);
+  const connected = iface === undefined ? [] : connectedPrefixes(host, iface);
   for (const r of ranges) {
     for (const addr of alsoIP === undefined || canonicalIP(alsoIP) === canonicalIP(ip) ? [ip] : [ip, alsoIP]) {
       if (cidrContains(r.cidr, addr)) {

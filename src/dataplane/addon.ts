@@ -10,6 +10,7 @@ import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
 import path from 'node:path';
 import { UserlayError } from '../errors.js';
+import type { CodecMode } from './backends.js';
 
 /** Layout and protocol constants exported by the addon (from userlay.h). */
 export interface NativeConstants {
@@ -34,9 +35,18 @@ export interface NativeConstants {
   readonly drops: Readonly<Record<string, number>>;
 }
 
+/** A route as routeList() reports it. */
+export interface RouteEntry {
+  readonly dst: string;
+  readonly prefixLen: number;
+  readonly via?: string;
+  readonly ifindex: number;
+  readonly protocol: number;
+}
+
 /** Codec configuration: our side of the tunnel. */
 export interface CodecConfig {
-  readonly mode: 'vxlan' | 'udp';
+  readonly mode: CodecMode;
   readonly vni: number;
   /** Own VTEP MAC "aa:bb:cc:dd:ee:ff" (ignored for udp). */
   readonly mac: string;
@@ -147,6 +157,11 @@ export interface NativeAddon {
   /** Add or replace a route to dst/prefixLen out of ifname, optionally via a gateway (onlink). */
   routeAdd(ifname: string, dst: string, prefixLen: number, via?: string | null, onlink?: boolean): void;
   routeDel(ifname: string, dst: string, prefixLen: number): void;
+  /**
+   * Main-table unicast routes of `family` out of `ifname` (null: any device) whose protocol is
+   * `protocol` (-1: any), from an RTM_GETROUTE dump. `via` is absent for a route without gateway.
+   */
+  routeList(family: 4 | 6, ifname: string | null, protocol: number): RouteEntry[];
 
   // --- FDB and codec (no privileges) ---
   /** Build a table from a snapshot (src/dataplane/fdb.ts encodes it). Throws EINVAL. */

@@ -24,7 +24,7 @@ import type { Engine, EngineKindImpl } from './engine.js';
 import { type FdbDefaults, FdbTable, MAX_VNI, SlotAllocator, buildFdb } from './fdb.js';
 import { jsEngine } from './js-engine.js';
 import { OFFLOAD_MODES, applyOffloads, type OffloadState } from './offloads.js';
-import { MAX_MTU, MIN_MTU } from './mtu.js';
+import { BACKENDS, MAX_MTU, MIN_MTU, backendList, isBackend } from './backends.js';
 import { type Cidr, type Family, cidrContains, familyBits, maskBytes, parseCidr, parseIP, parseMac, vtepMacProblem } from './net.js';
 import { nativeEngine } from './native-engine.js';
 import type { Dataplane, DataplaneOptions, DataplaneStats, Peer } from './types.js';
@@ -50,16 +50,18 @@ function check(field: string, ok: boolean, message: string): void {
 
 /** Validate DataplaneOptions; throws a usage error naming the option. */
 export function validateDataplaneOptions(o: DataplaneOptions): Checked {
-  check('backend', o.backend === 'vxlan' || o.backend === 'udp', `"${o.backend}" is not vxlan or udp`);
+  check('backend', isBackend(o.backend), `"${o.backend}" is not ${backendList()}`);
+  const backend = BACKENDS[o.backend];
   check('engine', o.engine === 'native' || o.engine === 'js', `"${o.engine}" is not native or js`);
   check('offloads', o.offloads === undefined || OFFLOAD_MODES.includes(o.offloads), `"${o.offloads}" is not ${OFFLOAD_MODES.join(' or ')}`);
   check('tunName', typeof o.tunName === 'string' && o.tunName.length <= 15 && !/[\s/:]/.test(o.tunName),
     `"${o.tunName}" is not a valid interface name (at most 15 characters, no spaces, "/" or ":")`);
   check('mtu', Number.isInteger(o.mtu) && o.mtu >= MIN_MTU && o.mtu <= MAX_MTU, `${o.mtu} is outside ${MIN_MTU}..${MAX_MTU}`);
   const family = parseAs('publicIP', () => parseIP(o.publicIP)).family;
-  check('port', Number.isInteger(o.port) && o.port >= 1 && o.port <= 65535, `${o.port} is outside 1..65535`);
+  const minPort = backend.encapsulates ? 1 : 0;
+  check('port', Number.isInteger(o.port) && o.port >= minPort && o.port <= 65535, `${o.port} is outside ${minPort}..65535`);
   check('vni', Number.isInteger(o.vni) && o.vni >= 0 && o.vni <= MAX_VNI, `${o.vni} is outside 0..${MAX_VNI}`);
-  if (o.backend === 'vxlan') parseAs('vtepMAC', () => parseMac(o.vtepMAC));
+  if (backend.needsVtepMAC) parseAs('vtepMAC', () => parseMac(o.vtepMAC));
   const networks = o.networks.map((n) => parseAs('networks', () => parseCidr(n)));
   check('networks', networks.length > 0, 'at least one cluster network is required');
   const own = o.ownSubnets.map((s) => parseAs('ownSubnets', () => parseCidr(s)));
@@ -68,7 +70,7 @@ export function validateDataplaneOptions(o: DataplaneOptions): Checked {
     check(own.includes(n) ? 'ownSubnets' : 'networks', !cidrContains(n, o.publicIP),
       `${n.text} contains the underlay address ${o.publicIP}: the agent's own datagrams would route into its TUN`);
   }
-  if (o.backend === 'vxlan') {
+  if (backend.needsVtepMAC) {
     const problem = vtepMacProblem(o.vtepMAC);
     check('vtepMAC', problem === undefined, `${o.vtepMAC} ${problem ?? ''}: a VTEP needs a unicast address`);
   }
@@ -211,7 +213,9 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
     const icmpSrc6 = icmpSrc(6);
     const engine = kind.create({
       addon, tunFd: tun.fd, counters, maxSlot, log,
-      codec: { mode: opts.backend, vni: opts.vni, mac: opts.backend === 'vxlan' ? opts.vtepMAC : '00:00:00:00:00:00' },
+      // a backend without a codec (host-gw) runs the udp one with an empty FDB: packets that
+      // reach the TUN are unroutable, counted and answered with ICMP destination unreachable
+      codec: { mode: BACKENDS[opts.backend].codec ?? 'udp', vni: opts.vni, mac: BACKENDS[opts.backend].needsVtepMAC ? opts.vtepMAC : '00:00:00:00:00:00' },
       ...(offloads.probeTunGso ? { probeTunGso: 1 as const } : {}),
       ...(offloads.testRefuseTunGso ? { testRefuseTunGso: 1 as const } : {}),
       ...(icmpSrc4 ? { icmpSrc4 } : {}),
@@ -236,7 +240,7 @@ export function fdbDefaults(o: DataplaneOptions, checked: { family: Family; own:
   return {
     backend: o.backend, port: o.port, vni: o.vni, underlayFamily: checked.family,
     ownSubnets: checked.own.map((c) => c.text), networks: checked.networks.map((c) => c.text), ownPublicIP: o.publicIP,
-    ...(o.backend === 'vxlan' ? { ownVtepMAC: o.vtepMAC } : {}),
+    ...(BACKENDS[o.backend].needsVtepMAC ? { ownVtepMAC: o.vtepMAC } : {}),
   };
 }
 

@@ -32,7 +32,8 @@
  */
 import { UserlayError } from '../errors.js';
 import { SlotAllocator } from './fdb-slots.js';
-import type { Backend, Peer } from './types.js';
+import type { Peer } from './types.js';
+import { BACKENDS, type Backend } from './backends.js';
 import {
   type Cidr, type Family, type IPAddr, canonicalIP, canonicalMac, cidrContains, formatIP, formatMac, maskBytes,
   parseCidr, parseIP, parseMac, vtepMacProblem,
@@ -195,7 +196,8 @@ function validatePeer(p: Peer, d: FdbDefaults, dkey: string, networks: readonly 
   if (d.ownPublicIP !== undefined && publicIP === canonicalIP(d.ownPublicIP)) throw fdbError(`${where} publicIP ${publicIP} is this node's own`);
   const around = networks.find((n) => cidrContains(n, underlay));
   if (around !== undefined) throw fdbError(`${where} publicIP ${publicIP} lies inside the cluster network ${around.text}`);
-  const port = checkRange(`${where} port`, p.port ?? d.port, 1, 65535);
+  // a backend that does not encapsulate sends nothing: port 0 (no port) is fine there
+  const port = checkRange(`${where} port`, p.port ?? d.port, BACKENDS[d.backend].encapsulates ? 1 : 0, 65535);
   const vni = checkRange(`${where} vni`, p.vni ?? d.vni, 0, MAX_VNI);
   let mac: Uint8Array = new Uint8Array(6);
   const macText = p.vtepMAC;
@@ -204,8 +206,8 @@ function validatePeer(p: Peer, d: FdbDefaults, dkey: string, networks: readonly 
     const problem = vtepMacProblem(mac);
     if (problem !== undefined) throw fdbError(`${where} vtepMAC ${formatMac(mac)} ${problem}`);
     if (d.ownVtepMAC !== undefined && formatMac(mac) === canonicalMac(d.ownVtepMAC)) throw fdbError(`${where} vtepMAC ${formatMac(mac)} is this node's own`);
-  } else if (d.backend === 'vxlan') {
-    throw fdbError(`${where} vtepMAC: required for the vxlan backend`);
+  } else if (BACKENDS[d.backend].needsVtepMAC) {
+    throw fdbError(`${where} vtepMAC: required for the ${d.backend} backend`);
   }
   if (!Array.isArray(p.subnets) || p.subnets.length === 0) throw fdbError(`${where} subnets: at least one subnet is required`);
   const cidrs = p.subnets.map((s) => {

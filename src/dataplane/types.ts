@@ -6,9 +6,10 @@
  * (flannel's Backend contract: lease events in, data-plane state out).
  */
 import type { OffloadCounters, OffloadMode, OffloadState } from './offloads.js';
+import type { Backend } from './backends.js';
 
-/** Encapsulation format. */
-export type Backend = 'vxlan' | 'udp';
+/** A backend name; what it means is in backends.ts (BACKENDS). */
+export type { Backend } from './backends.js';
 /** Which forwarding engine runs the hot path. */
 export type EngineKind = 'native' | 'js';
 
@@ -20,7 +21,7 @@ export interface Peer {
   readonly subnets: readonly string[];
   /** Underlay address the peer receives encapsulated traffic on. */
   readonly publicIP: string;
-  /** Peer VTEP MAC, "aa:bb:cc:dd:ee:ff" (required for vxlan). */
+  /** Peer VTEP MAC, "aa:bb:cc:dd:ee:ff" (required when the backend needsVtepMAC). */
   readonly vtepMAC?: string;
   /** Underlay UDP port; defaults to the data plane's own port. */
   readonly port?: number;
@@ -40,7 +41,7 @@ export interface DataplaneOptions {
   readonly mtu: number;
   /** Own underlay address; the UDP socket binds to it. */
   readonly publicIP: string;
-  /** UDP port to bind and, by default, to send to. */
+  /** UDP port to bind and, by default, to send to (0 for a backend that does not encapsulate: an ephemeral port, nothing is sent). */
   readonly port: number;
   /** Own VNI (vxlan). */
   readonly vni: number;

@@ -10,7 +10,7 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { encapOverhead } from '../../src/dataplane/mtu.js';
+import { encapOverhead } from '../../src/dataplane/backends.js';
 import { parseCidr, type Family } from '../../src/dataplane/net.js';
 import { annotationNames } from '../../src/control/kube/lease.js';
 import { ip, nsRun } from '../../src/cli/lab/exec.js';

@@ -15,7 +15,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { encapOverhead } from '../../src/dataplane/mtu.js';
+import { encapOverhead } from '../../src/dataplane/backends.js';
 import type { Family } from '../../src/dataplane/net.js';
 import { ip, nsRun } from '../../src/cli/lab/exec.js';
 import { applyOverlay } from '../../src/cli/lab/overlay.js';
@@ -38,7 +38,7 @@ for (const { engine, backend, underlay } of DUAL) {
     let lab: TestLab;
     before(async () => {
       lab = await openTestLab(3, { modes: ['userlay', 'userlay', 'userlay'], userlay: { backend, engine } },
-        { family: 'dual', underlay, pods: 'cni' });
+        { family: 'dual', underlayFamily: underlay, pods: 'cni' });
     });
     after(async () => { await lab?.close(); });
 

@@ -32,8 +32,8 @@ export interface TestLab {
   close(): Promise<void>;
 }
 
-/** Topology choices a test may make (families, underlay family, pod wiring). */
-export type TestTopologyOptions = Pick<TopologyOptions, 'family' | 'underlay' | 'pods'>;
+/** Topology choices a test may make (families, underlay family or kind, pod wiring). */
+export type TestTopologyOptions = Pick<TopologyOptions, 'family' | 'underlayFamily' | 'underlay' | 'pods'>;
 
 /** Build a lab of `nodes` nodes with the overlay `spec` (on a topology with `topology`). Cleans up on failure. */
 export async function openTestLab(nodes: number, spec: OverlaySpec, topology: TestTopologyOptions = {}): Promise<TestLab> {

@@ -110,7 +110,8 @@ test('lab and bench reject bad flags with exit code 2 before touching the system
     assert.equal(await runBench(['--seconds', '0']), 2);
     assert.equal(await runBench(['--measures', 'tcp,bogus']), 2);
     assert.equal(await runLab(['--family', '5']), 2);
-    assert.equal(await runLab(['--family', '6', '--underlay', '4']), 2);
+    assert.equal(await runLab(['--family', '6', '--underlay-family', '4']), 2);
+    assert.equal(await runLab(['--family', 'dual', '--underlay', 'routed']), 2);
   } finally {
     process.stderr.write = write;
     process.exitCode = saved;
@@ -121,7 +122,8 @@ test('lab and bench reject bad flags with exit code 2 before touching the system
   assert.match(lines[3]!, /^userlay: --seconds/);
   assert.match(lines[4]!, /^userlay: --measures: "bogus" is not one of tcp, tcp4, reverse, udp64, udp1400, rtt, cpu/);
   assert.match(lines[5]!, /^userlay: --family: "5" must be one of 4, 6, dual/);
-  assert.match(lines[6]!, /^userlay: --underlay: IPv4 is not a family of --family 6/);
+  assert.match(lines[6]!, /^userlay: --underlay-family: IPv4 is not a family of --family 6/);
+  assert.match(lines[7]!, /^userlay: --underlay: a routed underlay is IPv4 only/);
 });
 
 test('bench chart: one panel per measured value, a bar per path, ratios in the notes', () => {

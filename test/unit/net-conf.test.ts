@@ -11,7 +11,7 @@ function fieldError(re: RegExp) {
 
 test('net-conf: flannel defaults (vxlan, VNI 1, port 8472, MTU auto)', () => {
   const c = parseNetConf('{"Network":"198.19.0.0/16","Backend":{"Type":"vxlan"}}', 'f');
-  assert.deepEqual(c, { networks: { 4: '198.19.0.0/16' }, backend: 'vxlan', vni: 1, port: 8472, mtu: undefined });
+  assert.deepEqual(c, { networks: { 4: '198.19.0.0/16' }, backend: 'vxlan', vni: 1, port: 8472, mtu: undefined, directRouting: false });
   assert.equal(buildNetConf({ Network: '198.19.0.0/16', Backend: { Type: 'udp' } }).port, 8285);
   assert.equal(buildNetConf({ Network: '198.19.0.0/16', Backend: { Type: 'vxlan', Port: 0 } }).port, 8472);
   assert.equal(buildNetConf({ Network: '198.19.0.0/16', SubnetLen: 24 }).backend, 'vxlan', 'unknown keys are ignored');
@@ -22,7 +22,7 @@ test('net-conf: all fields, dual stack, IPv6 only', () => {
     Network: '198.19.0.0/16', IPv6Network: 'fd00:19::/48', EnableIPv4: true, EnableIPv6: true,
     Backend: { Type: 'udp', VNI: 7, Port: 9000, MTU: 1400 },
   });
-  assert.deepEqual(c, { networks: { 4: '198.19.0.0/16', 6: 'fd00:19::/48' }, backend: 'udp', vni: 7, port: 9000, mtu: 1400 });
+  assert.deepEqual(c, { networks: { 4: '198.19.0.0/16', 6: 'fd00:19::/48' }, backend: 'udp', vni: 7, port: 9000, mtu: 1400, directRouting: false });
   assert.deepEqual(networkList(c), ['198.19.0.0/16', 'fd00:19::/48']);
   const v6 = buildNetConf({ EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:19::/48' });
   assert.deepEqual(v6.networks, { 6: 'fd00:19::/48' });
@@ -32,6 +32,14 @@ test('net-conf: flags override the file', () => {
   const c = buildNetConf({ Network: '198.19.0.0/16', Backend: { Type: 'vxlan', VNI: 3, Port: 1000 } }, { backend: 'udp', vni: 9, port: 2000, mtu: 1300 });
   assert.deepEqual({ b: c.backend, v: c.vni, p: c.port, m: c.mtu }, { b: 'udp', v: 9, p: 2000, m: 1300 });
   assert.equal(buildNetConf({ Network: '198.19.0.0/16' }, { backend: 'udp' }).port, 8285, 'default port follows the overridden backend');
+});
+
+test('net-conf: host-gw (no port) and DirectRouting, from the file or --direct-routing', () => {
+  const gw = buildNetConf({ Network: '198.19.0.0/16', Backend: { Type: 'host-gw' } });
+  assert.deepEqual({ b: gw.backend, p: gw.port, d: gw.directRouting }, { b: 'host-gw', p: 0, d: false });
+  assert.equal(buildNetConf({ Network: '198.19.0.0/16', Backend: { Type: 'vxlan', DirectRouting: true } }).directRouting, true);
+  assert.equal(buildNetConf({ Network: '198.19.0.0/16', Backend: { Type: 'udp' } }, { directRouting: true }).directRouting, true);
+  assert.throws(() => buildNetConf({ Network: '198.19.0.0/16' }, { backend: 'host-gw', directRouting: true }), fieldError(/^--direct-routing: host-gw/));
 });
 
 test('net-conf: errors name the field', () => {
@@ -45,7 +53,9 @@ test('net-conf: errors name the field', () => {
   assert.throws(() => buildNetConf({ Network: '198.19.0.0/16', EnableIPv6: 'yes' }), fieldError(/^net-conf EnableIPv6: "yes" is not true or false/));
   assert.throws(() => buildNetConf({ EnableIPv4: false }), fieldError(/no address family enabled/));
   assert.throws(() => buildNetConf({ Network: '198.19.0.0/16', Backend: 3 }), fieldError(/^net-conf Backend: must be a JSON object/));
-  assert.throws(() => buildNetConf({ Network: '198.19.0.0/16', Backend: { Type: 'host-gw' } }), fieldError(/^net-conf Backend\.Type: "host-gw" is not a supported backend/));
+  assert.throws(() => buildNetConf({ Network: '198.19.0.0/16', Backend: { Type: 'wireguard' } }), fieldError(/^net-conf Backend\.Type: "wireguard" is not a supported backend \(vxlan, udp or host-gw\)/));
+  assert.throws(() => buildNetConf({ Network: '198.19.0.0/16', Backend: { Type: 'vxlan', DirectRouting: 'yes' } }), fieldError(/^net-conf Backend\.DirectRouting: "yes" is not true or false/));
+  assert.throws(() => buildNetConf({ Network: '198.19.0.0/16', Backend: { Type: 'host-gw', DirectRouting: true } }), fieldError(/^net-conf Backend\.DirectRouting: host-gw routes every peer directly already/));
   assert.throws(() => buildNetConf({ Network: '198.19.0.0/16', Backend: { VNI: 16777216 } }), fieldError(/^net-conf Backend\.VNI: 16777216 is out of range 1-16777215/));
   assert.throws(() => buildNetConf({ Network: '198.19.0.0/16', Backend: { VNI: 1.5 } }), fieldError(/^net-conf Backend\.VNI: 1\.5 is not an integer/));
   assert.throws(() => buildNetConf({ Network: '198.19.0.0/16', Backend: { Port: 70000 } }), fieldError(/^net-conf Backend\.Port: /));

@@ -58,7 +58,7 @@ test('pickUnderlay: default route interface and its MTU', async () => {
   assert.equal(six.bindIP, '2001:db8:6::6', 'link-local addresses are skipped');
   const noV4 = await pickUnderlay({}, fakeHost({ '/proc/net/route': '' }));
   assert.equal(noV4.iface, 'eth6', 'falls back to the IPv6 default route');
-  assert.equal(noV4.mtu, 1500, 'unreadable MTU defaults to 1500');
+  assert.equal(noV4.mtu, undefined, 'an unreadable MTU is reported as such (the caller decides)');
   await assert.rejects(pickUnderlay({}, fakeHost({ '/proc/net/route': '', '/proc/net/ipv6_route': '' })), (e: Error & { code?: string }) => e.code === 'ENOUNDERLAY');
 });
 

@@ -11,7 +11,8 @@ import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { createInterface } from 'node:readline';
 import { UserlayError } from '../../errors.js';
-import type { Backend, EngineKind } from '../../dataplane/types.js';
+import type { EngineKind } from '../../dataplane/types.js';
+import { BACKENDS, type Backend } from '../../dataplane/backends.js';
 import { nsSpawn, stopChild, waitExit } from './exec.js';
 import { clusterNetworks, type LabNode } from './topology.js';
 
@@ -23,6 +24,8 @@ export interface UserlayAgentConfig {
   readonly offloads?: 'auto' | 'off';
   /** Agent --ip-masq: masquerade pod egress to outside the cluster network. */
   readonly ipMasq?: boolean;
+  /** Agent --direct-routing: kernel routes to on-link peers (encapsulating backends). */
+  readonly directRouting?: boolean;
   /** When set, each agent serves its status HTTP on 127.0.0.1:<port> inside its node ns. */
   readonly statusPort?: number;
   /** Agent --log-level (default "info"; higher levels would hide the "agent ready" line). */
@@ -80,10 +83,11 @@ export function agentArgs(node: LabNode, config: UserlayAgentConfig, peersFile: 
     '--peers', peersFile,
     '--log-level', config.logLevel ?? 'info',
   ];
-  if (config.backend === 'vxlan') args.push('--vtep-mac', node.vtepMAC);
+  if (BACKENDS[config.backend].needsVtepMAC) args.push('--vtep-mac', node.vtepMAC);
   if (config.statusPort !== undefined) args.push('--status-addr', `127.0.0.1:${config.statusPort}`);
   if (config.offloads !== undefined) args.push('--offloads', config.offloads);
   if (config.ipMasq) args.push('--ip-masq');
+  if (config.directRouting) args.push('--direct-routing');
   if (cni) args.push('--cni-socket', cni.socket, '--cni-state-dir', cni.stateDir);
   return args;
 }

@@ -28,7 +28,7 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { UserlayError } from '../../errors.js';
-import { encapOverhead } from '../../dataplane/mtu.js';
+import { BACKENDS, encapOverhead, type Backend } from '../../dataplane/backends.js';
 import { startAgent, type AgentCni, type AgentProcess, type UserlayAgentConfig } from './agent-process.js';
 import { installShim, labConflist, runtimeAdd, runtimeDel, type RuntimeAttachment } from './cni-runtime.js';
 import type { Family } from '../../dataplane/net.js';
@@ -70,7 +70,7 @@ export interface Overlay {
 }
 
 /** UDP port flannel's vxlan backend uses (and userlay's default). */
-export const VXLAN_PORT = 8472;
+export const VXLAN_PORT = BACKENDS.vxlan.defaultPort;
 /** VNI flannel's vxlan backend uses (and userlay's default). */
 export const VXLAN_VNI = 1;
 /** flannel's device names by family. */
@@ -81,12 +81,12 @@ function kernelVxlanMtu(family: Family): number {
 }
 
 /** Peers-file entries for `peers` as seen by a node with `backend`. */
-export function peerEntries(peers: readonly LabNode[], backend: 'vxlan' | 'udp'): PeerEntry[] {
+export function peerEntries(peers: readonly LabNode[], backend: Backend): PeerEntry[] {
   return peers.map((p) => ({
     name: p.name,
     subnets: p.families.map((f) => p.inner[f]!.subnet),
     publicIP: p.underlayIP,
-    ...(backend === 'vxlan' ? { vtepMAC: p.vtepMAC } : {}),
+    ...(BACKENDS[backend].needsVtepMAC ? { vtepMAC: p.vtepMAC } : {}),
   }));
 }
 

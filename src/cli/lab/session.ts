@@ -49,7 +49,7 @@ export function signalExitCode(signal: NodeJS.Signals): number {
  * (after teardown) so the caller can exit with 128 + n.
  */
 export async function openLabSession(nodes: number, onSignal: (signal: NodeJS.Signals) => void, pods: PodWiring = 'veth',
-  outside = false, addressing: Pick<TopologyOptions, 'family' | 'underlay'> = {}): Promise<LabSession> {
+  outside = false, addressing: Pick<TopologyOptions, 'family' | 'underlayFamily' | 'underlay'> = {}): Promise<LabSession> {
   await cleanupStale(CLI_PREFIX_ROOT);
   const prefix = labPrefix(CLI_PREFIX_ROOT);
   const onExit = (): void => sweepSync(prefix);

@@ -10,6 +10,13 @@
  *                bridge, a host outside the cluster network that pods reach through their
  *                node (it has no route to the pod subnets: unmasqueraded answers go nowhere)
  *
+ * With `underlay: 'routed'` the underlay is two segments joined by a router, so one lab has
+ * peers on the same segment and peers behind a router:
+ *   segment A: bridge br0, 198.18.0.0/24 — nodes 1..ceil(N/2), 198.18.0.<i>
+ *   segment B: bridge br1, 198.18.1.0/24 — the other nodes, 198.18.1.<i>
+ *   router ns "<prefix>r": eth-a 198.18.0.254/24 on br0, eth-b 198.18.1.254/24 on br1,
+ *                ip_forward=1; every node routes 198.18.0.0/15 via its segment's .254
+ *
  * With `pods: 'cni'` the pod namespaces are left empty: the overlay attaches each pod through
  * the userlay CNI plugin as a runtime would (overlay.ts, cni-runtime.ts): a bridge ulbr0 with
  * 198.19.<i>.1/24 in the node namespace, a veth into the pod, 198.19.<i>.2 from host-local.
@@ -17,7 +24,7 @@
  * IPv6 (`family: '6'` or `'dual'`, addresses in 2001:2::/48, RFC 5180): underlay 2001:2::<i hex>/64,
  * pod subnet 2001:2:0:1<i hex>::/64 (pod ::2, gateway ::1) inside the cluster network
  * 2001:2:0:100::/56, which never contains the underlay. A 'dual' node has both underlay
- * addresses and a pod subnet of each family; the agents use the `underlay` family's address.
+ * addresses and a pod subnet of each family; the agents use the `underlayFamily`'s address.
  * One addressing table (FAMILY_PLAN) gives every family's addresses; the single-valued fields
  * of LabNode are those of the node's first (primary) family.
  *
@@ -140,7 +147,24 @@ export interface LabNode {
    * device per family with its own MAC: the underlay family's is `vtepMAC`.
    */
   readonly vtepMACs: Readonly<Partial<Record<Family, string>>>;
+  /** Routed underlay: the node's segment ('a' or 'b') and its router address there. */
+  readonly segment?: UnderlaySegment;
+  readonly underlayGateway?: string;
 }
+
+/** A segment of a routed underlay. */
+export type UnderlaySegment = 'a' | 'b';
+
+/** How the nodes' underlay is built: one bridge, or two segments joined by a router. */
+export type UnderlayKind = 'flat' | 'routed';
+
+/** Per segment of a routed underlay: bridge, third octet of its 198.18.X.0/24, router port. */
+const SEGMENTS: Record<UnderlaySegment, { bridge: string; octet: number; routerDev: string; bridgePort: string }> = {
+  a: { bridge: 'br0', octet: 0, routerDev: 'eth-a', bridgePort: 'u-ra' },
+  b: { bridge: 'br1', octet: 1, routerDev: 'eth-b', bridgePort: 'u-rb' },
+};
+/** The router's address on each segment of a routed underlay: 198.18.<octet>.254. */
+export const ROUTER_HOST = 254;
 
 /** The cluster network all pod subnets live in. */
 export const CLUSTER_NETWORK = '198.19.0.0/16';
@@ -160,7 +184,9 @@ export interface TopologyOptions {
   /** Pod (and underlay) families, default '4'. IPv6 turns `ipv6` on. */
   readonly family?: LabFamily;
   /** Underlay family of the agents (default 6 for family '6', else 4); must be one of the lab's. */
-  readonly underlay?: Family;
+  readonly underlayFamily?: Family;
+  /** 'flat' (default): one bridge; 'routed': two segments and a router (see the file comment). */
+  readonly underlay?: UnderlayKind;
 }
 
 /** A host on the underlay outside the cluster network. */
@@ -169,9 +195,6 @@ export interface LabOutside {
   /** 198.18.0.250 (2001:2::fa in an IPv6-only lab). */
   readonly ip: string;
 }
-
-/** Address of the outside namespace: in 198.18.0.0/15, outside CLUSTER_NETWORK. */
-export const OUTSIDE_IP = '198.18.0.250';
 
 /** How a topology's pods get their network: a veth made here, or the CNI plugin. */
 export type PodWiring = 'veth' | 'cni';
@@ -185,6 +208,9 @@ export interface Topology {
   readonly pods: PodWiring;
   /** The outside namespace, when asked for. */
   readonly outside: LabOutside | undefined;
+  /** How the underlay is built, and the router namespace of a routed one. */
+  readonly underlay?: UnderlayKind;
+  readonly routerNs?: string;
   /** Scratch directory for peers files and logs (removed by close()). */
   readonly workDir: string;
   /** Set the MTU of every pod veth made by the topology (both ends; CNI pods get theirs from the plugin). */
@@ -203,7 +229,7 @@ export function labNode(prefix: string, i: number, family: LabFamily = '4', unde
   const hex = i.toString(16).padStart(2, '0');
   const families = labFamilies(family);
   const underlayFamily = underlay ?? families[0]!;
-  if (!families.includes(underlayFamily)) throw usageError('--underlay', `IPv${underlayFamily} is not a family of a '${family}' lab`);
+  if (!families.includes(underlayFamily)) throw usageError('--underlay-family', `IPv${underlayFamily} is not a family of a '${family}' lab`);
   const inner: Partial<Record<Family, LabInner>> = {};
   const underlayIPs: Partial<Record<Family, string>> = {};
   const vtepMACs: Partial<Record<Family, string>> = {};
@@ -239,6 +265,29 @@ export function clusterNetworks(node: LabNode): string[] {
   return node.families.map((f) => CLUSTER_NETWORKS[f]);
 }
 
+/**
+ * Node i of `count` on a routed underlay: segment a for i <= ceil(count / 2), else b, with its
+ * underlay address on that segment and the segment's router as gateway.
+ */
+export function routedLabNode(prefix: string, i: number, count: number): LabNode {
+  const segment: UnderlaySegment = i <= Math.ceil(count / 2) ? 'a' : 'b';
+  const octet = SEGMENTS[segment].octet;
+  const underlayIP = `198.18.${octet}.${i}`;
+  return { ...labNode(prefix, i), underlayIP, underlayIPs: { 4: underlayIP }, segment, underlayGateway: `198.18.${octet}.${ROUTER_HOST}` };
+}
+
+/** The router of a routed underlay: one leg on each segment's bridge, forwarding between them. */
+async function buildRouter(underlayNs: string, routerNs: string, made: string[], ipv6: boolean): Promise<void> {
+  await addNamespace(routerNs, made, ipv6);
+  await sysctl(routerNs, { 'net.ipv4.ip_forward': '1' });
+  for (const seg of Object.values(SEGMENTS)) {
+    await ip(underlayNs, ['link', 'add', seg.bridgePort, 'type', 'veth', 'peer', 'name', seg.routerDev, 'netns', routerNs]);
+    await ip(underlayNs, ['link', 'set', seg.bridgePort, 'master', seg.bridge, 'mtu', String(UNDERLAY_MTU), 'up']);
+    await ip(routerNs, ['link', 'set', seg.routerDev, 'mtu', String(UNDERLAY_MTU), 'up']);
+    await ip(routerNs, ['addr', 'add', `198.18.${seg.octet}.${ROUTER_HOST}/24`, 'dev', seg.routerDev]);
+  }
+}
+
 async function sysctl(ns: string, settings: Record<string, string>): Promise<void> {
   const args = Object.entries(settings).map(([k, v]) => `${k}=${v}`);
   await nsRun(ns, 'sysctl', ['-q', '-w', ...args]);
@@ -272,9 +321,10 @@ async function buildNode(underlayNs: string, node: LabNode, made: string[], ipv6
   await sysctl(node.ns, { 'net.ipv4.ip_forward': '1', ...(ipv6 ? { 'net.ipv6.conf.all.forwarding': '1' } : {}) });
   // Underlay: node eth0 <-> bridge port in the underlay namespace.
   await ip(underlayNs, ['link', 'add', node.bridgePort, 'type', 'veth', 'peer', 'name', node.underlayDev, 'netns', node.ns]);
-  await ip(underlayNs, ['link', 'set', node.bridgePort, 'master', 'br0', 'mtu', String(UNDERLAY_MTU), 'up']);
+  await ip(underlayNs, ['link', 'set', node.bridgePort, 'master', SEGMENTS[node.segment ?? 'a'].bridge, 'mtu', String(UNDERLAY_MTU), 'up']);
   await ip(node.ns, ['link', 'set', node.underlayDev, 'mtu', String(UNDERLAY_MTU), 'up']);
   for (const f of node.families) await ip(node.ns, addrArgs(node.underlayIPs[f]!, FAMILY_PLAN[f].underlayLen, node.underlayDev));
+  if (node.underlayGateway !== undefined) await ip(node.ns, ['route', 'add', '198.18.0.0/15', 'via', node.underlayGateway, 'dev', node.underlayDev]);
   if (pods === 'veth') await wirePodVeth(node);
 }
 
@@ -323,7 +373,10 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
   const made: string[] = [];
   const workDir = await mkdtemp(path.join(os.tmpdir(), `${prefix}`));
   const underlayNs = `${prefix}u`;
-  const nodes = Array.from({ length: count }, (_, k) => labNode(prefix, k + 1, family, options.underlay));
+  const underlay = options.underlay ?? 'flat';
+  if (underlay === 'routed' && family !== '4') throw usageError('--underlay', 'a routed underlay is IPv4 only (use --family 4)');
+  const nodes = Array.from({ length: count }, (_, k) => (underlay === 'routed' ? routedLabNode(prefix, k + 1, count) : labNode(prefix, k + 1, family, options.underlayFamily)));
+  const routerNs = underlay === 'routed' ? `${prefix}r` : undefined;
   const outside: LabOutside | undefined = options.outside
     ? { ns: `${prefix}o`, ip: FAMILY_PLAN[labFamilies(family)[0]!].outside } : undefined;
   let closed = false;
@@ -338,6 +391,11 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
     await addNamespace(underlayNs, made, ipv6);
     await ip(underlayNs, ['link', 'add', 'br0', 'type', 'bridge']);
     await ip(underlayNs, ['link', 'set', 'br0', 'mtu', String(UNDERLAY_MTU), 'up']);
+    if (routerNs !== undefined) {
+      await ip(underlayNs, ['link', 'add', 'br1', 'type', 'bridge']);
+      await ip(underlayNs, ['link', 'set', 'br1', 'mtu', String(UNDERLAY_MTU), 'up']);
+      await buildRouter(underlayNs, routerNs, made, ipv6);
+    }
     for (const node of nodes) await buildNode(underlayNs, node, made, ipv6, pods);
     if (outside) await buildOutside(underlayNs, outside, made, ipv6);
   } catch (err) {
@@ -350,6 +408,8 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
     nodes,
     pods,
     outside,
+    underlay,
+    ...(routerNs !== undefined ? { routerNs } : {}),
     workDir,
     async setPodMtu(mtu: number): Promise<void> {
       if (pods === 'cni') return;

@@ -40,8 +40,8 @@ function nft(command: readonly string[], args: readonly string[], input: string 
       const code = err ? ((err as { code?: number | string }).code ?? (err as { signal?: string }).signal ?? null) : 0;
       resolve({ code, stdout, stderr });
     });
-    // nft may exit before reading its stdin (a listing never reads it): the write then fails with
-    // EPIPE, which must not become an uncaught exception; nft's exit status says what happened
+    // nft may exit before reading its stdin (`list` reads none, a refused script stops early):
+    // the write then fails with EPIPE, which is no error of ours — the exit status says what happened
     child.stdin?.on('error', () => {});
     child.stdin?.end(input ?? '');
   });

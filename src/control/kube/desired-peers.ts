@@ -17,7 +17,8 @@
  * This module loads no client-node code at run time (type imports only).
  */
 import type { V1Node, V1ObjectMeta } from '@kubernetes/client-node';
-import type { Backend, Peer } from '../../dataplane/types.js';
+import type { Peer } from '../../dataplane/types.js';
+import { BACKENDS, type Backend } from '../../dataplane/backends.js';
 import { canonicalIP, canonicalMac, cidrContains, isIP, parseCidr, parseIP, vtepMacProblem, type Family } from '../../dataplane/net.js';
 import { overlaps, subnetBits, type Overlap } from '../../dataplane/overlaps.js';
 import { annotationNames } from './lease.js';
@@ -164,7 +165,7 @@ export function nodeToPeer(node: V1Node, cfg: SyncConfig): NodeVerdict {
       }
     }
   }
-  if (cfg.backend === 'vxlan' && peer.vtepMAC === undefined) return { ok: false, reason: `no VtepMAC in ${dataName}` };
+  if (BACKENDS[cfg.backend].needsVtepMAC && peer.vtepMAC === undefined) return { ok: false, reason: `no VtepMAC in ${dataName}` };
   return { ok: true, peer };
 }
 

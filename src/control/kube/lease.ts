@@ -25,7 +25,7 @@ import { readFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { errorCode, wrapSystemError } from '../../errors.js';
 import type { Logger } from '../../log.js';
-import type { Backend } from '../../dataplane/types.js';
+import { BACKENDS, type Backend } from '../../dataplane/backends.js';
 import { canonicalMac, randomMac, type Family } from '../../dataplane/net.js';
 import { writeFileAtomic } from '../atomic-file.js';
 import type { V1NodeCondition } from '@kubernetes/client-node';
@@ -68,8 +68,12 @@ export interface LeaseInfo {
   readonly family: Family;
 }
 
-/** The backend-data JSON text, byte-compatible with flannel's vxlan backend. */
+/**
+ * The backend-data JSON text, byte-compatible with flannel's vxlan backend; `null` for a
+ * backend that does not encapsulate (flannel's host-gw nodes publish that).
+ */
 export function backendData(lease: LeaseInfo): string {
+  if (!BACKENDS[lease.backend].encapsulates) return 'null';
   return JSON.stringify({ VNI: lease.vni, VtepMAC: lease.vtepMAC });
 }
 

@@ -118,10 +118,14 @@ void ul_engine_set_fdb(struct ul_engine *e, struct ul_fdb *fdb)
 {
   struct ul_fdb *old;
 
+  uint32_t i;
+
   pthread_mutex_lock(&e->swap_lock);
   old = __atomic_exchange_n(&e->fdb, fdb, __ATOMIC_SEQ_CST);
-  fdb_wait_quiescent(&e->tx);
-  fdb_wait_quiescent(&e->rx);
+  for (i = 0; i < e->cfg.threads; i++) {
+    fdb_wait_quiescent(&e->tx[i]);
+    fdb_wait_quiescent(&e->rx[i]);
+  }
   pthread_mutex_unlock(&e->swap_lock);
   ul_fdb_free(old);
 }
@@ -155,6 +159,8 @@ static void worker_free(struct worker *w, uint32_t batch)
 {
   uint32_t i;
 
+  if (w->e == NULL)
+    return; /* never initialised */
   if (w->slots != NULL)
     for (i = 0; i < batch; i++)
       free(w->slots[i].buf);
@@ -164,13 +170,20 @@ static void worker_free(struct worker *w, uint32_t batch)
   free(w->groups);
   free(w->gro);
   free(w->dgrams);
+  free(w->icmp_buf);
+  ul_tun_reader_free(&w->reader);
+  ul_tun_writer_free(&w->writer);
 }
 
-static int worker_init(struct worker *w, struct ul_engine *e, bool rx)
+static int worker_init(struct worker *w, struct ul_engine *e, uint32_t index, bool rx)
 {
   uint32_t i, batch = e->cfg.batch;
+  int r;
 
   w->e = e;
+  w->index = index;
+  w->tun_fd = index == 0 ? e->cfg.tun_fd : e->cfg.tun_fds[index];
+  w->udp_fd = index == 0 ? e->cfg.udp_fd : e->cfg.udp_fds[index];
   w->slots = calloc(batch, sizeof(*w->slots));
   w->msgs = calloc(batch, sizeof(*w->msgs));
   w->iovs = calloc(batch, sizeof(*w->iovs));
@@ -178,9 +191,19 @@ static int worker_init(struct worker *w, struct ul_engine *e, bool rx)
   if (rx) {
     w->gro = calloc(UL_BATCH_MAX, sizeof(*w->gro));
     w->dgrams = calloc((size_t)batch * UL_RX_GRO_SEGS, sizeof(*w->dgrams));
+    r = ul_tun_writer_init(&w->writer, w->tun_fd);
+    w->writer.test_refuse_gso = e->cfg.test_refuse_tun_gso;
+  } else {
+    w->icmp_buf = malloc(UL_VNET_HDR_LEN + UL_ICMP_MAX);
+    w->icmp_tokens = UL_ICMP_BURST;
+    clock_gettime(CLOCK_MONOTONIC, &w->icmp_last);
+    r = ul_tun_reader_init(&w->reader, w->tun_fd, e->cfg.counters);
   }
+  if (r < 0)
+    return r;
   if (w->slots == NULL || w->msgs == NULL || w->iovs == NULL ||
-      w->groups == NULL || (rx && (w->gro == NULL || w->dgrams == NULL)))
+      w->groups == NULL || (rx && (w->gro == NULL || w->dgrams == NULL)) ||
+      (!rx && w->icmp_buf == NULL))
     return -ENOMEM;
   for (i = 0; i < batch; i++) {
     struct slot *s = &w->slots[i];
@@ -200,36 +223,46 @@ static int worker_init(struct worker *w, struct ul_engine *e, bool rx)
 int ul_engine_create(const struct ul_engine_cfg *cfg, struct ul_engine **out)
 {
   struct ul_engine *e;
-  int r;
+  uint32_t i, n;
+  int r = 0;
 
   if (cfg == NULL || out == NULL || cfg->tun_fd < 0 || cfg->udp_fd < 0 ||
       cfg->counters == NULL || cfg->batch > UL_BATCH_MAX ||
-      cfg->n_tx_fds > UL_TX_FDS_MAX ||
+      cfg->n_tx_fds > UL_TX_FDS_MAX || cfg->threads > UL_THREADS_MAX ||
       (cfg->codec.mode != UL_MODE_VXLAN && cfg->codec.mode != UL_MODE_UDP))
     return -EINVAL;
+  n = cfg->threads == 0 ? 1 : cfg->threads;
+  for (i = 1; i < n; i++)
+    if (cfg->tun_fds[i] < 0 || cfg->udp_fds[i] < 0)
+      return -EINVAL;
   e = calloc(1, sizeof(*e));
   if (e == NULL)
     return -ENOMEM;
   e->cfg = *cfg;
+  e->cfg.threads = n;
   if (e->cfg.batch == 0)
     e->cfg.batch = UL_BATCH_DEFAULT;
   e->wake_fd = -1;
-  e->tx_gso = true;
-  e->icmp_tokens = UL_ICMP_BURST;
-  clock_gettime(CLOCK_MONOTONIC, &e->icmp_last);
+  e->tx_gso = 1;
   pthread_mutex_init(&e->swap_lock, NULL);
-  r = ul_tun_reader_init(&e->tx_reader, cfg->tun_fd, e->cfg.counters);
-  if (r == 0)
-    r = ul_tun_writer_init(&e->rx_writer, cfg->tun_fd);
-  if (r == 0) {
-    e->rx_writer.test_refuse_gso = cfg->test_refuse_tun_gso;
-    if (cfg->probe_tun_gso)
-      (void)ul_tun_writer_probe(&e->rx_writer); /* refused: counted, GSO off */
+  e->tx = aligned_alloc(64, n * sizeof(*e->tx));
+  e->rx = aligned_alloc(64, n * sizeof(*e->rx));
+  if (e->tx == NULL || e->rx == NULL) {
+    ul_engine_destroy(e);
+    return -ENOMEM;
   }
-  if (r == 0)
-    r = worker_init(&e->tx, e, false);
-  if (r == 0)
-    r = worker_init(&e->rx, e, true);
+  memset(e->tx, 0, n * sizeof(*e->tx));
+  memset(e->rx, 0, n * sizeof(*e->rx));
+  for (i = 0; i < n && r == 0; i++) {
+    r = worker_init(&e->tx[i], e, i, false);
+    if (r == 0)
+      r = worker_init(&e->rx[i], e, i, true);
+  }
+  /* One probe answers for the device (all queues share its features): a
+   * refusal turns GSO writes off on every queue's writer. */
+  if (r == 0 && cfg->probe_tun_gso && ul_tun_writer_probe(&e->rx[0].writer) == 0)
+    for (i = 1; i < n; i++)
+      e->rx[i].writer.gso = 0;
   if (r < 0) {
     ul_engine_destroy(e);
     return r;
@@ -238,32 +271,50 @@ int ul_engine_create(const struct ul_engine_cfg *cfg, struct ul_engine **out)
   return 0;
 }
 
+/* Wake and join the threads started so far (see "Stop"). */
+static void engine_join(struct ul_engine *e)
+{
+  uint32_t i;
+
+  for (i = 0; i < e->cfg.threads; i++) {
+    if (e->tx[i].started)
+      pthread_join(e->tx[i].thread, NULL);
+    if (e->rx[i].started)
+      pthread_join(e->rx[i].thread, NULL);
+    e->tx[i].started = e->rx[i].started = false;
+  }
+}
+
 int ul_engine_start(struct ul_engine *e)
 {
   sigset_t all, old;
-  int r;
+  uint32_t i;
+  int r = 0;
 
   if (e->running)
     return -EALREADY;
   e->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (e->wake_fd < 0)
     return -errno;
-  e->rx_writer.mtu = (struct ul_tun_mtu_cache)UL_TUN_MTU_CACHE_INIT; /* read on first use */
+  for (i = 0; i < e->cfg.threads; i++) /* read on first use */
+    e->rx[i].writer.mtu = (struct ul_tun_mtu_cache)UL_TUN_MTU_CACHE_INIT;
 
   /* the threads inherit a fully blocked signal mask */
   sigfillset(&all);
   pthread_sigmask(SIG_SETMASK, &all, &old);
-  r = -pthread_create(&e->tx.thread, NULL, engine_tx_main, &e->tx);
-  if (r == 0) {
-    r = -pthread_create(&e->rx.thread, NULL, engine_rx_main, &e->rx);
-    if (r < 0) {
-      uint64_t one = 1;
-      (void)!write(e->wake_fd, &one, sizeof(one));
-      pthread_join(e->tx.thread, NULL);
+  for (i = 0; i < e->cfg.threads && r == 0; i++) {
+    r = -pthread_create(&e->tx[i].thread, NULL, engine_tx_main, &e->tx[i]);
+    e->tx[i].started = r == 0;
+    if (r == 0) {
+      r = -pthread_create(&e->rx[i].thread, NULL, engine_rx_main, &e->rx[i]);
+      e->rx[i].started = r == 0;
     }
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (r < 0) {
+    uint64_t one = 1;
+    (void)!write(e->wake_fd, &one, sizeof(one));
+    engine_join(e);
     close(e->wake_fd);
     e->wake_fd = -1;
     return r;
@@ -280,8 +331,7 @@ int ul_engine_stop(struct ul_engine *e)
     return 0;
   if (write(e->wake_fd, &one, sizeof(one)) < 0)
     return -errno; /* cannot happen for a fresh eventfd */
-  pthread_join(e->tx.thread, NULL);
-  pthread_join(e->rx.thread, NULL);
+  engine_join(e);
   close(e->wake_fd);
   e->wake_fd = -1;
   e->running = false;
@@ -290,25 +340,39 @@ int ul_engine_stop(struct ul_engine *e)
 
 void ul_engine_stats(const struct ul_engine *e, struct ul_engine_stats *st)
 {
-  st->tso_packets = __atomic_load_n(&e->tx_reader.supers, __ATOMIC_RELAXED);
-  st->tso_segments = __atomic_load_n(&e->tx_reader.segments, __ATOMIC_RELAXED);
-  st->gro_buffers = __atomic_load_n(&e->rx_gro_buffers, __ATOMIC_RELAXED);
-  st->gro_datagrams = __atomic_load_n(&e->rx_gro_datagrams, __ATOMIC_RELAXED);
-  st->tun_gso = __atomic_load_n(&e->rx_writer.gso, __ATOMIC_RELAXED);
-  st->tun_gso_refused = __atomic_load_n(&e->rx_writer.gso_refused, __ATOMIC_RELAXED);
-  st->tun_soft_segments = __atomic_load_n(&e->rx_writer.soft_segments, __ATOMIC_RELAXED);
+  uint32_t i;
+
+  memset(st, 0, sizeof(*st));
+  st->tun_gso = 1;
+  for (i = 0; i < e->cfg.threads; i++) {
+    const struct worker *t = &e->tx[i], *r = &e->rx[i];
+    st->tso_packets += __atomic_load_n(&t->reader.supers, __ATOMIC_RELAXED);
+    st->tso_segments += __atomic_load_n(&t->reader.segments, __ATOMIC_RELAXED);
+    st->gro_buffers += __atomic_load_n(&r->gro_buffers, __ATOMIC_RELAXED);
+    st->gro_datagrams += __atomic_load_n(&r->gro_datagrams, __ATOMIC_RELAXED);
+    if (!__atomic_load_n(&r->writer.gso, __ATOMIC_RELAXED))
+      st->tun_gso = 0; /* in use only while every queue has it */
+    st->tun_gso_refused += __atomic_load_n(&r->writer.gso_refused, __ATOMIC_RELAXED);
+    st->tun_soft_segments += __atomic_load_n(&r->writer.soft_segments, __ATOMIC_RELAXED);
+  }
 }
 
 void ul_engine_destroy(struct ul_engine *e)
 {
+  uint32_t i;
+
   if (e == NULL)
     return;
   ul_engine_stop(e);
   ul_fdb_free(__atomic_exchange_n(&e->fdb, NULL, __ATOMIC_SEQ_CST));
-  worker_free(&e->tx, e->cfg.batch);
-  worker_free(&e->rx, e->cfg.batch);
-  ul_tun_reader_free(&e->tx_reader);
-  ul_tun_writer_free(&e->rx_writer);
+  for (i = 0; i < e->cfg.threads; i++) {
+    if (e->tx != NULL)
+      worker_free(&e->tx[i], e->cfg.batch);
+    if (e->rx != NULL)
+      worker_free(&e->rx[i], e->cfg.batch);
+  }
+  free(e->tx);
+  free(e->rx);
   pthread_mutex_destroy(&e->swap_lock);
   free(e);
 }

@@ -22,11 +22,11 @@ import { allocCounters, clearSlot, readStats } from './counters.js';
 import type { Engine, EngineKindImpl } from './engine.js';
 import { type FdbDefaults, FdbTable, MAX_VNI, SlotAllocator, buildFdb } from './fdb.js';
 import { jsEngine } from './js-engine.js';
-import { OFFLOAD_MODES, applyOffloads, type OffloadState } from './offloads.js';
+import { OFFLOAD_MODES, applyOffloads, applyQueueOffloads, type OffloadState } from './offloads.js';
 import { MAX_MTU, MIN_MTU } from './mtu.js';
 import { type Cidr, type Family, cidrContains, familyBits, maskBytes, parseCidr, parseIP, parseMac, vtepMacProblem } from './net.js';
 import { nativeEngine } from './native-engine.js';
-import type { Dataplane, DataplaneOptions, DataplaneStats, Peer } from './types.js';
+import { type Dataplane, type DataplaneOptions, type DataplaneStats, type Peer, MAX_THREADS } from './types.js';
 import { UserlayError, errorCode, parseAs, usageError, wrapSystemError } from '../errors.js';
 import type { Logger } from '../log.js';
 
@@ -77,6 +77,10 @@ export function validateDataplaneOptions(o: DataplaneOptions): Checked {
   }
   const maxPeers = o.maxPeers ?? MAX_PEERS;
   check('maxPeers', Number.isInteger(maxPeers) && maxPeers >= 1 && maxPeers <= 1 << 20, `${maxPeers} is outside 1..${1 << 20}`);
+  const threads = o.threads ?? 1;
+  check('threads', Number.isInteger(threads) && threads >= 1 && threads <= MAX_THREADS, `${threads} is outside 1..${MAX_THREADS}`);
+  check('threads', threads === 1 || o.engine === 'native',
+    `${threads} needs --engine native: the js engine reads one TUN queue on the JS thread`);
   return { family, own, networks };
 }
 
@@ -146,7 +150,8 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
   const kind = (opts.engine === 'js' ? jsEngine : nativeEngine) as EngineKindImpl<unknown>;
   const rollback = new Rollback(log);
   try {
-    const socket = await kind.openSocket(addon, opts.publicIP, opts.port).catch((err: unknown) => {
+    const threads = opts.threads ?? 1;
+    const socket = await kind.openSocket(addon, opts.publicIP, opts.port, threads).catch((err: unknown) => {
       const code = errorCode(err);
       throw systemError(`bind UDP ${opts.publicIP} port ${opts.port}`, err,
         code === 'EADDRINUSE' ? 'port in use: is another agent or flanneld running?'
@@ -157,7 +162,8 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
 
     const tun = system(`open /dev/net/tun for ${opts.tunName || '(auto)'}`, () => {
       try {
-        return addon.tunOpen(opts.tunName, true);
+        // one thread pair: a single-queue TUN, exactly as before --threads
+        return threads > 1 ? addon.tunOpenQueue(opts.tunName, true) : addon.tunOpen(opts.tunName, true);
       } catch (err) {
         const kind = errorCode(err) === 'EINVAL' ? existingLinkKind(opts.tunName) : undefined;
         if (kind !== undefined) throw usageError('tunName', `${opts.tunName} exists and is not a TUN device (it is a ${kind} link); choose another name`, err);
@@ -165,8 +171,17 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
       }
     });
     rollback.push(`close TUN ${tun.name}`, () => addon.close(tun.fd));
-    const offloads = system(`set offloads on ${tun.name}`,
-      () => applyOffloads(addon, tun.fd, kind.nativeFd(socket), opts.offloads ?? 'auto', log));
+    const tunQueueFds: number[] = [];
+    while (tunQueueFds.length < threads - 1) {
+      const q = system(`open queue ${tunQueueFds.length + 1} of TUN ${tun.name}`, () => addon.tunOpenQueue(tun.name, true));
+      tunQueueFds.push(q.fd);
+      rollback.push(`close queue ${tunQueueFds.length} of TUN ${tun.name}`, () => addon.close(q.fd));
+    }
+    const offloads = system(`set offloads on ${tun.name}`, () => {
+      const state = applyOffloads(addon, tun.fd, kind.nativeFd(socket), opts.offloads ?? 'auto', log);
+      applyQueueOffloads(addon, state, tunQueueFds, kind.queueFds(socket));
+      return state;
+    });
     allowLocalSource(tun.name, log);
     system(`set MTU ${opts.mtu} and up on ${tun.name}`, () => addon.linkSet(tun.name, opts.mtu, true));
     for (const s of checked.own) {
@@ -195,6 +210,7 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
     const icmpSrc6 = icmpSrc(6);
     const engine = kind.create({
       addon, tunFd: tun.fd, counters, maxSlot, log,
+      ...(tunQueueFds.length > 0 ? { tunQueueFds } : {}),
       codec: { mode: opts.backend, vni: opts.vni, mac: opts.backend === 'vxlan' ? opts.vtepMAC : '00:00:00:00:00:00' },
       ...(offloads.probeTunGso ? { probeTunGso: 1 as const } : {}),
       ...(offloads.testRefuseTunGso ? { testRefuseTunGso: 1 as const } : {}),
@@ -203,10 +219,10 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
     }, socket);
     socketOwned = true;
     rollback.push('close engine', () => engine.close());
-    const dp = new DataplaneImpl(opts, tun.name, tun.fd, checked, addon, engine, counters, maxSlot, routes, offloads, log);
+    const dp = new DataplaneImpl(opts, tun.name, tun.fd, checked, addon, engine, counters, maxSlot, routes, offloads, log, tunQueueFds);
     dp.setPeers([]);
     engine.start();
-    log.info('dataplane up', { tun: tun.name, mtu: opts.mtu, engine: opts.engine, backend: opts.backend, publicIP: opts.publicIP, port: opts.port, offloads: offloads.active });
+    log.info('dataplane up', { tun: tun.name, mtu: opts.mtu, engine: opts.engine, backend: opts.backend, publicIP: opts.publicIP, port: opts.port, offloads: offloads.active, threads });
     return dp;
   } catch (err) {
     await rollback.run();
@@ -280,6 +296,7 @@ class DataplaneImpl implements Dataplane {
     private readonly routes: readonly Cidr[],
     private readonly offloads: OffloadState,
     private readonly log: Logger,
+    private readonly tunQueueFds: readonly number[],
   ) {
     this.slots = new SlotAllocator(maxSlot);
     this.table = new FdbTable([], [], [], []);
@@ -326,7 +343,7 @@ class DataplaneImpl implements Dataplane {
           this.log.debug('route already gone', { route: n.text, err });
         }
       }
-      this.addon.close(this.tunFd);
+      for (const fd of [this.tunFd, ...this.tunQueueFds]) this.addon.close(fd);
       this.log.info('dataplane closed', { tun: this.tunName });
     })();
     return this.closing;

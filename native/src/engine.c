@@ -1,11 +1,14 @@
 /*
- * The native forwarding engine: two dedicated threads, one per direction.
+ * The native forwarding engine: cfg.threads pairs of dedicated threads (1 by
+ * default, --threads), one per direction each. Pair i reads TUN queue i and
+ * receives on UDP socket i; every pair runs the pipeline below on its own.
  * This file: FDB replacement, waiting, start/stop. The transmit thread is in
  * engine-tx.c, the receive thread in engine-rx.c, what they share in
  * engine-internal.h.
  *
- * Pipeline, transmit (thread "userlay-tx", TUN -> UDP):
- *   1. poll() the TUN fd and the wake eventfd; the wake fd readable = stop.
+ * Pipeline, transmit (thread "userlay-tx<i>", TUN queue i -> UDP):
+ *   1. poll() the pair's TUN queue fd and the wake eventfd; the wake fd
+ *      readable = stop.
  *   2. ul_tun_read_batch() (tun-read.c, shared with the js engine): read()
  *      non-blocking, each packet into its own buffer at UL_TX_HEADROOM -
  *      UL_VNET_HDR_LEN: [headroom | virtio_net_hdr | IP], until `batch`
@@ -24,6 +27,8 @@
  *   6. sendmmsg() the batch, each packet from the send socket its inner
  *      flow's hash picks (cfg.tx_fds: one outer UDP source port per flow, as
  *      the kernel vxlan device does; codec.c), in batch order per socket.
+ *      All tx threads share these sockets (sendmmsg is thread-safe; a flow
+ *      is on one TUN queue, so one thread, and keeps its order).
  *      Consecutive datagrams to one peer with equal
  *      length travel as one message with UDP_SEGMENT (UDP GSO: the stack is
  *      crossed once per run, the receiver still gets separate datagrams);
@@ -33,8 +38,8 @@
  *      wake fd); any other error drops that message's datagrams
  *      (UL_DROP_UDP_SEND) and the rest still go.
  *
- * Pipeline, receive (thread "userlay-rx", UDP -> TUN):
- *   1. poll() the UDP socket and the wake eventfd.
+ * Pipeline, receive (thread "userlay-rx<i>", UDP socket i -> TUN queue i):
+ *   1. poll() the pair's UDP socket and the wake eventfd.
  *   2. recvmmsg() up to `batch` messages, each at UL_RX_OFFSET of its buffer,
  *      with the sender's address and, with UDP_GRO on (offloads auto), the
  *      segment size of a coalesced run in a cmsg.
@@ -62,14 +67,33 @@
  *      instead, and no more coalescing.
  *
  * Design notes
+ *   - Threads (--threads N): the TUN is multi-queue (IFF_MULTI_QUEUE, one fd
+ *     per queue; the kernel picks a packet's queue by its flow hash) and the
+ *     tunnel port is a SO_REUSEPORT group of N sockets (the kernel picks by
+ *     the outer 4-tuple; how a second agent is still refused: udp.c). So one
+ *     inner flow is read by one tx thread and one outer flow received by one
+ *     rx thread, and per-flow order holds without any cross-thread handoff.
+ *     Everything a thread touches per packet is its own (struct worker:
+ *     buffers, TUN reader with a super-packet continued across batches, TUN
+ *     writer with its MTU cache and GSO-refused state, ICMP token bucket, so
+ *     with N threads at most N x UL_ICMP_RATE errors per second) except the
+ *     counters, the FDB and the UDP GSO refusal count (relaxed atomics). With
+ *     N = 1 the TUN is single-queue and the socket a plain one, as before.
  *   - Counters: slot 0 holds totals, slot k the peer whose `slot` is k (slots
- *     above max_slot count only in the totals). Each counter has exactly one
- *     writer: tx counters and drops 9..12 belong to the tx thread, rx counters
- *     and drops 1..8 and 13 to the rx thread, so a relaxed load + store is an
- *     exact increment and JS never sees a torn value. A failed ICMP write is
- *     not counted (UL_DROP_TUN_WRITE belongs to the rx thread).
+ *     above max_slot count only in the totals). With several tx (rx) threads
+ *     a counter has several writers, so every increment is a relaxed
+ *     __atomic_fetch_add on the one shared block: JS keeps reading one
+ *     BigUint64Array of the same layout without a call, and never sees a
+ *     torn value. The alternative, a block per thread summed by the reader,
+ *     avoids the locked add and the cache-line sharing between cores but
+ *     changes the layout JS reads; the locked add is a few ns per counter
+ *     (4-6 per packet) against a per-packet budget of about a microsecond,
+ *     and totals were already shared between the tx and rx threads of one
+ *     pair before, so the simpler layout was kept (not measured apart from
+ *     the end-to-end bench; README "Threads"). A failed ICMP write is not
+ *     counted.
  *   - FDB replacement is quiescent-state based, without locks on the hot path.
- *     Each thread owns a sequence number, odd while it may hold a table
+ *     Each thread (all 2N of them) owns a sequence number, odd while it may hold a table
  *     pointer (one batch of encap/decap), even otherwise; it is even whenever
  *     the thread blocks (poll, POLLOUT wait, TUN writes). ul_engine_set_fdb
  *     exchanges the pointer, then for each thread samples the sequence: even
@@ -79,8 +103,10 @@
  *     the table load/exchange are sequentially consistent, so either the
  *     thread sees the new table or the writer sees the odd sequence. The wait
  *     is bounded by one batch of pure computation (no syscalls).
- *   - Stop writes the eventfd; both threads poll it in every wait, so a
- *     thread blocked on POLLOUT or on an idle fd wakes too. The eventfd lives
+ *   - Stop writes the eventfd once; nobody reads it, so it stays readable and
+ *     every thread polls it in every wait: all 2N wake, a thread blocked on
+ *     POLLOUT or on an idle fd too, and stop joins them all. Start that
+ *     fails half-way wakes and joins the threads it made. The eventfd lives
  *     from start to stop, so a stopped engine may be started again.
  *   - ICMP errors enter the TUN from cfg.icmp_src4/6. The kernel drops a
  *     packet whose source is one of its own addresses (martian source) unless

@@ -24,8 +24,11 @@
  * (the kernel's rule for reuseport groups is "same effective uid"); a
  * classic-BPF steering program (SO_ATTACH_REUSEPORT_CBPF returning an
  * index < N) would keep such a joiner from receiving and is left for later.
- * If step 2 is refused by the kernel, G is closed first and the group
- * binds normally (a short window, reported by no error).
+ * If step 2 is refused by the kernel, G is closed before the group binds:
+ * then a second agent could slip in between (a window of microseconds).
+ * A datagram that arrives while G is in the group may land on G and is
+ * lost when G closes (at start only; the peers' TCP or probes resend).
+ * test-engine.c checks the kernel behaviour step 2 relies on.
  */
 #include "sockaddr.h"
 

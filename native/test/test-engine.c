@@ -458,6 +458,28 @@ static int count_tasks(void)
   return n;
 }
 
+/* What ul_udp_open_group's guard relies on (udp.c, design note): a socket
+ * bound without SO_REUSEPORT keeps reuseport sockets out until the flag is
+ * set on it after the bind; then they join, and once it is closed a plain
+ * bind is still refused. */
+static void test_reuseport_guard(void)
+{
+  struct ul_addr lo = addr("127.0.0.1");
+  int guard = ul_udp_open(4, &lo, 0), on = 1, a, b;
+  uint16_t port = local_port(guard);
+
+  CHECK(guard >= 0);
+  CHECK_EQ(ul_udp_open_reuse(4, &lo, port), -EADDRINUSE);
+  CHECK(setsockopt(guard, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) == 0);
+  a = ul_udp_open_reuse(4, &lo, port);
+  b = ul_udp_open_reuse(4, &lo, port);
+  CHECK(a >= 0 && b >= 0);
+  close(guard);
+  CHECK_EQ(ul_udp_open(4, &lo, port), -EADDRINUSE);
+  close(a);
+  close(b);
+}
+
 /* An FDB sending 198.19.2.0/24 to the peer and accepting 198.19.2.0/24
  * from it, whose inner destination is ultq's 198.19.3.0 for rx. */
 static void threads_case(struct fixture *f, uint32_t n)
@@ -605,6 +627,7 @@ int main(void)
     test_rx_udp_gro(&f);
     test_swap_stress(&f);
     test_tx_src_ports(&f);
+    test_reuseport_guard();
     threads_case(&f, 2);
     threads_case(&f, 3);
     CHECK_EQ(ul_engine_stop(f.engine), 0);

@@ -40,6 +40,9 @@ function nft(command: readonly string[], args: readonly string[], input: string 
       const code = err ? ((err as { code?: number | string }).code ?? (err as { signal?: string }).signal ?? null) : 0;
       resolve({ code, stdout, stderr });
     });
+    // nft may exit before it reads stdin (`list` never does): the EPIPE that
+    // writing then gives is no error of ours, the exit status tells the outcome
+    child.stdin?.on('error', () => {});
     child.stdin?.end(input ?? '');
   });
 }

@@ -10,9 +10,10 @@ import { type EngineKind, MAX_THREADS } from '../dataplane/types.js';
 import { type FlagSpec, type ParsedFlags, flagInt, flagOneOf, flagString } from './flags.js';
 
 /**
- * Default of --threads. Measured (README, "Threads"): on the 2-core test
- * machine, under other load, 2 pairs were not clearly faster than 1, so one
- * pair (two threads) stays the default; more pairs pay off with more cores.
+ * Default of --threads. Measured (README, Performance, "Threads"): on the
+ * 2-core test machine under other load, 2 pairs gave -5% and +17% on four
+ * TCP streams in two runs, not clearly better, so one pair (two threads)
+ * stays the default; more pairs are for nodes with cores to spare.
  */
 export const DEFAULT_THREADS = 1;
 

@@ -71,6 +71,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */)
     napi_callback fn;
   } fns[] = {
     { "tunOpen", js_tun_open },       { "udpOpen", js_udp_open },
+    { "tunOpenQueue", js_tun_open_queue }, { "udpOpenGroup", js_udp_open_group },
     { "close", js_close },            { "mallocTrim", js_malloc_trim },
     { "linkIndex", js_link_index },
     { "tunSetOffloads", js_tun_set_offloads }, { "udpSetGro", js_udp_set_gro },

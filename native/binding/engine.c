@@ -96,6 +96,27 @@ napi_value js_engine_create(napi_env env, napi_callback_info info)
     }
     cfg.n_tx_fds = len32;
   }
+  if (napi_get_named_property(env, argv[0], "queues", &v) != napi_ok)
+    return NULL;
+  cfg.threads = 1;
+  if (!is_nullish(env, v)) {
+    uint32_t k, len32;
+    bool is;
+    if (napi_is_array(env, v, &is) != napi_ok || !is ||
+        napi_get_array_length(env, v, &len32) != napi_ok || len32 > UL_THREADS_MAX - 1)
+      return throw_type(env, "engineCreate", "queues must be an array of at most 7 { tunFd, udpFd }");
+    for (k = 0; k < len32; k++) {
+      napi_value el;
+      int64_t t, u;
+      if (napi_get_element(env, v, k, &el) != napi_ok || is_nullish(env, el) ||
+          !prop_int(env, el, "tunFd", 0, INT32_MAX, -1, &t) ||
+          !prop_int(env, el, "udpFd", 0, INT32_MAX, -1, &u) || t < 0 || u < 0)
+        return throw_type(env, "engineCreate", "queues[] must be { tunFd, udpFd } of non-negative integers");
+      cfg.tun_fds[k + 1] = (int)t;
+      cfg.udp_fds[k + 1] = (int)u;
+    }
+    cfg.threads = 1 + len32;
+  }
   if (!prop_int(env, argv[0], "probeTunGso", 0, 1, 0, &n))
     return throw_type(env, "engineCreate", "probeTunGso must be 0/1 or absent");
   cfg.probe_tun_gso = (int)n;

@@ -39,6 +39,71 @@ napi_value js_tun_open(napi_env env, napi_callback_info info)
   return out;
 }
 
+napi_value js_tun_open_queue(napi_env env, napi_callback_info info)
+{
+  napi_value argv[2], out, nv;
+  char name[16], actual[16];
+  bool vnet;
+  int fd;
+
+  if (!get_args(env, info, 2, argv, NULL))
+    return NULL;
+  if (!arg_string(env, argv[0], name, sizeof(name)))
+    return throw_type(env, "tunOpenQueue", "name must be a string of < 16 bytes");
+  if (!arg_bool(env, argv[1], &vnet))
+    return throw_type(env, "tunOpenQueue", "vnetHdr must be a boolean");
+  fd = ul_tun_open_queue(name, vnet, actual);
+  if (fd < 0)
+    return throw_errno(env, fd, "open a multi-queue TUN queue for",
+                       name[0] ? name : "(kernel-named TUN)");
+  CHECK(napi_create_object(env, &out));
+  if (!set_int(env, out, "fd", fd) ||
+      napi_create_string_utf8(env, actual, NAPI_AUTO_LENGTH, &nv) != napi_ok ||
+      napi_set_named_property(env, out, "name", nv) != napi_ok) {
+    close(fd);
+    return NULL;
+  }
+  return out;
+}
+
+napi_value js_udp_open_group(napi_env env, napi_callback_info info)
+{
+  napi_value argv[3], out;
+  char str[64], subject[80];
+  struct ul_addr a;
+  int64_t port, n;
+  int fds[UL_THREADS_MAX], r;
+  unsigned i;
+
+  memset(&a, 0, sizeof(a));
+  if (!get_args(env, info, 3, argv, NULL))
+    return NULL;
+  if (!arg_string(env, argv[0], str, sizeof(str)) ||
+      (str[0] != '\0' && !parse_addr(str, &a)))
+    return throw_type(env, "udpOpenGroup", "address must be an IP string or \"\"");
+  if (!arg_int(env, argv[1], 0, 65535, &port))
+    return throw_type(env, "udpOpenGroup", "port must be an integer 0..65535");
+  if (!arg_int(env, argv[2], 1, UL_THREADS_MAX, &n))
+    return throw_type(env, "udpOpenGroup", "count must be an integer 1..8");
+  r = str[0] == '\0' ? ul_udp_open_group(4, NULL, (uint16_t)port, fds, (unsigned)n)
+                     : ul_udp_open_group(a.family, &a, (uint16_t)port, fds, (unsigned)n);
+  if (r < 0) {
+    snprintf(subject, sizeof(subject), a.family == 6 && str[0] ? "[%s]:%u" : "%s:%u",
+             str[0] ? str : "0.0.0.0", (unsigned)port);
+    return throw_errno(env, r, "bind UDP (SO_REUSEPORT group)", subject);
+  }
+  CHECK(napi_create_array_with_length(env, (size_t)n, &out));
+  for (i = 0; i < (unsigned)n; i++) {
+    napi_value v = make_int(env, fds[i]);
+    if (v == NULL || napi_set_element(env, out, i, v) != napi_ok) {
+      for (i = 0; i < (unsigned)n; i++)
+        close(fds[i]);
+      return NULL;
+    }
+  }
+  return out;
+}
+
 napi_value js_udp_open(napi_env env, napi_callback_info info)
 {
   napi_value argv[2];

@@ -322,6 +322,13 @@ int ul_icmp_unreach(const uint8_t *orig, size_t orig_len,
  * actual name (IFNAMSIZ) is written to name_out. Returns the fd or -errno. */
 int ul_tun_open(const char *name, int vnet_hdr, char name_out[16]);
 
+/* ul_tun_open with IFF_MULTI_QUEUE: the first open of `name` creates the
+ * device, each further open attaches one more queue (an fd of its own; the
+ * kernel spreads flows over the queues by flow hash). Every queue of a
+ * device must be opened this way: a device made without the flag refuses
+ * it with EINVAL. */
+int ul_tun_open_queue(const char *name, int vnet_hdr, char name_out[16]);
+
 /* TUNSETOFFLOAD flags (linux/if_tun.h; USO needs Linux 6.2). */
 #define UL_TUN_F_CSUM 0x01
 #define UL_TUN_F_TSO4 0x02
@@ -503,6 +510,14 @@ uint32_t ul_tun_write_received(struct ul_tun_writer *w, struct ul_gro_item *item
  * Returns the fd or -errno (-EADDRINUSE when the port is taken). */
 int ul_udp_open(int family, const struct ul_addr *addr, uint16_t port);
 
+/* n (1..UL_THREADS_MAX) sockets bound to addr:port as one SO_REUSEPORT
+ * group (the kernel spreads datagrams over them by flow hash), into fds[].
+ * A plain socket (no SO_REUSEPORT) is bound first and closed only once the
+ * group holds the port, so a port that is taken, by a plain socket or a
+ * group, gives -EADDRINUSE (see udp.c). 0 or -errno (no fd left open). */
+int ul_udp_open_group(int family, const struct ul_addr *addr, uint16_t port,
+                      int *fds, unsigned n);
+
 /* Turn UDP_GRO on (on = 1) or off on a UDP socket; 0 or -errno. With it on,
  * the engine's receive path splits coalesced buffers (ul_udp_gro_split). */
 int ul_udp_set_gro(int fd, int on);
@@ -545,6 +560,7 @@ int ul_nl_link_del(const char *ifname);
  * replaced table is freed once both threads have passed a quiescent point.
  */
 #define UL_TX_FDS_MAX 64
+#define UL_THREADS_MAX 8 /* tx/rx thread pairs (--threads) */
 
 struct ul_engine_cfg {
   int tun_fd;              /* opened with vnet_hdr = 1 */
@@ -556,6 +572,14 @@ struct ul_engine_cfg {
    * by the caller; 0 = all from udp_fd. */
   int tx_fds[UL_TX_FDS_MAX];
   uint32_t n_tx_fds;
+  /* Thread pairs, 1..UL_THREADS_MAX (0 = 1). Pair i reads TUN queue
+   * tun_fds[i] and receives on udp_fds[i]; pair 0 uses tun_fd and udp_fd
+   * (tun_fds[0]/udp_fds[0] are ignored). With threads > 1 the TUN is
+   * multi-queue (ul_tun_open_queue) and the UDP sockets one SO_REUSEPORT
+   * group (ul_udp_open_group). All pairs send from tx_fds (or udp_fd). */
+  uint32_t threads;
+  int tun_fds[UL_THREADS_MAX];
+  int udp_fds[UL_THREADS_MAX];
   struct ul_codec_cfg codec;
   struct ul_addr icmp_src4; /* source of ICMP errors for v4 (family 0: none) */
   struct ul_addr icmp_src6; /* likewise for v6 */
@@ -583,7 +607,7 @@ int ul_engine_create(const struct ul_engine_cfg *cfg, struct ul_engine **out);
 /* Takes ownership of fdb (may be NULL: everything is dropped as no route). */
 void ul_engine_set_fdb(struct ul_engine *e, struct ul_fdb *fdb);
 int ul_engine_start(struct ul_engine *e);
-/* Wake both threads, join them. Idempotent. Does not close the fds. */
+/* Wake all threads, join them. Idempotent. Does not close the fds. */
 int ul_engine_stop(struct ul_engine *e);
 void ul_engine_stats(const struct ul_engine *e, struct ul_engine_stats *st);
 /* Stops if running, frees the current FDB and the engine. */

@@ -70,9 +70,15 @@ struct rx_dgram {
   uint32_t peer_slot;         /* counter slot, 0 = none */
 };
 
+/* One engine thread: tx (TUN queue -> UDP) or rx (UDP socket -> TUN queue)
+ * of pair `index`, with everything it alone touches. */
 struct worker {
   struct ul_engine *e;
   pthread_t thread;
+  uint32_t index;             /* thread pair 0..threads-1 */
+  bool started;               /* thread created (and not yet joined) */
+  int tun_fd;                 /* this pair's TUN queue */
+  int udp_fd;                 /* rx: this pair's receive socket */
   uint64_t seq;               /* see "FDB replacement"; __atomic access */
   struct slot *slots;         /* cfg.batch entries */
   struct mmsghdr *msgs;       /* cfg.batch entries */
@@ -81,36 +87,42 @@ struct worker {
   struct tx_group *groups;    /* tx only: cfg.batch entries, one per message */
   struct ul_gro_item *gro;    /* rx only: UL_BATCH_MAX entries */
   struct rx_dgram *dgrams;    /* rx only: cfg.batch * UL_RX_GRO_SEGS entries */
+  /* rx only: the TUN writer (tun.c): MTU cache for re-segmenting TCP
+   * super-segments and as the limit of segments that may coalesce (gro.c),
+   * GSO writes on or off */
+  struct ul_tun_writer writer;
+  /* rx only: UDP GRO buffers split, datagrams they held (relaxed atomics) */
+  uint64_t gro_buffers, gro_datagrams;
+  /* tx only: the TUN read path (tun-read.c), with a super-packet that may
+   * continue into the next batch */
+  struct ul_tun_reader reader;
+  /* tx only: the ICMP rate limit (a token bucket per thread: with N
+   * threads at most N times UL_ICMP_RATE), and its packet buffer */
+  uint8_t *icmp_buf;          /* UL_VNET_HDR_LEN + UL_ICMP_MAX */
+  double icmp_tokens;
+  struct timespec icmp_last;
 } __attribute__((aligned(64)));
 
 struct ul_engine {
-  struct ul_engine_cfg cfg;
+  struct ul_engine_cfg cfg;   /* cfg.threads is 1..UL_THREADS_MAX */
   struct ul_fdb *fdb;         /* current table; __atomic access */
   pthread_mutex_t swap_lock;  /* serialises writers of fdb */
   int wake_fd;                /* eventfd while running, else -1 */
   bool running;
-  struct worker tx, rx;
-  /* rx only: the TUN writer (tun.c): MTU cache for re-segmenting TCP
-   * super-segments and as the limit of segments that may coalesce (gro.c),
-   * GSO writes on or off */
-  struct ul_tun_writer rx_writer;
-  /* rx only: UDP GRO buffers split, datagrams they held (relaxed atomics) */
-  uint64_t rx_gro_buffers, rx_gro_datagrams;
-  /* tx only */
-  struct ul_tun_reader tx_reader; /* the TUN read path (tun-read.c) */
-  bool tx_gso;                /* UDP GSO in use (until refused repeatedly) */
+  struct worker *tx, *rx;     /* cfg.threads each */
+  /* shared by the tx threads (relaxed atomics): UDP GSO in use (until
+   * refused repeatedly), refusals so far */
+  int tx_gso;
   unsigned tx_gso_refusals;
-  uint8_t icmp_buf[UL_VNET_HDR_LEN + UL_ICMP_MAX];
-  double icmp_tokens;
-  struct timespec icmp_last;
 };
 
 /* ---- counters ------------------------------------------------------------ */
 
+/* Counters are shared by all tx (or all rx) threads: see "Counters" in
+ * engine.c's design notes. */
 static inline void bump(uint64_t *c, uint64_t v)
 {
-  __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + v,
-                   __ATOMIC_RELAXED);
+  __atomic_fetch_add(c, v, __ATOMIC_RELAXED);
 }
 
 /* Add v to counter idx of the totals and of the peer's slot, if any. */

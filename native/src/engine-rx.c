@@ -5,6 +5,8 @@
 #include "engine-internal.h"
 #include "sockaddr.h"
 
+#include <stdio.h>
+
 /* ---- receive -------------------------------------------------------------------- */
 
 /* The UDP_GRO segment size of message i, or its length when it carries none
@@ -43,7 +45,7 @@ static int rx_recv(struct worker *w)
     m->msg_len = 0;
   }
   do
-    n = recvmmsg(e->cfg.udp_fd, w->msgs, e->cfg.batch, MSG_DONTWAIT, NULL);
+    n = recvmmsg(w->udp_fd, w->msgs, e->cfg.batch, MSG_DONTWAIT, NULL);
   while (n < 0 && errno == EINTR);
   if (n < 0 && errno != EAGAIN) {
     struct timespec pause = { 0, 10 * 1000 * 1000 };
@@ -98,8 +100,8 @@ static uint32_t rx_decap(struct worker *w, uint32_t n)
       }
     }
     if (k >= 2) {
-      bump(&e->rx_gro_buffers, 1);
-      bump(&e->rx_gro_datagrams, (uint64_t)k);
+      bump(&w->gro_buffers, 1);
+      bump(&w->gro_datagrams, (uint64_t)k);
     }
     for (j = 0; j < k; j++) {
       struct rx_dgram *d = &w->dgrams[nd++];
@@ -139,7 +141,7 @@ static void rx_write_chunk(struct worker *w, struct rx_dgram *dg, uint32_t n)
     w->gro[i].pkt = dg[i].reason == UL_OK ? dg[i].pkt : NULL;
     w->gro[i].len = dg[i].len;
   }
-  ul_tun_write_received(&e->rx_writer, w->gro, n, failed);
+  ul_tun_write_received(&w->writer, w->gro, n, failed);
 
   for (i = 0; i < n; i++) {
     if (dg[i].reason != UL_OK) {
@@ -165,9 +167,11 @@ void *engine_rx_main(void *arg)
 {
   struct worker *w = arg;
   struct ul_engine *e = w->e;
+  char name[16];
 
-  pthread_setname_np(pthread_self(), "userlay-rx");
-  while (engine_wait_fd(e, e->cfg.udp_fd, POLLIN)) {
+  snprintf(name, sizeof(name), "userlay-rx%u", w->index);
+  pthread_setname_np(pthread_self(), name);
+  while (engine_wait_fd(e, w->udp_fd, POLLIN)) {
     int n = rx_recv(w);
     if (n == 0)
       continue;

@@ -5,42 +5,44 @@
 #include "engine-internal.h"
 #include "sockaddr.h"
 
+#include <stdio.h>
+
 /* ---- transmit ------------------------------------------------------------------ */
 
 /* Token bucket: may we send one more ICMP error now? */
-static bool icmp_allowed(struct ul_engine *e)
+static bool icmp_allowed(struct worker *w)
 {
   struct timespec now;
   double dt;
 
   clock_gettime(CLOCK_MONOTONIC, &now);
-  dt = (double)(now.tv_sec - e->icmp_last.tv_sec) +
-       (double)(now.tv_nsec - e->icmp_last.tv_nsec) / 1e9;
-  e->icmp_last = now;
-  e->icmp_tokens += dt * UL_ICMP_RATE;
-  if (e->icmp_tokens > UL_ICMP_BURST)
-    e->icmp_tokens = UL_ICMP_BURST;
-  if (e->icmp_tokens < 1.0)
+  dt = (double)(now.tv_sec - w->icmp_last.tv_sec) +
+       (double)(now.tv_nsec - w->icmp_last.tv_nsec) / 1e9;
+  w->icmp_last = now;
+  w->icmp_tokens += dt * UL_ICMP_RATE;
+  if (w->icmp_tokens > UL_ICMP_BURST)
+    w->icmp_tokens = UL_ICMP_BURST;
+  if (w->icmp_tokens < 1.0)
     return false;
-  e->icmp_tokens -= 1.0;
+  w->icmp_tokens -= 1.0;
   return true;
 }
 
-static void icmp_reply(struct ul_engine *e, const uint8_t *pkt, size_t len)
+static void icmp_reply(struct worker *w, const uint8_t *pkt, size_t len)
 {
-  const struct ul_addr *src = (pkt[0] >> 4) == 6 ? &e->cfg.icmp_src6
-                                                 : &e->cfg.icmp_src4;
+  const struct ul_addr *src = (pkt[0] >> 4) == 6 ? &w->e->cfg.icmp_src6
+                                                 : &w->e->cfg.icmp_src4;
   int n;
 
-  if (src->family == 0 || !icmp_allowed(e))
+  if (src->family == 0 || !icmp_allowed(w))
     return;
-  n = ul_icmp_unreach(pkt, len, src, e->icmp_buf + UL_VNET_HDR_LEN,
+  n = ul_icmp_unreach(pkt, len, src, w->icmp_buf + UL_VNET_HDR_LEN,
                       UL_ICMP_MAX);
   if (n <= 0)
     return;
-  memset(e->icmp_buf, 0, UL_VNET_HDR_LEN);
+  memset(w->icmp_buf, 0, UL_VNET_HDR_LEN);
   /* best effort: a full TUN queue loses the error, not a data packet */
-  (void)!write(e->cfg.tun_fd, e->icmp_buf, UL_VNET_HDR_LEN + (size_t)n);
+  (void)!write(w->tun_fd, w->icmp_buf, UL_VNET_HDR_LEN + (size_t)n);
 }
 
 /*
@@ -57,7 +59,7 @@ static uint32_t tx_read(struct worker *w)
 
   for (i = 0; i < n; i++)
     pkts[i].buf = w->slots[i].buf;
-  r = ul_tun_read_batch(&e->tx_reader, pkts, n);
+  r = ul_tun_read_batch(&w->reader, pkts, n);
   for (i = 0; i < n; i++)
     w->slots[i].buf = pkts[i].buf;
   if (r < 0) {
@@ -190,7 +192,7 @@ static int tx_send_fd(struct worker *w, int fd, struct slot **sent, uint32_t m)
 {
   struct ul_engine *e = w->e;
   uint32_t i, pos = 0;
-  bool gso = e->tx_gso;
+  bool gso = __atomic_load_n(&e->tx_gso, __ATOMIC_RELAXED);
 
   while (pos < m) {
     uint32_t msgs = tx_build(w, sent, pos, m, gso), j = 0;
@@ -210,8 +212,9 @@ static int tx_send_fd(struct worker *w, int fd, struct slot **sent, uint32_t m)
           /* resend this run one datagram each; after repeated refusals
            * stop trying GSO at all */
           gso = false;
-          if (++e->tx_gso_refusals >= UL_GSO_MAX_REFUSALS)
-            e->tx_gso = false;
+          if (__atomic_add_fetch(&e->tx_gso_refusals, 1, __ATOMIC_RELAXED) >=
+              UL_GSO_MAX_REFUSALS)
+            __atomic_store_n(&e->tx_gso, 0, __ATOMIC_RELAXED);
           break;
         }
         /* the first unsent message failed: drop it, go on with the rest */
@@ -245,7 +248,7 @@ static int tx_send(struct worker *w, uint32_t n)
     }
     count_drop(e, s->peer_slot, s->reason);
     if (s->reason == UL_DROP_NO_ROUTE)
-      icmp_reply(e, s->buf + UL_TX_HEADROOM, s->len);
+      icmp_reply(w, s->buf + UL_TX_HEADROOM, s->len);
   }
   if (nq <= 1)
     return tx_send_fd(w, nq == 1 ? e->cfg.tx_fds[0] : e->cfg.udp_fd, sent, m);
@@ -264,9 +267,11 @@ void *engine_tx_main(void *arg)
 {
   struct worker *w = arg;
   struct ul_engine *e = w->e;
+  char name[16];
 
-  pthread_setname_np(pthread_self(), "userlay-tx");
-  while (engine_wait_fd(e, e->cfg.tun_fd, POLLIN)) {
+  snprintf(name, sizeof(name), "userlay-tx%u", w->index);
+  pthread_setname_np(pthread_self(), name);
+  while (engine_wait_fd(e, w->tun_fd, POLLIN)) {
     uint32_t n = tx_read(w);
     if (n == 0)
       continue;

@@ -55,7 +55,7 @@ static void count_drop0(struct ul_tun_reader *r, int reason)
   if (r->counters == NULL)
     return;
   c = &r->counters[UL_C_DROPS + reason];
-  __atomic_store_n(c, __atomic_load_n(c, __ATOMIC_RELAXED) + 1, __ATOMIC_RELAXED);
+  __atomic_fetch_add(c, 1, __ATOMIC_RELAXED); /* several readers may share it */
 }
 
 int ul_tun_reader_init(struct ul_tun_reader *r, int fd, uint64_t *counters)

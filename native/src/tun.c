@@ -52,7 +52,8 @@ static void set_txqueuelen(const char *ifname)
   close(s);
 }
 
-int ul_tun_open(const char *name, int vnet_hdr, char name_out[16])
+static int tun_open(const char *name, int vnet_hdr, int multi_queue,
+                    char name_out[16])
 {
   struct ifreq ifr;
   int fd;
@@ -67,6 +68,8 @@ int ul_tun_open(const char *name, int vnet_hdr, char name_out[16])
   memset(&ifr, 0, sizeof(ifr));
   memcpy(ifr.ifr_name, name, strlen(name));
   ifr.ifr_flags = IFF_TUN | IFF_NO_PI;
+  if (multi_queue)
+    ifr.ifr_flags |= IFF_MULTI_QUEUE;
   if (vnet_hdr)
     ifr.ifr_flags |= IFF_VNET_HDR;
 
@@ -75,7 +78,7 @@ int ul_tun_open(const char *name, int vnet_hdr, char name_out[16])
 
   if (vnet_hdr) {
     /* 10 is the kernel default, but say it explicitly: every offset in the
-     * engine depends on it (UL_VNET_HDR_LEN). */
+     * engine depends on it (UL_VNET_HDR_LEN). Set on every queue's fd. */
     int sz = UL_VNET_HDR_LEN;
     if (ioctl(fd, TUNSETVNETHDRSZ, &sz) < 0)
       goto fail;
@@ -92,6 +95,16 @@ fail:
     close(fd);
     return -err;
   }
+}
+
+int ul_tun_open(const char *name, int vnet_hdr, char name_out[16])
+{
+  return tun_open(name, vnet_hdr, 0, name_out);
+}
+
+int ul_tun_open_queue(const char *name, int vnet_hdr, char name_out[16])
+{
+  return tun_open(name, vnet_hdr, 1, name_out);
 }
 
 /*

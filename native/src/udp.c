@@ -2,8 +2,33 @@
  * Underlay UDP socket: non-blocking, close-on-exec, large buffers, bound to
  * the tunnel port.
  *
- * No SO_REUSEADDR/SO_REUSEPORT: a second agent on the same port must fail
- * with EADDRINUSE instead of silently sharing (and stealing) datagrams.
+ * No SO_REUSEADDR: a second agent on the same port must fail with
+ * EADDRINUSE instead of silently sharing (and stealing) datagrams.
+ *
+ * Design note, the receive group (--threads N > 1, ul_udp_open_group): N
+ * sockets with SO_REUSEPORT on one port, one rx thread each, the kernel
+ * picks the socket by a hash of the 4-tuple, so a peer's flow (one outer
+ * source port per inner flow) stays on one thread. SO_REUSEPORT alone would
+ * let a second agent (same uid, also asking for SO_REUSEPORT) join the group
+ * and take a share of our datagrams. So the group is built under a guard:
+ *   1. bind a plain socket G (no SO_REUSEPORT) to the port: EADDRINUSE if
+ *      anything holds it, plain or group (a plain bind never joins);
+ *   2. only now set SO_REUSEPORT on G. Linux checks the flag of the bound
+ *      socket when a later socket binds (udp_lib_lport_inuse), so the N
+ *      group sockets join G's group: nobody could bind the port between
+ *      the proof and the group (no close/rebind window);
+ *   3. close G: the group keeps the port.
+ * Every userlay agent goes through step 1, so a second agent gets
+ * EADDRINUSE as with one socket. What the guard cannot stop: a foreign
+ * process of the same uid that sets SO_REUSEPORT itself can still join
+ * (the kernel's rule for reuseport groups is "same effective uid"); a
+ * classic-BPF steering program (SO_ATTACH_REUSEPORT_CBPF returning an
+ * index < N) would keep such a joiner from receiving and is left for later.
+ * If step 2 is refused by the kernel, G is closed before the group binds:
+ * then a second agent could slip in between (a window of microseconds).
+ * A datagram that arrives while G is in the group may land on G and is
+ * lost when G closes (at start only; the peers' TCP or probes resend).
+ * test-engine.c checks the kernel behaviour step 2 relies on.
  */
 #include "sockaddr.h"
 
@@ -27,7 +52,8 @@ static void raise_buffer(int fd, int force_opt, int opt)
   (void)setsockopt(fd, SOL_SOCKET, opt, &size, sizeof(size));
 }
 
-int ul_udp_open(int family, const struct ul_addr *addr, uint16_t port)
+static int udp_open(int family, const struct ul_addr *addr, uint16_t port,
+                    int reuseport)
 {
   struct sockaddr_storage ss;
   socklen_t sslen;
@@ -56,6 +82,11 @@ int ul_udp_open(int family, const struct ul_addr *addr, uint16_t port)
       goto fail;
   }
 
+  if (reuseport) {
+    int on = 1;
+    if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0)
+      goto fail;
+  }
   if (bind(fd, (struct sockaddr *)&ss, sslen) < 0)
     goto fail;
   return fd;
@@ -68,6 +99,16 @@ fail:
   }
 }
 
+int ul_udp_open(int family, const struct ul_addr *addr, uint16_t port)
+{
+  return udp_open(family, addr, port, 0);
+}
+
+static int ul_udp_open_reuse(int family, const struct ul_addr *addr, uint16_t port)
+{
+  return udp_open(family, addr, port, 1);
+}
+
 /*
  * UDP GRO: the kernel may hand a run of datagrams from one sender as one
  * buffer, the segment size in a UDP_GRO cmsg (the receive path splits it,
@@ -76,4 +117,48 @@ fail:
 int ul_udp_set_gro(int fd, int on)
 {
   return setsockopt(fd, IPPROTO_UDP, UDP_GRO, &on, sizeof(on)) < 0 ? -errno : 0;
+}
+
+int ul_udp_open_group(int family, const struct ul_addr *addr, uint16_t port,
+                      int *fds, unsigned n)
+{
+  int guard, on = 1, err = 0;
+  unsigned i, made = 0;
+
+  if (n < 1 || n > UL_THREADS_MAX || fds == NULL)
+    return -EINVAL;
+  guard = ul_udp_open(family, addr, port);
+  if (guard < 0)
+    return guard; /* -EADDRINUSE: the port is taken */
+  if (port == 0) { /* the group shares the port the kernel gave the guard */
+    struct sockaddr_storage ss;
+    socklen_t len = sizeof(ss);
+    if (getsockname(guard, (struct sockaddr *)&ss, &len) < 0) {
+      err = -errno;
+      goto out;
+    }
+    port = ntohs(ss.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&ss)->sin6_port
+                                          : ((struct sockaddr_in *)&ss)->sin_port);
+  }
+  if (setsockopt(guard, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0) {
+    close(guard);
+    guard = -1;
+  }
+  for (; made < n; made++) {
+    int fd = ul_udp_open_reuse(family, addr, port);
+    if (fd < 0) {
+      err = fd;
+      break;
+    }
+    fds[made] = fd;
+  }
+out:
+  if (guard >= 0)
+    close(guard);
+  if (err < 0) {
+    for (i = 0; i < made; i++)
+      close(fds[i]);
+    return err;
+  }
+  return 0;
 }

@@ -24,7 +24,14 @@
  *      use-after-free report).
  *   5. outer source ports: with several send sockets each inner flow leaves
  *      from the one its hash picks, always the same one.
- *   6. stop/destroy, and no fd left open.
+ *   6. threads: engines of 2 and 3 thread pairs on a multi-queue TUN
+ *      "ultq" (198.19.3.0/32) and a SO_REUSEPORT receive group forward 16
+ *      tx flows and 16 rx flows (so more than one queue and more than one
+ *      socket is used: the per-queue/per-socket spread is checked), the
+ *      counters sum every thread's packets, FDB swaps under traffic, a
+ *      second group or plain socket on the port gets EADDRINUSE, stop joins
+ *      every thread and the engine starts again.
+ *   7. stop/destroy, and no fd left open.
  *
  * The fixture (setup above) and its helpers are in engine-fixture.h.
  * The system sources are compiled in here, so the core Makefile needs no
@@ -431,6 +438,171 @@ static void test_tx_src_ports(struct fixture *f)
     close(cfg.tx_fds[k]);
 }
 
+/* ---- thread pairs ------------------------------------------------------------ */
+
+#define MQ_NAME "ultq"
+
+/* Threads of this process right now (/proc/self/task entries). */
+static int count_tasks(void)
+{
+  DIR *d = opendir("/proc/self/task");
+  struct dirent *de;
+  int n = 0;
+
+  if (d == NULL)
+    return -1;
+  while ((de = readdir(d)) != NULL)
+    if (de->d_name[0] != '.')
+      n++;
+  closedir(d);
+  return n;
+}
+
+/* What ul_udp_open_group's guard relies on (udp.c, design note): a socket
+ * bound without SO_REUSEPORT keeps reuseport sockets out until the flag is
+ * set on it after the bind; then they join, and once it is closed a plain
+ * bind is still refused. */
+static void test_reuseport_guard(void)
+{
+  struct ul_addr lo = addr("127.0.0.1");
+  int guard = ul_udp_open(4, &lo, 0), on = 1, a, b;
+  uint16_t port = local_port(guard);
+
+  CHECK(guard >= 0);
+  CHECK_EQ(ul_udp_open_reuse(4, &lo, port), -EADDRINUSE);
+  CHECK(setsockopt(guard, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) == 0);
+  a = ul_udp_open_reuse(4, &lo, port);
+  b = ul_udp_open_reuse(4, &lo, port);
+  CHECK(a >= 0 && b >= 0);
+  close(guard);
+  CHECK_EQ(ul_udp_open(4, &lo, port), -EADDRINUSE);
+  close(a);
+  close(b);
+}
+
+/* An FDB sending 198.19.2.0/24 to the peer and accepting 198.19.2.0/24
+ * from it, whose inner destination is ultq's 198.19.3.0 for rx. */
+static void threads_case(struct fixture *f, uint32_t n)
+{
+  struct ul_addr lo = addr("127.0.0.1"), ip = addr("198.19.3.0");
+  struct ul_engine_cfg cfg;
+  struct ul_engine *e;
+  int tun[UL_THREADS_MAX], udp[UL_THREADS_MAX], again[UL_THREADS_MAX];
+  uint64_t c[2 * UL_C_SLOT_WIDTH] = { 0 };
+  char name[16];
+  uint32_t i, k;
+  struct ul_addr sub = addr("198.19.2.0");
+  int tasks0, round;
+  uint16_t port;
+
+  CHECK_EQ(ul_engine_stop(f->engine), 0);
+  tasks0 = count_tasks();
+  for (i = 0; i < n; i++) {
+    tun[i] = ul_tun_open_queue(MQ_NAME, 1, name);
+    CHECK(tun[i] >= 0);
+  }
+  CHECK_EQ(ul_tun_open(MQ_NAME, 1, name), -EINVAL); /* not one more single queue */
+  CHECK_EQ(ul_nl_link_set(MQ_NAME, 1400, 1), 0);
+  CHECK_EQ(ul_nl_addr(1, MQ_NAME, &ip, 32), 0);
+  /* the peer's subnet through ultq (more specific than ult0's /16; gone
+   * with the device) */
+  CHECK_EQ(ul_nl_route(1, MQ_NAME, &sub, 24, NULL, 0), 0);
+  CHECK_EQ(ul_udp_open_group(4, &lo, 0, udp, n), 0);
+  port = local_port(udp[0]);
+  for (i = 1; i < n; i++)
+    CHECK_EQ(local_port(udp[i]), port);
+  CHECK_EQ(ul_udp_open(4, &lo, port), -EADDRINUSE);       /* a plain agent */
+  CHECK_EQ(ul_udp_open_group(4, &lo, port, again, n), -EADDRINUSE); /* a group */
+
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.tun_fd = tun[0];
+  cfg.udp_fd = udp[0];
+  cfg.threads = n;
+  for (i = 1; i < n; i++) {
+    cfg.tun_fds[i] = tun[i];
+    cfg.udp_fds[i] = udp[i];
+  }
+  cfg.codec.mode = UL_MODE_VXLAN;
+  cfg.codec.vni = VNI;
+  memcpy(cfg.codec.mac, our_mac, 6);
+  cfg.counters = c;
+  cfg.max_slot = 1;
+  cfg.batch = 16;
+  CHECK_EQ(ul_engine_create(&cfg, &e), 0);
+  ul_engine_set_fdb(e, make_fdb(f->peer_port));
+  for (round = 0; round < 2; round++) { /* a stopped engine starts again */
+    struct sockaddr_in dst = sin4("198.19.2.5", 7777), eng = sin4("127.0.0.1", port);
+    uint64_t tx0 = ctr(c, 1, UL_C_TX_PACKETS), rx0 = ctr(c, 0, UL_C_RX_PACKETS);
+    uint8_t frame[256], buf[2048];
+    const uint32_t flows = 16;
+    size_t len = vxlan_frame(frame, VNI, "198.19.2.5", f->app_port, "mq");
+    uint8_t *iph = frame + UL_VXLAN_ENCAP_LEN;
+    uint16_t cs;
+
+    while (recv(f->peer, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+      ; /* what earlier cases left */
+    while (recv(f->app, buf, sizeof(buf), MSG_DONTWAIT) > 0)
+      ;
+    iph[18] = 3; /* inner destination 198.19.3.0, ultq's */
+    iph[10] = iph[11] = 0;
+    cs = ul_csum_fold(ul_csum_partial(iph, 20, 0));
+    iph[10] = (uint8_t)(cs >> 8);
+    iph[11] = (uint8_t)cs;
+    /* Queue the traffic before the threads run, to see where the kernel
+     * put it: 16 inner flows (source ports) into the TUN, spread over its
+     * queues by flow hash; 16 outer flows (source ports) to the group,
+     * spread over its sockets by 4-tuple hash. */
+    for (k = 0; k < flows; k++) {
+      struct sockaddr_in from = sin4("0.0.0.0", (uint16_t)(42000 + k)),
+                         ofrom = sin4("127.0.0.1", (uint16_t)(43000 + k));
+      int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0),
+          o = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+      CHECK(bind(s, (struct sockaddr *)&from, sizeof(from)) == 0);
+      CHECK(sendto(s, "mq", 2, 0, (struct sockaddr *)&dst, sizeof(dst)) == 2);
+      CHECK(bind(o, (struct sockaddr *)&ofrom, sizeof(ofrom)) == 0);
+      CHECK(sendto(o, frame, len, 0, (struct sockaddr *)&eng, sizeof(eng)) == (ssize_t)len);
+      close(s);
+      close(o);
+    }
+    {
+      uint32_t tun_used = 0, udp_used = 0;
+      for (i = 0; i < n; i++) {
+        struct pollfd pt = { .fd = tun[i], .events = POLLIN },
+                      pu = { .fd = udp[i], .events = POLLIN };
+        /* sendto() returns once the TUN queued the packet (no softirq
+         * between a local socket and the TUN's queue) */
+        tun_used += poll(&pt, 1, 0) == 1;
+        udp_used += poll(&pu, 1, 0) == 1;
+      }
+      CHECK(tun_used >= 2); /* more than one queue carries a flow */
+      CHECK(udp_used >= 2); /* more than one socket receives one */
+    }
+    CHECK_EQ(ul_engine_start(e), 0);
+    CHECK_EQ(count_tasks(), tasks0 + 2 * (int)n);
+    /* every queue's and every socket's thread forwards: all 16 each way */
+    CHECK_EQ(ctr_wait(c, 1, UL_C_TX_PACKETS, tx0 + flows), tx0 + flows);
+    CHECK_EQ(ctr_wait(c, 0, UL_C_RX_PACKETS, rx0 + flows), rx0 + flows);
+    CHECK_EQ(ctr(c, 1, UL_C_RX_PACKETS), ctr(c, 0, UL_C_RX_PACKETS)); /* slot 1 = totals */
+    for (k = 0; k < flows; k++) {
+      CHECK(recv_wait(f->peer, buf, sizeof(buf), 2000) > 0);
+      CHECK_EQ(recv_wait(f->app, buf, sizeof(buf), 2000), 2);
+    }
+    /* FDB swaps while the threads run: each one waits for all of them */
+    for (k = 0; k < 200; k++)
+      ul_engine_set_fdb(e, make_fdb(f->peer_port));
+    CHECK_EQ(ul_engine_stop(e), 0);
+    CHECK_EQ(count_tasks(), tasks0); /* every thread joined */
+  }
+  ul_engine_destroy(e);
+  for (i = 0; i < n; i++) {
+    close(udp[i]);
+    close(tun[i]);
+  }
+  CHECK_EQ(ul_nl_link_index(MQ_NAME), -ENODEV);
+  CHECK_EQ(ul_engine_start(f->engine), 0);
+  printf("threads: %u pairs forward 16+16 flows, stop and start again\n", n);
+}
+
 int main(void)
 {
   struct fixture f;
@@ -455,6 +627,9 @@ int main(void)
     test_rx_udp_gro(&f);
     test_swap_stress(&f);
     test_tx_src_ports(&f);
+    test_reuseport_guard();
+    threads_case(&f, 2);
+    threads_case(&f, 3);
     CHECK_EQ(ul_engine_stop(f.engine), 0);
     CHECK_EQ(ul_engine_stop(f.engine), 0); /* idempotent */
     ul_engine_destroy(f.engine);

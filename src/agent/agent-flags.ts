@@ -6,7 +6,32 @@ import { usageError } from '../errors.js';
 import { parseLogLevel, type LogLevel } from '../log.js';
 import { DEFAULT_CNI_STATE_DIR } from '../cni/defaults.js';
 import { OFFLOAD_MODES, type OffloadMode } from '../dataplane/offloads.js';
-import { type FlagSpec, type ParsedFlags, flagOneOf, flagString } from './flags.js';
+import { type EngineKind, MAX_THREADS } from '../dataplane/types.js';
+import { type FlagSpec, type ParsedFlags, flagInt, flagOneOf, flagString } from './flags.js';
+
+/**
+ * Default of --threads. Measured (README, Performance, "Threads"): on the
+ * 2-core test machine under other load, 2 pairs gave -5% and +17% on four
+ * TCP streams in two runs, not clearly better, so one pair (two threads)
+ * stays the default; more pairs are for nodes with cores to spare.
+ */
+export const DEFAULT_THREADS = 1;
+
+/** --threads, shared by both modes. */
+export const threadsFlagSpec: FlagSpec = {
+  name: 'threads', kind: 'int', default: DEFAULT_THREADS,
+  help: `forwarding thread pairs of the native engine, 1..${MAX_THREADS} (multi-queue TUN, SO_REUSEPORT receive sockets)`,
+};
+
+/** --threads: 1..MAX_THREADS; more than 1 needs --engine native. */
+export function threadsFlag(f: ParsedFlags, engine: EngineKind): number {
+  const n = flagInt(f, 'threads')!;
+  if (n < 1 || n > MAX_THREADS) throw usageError('--threads', `${n} is outside 1..${MAX_THREADS}`);
+  if (n > 1 && engine !== 'native') {
+    throw usageError('--threads', `${n} needs --engine native: the js engine forwards on the JS thread from one TUN queue`);
+  }
+  return n;
+}
 
 /** --offloads, shared by both modes. */
 export const offloadsFlagSpec: FlagSpec = {

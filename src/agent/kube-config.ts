@@ -11,7 +11,7 @@ import { DEFAULT_SUBNET_FILE } from '../control/subnet-env.js';
 import { DEFAULT_STATE_DIR } from '../control/snapshot-store.js';
 import { DEFAULT_ANNOTATION_PREFIX } from '../control/kube/lease.js';
 import { resolveNodeName } from '../control/kube/identity.js';
-import { cniFlags, cniFlagSpecs, logLevelFlag, offloadsFlag, offloadsFlagSpec, statusAddrFlag, tunNameFlag, type CniFlags } from './agent-flags.js';
+import { cniFlags, cniFlagSpecs, logLevelFlag, offloadsFlag, offloadsFlagSpec, statusAddrFlag, threadsFlag, threadsFlagSpec, tunNameFlag, type CniFlags } from './agent-flags.js';
 import { type FlagSpec, flagInt, flagList, flagOneOf, flagString, parseFlags } from './flags.js';
 
 /** Flags of kube mode. */
@@ -38,6 +38,7 @@ export const kubeAgentFlags: readonly FlagSpec[] = [
   { name: 'log-level', kind: 'string', default: 'info', help: 'debug, info, warn or error' },
   { name: 'engine', kind: 'string', default: 'native', help: 'forwarding engine: native or js' },
   offloadsFlagSpec,
+  threadsFlagSpec,
   { name: 'tun', kind: 'string', default: 'userlay0', help: 'TUN device name' },
   { name: 'resync-period', kind: 'int', default: 300, help: 'seconds between full peer resyncs (0: none)' },
   ...cniFlagSpecs,
@@ -50,7 +51,7 @@ export const kubeAgentSynopsis =
   '                     [--iface-regex RE]... [--iface-can-reach IP] [--public-ip IP]\n' +
   '                     [--annotation-prefix P] [--state-dir DIR] [--subnet-file FILE]\n' +
   '                     [--status-addr HOST:PORT] [--engine native|js] [--offloads auto|off]\n' +
-  '                     [--tun NAME] [--resync-period S] [--cni-socket PATH] [--cni-state-dir DIR] [--ip-masq]';
+  '                     [--threads N] [--tun NAME] [--resync-period S] [--cni-socket PATH] [--cni-state-dir DIR] [--ip-masq]';
 
 /** Validated kube-mode configuration. */
 export interface KubeAgentConfig {
@@ -71,6 +72,8 @@ export interface KubeAgentConfig {
   readonly engine: EngineKind;
   /** --offloads. */
   readonly offloads: OffloadMode;
+  /** --threads: forwarding thread pairs (native engine); absent = 1. */
+  readonly threads?: number;
   readonly tunName: string;
   /** Full resync period, ms (0 = none). */
   readonly resyncMs: number;
@@ -84,6 +87,7 @@ export async function parseKubeConfig(argv: readonly string[], env: NodeJS.Proce
   const logLevel = logLevelFlag(f);
   const engine = flagOneOf<EngineKind>(f, 'engine', ['native', 'js']);
   const offloads = offloadsFlag(f);
+  const threads = threadsFlag(f, engine);
   const tunName = tunNameFlag(f);
   const statusAddr = statusAddrFlag(f);
   const cni = cniFlags(f);
@@ -114,6 +118,7 @@ export async function parseKubeConfig(argv: readonly string[], env: NodeJS.Proce
     logLevel,
     engine,
     offloads,
+    threads,
     tunName,
     resyncMs: resync * 1000,
     cni,

@@ -368,7 +368,7 @@ function sameLease(a: OwnLease | undefined, b: OwnLease): boolean {
 
 function dataplaneOptions(cfg: KubeAgentConfig, own: OwnLease): DataplaneOptions {
   return {
-    backend: own.backend, engine: cfg.engine, offloads: cfg.offloads, tunName: cfg.tunName, mtu: own.mtu, publicIP: own.publicIP,
+    backend: own.backend, engine: cfg.engine, offloads: cfg.offloads, threads: cfg.threads ?? 1, tunName: cfg.tunName, mtu: own.mtu, publicIP: own.publicIP,
     port: own.port, vni: own.vni, vtepMAC: own.vtepMAC, ownSubnets: own.subnets, networks: own.networks,
   };
 }

@@ -32,8 +32,9 @@ import { loadAddon } from '../dataplane/addon.js';
 import { type Cidr, canonicalIP, canonicalMac, cidrContains, localUnicastMac, parseCidr, vtepMacProblem } from '../dataplane/net.js';
 import { underlayConflict } from '../control/underlay.js';
 import { IpMasq } from '../control/host/ip-masq.js';
+import { systemNftables } from '../control/host/nftables.js';
 import type { DataplaneOptions, EngineKind, Peer } from '../dataplane/types.js';
-import { cniFlags, cniFlagSpecs, logLevelFlag, offloadsFlag, offloadsFlagSpec, statusAddrFlag, tunNameFlag, type CniFlags } from './agent-flags.js';
+import { cniFlags, cniFlagSpecs, logLevelFlag, offloadsFlag, offloadsFlagSpec, statusAddrFlag, threadsFlag, threadsFlagSpec, tunNameFlag, type CniFlags } from './agent-flags.js';
 import { type FlagSpec, flagBool, flagInt, flagList, flagOneOf, flagString, formatUsage, parseFlags, wantsHelp } from './flags.js';
 
 /** Flags of static mode. */
@@ -51,6 +52,7 @@ export const staticAgentFlags: readonly FlagSpec[] = [
   { name: 'mtu', kind: 'string', default: 'auto', help: 'TUN MTU: auto (underlay MTU minus overhead) or a number' },
   { name: 'engine', kind: 'string', default: 'native', help: 'forwarding engine: native or js' },
   offloadsFlagSpec,
+  threadsFlagSpec,
   { name: 'peers', kind: 'string', required: true, help: 'JSON peers file, re-read on change and SIGHUP' },
   { name: 'log-level', kind: 'string', default: 'info', help: 'debug, info, warn or error' },
   { name: 'status-addr', kind: 'string', help: 'HOST:PORT for /healthz /readyz /metrics /debug' },
@@ -62,8 +64,9 @@ export const staticAgentFlags: readonly FlagSpec[] = [
 export const staticAgentSynopsis =
   'usage: userlay agent --node NAME --public-ip IP --subnet CIDR --network CIDR --peers FILE\n' +
   '                     [--backend vxlan|udp|host-gw] [--direct-routing] [--vni N] [--port N] [--vtep-mac MAC] [--tun NAME]\n' +
-  '                     [--mtu auto|N] [--engine native|js] [--offloads auto|off] [--log-level L]\n' +
-  '                     [--status-addr HOST:PORT] [--cni-socket PATH] [--cni-state-dir DIR] [--ip-masq]';
+  '                     [--mtu auto|N] [--engine native|js] [--offloads auto|off] [--threads N]\n' +
+  '                     [--log-level L] [--status-addr HOST:PORT] [--cni-socket PATH] [--cni-state-dir DIR]\n' +
+  '                     [--ip-masq]';
 
 /** A stable unicast, locally administered MAC derived from the node name. */
 export function macFromNodeName(node: string): string {
@@ -104,6 +107,7 @@ export function parseStaticConfig(argv: readonly string[]): StaticConfig {
   const routing: RoutingMode = !info.encapsulates ? 'routes-only' : directRouting ? 'direct-routing' : 'overlay';
   const engine = flagOneOf<EngineKind>(f, 'engine', ['native', 'js']);
   const offloads = offloadsFlag(f);
+  const threads = threadsFlag(f, engine);
   const vni = flagInt(f, 'vni')!;
   if (vni < 0 || vni > MAX_VNI) throw usageError('--vni', `${vni} is outside 0..${MAX_VNI}`);
   const port = flagInt(f, 'port') ?? info.defaultPort ?? 0;
@@ -127,7 +131,7 @@ export function parseStaticConfig(argv: readonly string[]): StaticConfig {
   return {
     node, logLevel, statusAddr, peersFile: flagString(f, 'peers')!, mtuSpec, cni, ipMasq: flagBool(f, 'ip-masq'), routing,
     dataplane: {
-      backend, engine, offloads, tunName, publicIP, port, vni, vtepMAC,
+      backend, engine, offloads, threads, tunName, publicIP, port, vni, vtepMAC,
       ownSubnets: subnets.map((s) => s.text), networks: networks.map((n) => n.text),
     },
   };

@@ -6,7 +6,8 @@
  * Swaps the overlay between the same two nodes (one pod each, veth underlay
  * in 198.18.0.0/15, offloads at their defaults on every path) and measures,
  * one path after another: host-gw (the ceiling), the kernel vxlan device as
- * flannel configures it, userlay native (offloads auto and off), userlay js;
+ * flannel configures it, userlay native (offloads auto and off, --threads 1
+ * and 2), userlay js;
  * with --udp also the udp backend.
  *
  * Measures (--measures, comma-separated; default all):
@@ -101,8 +102,8 @@ export interface BenchReport {
   readonly cases: BenchCase[];
 }
 
-function userlaySpec(backend: Backend, engine: EngineKind, offloads: OffloadMode = 'auto'): OverlaySpec {
-  return { modes: ['userlay', 'userlay'], userlay: { backend, engine, offloads } };
+function userlaySpec(backend: Backend, engine: EngineKind, offloads: OffloadMode = 'auto', threads?: number): OverlaySpec {
+  return { modes: ['userlay', 'userlay'], userlay: { backend, engine, offloads, ...(threads !== undefined ? { threads } : {}) } };
 }
 
 /** Columns of the table and panels of the chart: which value, its heading and unit, digits. */
@@ -233,6 +234,7 @@ async function runBenchWith(cfg: BenchConfig): Promise<number> {
     { name: 'host-gw', spec: { modes: ['host-gw', 'host-gw'] } },
     { name: 'kernel vxlan', spec: { modes: ['kernel-vxlan', 'kernel-vxlan'] } },
     { name: 'userlay native vxlan', spec: userlaySpec('vxlan', 'native') },
+    { name: 'userlay native vxlan, threads 2', spec: userlaySpec('vxlan', 'native', 'auto', 2) },
     { name: 'userlay native vxlan, offloads off', spec: userlaySpec('vxlan', 'native', 'off') },
     { name: 'userlay js vxlan', spec: userlaySpec('vxlan', 'js') },
   ];

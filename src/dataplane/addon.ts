@@ -117,6 +117,12 @@ export interface EngineConfig {
    * from udpFd. Owned by the caller.
    */
   readonly txFds?: readonly number[];
+  /**
+   * Thread pairs 1.. (pair 0 is tunFd/udpFd): each a TUN queue from
+   * tunOpenQueue and a socket of the udpOpenGroup group; at most 7. Absent:
+   * one pair. Owned by the caller.
+   */
+  readonly queues?: readonly { readonly tunFd: number; readonly udpFd: number }[];
   /** 1: probe GSO writes to the TUN at create (offloads auto). */
   readonly probeTunGso?: 0 | 1;
   /** 1: test hook, the TUN refuses every GSO write (as some kernels do). */
@@ -132,6 +138,19 @@ export interface NativeAddon {
   tunOpen(name: string, vnetHdr: boolean): { fd: number; name: string };
   /** Open a non-blocking UDP socket bound to address:port ("" = any IPv4, "::" = any IPv6). */
   udpOpen(address: string, port: number): number;
+  /**
+   * Open one queue of a multi-queue TUN (IFF_MULTI_QUEUE, vnet header as
+   * tunOpen): the first call creates the device ("" = kernel-named), each
+   * further call with its name attaches a queue. Every queue needs its own
+   * tunSetOffloads.
+   */
+  tunOpenQueue(name: string, vnetHdr: boolean): { fd: number; name: string };
+  /**
+   * `count` (1..8) sockets bound to address:port as one SO_REUSEPORT group,
+   * guarded so that a taken port still throws EADDRINUSE
+   * (native/src/udp.c). The caller owns the fds.
+   */
+  udpOpenGroup(address: string, port: number, count: number): number[];
   /**
    * TUNSETOFFLOAD on a TUN opened with vnetHdr: CSUM|TSO4|TSO6 of `want`
    * first, then its USO4|USO6 on top; flags in `refuse` count as refused

@@ -23,11 +23,11 @@ import { allocCounters, clearSlot, readStats } from './counters.js';
 import type { Engine, EngineKindImpl } from './engine.js';
 import { type FdbDefaults, FdbTable, MAX_VNI, SlotAllocator, buildFdb } from './fdb.js';
 import { jsEngine } from './js-engine.js';
-import { OFFLOAD_MODES, applyOffloads, type OffloadState } from './offloads.js';
+import { OFFLOAD_MODES, applyOffloads, applyQueueOffloads, type OffloadState } from './offloads.js';
 import { BACKENDS, MAX_MTU, MIN_MTU, backendList, isBackend } from './backends.js';
 import { type Cidr, type Family, cidrContains, familyBits, maskBytes, parseCidr, parseIP, parseMac, vtepMacProblem } from './net.js';
 import { nativeEngine } from './native-engine.js';
-import type { Dataplane, DataplaneOptions, DataplaneStats, Peer } from './types.js';
+import { type Dataplane, type DataplaneOptions, type DataplaneStats, type Peer, MAX_THREADS } from './types.js';
 import { UserlayError, errorCode, parseAs, usageError, wrapSystemError } from '../errors.js';
 import type { Logger } from '../log.js';
 
@@ -80,6 +80,10 @@ export function validateDataplaneOptions(o: DataplaneOptions): Checked {
   }
   const maxPeers = o.maxPeers ?? MAX_PEERS;
   check('maxPeers', Number.isInteger(maxPeers) && maxPeers >= 1 && maxPeers <= 1 << 20, `${maxPeers} is outside 1..${1 << 20}`);
+  const threads = o.threads ?? 1;
+  check('threads', Number.isInteger(threads) && threads >= 1 && threads <= MAX_THREADS, `${threads} is outside 1..${MAX_THREADS}`);
+  check('threads', threads === 1 || o.engine === 'native',
+    `${threads} needs --engine native: the js engine reads one TUN queue on the JS thread`);
   return { family, own, networks };
 }
 
@@ -163,7 +167,8 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
   const kind = (opts.engine === 'js' ? jsEngine : nativeEngine) as EngineKindImpl<unknown>;
   const rollback = new Rollback(log);
   try {
-    const socket = await kind.openSocket(addon, opts.publicIP, opts.port).catch((err: unknown) => {
+    const threads = opts.threads ?? 1;
+    const socket = await kind.openSocket(addon, opts.publicIP, opts.port, threads).catch((err: unknown) => {
       const code = errorCode(err);
       throw systemError(`bind UDP ${opts.publicIP} port ${opts.port}`, err,
         code === 'EADDRINUSE' ? 'port in use: is another agent or flanneld running?'
@@ -174,7 +179,8 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
 
     const tun = system(`open /dev/net/tun for ${opts.tunName || '(auto)'}`, () => {
       try {
-        return addon.tunOpen(opts.tunName, true);
+        // one thread pair: a single-queue TUN, exactly as before --threads
+        return threads > 1 ? addon.tunOpenQueue(opts.tunName, true) : addon.tunOpen(opts.tunName, true);
       } catch (err) {
         const kind = errorCode(err) === 'EINVAL' ? existingLinkKind(opts.tunName) : undefined;
         if (kind !== undefined) throw usageError('tunName', `${opts.tunName} exists and is not a TUN device (it is a ${kind} link); choose another name`, err);
@@ -182,8 +188,17 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
       }
     });
     rollback.push(`close TUN ${tun.name}`, () => addon.close(tun.fd));
-    const offloads = system(`set offloads on ${tun.name}`,
-      () => applyOffloads(addon, tun.fd, kind.nativeFd(socket), opts.offloads ?? 'auto', log));
+    const tunQueueFds: number[] = [];
+    while (tunQueueFds.length < threads - 1) {
+      const q = system(`open queue ${tunQueueFds.length + 1} of TUN ${tun.name}`, () => addon.tunOpenQueue(tun.name, true));
+      tunQueueFds.push(q.fd);
+      rollback.push(`close queue ${tunQueueFds.length} of TUN ${tun.name}`, () => addon.close(q.fd));
+    }
+    const offloads = system(`set offloads on ${tun.name}`, () => {
+      const state = applyOffloads(addon, tun.fd, kind.nativeFd(socket), opts.offloads ?? 'auto', log);
+      applyQueueOffloads(addon, state, tunQueueFds, kind.queueFds(socket));
+      return state;
+    });
     allowLocalSource(tun.name, log);
     if ([...checked.own, ...checked.networks].some((c) => c.family === 6)) enableIPv6(tun.name, log);
     system(`set MTU ${opts.mtu} and up on ${tun.name}`, () => addon.linkSet(tun.name, opts.mtu, true));
@@ -213,6 +228,7 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
     const icmpSrc6 = icmpSrc(6);
     const engine = kind.create({
       addon, tunFd: tun.fd, counters, maxSlot, log,
+      ...(tunQueueFds.length > 0 ? { tunQueueFds } : {}),
       // a backend without a codec (host-gw) runs the udp one with an empty FDB: packets that
       // reach the TUN are unroutable, counted and answered with ICMP destination unreachable
       codec: { mode: BACKENDS[opts.backend].codec ?? 'udp', vni: opts.vni, mac: BACKENDS[opts.backend].needsVtepMAC ? opts.vtepMAC : '00:00:00:00:00:00' },
@@ -223,10 +239,10 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
     }, socket);
     socketOwned = true;
     rollback.push('close engine', () => engine.close());
-    const dp = new DataplaneImpl(opts, tun.name, tun.fd, checked, addon, engine, counters, maxSlot, routes, offloads, log);
+    const dp = new DataplaneImpl(opts, tun.name, tun.fd, checked, addon, engine, counters, maxSlot, routes, offloads, log, tunQueueFds);
     dp.setPeers([]);
     engine.start();
-    log.info('dataplane up', { tun: tun.name, mtu: opts.mtu, engine: opts.engine, backend: opts.backend, publicIP: opts.publicIP, port: opts.port, offloads: offloads.active });
+    log.info('dataplane up', { tun: tun.name, mtu: opts.mtu, engine: opts.engine, backend: opts.backend, publicIP: opts.publicIP, port: opts.port, offloads: offloads.active, threads });
     return dp;
   } catch (err) {
     await rollback.run();
@@ -300,6 +316,7 @@ class DataplaneImpl implements Dataplane {
     private readonly routes: readonly Cidr[],
     private readonly offloads: OffloadState,
     private readonly log: Logger,
+    private readonly tunQueueFds: readonly number[],
   ) {
     this.slots = new SlotAllocator(maxSlot);
     this.table = new FdbTable([], [], [], []);
@@ -346,7 +363,7 @@ class DataplaneImpl implements Dataplane {
           this.log.debug('route already gone', { route: n.text, err });
         }
       }
-      this.addon.close(this.tunFd);
+      for (const fd of [this.tunFd, ...this.tunQueueFds]) this.addon.close(fd);
       this.log.info('dataplane closed', { tun: this.tunName });
     })();
     return this.closing;

@@ -18,9 +18,11 @@ import type { Logger } from '../log.js';
  * a logger. The TUN fd is opened with vnetHdr = true; it and the counters
  * block are owned by the caller.
  */
-export interface EngineSetup extends Omit<EngineConfig, 'udpFd'> {
+export interface EngineSetup extends Omit<EngineConfig, 'udpFd' | 'queues'> {
   readonly addon: NativeAddon;
   readonly log: Logger;
+  /** TUN queues 1.. of a multi-queue TUN (threads > 1; owned by the caller). */
+  readonly tunQueueFds?: readonly number[];
 }
 
 /** A running (or ready-to-start) forwarding engine. */
@@ -37,12 +39,18 @@ export interface Engine {
 
 /** An engine kind: how to open its socket and how to build the engine on it. */
 export interface EngineKindImpl<Socket> {
-  /** Open and bind the underlay UDP socket. Rejects with code EADDRINUSE when the port is taken. */
-  openSocket(addon: NativeAddon, address: string, port: number): Promise<Socket>;
+  /**
+   * Open and bind the underlay UDP socket(s), one receive socket per thread
+   * pair (threads, default 1). Rejects with code EADDRINUSE when the port
+   * is taken.
+   */
+  openSocket(addon: NativeAddon, address: string, port: number, threads?: number): Promise<Socket>;
   /** Close a socket that never made it into an engine. */
   closeSocket(addon: NativeAddon, socket: Socket): Promise<void>;
   /** The fd of `socket` when the engine reads it natively (UDP_GRO can be set on it), else undefined. */
   nativeFd(socket: Socket): number | undefined;
+  /** The receive sockets of thread pairs 1.. (UDP_GRO is set on each too); [] with one pair. */
+  queueFds(socket: Socket): readonly number[];
   /** Build an engine that takes ownership of `socket`. */
   create(setup: EngineSetup, socket: Socket): Engine;
 }

@@ -302,6 +302,9 @@ export const jsEngine: EngineKindImpl<dgram.Socket> = {
   nativeFd() {
     return undefined; // dgram hands no cmsg to JS: no UDP_GRO
   },
+  queueFds() {
+    return []; // one queue: threads > 1 is refused for the js engine
+  },
   create(setup, socket) {
     return new JsEngineImpl(setup, socket);
   },

@@ -1,6 +1,9 @@
 /**
- * The native engine: the hot path runs on two dedicated C threads
- * (native/src/engine.c); JS only hands over FDB snapshots and reads counters.
+ * The native engine: the hot path runs on dedicated C threads, one tx and
+ * one rx thread per thread pair (--threads; native/src/engine.c); JS only
+ * hands over FDB snapshots and reads counters. With N pairs the TUN has N
+ * queues and the tunnel port N SO_REUSEPORT receive sockets; pair i reads
+ * TUN queue i and receives on socket i, all send from the txFds.
  *
  * Pipeline
  *   tx thread:  ul_tun_read_batch: read() a batch from the TUN (virtio-net
@@ -45,16 +48,18 @@ const CLOSED_STATS: OffloadCounters = {
  */
 export const TX_SOURCE_PORTS = 16;
 
-/** The underlay sockets of a native engine (fds from addon.udpOpen). */
+/** The underlay sockets of a native engine (fds from addon.udpOpen / udpOpenGroup). */
 export interface NativeSocket {
   /** Bound to the tunnel port: receives (and UDP_GRO is set on it). */
   readonly fd: number;
+  /** Receive sockets of thread pairs 1.. (the rest of fd's SO_REUSEPORT group); [] with one pair. */
+  readonly queueFds: readonly number[];
   /** Bound to ephemeral ports on the same address: send, one per outer source port. */
   readonly txFds: readonly number[];
 }
 
 function closeAll(addon: NativeAddon, socket: NativeSocket, log?: EngineSetup['log']): void {
-  for (const fd of [socket.fd, ...socket.txFds]) {
+  for (const fd of [socket.fd, ...socket.queueFds, ...socket.txFds]) {
     try {
       addon.close(fd);
     } catch (err) {
@@ -73,6 +78,9 @@ class NativeEngineImpl implements Engine {
       tunFd: setup.tunFd,
       udpFd: socket.fd,
       txFds: socket.txFds,
+      ...(socket.queueFds.length > 0 ? {
+        queues: socket.queueFds.map((udpFd, i) => ({ tunFd: setup.tunQueueFds![i]!, udpFd })),
+      } : {}),
       codec: setup.codec,
       ...(setup.icmpSrc4 ? { icmpSrc4: setup.icmpSrc4 } : {}),
       ...(setup.icmpSrc6 ? { icmpSrc6: setup.icmpSrc6 } : {}),
@@ -116,22 +124,27 @@ class NativeEngineImpl implements Engine {
 
 /** The native engine kind: a C UDP socket and C forwarding threads. */
 export const nativeEngine: EngineKindImpl<NativeSocket> = {
-  async openSocket(addon, address, port) {
-    const fd = addon.udpOpen(address, port);
+  async openSocket(addon, address, port, threads = 1) {
+    // one thread pair: a plain socket, exactly as before --threads
+    const group = threads > 1 ? addon.udpOpenGroup(address, port, threads) : [addon.udpOpen(address, port)];
+    const [fd, ...queueFds] = group as [number, ...number[]];
     const txFds: number[] = [];
     try {
       while (txFds.length < TX_SOURCE_PORTS) txFds.push(addon.udpOpen(address, 0));
     } catch (err) {
-      closeAll(addon, { fd, txFds });
+      closeAll(addon, { fd, queueFds, txFds });
       throw err;
     }
-    return { fd, txFds };
+    return { fd, queueFds, txFds };
   },
   async closeSocket(addon, socket) {
     closeAll(addon, socket);
   },
   nativeFd(socket) {
     return socket.fd;
+  },
+  queueFds(socket) {
+    return socket.queueFds;
   },
   create(setup, socket) {
     return new NativeEngineImpl(setup, socket);

@@ -70,6 +70,23 @@ function refusedByHook(env: NodeJS.ProcessEnv): Set<string> {
 }
 
 /**
+ * Give the further queues of a multi-queue TUN (tunFds) and the further
+ * receive sockets (udpFds) what applyOffloads gave the first ones.
+ * TUNSETOFFLOAD goes to every queue's fd (the kernel keeps the features
+ * per device, so this repeats the first queue's set rather than relying on
+ * that); UDP_GRO is per socket.
+ */
+export function applyQueueOffloads(
+  addon: NativeAddon, state: OffloadState, tunFds: readonly number[], udpFds: readonly number[],
+): void {
+  const c = addon.constants;
+  const want = (state.active.includes('tso') ? c.TUN_F_CSUM | c.TUN_F_TSO4 | c.TUN_F_TSO6 : 0)
+    | (state.active.includes('uso') ? c.TUN_F_USO4 | c.TUN_F_USO6 : 0);
+  for (const fd of tunFds) addon.tunSetOffloads(fd, want, 0);
+  if (state.active.includes('gro')) for (const fd of udpFds) addon.udpSetGro(fd, true);
+}
+
+/**
  * Apply `mode` to the TUN fd and, when given, the native engine's UDP fd.
  * Never throws for a refused offload; a TUN that rejects TUNSETOFFLOAD for
  * another reason than its flags throws the addon's error.

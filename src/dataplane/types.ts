@@ -53,7 +53,17 @@ export interface DataplaneOptions {
   readonly networks: readonly string[];
   /** Highest number of peers the counters must hold (default MAX_PEERS, 65,536). */
   readonly maxPeers?: number;
+  /**
+   * Forwarding thread pairs of the native engine, 1..MAX_THREADS (default
+   * 1): a multi-queue TUN with one tx thread per queue and a SO_REUSEPORT
+   * group of receive sockets with one rx thread each. The js engine has one
+   * queue: more than 1 with it is a usage error.
+   */
+  readonly threads?: number;
 }
+
+/** The most thread pairs the native engine runs (UL_THREADS_MAX). */
+export const MAX_THREADS = 8;
 
 /** Per-direction counters for one peer or for the totals. */
 export interface CounterSet {

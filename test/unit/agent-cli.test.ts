@@ -112,6 +112,9 @@ const cases: Array<[string, string[], string, RegExp?]> = [
     { name: 'n2', subnet: '198.19.2.0/24', publicIP: '198.18.0.2', vtepMAC: '0a:58:c6:12:00:01' }])) }, ['--vtep-mac', '0a:58:c6:12:00:01']), '--peers', /vtepMAC 0a:58:c6:12:00:01 is this node's own/],
   ['peer with a multicast VTEP MAC', argv({ '--peers': file('mcmac.json', JSON.stringify([
     { name: 'n2', subnet: '198.19.2.0/24', publicIP: '198.18.0.2', vtepMAC: '01:00:5e:00:00:02' }])) }), '--peers', /multicast/],
+  ['--threads 0', argv({}, ['--threads', '0']), '--threads', /0 is outside 1\.\.8/],
+  ['--threads 9', argv({}, ['--threads', '9']), '--threads', /9 is outside 1\.\.8/],
+  ['--threads 2 with the js engine', argv({}, ['--threads', '2', '--engine', 'js']), '--threads', /2 needs --engine native/],
   ['multicast VTEP MAC', argv({}, ['--vtep-mac', '01:00:5e:00:00:01']), '--vtep-mac', /multicast/],
   ['broadcast VTEP MAC', argv({}, ['--vtep-mac', 'ff:ff:ff:ff:ff:ff']), '--vtep-mac', /broadcast/],
   ['all-zero VTEP MAC', argv({}, ['--vtep-mac', '00:00:00:00:00:00']), '--vtep-mac', /zeros/],
@@ -127,12 +130,12 @@ for (const [name, args, field, detail] of cases) {
 }
 
 test('agent rejects: UDP port in use (fails before the TUN is touched)', { skip: skipNoAddon }, async () => {
-  for (const engine of ['native', 'js']) {
+  for (const engine of ['native', 'js', 'native --threads 2']) {
     const sock = dgram.createSocket('udp4');
     await new Promise<void>((r) => sock.bind({ address: '127.0.0.1', port: 0, exclusive: true }, r));
     try {
       const port = String(sock.address().port);
-      const { code, stderr } = await run(argv({ '--public-ip': '127.0.0.1' }, ['--mtu', '1400', '--port', port, '--engine', engine, '--tun', `ulC${process.pid}`]));
+      const { code, stderr } = await run(argv({ '--public-ip': '127.0.0.1' }, ['--mtu', '1400', '--port', port, '--engine', ...engine.split(' '), '--tun', `ulC${process.pid}`]));
       assert.equal(code, 2, stderr);
       assert.match(stderr.trim(), new RegExp(`^userlay: --port: .*${port}.*port in use`));
     } finally {

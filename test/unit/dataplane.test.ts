@@ -38,6 +38,7 @@ function fakeAddon(fail: Record<string, (args: unknown[]) => Error | undefined> 
   let counters: BigUint64Array | undefined;
   let engineCfg: EngineConfig | undefined;
   let txOpened = 0;
+  let queuesOpened = 0;
   const snapshots: Uint8Array[] = [];
   const rec = (name: string, ret?: (args: unknown[]) => unknown) => (...args: unknown[]) => {
     const err = fail[name]?.(args);
@@ -53,6 +54,9 @@ function fakeAddon(fail: Record<string, (args: unknown[]) => Error | undefined> 
     tunSetOffloads: rec('tunSetOffloads', (a) => (a[1] as number) & ~(a[2] as number)),
     udpSetGro: rec('udpSetGro'),
     tunOpen: rec('tunOpen', (a) => ({ fd: 8, name: a[0] })),
+    // --threads N: the group gets fds 7, 70, 71, ...; the TUN queues 8, 80, 81, ...
+    udpOpenGroup: rec('udpOpenGroup', (a) => Array.from({ length: a[2] as number }, (_, k) => (k === 0 ? 7 : 69 + k))),
+    tunOpenQueue: rec('tunOpenQueue', (a) => ({ fd: queuesOpened++ === 0 ? 8 : 79 + queuesOpened - 1, name: a[0] || 'ul-auto' })),
     close: rec('close'),
     linkSet: rec('linkSet'),
     addrAdd: rec('addrAdd'),
@@ -94,6 +98,39 @@ test('setup order: UDP socket first, then TUN, MTU/up, address, routes, engine',
   assert.equal(dp.tunName, t);
   assert.deepEqual(dp.peers(), []);
   await dp.close();
+});
+
+test('--threads 3: a SO_REUSEPORT group, three TUN queues, offloads on each, the engine gets the pairs; close closes all', async () => {
+  const f = fakeAddon();
+  const dp = await openDataplane({ ...opts, threads: 3 }, silentLogger, f.addon);
+  const t = opts.tunName;
+  assert.deepEqual(f.calls.slice(0, 1 + TX_OPENS.length + 9), [
+    'udpOpenGroup 198.18.0.1 8472 3',
+    ...TX_OPENS,
+    `tunOpenQueue ${t} true`,
+    `tunOpenQueue ${t} true`,
+    `tunOpenQueue ${t} true`,
+    'tunSetOffloads 8 103 0',
+    'udpSetGro 7 true',
+    'tunSetOffloads 80 103 0',
+    'tunSetOffloads 81 103 0',
+    'udpSetGro 70 true',
+    'udpSetGro 71 true',
+  ]);
+  assert.deepEqual(f.engineCfg().queues, [{ tunFd: 80, udpFd: 70 }, { tunFd: 81, udpFd: 71 }]);
+  assert.equal(f.engineCfg().tunFd, 8);
+  assert.equal(f.engineCfg().udpFd, 7);
+  f.calls.length = 0;
+  await dp.close();
+  for (const fd of [7, 70, 71, 8, 80, 81]) assert.ok(f.calls.includes(`close ${fd}`), `close ${fd}: ${f.calls.join(', ')}`);
+});
+
+test('--threads 2: a TUN queue that fails to open rolls back the first queue and every socket', async () => {
+  let opened = 0;
+  const f = fakeAddon({ tunOpenQueue: () => (opened++ === 1 ? errno('ENOMEM') : undefined) });
+  await assert.rejects(openDataplane({ ...opts, threads: 2 }, silentLogger, f.addon), { code: 'ENOMEM' });
+  for (const fd of [7, 70, 8, ...TX_FDS]) assert.ok(f.calls.includes(`close ${fd}`), `close ${fd}: ${f.calls.join(', ')}`);
+  assert.ok(!f.calls.includes('engineCreate'));
 });
 
 test('setPeers: installs a snapshot; a bad set throws EFDB and keeps the old one', async () => {

@@ -22,6 +22,8 @@ export interface UserlayAgentConfig {
   readonly engine: EngineKind;
   /** Agent --offloads (default: the agent's default, auto). */
   readonly offloads?: 'auto' | 'off';
+  /** Agent --threads: forwarding thread pairs of the native engine (default: the agent's, 1). */
+  readonly threads?: number;
   /** Agent --ip-masq: masquerade pod egress to outside the cluster network. */
   readonly ipMasq?: boolean;
   /** Agent --direct-routing: kernel routes to on-link peers (encapsulating backends). */
@@ -86,6 +88,7 @@ export function agentArgs(node: LabNode, config: UserlayAgentConfig, peersFile: 
   if (BACKENDS[config.backend].needsVtepMAC) args.push('--vtep-mac', node.vtepMAC);
   if (config.statusPort !== undefined) args.push('--status-addr', `127.0.0.1:${config.statusPort}`);
   if (config.offloads !== undefined) args.push('--offloads', config.offloads);
+  if (config.threads !== undefined) args.push('--threads', String(config.threads));
   if (config.ipMasq) args.push('--ip-masq');
   if (config.directRouting) args.push('--direct-routing');
   if (cni) args.push('--cni-socket', cni.socket, '--cni-state-dir', cni.stateDir);

@@ -12,7 +12,11 @@
 #include <string.h>
 #include <unistd.h>
 
-napi_value js_tun_open(napi_env env, napi_callback_info info)
+/* tunOpen / tunOpenQueue(name, vnetHdr) -> { fd, name }: one conversion,
+ * `open` is ul_tun_open or ul_tun_open_queue. */
+static napi_value tun_open_common(napi_env env, napi_callback_info info,
+                                  const char *fn, const char *what,
+                                  int (*open)(const char *, int, char[16]))
 {
   napi_value argv[2], out, nv;
   char name[16], actual[16];
@@ -22,13 +26,12 @@ napi_value js_tun_open(napi_env env, napi_callback_info info)
   if (!get_args(env, info, 2, argv, NULL))
     return NULL;
   if (!arg_string(env, argv[0], name, sizeof(name)))
-    return throw_type(env, "tunOpen", "name must be a string of < 16 bytes");
+    return throw_type(env, fn, "name must be a string of < 16 bytes");
   if (!arg_bool(env, argv[1], &vnet))
-    return throw_type(env, "tunOpen", "vnetHdr must be a boolean");
-  fd = ul_tun_open(name, vnet, actual);
+    return throw_type(env, fn, "vnetHdr must be a boolean");
+  fd = open(name, vnet, actual);
   if (fd < 0)
-    return throw_errno(env, fd, "open /dev/net/tun for",
-                       name[0] ? name : "(kernel-named TUN)");
+    return throw_errno(env, fd, what, name[0] ? name : "(kernel-named TUN)");
   CHECK(napi_create_object(env, &out));
   if (!set_int(env, out, "fd", fd) ||
       napi_create_string_utf8(env, actual, NAPI_AUTO_LENGTH, &nv) != napi_ok ||
@@ -39,31 +42,15 @@ napi_value js_tun_open(napi_env env, napi_callback_info info)
   return out;
 }
 
+napi_value js_tun_open(napi_env env, napi_callback_info info)
+{
+  return tun_open_common(env, info, "tunOpen", "open /dev/net/tun for", ul_tun_open);
+}
+
 napi_value js_tun_open_queue(napi_env env, napi_callback_info info)
 {
-  napi_value argv[2], out, nv;
-  char name[16], actual[16];
-  bool vnet;
-  int fd;
-
-  if (!get_args(env, info, 2, argv, NULL))
-    return NULL;
-  if (!arg_string(env, argv[0], name, sizeof(name)))
-    return throw_type(env, "tunOpenQueue", "name must be a string of < 16 bytes");
-  if (!arg_bool(env, argv[1], &vnet))
-    return throw_type(env, "tunOpenQueue", "vnetHdr must be a boolean");
-  fd = ul_tun_open_queue(name, vnet, actual);
-  if (fd < 0)
-    return throw_errno(env, fd, "open a multi-queue TUN queue for",
-                       name[0] ? name : "(kernel-named TUN)");
-  CHECK(napi_create_object(env, &out));
-  if (!set_int(env, out, "fd", fd) ||
-      napi_create_string_utf8(env, actual, NAPI_AUTO_LENGTH, &nv) != napi_ok ||
-      napi_set_named_property(env, out, "name", nv) != napi_ok) {
-    close(fd);
-    return NULL;
-  }
-  return out;
+  return tun_open_common(env, info, "tunOpenQueue", "open a multi-queue TUN queue for",
+                         ul_tun_open_queue);
 }
 
 napi_value js_udp_open_group(napi_env env, napi_callback_info info)

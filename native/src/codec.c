@@ -52,15 +52,12 @@
 #include <string.h>
 
 #include "userlay.h"
+#include "be.h"
 
 #define ETHERTYPE_IPV4 0x0800
 #define ETHERTYPE_IPV6 0x86DD
 #define IPV4_MIN_HDR 20
 #define IPV6_HDR 40
-
-static inline uint16_t load_be16(const uint8_t *p) {
-  return (uint16_t)((p[0] << 8) | p[1]);
-}
 
 /*
  * Length of the IP packet at p[0..avail) according to its own header, with

@@ -31,18 +31,10 @@
 #include <string.h>
 
 #include "userlay.h"
+#include "be.h"
 
 #define PROTO_TCP 6
 #define PROTO_UDP 17
-
-static inline uint16_t load_be16(const uint8_t *p) {
-  return (uint16_t)((p[0] << 8) | p[1]);
-}
-
-static inline uint32_t load_be32(const uint8_t *p) {
-  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
-         ((uint32_t)p[2] << 8) | p[3];
-}
 
 uint32_t ul_csum_partial(const void *data, size_t len, uint32_t sum) {
   /* Adding big-endian 32-bit words into 64 bits is the same sum modulo

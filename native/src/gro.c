@@ -70,6 +70,7 @@
 
 #include <stdbool.h>
 #include <string.h>
+#include "be.h"
 
 #define GRO_BATCH_MAX 256
 #define TCP_PROTO 6
@@ -102,23 +103,6 @@ struct group {
   size_t total;
   bool open;
 };
-
-static inline uint16_t load_be16(const uint8_t *p)
-{
-  return (uint16_t)((p[0] << 8) | p[1]);
-}
-
-static inline uint32_t load_be32(const uint8_t *p)
-{
-  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
-         ((uint32_t)p[2] << 8) | p[3];
-}
-
-static inline void store_be16(uint8_t *p, size_t v)
-{
-  p[0] = (uint8_t)(v >> 8);
-  p[1] = (uint8_t)v;
-}
 
 /* Offset and length of the addresses in the IP header of `version`. */
 static inline size_t addr_off(unsigned version)

@@ -27,6 +27,7 @@
 #include <string.h>
 
 #include "userlay.h"
+#include "be.h"
 
 #define PROTO_ICMP 1
 #define PROTO_FRAG6 44
@@ -43,15 +44,6 @@ struct family {
 
 static const struct family V4 = {20, 576, 12, 4, PROTO_ICMP, 3};
 static const struct family V6 = {40, 1280, 8, 16, PROTO_ICMP6, 1};
-
-static inline uint16_t load_be16(const uint8_t *p) {
-  return (uint16_t)((p[0] << 8) | p[1]);
-}
-
-static inline void store_be16(uint8_t *p, uint16_t v) {
-  p[0] = (uint8_t)(v >> 8);
-  p[1] = (uint8_t)v;
-}
 
 /* May this address be the source of a packet we answer? Destination? */
 static int addr_is_special(const uint8_t *a, unsigned version) {

@@ -33,6 +33,7 @@
 #include <string.h>
 
 #include "userlay.h"
+#include "be.h"
 
 #define PROTO_TCP 6
 #define PROTO_UDP 17
@@ -44,31 +45,6 @@
 #define TCP_FIN 0x01
 #define TCP_PSH 0x08
 #define TCP_CWR 0x80
-
-static inline uint16_t load_be16(const uint8_t *p)
-{
-  return (uint16_t)((p[0] << 8) | p[1]);
-}
-
-static inline uint32_t load_be32(const uint8_t *p)
-{
-  return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) |
-         ((uint32_t)p[2] << 8) | p[3];
-}
-
-static inline void store_be16(uint8_t *p, size_t v)
-{
-  p[0] = (uint8_t)(v >> 8);
-  p[1] = (uint8_t)v;
-}
-
-static inline void store_be32(uint8_t *p, uint32_t v)
-{
-  p[0] = (uint8_t)(v >> 24);
-  p[1] = (uint8_t)(v >> 16);
-  p[2] = (uint8_t)(v >> 8);
-  p[3] = (uint8_t)v;
-}
 
 int ul_tso_parse(const uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh,
                  struct ul_tso *t)

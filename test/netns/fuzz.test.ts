@@ -64,7 +64,9 @@ describe('fuzz: malformed datagrams and odd TUN packets into one agent', { skip:
       assert.equal(u.drops['no_route'] ?? 0, u.toNoRoute, 'TUN packets without a route: each counted as no_route');
 
       assert.deepEqual(r.realPeerDrops, {}, 'the real peer\'s traffic had drops');
-      assert.ok(flow.transmitted > 0 && flow.received >= flow.transmitted - 1, `ping flow n2 -> n1: ${flow.received}/${flow.transmitted}`);
+      assert.ok(flow.transmitted > 0, 'the ping flow n2 -> n1 sent nothing');
+      // The flood can overflow the socket's receive queue for an instant (the kernel drops, and counts); one echo may go.
+      assert.ok(flow.lost.length <= 1, `ping flow n2 -> n1 lost echo requests ${flow.lost.join(', ')} (${flow.received}/${flow.transmitted} answered)`);
       assert.ok(transfer.intact, 'TCP transfer after the fuzz corrupted');
       assert.equal(transfer.bytes, 4 * 1024 * 1024);
 

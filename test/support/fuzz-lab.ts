@@ -10,13 +10,14 @@
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { ip, nsRun, nsSpawn, pidAlive, stopChild, waitExit } from '../../src/cli/lab/exec.js';
+import { ip, nsRun, nsSpawn, pidAlive, stopChild } from '../../src/cli/lab/exec.js';
 import { peerEntries, VXLAN_PORT, VXLAN_VNI } from '../../src/cli/lab/overlay.js';
 import { hashedTransfer } from '../../src/cli/lab/probes.js';
 import type { EngineKind } from '../../src/dataplane/types.js';
 import type { FuzzResult, FuzzToolConfig } from './fuzz-tool.js';
 import { JsonLines } from './json-lines.js';
 import { openTestLab, statusJson, type TestLab } from './lab.js';
+import { startPingFlow, type FlowResult } from './ping-flow.js';
 
 const STATUS_PORT = 9465;
 const FAKE_PEER = { name: 'fp', subnet: '198.19.99.0/24', publicIP: '198.18.0.99', vtepMAC: '0a:58:c6:13:63:00' };
@@ -41,7 +42,7 @@ export interface FuzzRun {
   /** The agent's pid before and after, and whether it is alive and /healthz answers ok. */
   readonly agent: { readonly pidBefore: number; readonly pidAfter: number; readonly alive: boolean; readonly healthz: string };
   /** ping n2 pod -> n1 pod during the run: transmitted and received. */
-  readonly flow: { readonly transmitted: number; readonly received: number };
+  readonly flow: { readonly transmitted: number; readonly received: number; readonly lost: readonly number[] };
   /** The hashed transfer afterwards. */
   readonly transfer: { readonly bytes: number; readonly intact: boolean };
   readonly seconds: number;
@@ -62,10 +63,9 @@ export async function runFuzz(o: FuzzRunOptions): Promise<FuzzRun> {
     agent.hup();
     await waitFdb(lab, FAKE_PEER.name);
 
-    const flow = nsSpawn(n2.podNs, 'ping', ['-n', '-q', '-i', '0.05', n1.podIP]);
-    let flowOut = '';
-    flow.stdout?.on('data', (d: Buffer) => { flowOut += d.toString(); });
+    const flow = startPingFlow(n2.podNs, n1.podIP);
     let result: FuzzResult;
+    let flowResult: FlowResult;
     try {
       const cfg: FuzzToolConfig = {
         seed: o.seed, datagrams: o.datagrams, tunPackets: o.tunPackets, window: o.window ?? 500, tunWindow: o.tunWindow ?? 60,
@@ -87,17 +87,15 @@ export async function runFuzz(o: FuzzRunOptions): Promise<FuzzRun> {
         await stopChild(tool.child, 5000);
       }
     } finally {
-      flow.kill('SIGINT'); // ping prints its statistics and exits
-      await waitExit(flow);
+      flowResult = await flow.stop();
     }
-    const m = /(\d+) packets transmitted, (\d+) received/.exec(flowOut);
     const healthz = await nsRun(n1.ns, 'curl', ['-s', '--max-time', '5', `http://127.0.0.1:${STATUS_PORT}/healthz`], { allowFail: true });
     const transfer = await hashedTransfer(n2, n1, 4 * 1024 * 1024);
     const pidAfter = lab.overlay.agents.get(1)!.pid;
     return {
       result,
       agent: { pidBefore: agent.pid, pidAfter, alive: pidAlive(agent.pid), healthz: healthz.stdout.trim() },
-      flow: { transmitted: Number(m?.[1] ?? 0), received: Number(m?.[2] ?? 0) },
+      flow: { transmitted: flowResult.transmitted, received: flowResult.received, lost: flowResult.lost },
       transfer: { bytes: transfer.received.bytes, intact: transfer.received.sha256 === transfer.sent.sha256 },
       seconds: (Date.now() - t0) / 1000,
     };

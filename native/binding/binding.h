@@ -103,7 +103,7 @@ napi_value js_fdb_lookup(napi_env env, napi_callback_info info);
 napi_value js_fdb_peer_by_underlay(napi_env env, napi_callback_info info);
 napi_value js_encap(napi_env env, napi_callback_info info);
 napi_value js_decap(napi_env env, napi_callback_info info);
-napi_value js_icmp_unreach(napi_env env, napi_callback_info info);
+napi_value js_icmp_error(napi_env env, napi_callback_info info);
 napi_value js_tso_split(napi_env env, napi_callback_info info);
 napi_value js_gro_batch(napi_env env, napi_callback_info info);
 

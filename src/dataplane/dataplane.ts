@@ -256,6 +256,7 @@ export function fdbDefaults(o: DataplaneOptions, checked: { family: Family; own:
   return {
     backend: o.backend, port: o.port, vni: o.vni, underlayFamily: checked.family,
     ownSubnets: checked.own.map((c) => c.text), networks: checked.networks.map((c) => c.text), ownPublicIP: o.publicIP,
+    ...(o.underlayMtu !== undefined ? { underlayMtu: o.underlayMtu } : {}),
     ...(BACKENDS[o.backend].needsVtepMAC ? { ownVtepMAC: o.vtepMAC } : {}),
   };
 }
@@ -303,6 +304,7 @@ class DataplaneImpl implements Dataplane {
   private readonly slots: SlotAllocator;
   private table: FdbTable;
   private closing: Promise<void> | undefined;
+  private tunMtu: number;
 
   constructor(
     readonly options: DataplaneOptions,
@@ -320,6 +322,7 @@ class DataplaneImpl implements Dataplane {
   ) {
     this.slots = new SlotAllocator(maxSlot);
     this.table = new FdbTable([], [], [], []);
+    this.tunMtu = options.mtu;
   }
 
   setPeers(peers: readonly Peer[]): void {
@@ -343,6 +346,22 @@ class DataplaneImpl implements Dataplane {
 
   peers(): readonly Peer[] {
     return this.table.peerList();
+  }
+
+  mtu(): number {
+    return this.tunMtu;
+  }
+
+  setMtu(mtu: number): void {
+    if (this.closing) throw new UserlayError('ECLOSED', 'setMtu on a closed data plane');
+    const v6 = this.checked.own.some((c) => c.family === 6);
+    if (!Number.isInteger(mtu) || mtu < (v6 ? 1280 : MIN_MTU) || mtu > MAX_MTU) {
+      throw new UserlayError('EUSAGE', `TUN MTU ${mtu} is outside ${v6 ? 1280 : MIN_MTU}..${MAX_MTU}`);
+    }
+    if (mtu === this.tunMtu) return;
+    system(`set MTU ${mtu} on ${this.tunName}`, () => this.addon.linkSet(this.tunName, mtu, true));
+    this.log.info('TUN MTU changed', { tun: this.tunName, from: this.tunMtu, to: mtu });
+    this.tunMtu = mtu;
   }
 
   stats(): DataplaneStats {

@@ -56,8 +56,11 @@ interface FakeDp extends Dataplane {
 
 function fakeDataplane(opts: DataplaneOptions): FakeDp {
   let current: readonly Peer[] = [];
+  let mtu = opts.mtu;
   const dp: FakeDp = {
     options: opts, tunName: opts.tunName, history: [], closed: false,
+    mtu: () => mtu,
+    setMtu(m) { mtu = m; },
     setPeers(p) { current = p; dp.history.push(p); },
     peers: () => current,
     stats: () => ({ total: { txPackets: 0n, txBytes: 0n, rxPackets: 0n, rxBytes: 0n, drops: {} }, peers: {}, fdbPeers: current.length, fdbRoutes: current.length }),

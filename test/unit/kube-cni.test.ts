@@ -52,7 +52,7 @@ test('kube mode: ADD answers 50 with the reason until the agent is ready, then t
     openDataplane: async (opts) => {
       let peers: readonly Peer[] = [];
       return {
-        options: opts, tunName: opts.tunName, setPeers: (p: readonly Peer[]) => { peers = p; }, peers: () => peers,
+        options: opts, tunName: opts.tunName, setPeers: (p: readonly Peer[]) => { peers = p; }, peers: () => peers, mtu: () => opts.mtu, setMtu: () => {},
         stats: () => ({ total: { txPackets: 0n, txBytes: 0n, rxPackets: 0n, rxBytes: 0n, drops: {} }, peers: {}, fdbPeers: 0, fdbRoutes: 0 }),
         close: async () => {},
       } as unknown as Dataplane;

@@ -37,6 +37,7 @@ import { writeSubnetEnv } from '../control/subnet-env.js';
 import { pickUnderlay, systemHost, underlayConflict, type Underlay, type UnderlayHost } from '../control/underlay.js';
 import { IpMasq } from '../control/host/ip-masq.js';
 import { systemNftables, type Nftables } from '../control/host/nftables.js';
+import { systemSysctls } from '../control/host/sysctl.js';
 import { createNodeApi, type NodeApi } from '../control/kube/client.js';
 import { credentialsOf, helperCredentials, type KubeCredentials } from '../control/kube/credentials.js';
 import { waitForOwnNode } from '../control/kube/identity.js';
@@ -441,7 +442,7 @@ export async function realDeps(cfg: KubeAgentConfig, log: Logger): Promise<KubeA
     api,
     trimMemory: () => { loadAddon().mallocTrim(); },
     makeInformer: (onListed) => makeNodeInformer(creds, { onListed, annotationPrefix: cfg.prefix, log }),
-    openDataplane,
+    openDataplane: (opts, l) => openDataplane(opts, l, undefined, systemSysctls),
     nftables: systemNftables(),
     ...(routingMode(cfg.netConf.backend, cfg.netConf.directRouting === true) !== 'overlay' ? { routes: loadAddon() } : {}),
   };

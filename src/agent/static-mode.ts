@@ -174,7 +174,8 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
   const addon = loadAddon();
   const host = realHost(addon);
   const mtu = await resolveMtu(cfg.mtuSpec, o.backend, o.publicIP, host);
-  // the smallest path over the peers (mtu.warning, about our own underlay, is in its warning)
+  if (mtu.warning !== undefined) log.warn(mtu.warning, { mtu: mtu.mtu });
+  // the smallest path over the peers (a peer smaller than us: PodMtu warns about a fixed MTU)
   const mtuInput: MtuInput = {
     backend: o.backend, nodeName: cfg.node, family: parseIP(o.publicIP).family,
     underlay: mtu.underlay ?? { iface: 'unknown', mtu: undefined }, ...(cfg.mtuSpec === 'auto' ? {} : { fixed: mtu.mtu }),
@@ -186,7 +187,7 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
     routes = new DirectRoutes(host.routes, host, link.iface, cfg.routing, log);
     routes.start();
   }
-  const dp = await openDataplane({ ...o, mtu: firstMtu.mtu, ...(mtu.underlay ? { underlayMtu: mtu.underlay.mtu } : {}) }, log, addon)
+  const dp = await openDataplane({ ...o, mtu: firstMtu.mtu, ...(mtu.underlay ? { underlayMtu: mtu.underlay.mtu } : {}) }, log, addon, host)
     .catch((err: unknown) => { throw blameFlag(err); });
   log.info('pod MTU decided', { mtu: firstMtu.mtu, mode: firstMtu.mode, limitedBy: firstMtu.limitedBy, reason: firstMtu.reason });
   const network = { subnets: o.ownSubnets, networks: o.networks, mtu: firstMtu.mtu };

@@ -59,7 +59,7 @@ export interface MtuDecision {
   readonly smallestPath: number | undefined;
   /** One sentence for the log: the choice and its reason. */
   readonly reason: string;
-  /** Set when a fixed MTU is larger than the smallest path carries. */
+  /** Set when a fixed MTU is larger than the path to a peer carries (a peer with a smaller underlay than ours). */
   readonly warning?: string;
 }
 
@@ -95,11 +95,12 @@ export function decideMtu(input: MtuInput, peers: readonly Peer[]): MtuDecision 
     ? `this node's underlay ${input.underlay.iface} (MTU ${local ?? 'unknown'}) minus ${overhead} bytes of ${input.backend} overhead`
     : `peer ${limitedBy}'s underlay MTU ${limitMtu} (ours: ${input.underlay.iface} ${local}) minus ${overhead} bytes of ${input.backend} overhead`;
   if (input.fixed !== undefined) {
-    const over = smallest !== undefined && input.fixed > smallest;
+    // our own underlay alone is the caller's to warn about (host/mtu.ts resolveMtu says it with the numbers)
+    const over = smallest !== undefined && input.fixed > smallest && limitedBy !== input.nodeName;
     return {
       mtu: input.fixed, mode: 'fixed', limitedBy, underlayMtu: limitMtu, smallestPath: smallest,
       reason: `MTU ${input.fixed} as configured${smallest === undefined ? '' : `; the smallest path carries ${smallest}: ${why}`}`,
-      ...(over ? { warning: `MTU ${input.fixed} is larger than the path to ${limitedBy === input.nodeName ? 'any peer' : limitedBy} carries (${smallest}: ${why}): `
+      ...(over ? { warning: `MTU ${input.fixed} is larger than the path to ${limitedBy} carries (${smallest}: ${why}): `
         + 'larger packets with DF set (and all IPv6) get ICMP too big, others leave as fragmented datagrams' } : {}),
     };
   }

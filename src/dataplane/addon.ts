@@ -173,6 +173,8 @@ export interface NativeAddon {
    */
   mallocTrim(): boolean;
   linkIndex(ifname: string): number;
+  /** The name of the link with index `ifindex`, or null when there is none. */
+  linkName(ifindex: number): string | null;
   /** Set MTU (mtu <= 0 keeps it) and bring the link up or down. */
   linkSet(ifname: string, mtu: number, up: boolean): void;
   linkDel(ifname: string): void;

@@ -74,6 +74,15 @@ export interface DataplaneOptions {
   readonly threads?: number;
 }
 
+/**
+ * The host knobs the data plane sets besides its own devices and routes: sysctls. The agent hands
+ * in the real one (src/control/host/sysctl.ts); tests a fake.
+ */
+export interface DataplaneHost {
+  /** Write `value` to /proc/sys/<path> (e.g. "net/ipv4/conf/userlay0/accept_local"); throws on failure. */
+  setSysctl(path: string, value: string): void;
+}
+
 /** The most thread pairs the native engine runs (UL_THREADS_MAX). */
 export const MAX_THREADS = 8;
 

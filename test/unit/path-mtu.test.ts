@@ -57,6 +57,8 @@ test('fixed: an --mtu larger than the smallest path is kept, with a warning nami
   assert.equal(d.smallestPath, 1450);
   assert.match(d.warning ?? '', /MTU 8000 is larger than the path to n2 carries \(1450/);
   assert.equal(decideMtu({ ...input, fixed: 1400 }, [peer(2, 1500)]).warning, undefined);
+  // limited by our own underlay alone: resolveMtu (host/mtu.ts) warns about that, not this
+  assert.equal(decideMtu({ ...input, fixed: 9000 }, [peer(2)]).warning, undefined);
   // our own underlay unreadable: nothing to compare with, no warning
   assert.equal(decideMtu({ ...input, fixed: 8000, underlay: { iface: 'eth0', mtu: undefined } }, [peer(2, 1500)]).warning, undefined);
 });

@@ -73,33 +73,52 @@ static int icmp_verifies_independently(const uint8_t *out, size_t len) {
   return sum16(out + 40, len - 40, pseudo) == 0xffff;
 }
 
+/* One expected header field: `len` (1, 2 or 4) bytes at `off`, big-endian. */
+struct field {
+  size_t off, len;
+  uint32_t want;
+};
+
+/* Check an error message field by field (table), then that it comes from
+ * `me` to `client` (addresses at addr_off, addr_len bytes each), quotes
+ * orig[0..quote) after its `head` bytes of headers, and that its checksums
+ * verify independently (and by csum.c) and stop verifying when `flip` is
+ * changed. */
+static void check_message(uint8_t *out, int n, const struct field *fields, size_t nf,
+                          size_t addr_off, size_t addr_len, const struct ul_addr *me,
+                          const struct ul_addr *client, const uint8_t *orig,
+                          size_t head, size_t quote, size_t flip) {
+  if (n <= 0) return;
+  for (size_t i = 0; i < nf; i++) {
+    const struct field *f = &fields[i];
+    uint32_t got = f->len == 1 ? out[f->off] : f->len == 2 ? get16(out + f->off) : load32(out + f->off);
+    if (got != f->want) fprintf(stderr, "field at %zu: %u, want %u\n", f->off, got, f->want);
+    CHECK_EQ(got, f->want);
+  }
+  CHECK(memcmp(out + addr_off, me->bytes, addr_len) == 0);
+  CHECK(memcmp(out + addr_off + addr_len, client->bytes, addr_len) == 0);
+  CHECK(memcmp(out + head, orig, quote) == 0);
+  CHECK(icmp_verifies_independently(out, (size_t)n));
+  CHECK(icmp_verifies(out, (size_t)n));
+  out[flip] ^= 1; /* the independent check can fail */
+  CHECK(!icmp_verifies_independently(out, (size_t)n));
+  out[flip] ^= 1;
+}
+
 /* Too big, IPv4: type 3 code 4, unused 16 bits, next-hop MTU (RFC 1191 4),
  * the packet quoted; the header exactly as for no route. */
 static void test_too_big_v4(void) {
   uint8_t orig[1500], out[2048];
   struct ul_addr me = addr("198.19.1.0"), client = addr("198.19.1.2");
+  static const struct field v4[] = {
+      {0, 1, 0x45}, {1, 1, 0xc0}, {2, 2, 576}, {6, 2, 0} /* no fragmentation flags */,
+      {8, 1, 64}, {9, 1, 1}, {20, 1, 3}, {21, 1, 4}, {24, 2, 0}, {26, 2, 1450},
+  };
   mk(orig, 1400, "198.19.1.2", "198.19.9.9", 6, 0);
   orig[6] = 0x40; /* DF */
   int n = ul_icmp_error(orig, 1400, &me, UL_ICMP_TOO_BIG, 1450, out, sizeof out);
   CHECK_EQ(n, 576);
-  if (n <= 0) return;
-  CHECK_EQ(out[0], 0x45);
-  CHECK_EQ(out[1], 0xc0);
-  CHECK_EQ(get16(out + 2), 576);
-  CHECK_EQ(get16(out + 6), 0); /* no fragmentation flags */
-  CHECK_EQ(out[8], 64);
-  CHECK_EQ(out[9], 1);
-  CHECK(memcmp(out + 12, me.bytes, 4) == 0);
-  CHECK(memcmp(out + 16, client.bytes, 4) == 0);
-  CHECK_EQ(out[20], 3);
-  CHECK_EQ(out[21], 4);
-  CHECK_EQ(get16(out + 24), 0);
-  CHECK_EQ(get16(out + 26), 1450);
-  CHECK(memcmp(out + 28, orig, 576 - 28) == 0);
-  CHECK(icmp_verifies_independently(out, (size_t)n));
-  CHECK(icmp_verifies(out, (size_t)n));
-  out[27] ^= 1; /* the independent check can fail */
-  CHECK(!icmp_verifies_independently(out, (size_t)n));
+  check_message(out, n, v4, sizeof v4 / sizeof v4[0], 12, 4, &me, &client, orig, 28, 576 - 28, 27);
 
   /* The MTU field holds 16 bits: larger (and 0) is refused. */
   CHECK_EQ(ul_icmp_error(orig, 1400, &me, UL_ICMP_TOO_BIG, 65536, out, sizeof out), -EINVAL);
@@ -118,27 +137,14 @@ static void test_too_big_v4(void) {
 static void test_too_big_v6(void) {
   uint8_t orig[1500], out[2048];
   struct ul_addr me = addr("2001:2:0:101::"), client = addr("2001:2:0:101::2");
+  static const struct field v6[] = {
+      {0, 4, 0x60000000u} /* version, class, flow */, {4, 2, 1280 - 40}, {6, 1, 58}, {7, 1, 64},
+      {40, 1, 2}, {41, 1, 0}, {44, 4, 1430},
+  };
   mk(orig, 1500, "2001:2:0:101::2", "2001:2:0:102::2", 6, 0);
   int n = ul_icmp_error(orig, 1500, &me, UL_ICMP_TOO_BIG, 1430, out, sizeof out);
   CHECK_EQ(n, 1280);
-  if (n <= 0) return;
-  CHECK_EQ(out[0], 0x60);
-  CHECK_EQ(out[1], 0);
-  CHECK_EQ(get16(out + 2), 0);
-  CHECK_EQ(get16(out + 4), 1280 - 40);
-  CHECK_EQ(out[6], 58);
-  CHECK_EQ(out[7], 64);
-  CHECK(memcmp(out + 8, me.bytes, 16) == 0);
-  CHECK(memcmp(out + 24, client.bytes, 16) == 0);
-  CHECK_EQ(out[40], 2);
-  CHECK_EQ(out[41], 0);
-  CHECK_EQ(get16(out + 44), 0);
-  CHECK_EQ(get16(out + 46), 1430);
-  CHECK(memcmp(out + 48, orig, 1280 - 48) == 0);
-  CHECK(icmp_verifies_independently(out, (size_t)n));
-  CHECK(icmp_verifies(out, (size_t)n));
-  out[46] ^= 0x80;
-  CHECK(!icmp_verifies_independently(out, (size_t)n));
+  check_message(out, n, v6, sizeof v6 / sizeof v6[0], 8, 16, &me, &client, orig, 48, 1280 - 48, 46);
 
   /* A 32-bit field: values above 65535 are carried whole. */
   n = ul_icmp_error(orig, 1500, &me, UL_ICMP_TOO_BIG, 70000, out, sizeof out);

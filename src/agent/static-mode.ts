@@ -234,7 +234,7 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
       cni = await startCniServer({ socket: cfg.cni.socket, stateDir: cfg.cni.stateDir, network: () => network, log })
         .catch((err: unknown) => { throw err instanceof UserlayError ? withFlag('--cni-socket', err) : err; });
     }
-    await writeEnv(firstMtu.mtu).catch((err: unknown) => { throw err instanceof UserlayError ? withFlag('--subnet-file', err) : err; });
+    await writeEnv(network.mtu).catch((err: unknown) => { throw err instanceof UserlayError ? withFlag('--subnet-file', err) : err; });
     await ipMasq.apply({ enabled: cfg.ipMasq, podSubnets: o.ownSubnets, networks: o.networks })
       .catch((err: unknown) => { throw err instanceof UserlayError ? withFlag('--ip-masq', err) : err; });
     if (cfg.statusAddr) {

@@ -28,7 +28,7 @@ static const struct {
   { "spoofed", UL_DROP_SPOOFED },       { "tun_write", UL_DROP_TUN_WRITE },
   { "no_route", UL_DROP_NO_ROUTE },     { "tx_malformed", UL_DROP_TX_MALFORMED },
   { "udp_send", UL_DROP_UDP_SEND },     { "tun_read", UL_DROP_TUN_READ },
-  { "udp_recv", UL_DROP_UDP_RECV },
+  { "udp_recv", UL_DROP_UDP_RECV },     { "too_big", UL_DROP_TOO_BIG },
 };
 
 static napi_value make_constants(napi_env env)
@@ -75,14 +75,14 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */)
     { "close", js_close },            { "mallocTrim", js_malloc_trim },
     { "linkIndex", js_link_index },
     { "tunSetOffloads", js_tun_set_offloads }, { "udpSetGro", js_udp_set_gro },
-    { "linkSet", js_link_set },       { "linkDel", js_link_del },
+    { "linkName", js_link_name },     { "linkSet", js_link_set },       { "linkDel", js_link_del },
     { "addrAdd", js_addr_add },       { "addrDel", js_addr_del },
     { "routeAdd", js_route_add },     { "routeDel", js_route_del },
     { "routeList", js_route_list },
     { "fdbBuild", js_fdb_build },     { "fdbLookup", js_fdb_lookup },
     { "fdbPeerByUnderlay", js_fdb_peer_by_underlay },
     { "encap", js_encap },            { "decap", js_decap },
-    { "icmpUnreach", js_icmp_unreach },
+    { "icmpError", js_icmp_error },
     { "tsoSplit", js_tso_split },
     { "groBatch", js_gro_batch },
     { "tunReader", js_tun_reader },   { "tunWrite", js_tun_write },

@@ -89,6 +89,7 @@ napi_value js_tun_set_offloads(napi_env env, napi_callback_info info);
 napi_value js_udp_set_gro(napi_env env, napi_callback_info info);
 napi_value js_malloc_trim(napi_env env, napi_callback_info info);
 napi_value js_link_index(napi_env env, napi_callback_info info);
+napi_value js_link_name(napi_env env, napi_callback_info info);
 napi_value js_link_set(napi_env env, napi_callback_info info);
 napi_value js_link_del(napi_env env, napi_callback_info info);
 napi_value js_addr_add(napi_env env, napi_callback_info info);
@@ -103,7 +104,7 @@ napi_value js_fdb_lookup(napi_env env, napi_callback_info info);
 napi_value js_fdb_peer_by_underlay(napi_env env, napi_callback_info info);
 napi_value js_encap(napi_env env, napi_callback_info info);
 napi_value js_decap(napi_env env, napi_callback_info info);
-napi_value js_icmp_unreach(napi_env env, napi_callback_info info);
+napi_value js_icmp_error(napi_env env, napi_callback_info info);
 napi_value js_tso_split(napi_env env, napi_callback_info info);
 napi_value js_gro_batch(napi_env env, napi_callback_info info);
 

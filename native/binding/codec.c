@@ -129,12 +129,13 @@ napi_value js_encap(napi_env env, napi_callback_info info)
     return throw_type(env, "encap", "pktOff/pktLen outside buf or headroom < VXLAN_ENCAP_LEN");
   memset(&res, 0, sizeof(res));
   r = ul_encap(&codec, h->fdb, buf, (size_t)off, (size_t)len, &res);
-  if (r != UL_OK)
+  if (r != UL_OK && r != UL_DROP_TOO_BIG)
     return make_int(env, r);
   CHECK(napi_create_object(env, &out));
   if (!set_int(env, out, "peer", ul_fdb_peer_index(h->fdb, res.peer)) ||
       !set_int(env, out, "frameOff", (int64_t)res.frame_off) ||
-      !set_int(env, out, "frameLen", (int64_t)res.frame_len))
+      !set_int(env, out, "frameLen", (int64_t)res.frame_len) ||
+      (r == UL_DROP_TOO_BIG && !set_int(env, out, "tooBig", res.peer->mtu)))
     return NULL;
   return out;
 }
@@ -175,25 +176,29 @@ napi_value js_decap(napi_env env, napi_callback_info info)
   return out;
 }
 
-napi_value js_icmp_unreach(napi_env env, napi_callback_info info)
+napi_value js_icmp_error(napi_env env, napi_callback_info info)
 {
-  napi_value argv[2], out;
+  napi_value argv[3], out;
   uint8_t msg[1280], *orig;
   struct ul_addr src;
   char str[64];
+  int64_t mtu;
   size_t len;
   void *data;
   int r;
 
-  if (!get_args(env, info, 2, argv, NULL))
+  if (!get_args(env, info, 3, argv, NULL))
     return NULL;
   if (!arg_bytes(env, argv[0], &orig, &len))
-    return throw_type(env, "icmpUnreach", "orig must be a Uint8Array");
+    return throw_type(env, "icmpError", "orig must be a Uint8Array");
   if (!arg_addr(env, argv[1], str, &src))
-    return throw_type(env, "icmpUnreach", "src must be an IPv4 or IPv6 string");
-  r = ul_icmp_unreach(orig, len, &src, msg, sizeof(msg));
+    return throw_type(env, "icmpError", "src must be an IPv4 or IPv6 string");
+  if (!arg_int(env, argv[2], 0, UINT32_MAX, &mtu))
+    return throw_type(env, "icmpError", "mtu must be an integer 0..2^32-1");
+  r = ul_icmp_error(orig, len, &src, mtu == 0 ? UL_ICMP_NO_ROUTE : UL_ICMP_TOO_BIG,
+                    (uint32_t)mtu, msg, sizeof(msg));
   if (r < 0)
-    return throw_errno(env, r, "build ICMP unreachable from", str);
+    return throw_errno(env, r, "build ICMP error from", str);
   if (r == 0)
     CHECK(napi_get_null(env, &out));
   else

@@ -8,6 +8,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <malloc.h>
+#include <net/if.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -159,6 +160,25 @@ napi_value js_link_index(napi_env env, napi_callback_info info)
   if (r < 0)
     return throw_errno(env, r, "link index", ifname);
   return make_int(env, r);
+}
+
+napi_value js_link_name(napi_env env, napi_callback_info info)
+{
+  napi_value argv[1], out;
+  char ifname[IF_NAMESIZE];
+  int64_t index;
+
+  if (!get_args(env, info, 1, argv, NULL))
+    return NULL;
+  if (!arg_int(env, argv[0], 1, INT32_MAX, &index))
+    return throw_type(env, "linkName", "ifindex must be a positive integer");
+  if (if_indextoname((unsigned)index, ifname) != NULL)
+    CHECK(napi_create_string_utf8(env, ifname, NAPI_AUTO_LENGTH, &out));
+  else if (errno == ENXIO) /* no such link */
+    CHECK(napi_get_null(env, &out));
+  else
+    return throw_errno(env, -errno, "link name of index", "");
+  return out;
 }
 
 napi_value js_link_set(napi_env env, napi_callback_info info)

@@ -84,6 +84,8 @@ enum ul_drop {
   UL_DROP_UDP_SEND = 11,    /* sendmmsg() failed for this packet */
   UL_DROP_TUN_READ = 12,    /* read() from the TUN failed */
   UL_DROP_UDP_RECV = 13,    /* recvmmsg() failed or truncated datagram */
+  UL_DROP_TOO_BIG = 14,     /* larger than the path to its peer carries (DF
+                               set or IPv6): answered with ICMP too big */
   UL_DROP__COUNT = 16       /* reserved width of drops[] in a slot */
 };
 
@@ -130,6 +132,9 @@ struct ul_fdb_snapshot_hdr {
   uint32_t reserved;
 };
 
+/* Smallest per-peer path MTU a snapshot may carry (IPv4's minimum, RFC 791). */
+#define UL_MIN_PATH_MTU 68
+
 struct ul_fdb_peer {   /* 40 bytes */
   uint8_t family;      /* underlay family, 4 or 6 */
   uint8_t reserved0;
@@ -139,7 +144,8 @@ struct ul_fdb_peer {   /* 40 bytes */
   uint8_t reserved1[2];
   uint32_t vni;        /* VNI to send with (vxlan) */
   uint32_t slot;       /* counter slot, >= 1 */
-  uint32_t reserved2;
+  uint32_t mtu;        /* largest inner packet the path to this peer
+                          carries unfragmented; 0 = no limit known */
 };
 
 struct ul_fdb_route {  /* 24 bytes: a pod subnet that lives behind a peer */
@@ -189,7 +195,9 @@ struct ul_encap_result {
  * Encapsulate the IP packet at buf[pkt_off .. pkt_off+pkt_len) in place.
  * pkt_off must be >= UL_VXLAN_ENCAP_LEN. Looks the inner destination up in
  * `fdb`. Returns UL_OK and fills `res`, or UL_DROP_TX_MALFORMED /
- * UL_DROP_NO_ROUTE.
+ * UL_DROP_NO_ROUTE, or UL_DROP_TOO_BIG (res->peer set, nothing written)
+ * when the packet is longer than the peer's path MTU and is IPv6 or IPv4
+ * with DF set (IPv4 without DF passes: the outer datagram is fragmented).
  */
 int ul_encap(const struct ul_codec_cfg *cfg, const struct ul_fdb *fdb,
              uint8_t *buf, size_t pkt_off, size_t pkt_len,
@@ -304,6 +312,24 @@ uint16_t ul_csum_fold(uint32_t sum);
  * L4 length `l4_len` (< 2^16). Chain it into ul_csum_partial() over the L4
  * header and payload. */
 uint32_t ul_csum_pseudo(const uint8_t *ip, unsigned proto, size_t l4_len);
+
+/* The ICMP errors the engines send (icmp.c has the wire format). */
+enum ul_icmp_kind {
+  UL_ICMP_NO_ROUTE = 0, /* v4 type 3 code 0; v6 type 1 code 0 */
+  UL_ICMP_TOO_BIG = 1   /* v4 type 3 code 4 + next-hop MTU; v6 type 2 + MTU */
+};
+
+/*
+ * Build the ICMP error `kind` answering the packet `orig` (quoting as much
+ * of it as RFC 792/4443 allow), from `src` to orig's source, into
+ * out[0..cap); `mtu` is the MTU the too-big message reports (ignored for
+ * no route). Returns its length, or 0 when no error must be sent (orig is
+ * itself an ICMP error, a fragment, from a multicast source...), or -EINVAL
+ * (also for a too-big mtu of 0 or, for IPv4, > 65535), -ENOSPC.
+ */
+int ul_icmp_error(const uint8_t *orig, size_t orig_len,
+                  const struct ul_addr *src, enum ul_icmp_kind kind,
+                  uint32_t mtu, uint8_t *out, size_t cap);
 
 /*
  * Build an ICMP destination-unreachable (v4: type 3 code 0; v6: type 1 code 0)

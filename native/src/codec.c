@@ -54,6 +54,8 @@
 #include "userlay.h"
 #include "be.h"
 
+#include <stdbool.h>
+
 #define ETHERTYPE_IPV4 0x0800
 #define ETHERTYPE_IPV6 0x86DD
 #define IPV4_MIN_HDR 20
@@ -88,6 +90,16 @@ static void ip_addr(const uint8_t *p, unsigned version, int want_src,
     memcpy(a->bytes, p + (want_src ? 8 : 24), 16);
 }
 
+/* Is the packet larger than the path MTU `mtu` (0: no limit) and may not be
+ * fragmented on the way: IPv6 (only the source fragments), or IPv4 with DF?
+ * IPv4 without DF is sent on; the kernel fragments the outer datagram
+ * (see "Path MTU" in engine.c's design notes). */
+static bool too_big(const uint8_t *pkt, size_t len, unsigned version,
+                    uint32_t mtu) {
+  if (mtu == 0 || len <= mtu) return false;
+  return version == 6 || (pkt[6] & 0x40) != 0;
+}
+
 int ul_encap(const struct ul_codec_cfg *cfg, const struct ul_fdb *fdb,
              uint8_t *buf, size_t pkt_off, size_t pkt_len,
              struct ul_encap_result *res) {
@@ -103,6 +115,7 @@ int ul_encap(const struct ul_codec_cfg *cfg, const struct ul_fdb *fdb,
   if (peer == NULL) return UL_DROP_NO_ROUTE;
 
   res->peer = peer;
+  if (too_big(pkt, pkt_len, version, peer->mtu)) return UL_DROP_TOO_BIG;
   if (cfg->mode != UL_MODE_VXLAN) {
     res->frame_off = pkt_off;
     res->frame_len = pkt_len;

@@ -48,6 +48,7 @@ struct slot {
   int reason;                 /* UL_OK or a drop */
   uint32_t peer_slot;         /* counter slot, 0 = none */
   uint32_t txq;               /* tx: index into cfg.tx_fds (source port) */
+  uint32_t path_mtu;          /* tx: the peer's path MTU (for too big) */
   struct sockaddr_storage addr; /* tx: destination; rx: source */
   struct iovec iov;
 };

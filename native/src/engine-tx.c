@@ -28,7 +28,9 @@ static bool icmp_allowed(struct worker *w)
   return true;
 }
 
-static void icmp_reply(struct worker *w, const uint8_t *pkt, size_t len)
+/* Answer the packet with ICMP `kind` (mtu: for too big), rate-limited. */
+static void icmp_reply(struct worker *w, const uint8_t *pkt, size_t len,
+                       enum ul_icmp_kind kind, uint32_t mtu)
 {
   const struct ul_addr *src = (pkt[0] >> 4) == 6 ? &w->e->cfg.icmp_src6
                                                  : &w->e->cfg.icmp_src4;
@@ -36,8 +38,8 @@ static void icmp_reply(struct worker *w, const uint8_t *pkt, size_t len)
 
   if (src->family == 0 || !icmp_allowed(w))
     return;
-  n = ul_icmp_unreach(pkt, len, src, w->icmp_buf + UL_VNET_HDR_LEN,
-                      UL_ICMP_MAX);
+  n = ul_icmp_error(pkt, len, src, kind, mtu, w->icmp_buf + UL_VNET_HDR_LEN,
+                    UL_ICMP_MAX);
   if (n <= 0)
     return;
   memset(w->icmp_buf, 0, UL_VNET_HDR_LEN);
@@ -95,6 +97,10 @@ static void tx_encap(struct worker *w, uint32_t n)
     }
     s->reason = ul_encap(&e->cfg.codec, fdb, s->buf, UL_TX_HEADROOM, s->len,
                          &res);
+    if (s->reason == UL_DROP_TOO_BIG) {
+      s->peer_slot = res.peer->slot;
+      s->path_mtu = res.peer->mtu;
+    }
     if (s->reason != UL_OK)
       continue;
     s->peer_slot = res.peer->slot;
@@ -248,7 +254,10 @@ static int tx_send(struct worker *w, uint32_t n)
     }
     count_drop(e, s->peer_slot, s->reason);
     if (s->reason == UL_DROP_NO_ROUTE)
-      icmp_reply(w, s->buf + UL_TX_HEADROOM, s->len);
+      icmp_reply(w, s->buf + UL_TX_HEADROOM, s->len, UL_ICMP_NO_ROUTE, 0);
+    else if (s->reason == UL_DROP_TOO_BIG)
+      icmp_reply(w, s->buf + UL_TX_HEADROOM, s->len, UL_ICMP_TOO_BIG,
+                 s->path_mtu);
   }
   if (nq <= 1)
     return tx_send_fd(w, nq == 1 ? e->cfg.tx_fds[0] : e->cfg.udp_fd, sent, m);

@@ -22,8 +22,11 @@
  *      into the headroom. Copy out what the send needs (destination sockaddr,
  *      counter slot); leave the read side (seq even).
  *   5. A miss (UL_DROP_NO_ROUTE) is counted and answered with an ICMP
- *      destination unreachable written back into the TUN (zero vnet header),
- *      at most UL_ICMP_RATE per second with bursts of UL_ICMP_BURST.
+ *      destination unreachable written back into the TUN (zero vnet header);
+ *      a packet longer than its peer's path MTU that may not be fragmented
+ *      (UL_DROP_TOO_BIG, see "Path MTU") likewise with fragmentation
+ *      needed / packet too big. Both at most UL_ICMP_RATE per second with
+ *      bursts of UL_ICMP_BURST (one bucket per tx thread).
  *   6. sendmmsg() the batch, each packet from the send socket its inner
  *      flow's hash picks (cfg.tx_fds: one outer UDP source port per flow, as
  *      the kernel vxlan device does; codec.c), in batch order per socket.
@@ -67,6 +70,19 @@
  *      instead, and no more coalescing.
  *
  * Design notes
+ *   - Path MTU: each FDB peer carries the largest inner packet the path to
+ *     it carries (struct ul_fdb_peer.mtu: the smaller underlay MTU of the
+ *     two nodes minus the encapsulation, worked out in JS; 0 = unknown, no
+ *     check). The TUN MTU is normally no larger, but it may be (an
+ *     explicit --mtu above the path, a peer with a smaller underlay that
+ *     joined after the pods got their MTU), and a TSO segment is cut to the
+ *     sender's MSS, not to the path. ul_encap refuses such a packet when it
+ *     is IPv6 or IPv4 with DF, and the sender gets ICMP too big with the
+ *     peer's path MTU: PMTU discovery (RFC 1191, RFC 8201) lowers its MSS
+ *     instead of the packet vanishing. IPv4 without DF is sent on and the
+ *     kernel fragments the outer UDP datagram (as the kernel vxlan device
+ *     does): the receiver reassembles it before decap, which costs but is
+ *     correct, and the inner packet stays whole (we never fragment it).
  *   - Threads (--threads N): the TUN is multi-queue (IFF_MULTI_QUEUE, one fd
  *     per queue; the kernel picks a packet's queue by its flow hash) and the
  *     tunnel port is a SO_REUSEPORT group of N sockets (the kernel picks by

@@ -161,6 +161,50 @@ static void test_encap_errors(const struct ul_fdb *fdb) {
   CHECK_EQ(ul_encap(&node1, fdb, buf, UL_TX_HEADROOM, sizeof ICMP6, &er), UL_DROP_TX_MALFORMED);
 }
 
+/* A peer's path MTU: longer IPv6 and IPv4-with-DF packets are refused with
+ * the peer named; IPv4 without DF and packets that fit pass. */
+static void test_too_big(void) {
+  enum { LEN = 100 };
+  struct snap s;
+  snap_init(&s, 1, 2);
+  uint32_t p = snap_peer(&s, "198.18.0.2", 2, 1);
+  snap_peer_at(&s, p)->mtu = LEN - 1;
+  snap_route(&s, "198.19.2.0", 24, p);
+  snap_route(&s, "fd00:19:0:2::", 64, p);
+  struct ul_fdb *fdb = snap_build(&s);
+  snap_free(&s);
+  CHECK(fdb != NULL);
+  if (fdb == NULL) return;
+  uint8_t buf[UL_BUF_SIZE];
+  uint8_t *pkt = buf + UL_TX_HEADROOM;
+  struct ul_codec_cfg node1 = codec(UL_MODE_VXLAN, MAC1);
+  struct ul_encap_result er;
+
+  memset(buf, 0xee, sizeof buf);
+  memcpy(pkt, ICMP4, sizeof ICMP4); /* DF set, made LEN long: one byte over */
+  pkt[2] = 0;
+  pkt[3] = LEN;
+  memset(&er, 0, sizeof er);
+  CHECK_EQ(ul_encap(&node1, fdb, buf, UL_TX_HEADROOM, LEN, &er), UL_DROP_TOO_BIG);
+  CHECK(er.peer != NULL && er.peer->mtu == LEN - 1 && er.peer->slot == 1);
+  CHECK_EQ(buf[UL_TX_HEADROOM - 1], 0xee); /* nothing encapsulated */
+  CHECK(memcmp(pkt + 4, ICMP4 + 4, sizeof ICMP4 - 4) == 0);
+  pkt[6] = 0x00; /* DF clear: sent on (the outer datagram fragments) */
+  CHECK_EQ(ul_encap(&node1, fdb, buf, UL_TX_HEADROOM, LEN, &er), UL_OK);
+  pkt[3] = LEN - 1; /* fits exactly, DF set again */
+  pkt[6] = 0x40;
+  CHECK_EQ(ul_encap(&node1, fdb, buf, UL_TX_HEADROOM, LEN - 1, &er), UL_OK);
+
+  /* IPv6 is never fragmented on the way: refused whatever its flags */
+  memcpy(pkt, ICMP6, sizeof ICMP6);
+  pkt[4] = 0;
+  pkt[5] = LEN - 40;
+  CHECK_EQ(ul_encap(&node1, fdb, buf, UL_TX_HEADROOM, LEN, &er), UL_DROP_TOO_BIG);
+  pkt[5] = LEN - 41;
+  CHECK_EQ(ul_encap(&node1, fdb, buf, UL_TX_HEADROOM, LEN - 1, &er), UL_OK);
+  ul_fdb_free(fdb);
+}
+
 /* One malformed-datagram case: start from the inner v4 (or v6) packet in a
  * valid frame, patch one byte, cut the length, change the outer source. */
 struct bad_case {
@@ -312,6 +356,7 @@ int main(void) {
   test_roundtrip(fdb, UL_MODE_UDP, ICMP4, sizeof ICMP4, "198.18.0.1");
   test_roundtrip(fdb, UL_MODE_UDP, ICMP6, sizeof ICMP6, "198.18.0.1");
   test_encap_errors(fdb);
+  test_too_big();
   test_bad_table(fdb);
   test_flow_hash();
   ul_fdb_free(fdb);

@@ -11,6 +11,11 @@
  *      arrives as 40 frames in order (UDP GSO runs are cut apart again).
  *   2. no route: a datagram to 198.19.3.5 is answered with an ICMP net
  *      unreachable that the connected sender sees as ENETUNREACH.
+ *   2a. too big: with the peer's path MTU at 1000, a 1200-byte datagram with
+ *      DF is not sent but answered with ICMP fragmentation needed, which the
+ *      sender sees as EMSGSIZE with IP_MTU 1000, counted as too_big on the
+ *      peer; a 1000-byte one goes, and a 1200-byte one without DF leaves
+ *      the sender as two fragments the MTU it learnt allows, both sent.
  *   3. rx: a VXLAN frame from the peer carrying 198.19.2.5 -> 198.19.1.0:R
  *      reaches a socket on port R; a spoofed inner source and a wrong VNI are
  *      counted as drops.
@@ -134,6 +139,57 @@ static void test_no_route(struct fixture *f)
   CHECK_EQ(recv_wait(s, buf, sizeof(buf), 2000), -ENETUNREACH);
   CHECK(ctr_wait(f->counters, 0, UL_C_DROPS + UL_DROP_NO_ROUTE, before + 1) >= before + 1);
   close(s);
+}
+
+static void test_too_big(struct fixture *f)
+{
+  struct sockaddr_in dst = sin4("198.19.2.5", 9);
+  static char payload[1200 - 28];
+  uint8_t frame[2048];
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  int on = 1, df = IP_PMTUDISC_PROBE, dont = IP_PMTUDISC_DONT, mtu = 0;
+  socklen_t ml = sizeof(mtu);
+  uint64_t sent = ctr(f->counters, 1, UL_C_TX_PACKETS);
+  struct snap sn;
+  struct ul_fdb *fdb;
+  uint32_t p;
+
+  snap_init(&sn, 1, 1);
+  p = snap_peer(&sn, "127.0.0.1", 0x02, VNI);
+  snap_peer_at(&sn, p)->port = f->peer_port;
+  snap_peer_at(&sn, p)->mtu = 1000;
+  snap_route(&sn, "198.19.2.0", 24, p);
+  fdb = snap_build(&sn);
+  snap_free(&sn);
+  CHECK(fdb != NULL);
+  ul_engine_set_fdb(f->engine, fdb);
+
+  /* PROBE: DF set, and the local TUN MTU (not a cached PMTU) decides */
+  CHECK(setsockopt(s, IPPROTO_IP, IP_RECVERR, &on, sizeof(on)) == 0);
+  CHECK(setsockopt(s, IPPROTO_IP, IP_MTU_DISCOVER, &df, sizeof(df)) == 0);
+  CHECK(connect(s, (struct sockaddr *)&dst, sizeof(dst)) == 0);
+  CHECK(send(s, payload, sizeof(payload), 0) == (ssize_t)sizeof(payload));
+  CHECK_EQ(recv_wait(s, frame, sizeof(frame), 2000), -EMSGSIZE);
+  CHECK(getsockopt(s, IPPROTO_IP, IP_MTU, &mtu, &ml) == 0);
+  CHECK_EQ(mtu, 1000);
+  CHECK_EQ(ctr_wait(f->counters, 1, UL_C_DROPS + UL_DROP_TOO_BIG, 1), 1);
+  CHECK_EQ(ctr(f->counters, 0, UL_C_DROPS + UL_DROP_TOO_BIG), 1);
+  CHECK_EQ(recv_wait(f->peer, frame, sizeof(frame), 100), -ETIMEDOUT);
+
+  /* what fits goes; without DF the sender now fragments to the MTU it
+   * learnt, and the fragments go (none is refused) */
+  CHECK(send(s, payload, 1000 - 28, 0) == 1000 - 28);
+  CHECK_EQ(recv_wait(f->peer, frame, sizeof(frame), 2000), UL_VXLAN_ENCAP_LEN + 1000);
+  CHECK(setsockopt(s, IPPROTO_IP, IP_MTU_DISCOVER, &dont, sizeof(dont)) == 0);
+  CHECK(send(s, payload, sizeof(payload), 0) == (ssize_t)sizeof(payload));
+  ssize_t first = recv_wait(f->peer, frame, sizeof(frame), 2000);
+  ssize_t second = recv_wait(f->peer, frame, sizeof(frame), 2000);
+  CHECK(first > UL_VXLAN_ENCAP_LEN && first <= UL_VXLAN_ENCAP_LEN + 1000);
+  CHECK_EQ(first + second - 2 * UL_VXLAN_ENCAP_LEN, 1200 + 20); /* two IP headers */
+  CHECK_EQ(ctr_wait(f->counters, 1, UL_C_TX_PACKETS, sent + 3), sent + 3);
+  CHECK_EQ(ctr(f->counters, 1, UL_C_DROPS + UL_DROP_TOO_BIG), 1);
+  close(s);
+  ul_engine_set_fdb(f->engine, make_fdb(f->peer_port));
 }
 
 static void test_rx(struct fixture *f)
@@ -622,6 +678,7 @@ int main(void)
     test_tx(&f);
     test_tx_burst(&f);
     test_no_route(&f);
+    test_too_big(&f);
     test_rx(&f);
     test_rx_gro(&f);
     test_rx_udp_gro(&f);

@@ -139,6 +139,8 @@ static void c_peer_slot(struct snap *s, size_t *len) { (void)len; snap_peer_at(s
 static void c_peer_v4_tail(struct snap *s, size_t *len) { (void)len; snap_peer_at(s, 0)->ip[9] = 1; }
 static void c_peer_vni(struct snap *s, size_t *len) { (void)len; snap_peer_at(s, 0)->vni = 1u << 24; }
 static void c_peer_port(struct snap *s, size_t *len) { (void)len; snap_peer_at(s, 0)->port = 0; }
+static void c_peer_mtu_low(struct snap *s, size_t *len) { (void)len; snap_peer_at(s, 0)->mtu = 67; }
+static void c_peer_mtu_high(struct snap *s, size_t *len) { (void)len; snap_peer_at(s, 0)->mtu = 65536; }
 static void c_peer_dup_ip(struct snap *s, size_t *len) {
   (void)len;
   memcpy(snap_peer_at(s, 1)->ip, snap_peer_at(s, 0)->ip, 16);
@@ -173,6 +175,8 @@ static void test_malformed(void) {
       {"peer v4 ip tail", c_peer_v4_tail},
       {"peer vni", c_peer_vni},
       {"peer port 0", c_peer_port},
+      {"peer mtu below 68", c_peer_mtu_low},
+      {"peer mtu above 65535", c_peer_mtu_high},
       {"duplicate underlay ip", c_peer_dup_ip},
       {"route peer index", c_route_peer},
       {"route family", c_route_family},

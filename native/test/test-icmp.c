@@ -1,6 +1,8 @@
 /*
- * test-icmp.c — destination-unreachable messages for IPv4 and IPv6: header
- * fields, addresses, checksums, quote limits, and the packets that must not
+ * test-icmp.c — destination-unreachable and too-big messages (IPv4
+ * fragmentation needed, ICMPv6 packet too big) for IPv4 and IPv6: header
+ * fields, addresses, MTU field, checksums (also against a checksum written
+ * here, independent of csum.c), quote limits, and the packets that must not
  * be answered.
  */
 #include <errno.h>
@@ -11,6 +13,7 @@
 
 static void put16(uint8_t *p, uint16_t v) { p[0] = (uint8_t)(v >> 8); p[1] = (uint8_t)v; }
 static uint16_t get16(const uint8_t *p) { return (uint16_t)(p[0] << 8 | p[1]); }
+static uint32_t load32(const uint8_t *p) { return (uint32_t)get16(p) << 16 | get16(p + 2); }
 
 /* An IP packet of `len` bytes from src to dst carrying `proto` whose first
  * payload byte is `first`. */
@@ -51,6 +54,122 @@ static int icmp_verifies(const uint8_t *out, size_t len) {
   return ul_csum_fold(ul_csum_partial(out + 40, len - 40, sum)) == 0;
 }
 
+/* RFC 1071 one's-complement sum of 16-bit words, written out here without
+ * csum.c: the 16-bit sum over data (odd tail padded with zero) and `init`. */
+static uint16_t sum16(const uint8_t *data, size_t len, uint64_t init) {
+  uint64_t acc = init;
+  for (size_t i = 0; i + 1 < len; i += 2) acc += (uint64_t)data[i] << 8 | data[i + 1];
+  if (len & 1) acc += (uint64_t)data[len - 1] << 8;
+  while (acc >> 16) acc = (acc & 0xffff) + (acc >> 16);
+  return (uint16_t)acc;
+}
+
+/* Does the ICMP(v6) message's checksum verify by sum16 (v6 with the
+ * RFC 8200 8.1 pseudo-header: addresses, upper-layer length, next header)? */
+static int icmp_verifies_independently(const uint8_t *out, size_t len) {
+  if (out[0] >> 4 == 4)
+    return sum16(out, 20, 0) == 0xffff && sum16(out + 20, len - 20, 0) == 0xffff;
+  uint64_t pseudo = sum16(out + 8, 32, 0) + (uint64_t)(len - 40) + 58;
+  return sum16(out + 40, len - 40, pseudo) == 0xffff;
+}
+
+/* One expected header field: `len` (1, 2 or 4) bytes at `off`, big-endian. */
+struct field {
+  size_t off, len;
+  uint32_t want;
+};
+
+/* Check an error message field by field (table), then that it comes from
+ * `me` to `client` (addresses at addr_off, addr_len bytes each), quotes
+ * orig[0..quote) after its `head` bytes of headers, and that its checksums
+ * verify independently (and by csum.c) and stop verifying when `flip` is
+ * changed. */
+static void check_message(uint8_t *out, int n, const struct field *fields, size_t nf,
+                          size_t addr_off, size_t addr_len, const struct ul_addr *me,
+                          const struct ul_addr *client, const uint8_t *orig,
+                          size_t head, size_t quote, size_t flip) {
+  if (n <= 0) return;
+  for (size_t i = 0; i < nf; i++) {
+    const struct field *f = &fields[i];
+    uint32_t got = f->len == 1 ? out[f->off] : f->len == 2 ? get16(out + f->off) : load32(out + f->off);
+    if (got != f->want) fprintf(stderr, "field at %zu: %u, want %u\n", f->off, got, f->want);
+    CHECK_EQ(got, f->want);
+  }
+  CHECK(memcmp(out + addr_off, me->bytes, addr_len) == 0);
+  CHECK(memcmp(out + addr_off + addr_len, client->bytes, addr_len) == 0);
+  CHECK(memcmp(out + head, orig, quote) == 0);
+  CHECK(icmp_verifies_independently(out, (size_t)n));
+  CHECK(icmp_verifies(out, (size_t)n));
+  out[flip] ^= 1; /* the independent check can fail */
+  CHECK(!icmp_verifies_independently(out, (size_t)n));
+  out[flip] ^= 1;
+}
+
+/* Too big, IPv4: type 3 code 4, unused 16 bits, next-hop MTU (RFC 1191 4),
+ * the packet quoted; the header exactly as for no route. */
+static void test_too_big_v4(void) {
+  uint8_t orig[1500], out[2048];
+  struct ul_addr me = addr("198.19.1.0"), client = addr("198.19.1.2");
+  static const struct field v4[] = {
+      {0, 1, 0x45}, {1, 1, 0xc0}, {2, 2, 576}, {6, 2, 0} /* no fragmentation flags */,
+      {8, 1, 64}, {9, 1, 1}, {20, 1, 3}, {21, 1, 4}, {24, 2, 0}, {26, 2, 1450},
+  };
+  mk(orig, 1400, "198.19.1.2", "198.19.9.9", 6, 0);
+  orig[6] = 0x40; /* DF */
+  int n = ul_icmp_error(orig, 1400, &me, UL_ICMP_TOO_BIG, 1450, out, sizeof out);
+  CHECK_EQ(n, 576);
+  check_message(out, n, v4, sizeof v4 / sizeof v4[0], 12, 4, &me, &client, orig, 28, 576 - 28, 27);
+
+  /* The MTU field holds 16 bits: larger (and 0) is refused. */
+  CHECK_EQ(ul_icmp_error(orig, 1400, &me, UL_ICMP_TOO_BIG, 65536, out, sizeof out), -EINVAL);
+  CHECK_EQ(ul_icmp_error(orig, 1400, &me, UL_ICMP_TOO_BIG, 0, out, sizeof out), -EINVAL);
+  CHECK_EQ(ul_icmp_error(orig, 1400, &me, (enum ul_icmp_kind)2, 1450, out, sizeof out), -EINVAL);
+  /* Still not for a multicast destination in IPv4 (RFC 1122 3.2.2). */
+  mk(orig, 1400, "198.19.1.2", "239.1.2.3", 17, 0);
+  CHECK_EQ(ul_icmp_error(orig, 1400, &me, UL_ICMP_TOO_BIG, 1450, out, sizeof out), 0);
+  /* Nor for an ICMP error. */
+  mk(orig, 1400, "198.19.1.2", "198.19.9.9", 1, 3);
+  CHECK_EQ(ul_icmp_error(orig, 1400, &me, UL_ICMP_TOO_BIG, 1450, out, sizeof out), 0);
+}
+
+/* Too big, IPv6: type 2 code 0, 32-bit MTU (RFC 4443 3.2), quoted up to
+ * 1280 bytes; answered for a multicast destination too (2.4 (e.2)). */
+static void test_too_big_v6(void) {
+  uint8_t orig[1500], out[2048];
+  struct ul_addr me = addr("2001:2:0:101::"), client = addr("2001:2:0:101::2");
+  static const struct field v6[] = {
+      {0, 4, 0x60000000u} /* version, class, flow */, {4, 2, 1280 - 40}, {6, 1, 58}, {7, 1, 64},
+      {40, 1, 2}, {41, 1, 0}, {44, 4, 1430},
+  };
+  mk(orig, 1500, "2001:2:0:101::2", "2001:2:0:102::2", 6, 0);
+  int n = ul_icmp_error(orig, 1500, &me, UL_ICMP_TOO_BIG, 1430, out, sizeof out);
+  CHECK_EQ(n, 1280);
+  check_message(out, n, v6, sizeof v6 / sizeof v6[0], 8, 16, &me, &client, orig, 48, 1280 - 48, 46);
+
+  /* A 32-bit field: values above 65535 are carried whole. */
+  n = ul_icmp_error(orig, 1500, &me, UL_ICMP_TOO_BIG, 70000, out, sizeof out);
+  CHECK_EQ(n, 1280);
+  CHECK_EQ(get16(out + 44), 70000 >> 16);
+  CHECK_EQ(get16(out + 46), 70000 & 0xffff);
+  /* Multicast destination: answered (unlike no route). */
+  mk(orig, 1500, "2001:2:0:101::2", "ff0e::1", 17, 0);
+  CHECK(ul_icmp_error(orig, 1500, &me, UL_ICMP_TOO_BIG, 1430, out, sizeof out) > 0);
+  CHECK_EQ(ul_icmp_error(orig, 1500, &me, UL_ICMP_NO_ROUTE, 0, out, sizeof out), 0);
+  /* Not for a multicast source, nor for an ICMPv6 error. */
+  mk(orig, 1500, "ff0e::1", "2001:2:0:102::2", 17, 0);
+  CHECK_EQ(ul_icmp_error(orig, 1500, &me, UL_ICMP_TOO_BIG, 1430, out, sizeof out), 0);
+  mk(orig, 1500, "2001:2:0:101::2", "2001:2:0:102::2", 58, 2);
+  CHECK_EQ(ul_icmp_error(orig, 1500, &me, UL_ICMP_TOO_BIG, 1430, out, sizeof out), 0);
+
+  /* No route through the same path: type 1, zero where the MTU would be. */
+  mk(orig, 100, "2001:2:0:101::2", "2001:2:0:102::2", 17, 0);
+  n = ul_icmp_error(orig, 100, &me, UL_ICMP_NO_ROUTE, 0, out, sizeof out);
+  CHECK_EQ(n, 148);
+  CHECK_EQ(out[40], 1);
+  CHECK_EQ(load32(out + 44), 0);
+  CHECK(n > 0 && icmp_verifies_independently(out, (size_t)n));
+}
+
 static void test_v4(void) {
   uint8_t orig[1500], out[2048];
   struct ul_addr me = addr("198.19.1.0"), client = addr("198.19.1.2"),
@@ -68,6 +187,8 @@ static void test_v4(void) {
   CHECK_EQ(out[20], 3);
   CHECK_EQ(out[21], 0);
   CHECK(icmp_verifies(out, (size_t)n));
+  CHECK(icmp_verifies_independently(out, (size_t)n));
+  CHECK_EQ(load32(out + 24), 0); /* unused */
   CHECK(memcmp(out + 28, orig, 60) == 0);
   CHECK(memcmp(out + 28 + 16, far.bytes, 4) == 0); /* quoted dst */
 
@@ -204,5 +325,7 @@ int main(void) {
   test_v4();
   test_v6();
   test_no_error();
+  test_too_big_v4();
+  test_too_big_v6();
   return CHECK_DONE();
 }

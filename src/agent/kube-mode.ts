@@ -26,7 +26,8 @@ import type { V1Node } from '@kubernetes/client-node';
 import { UserlayError } from '../errors.js';
 import { createLogger, type Logger } from '../log.js';
 import type { Dataplane, DataplaneOptions, Peer } from '../dataplane/types.js';
-import { BACKENDS, encapOverhead } from '../dataplane/backends.js';
+import { BACKENDS } from '../dataplane/backends.js';
+import { PodMtu, decideMtu, type MtuDecision } from '../control/path-mtu.js';
 import { DirectRoutes, type RoutingMode, type RoutingStatus } from '../control/host/direct-routes.js';
 import type { RouteOps } from '../control/host/routes.js';
 import { exponentialBackoff, sleep, systemClock, type Clock } from '../control/backoff.js';
@@ -36,6 +37,7 @@ import { writeSubnetEnv } from '../control/subnet-env.js';
 import { pickUnderlay, systemHost, underlayConflict, type Underlay, type UnderlayHost } from '../control/underlay.js';
 import { IpMasq } from '../control/host/ip-masq.js';
 import { systemNftables, type Nftables } from '../control/host/nftables.js';
+import { systemSysctls } from '../control/host/sysctl.js';
 import { createNodeApi, type NodeApi } from '../control/kube/client.js';
 import { credentialsOf, helperCredentials, type KubeCredentials } from '../control/kube/credentials.js';
 import { waitForOwnNode } from '../control/kube/identity.js';
@@ -87,6 +89,10 @@ export class KubeAgent {
   private readonly ipMasq: IpMasq | undefined;
   private trimTimer: ReturnType<typeof setInterval> | undefined;
   private directRoutes: DirectRoutes | undefined;
+  /** The pod MTU over time (src/control/path-mtu.ts), once the underlay is known. */
+  private podMtu: PodMtu | undefined;
+  /** The pod MTU subnet.env and the CNI plugin hand out (the last one decided). */
+  private podMtuNow: number | undefined;
   /** Resolves when start-up finished (ready), rejects on a fatal start-up error. */
   readonly started: Promise<void>;
 
@@ -118,7 +124,12 @@ export class KubeAgent {
   podNetwork(): NodeNetwork | { unavailable: string } {
     const r = this.ready();
     if (!r.ready || !this.own) return { unavailable: r.reasons.join('; ') || 'starting' };
-    return { subnets: this.own.subnets, networks: this.own.networks, mtu: this.own.mtu };
+    return { subnets: this.own.subnets, networks: this.own.networks, mtu: this.podMtuNow ?? this.own.mtu };
+  }
+
+  /** The pod MTU in force and why, once decided. */
+  mtu(): MtuDecision | undefined {
+    return this.podMtu?.current();
   }
 
   /** Extra Prometheus families: informer restarts, last sync time, desired peers, readiness. */
@@ -213,10 +224,18 @@ export class KubeAgent {
     if (netConf.mtu === undefined && underlay.mtu === undefined) {
       throw new UserlayError('EUSAGE', `cannot read the MTU of ${underlay.iface} (/sys/class/net/${underlay.iface}/mtu): set net-conf Backend.MTU or --mtu`);
     }
-    const mtu = netConf.mtu ?? underlay.mtu! - encapOverhead(netConf.backend, underlay.family);
+    // the data plane starts with what our own underlay allows; the first sync lowers it when a
+    // peer's path is smaller (src/control/path-mtu.ts), so the own lease stays the same across restarts
+    const mtuInput = {
+      backend: netConf.backend, nodeName: cfg.nodeName, family: underlay.family, underlay: { iface: underlay.iface, mtu: underlay.mtu },
+      ...(netConf.mtu !== undefined ? { fixed: netConf.mtu } : {}),
+    };
+    const firstMtu = decideMtu(mtuInput, []);
+    const mtu = firstMtu.mtu;
     const own: OwnLease = {
       nodeName: cfg.nodeName, subnets: ownNode.subnets, networks: networkList(netConf), publicIP: underlay.bindIP,
       vtepMAC, backend: netConf.backend, vni: netConf.vni, port: netConf.port, mtu,
+      ...(underlay.mtu !== undefined ? { underlayMtu: underlay.mtu } : {}),
     };
     this.own = own;
     log.info('underlay', { iface: underlay.iface, bindIP: underlay.bindIP, publicIP: underlay.publicIP, how: underlay.how, underlayMTU: underlay.mtu });
@@ -245,9 +264,20 @@ export class KubeAgent {
       }
     }
     if (this.stopped) return this.stop();
+    const opened = this.dp;
+    this.podMtuNow = mtu;
+    const podMtu = new PodMtu(mtuInput, firstMtu, log, async (d) => {
+      opened.setMtu(d.mtu);
+      this.podMtuNow = d.mtu;
+      if (this.subnetEnvWritten) await this.writeSubnetEnv(own);
+    });
+    this.podMtu = podMtu;
 
     // 6. lease
-    const lease: LeaseInfo = { backend: own.backend, vni: own.vni, vtepMAC, publicIP: underlay.publicIP, family: underlay.family };
+    const lease: LeaseInfo = {
+      backend: own.backend, vni: own.vni, vtepMAC, publicIP: underlay.publicIP, family: underlay.family,
+      ...(underlay.mtu !== undefined ? { underlayMtu: underlay.mtu } : {}),
+    };
     await this.retry('publish lease', () => publishLease(this.deps.api, cfg.nodeName, cfg.prefix, lease, log));
     this.leasePublished = true;
     if (this.stopped) return;
@@ -266,9 +296,10 @@ export class KubeAgent {
       cache: informer,
       config: { nodeName: cfg.nodeName, prefix: cfg.prefix, backend: own.backend, networks: netConf.networks, ownSubnets: own.subnets, underlayFamily: underlay.family,
         ownPublicIP: underlay.publicIP, ownVtepMAC: vtepMAC },
-      apply: (peers: readonly Peer[]) => {
+      apply: async (peers: readonly Peer[]) => {
         dp.setPeers(routes ? routes.apply(peers) : peers);
         this.store.saveLatest(own, peers, (err) => log.error('saving the FDB snapshot failed', { err }));
+        await podMtu.update(peers);
       },
       log, clock: this.clock, resyncMs: cfg.resyncMs, initial: dp.peers(), cacheSynced: () => this.listed,
     });
@@ -287,15 +318,25 @@ export class KubeAgent {
 
     // 8. pod egress, subnet.env
     await this.retry('ip-masq', () => this.applyIpMasq(own));
-    await this.retry('write subnet.env', () => writeSubnetEnv(cfg.subnetFile, { networks: netConf.networks, ownSubnets: own.subnets, mtu, ipMasq: cfg.ipMasq }));
+    await this.retry('write subnet.env', () => this.writeSubnetEnv(own));
     this.subnetEnvWritten = true;
     while (!this.ready().ready && !this.stopped) await sleep(this.clock, 50, this.abort.signal);
     if (this.stopped) return;
     log.info('agent ready', {
-      tun: dp.tunName, mtu, podMTU: mtu, backend: own.backend, engine: cfg.engine, publicIP: underlay.publicIP,
+      tun: dp.tunName, mtu: dp.mtu(), podMTU: this.podMtuNow, backend: own.backend, engine: cfg.engine, publicIP: underlay.publicIP,
       subnets: own.subnets, vtepMAC, peers: sync.current().length, ipMasq: cfg.ipMasq,
     });
-    log.info(`pods must use MTU ${mtu}`, { podMTU: mtu });
+    log.info(`pods must use MTU ${this.podMtuNow}`, { podMTU: this.podMtuNow, limitedBy: podMtu.current().limitedBy, reason: podMtu.current().reason });
+  }
+
+  /** Write subnet.env with the pod MTU now; again when it changed meanwhile (a peer lowered it). */
+  private async writeSubnetEnv(own: OwnLease): Promise<void> {
+    const netConf = this.cfg.netConf;
+    let mtu: number;
+    do {
+      mtu = this.podMtuNow ?? own.mtu;
+      await writeSubnetEnv(this.cfg.subnetFile, { networks: netConf.networks, ownSubnets: own.subnets, mtu, ipMasq: this.cfg.ipMasq });
+    } while (mtu !== (this.podMtuNow ?? own.mtu));
   }
 
   /**
@@ -370,6 +411,7 @@ function dataplaneOptions(cfg: KubeAgentConfig, own: OwnLease): DataplaneOptions
   return {
     backend: own.backend, engine: cfg.engine, offloads: cfg.offloads, threads: cfg.threads ?? 1, tunName: cfg.tunName, mtu: own.mtu, publicIP: own.publicIP,
     port: own.port, vni: own.vni, vtepMAC: own.vtepMAC, ownSubnets: own.subnets, networks: own.networks,
+    ...(own.underlayMtu !== undefined ? { underlayMtu: own.underlayMtu } : {}),
   };
 }
 
@@ -400,7 +442,7 @@ export async function realDeps(cfg: KubeAgentConfig, log: Logger): Promise<KubeA
     api,
     trimMemory: () => { loadAddon().mallocTrim(); },
     makeInformer: (onListed) => makeNodeInformer(creds, { onListed, annotationPrefix: cfg.prefix, log }),
-    openDataplane,
+    openDataplane: (opts, l) => openDataplane(opts, l, undefined, systemSysctls),
     nftables: systemNftables(),
     ...(routingMode(cfg.netConf.backend, cfg.netConf.directRouting === true) !== 'overlay' ? { routes: loadAddon() } : {}),
   };
@@ -416,7 +458,7 @@ export async function runKubeAgent(argv: string[]): Promise<void> {
   const log = createLogger(cfg.logLevel).with({ node: cfg.nodeName });
   const agent = new KubeAgent(cfg, await realDeps(cfg, log), log);
   const status = cfg.statusAddr === undefined ? undefined : await startStatusServer(cfg.statusAddr, {
-    dataplane: () => agent.dataplane(), ready: () => agent.ready(), metrics: () => agent.metrics(), routing: () => agent.routing(),
+    dataplane: () => agent.dataplane(), ready: () => agent.ready(), metrics: () => agent.metrics(), routing: () => agent.routing(), mtu: () => agent.mtu(),
   }, log).catch(async (err: unknown) => {
     await agent.stop();
     throw err;

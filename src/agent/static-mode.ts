@@ -7,7 +7,8 @@
  *   2. own subnet(s) inside the cluster network(s)
  *   3. cluster network(s) and subnet(s) clear of the underlay address and its connected prefix
  *   4. peers file readable, valid, at most MAX_PEERS, and a consistent FDB against our settings
- *   5. MTU (auto reads the underlay interface's MTU; a larger --mtu N is warned about)
+ *   5. MTU (auto: the smallest path, from the underlay interface's MTU and the peers' `mtu`,
+ *      src/control/path-mtu.ts; a --mtu N larger than a path is warned about)
  *   6. openDataplane (port in use, no permission for /dev/net/tun, --tun not a TUN, route exists)
  * Routing (--direct-routing, --backend host-gw): protocol-85 routes a crashed run left on the
  * underlay device are removed, then every peer-set update decides per peer whether it is
@@ -26,10 +27,12 @@ import { MAX_PEERS, fdbDefaults, openDataplane, validateDataplaneOptions } from 
 import { SlotAllocator, buildFdb, MAX_VNI } from '../dataplane/fdb.js';
 import { BACKENDS, BACKEND_NAMES, MAX_MTU, backendList, type Backend } from '../dataplane/backends.js';
 import { resolveMtu, waitUnderlayMtu } from '../control/host/mtu.js';
+import { PodMtu, decideMtu, type MtuInput } from '../control/path-mtu.js';
+import { writeSubnetEnv } from '../control/subnet-env.js';
 import { DirectRoutes, type RoutingMode } from '../control/host/direct-routes.js';
 import { realHost } from '../control/host/host.js';
 import { loadAddon } from '../dataplane/addon.js';
-import { type Cidr, canonicalIP, canonicalMac, cidrContains, localUnicastMac, parseCidr, vtepMacProblem } from '../dataplane/net.js';
+import { type Cidr, canonicalIP, canonicalMac, cidrContains, localUnicastMac, parseCidr, parseIP, vtepMacProblem } from '../dataplane/net.js';
 import { underlayConflict } from '../control/underlay.js';
 import { IpMasq } from '../control/host/ip-masq.js';
 import { systemNftables } from '../control/host/nftables.js';
@@ -49,7 +52,8 @@ export const staticAgentFlags: readonly FlagSpec[] = [
   { name: 'port', kind: 'int', help: `underlay UDP port (default ${BACKEND_NAMES.filter((b) => BACKENDS[b].defaultPort !== undefined).map((b) => `${BACKENDS[b].defaultPort} for ${b}`).join(', ')})` },
   { name: 'vtep-mac', kind: 'string', help: 'own VTEP MAC (default: derived from --node)' },
   { name: 'tun', kind: 'string', default: 'userlay0', help: 'TUN device name' },
-  { name: 'mtu', kind: 'string', default: 'auto', help: 'TUN MTU: auto (underlay MTU minus overhead) or a number' },
+  { name: 'mtu', kind: 'string', default: 'auto', help: 'TUN MTU: auto (the smallest path: underlay MTUs, ours and the peers\' "mtu", minus overhead) or a number' },
+  { name: 'subnet-file', kind: 'string', help: 'subnet.env to write (FLANNEL_MTU and the subnets), rewritten when the pod MTU changes' },
   { name: 'engine', kind: 'string', default: 'native', help: 'forwarding engine: native or js' },
   offloadsFlagSpec,
   threadsFlagSpec,
@@ -66,7 +70,7 @@ export const staticAgentSynopsis =
   '                     [--backend vxlan|udp|host-gw] [--direct-routing] [--vni N] [--port N] [--vtep-mac MAC] [--tun NAME]\n' +
   '                     [--mtu auto|N] [--engine native|js] [--offloads auto|off] [--threads N]\n' +
   '                     [--log-level L] [--status-addr HOST:PORT] [--cni-socket PATH] [--cni-state-dir DIR]\n' +
-  '                     [--ip-masq]';
+  '                     [--ip-masq] [--subnet-file FILE]';
 
 /** A stable unicast, locally administered MAC derived from the node name. */
 export function macFromNodeName(node: string): string {
@@ -80,6 +84,7 @@ export interface StaticConfig {
   readonly statusAddr: string | undefined;
   readonly peersFile: string;
   readonly mtuSpec: string;
+  readonly subnetFile: string | undefined;
   readonly cni: CniFlags;
   readonly ipMasq: boolean;
   /** How peers are reached: from --backend and --direct-routing. */
@@ -129,7 +134,7 @@ export function parseStaticConfig(argv: readonly string[]): StaticConfig {
     }
   }
   return {
-    node, logLevel, statusAddr, peersFile: flagString(f, 'peers')!, mtuSpec, cni, ipMasq: flagBool(f, 'ip-masq'), routing,
+    node, logLevel, statusAddr, peersFile: flagString(f, 'peers')!, mtuSpec, subnetFile: flagString(f, 'subnet-file'), cni, ipMasq: flagBool(f, 'ip-masq'), routing,
     dataplane: {
       backend, engine, offloads, threads, tunName, publicIP, port, vni, vtepMAC,
       ownSubnets: subnets.map((s) => s.text), networks: networks.map((n) => n.text),
@@ -170,24 +175,44 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
   const host = realHost(addon);
   const mtu = await resolveMtu(cfg.mtuSpec, o.backend, o.publicIP, host);
   if (mtu.warning !== undefined) log.warn(mtu.warning, { mtu: mtu.mtu });
+  // the smallest path over the peers (a peer smaller than us: PodMtu warns about a fixed MTU)
+  const mtuInput: MtuInput = {
+    backend: o.backend, nodeName: cfg.node, family: parseIP(o.publicIP).family,
+    underlay: mtu.underlay ?? { iface: 'unknown', mtu: undefined }, ...(cfg.mtuSpec === 'auto' ? {} : { fixed: mtu.mtu }),
+  };
+  const firstMtu = decideMtu(mtuInput, peers);
   let routes: DirectRoutes | undefined;
   if (cfg.routing !== 'overlay') {
     const link = mtu.underlay ?? await waitUnderlayMtu(o.publicIP, host);
     routes = new DirectRoutes(host.routes, host, link.iface, cfg.routing, log);
     routes.start();
   }
-  const dp = await openDataplane({ ...o, mtu: mtu.mtu }, log, addon).catch((err: unknown) => {
-    throw blameFlag(err);
+  const dp = await openDataplane({ ...o, mtu: firstMtu.mtu, ...(mtu.underlay ? { underlayMtu: mtu.underlay.mtu } : {}) }, log, addon, host)
+    .catch((err: unknown) => { throw blameFlag(err); });
+  log.info('pod MTU decided', { mtu: firstMtu.mtu, mode: firstMtu.mode, limitedBy: firstMtu.limitedBy, reason: firstMtu.reason });
+  const network = { subnets: o.ownSubnets, networks: o.networks, mtu: firstMtu.mtu };
+  const writeEnv = async (podMtu: number): Promise<void> => {
+    if (cfg.subnetFile === undefined) return;
+    const byFamily = Object.fromEntries(o.networks.map((n) => [parseCidr(n).family, n]));
+    await writeSubnetEnv(cfg.subnetFile, { networks: byFamily, ownSubnets: o.ownSubnets, mtu: podMtu, ipMasq: cfg.ipMasq });
+  };
+  const podMtu = new PodMtu(mtuInput, firstMtu, log, async (d) => {
+    dp.setMtu(d.mtu);
+    network.mtu = d.mtu;
+    await writeEnv(d.mtu);
   });
   let status: { close(): Promise<void> } | undefined;
   let cni: { close(): Promise<void> } | undefined;
   const ipMasq = new IpMasq(host.nftables, log);
   // the data plane gets what the routes leave to it (host-gw: nothing; see direct-routes.ts)
   const apply = (next: readonly Peer[]): void => {
-    if (!routes) return dp.setPeers(next);
-    // a set the data plane would refuse must not move routes: check it before routing it
-    buildFdb(next, defaults, new SlotAllocator(o.maxPeers ?? MAX_PEERS));
-    dp.setPeers(routes.apply(next));
+    if (!routes) dp.setPeers(next);
+    else {
+      // a set the data plane would refuse must not move routes: check it before routing it
+      buildFdb(next, defaults, new SlotAllocator(o.maxPeers ?? MAX_PEERS));
+      dp.setPeers(routes.apply(next));
+    }
+    void podMtu.update(next);
   };
   let rerouter: NodeJS.Timeout | undefined;
   try {
@@ -206,14 +231,14 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
     }
     if (cfg.cni.socket !== undefined) {
       const { startCniServer } = await import('../cni/server.js');
-      const network = { subnets: o.ownSubnets, networks: o.networks, mtu: mtu.mtu };
       cni = await startCniServer({ socket: cfg.cni.socket, stateDir: cfg.cni.stateDir, network: () => network, log })
         .catch((err: unknown) => { throw err instanceof UserlayError ? withFlag('--cni-socket', err) : err; });
     }
+    await writeEnv(network.mtu).catch((err: unknown) => { throw err instanceof UserlayError ? withFlag('--subnet-file', err) : err; });
     await ipMasq.apply({ enabled: cfg.ipMasq, podSubnets: o.ownSubnets, networks: o.networks })
       .catch((err: unknown) => { throw err instanceof UserlayError ? withFlag('--ip-masq', err) : err; });
     if (cfg.statusAddr) {
-      const sources = { dataplane: () => dp, ready: () => ({ ready: true, reasons: [] }), routing: () => routes?.status() };
+      const sources = { dataplane: () => dp, ready: () => ({ ready: true, reasons: [] }), routing: () => routes?.status(), mtu: () => podMtu.current() };
       // loaded only when asked for: node:http costs the agent ~5 MB RSS
       const { startStatusServer } = await import('./status-server.js');
       status = await startStatusServer(cfg.statusAddr, sources, log).catch((err: unknown) => {
@@ -263,12 +288,12 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
   process.on('SIGTERM', () => stop('SIGTERM'));
 
   log.info('agent ready', {
-    tun: dp.tunName, mtu: mtu.mtu, podMTU: mtu.mtu, backend: o.backend, engine: o.engine,
+    tun: dp.tunName, mtu: dp.mtu(), podMTU: network.mtu, backend: o.backend, engine: o.engine,
     publicIP: o.publicIP, port: o.port, vtepMAC: o.vtepMAC, peers: peers.length, ipMasq: cfg.ipMasq, routing: cfg.routing,
     ...(routes ? { directPeers: routes.status().direct.length, overlayPeers: routes.status().overlay.length, notRouted: routes.status().notRouted.map((u) => u.name) } : {}),
     ...(mtu.underlay ? { underlayIface: mtu.underlay.iface, underlayMTU: mtu.underlay.mtu } : {}),
   });
-  log.info(`pods must use MTU ${mtu.mtu}`, { podMTU: mtu.mtu });
+  log.info(`pods must use MTU ${network.mtu}`, { podMTU: network.mtu, limitedBy: podMtu.current().limitedBy });
 }
 
 /** The flag behind each data plane option. */

@@ -30,6 +30,7 @@ import { parseListenAddress } from './agent-flags.js';
 import { DROP } from '../dataplane/counters.js';
 import type { CounterSet, Dataplane, DataplaneStats } from '../dataplane/types.js';
 import type { RoutingStatus } from '../control/host/direct-routes.js';
+import type { MtuDecision } from '../control/path-mtu.js';
 
 /** What the status server reads on every request. */
 export interface StatusSources {
@@ -41,6 +42,8 @@ export interface StatusSources {
   metrics?(): string;
   /** How peers are reached, when the agent routes some by the kernel (direct routing, host-gw). */
   routing?(): RoutingStatus | undefined;
+  /** The pod MTU in force and why (src/control/path-mtu.ts), once decided. */
+  mtu?(): MtuDecision | undefined;
 }
 
 /** A running status server. */
@@ -100,6 +103,9 @@ export const AGENT_METRICS = {
   // routing modes (src/control/host/direct-routes.ts)
   peerRoute: { name: 'userlay_peer_route', type: 'gauge', help: 'Always 1 per peer; route says how it is reached: direct (kernel route), overlay (encapsulated) or none (not on-link under host-gw: not routed).', labels: ['peer', 'route'] },
   peersNotRouted: { name: 'userlay_peers_not_routed', type: 'gauge', help: 'Peers that get no route (host-gw: not on the underlay segment).', labels: [] },
+  // pod MTU (src/control/path-mtu.ts)
+  mtu: { name: 'userlay_mtu_bytes', type: 'gauge', help: 'The pod (TUN) MTU in force, bytes.', labels: [] },
+  mtuLimit: { name: 'userlay_mtu_info', type: 'gauge', help: 'Always 1; why the pod MTU is what it is: mode auto (the smallest path) or fixed (--mtu N), limited_by the node whose underlay MTU (underlay_mtu) bounds the smallest path, smallest_path the bytes it carries.', labels: ['mode', 'limited_by', 'underlay_mtu', 'smallest_path'] },
   // kube mode (src/agent/kube-mode.ts)
   informerRestarts: { name: 'userlay_informer_restarts_total', type: 'counter', help: 'Node informer restarts after errors.', labels: [] },
   lastSync: { name: 'userlay_last_sync_timestamp_seconds', type: 'gauge', help: 'When the peer set was last reconciled with the API server, seconds since the Unix epoch (0: never).', labels: [] },
@@ -190,6 +196,13 @@ function offloadMetrics(o: NonNullable<DataplaneStats['offloads']>): string {
   ].join('');
 }
 
+/** The pod MTU and why. */
+export function renderMtuMetrics(d: MtuDecision): string {
+  const M = AGENT_METRICS;
+  const info = { mode: d.mode, limited_by: d.limitedBy, underlay_mtu: String(d.underlayMtu ?? ''), smallest_path: String(d.smallestPath ?? '') };
+  return metricFamily(M.mtu, [{ value: d.mtu }]) + metricFamily(M.mtuLimit, [{ labels: info, value: 1 }]);
+}
+
 /** How each peer is reached (direct routing, host-gw). */
 export function renderRoutingMetrics(r: RoutingStatus): string {
   const M = AGENT_METRICS;
@@ -230,7 +243,9 @@ function handle(req: IncomingMessage, res: ServerResponse, sources: StatusSource
     }
     case '/metrics': {
       const routing = sources.routing?.();
-      let body = renderProcessMetrics() + (dp ? renderDataplaneMetrics(dp.stats()) : '') + (routing ? renderRoutingMetrics(routing) : '');
+      const mtu = sources.mtu?.();
+      let body = renderProcessMetrics() + (dp ? renderDataplaneMetrics(dp.stats()) : '') + (routing ? renderRoutingMetrics(routing) : '')
+        + (mtu ? renderMtuMetrics(mtu) : '');
       const extra = sources.metrics?.() ?? '';
       body += extra.length > 0 && !extra.endsWith('\n') ? extra + '\n' : extra;
       send(res, 200, 'text/plain; version=0.0.4; charset=utf-8', body);

@@ -29,8 +29,10 @@ export interface OwnLease {
   readonly backend: Backend;
   readonly vni: number;
   readonly port: number;
-  /** TUN MTU in bytes. */
+  /** TUN MTU in bytes (as decided at start; it may be lowered while running, src/control/path-mtu.ts). */
   readonly mtu: number;
+  /** MTU of the underlay interface, bytes (per-peer path MTUs are worked out from it). */
+  readonly underlayMtu?: number;
 }
 
 /** What the store holds. */
@@ -46,6 +48,7 @@ function plainPeer(p: Peer): Peer {
   if (p.vtepMAC !== undefined) out.vtepMAC = p.vtepMAC;
   if (p.port !== undefined) out.port = p.port;
   if (p.vni !== undefined) out.vni = p.vni;
+  if (p.underlayMtu !== undefined) out.underlayMtu = p.underlayMtu;
   return out;
 }
 

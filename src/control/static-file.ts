@@ -4,7 +4,8 @@
  *   [ { "name": "n2", "subnet": "198.19.2.0/24", "publicIP": "198.18.0.2",
  *       "vtepMAC": "0a:58:c6:12:00:02" }, ... ]
  *
- * `subnets: [...]` may replace `subnet`; `port` and `vni` are optional.
+ * `subnets: [...]` may replace `subnet`; `port`, `vni` and `mtu` (the peer's underlay interface
+ * MTU, for `--mtu auto` with mixed underlays: src/control/path-mtu.ts) are optional.
  * The directory (not the file) is watched, so editors and tools that replace
  * the file by rename are seen; events are debounced (100 ms of quiet), but a
  * file that keeps changing is still applied at least once a second. SIGHUP is
@@ -23,7 +24,8 @@ import { UserlayError, usageError } from '../errors.js';
 import type { Logger } from '../log.js';
 import type { Peer } from '../dataplane/types.js';
 import { BACKENDS, type Backend } from '../dataplane/backends.js';
-import { canonicalIP, canonicalMac, parseCidr } from '../dataplane/net.js';
+import { canonicalIP, canonicalMac, parseCidr, parseIP } from '../dataplane/net.js';
+import { checkPublishedMtu } from './path-mtu.js';
 import { overlaps, subnetBits } from '../dataplane/overlaps.js';
 
 /** Options of a StaticPeersSource. */
@@ -38,7 +40,7 @@ export interface StaticPeersOptions {
   readonly flag?: string;
 }
 
-const knownKeys = new Set(['name', 'subnet', 'subnets', 'publicIP', 'vtepMAC', 'port', 'vni']);
+const knownKeys = new Set(['name', 'subnet', 'subnets', 'publicIP', 'vtepMAC', 'port', 'vni', 'mtu']);
 
 function fieldError(field: string, message: string): UserlayError {
   return new UserlayError('ECONFIG', `${field}: ${message}`, { field });
@@ -100,11 +102,18 @@ export function parsePeers(doc: unknown, backend: Backend): Peer[] {
     };
     const port = int('port', 1, 65535);
     const vni = int('vni', 0, 0xffffff);
+    let underlayMtu: number | undefined;
+    if (e.mtu !== undefined) {
+      const checked = checkPublishedMtu(e.name, 'mtu', e.mtu, parseIP(publicIP).family);
+      if ('problem' in checked) throw fieldError(`${at}.mtu`, checked.problem);
+      underlayMtu = checked.mtu;
+    }
     return {
       name: e.name, subnets, publicIP,
       ...(vtepMAC !== undefined ? { vtepMAC } : {}),
       ...(port !== undefined ? { port } : {}),
       ...(vni !== undefined ? { vni } : {}),
+      ...(underlayMtu !== undefined ? { underlayMtu } : {}),
     };
   });
 }

@@ -84,6 +84,11 @@ export interface EncapResult {
   readonly frameOff: number;
   /** Length of the UDP payload. */
   readonly frameLen: number;
+  /**
+   * Set (the peer's path MTU) when the packet is longer than the path carries and may not be
+   * fragmented (IPv6, IPv4 with DF): nothing was encapsulated, answer with ICMP too big.
+   */
+  readonly tooBig?: number;
 }
 
 /** Result of decap(): reason 0 means pass. */
@@ -168,6 +173,8 @@ export interface NativeAddon {
    */
   mallocTrim(): boolean;
   linkIndex(ifname: string): number;
+  /** The name of the link with index `ifindex`, or null when there is none. */
+  linkName(ifindex: number): string | null;
   /** Set MTU (mtu <= 0 keeps it) and bring the link up or down. */
   linkSet(ifname: string, mtu: number, up: boolean): void;
   linkDel(ifname: string): void;
@@ -196,8 +203,12 @@ export interface NativeAddon {
   encap(codec: CodecConfig, fdb: NativeFdb, buf: Uint8Array, pktOff: number, pktLen: number): EncapResult | number;
   /** Validate and decapsulate buf[0, len) received from `srcAddress`. */
   decap(codec: CodecConfig, fdb: NativeFdb, buf: Uint8Array, len: number, srcAddress: string): DecapResult;
-  /** ICMP destination unreachable answering `orig`, from `src`; null when none is due. */
-  icmpUnreach(orig: Uint8Array, src: string): Buffer | null;
+  /**
+   * The ICMP error answering `orig`, from `src`: destination unreachable (no route) for
+   * `tooBigMtu` 0, else "fragmentation needed" (IPv4) / "packet too big" (IPv6) reporting that
+   * MTU; null when none is due (native/src/icmp.c says when).
+   */
+  icmpError(orig: Uint8Array, src: string, tooBigMtu: number): Buffer | null;
   /** Split [virtio-net header | TSO/USO super-packet] into `out`, segments back to back; returns their count. */
   tsoSplit(pkt: Uint8Array, out: Uint8Array): number;
   /** Group `n` packets at `buf + k * stride` as the receive path does (leaders' headers rewritten in place); returns the writes it would take. */

@@ -63,6 +63,16 @@ export function encapOverhead(backend: Backend, family: Family): number {
   return (family === 4 ? 20 : 40) + b.headerBytes;
 }
 
+/**
+ * The largest inner packet that crosses the path between two nodes unfragmented: the smaller of
+ * the two underlay MTUs minus the backend's overhead for the underlay family (a peer that
+ * publishes none counts as having ours). Undefined when our own is unknown.
+ */
+export function pathMtu(backend: Backend, family: Family, localUnderlayMtu: number | undefined, peerUnderlayMtu?: number): number | undefined {
+  if (localUnderlayMtu === undefined) return undefined;
+  return Math.min(localUnderlayMtu, peerUnderlayMtu ?? localUnderlayMtu) - encapOverhead(backend, family);
+}
+
 /** Smallest TUN MTU accepted (IPv4 minimum reassembly size; IPv6 needs 1280). */
 export const MIN_MTU = 576;
 /** Largest TUN MTU accepted. */

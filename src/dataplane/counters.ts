@@ -27,6 +27,7 @@ export const DROP = {
   udp_send: 11,
   tun_read: 12,
   udp_recv: 13,
+  too_big: 14,
 } as const;
 
 /** A drop reason name. */

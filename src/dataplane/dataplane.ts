@@ -10,14 +10,15 @@
  *   3. open the TUN (virtio-net header on); EPERM -> "needs CAP_NET_ADMIN";
  *      offloads (offloads.ts): TSO/USO on the TUN, UDP_GRO on a native socket
  *   4. accept_local (see allowLocalSource), IPv6 on when a range is IPv6
- *      (see enableIPv6), MTU + link up; each own subnet's network address
+ *      (see enableIPv6), both through the caller's DataplaneHost (the
+ *      agent's host seam); MTU + link up; each own subnet's network address
  *      as /32 (/128)
  *   5. a route for each cluster network through the TUN
  *   6. engine (native or js) with an empty FDB, started
  * The TUN is not persistent: closing its fd removes the device, its address
  * and its routes, which is also what happens if the process dies.
  */
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { type NativeAddon, loadAddon } from './addon.js';
 import { allocCounters, clearSlot, readStats } from './counters.js';
 import type { Engine, EngineKindImpl } from './engine.js';
@@ -25,9 +26,9 @@ import { type FdbDefaults, FdbTable, MAX_VNI, SlotAllocator, buildFdb } from './
 import { jsEngine } from './js-engine.js';
 import { OFFLOAD_MODES, applyOffloads, applyQueueOffloads, type OffloadState } from './offloads.js';
 import { BACKENDS, MAX_MTU, MIN_MTU, backendList, isBackend } from './backends.js';
-import { type Cidr, type Family, cidrContains, familyBits, maskBytes, parseCidr, parseIP, parseMac, vtepMacProblem } from './net.js';
+import { type Cidr, type Family, canonicalIP, cidrContains, familyBits, parseCidr, parseIP, parseMac, vtepMacProblem } from './net.js';
 import { nativeEngine } from './native-engine.js';
-import { type Dataplane, type DataplaneOptions, type DataplaneStats, type Peer, MAX_THREADS } from './types.js';
+import { type Dataplane, type DataplaneHost, type DataplaneOptions, type DataplaneStats, type Peer, MAX_THREADS } from './types.js';
 import { UserlayError, errorCode, parseAs, usageError, wrapSystemError } from '../errors.js';
 import type { Logger } from '../log.js';
 
@@ -133,10 +134,10 @@ function system<T>(context: string, fn: () => T): T {
  * own address as source; the kernel drops packets arriving with a local
  * source address ("martian source") unless accept_local is set on the device.
  */
-function allowLocalSource(tun: string, log: Logger): void {
-  const knob = `/proc/sys/net/ipv4/conf/${tun}/accept_local`;
+function allowLocalSource(host: DataplaneHost, tun: string, log: Logger): void {
+  const knob = `net/ipv4/conf/${tun}/accept_local`;
   try {
-    writeFileSync(knob, '1');
+    host.setSysctl(knob, '1');
   } catch (err) {
     log.warn('cannot set accept_local: ICMP unreachable errors will not reach local senders', { knob, err });
   }
@@ -147,10 +148,10 @@ function allowLocalSource(tun: string, log: Logger): void {
  * would refuse its IPv6 address (EACCES, which reads like a missing privilege). Turn IPv6 on for
  * the TUN alone; a failure is logged and the address step then says what is wrong.
  */
-function enableIPv6(tun: string, log: Logger): void {
-  const knob = `/proc/sys/net/ipv6/conf/${tun}/disable_ipv6`;
+function enableIPv6(host: DataplaneHost, tun: string, log: Logger): void {
+  const knob = `net/ipv6/conf/${tun}/disable_ipv6`;
   try {
-    writeFileSync(knob, '0');
+    host.setSysctl(knob, '0');
   } catch (err) {
     log.warn('cannot enable IPv6 on the TUN: its IPv6 address may be refused', { knob, err });
   }
@@ -159,9 +160,10 @@ function enableIPv6(tun: string, log: Logger): void {
 /**
  * Bring up the data plane (see the file comment for the order). Rejects with
  * a UserlayError: EUSAGE for bad options, EADDRINUSE for a taken port, EPERM /
- * EACCES without privileges, ENOADDON when the addon is not built.
+ * EACCES without privileges, ENOADDON when the addon is not built. `host` sets the TUN's sysctls
+ * (the agent's src/control/host/sysctl.ts).
  */
-export async function openDataplane(opts: DataplaneOptions, log: Logger, addonArg?: NativeAddon): Promise<Dataplane> {
+export async function openDataplane(opts: DataplaneOptions, log: Logger, addonArg: NativeAddon | undefined, host: DataplaneHost): Promise<Dataplane> {
   const checked = validateDataplaneOptions(opts);
   const addon = addonArg ?? loadAddon();
   const kind = (opts.engine === 'js' ? jsEngine : nativeEngine) as EngineKindImpl<unknown>;
@@ -199,8 +201,8 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
       applyQueueOffloads(addon, state, tunQueueFds, kind.queueFds(socket));
       return state;
     });
-    allowLocalSource(tun.name, log);
-    if ([...checked.own, ...checked.networks].some((c) => c.family === 6)) enableIPv6(tun.name, log);
+    allowLocalSource(host, tun.name, log);
+    if ([...checked.own, ...checked.networks].some((c) => c.family === 6)) enableIPv6(host, tun.name, log);
     system(`set MTU ${opts.mtu} and up on ${tun.name}`, () => addon.linkSet(tun.name, opts.mtu, true));
     for (const s of checked.own) {
       system(`add address ${s.addr}/${familyBits(s.family)} to ${tun.name}`, () => addon.addrAdd(tun.name, s.addr, familyBits(s.family)));
@@ -212,7 +214,7 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
           addon.routeAdd(tun.name, n.addr, n.prefixLen);
         } catch (err) {
           if (errorCode(err) !== 'EEXIST') throw err;
-          const dev = routeDevice(n);
+          const dev = routeDevice(addon, n);
           throw new UserlayError('EEXIST', `networks: a route for ${n.text} exists already${dev ? ` (dev ${dev})` : ''}; `
             + 'userlay does not take over routes it did not add: remove it, or stop the agent that owns it', { cause: err, field: 'networks' });
         }
@@ -256,6 +258,7 @@ export function fdbDefaults(o: DataplaneOptions, checked: { family: Family; own:
   return {
     backend: o.backend, port: o.port, vni: o.vni, underlayFamily: checked.family,
     ownSubnets: checked.own.map((c) => c.text), networks: checked.networks.map((c) => c.text), ownPublicIP: o.publicIP,
+    ...(o.underlayMtu !== undefined ? { underlayMtu: o.underlayMtu } : {}),
     ...(BACKENDS[o.backend].needsVtepMAC ? { ownVtepMAC: o.vtepMAC } : {}),
   };
 }
@@ -272,37 +275,22 @@ function existingLinkKind(name: string): string | undefined {
   }
 }
 
-/** The device of the main-table route for exactly `c` (/proc/net/route, /proc/net/ipv6_route), if any. */
-function routeDevice(c: Cidr): string | undefined {
-  const hex = (bytes: Uint8Array) => Buffer.from(bytes).toString('hex');
+/** The device of the main-table route for exactly `c` (a netlink route dump), if any. */
+function routeDevice(addon: NativeAddon, c: Cidr): string | undefined {
   try {
-    if (c.family === 4) {
-      // Iface Destination Gateway Flags RefCnt Use Metric Mask ...: addresses as little-endian hex words
-      const want = hex(Uint8Array.from(c.bytes.subarray(0, 4)).reverse()).toUpperCase();
-      const mask = hex(Uint8Array.from(maskBytes(new Uint8Array(16).fill(0xff), c.prefixLen).subarray(0, 4)).reverse()).toUpperCase();
-      for (const line of readFileSync('/proc/net/route', 'utf8').split('\n').slice(1)) {
-        const f = line.trim().split(/\s+/);
-        if (f[1] === want && f[7] === mask) return f[0];
-      }
-    } else {
-      // dest destlen src srclen nexthop metric refcnt use flags iface
-      const want = hex(c.bytes);
-      const len = c.prefixLen.toString(16).padStart(2, '0');
-      for (const line of readFileSync('/proc/net/ipv6_route', 'utf8').split('\n')) {
-        const f = line.trim().split(/\s+/);
-        if (f[0] === want && f[1] === len) return f[9];
-      }
-    }
+    const route = addon.routeList(c.family, null, -1).find((r) => r.prefixLen === c.prefixLen && canonicalIP(r.dst) === c.addr);
+    return route === undefined ? undefined : addon.linkName(route.ifindex) ?? undefined;
   } catch {
-    // no /proc: the message just names no device
+    // no dump: the message just names no device
+    return undefined;
   }
-  return undefined;
 }
 
 class DataplaneImpl implements Dataplane {
   private readonly slots: SlotAllocator;
   private table: FdbTable;
   private closing: Promise<void> | undefined;
+  private tunMtu: number;
 
   constructor(
     readonly options: DataplaneOptions,
@@ -320,6 +308,7 @@ class DataplaneImpl implements Dataplane {
   ) {
     this.slots = new SlotAllocator(maxSlot);
     this.table = new FdbTable([], [], [], []);
+    this.tunMtu = options.mtu;
   }
 
   setPeers(peers: readonly Peer[]): void {
@@ -343,6 +332,22 @@ class DataplaneImpl implements Dataplane {
 
   peers(): readonly Peer[] {
     return this.table.peerList();
+  }
+
+  mtu(): number {
+    return this.tunMtu;
+  }
+
+  setMtu(mtu: number): void {
+    if (this.closing) throw new UserlayError('ECLOSED', 'setMtu on a closed data plane');
+    const v6 = this.checked.own.some((c) => c.family === 6);
+    if (!Number.isInteger(mtu) || mtu < (v6 ? 1280 : MIN_MTU) || mtu > MAX_MTU) {
+      throw new UserlayError('EUSAGE', `TUN MTU ${mtu} is outside ${v6 ? 1280 : MIN_MTU}..${MAX_MTU}`);
+    }
+    if (mtu === this.tunMtu) return;
+    system(`set MTU ${mtu} on ${this.tunName}`, () => this.addon.linkSet(this.tunName, mtu, true));
+    this.log.info('TUN MTU changed', { tun: this.tunName, from: this.tunMtu, to: mtu });
+    this.tunMtu = mtu;
   }
 
   stats(): DataplaneStats {

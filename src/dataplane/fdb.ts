@@ -33,7 +33,7 @@
 import { UserlayError } from '../errors.js';
 import { SlotAllocator } from './fdb-slots.js';
 import type { Peer } from './types.js';
-import { BACKENDS, type Backend } from './backends.js';
+import { BACKENDS, MAX_MTU, MIN_MTU, pathMtu, type Backend } from './backends.js';
 import {
   type Cidr, type Family, type IPAddr, canonicalIP, canonicalMac, cidrContains, formatIP, formatMac, maskBytes,
   parseCidr, parseIP, parseMac, vtepMacProblem,
@@ -51,6 +51,8 @@ export const FDB_HDR_SIZE = 16;
 export const FDB_PEER_SIZE = 40;
 /** sizeof(struct ul_fdb_route). */
 export const FDB_ROUTE_SIZE = 24;
+/** UL_MIN_PATH_MTU: the smallest per-peer path MTU a snapshot carries (IPv4's minimum). */
+export const MIN_PATH_MTU = 68;
 /** Largest VXLAN network identifier (24 bits). */
 export const MAX_VNI = 0xffffff;
 
@@ -69,6 +71,8 @@ export interface FdbDefaults {
   /** Own underlay address and VTEP MAC: a peer claiming either is rejected. */
   readonly ownPublicIP?: string;
   readonly ownVtepMAC?: string;
+  /** Own underlay interface MTU: with a peer's Peer.underlayMtu, its path MTU (undefined: no limit). */
+  readonly underlayMtu?: number;
 }
 
 /** One peer of a built table. */
@@ -84,6 +88,8 @@ export interface FdbPeer {
   readonly vni: number;
   /** 6 bytes (zeros for udp without a MAC). */
   readonly mac: Uint8Array;
+  /** Largest inner packet the path to the peer carries (backends.ts pathMtu); 0 = no limit. */
+  readonly pathMtu: number;
 }
 
 /** One route of a built table: a pod subnet behind a peer. */
@@ -131,6 +137,9 @@ interface PeerRecord {
   readonly vtepMAC: string | undefined;
   readonly port: number | undefined;
   readonly vni: number | undefined;
+  readonly underlayMtu: number | undefined;
+  /** Path MTU written into its snapshot record (0 = no limit). */
+  readonly pathMtu: number;
   /** The peer, canonicalised (port and VNI filled in). */
   readonly peer: Peer;
   /** subnetBits of each of peer.subnets. */
@@ -147,7 +156,7 @@ interface PeerRecord {
 
 /** The defaults as one string: a cached record is valid only under the same text. */
 function defaultsKey(d: FdbDefaults): string {
-  return `${d.backend}|${d.port}|${d.vni}|${d.underlayFamily ?? ''}|${(d.networks ?? []).join(',')}|${d.ownPublicIP ?? ''}|${d.ownVtepMAC ?? ''}`;
+  return `${d.backend}|${d.port}|${d.vni}|${d.underlayFamily ?? ''}|${(d.networks ?? []).join(',')}|${d.ownPublicIP ?? ''}|${d.ownVtepMAC ?? ''}|${d.underlayMtu ?? ''}`;
 }
 
 /** Validated peers by Peer object (see the design notes). Entries die with their Peer. */
@@ -163,7 +172,7 @@ function sameStrings(a: readonly string[], b: readonly string[]): boolean {
 function recordOf(p: Peer, d: FdbDefaults, dkey: string, networks: readonly Cidr[]): PeerRecord {
   const hit = records.get(p);
   if (hit && hit.defaults === dkey && hit.name === p.name && hit.publicIP === p.publicIP && hit.vtepMAC === p.vtepMAC
-    && hit.port === p.port && hit.vni === p.vni && Array.isArray(p.subnets) && sameStrings(hit.subnets, p.subnets)) {
+    && hit.port === p.port && hit.vni === p.vni && hit.underlayMtu === p.underlayMtu && Array.isArray(p.subnets) && sameStrings(hit.subnets, p.subnets)) {
     return hit;
   }
   const record = validatePeer(p, d, dkey, networks);
@@ -199,6 +208,11 @@ function validatePeer(p: Peer, d: FdbDefaults, dkey: string, networks: readonly 
   // a backend that does not encapsulate sends nothing: port 0 (no port) is fine there
   const port = checkRange(`${where} port`, p.port ?? d.port, BACKENDS[d.backend].encapsulates ? 1 : 0, 65535);
   const vni = checkRange(`${where} vni`, p.vni ?? d.vni, 0, MAX_VNI);
+  if (p.underlayMtu !== undefined) checkRange(`${where} underlayMtu`, p.underlayMtu, MIN_MTU, MAX_MTU);
+  const path = pathMtu(d.backend, underlay.family, d.underlayMtu, p.underlayMtu);
+  if (path !== undefined && path < MIN_PATH_MTU) {
+    throw fdbError(`${where} underlayMtu ${p.underlayMtu}: leaves a path MTU of ${path} (< ${MIN_PATH_MTU})`);
+  }
   let mac: Uint8Array = new Uint8Array(6);
   const macText = p.vtepMAC;
   if (macText !== undefined && macText !== '') {
@@ -225,6 +239,7 @@ function validatePeer(p: Peer, d: FdbDefaults, dkey: string, networks: readonly 
     ...(macText ? { vtepMAC: shared(macText, formatMac(mac)) } : {}),
     port,
     vni,
+    ...(p.underlayMtu !== undefined ? { underlayMtu: p.underlayMtu } : {}),
   };
   const bytes = new Uint8Array(FDB_PEER_SIZE + cidrs.length * FDB_ROUTE_SIZE);
   bytes[0] = underlay.family;
@@ -232,6 +247,8 @@ function validatePeer(p: Peer, d: FdbDefaults, dkey: string, networks: readonly 
   bytes.set(underlay.bytes, 4);
   bytes.set(mac, 20);
   putU32(bytes, 28, vni);
+  const limit = BACKENDS[d.backend].encapsulates ? path ?? 0 : 0;
+  putU32(bytes, 36, limit);
   cidrs.forEach((c, k) => {
     const off = FDB_PEER_SIZE + k * FDB_ROUTE_SIZE;
     bytes[off] = c.family;
@@ -240,13 +257,13 @@ function validatePeer(p: Peer, d: FdbDefaults, dkey: string, networks: readonly 
   });
   return {
     defaults: dkey, name: p.name, subnets: [...p.subnets], publicIP: p.publicIP, vtepMAC: p.vtepMAC, port: p.port, vni: p.vni,
-    peer, bits: cidrs.map(subnetBits), bytes,
+    underlayMtu: p.underlayMtu, pathMtu: limit, peer, bits: cidrs.map(subnetBits), bytes,
   };
 }
 
 /** An FdbPeer of a built table: the address fields are derived from the canonical peer when read. */
 class TablePeer implements FdbPeer {
-  constructor(readonly peer: Peer, readonly index: number, readonly slot: number) {}
+  constructor(readonly peer: Peer, readonly index: number, readonly slot: number, readonly pathMtu: number) {}
   get underlay(): IPAddr {
     return parseIP(this.peer.publicIP);
   }
@@ -350,6 +367,7 @@ export class FdbTable {
       buf.set(p.mac, off + 20);
       dv.setUint32(off + 28, p.vni, true);
       dv.setUint32(off + 32, p.slot, true);
+      dv.setUint32(off + 36, p.pathMtu, true);
       off += FDB_PEER_SIZE;
     }
     for (const r of this.routes) {
@@ -421,7 +439,7 @@ export function buildFdb(peers: readonly Peer[], defaults: FdbDefaults, slots: S
     const slot = plan.slots.get(v.peer.name)!;
     // the same objects as last time when nothing moved: less for the GC to promote
     if (v.last === undefined || v.last.peer.index !== index || v.last.peer.slot !== slot) {
-      v.last = { peer: new TablePeer(v.peer, index, slot), routes: v.peer.subnets.map((subnet) => new TableRoute(subnet, index)) };
+      v.last = { peer: new TablePeer(v.peer, index, slot, v.pathMtu), routes: v.peer.subnets.map((subnet) => new TableRoute(subnet, index)) };
     }
     fdbPeers[index] = v.last.peer;
     for (const r of v.last.routes) routes.push(r);

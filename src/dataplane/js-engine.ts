@@ -12,8 +12,10 @@
  *        (ul_tun_read_batch): TSO/USO super-packets arrive split into
  *        segments, runts and bad headers are counted there
  *        -> addon.encap in place (LPM lookup + VXLAN/Ethernet header)
- *           miss: count no_route; ICMP unreachable via addon.icmpUnreach and
- *           addon.tunWrite, rate-limited (token bucket 100/s, burst 50)
+ *           miss: count no_route; ICMP unreachable via addon.icmpError and
+ *           addon.tunWrite, rate-limited (token bucket 100/s, burst 50);
+ *           longer than the peer's path MTU and not to be fragmented (res.
+ *           tooBig): count too_big, ICMP too big the same way
  *        -> socket.send(buf, frameOff, frameLen, peer port, peer IP, the
  *           peer's completion callback)
  *        -> on completion: count tx packets/bytes (slot 0 and the peer's slot)
@@ -179,20 +181,26 @@ class JsEngineImpl implements Engine {
       : DROP.no_route;
     if (typeof res === 'number') {
       this.count(0, COUNTER.drops + res);
-      if (res === DROP.no_route) this.unreachable(buf.subarray(this.headroom));
+      if (res === DROP.no_route) this.icmpError(buf.subarray(this.headroom), 0);
       return;
     }
     const peer = this.peers[res.peer]!;
+    if (res.tooBig !== undefined) {
+      this.count(peer.slot, COUNTER.drops + DROP.too_big);
+      this.icmpError(buf.subarray(this.headroom), res.tooBig);
+      return;
+    }
     this.encapOverhead = res.frameLen - len;
     this.socket.send(buf, res.frameOff, res.frameLen, peer.port, peer.ip, peer.sent);
   }
 
-  private unreachable(orig: Buffer): void {
+  /** Answer `orig` with ICMP unreachable (tooBigMtu 0) or too big, rate-limited. */
+  private icmpError(orig: Buffer, tooBigMtu: number): void {
     const { addon, tunFd, icmpSrc4, icmpSrc6 } = this.setup;
     const version = orig.length > 0 ? orig[0]! >> 4 : 0;
     const src = version === 4 ? icmpSrc4 : version === 6 ? icmpSrc6 : undefined;
     if (!src || !this.icmp.take()) return;
-    const reply = addon.icmpUnreach(orig, src);
+    const reply = addon.icmpError(orig, src, tooBigMtu);
     if (!reply) return;
     try {
       addon.tunWrite(tunFd, reply, 0, reply.length);

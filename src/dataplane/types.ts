@@ -27,6 +27,12 @@ export interface Peer {
   readonly port?: number;
   /** VNI to send with; defaults to the data plane's own VNI. */
   readonly vni?: number;
+  /**
+   * The MTU of the peer's underlay interface as it publishes it (bytes, already checked by the
+   * control plane, src/control/path-mtu.ts); undefined counts as ours. With ours it gives the
+   * path MTU the engines enforce for this peer (backends.ts pathMtu).
+   */
+  readonly underlayMtu?: number;
 }
 
 /** Everything needed to bring up the data plane on this node. */
@@ -39,6 +45,12 @@ export interface DataplaneOptions {
   readonly tunName: string;
   /** TUN MTU in bytes (already computed from the underlay MTU). */
   readonly mtu: number;
+  /**
+   * MTU of our underlay interface, bytes: with each peer's it gives the per-peer path MTU the
+   * engines enforce (larger packets that may not fragment get ICMP too big). Undefined: unknown,
+   * no per-peer limit.
+   */
+  readonly underlayMtu?: number;
   /** Own underlay address; the UDP socket binds to it. */
   readonly publicIP: string;
   /** UDP port to bind and, by default, to send to (0 for a backend that does not encapsulate: an ephemeral port, nothing is sent). */
@@ -60,6 +72,15 @@ export interface DataplaneOptions {
    * queue: more than 1 with it is a usage error.
    */
   readonly threads?: number;
+}
+
+/**
+ * The host knobs the data plane sets besides its own devices and routes: sysctls. The agent hands
+ * in the real one (src/control/host/sysctl.ts); tests a fake.
+ */
+export interface DataplaneHost {
+  /** Write `value` to /proc/sys/<path> (e.g. "net/ipv4/conf/userlay0/accept_local"); throws on failure. */
+  setSysctl(path: string, value: string): void;
 }
 
 /** The most thread pairs the native engine runs (UL_THREADS_MAX). */
@@ -97,6 +118,10 @@ export interface Dataplane {
   setPeers(peers: readonly Peer[]): void;
   /** Current peer set as last applied. */
   peers(): readonly Peer[];
+  /** The TUN's MTU now (options.mtu until setMtu changes it). */
+  mtu(): number;
+  /** Set the TUN's MTU (bytes, checked like options.mtu); pods keep theirs (see README, MTU). */
+  setMtu(mtu: number): void;
   /** Counters; cheap (reads shared memory). */
   stats(): DataplaneStats;
   /** Stop threads, remove routes and the TUN, close every fd. Idempotent. */

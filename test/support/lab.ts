@@ -33,7 +33,7 @@ export interface TestLab {
 }
 
 /** Topology choices a test may make (families, underlay family or kind, pod wiring). */
-export type TestTopologyOptions = Pick<TopologyOptions, 'family' | 'underlayFamily' | 'underlay' | 'pods'>;
+export type TestTopologyOptions = Pick<TopologyOptions, 'family' | 'underlayFamily' | 'underlay' | 'pods' | 'underlayMtus'>;
 
 /** Build a lab of `nodes` nodes with the overlay `spec` (on a topology with `topology`). Cleans up on failure. */
 export async function openTestLab(nodes: number, spec: OverlaySpec, topology: TestTopologyOptions = {}): Promise<TestLab> {

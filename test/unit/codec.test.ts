@@ -167,7 +167,7 @@ test('encap then decap on the other side gives back the packet', { skip }, () =>
 
 test('ICMP unreachable answers a packet to nowhere, quoting it', { skip }, () => {
   const orig = hex('4500001c 00010000 4001ebb5 c6130102 c6140202 | 0800f7fd 00010001');
-  const reply = addon!.icmpUnreach(orig, '198.19.1.0');
+  const reply = addon!.icmpError(orig, '198.19.1.0', 0);
   assert.ok(reply);
   assert.equal(reply[0]! >> 4, 4);
   assert.equal(reply.subarray(12, 16).toString('hex'), 'c6130100', 'source is the given address');
@@ -175,7 +175,17 @@ test('ICMP unreachable answers a packet to nowhere, quoting it', { skip }, () =>
   assert.equal(reply[20], 3, 'type 3 destination unreachable');
   assert.ok(reply.subarray(28).toString('hex').startsWith(orig.toString('hex')), 'quotes the original');
   // never an error about an error
-  assert.equal(addon!.icmpUnreach(reply, '198.19.1.0'), null);
+  assert.equal(addon!.icmpError(reply, '198.19.1.0', 0), null);
+});
+
+test('ICMP fragmentation needed reports the path MTU; an MTU the field cannot hold is refused', { skip }, () => {
+  const orig = hex('4500001c 00014000 4001abb5 c6130102 c6140202 | 0800f7fd 00010001'); // DF
+  const reply = addon!.icmpError(orig, '198.19.1.0', 1450);
+  assert.ok(reply);
+  assert.equal(reply[20], 3, 'type 3');
+  assert.equal(reply[21], 4, 'code 4 fragmentation needed');
+  assert.equal(reply.readUInt16BE(26), 1450, 'next-hop MTU');
+  assert.throws(() => addon!.icmpError(orig, '198.19.1.0', 70000), /EINVAL|Invalid/);
 });
 
 test('tsoSplit / groBatch: the segmentation core through the addon (what bench/micro.ts times)', { skip }, () => {

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import type { EngineConfig, NativeAddon } from '../../src/dataplane/addon.js';
 import { COUNTER, DROP, DROP_COUNT, SLOT_WIDTH, counterIndex } from '../../src/dataplane/counters.js';
 import { openDataplane, validateDataplaneOptions } from '../../src/dataplane/dataplane.js';
-import type { DataplaneOptions, Peer } from '../../src/dataplane/types.js';
+import type { DataplaneHost, DataplaneOptions, Peer } from '../../src/dataplane/types.js';
 import { UserlayError } from '../../src/errors.js';
 import { silentLogger } from '../../src/log.js';
 import { REFUSE_ENV } from '../../src/dataplane/offloads.js';
@@ -72,13 +72,18 @@ function fakeAddon(fail: Record<string, (args: unknown[]) => Error | undefined> 
     engineStop: rec('engineStop'),
     engineDestroy: rec('engineDestroy'),
     engineStats: () => ({ ...NO_COUNTS }),
+    // the route dump behind an EEXIST: someone else's 198.18.128.0/17 on link 42
+    routeList: () => [{ dst: '198.18.128.0', prefixLen: 17, ifindex: 42, protocol: 4 }],
+    linkName: (index: number) => (index === 42 ? 'other0' : null),
   } as unknown as NativeAddon;
-  return { addon, calls, snapshots, counters: () => counters!, engineCfg: () => engineCfg! };
+  const sysctls: string[] = [];
+  const host: DataplaneHost = { setSysctl: (path, value) => { sysctls.push(`${path}=${value}`); } };
+  return { addon, calls, snapshots, counters: () => counters!, engineCfg: () => engineCfg!, host, sysctls };
 }
 
 test('setup order: UDP socket first, then TUN, MTU/up, address, routes, engine', async () => {
   const f = fakeAddon();
-  const dp = await openDataplane(opts, silentLogger, f.addon);
+  const dp = await openDataplane(opts, silentLogger, f.addon, f.host);
   const t = opts.tunName;
   assert.deepEqual(f.calls, [
     'udpOpen 198.18.0.1 8472',
@@ -94,6 +99,7 @@ test('setup order: UDP socket first, then TUN, MTU/up, address, routes, engine',
     'engineSetFdb',
     'engineStart',
   ]);
+  assert.deepEqual(f.sysctls, [`net/ipv4/conf/${t}/accept_local=1`], 'through the host seam, nothing else');
   assert.equal(f.counters().length, (4 + 1) * SLOT_WIDTH);
   assert.equal(dp.tunName, t);
   assert.deepEqual(dp.peers(), []);
@@ -102,7 +108,7 @@ test('setup order: UDP socket first, then TUN, MTU/up, address, routes, engine',
 
 test('--threads 3: a SO_REUSEPORT group, three TUN queues, offloads on each, the engine gets the pairs; close closes all', async () => {
   const f = fakeAddon();
-  const dp = await openDataplane({ ...opts, threads: 3 }, silentLogger, f.addon);
+  const dp = await openDataplane({ ...opts, threads: 3 }, silentLogger, f.addon, f.host);
   const t = opts.tunName;
   assert.deepEqual(f.calls.slice(0, 1 + TX_OPENS.length + 9), [
     'udpOpenGroup 198.18.0.1 8472 3',
@@ -128,14 +134,14 @@ test('--threads 3: a SO_REUSEPORT group, three TUN queues, offloads on each, the
 test('--threads 2: a TUN queue that fails to open rolls back the first queue and every socket', async () => {
   let opened = 0;
   const f = fakeAddon({ tunOpenQueue: () => (opened++ === 1 ? errno('ENOMEM') : undefined) });
-  await assert.rejects(openDataplane({ ...opts, threads: 2 }, silentLogger, f.addon), { code: 'ENOMEM' });
+  await assert.rejects(openDataplane({ ...opts, threads: 2 }, silentLogger, f.addon, f.host), { code: 'ENOMEM' });
   for (const fd of [7, 70, 8, ...TX_FDS]) assert.ok(f.calls.includes(`close ${fd}`), `close ${fd}: ${f.calls.join(', ')}`);
   assert.ok(!f.calls.includes('engineCreate'));
 });
 
 test('setPeers: installs a snapshot; a bad set throws EFDB and keeps the old one', async () => {
   const f = fakeAddon();
-  const dp = await openDataplane(opts, silentLogger, f.addon);
+  const dp = await openDataplane(opts, silentLogger, f.addon, f.host);
   dp.setPeers([n2]);
   assert.equal(f.snapshots.length, 2);
   assert.equal(f.snapshots[1]!.length, 16 + 40 + 24);
@@ -164,7 +170,7 @@ test('setPeers: installs a snapshot; a bad set throws EFDB and keeps the old one
 
 test('peer slots: replacing every peer at the limit fits; recycled slots start at zero', async () => {
   const f = fakeAddon();
-  const dp = await openDataplane(opts, silentLogger, f.addon);
+  const dp = await openDataplane(opts, silentLogger, f.addon, f.host);
   const set = (prefix: string, n: number): Peer[] => Array.from({ length: n }, (_, i) =>
     ({ name: `${prefix}${i}`, subnets: [`198.19.${10 + i}.0/24`], publicIP: `198.18.0.${10 + i}`, vtepMAC: `0a:58:c6:12:00:${(10 + i).toString(16).padStart(2, "0")}` }));
   dp.setPeers(set('old', 4));
@@ -190,9 +196,9 @@ test('peer slots: replacing every peer at the limit fits; recycled slots start a
 
 test('a route that exists already is not taken over: EEXIST names it, and nothing is left', async () => {
   const f = fakeAddon({ routeAdd: (a) => (a[1] === '198.18.128.0' ? errno('EEXIST') : undefined) });
-  await assert.rejects(openDataplane(opts, silentLogger, f.addon), (err: unknown) =>
+  await assert.rejects(openDataplane(opts, silentLogger, f.addon, f.host), (err: unknown) =>
     err instanceof UserlayError && err.code === 'EEXIST' && err.field === 'networks'
-    && /a route for 198\.18\.128\.0\/17 exists already/.test(err.message));
+    && /a route for 198\.18\.128\.0\/17 exists already \(dev other0\)/.test(err.message));
   const t = opts.tunName;
   const after = f.calls.slice(f.calls.indexOf(`routeAdd ${t} 198.18.128.0 17`) + 1);
   assert.deepEqual(after.filter((c) => c.startsWith('route')), [`routeDel ${t} 198.19.0.0 16`], 'only the route it added is deleted');
@@ -209,7 +215,7 @@ test('options: a cluster range around the underlay address and a non-unicast VTE
 
 test('close: stop engine, close socket, remove routes, close TUN; idempotent', async () => {
   const f = fakeAddon();
-  const dp = await openDataplane(opts, silentLogger, f.addon);
+  const dp = await openDataplane(opts, silentLogger, f.addon, f.host);
   f.calls.length = 0;
   await Promise.all([dp.close(), dp.close()]);
   await dp.close();
@@ -220,25 +226,25 @@ test('close: stop engine, close socket, remove routes, close TUN; idempotent', a
 
 test('port in use fails before anything else is created', async () => {
   const f = fakeAddon({ udpOpen: () => errno('EADDRINUSE') });
-  await assert.rejects(openDataplane(opts, silentLogger, f.addon), (err: unknown) =>
+  await assert.rejects(openDataplane(opts, silentLogger, f.addon, f.host), (err: unknown) =>
     err instanceof UserlayError && err.code === 'EADDRINUSE' && /port in use/.test(err.message));
   assert.deepEqual(f.calls, ['udpOpen 198.18.0.1 8472']);
 });
 
 test('no permission for the TUN: hint, and the socket is closed again', async () => {
   const f = fakeAddon({ tunOpen: () => errno('EPERM') });
-  await assert.rejects(openDataplane(opts, silentLogger, f.addon), (err: unknown) =>
+  await assert.rejects(openDataplane(opts, silentLogger, f.addon, f.host), (err: unknown) =>
     err instanceof UserlayError && err.code === 'EPERM' && /needs CAP_NET_ADMIN/.test(err.message));
   assert.deepEqual(f.calls, ['udpOpen 198.18.0.1 8472', ...TX_OPENS, `tunOpen ${opts.tunName} true`, 'close 7', ...TX_CLOSES]);
 });
 
 test('a failure halfway undoes every step in reverse', async () => {
   const f = fakeAddon({ routeAdd: (a) => (a[1] === '198.18.128.0' ? errno('EEXIST') : undefined) });
-  await assert.rejects(openDataplane(opts, silentLogger, f.addon), { code: 'EEXIST' });
+  await assert.rejects(openDataplane(opts, silentLogger, f.addon, f.host), { code: 'EEXIST' });
   const t = opts.tunName;
   assert.deepEqual(f.calls.slice(-4 - TX_FDS.length), [`routeAdd ${t} 198.18.128.0 17`, `routeDel ${t} 198.19.0.0 16`, 'close 8', 'close 7', ...TX_CLOSES]);
   const g = fakeAddon({ engineStart: () => errno('EAGAIN') });
-  await assert.rejects(openDataplane(opts, silentLogger, g.addon), { code: 'EAGAIN' });
+  await assert.rejects(openDataplane(opts, silentLogger, g.addon, g.host), { code: 'EAGAIN' });
   assert.deepEqual(g.calls.slice(-7 - TX_FDS.length), ['engineStart', 'engineStop', 'engineDestroy', 'close 7', ...TX_CLOSES,
     `routeDel ${t} 198.18.128.0 17`, `routeDel ${t} 198.19.0.0 16`, 'close 8']);
 });
@@ -260,7 +266,7 @@ test('options are validated before any system call, naming the option', async ()
   for (const [over, field] of bad) {
     assert.throws(() => validateDataplaneOptions({ ...opts, ...over }), (err: unknown) => err instanceof UserlayError && err.field === field, field);
     const f = fakeAddon();
-    await assert.rejects(openDataplane({ ...opts, ...over }, silentLogger, f.addon), { code: 'EUSAGE' });
+    await assert.rejects(openDataplane({ ...opts, ...over }, silentLogger, f.addon, f.host), { code: 'EUSAGE' });
     assert.deepEqual(f.calls, []);
   }
   // udp needs no MAC
@@ -269,13 +275,13 @@ test('options are validated before any system call, naming the option', async ()
 
 test('offloads: auto asks for TSO/USO and UDP_GRO; off asks for none; a refused one is reported and setup goes on', async () => {
   const auto = fakeAddon();
-  const dp = await openDataplane(opts, silentLogger, auto.addon);
+  const dp = await openDataplane(opts, silentLogger, auto.addon, auto.host);
   assert.deepEqual(dp.stats().offloads, { mode: 'auto', active: ['tso', 'uso', 'gro'], refused: [], counters: NO_COUNTS });
   assert.equal(auto.engineCfg().probeTunGso, 1, 'offloads auto probes GSO writes to the TUN');
   await dp.close();
 
   const off = fakeAddon();
-  const dpOff = await openDataplane({ ...opts, offloads: 'off' }, silentLogger, off.addon);
+  const dpOff = await openDataplane({ ...opts, offloads: 'off' }, silentLogger, off.addon, off.host);
   assert.ok(off.calls.includes('tunSetOffloads 8 0 0'), off.calls.join('\n'));
   assert.ok(!off.calls.some((c) => c.startsWith('udpSetGro')));
   assert.deepEqual(dpOff.stats().offloads, { mode: 'off', active: [], refused: [], counters: NO_COUNTS });
@@ -284,7 +290,7 @@ test('offloads: auto asks for TSO/USO and UDP_GRO; off asks for none; a refused 
   process.env[REFUSE_ENV] = 'tso,gro';
   try {
     const refused = fakeAddon();
-    const dpR = await openDataplane(opts, silentLogger, refused.addon);
+    const dpR = await openDataplane(opts, silentLogger, refused.addon, refused.host);
     assert.ok(refused.calls.includes('tunSetOffloads 8 103 7'), refused.calls.join('\n'));
     assert.deepEqual(dpR.stats().offloads, { mode: 'auto', active: ['uso'], refused: ['tso', 'gro'], counters: NO_COUNTS });
     assert.ok(refused.calls.includes('engineStart'));
@@ -296,7 +302,7 @@ test('offloads: auto asks for TSO/USO and UDP_GRO; off asks for none; a refused 
 
 test('native engine: the tunnel port receives, TX_SOURCE_PORTS sockets on ephemeral ports send', async () => {
   const f = fakeAddon();
-  const dp = await openDataplane(opts, silentLogger, f.addon);
+  const dp = await openDataplane(opts, silentLogger, f.addon, f.host);
   assert.equal(f.engineCfg().udpFd, 7);
   assert.deepEqual(f.engineCfg().txFds, TX_FDS);
   assert.ok(f.calls.includes('udpSetGro 7 true'), 'UDP_GRO on the receiving socket');
@@ -306,7 +312,7 @@ test('native engine: the tunnel port receives, TX_SOURCE_PORTS sockets on epheme
 test('a send socket that cannot be opened closes the ones opened before', async () => {
   let n = 0;
   const f = fakeAddon({ udpOpen: (a) => (a[1] === 0 && ++n === 3 ? errno('EMFILE') : undefined) });
-  await assert.rejects(openDataplane(opts, silentLogger, f.addon), { code: 'EMFILE' });
+  await assert.rejects(openDataplane(opts, silentLogger, f.addon, f.host), { code: 'EMFILE' });
   assert.deepEqual(f.calls.filter((c) => c.startsWith('close')), ['close 7', 'close 100', 'close 101']);
   assert.ok(!f.calls.some((c) => c.startsWith('tunOpen')));
 });

@@ -5,11 +5,9 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtemp, rm } from 'node:fs/promises';
-import { tmpdir, type NetworkInterfaceInfo } from 'node:os';
+import type { NetworkInterfaceInfo } from 'node:os';
 import { join } from 'node:path';
-import { KubeConfig } from '@kubernetes/client-node';
-import { FakeApiServer, type KubeObject } from '../support/fake-apiserver.js';
+import type { KubeObject } from '../support/fake-apiserver.js';
 import { waitFor } from '../support/fake-apiserver-client.js';
 import { KubeAgent } from '../../src/agent/kube-mode.js';
 import { createNodeApi } from '../../src/control/kube/client.js';
@@ -18,6 +16,7 @@ import type { UnderlayHost } from '../../src/control/underlay.js';
 import { silentLogger } from '../../src/log.js';
 import type { Dataplane, Peer } from '../../src/dataplane/types.js';
 import { CniPlugin } from '../../src/cni/plugin.js';
+import { testCluster, testKubeConfig } from '../support/kube-agent-config.js';
 
 const host: UnderlayHost = {
   interfaces: () => ({ eth0: [{ address: '198.18.0.1', family: 'IPv4', internal: false, netmask: '255.255.255.0', mac: '00:00:00:00:00:00', cidr: '198.18.0.1/24' } as NetworkInterfaceInfo] }),
@@ -34,25 +33,17 @@ function node(podCIDR: string | undefined): KubeObject {
 }
 
 test('kube mode: ADD answers 50 with the reason until the agent is ready, then the Node\'s podCIDR and the pod MTU', async () => {
-  const server = await FakeApiServer.create({ bookmarkIntervalMs: 100 });
-  const dir = await mkdtemp(join(tmpdir(), 'ul-kcni-'));
-  const kc = new KubeConfig();
-  kc.loadFromOptions(server.kubeconfigOptions());
+  const cluster = await testCluster('ul-kcni-');
+  const { server, kc, dir } = cluster;
   const api = createNodeApi(kc);
   server.upsertNode(node(undefined));
-  const agent = new KubeAgent({
-    kubeconfig: undefined, nodeName: 'n1',
-    netConf: { networks: { 4: '198.19.0.0/16' }, backend: 'vxlan', vni: 1, port: 8472, mtu: undefined },
-    iface: ['eth0'], ifaceRegex: [], ifaceCanReach: undefined, publicIP: undefined, prefix: 'userlay.io',
-    stateDir: join(dir, 'state'), subnetFile: join(dir, 'subnet.env'), ipMasq: false, statusAddr: undefined,
-    logLevel: 'error', engine: 'js', offloads: 'auto', tunName: 'ultest0', resyncMs: 0, cni: { socket: undefined, stateDir: join(dir, 'cni') },
-  }, {
+  const agent = new KubeAgent(testKubeConfig(dir), {
     api, host, informerBackoffMs: { initialMs: 20, maxMs: 200 },
     makeInformer: (onListed) => makeNodeInformer(kc, { onListed, timeoutSeconds: 60 }),
     openDataplane: async (opts) => {
       let peers: readonly Peer[] = [];
       return {
-        options: opts, tunName: opts.tunName, setPeers: (p: readonly Peer[]) => { peers = p; }, peers: () => peers,
+        options: opts, tunName: opts.tunName, setPeers: (p: readonly Peer[]) => { peers = p; }, peers: () => peers, mtu: () => opts.mtu, setMtu: () => {},
         stats: () => ({ total: { txPackets: 0n, txBytes: 0n, rxPackets: 0n, rxBytes: 0n, drops: {} }, peers: {}, fdbPeers: 0, fdbRoutes: 0 }),
         close: async () => {},
       } as unknown as Dataplane;
@@ -73,7 +64,6 @@ test('kube mode: ADD answers 50 with the reason until the agent is ready, then t
     assert.deepEqual(agent.podNetwork(), { subnets: ['198.19.1.0/24'], networks: ['198.19.0.0/16'], mtu: 1450 });
   } finally {
     await agent.stop();
-    await server.stop();
-    await rm(dir, { recursive: true, force: true });
+    await cluster.close();
   }
 });

@@ -56,8 +56,11 @@ interface FakeDp extends Dataplane {
 
 function fakeDataplane(opts: DataplaneOptions): FakeDp {
   let current: readonly Peer[] = [];
+  let mtu = opts.mtu;
   const dp: FakeDp = {
     options: opts, tunName: opts.tunName, history: [], closed: false,
+    mtu: () => mtu,
+    setMtu(m) { mtu = m; },
     setPeers(p) { current = p; dp.history.push(p); },
     peers: () => current,
     stats: () => ({ total: { txPackets: 0n, txBytes: 0n, rxPackets: 0n, rxBytes: 0n, drops: {} }, peers: {}, fdbPeers: current.length, fdbRoutes: current.length }),
@@ -245,7 +248,7 @@ test('faults: API down at start with a snapshot: forward from it, then reconcile
   await server.stop();
   const own: OwnLease = {
     nodeName: 'n1', subnets: ['198.19.1.0/24'], networks: ['198.19.0.0/16'], publicIP: '198.18.0.1', vtepMAC: VTEP,
-    backend: 'vxlan', vni: 1, port: 8472, mtu: 1450,
+    backend: 'vxlan', vni: 1, port: 8472, mtu: 1450, underlayMtu: 1500,
   };
   await new SnapshotStore(join(dir, 'state')).save(own, [peer(2), peer(9)]);
   await writeFile(join(dir, 'state', 'vtep-mac'), VTEP + '\n');

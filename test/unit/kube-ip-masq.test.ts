@@ -70,7 +70,7 @@ async function withAgent(ipMasq: boolean, nft: Nftables, body: (agent: KubeAgent
     openDataplane: async (opts) => {
       let peers: readonly Peer[] = [];
       return {
-        options: opts, tunName: opts.tunName, setPeers: (p: readonly Peer[]) => { peers = p; }, peers: () => peers,
+        options: opts, tunName: opts.tunName, setPeers: (p: readonly Peer[]) => { peers = p; }, peers: () => peers, mtu: () => opts.mtu, setMtu: () => {},
         stats: () => ({ total: { txPackets: 0n, txBytes: 0n, rxPackets: 0n, rxBytes: 0n, drops: {} }, peers: {}, fdbPeers: 0, fdbRoutes: 0 }),
         close: async () => {},
       } as unknown as Dataplane;

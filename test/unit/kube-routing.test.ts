@@ -62,7 +62,7 @@ async function withAgent(netConf: object, body: (agent: KubeAgent, server: FakeA
     api: createNodeApi(kc), host, routes, informerBackoffMs: { initialMs: 20, maxMs: 200 },
     makeInformer: (onListed) => makeNodeInformer(kc, { onListed, timeoutSeconds: 60 }),
     openDataplane: async (opts) => ({
-      options: opts, tunName: opts.tunName, setPeers: (p: readonly Peer[]) => { peers = p; }, peers: () => peers,
+      options: opts, tunName: opts.tunName, setPeers: (p: readonly Peer[]) => { peers = p; }, peers: () => peers, mtu: () => opts.mtu, setMtu: () => {},
       stats: () => ({ total: { txPackets: 0n, txBytes: 0n, rxPackets: 0n, rxBytes: 0n, drops: {} }, peers: {}, fdbPeers: 0, fdbRoutes: 0 }),
       close: async () => {},
     }) as unknown as Dataplane,

@@ -50,6 +50,15 @@ test('peers-file entries carry the VTEP MAC only for vxlan', () => {
   assert.deepEqual(peerEntries(peers, 'udp')[0], { name: 'n1', subnets: ['198.19.1.0/24'], publicIP: '198.18.0.1' });
 });
 
+test('peers-file entries carry the underlay MTU in a lab with per-node MTUs, and agents get --mtu and --subnet-file', () => {
+  const jumbo = { ...labNode('x-', 2), underlayMtu: 9000 };
+  assert.equal(peerEntries([jumbo], 'udp')[0]!.mtu, 9000);
+  assert.equal(peerEntries([labNode('x-', 2)], 'udp')[0]!.mtu, undefined);
+  const args = agentArgs(jumbo, { backend: 'udp', engine: 'native', mtu: 8950 }, '/tmp/p.json', undefined, '/tmp/subnet.env');
+  assert.equal(args[args.indexOf('--mtu') + 1], '8950');
+  assert.equal(args[args.indexOf('--subnet-file') + 1], '/tmp/subnet.env');
+});
+
 test('IPv6 lab addressing: 2001:2::/48 only, cluster network clear of the underlay', () => {
   const n = labNode('x-', 18, '6');
   assert.deepEqual(n.families, [6]);

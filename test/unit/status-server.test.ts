@@ -16,6 +16,8 @@ function fakeDataplane(peers: Peer[], stats: DataplaneStats): Dataplane {
     tunName: 'ul0',
     setPeers() {},
     peers: () => peers,
+    mtu: () => 1450,
+    setMtu() {},
     stats: () => stats,
     close: async () => {},
   };

@@ -32,6 +32,8 @@ export interface UserlayAgentConfig {
   readonly statusPort?: number;
   /** Agent --log-level (default "info"; higher levels would hide the "agent ready" line). */
   readonly logLevel?: 'debug' | 'info';
+  /** Agent --mtu (default: the agent's, auto). */
+  readonly mtu?: number | 'auto';
   /** Milliseconds to wait for "agent ready" (default 20 s). */
   readonly readyTimeoutMs?: number;
 }
@@ -73,7 +75,7 @@ export function userlayBin(): string {
 }
 
 /** The agent's command-line flags for `node` with peers in `peersFile`. */
-export function agentArgs(node: LabNode, config: UserlayAgentConfig, peersFile: string, cni?: AgentCni): string[] {
+export function agentArgs(node: LabNode, config: UserlayAgentConfig, peersFile: string, cni?: AgentCni, subnetFile?: string): string[] {
   const args = [
     'agent',
     '--node', node.name,
@@ -92,6 +94,8 @@ export function agentArgs(node: LabNode, config: UserlayAgentConfig, peersFile: 
   if (config.ipMasq) args.push('--ip-masq');
   if (config.directRouting) args.push('--direct-routing');
   if (cni) args.push('--cni-socket', cni.socket, '--cni-state-dir', cni.stateDir);
+  if (config.mtu !== undefined) args.push('--mtu', String(config.mtu));
+  if (subnetFile !== undefined) args.push('--subnet-file', subnetFile);
   return args;
 }
 
@@ -124,8 +128,8 @@ function parseReady(line: string): AgentReady | undefined {
  * EAGENT with the agent's last log lines when it exits or does not get ready
  * in time (the process is stopped first).
  */
-export async function startAgent(node: LabNode, config: UserlayAgentConfig, peersFile: string, cni?: AgentCni): Promise<AgentProcess> {
-  const child = nsSpawn(node.ns, process.execPath, [...AGENT_NODE_FLAGS, userlayBin(), ...agentArgs(node, config, peersFile, cni)]);
+export async function startAgent(node: LabNode, config: UserlayAgentConfig, peersFile: string, cni?: AgentCni, subnetFile?: string): Promise<AgentProcess> {
+  const child = nsSpawn(node.ns, process.execPath, [...AGENT_NODE_FLAGS, userlayBin(), ...agentArgs(node, config, peersFile, cni, subnetFile)]);
   const logs: string[] = [];
   const timeoutMs = config.readyTimeoutMs ?? 20_000;
   let timer: NodeJS.Timeout | undefined;

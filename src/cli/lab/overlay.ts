@@ -52,6 +52,8 @@ export interface PeerEntry {
   readonly subnets: readonly string[];
   readonly publicIP: string;
   readonly vtepMAC?: string;
+  /** The peer's underlay MTU (labs with per-node underlay MTUs). */
+  readonly mtu?: number;
 }
 
 /** An overlay that is up. */
@@ -63,6 +65,8 @@ export interface Overlay {
   readonly agents: ReadonlyMap<number, AgentProcess>;
   /** Peers file of userlay node `index`. */
   peersFile(index: number): string;
+  /** subnet.env userlay node `index` writes (agent --subnet-file). */
+  subnetFile(index: number): string;
   /** Rewrite node `index`'s peers file to list exactly the nodes `peers` (indices). */
   writePeers(index: number, peers: readonly number[]): Promise<void>;
   /** Stop the agents and remove every device and route the overlay added. Idempotent. */
@@ -87,6 +91,7 @@ export function peerEntries(peers: readonly LabNode[], backend: Backend): PeerEn
     subnets: p.families.map((f) => p.inner[f]!.subnet),
     publicIP: p.underlayIP,
     ...(BACKENDS[backend].needsVtepMAC ? { vtepMAC: p.vtepMAC } : {}),
+    ...(p.underlayMtu !== undefined ? { mtu: p.underlayMtu } : {}),
   }));
 }
 
@@ -175,6 +180,7 @@ export async function applyOverlay(topo: Topology, spec: OverlaySpec): Promise<O
   const agents = new Map<number, AgentProcess>();
   const done: LabNode[] = [];
   const peersFile = (index: number): string => path.join(topo.workDir, `peers-n${index}.json`);
+  const subnetFile = (index: number): string => path.join(topo.workDir, `subnet-n${index}.env`);
   const othersOf = (node: LabNode): LabNode[] => topo.nodes.filter((n) => n !== node);
   const modeOf = (node: LabNode): OverlayMode => spec.modes[node.index - 1]!;
   const cniPods = new Map<number, { cni: AgentCni; cniPath: string[]; pod: RuntimeAttachment }>();
@@ -197,7 +203,8 @@ export async function applyOverlay(topo: Topology, spec: OverlaySpec): Promise<O
     for (const node of done) await kernelDown(node, modeOf(node), othersOf(node));
   };
   try {
-    let podMtu = UNDERLAY_MTU;
+    // no pod MTU above what the largest underlay carries (the agents say what fits, or more with --mtu N)
+    let podMtu = Math.max(...topo.nodes.map((n) => n.underlayMtu ?? UNDERLAY_MTU));
     for (const node of topo.nodes) {
       const others = othersOf(node);
       const mode = modeOf(node);
@@ -205,7 +212,7 @@ export async function applyOverlay(topo: Topology, spec: OverlaySpec): Promise<O
       if (mode === 'userlay') {
         await writePeers(node.index, others.map((n) => n.index));
         const cni = topo.pods === 'cni' ? labCni(topo, node) : undefined;
-        const agent = await startAgent(node, spec.userlay!, peersFile(node.index), cni);
+        const agent = await startAgent(node, spec.userlay!, peersFile(node.index), cni, subnetFile(node.index));
         agents.set(node.index, agent);
         podMtu = Math.min(podMtu, agent.ready.podMTU);
         if (cni) await attachPod(topo, node, cni, cniPods);
@@ -226,7 +233,7 @@ export async function applyOverlay(topo: Topology, spec: OverlaySpec): Promise<O
       await ip(node.ns, ['link', 'set', 'pod0', 'mtu', String(podMtu)]);
       await ip(node.podNs, ['link', 'set', 'eth0', 'mtu', String(podMtu)]);
     }
-    return { spec, podMtu, agents, peersFile, writePeers, remove };
+    return { spec, podMtu, agents, peersFile, subnetFile, writePeers, remove };
   } catch (err) {
     await remove();
     throw err;

@@ -17,6 +17,10 @@
  *   router ns "<prefix>r": eth-a 198.18.0.254/24 on br0, eth-b 198.18.1.254/24 on br1,
  *                ip_forward=1; every node routes 198.18.0.0/15 via its segment's .254
  *
+ * With `underlayMtus` each node's underlay veth (both ends) gets its own MTU, e.g. [9000, 1500]
+ * for a jumbo-frame node next to a standard one (flannel #463, #841), the bridge the largest;
+ * the nodes' peers files then carry each peer's `mtu` (overlay.ts).
+ *
  * With `pods: 'cni'` the pod namespaces are left empty: the overlay attaches each pod through
  * the userlay CNI plugin as a runtime would (overlay.ts, cni-runtime.ts): a bridge ulbr0 with
  * 198.19.<i>.1/24 in the node namespace, a veth into the pod, 198.19.<i>.2 from host-local.
@@ -147,6 +151,8 @@ export interface LabNode {
    * device per family with its own MAC: the underlay family's is `vtepMAC`.
    */
   readonly vtepMACs: Readonly<Partial<Record<Family, string>>>;
+  /** Underlay MTU of this node, when the topology sets them per node (`underlayMtus`); else UNDERLAY_MTU. */
+  readonly underlayMtu?: number;
   /** Routed underlay: the node's segment ('a' or 'b') and its router address there. */
   readonly segment?: UnderlaySegment;
   readonly underlayGateway?: string;
@@ -187,6 +193,8 @@ export interface TopologyOptions {
   readonly underlayFamily?: Family;
   /** 'flat' (default): one bridge; 'routed': two segments and a router (see the file comment). */
   readonly underlay?: UnderlayKind;
+  /** Underlay MTU per node, in node order (missing entries: UNDERLAY_MTU). */
+  readonly underlayMtus?: readonly number[];
 }
 
 /** A host on the underlay outside the cluster network. */
@@ -321,8 +329,9 @@ async function buildNode(underlayNs: string, node: LabNode, made: string[], ipv6
   await sysctl(node.ns, { 'net.ipv4.ip_forward': '1', ...(ipv6 ? { 'net.ipv6.conf.all.forwarding': '1' } : {}) });
   // Underlay: node eth0 <-> bridge port in the underlay namespace.
   await ip(underlayNs, ['link', 'add', node.bridgePort, 'type', 'veth', 'peer', 'name', node.underlayDev, 'netns', node.ns]);
-  await ip(underlayNs, ['link', 'set', node.bridgePort, 'master', SEGMENTS[node.segment ?? 'a'].bridge, 'mtu', String(UNDERLAY_MTU), 'up']);
-  await ip(node.ns, ['link', 'set', node.underlayDev, 'mtu', String(UNDERLAY_MTU), 'up']);
+  const mtu = String(node.underlayMtu ?? UNDERLAY_MTU);
+  await ip(underlayNs, ['link', 'set', node.bridgePort, 'master', SEGMENTS[node.segment ?? 'a'].bridge, 'mtu', mtu, 'up']);
+  await ip(node.ns, ['link', 'set', node.underlayDev, 'mtu', mtu, 'up']);
   for (const f of node.families) await ip(node.ns, addrArgs(node.underlayIPs[f]!, FAMILY_PLAN[f].underlayLen, node.underlayDev));
   if (node.underlayGateway !== undefined) await ip(node.ns, ['route', 'add', '198.18.0.0/15', 'via', node.underlayGateway, 'dev', node.underlayDev]);
   if (pods === 'veth') await wirePodVeth(node);
@@ -375,7 +384,12 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
   const underlayNs = `${prefix}u`;
   const underlay = options.underlay ?? 'flat';
   if (underlay === 'routed' && family !== '4') throw usageError('--underlay', 'a routed underlay is IPv4 only (use --family 4)');
-  const nodes = Array.from({ length: count }, (_, k) => (underlay === 'routed' ? routedLabNode(prefix, k + 1, count) : labNode(prefix, k + 1, family, options.underlayFamily)));
+  const mtus = options.underlayMtus;
+  const nodes = Array.from({ length: count }, (_, k): LabNode => ({
+    ...(underlay === 'routed' ? routedLabNode(prefix, k + 1, count) : labNode(prefix, k + 1, family, options.underlayFamily)),
+    ...(mtus ? { underlayMtu: mtus[k] ?? UNDERLAY_MTU } : {}),
+  }));
+  const bridgeMtu = String(Math.max(UNDERLAY_MTU, ...(mtus ?? [])));
   const routerNs = underlay === 'routed' ? `${prefix}r` : undefined;
   const outside: LabOutside | undefined = options.outside
     ? { ns: `${prefix}o`, ip: FAMILY_PLAN[labFamilies(family)[0]!].outside } : undefined;
@@ -390,7 +404,7 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
   try {
     await addNamespace(underlayNs, made, ipv6);
     await ip(underlayNs, ['link', 'add', 'br0', 'type', 'bridge']);
-    await ip(underlayNs, ['link', 'set', 'br0', 'mtu', String(UNDERLAY_MTU), 'up']);
+    await ip(underlayNs, ['link', 'set', 'br0', 'mtu', bridgeMtu, 'up']);
     if (routerNs !== undefined) {
       await ip(underlayNs, ['link', 'add', 'br1', 'type', 'bridge']);
       await ip(underlayNs, ['link', 'set', 'br1', 'mtu', String(UNDERLAY_MTU), 'up']);

@@ -21,7 +21,8 @@ import type { Peer } from '../../dataplane/types.js';
 import { BACKENDS, type Backend } from '../../dataplane/backends.js';
 import { canonicalIP, canonicalMac, cidrContains, isIP, parseCidr, parseIP, vtepMacProblem, type Family } from '../../dataplane/net.js';
 import { overlaps, subnetBits, type Overlap } from '../../dataplane/overlaps.js';
-import { annotationNames } from './lease.js';
+import { UNDERLAY_MTU_ANNOTATION, annotationNames } from './lease.js';
+import { checkPublishedMtu } from '../path-mtu.js';
 
 /** What the sync needs to know about this node and cluster. */
 export interface SyncConfig {
@@ -41,8 +42,11 @@ export interface SyncConfig {
   readonly ownVtepMAC?: string;
 }
 
-/** A node turned into a peer, or the reason it was not. */
-export type NodeVerdict = { ok: true; peer: Peer } | { ok: false; reason: string };
+/**
+ * A node turned into a peer (with a note when part of what it published was ignored, e.g. a bad
+ * underlay MTU), or the reason it was not.
+ */
+export type NodeVerdict = { ok: true; peer: Peer; note?: string } | { ok: false; reason: string };
 
 /** Result of one recompute. */
 export interface DesiredPeers {
@@ -50,6 +54,8 @@ export interface DesiredPeers {
   readonly peers: Peer[];
   /** Skipped node name -> reason. */
   readonly skipped: Map<string, string>;
+  /** Accepted node name -> what of its lease was ignored (NodeVerdict note). */
+  readonly notes: Map<string, string>;
   /** Per-peer keys (see peerSetKey), in `peers` order, cached with the verdicts. */
   readonly keys: readonly string[];
   /** peerSetKey(peers): the keys joined (built on first read). */
@@ -60,7 +66,7 @@ export interface DesiredPeers {
  * The part of a Node the agent reads (this file, the own-lease check in kube-mode.ts, the
  * reflector), as a new object: metadata name, namespace, resourceVersion (the reflector compares
  * it on a relist), uid, creationTimestamp (the conflict order here), the annotations — only those
- * under `annotationPrefix` + "/" when given: nothing else is read — spec.podCIDR(s) and
+ * under `annotationPrefix` + "/" when given, and userlay.io/underlay-mtu: nothing else is read — spec.podCIDR(s) and
  * status.addresses (type and address). Everything else of status (images, conditions,
  * nodeInfo), labels and managedFields is dropped; the own Node's conditions are read with a GET
  * (lease.ts), never from the cache. The reflector trims every Node before it reaches its cache
@@ -77,7 +83,7 @@ export function trimNode(node: V1Node, annotationPrefix?: string): V1Node {
   if (m.annotations) {
     const lead = annotationPrefix === undefined ? undefined : `${annotationPrefix}/`;
     const kept: Record<string, string> = {};
-    for (const [k, v] of Object.entries(m.annotations)) if (lead === undefined || k.startsWith(lead)) kept[k] = v;
+    for (const [k, v] of Object.entries(m.annotations)) if (lead === undefined || k.startsWith(lead) || k === UNDERLAY_MTU_ANNOTATION) kept[k] = v;
     meta.annotations = kept;
   }
   const out: V1Node = { metadata: meta };
@@ -166,6 +172,11 @@ export function nodeToPeer(node: V1Node, cfg: SyncConfig): NodeVerdict {
     }
   }
   if (BACKENDS[cfg.backend].needsVtepMAC && peer.vtepMAC === undefined) return { ok: false, reason: `no VtepMAC in ${dataName}` };
+  const mtuText = ann[UNDERLAY_MTU_ANNOTATION];
+  if (mtuText === undefined) return { ok: true, peer };
+  const mtu = checkPublishedMtu(name, UNDERLAY_MTU_ANNOTATION, mtuText, cfg.underlayFamily);
+  if ('problem' in mtu) return { ok: true, peer, note: `${mtu.problem} (ignored: counts as this node's underlay MTU)` };
+  peer.underlayMtu = mtu.mtu;
   return { ok: true, peer };
 }
 
@@ -182,7 +193,7 @@ function created(node: V1Node): number {
 
 /** A node's verdict with what conflict resolution needs, cached per Node object. */
 type Candidate = OkCandidate | { ok: false; reason: string };
-type OkCandidate = { ok: true; peer: Peer; created: number; bits: string[]; key: string };
+type OkCandidate = { ok: true; peer: Peer; created: number; bits: string[]; key: string; note?: string };
 
 /**
  * The conflict-relevant part of a recompute: it depends only on the candidates' names, ages
@@ -220,7 +231,7 @@ function candidate(node: V1Node, cfg: SyncConfig, cache?: VerdictCache): Candida
   let c = cache?.verdicts.get(node);
   if (c === undefined) {
     const v = nodeToPeer(node, cfg);
-    c = v.ok ? { ok: true, peer: v.peer, created: created(node), bits: v.peer.subnets.map(subnetBits), key: peerKey(v.peer) } : v;
+    c = v.ok ? { ok: true, peer: v.peer, created: created(node), bits: v.peer.subnets.map(subnetBits), key: peerKey(v.peer), ...(v.note ? { note: v.note } : {}) } : v;
     // a changed Node whose peer is the same (a heartbeat, a label): keep the previous object
     const shape = cache?.shape;
     const at = c.ok && shape ? shape.index.get(c.peer.name) : undefined;
@@ -266,9 +277,11 @@ function buildShape(current: readonly OkCandidate[], cfg: SyncConfig): Shape {
 /** Compute the desired peer set from all known nodes. Pure (the cache only memoises). */
 export function computePeers(nodes: readonly V1Node[], cfg: SyncConfig, cache?: VerdictCache): DesiredPeers {
   const skipped = new Map<string, string>();
+  const notes = new Map<string, string>();
   const current: OkCandidate[] = [];
   for (const node of nodes) {
     const v = candidate(node, cfg, cache);
+    if (v.ok && v.note !== undefined) notes.set(v.peer.name, v.note);
     if (v.ok) current.push(v);
     else if (v.reason !== 'own node') skipped.set(node.metadata?.name ?? '', v.reason);
   }
@@ -302,11 +315,11 @@ export function computePeers(nodes: readonly V1Node[], cfg: SyncConfig, cache?: 
     keys.push(order[i]!.key);
   }
   let joined: string | undefined;
-  return { peers, skipped, keys, get key() { return (joined ??= keys.join('\n')); } };
+  return { peers, skipped, notes, keys, get key() { return (joined ??= keys.join('\n')); } };
 }
 
 function peerKey(p: Peer): string {
-  return JSON.stringify([p.name, [...p.subnets].sort(), p.publicIP, p.vtepMAC ?? null, p.port ?? null, p.vni ?? null]);
+  return JSON.stringify([p.name, [...p.subnets].sort(), p.publicIP, p.vtepMAC ?? null, p.port ?? null, p.vni ?? null, p.underlayMtu ?? null]);
 }
 
 /** Per-peer keys of a peer set, sorted by name (see peerSetKey). */

@@ -7,6 +7,10 @@
  *   <prefix>/public-ip             underlay address peers send to (public-ipv6 for an IPv6 underlay)
  *   <prefix>/kube-subnet-manager   "true"
  *
+ *   userlay.io/underlay-mtu        "9001": the MTU of the underlay interface (always under userlay.io:
+ *                                  flannel has no such annotation; --mtu auto on the other nodes
+ *                                  takes the smallest path, src/control/path-mtu.ts)
+ *
  * plus the NetworkUnavailable=False condition, in one JSON merge patch on nodes/{name}/status.
  *
  * The lease is per underlay family, as flannel's dual stack has one per family (flannel.1 reads
@@ -35,6 +39,9 @@ import type { NodeApi } from './client.js';
 export const DEFAULT_ANNOTATION_PREFIX = 'userlay.io';
 /** flannel's prefix, for clusters mixing userlay and flannel nodes. */
 export const FLANNEL_ANNOTATION_PREFIX = 'flannel.alpha.coreos.com';
+
+/** The annotation carrying a node's underlay MTU, whatever the prefix (flannel's stay untouched). */
+export const UNDERLAY_MTU_ANNOTATION = 'userlay.io/underlay-mtu';
 
 /** Full annotation names for one prefix. */
 export interface AnnotationNames {
@@ -66,6 +73,8 @@ export interface LeaseInfo {
   readonly vtepMAC: string;
   readonly publicIP: string;
   readonly family: Family;
+  /** MTU of the underlay interface, bytes; undefined: not published (peers count it as theirs). */
+  readonly underlayMtu?: number;
 }
 
 /**
@@ -103,6 +112,7 @@ export function leasePatch(prefix: string, lease: LeaseInfo, current: readonly V
         [names.backendData[other]]: null,
         [names.publicIP[other]]: null,
         [names.kubeSubnetManager]: 'true',
+        ...(lease.underlayMtu === undefined ? {} : { [UNDERLAY_MTU_ANNOTATION]: String(lease.underlayMtu) }),
       },
     },
     status: { conditions: [...current.filter((c) => c.type !== 'NetworkUnavailable'), ours] },

@@ -46,6 +46,7 @@ export class PeerSync {
   /** Per-peer keys of `applied` (the same strings computePeers hands out, so equal sets compare by reference). */
   private appliedKeys: readonly string[];
   private lastSkipped = new Map<string, string>();
+  private lastNotes = new Map<string, string>();
   private readonly verdicts = newVerdictCache();
   private running = false;
   private pending = false;
@@ -124,8 +125,9 @@ export class PeerSync {
 
   private async once(force: boolean): Promise<boolean> {
     if (this.opts.cacheSynced && !this.opts.cacheSynced()) return false;
-    const { peers, skipped, keys } = computePeers(this.opts.cache.list(), this.opts.config, this.verdicts);
+    const { peers, skipped, notes, keys } = computePeers(this.opts.cache.list(), this.opts.config, this.verdicts);
     this.logSkips(skipped);
+    this.logNotes(notes);
     let changed = false;
     const differs = !sameStrings(keys, this.appliedKeys);
     if (differs || force) {
@@ -145,6 +147,12 @@ export class PeerSync {
     }
     this.lastSyncAt = this.clock.now();
     return changed;
+  }
+
+  /** Warn once per node and note (what of a lease was ignored). */
+  private logNotes(notes: Map<string, string>): void {
+    for (const [node, note] of notes) if (this.lastNotes.get(node) !== note) this.opts.log.warn('part of a node\'s lease ignored', { node, note });
+    this.lastNotes = notes;
   }
 
   private logSkips(skipped: Map<string, string>): void {

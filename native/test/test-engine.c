@@ -376,17 +376,17 @@ static void test_tx_src_ports(struct fixture *f)
   CHECK_EQ(ul_engine_stop(f->engine), 0);
   memset(&cfg, 0, sizeof(cfg));
   cfg.tun_fd = f->tun;
-  cfg.udp_fd = f->udp;
+  cfg.udp[0].udp_fd = f->udp;
   cfg.codec.mode = UL_MODE_VXLAN;
   cfg.codec.vni = VNI;
   memcpy(cfg.codec.mac, our_mac, 6);
   cfg.counters = f->counters;
   cfg.max_slot = 1;
-  cfg.n_tx_fds = 3;
+  cfg.udp[0].n_tx_fds = 3;
   for (k = 0; k < 3; k++) {
-    cfg.tx_fds[k] = ul_udp_open(4, &lo, 0);
-    CHECK(cfg.tx_fds[k] >= 0);
-    ports[k] = local_port(cfg.tx_fds[k]);
+    cfg.udp[0].tx_fds[k] = ul_udp_open(4, &lo, 0);
+    CHECK(cfg.udp[0].tx_fds[k] >= 0);
+    ports[k] = local_port(cfg.udp[0].tx_fds[k]);
   }
   CHECK_EQ(ul_engine_create(&cfg, &e), 0);
   ul_engine_set_fdb(e, make_fdb(f->peer_port));
@@ -435,7 +435,7 @@ static void test_tx_src_ports(struct fixture *f)
   CHECK(distinct); /* eight flows do not all share one port */
   ul_engine_destroy(e);
   for (k = 0; k < 3; k++)
-    close(cfg.tx_fds[k]);
+    close(cfg.udp[0].tx_fds[k]);
 }
 
 /* ---- thread pairs ------------------------------------------------------------ */
@@ -516,11 +516,11 @@ static void threads_case(struct fixture *f, uint32_t n)
 
   memset(&cfg, 0, sizeof(cfg));
   cfg.tun_fd = tun[0];
-  cfg.udp_fd = udp[0];
+  cfg.udp[0].udp_fd = udp[0];
   cfg.threads = n;
   for (i = 1; i < n; i++) {
     cfg.tun_fds[i] = tun[i];
-    cfg.udp_fds[i] = udp[i];
+    cfg.udp[0].udp_fds[i] = udp[i];
   }
   cfg.codec.mode = UL_MODE_VXLAN;
   cfg.codec.vni = VNI;

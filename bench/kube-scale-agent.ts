@@ -176,7 +176,7 @@ async function runPipeline(cache: Cache, listed: () => boolean, stateDir: string
   };
   const sync = new PeerSync({
     cache,
-    config: { nodeName: nodeName(OWN), prefix, backend: 'vxlan', networks: { 4: SCALE_NETWORK }, ownSubnets, underlayFamily: 4 },
+    config: { nodeName: nodeName(OWN), prefix, backend: 'vxlan', networks: { 4: SCALE_NETWORK }, ownSubnets, underlayFamilies: [4] },
     apply: (peers) => {
       setPeers(peers);
       store.saveLatest(lease, peers, (err) => process.stderr.write(`snapshot save: ${String(err)}\n`));

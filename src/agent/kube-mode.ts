@@ -189,6 +189,8 @@ export class KubeAgent {
     // 4. underlay, MTU
     const names = annotationNames(cfg.prefix);
     const preferred = netConf.networks[4] !== undefined ? 4 : 6;
+    // both cluster families: an underlay address of each, as flannel's dual stack
+    const dualStack = netConf.networks[4] !== undefined && netConf.networks[6] !== undefined;
     const host = this.deps.host ?? systemHost;
     const ranges = [
       ...networkList(netConf).map((cidr) => ({ field: 'net-conf Network', cidr })),
@@ -199,9 +201,11 @@ export class KubeAgent {
       underlay = await pickUnderlay({
         iface: cfg.iface, ifaceRegex: cfg.ifaceRegex, ifaceCanReach: cfg.ifaceCanReach, publicIP: cfg.publicIP,
         publicIPOverwrite: ownNode.node.metadata?.annotations?.[names.publicIPOverwrite[preferred]], family: preferred,
+        dualStack, publicIPv6: cfg.publicIPv6, publicIPv6Overwrite: ownNode.node.metadata?.annotations?.[names.publicIPOverwrite[6]],
       }, host);
       // a cluster range over the underlay would swallow the agent's own datagrams: stay unready
-      const conflict = underlayConflict(ranges, underlay.bindIP, host, underlay.publicIP);
+      const conflict = underlayConflict(ranges, underlay.bindIP, host, underlay.publicIP)
+        ?? (underlay.bindIPv6 !== undefined ? underlayConflict(ranges, underlay.bindIPv6, host, underlay.publicIPv6) : undefined);
       if (conflict === undefined) break;
       this.waiting = `${conflict.field}: ${conflict.message}`;
       if (this.waiting !== logged) log.error('cluster network overlaps the underlay; not starting the data plane', { field: conflict.field, reason: conflict.message });
@@ -213,13 +217,19 @@ export class KubeAgent {
     if (netConf.mtu === undefined && underlay.mtu === undefined) {
       throw new UserlayError('EUSAGE', `cannot read the MTU of ${underlay.iface} (/sys/class/net/${underlay.iface}/mtu): set net-conf Backend.MTU or --mtu`);
     }
-    const mtu = netConf.mtu ?? underlay.mtu! - encapOverhead(netConf.backend, underlay.family);
+    // dual stack: the pod MTU fits the IPv6 underlay too (its overhead is the larger)
+    const mtu = netConf.mtu ?? underlay.mtu! - encapOverhead(netConf.backend, underlay.bindIPv6 !== undefined ? 6 : underlay.family);
     const own: OwnLease = {
       nodeName: cfg.nodeName, subnets: ownNode.subnets, networks: networkList(netConf), publicIP: underlay.bindIP,
+      ...(underlay.bindIPv6 !== undefined ? { publicIPv6: underlay.bindIPv6 } : {}),
       vtepMAC, backend: netConf.backend, vni: netConf.vni, port: netConf.port, mtu,
     };
     this.own = own;
-    log.info('underlay', { iface: underlay.iface, bindIP: underlay.bindIP, publicIP: underlay.publicIP, how: underlay.how, underlayMTU: underlay.mtu });
+    log.info('underlay', {
+      iface: underlay.iface, bindIP: underlay.bindIP, publicIP: underlay.publicIP, how: underlay.how, underlayMTU: underlay.mtu,
+      ...(underlay.bindIPv6 !== undefined ? { bindIPv6: underlay.bindIPv6, publicIPv6: underlay.publicIPv6 } : {}),
+    });
+    if (underlay.dualStackProblem !== undefined) log.warn('dual-stack cluster, but no IPv6 underlay: IPv6 pods travel over IPv4 (flannel-v6.1 peers cannot be reached)', { reason: underlay.dualStackProblem });
 
     // routes to on-link peers (direct routing, host-gw): a crashed run's are removed first
     const mode = routingMode(netConf.backend, netConf.directRouting === true);
@@ -247,7 +257,10 @@ export class KubeAgent {
     if (this.stopped) return this.stop();
 
     // 6. lease
-    const lease: LeaseInfo = { backend: own.backend, vni: own.vni, vtepMAC, publicIP: underlay.publicIP, family: underlay.family };
+    const lease: LeaseInfo = {
+      backend: own.backend, vni: own.vni, vtepMAC, publicIP: underlay.publicIP, family: underlay.family,
+      ...(underlay.publicIPv6 !== undefined ? { publicIPv6: underlay.publicIPv6 } : {}),
+    };
     await this.retry('publish lease', () => publishLease(this.deps.api, cfg.nodeName, cfg.prefix, lease, log));
     this.leasePublished = true;
     if (this.stopped) return;
@@ -264,8 +277,9 @@ export class KubeAgent {
     if (trim) this.trimTimer = setInterval(trim, TRIM_EVERY_MS).unref();
     const sync = new PeerSync({
       cache: informer,
-      config: { nodeName: cfg.nodeName, prefix: cfg.prefix, backend: own.backend, networks: netConf.networks, ownSubnets: own.subnets, underlayFamily: underlay.family,
-        ownPublicIP: underlay.publicIP, ownVtepMAC: vtepMAC },
+      config: { nodeName: cfg.nodeName, prefix: cfg.prefix, backend: own.backend, networks: netConf.networks, ownSubnets: own.subnets,
+        underlayFamilies: underlay.publicIPv6 !== undefined ? [underlay.family, 6] : [underlay.family],
+        ownPublicIP: underlay.publicIP, ...(underlay.publicIPv6 !== undefined ? { ownPublicIPv6: underlay.publicIPv6 } : {}), ownVtepMAC: vtepMAC },
       apply: (peers: readonly Peer[]) => {
         dp.setPeers(routes ? routes.apply(peers) : peers);
         this.store.saveLatest(own, peers, (err) => log.error('saving the FDB snapshot failed', { err }));
@@ -369,7 +383,7 @@ function sameLease(a: OwnLease | undefined, b: OwnLease): boolean {
 function dataplaneOptions(cfg: KubeAgentConfig, own: OwnLease): DataplaneOptions {
   return {
     backend: own.backend, engine: cfg.engine, offloads: cfg.offloads, threads: cfg.threads ?? 1, tunName: cfg.tunName, mtu: own.mtu, publicIP: own.publicIP,
-    port: own.port, vni: own.vni, vtepMAC: own.vtepMAC, ownSubnets: own.subnets, networks: own.networks,
+    ...(own.publicIPv6 !== undefined ? { publicIPv6: own.publicIPv6 } : {}), port: own.port, vni: own.vni, vtepMAC: own.vtepMAC, ownSubnets: own.subnets, networks: own.networks,
   };
 }
 

@@ -214,7 +214,7 @@ function putU32(b: Uint8Array, off: number, v: number): void {
 }
 
 /** One underlay address of a peer being validated, with the MAC that goes with it. */
-interface Underlay {
+interface PeerUnderlay {
   readonly ip: IPAddr;
   readonly text: string;
   readonly mac: Uint8Array;
@@ -264,7 +264,7 @@ function validatePeer(p: Peer, d: FdbDefaults, dkey: string, networks: readonly 
       + `IPv${ips.map((u) => u.ip.family).join('/')} but the underlay socket is IPv${families!.join('/')}`);
   }
   const macs = [p.vtepMAC, p.vtepMACv6];
-  const all: Underlay[] = ips.map((u, k) => ({ ...u, ...checkUnderlayMac(where, UNDERLAY_FIELDS[k]!.mac, macs[k], d) }));
+  const all: PeerUnderlay[] = ips.map((u, k) => ({ ...u, ...checkUnderlayMac(where, UNDERLAY_FIELDS[k]!.mac, macs[k], d) }));
   const usable = all.filter((u) => families === undefined || families.includes(u.ip.family));
   // a backend that does not encapsulate sends nothing: port 0 (no port) is fine there
   const port = checkRange(`${where} port`, p.port ?? d.port, BACKENDS[d.backend].encapsulates ? 1 : 0, 65535);
@@ -348,7 +348,8 @@ export class FdbTable {
 
   /**
    * @internal use buildFdb(). `records` (one per peer, same order) carry the
-   * pre-encoded snapshot records; without them encode() writes every field.
+   * pre-encoded snapshot records; without them encode() writes every field, one entry per
+   * peer (its primary underlay: such a table has no dual-stack entries).
    */
   constructor(
     readonly peers: readonly FdbPeer[],

@@ -120,8 +120,12 @@ class JsEngineImpl implements Engine {
     if (!this.closed) this.flushRx();
   };
 
+  /** The sockets by underlay family (4, 6), read once: address() is a system call. */
+  private readonly byFamily: Map<number, dgram.Socket>;
+
   constructor(private readonly setup: EngineSetup, private readonly sockets: readonly dgram.Socket[]) {
     this.headroom = setup.addon.constants.TX_HEADROOM;
+    this.byFamily = new Map(sockets.map((s) => [s.address().family === 'IPv6' ? 6 : 4, s]));
   }
 
   setFdb(table: FdbTable): void {
@@ -131,7 +135,7 @@ class JsEngineImpl implements Engine {
 
   /** The bound socket of `family`, if this node has one. */
   private socketOf(family: number): dgram.Socket | undefined {
-    return this.sockets.find((s) => (s.address().family === 'IPv6' ? 6 : 4) === family);
+    return this.byFamily.get(family);
   }
 
   private txPeer(slot: number, ip: string, port: number, socket: dgram.Socket | undefined): TxPeer {

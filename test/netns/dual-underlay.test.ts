@@ -5,10 +5,13 @@
  * byte, and a capture on the sender's underlay port shows the pod family's own underlay family
  * (IPv4 pods from the IPv4 underlay address to the peer's, IPv6 from the IPv6 one). With the
  * native engine the receiver's UDP GRO counters grow during each family's transfer: GRO is on
- * for both sockets. Addresses: 198.18.0.0/15 and 2001:2::/48 only.
+ * for both sockets. The same lab with --backend host-gw: each pod subnet is routed (protocol
+ * 85) via the peer's underlay address of its own family, and pods reach each other in both
+ * families. Addresses: 198.18.0.0/15 and 2001:2::/48 only.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
+import { nsRun } from '../../src/cli/lab/exec.js';
 import { hashedTransfer, ping, pingAllPairs, podAddress } from '../../src/cli/lab/probes.js';
 import { UNDERLAY_MTU } from '../../src/cli/lab/topology.js';
 import { encapOverhead } from '../../src/dataplane/backends.js';
@@ -70,3 +73,26 @@ for (const engine of ['native', 'js'] as EngineKind[]) {
     }
   });
 }
+
+describe('dual underlay, host-gw: each pod family is routed via the peer\'s address of that family', { skip: NEEDS_ROOT, timeout: 120_000 }, () => {
+  let lab: TestLab;
+  before(async () => {
+    lab = await openTestLab(3, { modes: ['userlay', 'userlay', 'userlay'], userlay: { backend: 'host-gw', engine: 'native', dualUnderlay: true } },
+      { family: 'dual', pods: 'cni' });
+  });
+  after(async () => { await lab?.close(); });
+
+  for (const family of [4, 6] as Family[]) {
+    test(`IPv${family}: routes via the peers' IPv${family} underlay addresses, and every pod pings every other pod`, async () => {
+      const n1 = lab.node(1);
+      const r = await nsRun(n1.ns, 'ip', [`-${family}`, '-j', 'route', 'show', 'proto', '85']);
+      // the cluster network's route through the TUN is ours too, without a gateway
+      const routes = (JSON.parse(r.stdout) as Array<{ dst: string; gateway?: string }>).filter((x) => x.gateway !== undefined).map((x) => [x.dst, x.gateway]).sort();
+      const want = [lab.node(2), lab.node(3)].map((n) => [n.inner[family]!.subnet, n.underlayIPs[family]]).sort();
+      assert.deepEqual(routes, want);
+      const results = await pingAllPairs(lab.nodes, family);
+      assert.equal(results.length, 6);
+      for (const p of results) assert.ok(p.ok, `${p.from} -> ${p.to} (IPv${family}): ${p.output}`);
+    });
+  }
+});

@@ -7,7 +7,9 @@
  *   3. identity: fetch the own Node until it has podCIDR(s) inside the network, with backoff.
  *      API unreachable and a snapshot present: bring the data plane up from the snapshot now and
  *      keep forwarding while the retries go on.
- *   4. underlay: interface, bind address, public IP (flag > public-ip-overwrite annotation)
+ *   4. underlay: interface, bind address, public IP (flag > public-ip-overwrite annotation); with
+ *      both cluster families also the IPv6 address of that interface (--public-ipv6), see
+ *      control/underlay.ts
  *   5. data plane: open (or keep the one started from the snapshot when nothing changed)
  *   6. lease: merge-patch the annotations and NetworkUnavailable=False (retried until it works)
  *   7. informer + level-triggered sync: every change recomputes the peer set; each new set is

@@ -235,7 +235,7 @@ static int tx_send_fd(struct worker *w, int fd, struct slot **sent, uint32_t m)
   return 1;
 }
 
-/* The socket of source port q of underlay set k. */
+/* The send socket of source port q in the socket set u (udp_fd without tx_fds). */
 static int tx_fd(const struct ul_engine_udp *u, uint32_t q)
 {
   return u->n_tx_fds > 0 ? u->tx_fds[q] : u->udp_fd;

@@ -163,7 +163,7 @@ async function runPipeline(cache: Cache, listed: () => boolean, stateDir: string
   const setPeers = (peers: readonly Peer[]): void => {
     const started = now();
     const trial = slots.clone();
-    const table = buildFdb(peers, { backend: 'vxlan', port: 8472, vni: 1, underlayFamily: 4, ownSubnets }, trial);
+    const table = buildFdb(peers, { backend: 'vxlan', port: 8472, vni: 1, underlayFamilies: [4], ownSubnets }, trial);
     fdbBytes = table.encode();
     slots.adopt(trial);
     const at = now();
@@ -176,7 +176,7 @@ async function runPipeline(cache: Cache, listed: () => boolean, stateDir: string
   };
   const sync = new PeerSync({
     cache,
-    config: { nodeName: nodeName(OWN), prefix, backend: 'vxlan', networks: { 4: SCALE_NETWORK }, ownSubnets, underlayFamily: 4 },
+    config: { nodeName: nodeName(OWN), prefix, backend: 'vxlan', networks: { 4: SCALE_NETWORK }, ownSubnets, underlayFamilies: [4] },
     apply: (peers) => {
       setPeers(peers);
       store.saveLatest(lease, peers, (err) => process.stderr.write(`snapshot save: ${String(err)}\n`));

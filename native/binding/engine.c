@@ -43,6 +43,32 @@ static bool arg_engine(napi_env env, napi_value v, struct engine_handle **h)
   return napi_get_value_external(env, v, (void **)h) == napi_ok;
 }
 
+/* obj[key]: absent (n = 0) or an array of at most max non-negative fds. */
+static bool prop_fds(napi_env env, napi_value obj, const char *key, uint32_t max,
+                     int *fds, uint32_t *n)
+{
+  napi_value v, el;
+  uint32_t k, len;
+  int64_t fd;
+  bool is;
+
+  *n = 0;
+  if (napi_get_named_property(env, obj, key, &v) != napi_ok)
+    return false;
+  if (is_nullish(env, v))
+    return true;
+  if (napi_is_array(env, v, &is) != napi_ok || !is ||
+      napi_get_array_length(env, v, &len) != napi_ok || len > max)
+    return false;
+  for (k = 0; k < len; k++) {
+    if (napi_get_element(env, v, k, &el) != napi_ok || !arg_int(env, el, 0, INT32_MAX, &fd))
+      return false;
+    fds[k] = (int)fd;
+  }
+  *n = len;
+  return true;
+}
+
 napi_value js_engine_create(napi_env env, napi_callback_info info)
 {
   napi_value argv[1], v, out;
@@ -64,7 +90,7 @@ napi_value js_engine_create(napi_env env, napi_callback_info info)
   cfg.tun_fd = (int)n;
   if (!prop_int(env, argv[0], "udpFd", 0, INT32_MAX, -1, &n))
     return throw_type(env, "engineCreate", "udpFd must be a non-negative integer");
-  cfg.udp_fd = (int)n;
+  cfg.udp[0].udp_fd = (int)n;
   if (napi_get_named_property(env, argv[0], "codec", &v) != napi_ok ||
       !arg_codec(env, v, &cfg.codec))
     return throw_type(env, "engineCreate", "codec must be { mode: 'vxlan'|'udp', vni, mac }");
@@ -80,22 +106,8 @@ napi_value js_engine_create(napi_env env, napi_callback_info info)
   if (!prop_int(env, argv[0], "batch", 1, 256, 64, &n))
     return throw_type(env, "engineCreate", "batch must be an integer 1..256");
   cfg.batch = (uint32_t)n;
-  if (napi_get_named_property(env, argv[0], "txFds", &v) != napi_ok)
-    return NULL;
-  if (!is_nullish(env, v)) {
-    uint32_t k, len32;
-    bool is;
-    if (napi_is_array(env, v, &is) != napi_ok || !is ||
-        napi_get_array_length(env, v, &len32) != napi_ok || len32 > UL_TX_FDS_MAX)
-      return throw_type(env, "engineCreate", "txFds must be an array of at most 64 fds");
-    for (k = 0; k < len32; k++) {
-      napi_value el;
-      if (napi_get_element(env, v, k, &el) != napi_ok || !arg_int(env, el, 0, INT32_MAX, &n))
-        return throw_type(env, "engineCreate", "txFds must hold non-negative integers");
-      cfg.tx_fds[k] = (int)n;
-    }
-    cfg.n_tx_fds = len32;
-  }
+  if (!prop_fds(env, argv[0], "txFds", UL_TX_FDS_MAX, cfg.udp[0].tx_fds, &cfg.udp[0].n_tx_fds))
+    return throw_type(env, "engineCreate", "txFds must be an array of at most 64 non-negative fds");
   if (napi_get_named_property(env, argv[0], "queues", &v) != napi_ok)
     return NULL;
   cfg.threads = 1;
@@ -113,9 +125,23 @@ napi_value js_engine_create(napi_env env, napi_callback_info info)
           !prop_int(env, el, "udpFd", 0, INT32_MAX, -1, &u) || t < 0 || u < 0)
         return throw_type(env, "engineCreate", "queues[] must be { tunFd, udpFd } of non-negative integers");
       cfg.tun_fds[k + 1] = (int)t;
-      cfg.udp_fds[k + 1] = (int)u;
+      cfg.udp[0].udp_fds[k + 1] = (int)u;
     }
     cfg.threads = 1 + len32;
+  }
+  cfg.n_udp = 1;
+  if (napi_get_named_property(env, argv[0], "otherFamily", &v) != napi_ok)
+    return NULL;
+  if (!is_nullish(env, v)) { /* dual stack: the sockets of the second family */
+    struct ul_engine_udp *u = &cfg.udp[1];
+    uint32_t nq;
+    if (!prop_int(env, v, "udpFd", 0, INT32_MAX, -1, &n) || n < 0 ||
+        !prop_fds(env, v, "txFds", UL_TX_FDS_MAX, u->tx_fds, &u->n_tx_fds) ||
+        !prop_fds(env, v, "queueFds", UL_THREADS_MAX - 1, u->udp_fds + 1, &nq) ||
+        nq != cfg.threads - 1)
+      return throw_type(env, "engineCreate", "otherFamily must be { udpFd, txFds?, queueFds? } with one queueFd per extra queue");
+    u->udp_fd = (int)n;
+    cfg.n_udp = 2;
   }
   if (!prop_int(env, argv[0], "probeTunGso", 0, 1, 0, &n))
     return throw_type(env, "engineCreate", "probeTunGso must be 0/1 or absent");

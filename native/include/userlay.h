@@ -143,7 +143,9 @@ struct ul_fdb_peer {   /* 40 bytes */
   uint8_t mac[6];      /* VTEP MAC (vxlan); ignored for udp */
   uint8_t reserved1[2];
   uint32_t vni;        /* VNI to send with (vxlan) */
-  uint32_t slot;       /* counter slot, >= 1 */
+  uint32_t slot;       /* counter slot, >= 1; entries with one slot are one
+                        * peer (a dual-stack peer has an entry per underlay
+                        * family, each with its own address and MAC) */
   uint32_t mtu;        /* largest inner packet the path to this peer
                           carries unfragmented; 0 = no limit known */
 };
@@ -225,7 +227,8 @@ struct ul_decap_result {
  * Validate and decapsulate one received datagram buf[0..len) whose outer
  * source address is `src`. Checks, in order: length, VXLAN flags, VNI, inner
  * dst MAC, ethertype/IP version/length, outer source is a known peer, inner
- * source inside a subnet routed to that same peer. Returns UL_OK or the drop
+ * source inside a subnet routed to that same peer (an entry of the same
+ * counter slot: a dual-stack peer's entries share one). Returns UL_OK or the drop
  * reason. Never reads outside buf[0..len).
  */
 int ul_decap(const struct ul_codec_cfg *cfg, const struct ul_fdb *fdb,
@@ -588,24 +591,38 @@ int ul_nl_link_del(const char *ifname);
 #define UL_TX_FDS_MAX 64
 #define UL_THREADS_MAX 8 /* tx/rx thread pairs (--threads) */
 
-struct ul_engine_cfg {
-  int tun_fd;              /* opened with vnet_hdr = 1 */
+/* The underlay UDP sockets of one address family (udp.c), owned by the
+ * caller. */
+struct ul_engine_udp {
   int udp_fd;              /* receives; sends too when n_tx_fds = 0 */
   /* Sockets to send from, one outer source port each (bound to the same
    * address as udp_fd, port 0): a packet leaves from
    * tx_fds[ul_flow_pick(ul_flow_hash(inner), n_tx_fds)], so each inner flow
-   * keeps one source port and flows spread over them (see codec.c). Owned
-   * by the caller; 0 = all from udp_fd. */
+   * keeps one source port and flows spread over them (see codec.c).
+   * 0 = all from udp_fd. */
   int tx_fds[UL_TX_FDS_MAX];
   uint32_t n_tx_fds;
+  /* Receive sockets of thread pairs 1.. (udp_fds[0] is ignored: pair 0
+   * receives on udp_fd); with threads > 1, udp_fd and these are one
+   * SO_REUSEPORT group (ul_udp_open_group). */
+  int udp_fds[UL_THREADS_MAX];
+};
+
+struct ul_engine_cfg {
+  int tun_fd;              /* opened with vnet_hdr = 1 */
+  /* Underlay sockets, one set per address family: udp[0] always, udp[1]
+   * too on a dual-stack node (n_udp = 2; 0 counts as 1), of the other
+   * family. A packet leaves from the set of its FDB peer entry's family;
+   * each set gets an rx thread per pair (see engine.c, "Dual stack"). */
+  struct ul_engine_udp udp[2];
+  uint32_t n_udp;
   /* Thread pairs, 1..UL_THREADS_MAX (0 = 1). Pair i reads TUN queue
-   * tun_fds[i] and receives on udp_fds[i]; pair 0 uses tun_fd and udp_fd
-   * (tun_fds[0]/udp_fds[0] are ignored). With threads > 1 the TUN is
-   * multi-queue (ul_tun_open_queue) and the UDP sockets one SO_REUSEPORT
-   * group (ul_udp_open_group). All pairs send from tx_fds (or udp_fd). */
+   * tun_fds[i] and receives on udp[k].udp_fds[i]; pair 0 uses tun_fd and
+   * udp[k].udp_fd (tun_fds[0] is ignored). With threads > 1 the TUN is
+   * multi-queue (ul_tun_open_queue). All pairs send from the tx_fds (or
+   * udp_fd) of the set of the destination's family. */
   uint32_t threads;
   int tun_fds[UL_THREADS_MAX];
-  int udp_fds[UL_THREADS_MAX];
   struct ul_codec_cfg codec;
   struct ul_addr icmp_src4; /* source of ICMP errors for v4 (family 0: none) */
   struct ul_addr icmp_src6; /* likewise for v6 */

@@ -35,6 +35,9 @@
  *                 header or payload length beyond the payload
  *   UNKNOWN_PEER  outer source address is no peer's underlay address
  *   SPOOFED       inner source address does not route to that same peer
+ *                 (to an entry of its counter slot: a dual-stack peer has
+ *                 one entry per underlay family, and a v6 pod packet over
+ *                 its v4 underlay is still its own)
  *
  * Transmit: the packet read from the TUN must be a complete IPv4/IPv6
  * packet whose header length equals what was read (TX_MALFORMED), and its
@@ -180,7 +183,9 @@ int ul_decap(const struct ul_codec_cfg *cfg, const struct ul_fdb *fdb,
   res->peer = peer;
   struct ul_addr inner_src;
   ip_addr(pkt, version, 1, &inner_src);
-  if (ul_fdb_lookup(fdb, &inner_src) != peer) return UL_DROP_SPOOFED;
+  /* the same peer: its entry for either underlay family (one slot) */
+  const struct ul_fdb_peer *owner = ul_fdb_lookup(fdb, &inner_src);
+  if (owner == NULL || owner->slot != peer->slot) return UL_DROP_SPOOFED;
 
   res->pkt_off = off;
   res->pkt_len = pkt_len;

@@ -47,7 +47,8 @@ struct slot {
   size_t off;                 /* tx: frame offset; rx: inner IP offset */
   int reason;                 /* UL_OK or a drop */
   uint32_t peer_slot;         /* counter slot, 0 = none */
-  uint32_t txq;               /* tx: index into cfg.tx_fds (source port) */
+  uint32_t udp;               /* tx: index into cfg.udp (the peer's family) */
+  uint32_t txq;               /* tx: index into that set's tx_fds (source port) */
   uint32_t path_mtu;          /* tx: the peer's path MTU (for too big) */
   struct sockaddr_storage addr; /* tx: destination; rx: source */
   struct iovec iov;
@@ -79,7 +80,8 @@ struct worker {
   uint32_t index;             /* thread pair 0..threads-1 */
   bool started;               /* thread created (and not yet joined) */
   int tun_fd;                 /* this pair's TUN queue */
-  int udp_fd;                 /* rx: this pair's receive socket */
+  int udp_fd;                 /* rx: this pair's receive socket (of one family) */
+  int family;                 /* rx: that socket's family, 4 or 6 */
   uint64_t seq;               /* see "FDB replacement"; __atomic access */
   struct slot *slots;         /* cfg.batch entries */
   struct mmsghdr *msgs;       /* cfg.batch entries */
@@ -110,7 +112,11 @@ struct ul_engine {
   pthread_mutex_t swap_lock;  /* serialises writers of fdb */
   int wake_fd;                /* eventfd while running, else -1 */
   bool running;
-  struct worker *tx, *rx;     /* cfg.threads each */
+  struct worker *tx;          /* cfg.threads */
+  struct worker *rx;          /* n_rx = cfg.threads * cfg.n_udp: set k's pair i at
+                               * k * threads + i */
+  uint32_t n_rx;
+  int udp_family[2];          /* family (4 or 6) of each cfg.udp set */
   /* shared by the tx threads (relaxed atomics): UDP GSO in use (until
    * refused repeatedly), refusals so far */
   int tx_gso;

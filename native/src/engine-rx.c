@@ -169,7 +169,10 @@ void *engine_rx_main(void *arg)
   struct ul_engine *e = w->e;
   char name[16];
 
-  snprintf(name, sizeof(name), "userlay-rx%u", w->index);
+  if (e->cfg.n_udp > 1) /* one rx thread per pair and underlay family */
+    snprintf(name, sizeof(name), "userlay-rx%u-v%d", w->index, w->family);
+  else
+    snprintf(name, sizeof(name), "userlay-rx%u", w->index);
   pthread_setname_np(pthread_self(), name);
   while (engine_wait_fd(e, w->udp_fd, POLLIN)) {
     int n = rx_recv(w);

@@ -83,7 +83,7 @@ static void tx_encap(struct worker *w, uint32_t n)
 {
   struct ul_engine *e = w->e;
   const struct ul_fdb *fdb = fdb_enter(w);
-  uint32_t i;
+  uint32_t i, n_tx;
 
   for (i = 0; i < n; i++) {
     struct slot *s = &w->slots[i];
@@ -104,9 +104,13 @@ static void tx_encap(struct worker *w, uint32_t n)
     if (s->reason != UL_OK)
       continue;
     s->peer_slot = res.peer->slot;
-    s->txq = e->cfg.n_tx_fds > 1
-                 ? ul_flow_pick(ul_flow_hash(s->buf + UL_TX_HEADROOM, s->len), e->cfg.n_tx_fds)
-                 : 0;
+    s->udp = res.peer->family == e->udp_family[0] ? 0 : 1;
+    if (s->udp >= e->cfg.n_udp || res.peer->family != e->udp_family[s->udp]) {
+      s->reason = UL_DROP_UDP_SEND; /* no socket of the peer's family */
+      continue;
+    }
+    n_tx = e->cfg.udp[s->udp].n_tx_fds;
+    s->txq = n_tx > 1 ? ul_flow_pick(ul_flow_hash(s->buf + UL_TX_HEADROOM, s->len), n_tx) : 0;
     s->off = res.frame_off;
     ul_sockaddr_set(&s->addr, res.peer->family, res.peer->ip, res.peer->port);
     s->iov.iov_base = s->buf + res.frame_off;
@@ -237,14 +241,20 @@ static int tx_send_fd(struct worker *w, int fd, struct slot **sent, uint32_t m)
   return 1;
 }
 
-/* Send the encapsulated packets, each from its flow's socket (in batch
- * order within a socket, so within a flow); returns 0 when asked to stop
- * meanwhile. */
+/* The send socket of source port q in the socket set u (udp_fd without tx_fds). */
+static int tx_fd(const struct ul_engine_udp *u, uint32_t q)
+{
+  return u->n_tx_fds > 0 ? u->tx_fds[q] : u->udp_fd;
+}
+
+/* Send the encapsulated packets, each from its flow's socket of its peer's
+ * underlay family (in batch order within a socket, so within a flow);
+ * returns 0 when asked to stop meanwhile. */
 static int tx_send(struct worker *w, uint32_t n)
 {
   struct ul_engine *e = w->e;
   struct slot *sent[UL_BATCH_MAX], *mine[UL_BATCH_MAX];
-  uint32_t i, q, m = 0, nq = e->cfg.n_tx_fds;
+  uint32_t i, k, q, m = 0;
 
   for (i = 0; i < n; i++) {
     struct slot *s = &w->slots[i];
@@ -259,15 +269,19 @@ static int tx_send(struct worker *w, uint32_t n)
       icmp_reply(w, s->buf + UL_TX_HEADROOM, s->len, UL_ICMP_TOO_BIG,
                  s->path_mtu);
   }
-  if (nq <= 1)
-    return tx_send_fd(w, nq == 1 ? e->cfg.tx_fds[0] : e->cfg.udp_fd, sent, m);
-  for (q = 0; q < nq; q++) {
-    uint32_t k = 0;
-    for (i = 0; i < m; i++)
-      if (sent[i]->txq == q)
-        mine[k++] = sent[i];
-    if (k > 0 && !tx_send_fd(w, e->cfg.tx_fds[q], mine, k))
-      return 0;
+  if (e->cfg.n_udp == 1 && e->cfg.udp[0].n_tx_fds <= 1)
+    return tx_send_fd(w, tx_fd(&e->cfg.udp[0], 0), sent, m);
+  for (k = 0; k < e->cfg.n_udp; k++) {
+    const struct ul_engine_udp *u = &e->cfg.udp[k];
+    uint32_t nq = u->n_tx_fds > 0 ? u->n_tx_fds : 1;
+    for (q = 0; q < nq; q++) {
+      uint32_t c = 0;
+      for (i = 0; i < m; i++)
+        if (sent[i]->udp == k && sent[i]->txq == q)
+          mine[c++] = sent[i];
+      if (c > 0 && !tx_send_fd(w, tx_fd(u, q), mine, c))
+        return 0;
+    }
   }
   return 1;
 }

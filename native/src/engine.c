@@ -28,7 +28,8 @@
  *      needed / packet too big. Both at most UL_ICMP_RATE per second with
  *      bursts of UL_ICMP_BURST (one bucket per tx thread).
  *   6. sendmmsg() the batch, each packet from the send socket its inner
- *      flow's hash picks (cfg.tx_fds: one outer UDP source port per flow, as
+ *      flow's hash picks among those of its peer entry's underlay family
+ *      (cfg.udp[k].tx_fds: one outer UDP source port per flow, as
  *      the kernel vxlan device does; codec.c), in batch order per socket.
  *      All tx threads share these sockets (sendmmsg is thread-safe; a flow
  *      is on one TUN queue, so one thread, and keeps its order).
@@ -122,6 +123,18 @@
  *     the table load/exchange are sequentially consistent, so either the
  *     thread sees the new table or the writer sees the odd sequence. The wait
  *     is bounded by one batch of pure computation (no syscalls).
+ *   - Dual stack (cfg.n_udp = 2): one socket set per underlay family, both
+ *     on the tunnel port. A dual-stack peer has two FDB entries, one per
+ *     family with its own address and VTEP MAC, sharing its counter slot;
+ *     each route points at the entry of the family its packets travel over
+ *     (JS decides, src/dataplane/fdb.ts). tx picks the set by the entry's
+ *     family; a family without a set drops as UL_DROP_UDP_SEND. Each set
+ *     has its own rx thread per pair (a thread waits on one socket), both
+ *     writing the pair's TUN queue with a TUN writer each; a flow arrives
+ *     over one family, so on one thread, and keeps its order. Decap finds
+ *     the entry by the outer source of either family, and anti-spoofing
+ *     accepts an inner source of any entry of that slot. One code path:
+ *     everything per family is an index into cfg.udp.
  *   - Stop writes the eventfd once; nobody reads it, so it stays readable and
  *     every thread polls it in every wait: all 2N wake, a thread blocked on
  *     POLLOUT or on an idle fd too, and stop joins them all. Start that
@@ -167,10 +180,10 @@ void ul_engine_set_fdb(struct ul_engine *e, struct ul_fdb *fdb)
 
   pthread_mutex_lock(&e->swap_lock);
   old = __atomic_exchange_n(&e->fdb, fdb, __ATOMIC_SEQ_CST);
-  for (i = 0; i < e->cfg.threads; i++) {
+  for (i = 0; i < e->cfg.threads; i++)
     fdb_wait_quiescent(&e->tx[i]);
+  for (i = 0; i < e->n_rx; i++)
     fdb_wait_quiescent(&e->rx[i]);
-  }
   pthread_mutex_unlock(&e->swap_lock);
   ul_fdb_free(old);
 }
@@ -220,15 +233,19 @@ static void worker_free(struct worker *w, uint32_t batch)
   ul_tun_writer_free(&w->writer);
 }
 
-static int worker_init(struct worker *w, struct ul_engine *e, uint32_t index, bool rx)
+/* Worker of pair `index`; an rx worker receives on socket set `set`. */
+static int worker_init(struct worker *w, struct ul_engine *e, uint32_t index,
+                       bool rx, uint32_t set)
 {
+  const struct ul_engine_udp *u = &e->cfg.udp[set];
   uint32_t i, batch = e->cfg.batch;
   int r;
 
   w->e = e;
   w->index = index;
   w->tun_fd = index == 0 ? e->cfg.tun_fd : e->cfg.tun_fds[index];
-  w->udp_fd = index == 0 ? e->cfg.udp_fd : e->cfg.udp_fds[index];
+  w->udp_fd = index == 0 ? u->udp_fd : u->udp_fds[index];
+  w->family = e->udp_family[set];
   w->slots = calloc(batch, sizeof(*w->slots));
   w->msgs = calloc(batch, sizeof(*w->msgs));
   w->iovs = calloc(batch, sizeof(*w->iovs));
@@ -265,48 +282,88 @@ static int worker_init(struct worker *w, struct ul_engine *e, uint32_t index, bo
   return 0;
 }
 
+/* The family (4 or 6) of a bound socket, or -errno. */
+static int socket_family(int fd)
+{
+  struct sockaddr_storage ss;
+  socklen_t len = sizeof(ss);
+
+  if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+    return -errno;
+  return ss.ss_family == AF_INET ? 4 : ss.ss_family == AF_INET6 ? 6 : -EAFNOSUPPORT;
+}
+
+/* Check cfg->udp[0 .. n_udp) for n thread pairs and note each set's family
+ * in fam[]: 0 or -EINVAL (bad fd, two sets of one family). */
+static int check_udp_sets(const struct ul_engine_cfg *cfg, uint32_t n_udp,
+                          uint32_t n, int fam[2])
+{
+  uint32_t k, i;
+
+  for (k = 0; k < n_udp; k++) {
+    const struct ul_engine_udp *u = &cfg->udp[k];
+    if (u->udp_fd < 0 || u->n_tx_fds > UL_TX_FDS_MAX)
+      return -EINVAL;
+    for (i = 1; i < n; i++)
+      if (u->udp_fds[i] < 0)
+        return -EINVAL;
+    fam[k] = socket_family(u->udp_fd);
+    if (fam[k] < 0)
+      return fam[k] == -EAFNOSUPPORT ? -EINVAL : fam[k];
+    if (k > 0 && fam[k] == fam[0])
+      return -EINVAL;
+  }
+  return 0;
+}
+
 int ul_engine_create(const struct ul_engine_cfg *cfg, struct ul_engine **out)
 {
   struct ul_engine *e;
-  uint32_t i, n;
-  int r = 0;
+  uint32_t i, n, n_udp;
+  int r = 0, fam[2] = { 0, 0 };
 
-  if (cfg == NULL || out == NULL || cfg->tun_fd < 0 || cfg->udp_fd < 0 ||
+  if (cfg == NULL || out == NULL || cfg->tun_fd < 0 ||
       cfg->counters == NULL || cfg->batch > UL_BATCH_MAX ||
-      cfg->n_tx_fds > UL_TX_FDS_MAX || cfg->threads > UL_THREADS_MAX ||
+      cfg->n_udp > 2 || cfg->threads > UL_THREADS_MAX ||
       (cfg->codec.mode != UL_MODE_VXLAN && cfg->codec.mode != UL_MODE_UDP))
     return -EINVAL;
   n = cfg->threads == 0 ? 1 : cfg->threads;
+  n_udp = cfg->n_udp == 0 ? 1 : cfg->n_udp;
   for (i = 1; i < n; i++)
-    if (cfg->tun_fds[i] < 0 || cfg->udp_fds[i] < 0)
+    if (cfg->tun_fds[i] < 0)
       return -EINVAL;
+  r = check_udp_sets(cfg, n_udp, n, fam);
+  if (r < 0)
+    return r;
   e = calloc(1, sizeof(*e));
   if (e == NULL)
     return -ENOMEM;
   e->cfg = *cfg;
   e->cfg.threads = n;
+  e->cfg.n_udp = n_udp;
+  e->n_rx = n * n_udp;
+  memcpy(e->udp_family, fam, sizeof(fam));
   if (e->cfg.batch == 0)
     e->cfg.batch = UL_BATCH_DEFAULT;
   e->wake_fd = -1;
   e->tx_gso = 1;
   pthread_mutex_init(&e->swap_lock, NULL);
   e->tx = aligned_alloc(64, n * sizeof(*e->tx));
-  e->rx = aligned_alloc(64, n * sizeof(*e->rx));
+  e->rx = aligned_alloc(64, e->n_rx * sizeof(*e->rx));
   if (e->tx == NULL || e->rx == NULL) {
     ul_engine_destroy(e);
     return -ENOMEM;
   }
   memset(e->tx, 0, n * sizeof(*e->tx));
-  memset(e->rx, 0, n * sizeof(*e->rx));
-  for (i = 0; i < n && r == 0; i++) {
-    r = worker_init(&e->tx[i], e, i, false);
-    if (r == 0)
-      r = worker_init(&e->rx[i], e, i, true);
-  }
+  memset(e->rx, 0, e->n_rx * sizeof(*e->rx));
+  for (i = 0; i < n && r == 0; i++)
+    r = worker_init(&e->tx[i], e, i, false, 0);
+  for (i = 0; i < e->n_rx && r == 0; i++)
+    r = worker_init(&e->rx[i], e, i % n, true, i / n);
   /* One probe answers for the device (all queues share its features): a
    * refusal turns GSO writes off on every queue's writer. */
   if (r == 0 && cfg->probe_tun_gso && ul_tun_writer_probe(&e->rx[0].writer) == 0)
-    for (i = 1; i < n; i++)
+    for (i = 1; i < e->n_rx; i++)
       e->rx[i].writer.gso = 0;
   if (r < 0) {
     ul_engine_destroy(e);
@@ -324,9 +381,12 @@ static void engine_join(struct ul_engine *e)
   for (i = 0; i < e->cfg.threads; i++) {
     if (e->tx[i].started)
       pthread_join(e->tx[i].thread, NULL);
+    e->tx[i].started = false;
+  }
+  for (i = 0; i < e->n_rx; i++) {
     if (e->rx[i].started)
       pthread_join(e->rx[i].thread, NULL);
-    e->tx[i].started = e->rx[i].started = false;
+    e->rx[i].started = false;
   }
 }
 
@@ -341,7 +401,7 @@ int ul_engine_start(struct ul_engine *e)
   e->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
   if (e->wake_fd < 0)
     return -errno;
-  for (i = 0; i < e->cfg.threads; i++) /* read on first use */
+  for (i = 0; i < e->n_rx; i++) /* read on first use */
     e->rx[i].writer.mtu = (struct ul_tun_mtu_cache)UL_TUN_MTU_CACHE_INIT;
 
   /* the threads inherit a fully blocked signal mask */
@@ -350,10 +410,10 @@ int ul_engine_start(struct ul_engine *e)
   for (i = 0; i < e->cfg.threads && r == 0; i++) {
     r = -pthread_create(&e->tx[i].thread, NULL, engine_tx_main, &e->tx[i]);
     e->tx[i].started = r == 0;
-    if (r == 0) {
-      r = -pthread_create(&e->rx[i].thread, NULL, engine_rx_main, &e->rx[i]);
-      e->rx[i].started = r == 0;
-    }
+  }
+  for (i = 0; i < e->n_rx && r == 0; i++) {
+    r = -pthread_create(&e->rx[i].thread, NULL, engine_rx_main, &e->rx[i]);
+    e->rx[i].started = r == 0;
   }
   pthread_sigmask(SIG_SETMASK, &old, NULL);
   if (r < 0) {
@@ -390,9 +450,12 @@ void ul_engine_stats(const struct ul_engine *e, struct ul_engine_stats *st)
   memset(st, 0, sizeof(*st));
   st->tun_gso = 1;
   for (i = 0; i < e->cfg.threads; i++) {
-    const struct worker *t = &e->tx[i], *r = &e->rx[i];
+    const struct worker *t = &e->tx[i];
     st->tso_packets += __atomic_load_n(&t->reader.supers, __ATOMIC_RELAXED);
     st->tso_segments += __atomic_load_n(&t->reader.segments, __ATOMIC_RELAXED);
+  }
+  for (i = 0; i < e->n_rx; i++) {
+    const struct worker *r = &e->rx[i];
     st->gro_buffers += __atomic_load_n(&r->gro_buffers, __ATOMIC_RELAXED);
     st->gro_datagrams += __atomic_load_n(&r->gro_datagrams, __ATOMIC_RELAXED);
     if (!__atomic_load_n(&r->writer.gso, __ATOMIC_RELAXED))
@@ -410,12 +473,12 @@ void ul_engine_destroy(struct ul_engine *e)
     return;
   ul_engine_stop(e);
   ul_fdb_free(__atomic_exchange_n(&e->fdb, NULL, __ATOMIC_SEQ_CST));
-  for (i = 0; i < e->cfg.threads; i++) {
+  for (i = 0; i < e->cfg.threads; i++)
     if (e->tx != NULL)
       worker_free(&e->tx[i], e->cfg.batch);
+  for (i = 0; i < e->n_rx; i++)
     if (e->rx != NULL)
       worker_free(&e->rx[i], e->cfg.batch);
-  }
   free(e->tx);
   free(e->rx);
   pthread_mutex_destroy(&e->swap_lock);

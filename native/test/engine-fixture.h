@@ -170,7 +170,7 @@ static int setup(struct fixture *f)
 
   memset(&cfg, 0, sizeof(cfg));
   cfg.tun_fd = f->tun;
-  cfg.udp_fd = f->udp;
+  cfg.udp[0].udp_fd = f->udp;
   cfg.codec.mode = UL_MODE_VXLAN;
   cfg.codec.vni = VNI;
   memcpy(cfg.codec.mac, our_mac, 6);

@@ -432,17 +432,17 @@ static void test_tx_src_ports(struct fixture *f)
   CHECK_EQ(ul_engine_stop(f->engine), 0);
   memset(&cfg, 0, sizeof(cfg));
   cfg.tun_fd = f->tun;
-  cfg.udp_fd = f->udp;
+  cfg.udp[0].udp_fd = f->udp;
   cfg.codec.mode = UL_MODE_VXLAN;
   cfg.codec.vni = VNI;
   memcpy(cfg.codec.mac, our_mac, 6);
   cfg.counters = f->counters;
   cfg.max_slot = 1;
-  cfg.n_tx_fds = 3;
+  cfg.udp[0].n_tx_fds = 3;
   for (k = 0; k < 3; k++) {
-    cfg.tx_fds[k] = ul_udp_open(4, &lo, 0);
-    CHECK(cfg.tx_fds[k] >= 0);
-    ports[k] = local_port(cfg.tx_fds[k]);
+    cfg.udp[0].tx_fds[k] = ul_udp_open(4, &lo, 0);
+    CHECK(cfg.udp[0].tx_fds[k] >= 0);
+    ports[k] = local_port(cfg.udp[0].tx_fds[k]);
   }
   CHECK_EQ(ul_engine_create(&cfg, &e), 0);
   ul_engine_set_fdb(e, make_fdb(f->peer_port));
@@ -491,7 +491,7 @@ static void test_tx_src_ports(struct fixture *f)
   CHECK(distinct); /* eight flows do not all share one port */
   ul_engine_destroy(e);
   for (k = 0; k < 3; k++)
-    close(cfg.tx_fds[k]);
+    close(cfg.udp[0].tx_fds[k]);
 }
 
 /* ---- thread pairs ------------------------------------------------------------ */
@@ -572,11 +572,11 @@ static void threads_case(struct fixture *f, uint32_t n)
 
   memset(&cfg, 0, sizeof(cfg));
   cfg.tun_fd = tun[0];
-  cfg.udp_fd = udp[0];
+  cfg.udp[0].udp_fd = udp[0];
   cfg.threads = n;
   for (i = 1; i < n; i++) {
     cfg.tun_fds[i] = tun[i];
-    cfg.udp_fds[i] = udp[i];
+    cfg.udp[0].udp_fds[i] = udp[i];
   }
   cfg.codec.mode = UL_MODE_VXLAN;
   cfg.codec.vni = VNI;
@@ -659,6 +659,112 @@ static void threads_case(struct fixture *f, uint32_t n)
   printf("threads: %u pairs forward 16+16 flows, stop and start again\n", n);
 }
 
+/* ---- dual stack ---------------------------------------------------------------
+ *
+ * An engine with an IPv4 and an IPv6 socket set, and one dual-stack peer as
+ * two FDB entries sharing slot 1: 198.19.2.0/24 behind its IPv4 entry
+ * (127.0.0.1), 2001:2:0:102::/64 behind its IPv6 entry ([::1], MAC ..:03).
+ * An IPv6 pod packet leaves from the IPv6 socket to the IPv6 entry with its
+ * MAC; a datagram from the IPv6 entry carrying an IPv4 pod packet of the
+ * peer is delivered (the same peer), one from a subnet of nobody is spoofed.
+ */
+static uint16_t local_port6(int fd)
+{
+  struct sockaddr_in6 sin6;
+  socklen_t len = sizeof(sin6);
+
+  getsockname(fd, (struct sockaddr *)&sin6, &len);
+  return ntohs(sin6.sin6_port);
+}
+
+static void test_dual_family(struct fixture *f)
+{
+  struct ul_addr lo6 = addr("::1"), tun6 = addr("2001:2:0:101::"), net6 = addr("2001:2:0:100::");
+  struct sockaddr_in6 dst = { .sin6_family = AF_INET6, .sin6_port = htons(7777) }, to = { .sin6_family = AF_INET6 };
+  struct ul_engine_cfg cfg;
+  struct ul_engine *e;
+  struct snap sn;
+  uint32_t a, b;
+  uint8_t buf[2048];
+  uint64_t spoofed;
+  ssize_t n;
+  int u6, peer6, app6, knob;
+
+  CHECK_EQ(ul_engine_stop(f->engine), 0);
+  knob = open("/proc/sys/net/ipv6/conf/" TUN_NAME "/disable_ipv6", O_WRONLY | O_CLOEXEC);
+  if (knob >= 0) {
+    (void)!write(knob, "0", 1);
+    close(knob);
+  }
+  CHECK_EQ(ul_nl_addr(1, TUN_NAME, &tun6, 128), 0);
+  CHECK_EQ(ul_nl_route(1, TUN_NAME, &net6, 56, NULL, 0), 0);
+  u6 = ul_udp_open(6, &lo6, 0);
+  peer6 = ul_udp_open(6, &lo6, 0);
+  CHECK(u6 >= 0 && peer6 >= 0);
+  memset(&cfg, 0, sizeof(cfg));
+  cfg.tun_fd = f->tun;
+  cfg.udp[0].udp_fd = f->udp;
+  cfg.udp[1].udp_fd = u6;
+  cfg.n_udp = 2;
+  cfg.codec.mode = UL_MODE_VXLAN;
+  cfg.codec.vni = VNI;
+  memcpy(cfg.codec.mac, our_mac, 6);
+  cfg.counters = f->counters;
+  cfg.max_slot = 1;
+  cfg.batch = 16;
+  cfg.udp[1].udp_fd = f->udp; /* two sets of one family are refused */
+  CHECK_EQ(ul_engine_create(&cfg, &e), -EINVAL);
+  cfg.udp[1].udp_fd = u6;
+  CHECK_EQ(ul_engine_create(&cfg, &e), 0);
+  snap_init(&sn, 2, 2);
+  a = snap_peer(&sn, "127.0.0.1", 0x02, VNI);
+  snap_peer_at(&sn, a)->port = f->peer_port;
+  b = snap_peer(&sn, "::1", 0x03, VNI);
+  snap_peer_at(&sn, b)->port = local_port6(peer6);
+  snap_peer_at(&sn, b)->slot = snap_peer_at(&sn, a)->slot;
+  snap_route(&sn, "198.19.2.0", 24, a);
+  snap_route(&sn, "2001:2:0:102::", 64, b);
+  ul_engine_set_fdb(e, snap_build(&sn));
+  snap_free(&sn);
+  CHECK_EQ(ul_engine_start(e), 0);
+
+  /* tx: an IPv6 pod packet goes out of the IPv6 socket, to the v6 entry's MAC */
+  app6 = socket(AF_INET6, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  CHECK(app6 >= 0);
+  inet_pton(AF_INET6, "2001:2:0:102::5", &dst.sin6_addr);
+  CHECK(sendto(app6, "six", 3, 0, (struct sockaddr *)&dst, sizeof(dst)) == 3);
+  n = recv_wait(peer6, buf, sizeof(buf), 2000);
+  CHECK_EQ(n, (ssize_t)(UL_VXLAN_ENCAP_LEN + 40 + 8 + 3));
+  if (n > 0) {
+    {
+      static const uint8_t mac6[6] = { 0x02, 0, 0, 0, 0, 0x03 };
+      CHECK(memcmp(buf + 8, mac6, 6) == 0);
+    }
+    CHECK_EQ(buf[UL_VXLAN_ENCAP_LEN] >> 4, 6);
+    CHECK(memcmp(buf + UL_VXLAN_ENCAP_LEN + 48, "six", 3) == 0);
+  }
+
+  /* rx: the peer's IPv4 pod packet from its IPv6 underlay address is its own */
+  inet_pton(AF_INET6, "::1", &to.sin6_addr);
+  to.sin6_port = htons(local_port6(u6));
+  n = (ssize_t)vxlan_frame(buf, VNI, "198.19.2.7", f->app_port, "dual");
+  CHECK(sendto(peer6, buf, (size_t)n, 0, (struct sockaddr *)&to, sizeof(to)) == n);
+  n = recv_wait(f->app, buf, sizeof(buf), 2000);
+  CHECK_EQ(n, 4);
+  CHECK(n == 4 && memcmp(buf, "dual", 4) == 0);
+  /* ... but not one from a subnet that is nobody's */
+  spoofed = ctr(f->counters, 0, UL_C_DROPS + UL_DROP_SPOOFED);
+  n = (ssize_t)vxlan_frame(buf, VNI, "198.19.3.7", f->app_port, "nope");
+  CHECK(sendto(peer6, buf, (size_t)n, 0, (struct sockaddr *)&to, sizeof(to)) == n);
+  CHECK_EQ(ctr_wait(f->counters, 0, UL_C_DROPS + UL_DROP_SPOOFED, spoofed + 1), spoofed + 1);
+
+  ul_engine_destroy(e);
+  close(app6);
+  close(peer6);
+  close(u6);
+  CHECK_EQ(ul_nl_route(0, TUN_NAME, &net6, 56, NULL, 0), 0);
+}
+
 int main(void)
 {
   struct fixture f;
@@ -687,6 +793,7 @@ int main(void)
     test_reuseport_guard();
     threads_case(&f, 2);
     threads_case(&f, 3);
+    test_dual_family(&f);
     CHECK_EQ(ul_engine_stop(f.engine), 0);
     CHECK_EQ(ul_engine_stop(f.engine), 0); /* idempotent */
     ul_engine_destroy(f.engine);

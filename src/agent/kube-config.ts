@@ -29,6 +29,7 @@ export const kubeAgentFlags: readonly FlagSpec[] = [
   { name: 'iface-regex', kind: 'list', help: 'regex over interface names and addresses (repeatable)' },
   { name: 'iface-can-reach', kind: 'string', help: 'use the interface that routes to this address' },
   { name: 'public-ip', kind: 'string', help: 'address published to peers (default: the underlay address)' },
+  { name: 'public-ipv6', kind: 'string', help: 'dual stack: IPv6 address published to peers (default: the underlay interface\'s IPv6 address)' },
   { name: 'annotation-prefix', kind: 'string', default: DEFAULT_ANNOTATION_PREFIX,
     help: 'Node annotation prefix; flannel.alpha.coreos.com interoperates with flannel vxlan nodes' },
   { name: 'state-dir', kind: 'string', default: DEFAULT_STATE_DIR, help: 'FDB snapshot and VTEP MAC directory' },
@@ -48,7 +49,7 @@ export const kubeAgentFlags: readonly FlagSpec[] = [
 export const kubeAgentSynopsis =
   'usage: userlay agent --kubeconfig FILE [--node-name NAME] [--net-conf FILE | --network CIDR]\n' +
   '                     [--backend vxlan|udp|host-gw] [--direct-routing] [--vni N] [--port N] [--mtu N] [--iface NAME|IP]...\n' +
-  '                     [--iface-regex RE]... [--iface-can-reach IP] [--public-ip IP]\n' +
+  '                     [--iface-regex RE]... [--iface-can-reach IP] [--public-ip IP] [--public-ipv6 IP]\n' +
   '                     [--annotation-prefix P] [--state-dir DIR] [--subnet-file FILE]\n' +
   '                     [--status-addr HOST:PORT] [--engine native|js] [--offloads auto|off]\n' +
   '                     [--threads N] [--tun NAME] [--resync-period S] [--cni-socket PATH] [--cni-state-dir DIR] [--ip-masq]';
@@ -62,6 +63,8 @@ export interface KubeAgentConfig {
   readonly ifaceRegex: string[];
   readonly ifaceCanReach: string | undefined;
   readonly publicIP: string | undefined;
+  /** --public-ipv6 (dual stack). */
+  readonly publicIPv6?: string | undefined;
   readonly prefix: string;
   readonly stateDir: string;
   readonly subnetFile: string;
@@ -110,6 +113,7 @@ export async function parseKubeConfig(argv: readonly string[], env: NodeJS.Proce
     ifaceRegex: flagList(f, 'iface-regex'),
     ifaceCanReach: flagString(f, 'iface-can-reach'),
     publicIP: flagString(f, 'public-ip'),
+    publicIPv6: flagString(f, 'public-ipv6'),
     prefix,
     stateDir: flagString(f, 'state-dir')!,
     subnetFile: flagString(f, 'subnet-file')!,

@@ -7,7 +7,9 @@
  *   3. identity: fetch the own Node until it has podCIDR(s) inside the network, with backoff.
  *      API unreachable and a snapshot present: bring the data plane up from the snapshot now and
  *      keep forwarding while the retries go on.
- *   4. underlay: interface, bind address, public IP (flag > public-ip-overwrite annotation)
+ *   4. underlay: interface, bind address, public IP (flag > public-ip-overwrite annotation); with
+ *      both cluster families also the IPv6 address of that interface (--public-ipv6), see
+ *      control/underlay.ts
  *   5. data plane: open (or keep the one started from the snapshot when nothing changed)
  *   6. lease: merge-patch the annotations and NetworkUnavailable=False (retried until it works)
  *   7. informer + level-triggered sync: every change recomputes the peer set; each new set is
@@ -200,6 +202,8 @@ export class KubeAgent {
     // 4. underlay, MTU
     const names = annotationNames(cfg.prefix);
     const preferred = netConf.networks[4] !== undefined ? 4 : 6;
+    // both cluster families: an underlay address of each, as flannel's dual stack
+    const dualStack = netConf.networks[4] !== undefined && netConf.networks[6] !== undefined;
     const host = this.deps.host ?? systemHost;
     const ranges = [
       ...networkList(netConf).map((cidr) => ({ field: 'net-conf Network', cidr })),
@@ -210,9 +214,11 @@ export class KubeAgent {
       underlay = await pickUnderlay({
         iface: cfg.iface, ifaceRegex: cfg.ifaceRegex, ifaceCanReach: cfg.ifaceCanReach, publicIP: cfg.publicIP,
         publicIPOverwrite: ownNode.node.metadata?.annotations?.[names.publicIPOverwrite[preferred]], family: preferred,
+        dualStack, publicIPv6: cfg.publicIPv6, publicIPv6Overwrite: ownNode.node.metadata?.annotations?.[names.publicIPOverwrite[6]],
       }, host);
       // a cluster range over the underlay would swallow the agent's own datagrams: stay unready
-      const conflict = underlayConflict(ranges, underlay.bindIP, host, underlay.publicIP);
+      const conflict = underlayConflict(ranges, underlay.bindIP, host, underlay.publicIP)
+        ?? (underlay.bindIPv6 !== undefined ? underlayConflict(ranges, underlay.bindIPv6, host, underlay.publicIPv6) : undefined);
       if (conflict === undefined) break;
       this.waiting = `${conflict.field}: ${conflict.message}`;
       if (this.waiting !== logged) log.error('cluster network overlaps the underlay; not starting the data plane', { field: conflict.field, reason: conflict.message });
@@ -224,21 +230,26 @@ export class KubeAgent {
     if (netConf.mtu === undefined && underlay.mtu === undefined) {
       throw new UserlayError('EUSAGE', `cannot read the MTU of ${underlay.iface} (/sys/class/net/${underlay.iface}/mtu): set net-conf Backend.MTU or --mtu`);
     }
-    // the data plane starts with what our own underlay allows; the first sync lowers it when a
+    // the data plane starts (dual stack: with the IPv6 underlay's larger overhead) with what our own underlay allows; the first sync lowers it when a
     // peer's path is smaller (src/control/path-mtu.ts), so the own lease stays the same across restarts
     const mtuInput = {
-      backend: netConf.backend, nodeName: cfg.nodeName, family: underlay.family, underlay: { iface: underlay.iface, mtu: underlay.mtu },
+      backend: netConf.backend, nodeName: cfg.nodeName, family: underlay.bindIPv6 !== undefined ? 6 : underlay.family, underlay: { iface: underlay.iface, mtu: underlay.mtu },
       ...(netConf.mtu !== undefined ? { fixed: netConf.mtu } : {}),
     };
     const firstMtu = decideMtu(mtuInput, []);
     const mtu = firstMtu.mtu;
     const own: OwnLease = {
       nodeName: cfg.nodeName, subnets: ownNode.subnets, networks: networkList(netConf), publicIP: underlay.bindIP,
+      ...(underlay.bindIPv6 !== undefined ? { publicIPv6: underlay.bindIPv6 } : {}),
       vtepMAC, backend: netConf.backend, vni: netConf.vni, port: netConf.port, mtu,
       ...(underlay.mtu !== undefined ? { underlayMtu: underlay.mtu } : {}),
     };
     this.own = own;
-    log.info('underlay', { iface: underlay.iface, bindIP: underlay.bindIP, publicIP: underlay.publicIP, how: underlay.how, underlayMTU: underlay.mtu });
+    log.info('underlay', {
+      iface: underlay.iface, bindIP: underlay.bindIP, publicIP: underlay.publicIP, how: underlay.how, underlayMTU: underlay.mtu,
+      ...(underlay.bindIPv6 !== undefined ? { bindIPv6: underlay.bindIPv6, publicIPv6: underlay.publicIPv6 } : {}),
+    });
+    if (underlay.dualStackProblem !== undefined) log.warn('dual-stack cluster, but no IPv6 underlay: IPv6 pods travel over IPv4 (flannel-v6.1 peers cannot be reached)', { reason: underlay.dualStackProblem });
 
     // routes to on-link peers (direct routing, host-gw): a crashed run's are removed first
     const mode = routingMode(netConf.backend, netConf.directRouting === true);
@@ -277,6 +288,7 @@ export class KubeAgent {
     const lease: LeaseInfo = {
       backend: own.backend, vni: own.vni, vtepMAC, publicIP: underlay.publicIP, family: underlay.family,
       ...(underlay.mtu !== undefined ? { underlayMtu: underlay.mtu } : {}),
+      ...(underlay.publicIPv6 !== undefined ? { publicIPv6: underlay.publicIPv6 } : {}),
     };
     await this.retry('publish lease', () => publishLease(this.deps.api, cfg.nodeName, cfg.prefix, lease, log));
     this.leasePublished = true;
@@ -294,8 +306,9 @@ export class KubeAgent {
     if (trim) this.trimTimer = setInterval(trim, TRIM_EVERY_MS).unref();
     const sync = new PeerSync({
       cache: informer,
-      config: { nodeName: cfg.nodeName, prefix: cfg.prefix, backend: own.backend, networks: netConf.networks, ownSubnets: own.subnets, underlayFamily: underlay.family,
-        ownPublicIP: underlay.publicIP, ownVtepMAC: vtepMAC },
+      config: { nodeName: cfg.nodeName, prefix: cfg.prefix, backend: own.backend, networks: netConf.networks, ownSubnets: own.subnets,
+        underlayFamilies: underlay.publicIPv6 !== undefined ? [underlay.family, 6] : [underlay.family],
+        ownPublicIP: underlay.publicIP, ...(underlay.publicIPv6 !== undefined ? { ownPublicIPv6: underlay.publicIPv6 } : {}), ownVtepMAC: vtepMAC },
       apply: async (peers: readonly Peer[]) => {
         dp.setPeers(routes ? routes.apply(peers) : peers);
         this.store.saveLatest(own, peers, (err) => log.error('saving the FDB snapshot failed', { err }));
@@ -410,7 +423,7 @@ function sameLease(a: OwnLease | undefined, b: OwnLease): boolean {
 function dataplaneOptions(cfg: KubeAgentConfig, own: OwnLease): DataplaneOptions {
   return {
     backend: own.backend, engine: cfg.engine, offloads: cfg.offloads, threads: cfg.threads ?? 1, tunName: cfg.tunName, mtu: own.mtu, publicIP: own.publicIP,
-    port: own.port, vni: own.vni, vtepMAC: own.vtepMAC, ownSubnets: own.subnets, networks: own.networks,
+    ...(own.publicIPv6 !== undefined ? { publicIPv6: own.publicIPv6 } : {}), port: own.port, vni: own.vni, vtepMAC: own.vtepMAC, ownSubnets: own.subnets, networks: own.networks,
     ...(own.underlayMtu !== undefined ? { underlayMtu: own.underlayMtu } : {}),
   };
 }

@@ -44,6 +44,7 @@ import { type FlagSpec, flagBool, flagInt, flagList, flagOneOf, flagString, form
 export const staticAgentFlags: readonly FlagSpec[] = [
   { name: 'node', kind: 'string', required: true, help: 'this node\'s name' },
   { name: 'public-ip', kind: 'string', required: true, help: 'own underlay IP; the UDP socket binds to it' },
+  { name: 'public-ipv6', kind: 'string', help: 'own IPv6 underlay IP of a dual-stack node (--public-ip is then IPv4): a second UDP socket on the same port, peers\' IPv6 subnets travel over IPv6' },
   { name: 'subnet', kind: 'list', required: true, help: 'own pod subnet CIDR (repeat for dual stack)' },
   { name: 'network', kind: 'list', required: true, help: 'cluster network CIDR routed through the TUN (repeatable)' },
   { name: 'backend', kind: 'string', default: 'vxlan', help: `${backendList()} (host-gw: kernel routes only, every peer on the underlay segment)` },
@@ -66,7 +67,7 @@ export const staticAgentFlags: readonly FlagSpec[] = [
 
 /** Synopsis for --help. */
 export const staticAgentSynopsis =
-  'usage: userlay agent --node NAME --public-ip IP --subnet CIDR --network CIDR --peers FILE\n' +
+  'usage: userlay agent --node NAME --public-ip IP [--public-ipv6 IP] --subnet CIDR --network CIDR --peers FILE\n' +
   '                     [--backend vxlan|udp|host-gw] [--direct-routing] [--vni N] [--port N] [--vtep-mac MAC] [--tun NAME]\n' +
   '                     [--mtu auto|N] [--engine native|js] [--offloads auto|off] [--threads N]\n' +
   '                     [--log-level L] [--status-addr HOST:PORT] [--cni-socket PATH] [--cni-state-dir DIR]\n' +
@@ -105,6 +106,12 @@ export function parseStaticConfig(argv: readonly string[]): StaticConfig {
   if (!/^[A-Za-z0-9]([A-Za-z0-9.-]{0,251}[A-Za-z0-9])?$/.test(node)) throw usageError('--node', `"${node}" is not a valid node name`);
   const logLevel = logLevelFlag(f);
   const publicIP = parseAs('--public-ip', () => canonicalIP(flagString(f, 'public-ip')!));
+  const v6Text = flagString(f, 'public-ipv6');
+  const publicIPv6 = v6Text === undefined ? undefined : parseAs('--public-ipv6', () => canonicalIP(v6Text));
+  if (publicIPv6 !== undefined) {
+    if (parseIP(publicIPv6).family !== 6) throw usageError('--public-ipv6', `${publicIPv6} is not an IPv6 address`);
+    if (parseIP(publicIP).family !== 4) throw usageError('--public-ip', `${publicIP} must be IPv4 with --public-ipv6 (one underlay address per family)`);
+  }
   const backend = flagOneOf<Backend>(f, 'backend', BACKEND_NAMES);
   const info = BACKENDS[backend];
   const directRouting = flagBool(f, 'direct-routing');
@@ -136,7 +143,7 @@ export function parseStaticConfig(argv: readonly string[]): StaticConfig {
   return {
     node, logLevel, statusAddr, peersFile: flagString(f, 'peers')!, mtuSpec, subnetFile: flagString(f, 'subnet-file'), cni, ipMasq: flagBool(f, 'ip-masq'), routing,
     dataplane: {
-      backend, engine, offloads, threads, tunName, publicIP, port, vni, vtepMAC,
+      backend, engine, offloads, threads, tunName, publicIP, ...(publicIPv6 !== undefined ? { publicIPv6 } : {}), port, vni, vtepMAC,
       ownSubnets: subnets.map((s) => s.text), networks: networks.map((n) => n.text),
     },
   };
@@ -157,8 +164,10 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
     ...o.networks.map((cidr) => ({ field: '--network', cidr })),
     ...o.ownSubnets.map((cidr) => ({ field: '--subnet', cidr })),
   ];
-  const conflict = underlayConflict(ranges, o.publicIP);
-  if (conflict !== undefined) throw usageError(conflict.field, conflict.message);
+  for (const ip of underlayIPs(o)) {
+    const conflict = underlayConflict(ranges, ip);
+    if (conflict !== undefined) throw usageError(conflict.field, conflict.message);
+  }
 
   // 4. peers file, and whether the set is consistent with our own settings (and fits)
   const source = new StaticPeersSource(cfg.peersFile, { backend: o.backend }, log);
@@ -173,11 +182,15 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
   // 5. MTU, 6. data plane
   const addon = loadAddon();
   const host = realHost(addon);
-  const mtu = await resolveMtu(cfg.mtuSpec, o.backend, o.publicIP, host);
+  // dual stack: the pod MTU must fit the underlay of either family (IPv6 costs 20 bytes more)
+  const ips = underlayIPs(o);
+  const mtus = await Promise.all(ips.map((ip) => resolveMtu(cfg.mtuSpec, o.backend, ip, host)));
+  const smallest = mtus.reduce((best, m, i) => (m.mtu < mtus[best]!.mtu ? i : best), 0);
+  const mtu = mtus[smallest]!;
   if (mtu.warning !== undefined) log.warn(mtu.warning, { mtu: mtu.mtu });
   // the smallest path over the peers (a peer smaller than us: PodMtu warns about a fixed MTU)
   const mtuInput: MtuInput = {
-    backend: o.backend, nodeName: cfg.node, family: parseIP(o.publicIP).family,
+    backend: o.backend, nodeName: cfg.node, family: parseIP(ips[smallest]!).family,
     underlay: mtu.underlay ?? { iface: 'unknown', mtu: undefined }, ...(cfg.mtuSpec === 'auto' ? {} : { fixed: mtu.mtu }),
   };
   const firstMtu = decideMtu(mtuInput, peers);
@@ -289,16 +302,21 @@ export async function runStaticAgent(argv: readonly string[]): Promise<void> {
 
   log.info('agent ready', {
     tun: dp.tunName, mtu: dp.mtu(), podMTU: network.mtu, backend: o.backend, engine: o.engine,
-    publicIP: o.publicIP, port: o.port, vtepMAC: o.vtepMAC, peers: peers.length, ipMasq: cfg.ipMasq, routing: cfg.routing,
+    publicIP: o.publicIP, ...(o.publicIPv6 !== undefined ? { publicIPv6: o.publicIPv6 } : {}), port: o.port, vtepMAC: o.vtepMAC, peers: peers.length, ipMasq: cfg.ipMasq, routing: cfg.routing,
     ...(routes ? { directPeers: routes.status().direct.length, overlayPeers: routes.status().overlay.length, notRouted: routes.status().notRouted.map((u) => u.name) } : {}),
     ...(mtu.underlay ? { underlayIface: mtu.underlay.iface, underlayMTU: mtu.underlay.mtu } : {}),
   });
   log.info(`pods must use MTU ${network.mtu}`, { podMTU: network.mtu, limitedBy: podMtu.current().limitedBy });
 }
 
+/** The node's underlay addresses: --public-ip, and --public-ipv6 on a dual-stack node. */
+function underlayIPs(o: Pick<DataplaneOptions, 'publicIP' | 'publicIPv6'>): string[] {
+  return o.publicIPv6 === undefined ? [o.publicIP] : [o.publicIP, o.publicIPv6];
+}
+
 /** The flag behind each data plane option. */
 const optionFlags: Record<string, string> = {
-  tunName: '--tun', networks: '--network', ownSubnets: '--subnet', publicIP: '--public-ip', vtepMAC: '--vtep-mac', mtu: '--mtu',
+  tunName: '--tun', networks: '--network', ownSubnets: '--subnet', publicIP: '--public-ip', publicIPv6: '--public-ipv6', vtepMAC: '--vtep-mac', mtu: '--mtu',
 };
 
 /** Name the flag a setup error comes from, keeping its code ("--port: bind UDP ...: EADDRINUSE ..."). */

@@ -4,7 +4,7 @@
  *
  *   userlay lab [--nodes 3] [--backend vxlan|udp] [--engine native|js]
  *               [--offloads auto|off] [--seconds 5] [--json] [--prometheus] [--ip-masq]
- *               [--overlay userlay|kernel-vxlan|host-gw] [--family 4|6|dual] [--underlay-family 4|6]
+ *               [--overlay userlay|kernel-vxlan|host-gw|mixed] [--family 4|6|dual] [--underlay-family 4|6|dual]
  *               [--underlay flat|routed] [--direct-routing]
  *
  * Builds the topology (src/cli/lab/topology.ts), starts one static-mode agent
@@ -18,7 +18,10 @@
  * pod's node's address. `--family 6` builds the lab in IPv6 (2001:2::/48), `--family dual` gives every
  * node both underlay addresses and every pod an address of each family; the pings run in each
  * family; `--underlay-family` picks which underlay family the agents use (default: IPv6 only for
- * `--family 6`).
+ * `--family 6`); `dual` gives each agent a socket per family (--public-ipv6), IPv4 pods then
+ * travel over IPv4 and IPv6 pods over IPv6, as flannel's dual stack. `--overlay mixed` makes
+ * every second node a kernel vxlan node set up as flannel does (vxlan backend; in a dual lab
+ * with `--underlay-family dual`: flannel.1 and flannel-v6.1, a VTEP MAC each).
  * `--underlay routed` puts the nodes on two segments joined by a router
  * (topology.ts), so `--direct-routing` has peers of both kinds; `--backend host-gw` runs the
  * agents with kernel routes only.
@@ -49,23 +52,23 @@ const specs: FlagSpec[] = [
   { name: 'offloads', kind: 'string', default: 'auto', help: "the agents' --offloads: auto or off" },
   { name: 'seconds', kind: 'int', default: 5, help: 'iperf3 duration in seconds' },
   { name: 'json', kind: 'bool', help: 'print the result as JSON' },
-  { name: 'overlay', kind: 'string', default: 'userlay', help: 'userlay, kernel-vxlan or host-gw (baselines)' },
+  { name: 'overlay', kind: 'string', default: 'userlay', help: 'userlay, kernel-vxlan or host-gw (baselines), or mixed (userlay and kernel vxlan nodes alternating)' },
   { name: 'prometheus', kind: 'bool', help: 'start a Prometheus scraping every agent; the lab stays up until Ctrl-C' },
   { name: 'ip-masq', kind: 'bool', help: 'agents masquerade pod egress; check what a host outside the cluster network sees' },
   { name: 'family', kind: 'string', default: '4', help: 'pod and underlay families: 4, 6 (2001:2::/48) or dual' },
-  { name: 'underlay-family', kind: 'string', default: '', help: "underlay family of the agents in a dual lab: 4 (default) or 6" },
+  { name: 'underlay-family', kind: 'string', default: '', help: 'underlay family of the agents in a dual lab: 4 (default), 6, or dual (a socket per family)' },
 ];
 
 /** The lab's result, as printed with --json. */
 export interface LabReport {
   readonly nodes: number;
-  readonly overlay: OverlayMode;
+  readonly overlay: OverlayMode | 'mixed';
   readonly backend: Backend;
   readonly engine: EngineKind;
   readonly offloads: OffloadMode;
-  /** Pod families of the lab and the agents' underlay family. */
+  /** Pod families of the lab and the agents' underlay family ('dual': both, a socket each). */
   readonly family: LabFamily;
-  readonly underlayFamily: Family;
+  readonly underlayFamily: Family | 'dual';
   readonly directRouting: boolean;
   readonly underlay: UnderlayKind;
   readonly podMtu: number;
@@ -79,8 +82,9 @@ export interface LabReport {
 
 function formatTable(r: LabReport): string {
   const lines: string[] = [];
-  const what = r.overlay === 'userlay' ? `userlay ${r.backend}${r.directRouting ? ' + direct routing' : ''}/${r.engine}, offloads ${r.offloads}` : r.overlay;
-  const fam = r.family === '4' ? '' : `, pods IPv${r.family === 'dual' ? '4+6' : '6'} over IPv${r.underlayFamily}`;
+  const agents = `userlay ${r.backend}${r.directRouting ? ' + direct routing' : ''}/${r.engine}, offloads ${r.offloads}`;
+  const what = r.overlay === 'userlay' ? agents : r.overlay === 'mixed' ? `${agents} with kernel vxlan nodes` : r.overlay;
+  const fam = r.family === '4' ? '' : `, pods IPv${r.family === 'dual' ? '4+6' : '6'} over IPv${r.underlayFamily === 'dual' ? '4+6' : r.underlayFamily}`;
   const routed = r.underlay === 'routed' ? ', routed underlay' : '';
   lines.push(`lab: ${r.nodes} nodes, ${what}${fam}${routed}, pod MTU ${r.podMtu}`);
   lines.push('');
@@ -122,7 +126,7 @@ export function runLab(argv: readonly string[]): Promise<number> {
 interface LabConfig {
   readonly nodes: number;
   readonly seconds: number;
-  readonly overlay: OverlayMode;
+  readonly overlay: OverlayMode | 'mixed';
   readonly backend: Backend;
   readonly engine: EngineKind;
   readonly offloads: OffloadMode;
@@ -132,6 +136,8 @@ interface LabConfig {
   /** Pod families of the lab and the agents' underlay family. */
   readonly family: LabFamily;
   readonly underlayFamily: Family;
+  /** --underlay-family dual: the agents use both underlay families. */
+  readonly dualUnderlay: boolean;
   readonly directRouting: boolean;
   readonly underlay: UnderlayKind;
 }
@@ -143,26 +149,34 @@ function checkLabFlags(flags: ParsedFlags): LabConfig {
   const underlay = flagOneOf<UnderlayKind>(flags, 'underlay', ['flat', 'routed']);
   const engine = flagOneOf(flags, 'engine', ['native', 'js'] as const);
   const offloads = flagOneOf(flags, 'offloads', OFFLOAD_MODES);
-  const overlay = flagOneOf(flags, 'overlay', ['userlay', 'kernel-vxlan', 'host-gw'] as const);
+  const overlay = flagOneOf(flags, 'overlay', ['userlay', 'kernel-vxlan', 'host-gw', 'mixed'] as const);
+  if (overlay === 'mixed' && backend !== 'vxlan') throw usageError('--overlay', 'mixed needs --backend vxlan (kernel vxlan nodes speak flannel\'s vxlan)');
   const nodes = flagInt(flags, 'nodes')!;
   if (nodes < 2 || nodes > 50) throw usageError('--nodes', `${nodes} is not between 2 and 50`);
   const seconds = flagInt(flags, 'seconds')!;
   if (seconds < 1) throw usageError('--seconds', 'must be at least 1');
   const prometheus = flagBool(flags, 'prometheus');
-  if (prometheus && overlay !== 'userlay') throw usageError('--prometheus', 'needs --overlay userlay (the agents are what it scrapes)');
+  if (prometheus && overlay !== 'userlay' && overlay !== 'mixed') throw usageError('--prometheus', 'needs --overlay userlay (the agents are what it scrapes)');
   const ipMasq = flagBool(flags, 'ip-masq');
   if (ipMasq && overlay !== 'userlay') throw usageError('--ip-masq', 'needs --overlay userlay (the agents do the masquerading)');
   const family = flagOneOf(flags, 'family', LAB_FAMILIES);
   const underlayText = flagString(flags, 'underlay-family');
   const families = labFamilies(family);
   let underlayFamily: Family = families[0]!;
+  let dualUnderlay = false;
   if (underlayText !== undefined && underlayText !== '') {
-    underlayFamily = flagOneOf(flags, 'underlay-family', ['4', '6'] as const) === '4' ? 4 : 6;
+    const choice = flagOneOf(flags, 'underlay-family', ['4', '6', 'dual'] as const);
+    dualUnderlay = choice === 'dual';
+    underlayFamily = choice === '6' ? 6 : 4;
+    if (dualUnderlay && family !== 'dual') throw usageError('--underlay-family', `dual needs --family dual (a ${family} lab has one underlay family)`);
     if (!families.includes(underlayFamily)) throw usageError('--underlay-family', `IPv${underlayFamily} is not a family of --family ${family}`);
+  }
+  if (overlay === 'mixed' && family === 'dual' && !dualUnderlay) {
+    throw usageError('--underlay-family', 'a dual-stack mixed lab needs --underlay-family dual: flannel\'s dual stack has a device per underlay family');
   }
   if (underlay === 'routed' && family !== '4') throw usageError('--underlay', 'a routed underlay is IPv4 only (use --family 4)');
   return {
-    nodes, seconds, overlay, backend, engine, offloads, json: flagBool(flags, 'json'), prometheus, ipMasq, family, underlayFamily, directRouting, underlay,
+    nodes, seconds, overlay, backend, engine, offloads, json: flagBool(flags, 'json'), prometheus, ipMasq, family, underlayFamily, dualUnderlay, directRouting, underlay,
   };
 }
 
@@ -172,11 +186,15 @@ async function runLabWith(cfg: LabConfig): Promise<number> {
   let prom: LabPrometheus | undefined;
   // userlay pods are attached through the CNI plugin, as a runtime does; baselines have no plugin
   const session = await openLabSession(nodes, (sig) => void (prom?.close() ?? Promise.resolve()).finally(() => process.exit(signalExitCode(sig))),
-    overlay === 'userlay' ? 'cni' : 'veth', cfg.ipMasq, { family: cfg.family, underlayFamily: cfg.underlayFamily, underlay: cfg.underlay });
+    overlay === 'userlay' || overlay === 'mixed' ? 'cni' : 'veth', cfg.ipMasq, { family: cfg.family, underlayFamily: cfg.underlayFamily, underlay: cfg.underlay });
   try {
     const statusPort = cfg.prometheus ? { statusPort: STATUS_PORT } : {};
-    const ov = await session.setOverlay({ modes: Array(nodes).fill(overlay), userlay: { backend, engine, offloads, ipMasq: cfg.ipMasq, directRouting: cfg.directRouting, ...statusPort } });
-    if (cfg.prometheus) prom = await startLabPrometheus(session.topo.nodes.map((n) => ({ node: n.name, ns: n.ns, statusPort: STATUS_PORT })), session.topo.prefix);
+    // mixed: odd nodes run userlay, even ones are kernel vxlan nodes as flannel sets them up
+    const modes: OverlayMode[] = Array.from({ length: nodes }, (_, i) => (overlay !== 'mixed' ? overlay : i % 2 === 0 ? 'userlay' : 'kernel-vxlan'));
+    const ov = await session.setOverlay({
+      modes, userlay: { backend, engine, offloads, ipMasq: cfg.ipMasq, directRouting: cfg.directRouting, dualUnderlay: cfg.dualUnderlay, ...statusPort },
+    });
+    if (cfg.prometheus) prom = await startLabPrometheus(session.topo.nodes.filter((n) => ov.agents.has(n.index)).map((n) => ({ node: n.name, ns: n.ns, statusPort: STATUS_PORT })), session.topo.prefix);
     const pings: LabReport['pings'] = [];
     for (const f of labFamilies(cfg.family)) pings.push(...(await pingAllPairs(session.topo.nodes, f)).map((p) => toReportPing(p, f)));
     const [a, b] = session.topo.nodes as [typeof session.topo.nodes[0], typeof session.topo.nodes[0]];
@@ -194,7 +212,7 @@ async function runLabWith(cfg: LabConfig): Promise<number> {
     const egress = session.topo.outside === undefined ? null : (await egressFromPods(session.topo.nodes, session.topo.outside))
       .map((e) => ({ ...e, ok: e.seenAs === byName.get(e.from)?.underlayIPs[session.topo.outside!.ip.includes(':') ? 6 : 4] }));
     const report: LabReport = {
-      nodes, overlay, backend, engine, offloads, family: cfg.family, underlayFamily: cfg.underlayFamily, directRouting: cfg.directRouting,
+      nodes, overlay, backend, engine, offloads, family: cfg.family, underlayFamily: cfg.dualUnderlay ? 'dual' : cfg.underlayFamily, directRouting: cfg.directRouting,
       underlay: cfg.underlay, podMtu: ov.podMtu,
       pings, throughput, agents, egress, ok: pings.every((p) => p.ok) && (egress ?? []).every((e) => e.ok),
     };

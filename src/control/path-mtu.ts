@@ -66,7 +66,8 @@ export interface MtuDecision {
 /** What decideMtu works from. */
 export interface MtuInput {
   readonly backend: Backend;
-  /** This node: its name, underlay family and underlay interface (MTU undefined when unreadable). */
+  /** This node: its name, underlay family (6 for a dual-stack underlay: the larger overhead) and
+   *  underlay interface (MTU undefined when unreadable). */
   readonly nodeName: string;
   readonly family: Family;
   readonly underlay: { readonly iface: string; readonly mtu: number | undefined };
@@ -84,7 +85,9 @@ export function decideMtu(input: MtuInput, peers: readonly Peer[]): MtuDecision 
   let limitedBy = input.nodeName;
   let limitMtu = local;
   for (const p of peers) {
-    const path = pathMtu(input.backend, parseIP(p.publicIP).family, local, p.underlayMtu);
+    // a dual-stack peer is reached over IPv6 too when we have an IPv6 underlay: its larger overhead counts
+    const family = p.publicIPv6 !== undefined && input.family === 6 ? 6 : parseIP(p.publicIP).family;
+    const path = pathMtu(input.backend, family, local, p.underlayMtu);
     if (path === undefined || (smallest !== undefined && path >= smallest)) continue;
     smallest = path;
     limitedBy = p.name;

@@ -25,6 +25,8 @@ export interface OwnLease {
   readonly subnets: readonly string[];
   readonly networks: readonly string[];
   readonly publicIP: string;
+  /** Dual stack: the IPv6 underlay address (the second socket's). */
+  readonly publicIPv6?: string;
   readonly vtepMAC: string;
   readonly backend: Backend;
   readonly vni: number;

@@ -4,6 +4,9 @@
  *   [ { "name": "n2", "subnet": "198.19.2.0/24", "publicIP": "198.18.0.2",
  *       "vtepMAC": "0a:58:c6:12:00:02" }, ... ]
  *
+ * A dual-stack peer (flannel's dual stack: a VTEP per family) adds "publicIPv6" and
+ * "vtepMACv6"; publicIP is then its IPv4 address.
+ *
  * `subnets: [...]` may replace `subnet`; `port`, `vni` and `mtu` (the peer's underlay interface
  * MTU, for `--mtu auto` with mixed underlays: src/control/path-mtu.ts) are optional.
  * The directory (not the file) is watched, so editors and tools that replace
@@ -40,7 +43,7 @@ export interface StaticPeersOptions {
   readonly flag?: string;
 }
 
-const knownKeys = new Set(['name', 'subnet', 'subnets', 'publicIP', 'vtepMAC', 'port', 'vni', 'mtu']);
+const knownKeys = new Set(['name', 'subnet', 'subnets', 'publicIP', 'vtepMAC', 'publicIPv6', 'vtepMACv6', 'port', 'vni', 'mtu']);
 
 function fieldError(field: string, message: string): UserlayError {
   return new UserlayError('ECONFIG', `${field}: ${message}`, { field });
@@ -87,12 +90,27 @@ export function parsePeers(doc: unknown, backend: Backend): Peer[] {
     });
     if (typeof e.publicIP !== 'string') throw fieldError(`${at}.publicIP`, 'is required (a string)');
     const publicIP = wrapped(`${at}.publicIP`, () => canonicalIP(e.publicIP as string));
-    let vtepMAC: string | undefined;
-    if (e.vtepMAC !== undefined) {
-      if (typeof e.vtepMAC !== 'string') throw fieldError(`${at}.vtepMAC`, 'must be a string');
-      vtepMAC = wrapped(`${at}.vtepMAC`, () => canonicalMac(e.vtepMAC as string));
-    } else if (BACKENDS[backend].needsVtepMAC) {
-      throw fieldError(`${at}.vtepMAC`, `is required for the ${backend} backend`);
+    // one check for both underlays: publicIP + vtepMAC, and a dual-stack peer's publicIPv6 + vtepMACv6
+    const mac = (key: 'vtepMAC' | 'vtepMACv6'): string | undefined => {
+      const v = e[key];
+      if (v === undefined) {
+        if (BACKENDS[backend].needsVtepMAC) throw fieldError(`${at}.${key}`, `is required for the ${backend} backend`);
+        return undefined;
+      }
+      if (typeof v !== 'string') throw fieldError(`${at}.${key}`, 'must be a string');
+      return wrapped(`${at}.${key}`, () => canonicalMac(v));
+    };
+    const vtepMAC = mac('vtepMAC');
+    let publicIPv6: string | undefined;
+    let vtepMACv6: string | undefined;
+    if (e.publicIPv6 !== undefined) {
+      if (typeof e.publicIPv6 !== 'string') throw fieldError(`${at}.publicIPv6`, 'must be a string');
+      publicIPv6 = wrapped(`${at}.publicIPv6`, () => canonicalIP(e.publicIPv6 as string));
+      if (parseIP(publicIPv6).family !== 6) throw fieldError(`${at}.publicIPv6`, `${publicIPv6} is not an IPv6 address`);
+      if (parseIP(publicIP).family !== 4) throw fieldError(`${at}.publicIP`, `${publicIP} must be the IPv4 address when publicIPv6 is given`);
+      vtepMACv6 = mac('vtepMACv6');
+    } else if (e.vtepMACv6 !== undefined) {
+      throw fieldError(`${at}.vtepMACv6`, 'is given without publicIPv6');
     }
     const int = (key: 'port' | 'vni', lo: number, hi: number): number | undefined => {
       const v = e[key];
@@ -111,6 +129,8 @@ export function parsePeers(doc: unknown, backend: Backend): Peer[] {
     return {
       name: e.name, subnets, publicIP,
       ...(vtepMAC !== undefined ? { vtepMAC } : {}),
+      ...(publicIPv6 !== undefined ? { publicIPv6 } : {}),
+      ...(vtepMACv6 !== undefined ? { vtepMACv6 } : {}),
       ...(port !== undefined ? { port } : {}),
       ...(vni !== undefined ? { vni } : {}),
       ...(underlayMtu !== undefined ? { underlayMtu } : {}),

@@ -16,6 +16,14 @@
  * published to peers is --public-ip, else the node annotation `<prefix>/public-ip-overwrite`,
  * else the bind address. A public IP that is local to this host is also used as the bind address.
  *
+ * A dual-stack node (`dualStack`: both cluster families enabled, as flannel's EnableIPv4 +
+ * EnableIPv6) has an underlay address of each family, as flannel's dual stack picks them: the
+ * IPv4 one as above, and the IPv6 one from the same interface — the --public-ipv6 address (or
+ * the `<prefix>/public-ipv6-overwrite` annotation) when it is local, else the interface's first
+ * usable IPv6 address; --public-ipv6 is also what peers are told. Without a usable IPv6
+ * address the node stays on the IPv4 underlay alone (`dualStackProblem` says why), where
+ * userlay peers still reach its IPv6 pods.
+ *
  * Every host access goes through `UnderlayHost`, so tests inject a fake host.
  */
 import { createSocket } from 'node:dgram';
@@ -73,6 +81,12 @@ export interface UnderlayRequest {
   publicIPOverwrite?: string | undefined;
   /** Preferred address family of the underlay (default 4). */
   family?: Family;
+  /** Dual stack: also pick an IPv6 underlay address (see the file comment). */
+  dualStack?: boolean;
+  /** --public-ipv6 (dual stack). */
+  publicIPv6?: string | undefined;
+  /** Value of the node annotation `<prefix>/public-ipv6-overwrite`, if any. */
+  publicIPv6Overwrite?: string | undefined;
 }
 
 /** The picked underlay. */
@@ -88,6 +102,12 @@ export interface Underlay {
   readonly mtu: number | undefined;
   /** How it was chosen ("--iface", "--iface-regex", "--iface-can-reach", "default route", "--public-ip"). */
   readonly how: string;
+  /** Dual stack: the IPv6 address the second socket binds to (family is then 4). */
+  readonly bindIPv6?: string;
+  /** Dual stack: the IPv6 address published to peers (public-ipv6). */
+  readonly publicIPv6?: string;
+  /** Dual stack asked for, but no IPv6 underlay: why (the node runs on IPv4 alone). */
+  readonly dualStackProblem?: string;
 }
 
 function usable(a: NetworkInterfaceInfo): boolean {
@@ -221,7 +241,7 @@ export async function pickUnderlay(req: UnderlayRequest, host: UnderlayHost = sy
     throw usageError(publicIP !== undefined ? publicField : '--iface-can-reach', `${fixed} is IPv${family} but interface ${chosen.iface} has no usable IPv${family} address to bind`);
   }
   const local = publicIface !== undefined && publicIface === chosen.iface;
-  return {
+  const primary: Underlay = {
     iface: chosen.iface,
     bindIP: local ? canonicalIP(publicIP!) : addr.ip,
     publicIP: publicIP !== undefined ? canonicalIP(publicIP) : addr.ip,
@@ -229,6 +249,24 @@ export async function pickUnderlay(req: UnderlayRequest, host: UnderlayHost = sy
     mtu: linkMtu(host, chosen.iface),
     how: chosen.how,
   };
+  return req.dualStack ? { ...primary, ...pickIPv6(req, host, primary) } : primary;
+}
+
+/** The IPv6 underlay of a dual-stack node on the interface of `primary` (see the file comment). */
+function pickIPv6(req: UnderlayRequest, host: UnderlayHost, primary: Underlay):
+  Pick<Underlay, 'bindIPv6' | 'publicIPv6' | 'dualStackProblem'> {
+  const given = req.publicIPv6 ?? req.publicIPv6Overwrite;
+  const field = req.publicIPv6 !== undefined ? '--public-ipv6' : 'annotation public-ipv6-overwrite';
+  if (given !== undefined && (!isIP(given) || parseIP(given).family !== 6)) throw usageError(field, `"${given}" is not an IPv6 address`);
+  if (primary.family !== 4) return { dualStackProblem: `the underlay address ${primary.publicIP} is IPv6 already` };
+  const addrs = (host.interfaces()[primary.iface] ?? []).filter((a) => usable(a) && familyOf(a) === 6).map((a) => canonicalIP(a.address));
+  const local = given !== undefined && addrs.includes(canonicalIP(given)) ? canonicalIP(given) : undefined;
+  const bind = local ?? addrs[0];
+  if (bind === undefined) {
+    if (given !== undefined) throw usageError(field, `${given}: interface ${primary.iface} has no usable IPv6 address to bind`);
+    return { dualStackProblem: `interface ${primary.iface} has no usable IPv6 address` };
+  }
+  return { bindIPv6: bind, publicIPv6: given !== undefined ? canonicalIP(given) : bind };
 }
 
 /** A cluster range to check against the underlay: what it is called in messages, and the CIDR. */

@@ -128,6 +128,12 @@ export interface EngineConfig {
    * one pair. Owned by the caller.
    */
   readonly queues?: readonly { readonly tunFd: number; readonly udpFd: number }[];
+  /**
+   * Dual stack: the sockets of the second underlay family (struct ul_engine_cfg udp[1]), in
+   * the roles of udpFd, txFds and queues[].udpFd (one queueFd per further pair). A packet
+   * leaves from the sockets of its peer entry's family. Owned by the caller.
+   */
+  readonly otherFamily?: { readonly udpFd: number; readonly txFds?: readonly number[]; readonly queueFds?: readonly number[] };
   /** 1: probe GSO writes to the TUN at create (offloads auto). */
   readonly probeTunGso?: 0 | 1;
   /** 1: test hook, the TUN refuses every GSO write (as some kernels do). */

@@ -5,8 +5,9 @@
  * Setup order (each step registers its undo; a failure undoes them all in
  * reverse, so nothing is left half-configured):
  *   1. validate the options (pure)
- *   2. open and bind the underlay UDP socket — first, so "port in use" fails
- *      before any device exists
+ *   2. open and bind the underlay UDP socket (a dual-stack node: one per
+ *      family, publicIP and publicIPv6, same port) — first, so "port in
+ *      use" fails before any device exists
  *   3. open the TUN (virtio-net header on); EPERM -> "needs CAP_NET_ADMIN";
  *      offloads (offloads.ts): TSO/USO on the TUN, UDP_GRO on a native socket
  *   4. accept_local (see allowLocalSource), IPv6 on when a range is IPv6
@@ -40,7 +41,8 @@ import type { Logger } from '../log.js';
 export const MAX_PEERS = 65536;
 
 interface Checked {
-  family: Family;
+  /** Families of the underlay sockets: publicIP's, then publicIPv6's. */
+  families: Family[];
   own: Cidr[];
   networks: Cidr[];
 }
@@ -59,6 +61,13 @@ export function validateDataplaneOptions(o: DataplaneOptions): Checked {
     `"${o.tunName}" is not a valid interface name (at most 15 characters, no spaces, "/" or ":")`);
   check('mtu', Number.isInteger(o.mtu) && o.mtu >= MIN_MTU && o.mtu <= MAX_MTU, `${o.mtu} is outside ${MIN_MTU}..${MAX_MTU}`);
   const family = parseAs('publicIP', () => parseIP(o.publicIP)).family;
+  const families: Family[] = [family];
+  if (o.publicIPv6 !== undefined) {
+    const v6 = parseAs('publicIPv6', () => parseIP(o.publicIPv6!));
+    check('publicIPv6', v6.family === 6, `${o.publicIPv6} is not an IPv6 address`);
+    check('publicIPv6', family === 4, `needs an IPv4 publicIP (${o.publicIP} is IPv6): a dual-stack node has one underlay address per family`);
+    families.push(6);
+  }
   const minPort = backend.encapsulates ? 1 : 0;
   check('port', Number.isInteger(o.port) && o.port >= minPort && o.port <= 65535, `${o.port} is outside ${minPort}..65535`);
   check('vni', Number.isInteger(o.vni) && o.vni >= 0 && o.vni <= MAX_VNI, `${o.vni} is outside 0..${MAX_VNI}`);
@@ -68,8 +77,10 @@ export function validateDataplaneOptions(o: DataplaneOptions): Checked {
   const own = o.ownSubnets.map((s) => parseAs('ownSubnets', () => parseCidr(s)));
   check('ownSubnets', own.length > 0, 'at least one own subnet is required');
   for (const n of [...networks, ...own]) {
-    check(own.includes(n) ? 'ownSubnets' : 'networks', !cidrContains(n, o.publicIP),
-      `${n.text} contains the underlay address ${o.publicIP}: the agent's own datagrams would route into its TUN`);
+    for (const ip of [o.publicIP, ...(o.publicIPv6 !== undefined ? [o.publicIPv6] : [])]) {
+      check(own.includes(n) ? 'ownSubnets' : 'networks', !cidrContains(n, ip),
+        `${n.text} contains the underlay address ${ip}: the agent's own datagrams would route into its TUN`);
+    }
   }
   if (backend.needsVtepMAC) {
     const problem = vtepMacProblem(o.vtepMAC);
@@ -85,7 +96,7 @@ export function validateDataplaneOptions(o: DataplaneOptions): Checked {
   check('threads', Number.isInteger(threads) && threads >= 1 && threads <= MAX_THREADS, `${threads} is outside 1..${MAX_THREADS}`);
   check('threads', threads === 1 || o.engine === 'native',
     `${threads} needs --engine native: the js engine reads one TUN queue on the JS thread`);
-  return { family, own, networks };
+  return { families, own, networks };
 }
 
 /** Undo steps, run in reverse; each one's failure is logged, not thrown. */
@@ -170,14 +181,19 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
   const rollback = new Rollback(log);
   try {
     const threads = opts.threads ?? 1;
-    const socket = await kind.openSocket(addon, opts.publicIP, opts.port, threads).catch((err: unknown) => {
-      const code = errorCode(err);
-      throw systemError(`bind UDP ${opts.publicIP} port ${opts.port}`, err,
-        code === 'EADDRINUSE' ? 'port in use: is another agent or flanneld running?'
-          : code === 'EADDRNOTAVAIL' ? 'the address is not on any local interface' : undefined);
-    });
+    // one socket set per underlay family, on the same port
+    const sockets: unknown[] = [];
     let socketOwned = false;
-    rollback.push('close UDP socket', () => (socketOwned ? undefined : kind.closeSocket(addon, socket)));
+    for (const address of [opts.publicIP, ...(opts.publicIPv6 !== undefined ? [opts.publicIPv6] : [])]) {
+      const socket = await kind.openSocket(addon, address, opts.port, threads).catch((err: unknown) => {
+        const code = errorCode(err);
+        throw systemError(`bind UDP ${address} port ${opts.port}`, err,
+          code === 'EADDRINUSE' ? 'port in use: is another agent or flanneld running?'
+            : code === 'EADDRNOTAVAIL' ? 'the address is not on any local interface' : undefined);
+      });
+      sockets.push(socket);
+      rollback.push(`close UDP socket ${address}`, () => (socketOwned ? undefined : kind.closeSocket(addon, socket)));
+    }
 
     const tun = system(`open /dev/net/tun for ${opts.tunName || '(auto)'}`, () => {
       try {
@@ -197,8 +213,11 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
       rollback.push(`close queue ${tunQueueFds.length} of TUN ${tun.name}`, () => addon.close(q.fd));
     }
     const offloads = system(`set offloads on ${tun.name}`, () => {
-      const state = applyOffloads(addon, tun.fd, kind.nativeFd(socket), opts.offloads ?? 'auto', log);
-      applyQueueOffloads(addon, state, tunQueueFds, kind.queueFds(socket));
+      const [first, ...more] = sockets;
+      const state = applyOffloads(addon, tun.fd, kind.nativeFd(first), opts.offloads ?? 'auto', log);
+      applyQueueOffloads(addon, state, tunQueueFds, kind.queueFds(first));
+      // the other family's sockets get what the first got (UDP_GRO is per socket)
+      for (const s of more) applyQueueOffloads(addon, state, [], [kind.nativeFd(s), ...kind.queueFds(s)].filter((fd) => fd !== undefined));
       return state;
     });
     allowLocalSource(host, tun.name, log);
@@ -238,13 +257,13 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
       ...(offloads.testRefuseTunGso ? { testRefuseTunGso: 1 as const } : {}),
       ...(icmpSrc4 ? { icmpSrc4 } : {}),
       ...(icmpSrc6 ? { icmpSrc6 } : {}),
-    }, socket);
+    }, sockets);
     socketOwned = true;
     rollback.push('close engine', () => engine.close());
     const dp = new DataplaneImpl(opts, tun.name, tun.fd, checked, addon, engine, counters, maxSlot, routes, offloads, log, tunQueueFds);
     dp.setPeers([]);
     engine.start();
-    log.info('dataplane up', { tun: tun.name, mtu: opts.mtu, engine: opts.engine, backend: opts.backend, publicIP: opts.publicIP, port: opts.port, offloads: offloads.active, threads });
+    log.info('dataplane up', { tun: tun.name, mtu: opts.mtu, engine: opts.engine, backend: opts.backend, publicIP: opts.publicIP, ...(opts.publicIPv6 !== undefined ? { publicIPv6: opts.publicIPv6 } : {}), port: opts.port, offloads: offloads.active, threads });
     return dp;
   } catch (err) {
     await rollback.run();
@@ -254,11 +273,12 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
 }
 
 /** What buildFdb checks peers against: our own side of the overlay. */
-export function fdbDefaults(o: DataplaneOptions, checked: { family: Family; own: readonly Cidr[]; networks: readonly Cidr[] }): FdbDefaults {
+export function fdbDefaults(o: DataplaneOptions, checked: { families: readonly Family[]; own: readonly Cidr[]; networks: readonly Cidr[] }): FdbDefaults {
   return {
-    backend: o.backend, port: o.port, vni: o.vni, underlayFamily: checked.family,
+    backend: o.backend, port: o.port, vni: o.vni, underlayFamilies: checked.families,
     ownSubnets: checked.own.map((c) => c.text), networks: checked.networks.map((c) => c.text), ownPublicIP: o.publicIP,
     ...(o.underlayMtu !== undefined ? { underlayMtu: o.underlayMtu } : {}),
+    ...(o.publicIPv6 !== undefined ? { ownPublicIPv6: o.publicIPv6 } : {}),
     ...(BACKENDS[o.backend].needsVtepMAC ? { ownVtepMAC: o.vtepMAC } : {}),
   };
 }

@@ -2,10 +2,10 @@
  * What dataplane.ts needs from a forwarding engine, so the native and the js
  * engine plug into the same setup/teardown sequence.
  *
- * An engine kind first opens its underlay UDP socket (before anything else is
- * created, so "port in use" fails early), then builds an engine around the
- * TUN fd and that socket. The engine owns the socket from then on; the TUN fd
- * stays owned by the data plane.
+ * An engine kind first opens its underlay UDP socket(s), one per underlay
+ * family (before anything else is created, so "port in use" fails early),
+ * then builds an engine around the TUN fd and those sockets. The engine owns
+ * the sockets from then on; the TUN fd stays owned by the data plane.
  */
 import type { EngineConfig, NativeAddon } from './addon.js';
 import type { FdbTable } from './fdb.js';
@@ -18,7 +18,7 @@ import type { Logger } from '../log.js';
  * a logger. The TUN fd is opened with vnetHdr = true; it and the counters
  * block are owned by the caller.
  */
-export interface EngineSetup extends Omit<EngineConfig, 'udpFd' | 'queues'> {
+export interface EngineSetup extends Omit<EngineConfig, 'udpFd' | 'queues' | 'txFds' | 'otherFamily'> {
   readonly addon: NativeAddon;
   readonly log: Logger;
   /** TUN queues 1.. of a multi-queue TUN (threads > 1; owned by the caller). */
@@ -51,6 +51,9 @@ export interface EngineKindImpl<Socket> {
   nativeFd(socket: Socket): number | undefined;
   /** The receive sockets of thread pairs 1.. (UDP_GRO is set on each too); [] with one pair. */
   queueFds(socket: Socket): readonly number[];
-  /** Build an engine that takes ownership of `socket`. */
-  create(setup: EngineSetup, socket: Socket): Engine;
+  /**
+   * Build an engine that takes ownership of `sockets`: one per underlay family (a dual-stack
+   * node has an IPv4 and an IPv6 one, openSocket'ed on the same port), the first the primary.
+   */
+  create(setup: EngineSetup, sockets: readonly Socket[]): Engine;
 }

@@ -17,6 +17,14 @@
  *   outside the cluster network, or a peer claim our underlay IP or VTEP MAC.
  * - Snapshot layout is exactly struct ul_fdb_snapshot_hdr / ul_fdb_peer /
  *   ul_fdb_route of native/include/userlay.h in host (little-endian) order.
+ * - Dual stack, as flannel's (flannel.1 over IPv4, flannel-v6.1 over IPv6, a
+ *   MAC each): a peer with publicIPv6 gets a snapshot entry per underlay
+ *   address that one of our sockets can reach (one code path over the list
+ *   of its underlays), sharing its counter slot. Each route points at the
+ *   entry of its own family when there is one, else at the first usable
+ *   entry (a v6 pod subnet over the v4 underlay, as with one socket). The
+ *   engines pick the socket by the entry's family, and anti-spoofing takes
+ *   an inner source of any entry of the slot (native/src/codec.c).
  * - A rebuild pays only for what changed. The control plane hands over whole
  *   sets, but from one update to the next almost every Peer is the very same
  *   object (PeerSync caches them per Node). Each validated peer is kept in a
@@ -62,14 +70,15 @@ export interface FdbDefaults {
   /** Port and VNI a peer gets when it does not name its own. */
   readonly port: number;
   readonly vni: number;
-  /** Family of our UDP socket: peers on the other family cannot be reached. */
-  readonly underlayFamily?: Family;
+  /** Families of our UDP sockets (one, or 4 and 6 on a dual-stack node): a peer with no address of one cannot be reached. */
+  readonly underlayFamilies?: readonly Family[];
   /** Own subnets: a peer whose subnet overlaps one of them is rejected (it could send from our range). */
   readonly ownSubnets?: readonly string[];
   /** Cluster networks: a peer subnet must lie inside one, a peer publicIP outside all. */
   readonly networks?: readonly string[];
-  /** Own underlay address and VTEP MAC: a peer claiming either is rejected. */
+  /** Own underlay address(es) and VTEP MAC: a peer claiming any is rejected. */
   readonly ownPublicIP?: string;
+  readonly ownPublicIPv6?: string;
   readonly ownVtepMAC?: string;
   /** Own underlay interface MTU: with a peer's Peer.underlayMtu, its path MTU (undefined: no limit). */
   readonly underlayMtu?: number;
@@ -79,17 +88,30 @@ export interface FdbDefaults {
 export interface FdbPeer {
   /** The peer, canonicalised (CIDR, IP and MAC text; port and VNI filled in). */
   readonly peer: Peer;
-  /** Index in the snapshot's peer array. */
+  /** Index in FdbTable.peers. */
   readonly index: number;
+  /** Index of its first entry in the snapshot's peer array (see entries). */
+  readonly entry: number;
+  /** Snapshot entries it has, one per usable underlay address: 1, or 2 for a dual-stack peer. */
+  readonly entries: number;
   /** Counter slot, >= 1. */
   readonly slot: number;
+  /** Its first (primary) underlay address. */
   readonly underlay: IPAddr;
   readonly port: number;
   readonly vni: number;
   /** 6 bytes (zeros for udp without a MAC). */
   readonly mac: Uint8Array;
-  /** Largest inner packet the path to the peer carries (backends.ts pathMtu); 0 = no limit. */
+  /** Largest inner packet the path to the peer's first underlay carries (backends.ts pathMtu); 0 = no limit. */
   readonly pathMtu: number;
+}
+
+/** One snapshot entry: a peer's underlay address that traffic is sent to (FdbTable.entryList). */
+export interface FdbEntry {
+  readonly peer: FdbPeer;
+  /** Underlay address, canonical text. */
+  readonly ip: string;
+  readonly family: Family;
 }
 
 /** One route of a built table: a pod subnet behind a peer. */
@@ -135,18 +157,23 @@ interface PeerRecord {
   readonly subnets: readonly string[];
   readonly publicIP: string;
   readonly vtepMAC: string | undefined;
+  readonly publicIPv6: string | undefined;
+  readonly vtepMACv6: string | undefined;
   readonly port: number | undefined;
   readonly vni: number | undefined;
   readonly underlayMtu: number | undefined;
-  /** Path MTU written into its snapshot record (0 = no limit). */
+  /** Path MTU of its first entry (each entry's is in its snapshot record; 0 = no limit). */
   readonly pathMtu: number;
   /** The peer, canonicalised (port and VNI filled in). */
   readonly peer: Peer;
   /** subnetBits of each of peer.subnets. */
   readonly bits: readonly string[];
+  /** Underlay address of each of its snapshot entries, canonical. */
+  readonly entryIPs: readonly string[];
   /**
-   * Its struct ul_fdb_peer with slot 0, then its struct ul_fdb_route array with peer index 0;
-   * encode() copies them and patches the two fields in. Written byte by byte: a view over
+   * Its struct ul_fdb_peer entries with slot 0, then its struct ul_fdb_route array whose peer
+   * field holds the entry within the peer (0 or 1); encode() copies them and patches in the
+   * slot and the snapshot index. Written byte by byte: a view over
    * its .buffer would move it off the V8 heap (a malloc'd backing store per peer).
    */
   readonly bytes: Uint8Array;
@@ -156,7 +183,7 @@ interface PeerRecord {
 
 /** The defaults as one string: a cached record is valid only under the same text. */
 function defaultsKey(d: FdbDefaults): string {
-  return `${d.backend}|${d.port}|${d.vni}|${d.underlayFamily ?? ''}|${(d.networks ?? []).join(',')}|${d.ownPublicIP ?? ''}|${d.ownVtepMAC ?? ''}|${d.underlayMtu ?? ''}`;
+  return `${d.backend}|${d.port}|${d.vni}|${(d.underlayFamilies ?? []).join(',')}|${(d.networks ?? []).join(',')}|${d.ownPublicIP ?? ''}|${d.ownPublicIPv6 ?? ''}|${d.ownVtepMAC ?? ''}|${d.underlayMtu ?? ''}`;
 }
 
 /** Validated peers by Peer object (see the design notes). Entries die with their Peer. */
@@ -172,7 +199,8 @@ function sameStrings(a: readonly string[], b: readonly string[]): boolean {
 function recordOf(p: Peer, d: FdbDefaults, dkey: string, networks: readonly Cidr[]): PeerRecord {
   const hit = records.get(p);
   if (hit && hit.defaults === dkey && hit.name === p.name && hit.publicIP === p.publicIP && hit.vtepMAC === p.vtepMAC
-    && hit.port === p.port && hit.vni === p.vni && hit.underlayMtu === p.underlayMtu && Array.isArray(p.subnets) && sameStrings(hit.subnets, p.subnets)) {
+    && hit.publicIPv6 === p.publicIPv6 && hit.vtepMACv6 === p.vtepMACv6 && hit.port === p.port && hit.vni === p.vni && hit.underlayMtu === p.underlayMtu
+    && Array.isArray(p.subnets) && sameStrings(hit.subnets, p.subnets)) {
     return hit;
   }
   const record = validatePeer(p, d, dkey, networks);
@@ -195,34 +223,71 @@ function putU32(b: Uint8Array, off: number, v: number): void {
   putU16(b, off + 2, v >>> 16);
 }
 
+/** One underlay address of a peer being validated, with the MAC that goes with it. */
+interface PeerUnderlay {
+  readonly ip: IPAddr;
+  readonly text: string;
+  readonly mac: Uint8Array;
+  readonly macText: string | undefined;
+}
+
+/** The fields of one underlay of a peer: publicIP + vtepMAC, or publicIPv6 + vtepMACv6. */
+const UNDERLAY_FIELDS = [{ ip: 'publicIP', mac: 'vtepMAC' }, { ip: 'publicIPv6', mac: 'vtepMACv6' }] as const;
+
+/** Check one underlay address of a peer (the same checks for both; errors name the field). */
+function checkUnderlayIP(where: string, ipField: string, ipText: string, d: FdbDefaults, networks: readonly Cidr[]): { ip: IPAddr; text: string } {
+  const ip = fdbField(`${where} ${ipField}`, () => parseIP(ipText));
+  if (ipField === 'publicIPv6' && ip.family !== 6) throw fdbError(`${where} publicIPv6 ${ipText} is not an IPv6 address`);
+  const text = shared(ipText, formatIP(ip.family, ip.bytes));
+  for (const own of [d.ownPublicIP, d.ownPublicIPv6]) {
+    if (own !== undefined && text === canonicalIP(own)) throw fdbError(`${where} ${ipField} ${text} is this node's own`);
+  }
+  const around = networks.find((n) => cidrContains(n, ip));
+  if (around !== undefined) throw fdbError(`${where} ${ipField} ${text} lies inside the cluster network ${around.text}`);
+  return { ip, text };
+}
+
+/** Check the VTEP MAC of one underlay of a peer. */
+function checkUnderlayMac(where: string, macField: string, macText: string | undefined, d: FdbDefaults): { mac: Uint8Array; macText: string | undefined } {
+  let mac: Uint8Array = new Uint8Array(6);
+  if (macText !== undefined && macText !== '') {
+    mac = fdbField(`${where} ${macField}`, () => parseMac(macText));
+    const problem = vtepMacProblem(mac);
+    if (problem !== undefined) throw fdbError(`${where} ${macField} ${formatMac(mac)} ${problem}`);
+    if (d.ownVtepMAC !== undefined && formatMac(mac) === canonicalMac(d.ownVtepMAC)) throw fdbError(`${where} ${macField} ${formatMac(mac)} is this node's own`);
+  } else if (BACKENDS[d.backend].needsVtepMAC) {
+    throw fdbError(`${where} ${macField}: required for the ${d.backend} backend`);
+  }
+  return { mac, macText: macText ? shared(macText, formatMac(mac)) : undefined };
+}
+
 function validatePeer(p: Peer, d: FdbDefaults, dkey: string, networks: readonly Cidr[]): PeerRecord {
   const where = `peer "${p.name}"`;
-  const underlay = fdbField(`${where} publicIP`, () => parseIP(p.publicIP));
-  if (d.underlayFamily !== undefined && underlay.family !== d.underlayFamily) {
-    throw fdbError(`${where} publicIP ${p.publicIP} is IPv${underlay.family} but the underlay socket is IPv${d.underlayFamily}`);
+  const given = p.publicIPv6 === undefined ? [p.publicIP] : [p.publicIP, p.publicIPv6];
+  if (p.publicIPv6 === undefined && p.vtepMACv6 !== undefined) throw fdbError(`${where} vtepMACv6: given without publicIPv6`);
+  const ips = given.map((text, k) => checkUnderlayIP(where, UNDERLAY_FIELDS[k]!.ip, text, d, networks));
+  if (ips.length > 1 && ips[0]!.ip.family !== 4) throw fdbError(`${where} publicIPv6 ${p.publicIPv6}: publicIP ${p.publicIP} must then be the IPv4 address`);
+  // the entries: the underlays one of our sockets reaches (all of them when the families are not known)
+  const families = d.underlayFamilies;
+  if (!ips.some((u) => families === undefined || families.includes(u.ip.family))) {
+    throw fdbError(`${where} publicIP${ips.length > 1 ? 's' : ''} ${ips.map((u) => u.text).join(', ')} ${ips.length > 1 ? 'are' : 'is'} `
+      + `IPv${ips.map((u) => u.ip.family).join('/')} but the underlay socket is IPv${families!.join('/')}`);
   }
-  const publicIP = shared(p.publicIP, formatIP(underlay.family, underlay.bytes));
-  if (d.ownPublicIP !== undefined && publicIP === canonicalIP(d.ownPublicIP)) throw fdbError(`${where} publicIP ${publicIP} is this node's own`);
-  const around = networks.find((n) => cidrContains(n, underlay));
-  if (around !== undefined) throw fdbError(`${where} publicIP ${publicIP} lies inside the cluster network ${around.text}`);
+  const macs = [p.vtepMAC, p.vtepMACv6];
+  const all: PeerUnderlay[] = ips.map((u, k) => ({ ...u, ...checkUnderlayMac(where, UNDERLAY_FIELDS[k]!.mac, macs[k], d) }));
+  const usable = all.filter((u) => families === undefined || families.includes(u.ip.family));
   // a backend that does not encapsulate sends nothing: port 0 (no port) is fine there
   const port = checkRange(`${where} port`, p.port ?? d.port, BACKENDS[d.backend].encapsulates ? 1 : 0, 65535);
   const vni = checkRange(`${where} vni`, p.vni ?? d.vni, 0, MAX_VNI);
   if (p.underlayMtu !== undefined) checkRange(`${where} underlayMtu`, p.underlayMtu, MIN_MTU, MAX_MTU);
-  const path = pathMtu(d.backend, underlay.family, d.underlayMtu, p.underlayMtu);
-  if (path !== undefined && path < MIN_PATH_MTU) {
-    throw fdbError(`${where} underlayMtu ${p.underlayMtu}: leaves a path MTU of ${path} (< ${MIN_PATH_MTU})`);
-  }
-  let mac: Uint8Array = new Uint8Array(6);
-  const macText = p.vtepMAC;
-  if (macText !== undefined && macText !== '') {
-    mac = fdbField(`${where} vtepMAC`, () => parseMac(macText));
-    const problem = vtepMacProblem(mac);
-    if (problem !== undefined) throw fdbError(`${where} vtepMAC ${formatMac(mac)} ${problem}`);
-    if (d.ownVtepMAC !== undefined && formatMac(mac) === canonicalMac(d.ownVtepMAC)) throw fdbError(`${where} vtepMAC ${formatMac(mac)} is this node's own`);
-  } else if (BACKENDS[d.backend].needsVtepMAC) {
-    throw fdbError(`${where} vtepMAC: required for the ${d.backend} backend`);
-  }
+  // each entry's path MTU, with its own family's overhead; what the engines enforce (0 = no limit)
+  const limits = usable.map((u) => {
+    const path = pathMtu(d.backend, u.ip.family, d.underlayMtu, p.underlayMtu);
+    if (path !== undefined && path < MIN_PATH_MTU) {
+      throw fdbError(`${where} underlayMtu ${p.underlayMtu}: leaves a path MTU of ${path} over IPv${u.ip.family} (< ${MIN_PATH_MTU})`);
+    }
+    return BACKENDS[d.backend].encapsulates ? path ?? 0 : 0;
+  });
   if (!Array.isArray(p.subnets) || p.subnets.length === 0) throw fdbError(`${where} subnets: at least one subnet is required`);
   const cidrs = p.subnets.map((s) => {
     const c = fdbField(`${where} subnet`, () => parseCidr(s));
@@ -232,38 +297,48 @@ function validatePeer(p: Peer, d: FdbDefaults, dkey: string, networks: readonly 
     }
     return c;
   });
+  const [v4, v6] = [all[0]!, all[1]];
   const peer: Peer = {
     name: p.name,
     subnets: cidrs.map((c, k) => shared(p.subnets[k]!, c.text)),
-    publicIP,
-    ...(macText ? { vtepMAC: shared(macText, formatMac(mac)) } : {}),
+    publicIP: v4.text,
+    ...(v4.macText ? { vtepMAC: v4.macText } : {}),
+    ...(v6 ? { publicIPv6: v6.text } : {}),
+    ...(v6?.macText ? { vtepMACv6: v6.macText } : {}),
     port,
     vni,
     ...(p.underlayMtu !== undefined ? { underlayMtu: p.underlayMtu } : {}),
   };
-  const bytes = new Uint8Array(FDB_PEER_SIZE + cidrs.length * FDB_ROUTE_SIZE);
-  bytes[0] = underlay.family;
-  putU16(bytes, 2, port);
-  bytes.set(underlay.bytes, 4);
-  bytes.set(mac, 20);
-  putU32(bytes, 28, vni);
-  const limit = BACKENDS[d.backend].encapsulates ? path ?? 0 : 0;
-  putU32(bytes, 36, limit);
+  const routesAt = usable.length * FDB_PEER_SIZE;
+  const bytes = new Uint8Array(routesAt + cidrs.length * FDB_ROUTE_SIZE);
+  usable.forEach((u, e) => {
+    const off = e * FDB_PEER_SIZE;
+    bytes[off] = u.ip.family;
+    putU16(bytes, off + 2, port);
+    bytes.set(u.ip.bytes, off + 4);
+    bytes.set(u.mac, off + 20);
+    putU32(bytes, off + 28, vni);
+    putU32(bytes, off + 36, limits[e]!);
+  });
   cidrs.forEach((c, k) => {
-    const off = FDB_PEER_SIZE + k * FDB_ROUTE_SIZE;
+    const off = routesAt + k * FDB_ROUTE_SIZE;
     bytes[off] = c.family;
     bytes[off + 1] = c.prefixLen;
+    // over the underlay of the subnet's own family when there is one (flannel's dual stack)
+    putU32(bytes, off + 4, Math.max(0, usable.findIndex((u) => u.ip.family === c.family)));
     bytes.set(c.bytes, off + 8);
   });
   return {
-    defaults: dkey, name: p.name, subnets: [...p.subnets], publicIP: p.publicIP, vtepMAC: p.vtepMAC, port: p.port, vni: p.vni,
-    underlayMtu: p.underlayMtu, pathMtu: limit, peer, bits: cidrs.map(subnetBits), bytes,
+    defaults: dkey, name: p.name, subnets: [...p.subnets], publicIP: p.publicIP, vtepMAC: p.vtepMAC,
+    publicIPv6: p.publicIPv6, vtepMACv6: p.vtepMACv6, port: p.port, vni: p.vni, underlayMtu: p.underlayMtu,
+    pathMtu: limits[0]!, peer, bits: cidrs.map(subnetBits), entryIPs: usable.map((u) => u.text), bytes,
   };
 }
 
 /** An FdbPeer of a built table: the address fields are derived from the canonical peer when read. */
 class TablePeer implements FdbPeer {
-  constructor(readonly peer: Peer, readonly index: number, readonly slot: number, readonly pathMtu: number) {}
+  constructor(readonly peer: Peer, readonly index: number, readonly slot: number, readonly entry: number, readonly entries: number,
+    readonly pathMtu: number) {}
   get underlay(): IPAddr {
     return parseIP(this.peer.publicIP);
   }
@@ -295,7 +370,8 @@ export class FdbTable {
 
   /**
    * @internal use buildFdb(). `records` (one per peer, same order) carry the
-   * pre-encoded snapshot records; without them encode() writes every field.
+   * pre-encoded snapshot records; without them encode() writes every field, one entry per
+   * peer (its primary underlay: such a table has no dual-stack entries).
    */
   constructor(
     readonly peers: readonly FdbPeer[],
@@ -334,7 +410,18 @@ export class FdbTable {
     return undefined;
   }
 
-  /** Canonical peers, in snapshot order. */
+  /**
+   * The snapshot's entries in order (a peer's underlay addresses that our sockets reach; a
+   * dual-stack peer has two): what the engines' encap and decap results index.
+   */
+  entryList(): FdbEntry[] {
+    return this.peers.flatMap((p, i) => {
+      const ips = this.records?.[i]?.entryIPs ?? [p.peer.publicIP];
+      return ips.map((ip) => ({ peer: p, ip, family: parseIP(ip).family }));
+    });
+  }
+
+  /** Canonical peers, in FdbTable.peers order. */
   peerList(): Peer[] {
     return this.peers.map((p) => p.peer);
   }
@@ -349,14 +436,15 @@ export class FdbTable {
    * little-endian) into one new buffer the caller owns.
    */
   encode(): Uint8Array {
-    const size = FDB_HDR_SIZE + this.peers.length * FDB_PEER_SIZE + this.routes.length * FDB_ROUTE_SIZE;
+    const entries = this.records ? this.records.reduce((n, r) => n + r.entryIPs.length, 0) : this.peers.length;
+    const size = FDB_HDR_SIZE + entries * FDB_PEER_SIZE + this.routes.length * FDB_ROUTE_SIZE;
     const buf = new Uint8Array(size);
     const dv = new DataView(buf.buffer);
     dv.setUint32(0, FDB_MAGIC, true);
-    dv.setUint32(4, this.peers.length, true);
+    dv.setUint32(4, entries, true);
     dv.setUint32(8, this.routes.length, true);
     if (this.records) {
-      this.encodeRecords(buf, dv, this.records);
+      this.encodeRecords(buf, dv, this.records, entries);
       return buf;
     }
     let off = FDB_HDR_SIZE;
@@ -380,17 +468,21 @@ export class FdbTable {
     return buf;
   }
 
-  /** Copy the pre-encoded records and patch in slots and peer indexes. */
-  private encodeRecords(buf: Uint8Array, dv: DataView, records: readonly PeerRecord[]): void {
+  /** Copy the pre-encoded records and patch in slots and entry indexes. */
+  private encodeRecords(buf: Uint8Array, dv: DataView, records: readonly PeerRecord[], entries: number): void {
     let off = FDB_HDR_SIZE;
-    let routeOff = FDB_HDR_SIZE + this.peers.length * FDB_PEER_SIZE;
+    let routeOff = FDB_HDR_SIZE + entries * FDB_PEER_SIZE;
     records.forEach((rec, index) => {
       const b = rec.bytes;
-      for (let i = 0; i < FDB_PEER_SIZE; i++) buf[off + i] = b[i]!;
-      dv.setUint32(off + 32, this.peers[index]!.slot, true);
-      off += FDB_PEER_SIZE;
-      for (let i = FDB_PEER_SIZE; i < b.length; i++) buf[routeOff + i - FDB_PEER_SIZE] = b[i]!;
-      for (let k = FDB_PEER_SIZE; k < b.length; k += FDB_ROUTE_SIZE, routeOff += FDB_ROUTE_SIZE) dv.setUint32(routeOff + 4, index, true);
+      const { entry, slot } = this.peers[index]!;
+      const routesAt = rec.entryIPs.length * FDB_PEER_SIZE;
+      for (let i = 0; i < routesAt; i++) buf[off + i] = b[i]!;
+      for (let e = 0; e < rec.entryIPs.length; e++) dv.setUint32(off + e * FDB_PEER_SIZE + 32, slot, true);
+      off += routesAt;
+      for (let i = routesAt; i < b.length; i++) buf[routeOff + i - routesAt] = b[i]!;
+      for (let k = routesAt; k < b.length; k += FDB_ROUTE_SIZE, routeOff += FDB_ROUTE_SIZE) {
+        dv.setUint32(routeOff + 4, entry + dv.getUint32(routeOff + 4, true), true);
+      }
     });
   }
 }
@@ -419,9 +511,11 @@ export function buildFdb(peers: readonly Peer[], defaults: FdbDefaults, slots: S
       seen.add(text);
       subnets.push({ bits: v.bits[k]!, owner: index, text });
     });
-    const other = byUnderlay.get(v.peer.publicIP);
-    if (other !== undefined) throw fdbError(`publicIP ${v.peer.publicIP} is used by both peer "${other}" and peer "${p.name}"`);
-    byUnderlay.set(v.peer.publicIP, p.name);
+    for (const ip of [v.peer.publicIP, ...(v.peer.publicIPv6 !== undefined ? [v.peer.publicIPv6] : [])]) {
+      const other = byUnderlay.get(ip);
+      if (other !== undefined) throw fdbError(`publicIP ${ip} is used by both peer "${other}" and peer "${p.name}"`);
+      byUnderlay.set(ip, p.name);
+    }
     return v;
   });
   // anti-spoofing: a peer is trusted for its subnets, so none may cover ours or another's
@@ -435,12 +529,15 @@ export function buildFdb(peers: readonly Peer[], defaults: FdbDefaults, slots: S
   const plan = slots.plan(checked.map((v) => v.peer.name));
   const fdbPeers: FdbPeer[] = new Array<FdbPeer>(checked.length);
   const routes: FdbRoute[] = [];
+  let entry = 0;
   checked.forEach((v, index) => {
     const slot = plan.slots.get(v.peer.name)!;
+    const entries = v.entryIPs.length;
     // the same objects as last time when nothing moved: less for the GC to promote
-    if (v.last === undefined || v.last.peer.index !== index || v.last.peer.slot !== slot) {
-      v.last = { peer: new TablePeer(v.peer, index, slot, v.pathMtu), routes: v.peer.subnets.map((subnet) => new TableRoute(subnet, index)) };
+    if (v.last === undefined || v.last.peer.index !== index || v.last.peer.slot !== slot || v.last.peer.entry !== entry) {
+      v.last = { peer: new TablePeer(v.peer, index, slot, entry, entries, v.pathMtu), routes: v.peer.subnets.map((subnet) => new TableRoute(subnet, index)) };
     }
+    entry += entries;
     fdbPeers[index] = v.last.peer;
     for (const r of v.last.routes) routes.push(r);
   });

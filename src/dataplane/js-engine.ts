@@ -17,9 +17,11 @@
  *           longer than the peer's path MTU and not to be fragmented (res.
  *           tooBig): count too_big, ICMP too big the same way
  *        -> socket.send(buf, frameOff, frameLen, peer port, peer IP, the
- *           peer's completion callback)
+ *           peer's completion callback), from the socket of the underlay
+ *           family of the peer entry encap chose (a dual-stack node has an
+ *           IPv4 and an IPv6 socket; a dual-stack peer an entry for each)
  *        -> on completion: count tx packets/bytes (slot 0 and the peer's slot)
- *   rx:  socket 'message' (datagram, rinfo)
+ *   rx:  either socket's 'message' (datagram, rinfo)
  *        -> addon.decap(buf, len, rinfo.address): all validation checks;
  *           a drop counts its reason
  *        -> queue (datagram, inner packet offset/length, counter slot);
@@ -87,18 +89,20 @@ class TokenBucket {
   }
 }
 
-/** A peer of the current table as the tx path needs it. */
+/** An entry of the current table (a peer's underlay address) as the tx path needs it. */
 interface TxPeer {
   readonly slot: number;
   readonly ip: string;
   readonly port: number;
+  /** The socket of the address's family; undefined when this node has none. */
+  readonly socket: dgram.Socket | undefined;
   /** socket.send completion: counts the datagram (bytes = UDP payload length). */
   readonly sent: (err: Error | null, bytes?: number) => void;
 }
 
 class JsEngineImpl implements Engine {
   private fdb: NativeFdb | undefined;
-  /** Per peer index of the current table. */
+  /** Per entry index of the current table (FdbTable.entryList). */
   private peers: TxPeer[] = [];
   private reader: TunReader | undefined;
   private readonly icmp = new TokenBucket(ICMP_RATE_PER_SEC, ICMP_BURST);
@@ -118,21 +122,30 @@ class JsEngineImpl implements Engine {
     if (!this.closed) this.flushRx();
   };
 
-  constructor(private readonly setup: EngineSetup, private readonly socket: dgram.Socket) {
+  /** The sockets by underlay family (4, 6), read once: address() is a system call. */
+  private readonly byFamily: Map<number, dgram.Socket>;
+
+  constructor(private readonly setup: EngineSetup, private readonly sockets: readonly dgram.Socket[]) {
     this.headroom = setup.addon.constants.TX_HEADROOM;
+    this.byFamily = new Map(sockets.map((s) => [s.address().family === 'IPv6' ? 6 : 4, s]));
   }
 
   setFdb(table: FdbTable): void {
     this.fdb = this.setup.addon.fdbBuild(table.encode());
-    this.peers = table.peers.map((p) => this.txPeer(p.slot, p.peer.publicIP, p.port));
+    this.peers = table.entryList().map((e) => this.txPeer(e.peer.slot, e.ip, e.peer.port, this.socketOf(e.family)));
   }
 
-  private txPeer(slot: number, ip: string, port: number): TxPeer {
+  /** The bound socket of `family`, if this node has one. */
+  private socketOf(family: number): dgram.Socket | undefined {
+    return this.byFamily.get(family);
+  }
+
+  private txPeer(slot: number, ip: string, port: number, socket: dgram.Socket | undefined): TxPeer {
     const sent = (err: Error | null, bytes?: number): void => {
       if (err) this.count(slot, COUNTER.drops + DROP.udp_send);
       else this.count(slot, COUNTER.txPackets, (bytes ?? 0) - this.encapOverhead);
     };
-    return { slot, ip, port, sent };
+    return { slot, ip, port, socket, sent };
   }
 
   offloadStats(): OffloadCounters {
@@ -145,8 +158,10 @@ class JsEngineImpl implements Engine {
     if (this.reader || this.closed) return;
     const { addon, tunFd, batch, log } = this.setup;
     addon.tunWriterSetup(tunFd, this.setup.probeTunGso === 1, this.setup.testRefuseTunGso === 1);
-    this.socket.on('message', (msg, rinfo) => this.receive(msg, rinfo.address));
-    this.socket.on('error', (err) => log.warn('underlay socket error', { err }));
+    for (const socket of this.sockets) {
+      socket.on('message', (msg, rinfo) => this.receive(msg, rinfo.address));
+      socket.on('error', (err) => log.warn('underlay socket error', { err }));
+    }
     this.reader = addon.tunReader(tunFd, batch ?? 64, (packets, err) => {
       if (!packets) {
         // the reader stops polling after a hard read error (counted there): say so loudly
@@ -191,7 +206,11 @@ class JsEngineImpl implements Engine {
       return;
     }
     this.encapOverhead = res.frameLen - len;
-    this.socket.send(buf, res.frameOff, res.frameLen, peer.port, peer.ip, peer.sent);
+    if (!peer.socket) {
+      this.count(peer.slot, COUNTER.drops + DROP.udp_send); // no socket of its family (buildFdb refuses such peers)
+      return;
+    }
+    peer.socket.send(buf, res.frameOff, res.frameLen, peer.port, peer.ip, peer.sent);
   }
 
   /** Answer `orig` with ICMP unreachable (tooBigMtu 0) or too big, rate-limited. */
@@ -261,7 +280,8 @@ class JsEngineImpl implements Engine {
       this.reader?.stop();
       this.reader = undefined;
       this.fdb = undefined;
-      this.socket.close(() => resolve());
+      let open = this.sockets.length;
+      for (const socket of this.sockets) socket.close(() => (--open === 0 ? resolve() : undefined));
     });
     return this.closed;
   }
@@ -313,7 +333,7 @@ export const jsEngine: EngineKindImpl<dgram.Socket> = {
   queueFds() {
     return []; // one queue: threads > 1 is refused for the js engine
   },
-  create(setup, socket) {
-    return new JsEngineImpl(setup, socket);
+  create(setup, sockets) {
+    return new JsEngineImpl(setup, sockets);
   },
 };

@@ -3,7 +3,9 @@
  * one rx thread per thread pair (--threads; native/src/engine.c); JS only
  * hands over FDB snapshots and reads counters. With N pairs the TUN has N
  * queues and the tunnel port N SO_REUSEPORT receive sockets; pair i reads
- * TUN queue i and receives on socket i, all send from the txFds.
+ * TUN queue i and receives on socket i, all send from the txFds. A
+ * dual-stack node has such a socket set per underlay family (engine.c,
+ * "Dual stack"): a packet leaves from the set of its peer entry's family.
  *
  * Pipeline
  *   tx thread:  ul_tun_read_batch: read() a batch from the TUN (virtio-net
@@ -72,8 +74,9 @@ class NativeEngineImpl implements Engine {
   private handle: NativeEngine | undefined;
   private closed: Promise<void> | undefined;
 
-  constructor(private readonly setup: EngineSetup, private readonly socket: NativeSocket) {
+  constructor(private readonly setup: EngineSetup, private readonly sockets: readonly NativeSocket[]) {
     const { addon } = setup;
+    const [socket, other] = sockets as [NativeSocket, NativeSocket?];
     this.handle = addon.engineCreate({
       tunFd: setup.tunFd,
       udpFd: socket.fd,
@@ -81,6 +84,7 @@ class NativeEngineImpl implements Engine {
       ...(socket.queueFds.length > 0 ? {
         queues: socket.queueFds.map((udpFd, i) => ({ tunFd: setup.tunQueueFds![i]!, udpFd })),
       } : {}),
+      ...(other ? { otherFamily: { udpFd: other.fd, txFds: other.txFds, queueFds: other.queueFds } } : {}),
       codec: setup.codec,
       ...(setup.icmpSrc4 ? { icmpSrc4: setup.icmpSrc4 } : {}),
       ...(setup.icmpSrc6 ? { icmpSrc6: setup.icmpSrc6 } : {}),
@@ -116,7 +120,7 @@ class NativeEngineImpl implements Engine {
         addon.engineStop(handle);
         addon.engineDestroy(handle);
       }
-      closeAll(addon, this.socket, log);
+      for (const socket of this.sockets) closeAll(addon, socket, log);
     });
     return this.closed;
   }
@@ -146,7 +150,7 @@ export const nativeEngine: EngineKindImpl<NativeSocket> = {
   queueFds(socket) {
     return socket.queueFds;
   },
-  create(setup, socket) {
-    return new NativeEngineImpl(setup, socket);
+  create(setup, sockets) {
+    return new NativeEngineImpl(setup, sockets);
   },
 };

@@ -23,6 +23,14 @@ export interface Peer {
   readonly publicIP: string;
   /** Peer VTEP MAC, "aa:bb:cc:dd:ee:ff" (required when the backend needsVtepMAC). */
   readonly vtepMAC?: string;
+  /**
+   * A dual-stack peer's IPv6 underlay address (publicIP is then its IPv4 one), as flannel's
+   * public-ipv6: its IPv6 subnets travel over the IPv6 underlay to this address, its IPv4
+   * subnets over IPv4 to publicIP, when this node has an underlay socket of that family.
+   */
+  readonly publicIPv6?: string;
+  /** The VTEP MAC that goes with publicIPv6 (flannel's backend-v6-data; flannel-v6.1 has its own). */
+  readonly vtepMACv6?: string;
   /** Underlay UDP port; defaults to the data plane's own port. */
   readonly port?: number;
   /** VNI to send with; defaults to the data plane's own VNI. */
@@ -53,6 +61,11 @@ export interface DataplaneOptions {
   readonly underlayMtu?: number;
   /** Own underlay address; the UDP socket binds to it. */
   readonly publicIP: string;
+  /**
+   * Own IPv6 underlay address of a dual-stack node (publicIP is then its IPv4 one): a second
+   * UDP socket on the same port binds to it, and peers' IPv6 subnets travel over it.
+   */
+  readonly publicIPv6?: string;
   /** UDP port to bind and, by default, to send to (0 for a backend that does not encapsulate: an ephemeral port, nothing is sent). */
   readonly port: number;
   /** Own VNI (vxlan). */

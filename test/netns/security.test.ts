@@ -9,7 +9,10 @@
  * counted in the totals only. Meanwhile a ping flow between the pods keeps
  * going and a hashed TCP transfer afterwards still arrives intact. A
  * well-formed crafted datagram is delivered: a UDP sink in the pod receives
- * its payload.
+ * its payload. The same checks hold on the IPv6 socket of a dual-stack node
+ * (a socket per underlay family): spoofed, unknown and wrong-MAC datagrams
+ * over IPv6 are dropped and counted alike, and the peer's IPv4 pod packet
+ * from its IPv6 underlay address is its own and delivered.
  */
 import assert from 'node:assert/strict';
 import path from 'node:path';
@@ -27,6 +30,7 @@ import { drop, dropDeltas, readStats, waitForStats } from '../support/stats.js';
 
 const STATUS_PORT = 9464;
 const STRANGER_IP = '198.18.0.200';
+const STRANGER_IP6 = '2001:2::c8';
 const SINK_PORT = 5399;
 const udpSink = path.join(path.dirname(fileURLToPath(import.meta.url)), '../support/udp-sink.js');
 
@@ -114,6 +118,8 @@ const cases: Case[] = [
 ];
 
 const SENT = 3;
+/** Drop reasons of the transmit side (TUN -> UDP). */
+const TX_REASONS = new Set(['no_route', 'tx_malformed', 'udp_send', 'tun_read']);
 
 for (const engine of ['native', 'js'] as EngineKind[]) {
   describe(`security: crafted datagrams into a userlay node (${engine} engine)`, { skip: NEEDS_ROOT, timeout: 180_000 }, () => {
@@ -166,3 +172,56 @@ for (const engine of ['native', 'js'] as EngineKind[]) {
     });
   });
 }
+
+describe('security: crafted datagrams into the IPv6 socket of a dual-stack node (native engine)', { skip: NEEDS_ROOT, timeout: 120_000 }, () => {
+  let lab: TestLab;
+  before(async () => {
+    lab = await openTestLab(2, { modes: ['userlay', 'userlay'], userlay: { backend: 'vxlan', engine: 'native', dualUnderlay: true, statusPort: STATUS_PORT } },
+      { family: 'dual' });
+    await ip(lab.topo.underlayNs, ['addr', 'add', `${STRANGER_IP6}/64`, 'dev', 'br0', 'nodad']);
+  });
+  after(async () => { await lab?.close(); });
+
+  test('spoofed, unknown and wrong-MAC datagrams over IPv6 are dropped under their reason', async () => {
+    const [n1, n2] = [lab.node(1), lab.node(2)];
+    const peer6 = { ns: n2.ns, src: n2.underlayIPs[6]! };
+    const v6cases: Array<{ name: string; reason: string; peer: boolean; from: { ns: string; src: string }; payload: Buffer }> = [
+      { name: 'spoofed inner source', reason: 'spoofed', peer: true, from: peer6,
+        payload: vxlan({ dstMac: n1.vtepMAC, srcMac: n2.vtepMAC, inner: icmpEcho('198.19.77.7', n1.podIP) }) },
+      { name: 'unknown outer source', reason: 'unknown_peer', peer: false, from: { ns: lab.topo.underlayNs, src: STRANGER_IP6 }, payload: good(n1, n2) },
+      { name: 'wrong inner destination MAC', reason: 'bad_mac', peer: false, from: peer6,
+        payload: vxlan({ dstMac: '02:00:00:00:00:99', srcMac: n2.vtepMAC, inner: icmpEcho(n2.podIP, n1.podIP) }) },
+    ];
+    // the receive side's reasons only: the TUN's own IPv6 chatter (MLD reports to ff02::16 at link
+    // up) is no cluster address and counts no_route on the transmit side meanwhile
+    const received = (d: Record<string, number>) => Object.fromEntries(Object.entries(d).filter(([r]) => !TX_REASONS.has(r)));
+    for (const c of v6cases) {
+      const before = await readStats(n1, STATUS_PORT);
+      for (let i = 0; i < SENT; i++) await sendDatagram(c.from.ns, n1.underlayIPs[6]!, VXLAN_PORT, c.payload, c.from.src);
+      const after = await waitForStats(n1, STATUS_PORT, `${c.name}: ${SENT} drops{reason="${c.reason}"}`,
+        (st) => drop(st.total, c.reason) >= drop(before.total, c.reason) + SENT);
+      assert.deepEqual(received(dropDeltas(before.total, after.total)), { [c.reason]: SENT }, `${c.name}: total drops moved`);
+      assert.deepEqual(dropDeltas(before.peers['n2'], after.peers['n2']), c.peer ? { [c.reason]: SENT } : {}, `${c.name}: drops of peer n2 moved`);
+    }
+  });
+
+  test('the peer\'s IPv4 pod packet from its IPv6 underlay address is delivered', async () => {
+    const [n1, n2] = [lab.node(1), lab.node(2)];
+    const sink = nsSpawnJson(n1.podNs, process.execPath, [udpSink, String(SINK_PORT)]);
+    try {
+      const text = `userlay-dual-delivered-${process.pid}`;
+      await sink.line('listening line', (r) => r['listening'] !== undefined);
+      const before = await readStats(n1, STATUS_PORT);
+      const inner = udpPacket(n2.podIP, n1.podIP, 40001, SINK_PORT, Buffer.from(text, 'latin1'));
+      await sendDatagram(n2.ns, n1.underlayIPs[6]!, VXLAN_PORT, vxlan({ dstMac: n1.vtepMAC, srcMac: n2.vtepMAC, inner }), n2.underlayIPs[6]);
+      const rec = await sink.line(`datagram "${text}"`, (r) => r['text'] === text, 20_000);
+      assert.equal(rec['from'], `${n2.podIP}:40001`);
+      const after = await readStats(n1, STATUS_PORT);
+      assert.ok(after.peers['n2']!.rxPackets >= before.peers['n2']!.rxPackets + 1, 'rx counter of n2 did not move');
+      assert.equal(drop(after.total, 'spoofed') + drop(after.total, 'unknown_peer'), drop(before.total, 'spoofed') + drop(before.total, 'unknown_peer'),
+        'it was taken for a spoofed or unknown datagram');
+    } finally {
+      await stopChild(sink.child, 1000);
+    }
+  });
+});

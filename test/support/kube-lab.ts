@@ -105,8 +105,16 @@ export async function startKubeAgent(node: LabNode, kubeconfig: string, workDir:
   const dir = join(workDir, node.name);
   await mkdir(dir, { recursive: true });
   const statusPort = 9400;
+  // one network: --network; a dual-stack node's two: a net-conf of both families, as flannel's
+  const networks = clusterNetworks(node);
+  let netArgs = ['--network', networks[0]!];
+  if (networks.length > 1) {
+    const netConf = join(dir, 'net-conf.json');
+    await writeFile(netConf, JSON.stringify({ Network: networks[0], IPv6Network: networks[1], EnableIPv6: true, Backend: { Type: 'vxlan' } }));
+    netArgs = ['--net-conf', netConf];
+  }
   const args = [
-    userlayBin(), 'agent', '--kubeconfig', kubeconfig, '--node-name', node.name, ...clusterNetworks(node).flatMap((n) => ['--network', n]),
+    userlayBin(), 'agent', '--kubeconfig', kubeconfig, '--node-name', node.name, ...netArgs,
     '--iface', node.underlayDev, '--state-dir', join(dir, 'state'), '--subnet-file', join(dir, 'subnet.env'),
     '--status-addr', `127.0.0.1:${statusPort}`, '--resync-period', '10', '--tun', 'userlay0', '--log-level', 'debug', ...extra,
   ];

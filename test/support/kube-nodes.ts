@@ -12,7 +12,7 @@ export const P = 'userlay.io';
 
 /** The sync config of node n1 (own subnet 198.19.1.0/24, VXLAN, IPv4). */
 export const cfg: SyncConfig = {
-  nodeName: 'n1', prefix: P, backend: 'vxlan', networks: { 4: '198.19.0.0/16' }, ownSubnets: ['198.19.1.0/24'], underlayFamily: 4,
+  nodeName: 'n1', prefix: P, backend: 'vxlan', networks: { 4: '198.19.0.0/16' }, ownSubnets: ['198.19.1.0/24'], underlayFamilies: [4],
 };
 
 /** The VTEP MAC of node i. */

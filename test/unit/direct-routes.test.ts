@@ -56,6 +56,22 @@ test('routes-only (host-gw): the off-link peer is reported, not routed, and the 
   assert.deepEqual(r.status().overlay, []);
 });
 
+test('dual stack: each pod subnet is routed via the peer\'s address of its family; both must be on-link', () => {
+  const ops = new FakeRoutes();
+  const six = (cidr: string): NetworkInterfaceInfo => ({ ...v4(cidr), family: 'IPv6', netmask: 'ffff:ffff:ffff:ffff::', scopeid: 0 });
+  const host: UnderlayHost = { interfaces: () => ({ eth0: [v4('198.18.0.1/24'), six('2001:2::1/64')] }), readText: () => undefined, localAddressFor: async () => '198.18.0.1' };
+  const dual: Peer = { name: 'n4', publicIP: '198.18.0.4', publicIPv6: '2001:2::4', subnets: ['198.19.4.0/24', '2001:2:0:104::/64'] };
+  const r = new DirectRoutes(ops, host, 'eth0', 'routes-only', log);
+  r.apply([dual]);
+  assert.deepEqual([...ops.table.values()].map((x) => [x.dst, x.via]).sort(), [['198.19.4.0', '198.18.0.4'], ['2001:2:0:104::', '2001:2::4']]);
+  assert.deepEqual(r.status().direct, ['n4']);
+  // its IPv6 address behind a router: the peer is not on-link
+  r.apply([{ ...dual, publicIPv6: '2001:2:0:9::4' }]);
+  assert.equal(ops.table.size, 0);
+  assert.match(r.status().notRouted[0]?.reason ?? '', /2001:2:0:9::4 is not inside a connected prefix of eth0 \(2001:2::\/64\)/);
+  r.close();
+});
+
 test('decided again: an underlay change or a peer address change moves the peer and its route', () => {
   const ops = new FakeRoutes();
   const h = fakeHost(['198.18.0.1/24']);

@@ -160,7 +160,7 @@ test('validation: duplicate subnet names both peers; bad entries name the peer',
   efdb(() => buildFdb([peer('a', ['198.19.2.0/24'], '198.18.0.2', { vni: 1 << 24 })], defaults, s), '"a"', 'vni');
   efdb(() => buildFdb([peer('a', ['198.19.2.0/24'], '198.18.0.256')], defaults, s), '"a"', 'publicIP');
   efdb(() => buildFdb([peer('a', [], '198.18.0.2')], defaults, s), '"a"', 'subnet');
-  efdb(() => buildFdb([peer('a', ['198.19.2.0/24'], 'fd00::2')], { ...defaults, underlayFamily: 4 }, s), '"a"', 'IPv6');
+  efdb(() => buildFdb([peer('a', ['198.19.2.0/24'], 'fd00::2')], { ...defaults, underlayFamilies: [4] }, s), '"a"', 'IPv6');
   efdb(() => buildFdb([peer('a', ['198.19.1.0/24'], '198.18.0.2')], { ...defaults, ownSubnets: ['198.19.1.0/24'] }, s), '"a"', 'own subnet');
   // udp needs no MAC
   const udp = buildFdb([{ name: 'a', subnets: ['198.19.2.0/24'], publicIP: '198.18.0.2' }], { ...defaults, backend: 'udp', port: 8285 }, s);

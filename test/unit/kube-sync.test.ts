@@ -89,7 +89,7 @@ test('nodeToPeer: flannel prefix and dual stack; only enabled families are used'
 
 test('nodeToPeer: an IPv6 underlay reads public-ipv6 and backend-v6-data (flannel dual stack: one VTEP per family)', () => {
   const F = 'flannel.alpha.coreos.com';
-  const v6: SyncConfig = { ...cfg, prefix: F, underlayFamily: 6, networks: { 4: '198.19.0.0/16', 6: '2001:2:0:100::/56' } };
+  const v6: SyncConfig = { ...cfg, prefix: F, underlayFamilies: [6], networks: { 4: '198.19.0.0/16', 6: '2001:2:0:100::/56' } };
   const annotations: Record<string, string> = {
     [`${F}/backend-type`]: 'vxlan',
     [`${F}/backend-data`]: '{"VNI":1,"VtepMAC":"7a:11:22:33:44:04"}',

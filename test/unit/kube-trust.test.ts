@@ -59,7 +59,7 @@ test('computePeers: whatever the Nodes claim, the data plane accepts the set it 
     });
     const r = computePeers(nodes, own);
     assert.doesNotThrow(() => buildFdb(r.peers, {
-      backend: 'vxlan', port: 8472, vni: 1, underlayFamily: 4, ownSubnets: own.ownSubnets, networks: ['198.19.0.0/16'],
+      backend: 'vxlan', port: 8472, vni: 1, underlayFamilies: [4], ownSubnets: own.ownSubnets, networks: ['198.19.0.0/16'],
       ownPublicIP: own.ownPublicIP, ownVtepMAC: own.ownVtepMAC,
     }, new SlotAllocator(100)), `round ${round}`);
   }

@@ -95,6 +95,20 @@ test('dual-stack lab node: both pod families, agents on the chosen underlay, one
   assert.throws(() => labNode('x-', 2, '4', 6), /IPv6 is not a family/);
 });
 
+test('dual underlay: agents get --public-ipv6, peers both addresses with the MAC each side uses', () => {
+  const [a, b] = [labNode('x-', 1, 'dual'), labNode('x-', 2, 'dual')];
+  const args = agentArgs(a, { backend: 'vxlan', engine: 'native', dualUnderlay: true }, '/tmp/p.json');
+  const value = (flag: string): string | undefined => args[args.indexOf(flag) + 1];
+  assert.deepEqual([value('--public-ip'), value('--public-ipv6')], ['198.18.0.1', '2001:2::1']);
+  assert.equal(agentArgs(a, { backend: 'vxlan', engine: 'native' }, '/tmp/p.json').includes('--public-ipv6'), false);
+  // as seen from a userlay node: b is a kernel node with a MAC per device
+  const macOf = (n: typeof b, f: 4 | 6) => n.vtepMACs[f]!;
+  assert.deepEqual(peerEntries([b], 'vxlan', macOf)[0], {
+    name: 'n2', subnets: ['198.19.2.0/24', '2001:2:0:102::/64'], publicIP: '198.18.0.2', publicIPv6: '2001:2::2', vtepMAC: b.vtepMACs[4], vtepMACv6: b.vtepMACs[6],
+  });
+  assert.equal(peerEntries([b], 'vxlan')[0]?.publicIPv6, undefined, 'one underlay family unless asked');
+});
+
 test('the bar chart scales bars to the largest value and escapes text', () => {
   const svg = barChartSvg('a <b> & c', 'Gbit/s', [
     { label: 'kernel', value: 2, note: '2.00' },

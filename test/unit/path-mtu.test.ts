@@ -179,3 +179,14 @@ test('/metrics: userlay_mtu_bytes and userlay_mtu_info with the limiting node', 
   assert.match(text, /^userlay_mtu_bytes 1450$/m);
   assert.match(text, /^userlay_mtu_info\{mode="auto",limited_by="n3",underlay_mtu="1500",smallest_path="1450"\} 1$/m);
 });
+
+test('auto, dual-stack underlay: a dual-stack peer counts with the IPv6 overhead, an IPv4-only peer with IPv4\'s', () => {
+  const dual: MtuInput = { ...input, family: 6 };
+  const v6peer = { ...peer(2, 1500), publicIPv6: '2001:2::2', vtepMACv6: '0a:58:c6:13:01:02' };
+  const d = decideMtu(dual, [v6peer]);
+  assert.deepEqual([d.mtu, d.limitedBy], [1500 - 70, 'n2']);
+  // an IPv4-only peer at 1500 leaves 1450 over IPv4, but our own IPv6 path (9001 - 70) is larger: it limits
+  assert.deepEqual([decideMtu(dual, [peer(3, 1500)]).mtu, decideMtu(dual, [peer(3, 1500)]).limitedBy], [1450, 'n3']);
+  // the same dual peer seen from an IPv4-only node: IPv4 overhead
+  assert.equal(decideMtu(input, [v6peer]).mtu, 1500 - 50);
+});

@@ -26,6 +26,11 @@ export interface UserlayAgentConfig {
   readonly threads?: number;
   /** Agent --ip-masq: masquerade pod egress to outside the cluster network. */
   readonly ipMasq?: boolean;
+  /**
+   * Dual-stack nodes use both underlay families: --public-ip is the IPv4 address and
+   * --public-ipv6 the IPv6 one (a UDP socket each), as flannel's dual stack. Needs a 'dual' lab.
+   */
+  readonly dualUnderlay?: boolean;
   /** Agent --direct-routing: kernel routes to on-link peers (encapsulating backends). */
   readonly directRouting?: boolean;
   /** When set, each agent serves its status HTTP on 127.0.0.1:<port> inside its node ns. */
@@ -79,7 +84,9 @@ export function agentArgs(node: LabNode, config: UserlayAgentConfig, peersFile: 
   const args = [
     'agent',
     '--node', node.name,
-    '--public-ip', node.underlayIP,
+    ...(config.dualUnderlay && node.families.length > 1
+      ? ['--public-ip', node.underlayIPs[4]!, '--public-ipv6', node.underlayIPs[6]!]
+      : ['--public-ip', node.underlayIP]),
     ...node.families.flatMap((f) => ['--subnet', node.inner[f]!.subnet]),
     ...clusterNetworks(node).flatMap((n) => ['--network', n]),
     '--backend', config.backend,

@@ -16,9 +16,12 @@
  * In an IPv6 or dual-stack lab the kernel vxlan nodes are set up as flannel's dual stack does:
  * one device per pod family (flannel.1 for IPv4 over the IPv4 underlay, flannel-v6.1 for IPv6
  * over the IPv6 underlay), each with its own VTEP MAC (LabNode.vtepMACs) and MTU (underlay -
- * 50 resp. - 70). A userlay agent sends every pod family over its one underlay family, so it
- * meets a kernel node on the device of that family: userlay with kernel-vxlan mixes only in
- * single-family labs.
+ * 50 resp. - 70). A userlay agent with one underlay family sends every pod family over it, so
+ * it meets a kernel node on one device only: that mix needs a single-family lab, or agents with
+ * `dualUnderlay` (a socket per underlay family, --public-ipv6): those send IPv4 pods over IPv4
+ * to flannel.1 and IPv6 pods over IPv6 to flannel-v6.1. A userlay node has one VTEP MAC and
+ * publishes it for both families (as its lease does in backend-data and backend-v6-data), so
+ * the kernel nodes' neighbour and FDB entries for it carry that MAC on both devices.
  *
  * On a topology with `pods: 'cni'` each userlay agent also serves the CNI plugin on a socket
  * of its own, and the node's pod is attached through the shim exactly as a runtime would
@@ -54,7 +57,13 @@ export interface PeerEntry {
   readonly vtepMAC?: string;
   /** The peer's underlay MTU (labs with per-node underlay MTUs). */
   readonly mtu?: number;
+  /** A dual-stack peer's IPv6 underlay (dualUnderlay labs). */
+  readonly publicIPv6?: string;
+  readonly vtepMACv6?: string;
 }
+
+/** The VTEP MAC of a node for its underlay of `family`, as peers see it (see the file comment). */
+export type VtepMacOf = (node: LabNode, family: Family) => string;
 
 /** An overlay that is up. */
 export interface Overlay {
@@ -84,19 +93,27 @@ function kernelVxlanMtu(family: Family): number {
   return UNDERLAY_MTU - encapOverhead('vxlan', family);
 }
 
-/** Peers-file entries for `peers` as seen by a node with `backend`. */
-export function peerEntries(peers: readonly LabNode[], backend: Backend): PeerEntry[] {
-  return peers.map((p) => ({
-    name: p.name,
-    subnets: p.families.map((f) => p.inner[f]!.subnet),
-    publicIP: p.underlayIP,
-    ...(BACKENDS[backend].needsVtepMAC ? { vtepMAC: p.vtepMAC } : {}),
-    ...(p.underlayMtu !== undefined ? { mtu: p.underlayMtu } : {}),
-  }));
+/**
+ * Peers-file entries for `peers` as seen by a node with `backend`; with `macOf` (a
+ * dualUnderlay lab) a dual-stack peer is listed with both underlays and their MACs.
+ */
+export function peerEntries(peers: readonly LabNode[], backend: Backend, macOf?: VtepMacOf): PeerEntry[] {
+  const mac = BACKENDS[backend].needsVtepMAC;
+  return peers.map((p) => {
+    const subnets = p.families.map((f) => p.inner[f]!.subnet);
+    const mtu = p.underlayMtu !== undefined ? { mtu: p.underlayMtu } : {};
+    if (macOf === undefined || p.families.length < 2) {
+      return { name: p.name, subnets, publicIP: p.underlayIP, ...(mac ? { vtepMAC: p.vtepMAC } : {}), ...mtu };
+    }
+    return {
+      name: p.name, subnets, publicIP: p.underlayIPs[4]!, publicIPv6: p.underlayIPs[6]!,
+      ...(mac ? { vtepMAC: macOf(p, 4), vtepMACv6: macOf(p, 6) } : {}), ...mtu,
+    };
+  });
 }
 
 /** flannel's vxlan device for `family`: inner `family` over the underlay of the same family. Returns its MTU. */
-async function kernelVxlanUp(node: LabNode, others: readonly LabNode[], family: Family): Promise<number> {
+async function kernelVxlanUp(node: LabNode, others: readonly LabNode[], family: Family, macOf: VtepMacOf): Promise<number> {
   const dev = KERNEL_VXLAN_DEV[family];
   const own = node.inner[family]!;
   const mtu = kernelVxlanMtu(family);
@@ -106,7 +123,7 @@ async function kernelVxlanUp(node: LabNode, others: readonly LabNode[], family: 
   await ip(node.ns, ['link', 'set', dev, 'mtu', String(mtu), 'up']);
   for (const r of others) {
     const inner = r.inner[family]!;
-    const mac = r.vtepMACs[family]!;
+    const mac = macOf(r, family);
     await ip(node.ns, ['neigh', 'replace', inner.subnetAddr, 'lladdr', mac, 'dev', dev, 'nud', 'permanent']);
     await run('ip', ['netns', 'exec', node.ns, 'bridge', 'fdb', 'append', mac, 'dev', dev, 'dst', r.underlayIPs[family]!, 'self', 'permanent']);
     await ip(node.ns, ['route', 'replace', inner.subnet, 'via', inner.subnetAddr, 'dev', dev, 'onlink']);
@@ -139,8 +156,11 @@ function checkSpec(topo: Topology, spec: OverlaySpec): void {
   if (has('kernel-vxlan') && has('userlay') && spec.userlay?.backend !== 'vxlan') {
     throw new UserlayError('EUSAGE', 'overlay: kernel-vxlan nodes interoperate only with the vxlan backend');
   }
-  if (has('kernel-vxlan') && has('userlay') && topo.nodes.some((n) => n.families.length > 1)) {
-    throw new UserlayError('EUSAGE', 'overlay: userlay meets kernel-vxlan nodes only in a single-family lab (one underlay family per agent)');
+  if (has('kernel-vxlan') && has('userlay') && topo.nodes.some((n) => n.families.length > 1) && !spec.userlay?.dualUnderlay) {
+    throw new UserlayError('EUSAGE', 'overlay: userlay meets kernel-vxlan nodes in a dual-stack lab only with both underlay families (--underlay-family dual)');
+  }
+  if (spec.userlay?.dualUnderlay && topo.nodes.some((n) => n.families.length < 2)) {
+    throw new UserlayError('EUSAGE', 'overlay: both underlay families need a dual-stack lab (--family dual)');
   }
 }
 
@@ -183,11 +203,13 @@ export async function applyOverlay(topo: Topology, spec: OverlaySpec): Promise<O
   const subnetFile = (index: number): string => path.join(topo.workDir, `subnet-n${index}.env`);
   const othersOf = (node: LabNode): LabNode[] => topo.nodes.filter((n) => n !== node);
   const modeOf = (node: LabNode): OverlayMode => spec.modes[node.index - 1]!;
+  // a userlay node has one VTEP MAC for both families; a kernel node one per device
+  const macOf: VtepMacOf = (n, f) => (modeOf(n) === 'userlay' ? n.vtepMAC : n.vtepMACs[f]!);
   const cniPods = new Map<number, { cni: AgentCni; cniPath: string[]; pod: RuntimeAttachment }>();
   const vethPods: LabNode[] = [];
   const writePeers = async (index: number, peers: readonly number[]): Promise<void> => {
     const list = topo.nodes.filter((n) => peers.includes(n.index));
-    const text = JSON.stringify(peerEntries(list, spec.userlay?.backend ?? 'vxlan'), null, 2) + '\n';
+    const text = JSON.stringify(peerEntries(list, spec.userlay?.backend ?? 'vxlan', spec.userlay?.dualUnderlay ? macOf : undefined), null, 2) + '\n';
     await writeFile(peersFile(index), text);
   };
   let removed = false;
@@ -223,7 +245,7 @@ export async function applyOverlay(topo: Topology, spec: OverlaySpec): Promise<O
         vethPods.push(node);
       }
       if (mode === 'kernel-vxlan') {
-        for (const f of node.families) podMtu = Math.min(podMtu, await kernelVxlanUp(node, others, f));
+        for (const f of node.families) podMtu = Math.min(podMtu, await kernelVxlanUp(node, others, f, macOf));
       } else {
         await hostGwUp(node, others);
       }

@@ -190,7 +190,7 @@ async function udpBurst(host: string, port: number, from: number, to: number): P
 }
 
 function udpSend(host: string, port: number, hex: string, src: string | undefined, sport: number): void {
-  const sock = dgram.createSocket('udp4');
+  const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
   sock.bind(sport, src, () => {
     sock.send(Buffer.from(hex, 'hex'), port, host, (err) => {
       print(err ? { error: err.message } : { sent: hex.length / 2 });

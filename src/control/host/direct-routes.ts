@@ -21,6 +21,10 @@
  *   sends them nothing; but a peer that encapsulates towards us (it runs without
  *   DirectRouting) is still accepted on receive. See README "Routing modes" for what happens
  *   when only one end routes directly.
+ * - Dual stack: a peer with publicIPv6 is on-link only when both its underlay addresses are;
+ *   each pod subnet is routed via the peer's address of its own family (IPv4 subnets via
+ *   publicIP, IPv6 via publicIPv6, as flannel's host-gw routes each family via that family's
+ *   address). A subnet of a family the peer has no address of gets no route.
  * - Ownership: routes are added exclusively (a route someone else has for that subnet is
  *   never taken over: the peer stays on the overlay, or is reported in routes-only mode) and
  *   only protocol-85 routes on the underlay device are deleted. start() removes the ones a
@@ -28,7 +32,7 @@
  */
 import type { Logger } from '../../log.js';
 import type { Peer } from '../../dataplane/types.js';
-import { canonicalIP, cidrContains, parseCidr, parseIP } from '../../dataplane/net.js';
+import { type Family, canonicalIP, cidrContains, parseCidr, parseIP } from '../../dataplane/net.js';
 import { connectedPrefixes, type UnderlayHost } from '../underlay.js';
 import { UL_RTPROT, type RouteOps } from './routes.js';
 
@@ -64,12 +68,25 @@ interface Installed {
 
 const key = (dst: string, prefixLen: number): string => `${dst}/${prefixLen}`;
 
-/** Why `peer` is not on-link with `connected` (the underlay's prefixes), or undefined when it is. */
+/** A peer's underlay addresses: publicIP, and a dual-stack peer's publicIPv6. */
+function underlayAddresses(peer: Peer): string[] {
+  return peer.publicIPv6 === undefined ? [peer.publicIP] : [peer.publicIP, peer.publicIPv6];
+}
+
+/** The peer's underlay address of `family`, if it has one. */
+function underlayOf(peer: Peer, family: Family): string | undefined {
+  return underlayAddresses(peer).find((a) => parseIP(a).family === family);
+}
+
+/** Why `peer` is not on-link with `connected` (the underlay's prefixes), or undefined when it is (every underlay address). */
 export function offLinkReason(peer: Peer, connected: readonly string[], iface: string): string | undefined {
-  const ip = parseIP(peer.publicIP);
-  if (connected.some((c) => cidrContains(c, ip))) return undefined;
-  const mine = connected.filter((c) => parseCidr(c).family === ip.family);
-  return `${canonicalIP(peer.publicIP)} is not inside a connected prefix of ${iface} (${mine.join(', ') || 'none'}): behind a router`;
+  for (const address of underlayAddresses(peer)) {
+    const ip = parseIP(address);
+    if (connected.some((c) => cidrContains(c, ip))) continue;
+    const mine = connected.filter((c) => parseCidr(c).family === ip.family);
+    return `${canonicalIP(address)} is not inside a connected prefix of ${iface} (${mine.join(', ') || 'none'}): behind a router`;
+  }
+  return undefined;
 }
 
 /** Kernel routes to the on-link peers' pod subnets; see the file comment. */
@@ -128,8 +145,9 @@ export class DirectRoutes {
       }
       for (const s of p.subnets) {
         const c = parseCidr(s);
-        if (c.family !== parseIP(p.publicIP).family) continue; // a subnet of the other family cannot go via this address
-        want.set(key(c.addr, c.prefixLen), { peer: p.name, dst: c.addr, prefixLen: c.prefixLen, via: canonicalIP(p.publicIP) });
+        const via = underlayOf(p, c.family);
+        if (via === undefined) continue; // a subnet of a family the peer has no address of cannot go via another
+        want.set(key(c.addr, c.prefixLen), { peer: p.name, dst: c.addr, prefixLen: c.prefixLen, via: canonicalIP(via) });
       }
     }
     for (const [k, r] of this.installed) {

@@ -3,8 +3,10 @@
  * conflicts between nodes are resolved. Pure functions; PeerSync (sync.ts) runs them.
  *
  * A node becomes a peer when it has podCIDR(s) inside the cluster network, the backend-type
- * annotation equal to ours, valid backend data and a public IP of our underlay family (backend-data
- * and public-ip for IPv4, backend-v6-data and public-ipv6 for IPv6, as flannel's dual stack). The own
+ * annotation equal to ours, valid backend data and a public IP of one of our underlay families
+ * (backend-data and public-ip for IPv4, backend-v6-data and public-ipv6 for IPv6, as flannel's
+ * dual stack). A dual-stack node (our sockets of both families) reads both leases of a peer: the
+ * IPv4 one becomes publicIP + vtepMAC, the IPv6 one publicIPv6 + vtepMACv6. The own
  * node is never a peer. Two nodes claiming overlapping subnets or the same public IP: the older
  * Node (creationTimestamp, then name) wins, the other is skipped and the conflict logged (the data
  * plane would refuse the whole set otherwise).
@@ -34,10 +36,11 @@ export interface SyncConfig {
   readonly networks: Partial<Record<Family, string>>;
   /** Own pod subnets: a peer claiming an overlapping one is a conflict the own node wins. */
   readonly ownSubnets: readonly string[];
-  /** Underlay family: which public-ip and backend-data annotations are read. */
-  readonly underlayFamily: Family;
-  /** Own published underlay address: a peer claiming it is a conflict the own node wins. */
+  /** Underlay families (of our sockets): whose public-ip and backend-data annotations are read. */
+  readonly underlayFamilies: readonly Family[];
+  /** Own published underlay address(es): a peer claiming one is a conflict the own node wins. */
   readonly ownPublicIP?: string;
+  readonly ownPublicIPv6?: string;
   /** Own VTEP MAC (vxlan): a peer claiming it is a conflict the own node wins. */
   readonly ownVtepMAC?: string;
 }
@@ -141,43 +144,69 @@ export function nodeToPeer(node: V1Node, cfg: SyncConfig): NodeVerdict {
   const type = ann[names.backendType];
   if (type === undefined) return { ok: false, reason: `no ${names.backendType} annotation (lease not published yet)` };
   if (type !== cfg.backend) return { ok: false, reason: `backend-type ${type} does not match ours (${cfg.backend})` };
-  const ipName = names.publicIP[cfg.underlayFamily];
+  // one lease per underlay family we have a socket for; a peer needs at least one
+  const leases: Array<{ family: Family; ip: string; vni?: number; vtepMAC?: string }> = [];
+  for (const family of cfg.underlayFamilies) {
+    const lease = familyLease(ann, names, family, cfg);
+    if (lease === undefined) continue;
+    if ('reason' in lease) return { ok: false, reason: lease.reason };
+    leases.push({ family, ...lease });
+  }
+  if (leases.length === 0) return { ok: false, reason: `no ${cfg.underlayFamilies.map((f) => names.publicIP[f]).join(' or ')} annotation` };
+  const [first, v6] = leases.length > 1 ? [leases.find((l) => l.family === 4)!, leases.find((l) => l.family === 6)] : [leases[0]!, undefined];
+  const peer: { -readonly [K in keyof Peer]: Peer[K] } = { name, subnets, publicIP: first.ip };
+  if (first.vni !== undefined) peer.vni = first.vni;
+  if (first.vtepMAC !== undefined) peer.vtepMAC = first.vtepMAC;
+  if (v6 !== undefined) {
+    peer.publicIPv6 = v6.ip;
+    if (v6.vtepMAC !== undefined) peer.vtepMACv6 = v6.vtepMAC;
+  }
+  const mtuText = ann[UNDERLAY_MTU_ANNOTATION];
+  if (mtuText === undefined) return { ok: true, peer };
+  const mtu = checkPublishedMtu(name, UNDERLAY_MTU_ANNOTATION, mtuText, v6 !== undefined ? 6 : first.family);
+  if ('problem' in mtu) return { ok: true, peer, note: `${mtu.problem} (ignored: counts as this node's underlay MTU)` };
+  peer.underlayMtu = mtu.mtu;
+  return { ok: true, peer };
+}
+
+/**
+ * A node's lease of one underlay family (public-ip + backend-data, or the v6 pair): undefined
+ * when it publishes none, a reason when it is unusable. The same checks for both families.
+ */
+function familyLease(ann: Record<string, string>, names: ReturnType<typeof annotationNames>, family: Family, cfg: SyncConfig):
+  { ip: string; vni?: number; vtepMAC?: string } | { reason: string } | undefined {
+  const ipName = names.publicIP[family];
   const ip = ann[ipName];
-  if (ip === undefined) return { ok: false, reason: `no ${ipName} annotation` };
-  if (!isIP(ip) || parseIP(ip).family !== cfg.underlayFamily) return { ok: false, reason: `${ipName} "${ip}" is not an IPv${cfg.underlayFamily} address` };
+  if (ip === undefined) return undefined;
+  if (!isIP(ip) || parseIP(ip).family !== family) return { reason: `${ipName} "${ip}" is not an IPv${family} address` };
   const inside = Object.values(cfg.networks).find((n) => n !== undefined && cidrContains(n, ip));
-  if (inside !== undefined) return { ok: false, reason: `public IP ${ip} lies inside the cluster network ${inside}` };
-  const peer: { -readonly [K in keyof Peer]: Peer[K] } = { name, subnets, publicIP: canonicalIP(ip) };
-  const dataName = names.backendData[cfg.underlayFamily];
+  if (inside !== undefined) return { reason: `public IP ${ip} lies inside the cluster network ${inside}` };
+  const out: { ip: string; vni?: number; vtepMAC?: string } = { ip: canonicalIP(ip) };
+  const dataName = names.backendData[family];
   const dataText = ann[dataName];
   if (dataText !== undefined && dataText !== '' && dataText !== 'null') {
     let data: { VNI?: unknown; VtepMAC?: unknown };
     try {
       data = JSON.parse(dataText) as typeof data;
     } catch {
-      return { ok: false, reason: `${dataName} is not JSON` };
+      return { reason: `${dataName} is not JSON` };
     }
-    if (data && typeof data.VNI === 'number' && Number.isInteger(data.VNI) && data.VNI > 0) peer.vni = data.VNI;
+    if (data && typeof data.VNI === 'number' && Number.isInteger(data.VNI) && data.VNI > 0) out.vni = data.VNI;
     if (data && typeof data.VtepMAC === 'string') {
+      let mac: string;
       try {
-        peer.vtepMAC = canonicalMac(data.VtepMAC);
+        mac = canonicalMac(data.VtepMAC);
       } catch {
-        return { ok: false, reason: `${dataName} VtepMAC "${data.VtepMAC}" is not a MAC address` };
+        return { reason: `${dataName} VtepMAC "${data.VtepMAC}" is not a MAC address` };
       }
-      const problem = vtepMacProblem(peer.vtepMAC);
-      if (problem !== undefined) return { ok: false, reason: `${dataName} VtepMAC ${peer.vtepMAC} ${problem}` };
-      if (cfg.ownVtepMAC !== undefined && peer.vtepMAC === canonicalMac(cfg.ownVtepMAC)) {
-        return { ok: false, reason: `conflict: VtepMAC ${peer.vtepMAC} is this node's own` };
-      }
+      const problem = vtepMacProblem(mac);
+      if (problem !== undefined) return { reason: `${dataName} VtepMAC ${mac} ${problem}` };
+      if (cfg.ownVtepMAC !== undefined && mac === canonicalMac(cfg.ownVtepMAC)) return { reason: `conflict: VtepMAC ${mac} is this node's own` };
+      out.vtepMAC = mac;
     }
   }
-  if (BACKENDS[cfg.backend].needsVtepMAC && peer.vtepMAC === undefined) return { ok: false, reason: `no VtepMAC in ${dataName}` };
-  const mtuText = ann[UNDERLAY_MTU_ANNOTATION];
-  if (mtuText === undefined) return { ok: true, peer };
-  const mtu = checkPublishedMtu(name, UNDERLAY_MTU_ANNOTATION, mtuText, cfg.underlayFamily);
-  if ('problem' in mtu) return { ok: true, peer, note: `${mtu.problem} (ignored: counts as this node's underlay MTU)` };
-  peer.underlayMtu = mtu.mtu;
-  return { ok: true, peer };
+  if (BACKENDS[cfg.backend].needsVtepMAC && out.vtepMAC === undefined) return { reason: `no VtepMAC in ${dataName}` };
+  return out;
 }
 
 /** Code-unit order of two strings (locale-independent, as the peer order must be). */
@@ -291,7 +320,7 @@ export function computePeers(nodes: readonly V1Node[], cfg: SyncConfig, cache?: 
   const { order, clashes } = shape;
   const accepted = new Uint8Array(order.length);
   const underlay = new Map<string, string>();
-  if (cfg.ownPublicIP !== undefined) underlay.set(canonicalIP(cfg.ownPublicIP), cfg.nodeName);
+  for (const own of [cfg.ownPublicIP, cfg.ownPublicIPv6]) if (own !== undefined) underlay.set(canonicalIP(own), cfg.nodeName);
   const nameOf = (i: number) => (i === OWN ? 'this node' : order[i]!.peer.name);
   order.forEach(({ peer }, i) => {
     const clash = clashes.get(i)?.find((x) => x.other === OWN || accepted[x.other] === 1);
@@ -299,13 +328,16 @@ export function computePeers(nodes: readonly V1Node[], cfg: SyncConfig, cache?: 
       skipped.set(peer.name, `conflict: subnet ${clash.subnet} overlaps one claimed by ${nameOf(clash.other)}`);
       return;
     }
-    const ipOwner = underlay.get(peer.publicIP);
-    if (ipOwner !== undefined) {
-      skipped.set(peer.name, `conflict: public IP ${peer.publicIP} is already used by ${ipOwner === cfg.nodeName ? 'this node' : ipOwner}`);
-      return;
+    const ips = peer.publicIPv6 === undefined ? [peer.publicIP] : [peer.publicIP, peer.publicIPv6];
+    for (const ip of ips) {
+      const ipOwner = underlay.get(ip);
+      if (ipOwner !== undefined) {
+        skipped.set(peer.name, `conflict: public IP ${ip} is already used by ${ipOwner === cfg.nodeName ? 'this node' : ipOwner}`);
+        return;
+      }
     }
     accepted[i] = 1;
-    underlay.set(peer.publicIP, peer.name);
+    for (const ip of ips) underlay.set(ip, peer.name);
   });
   const peers: Peer[] = [];
   const keys: string[] = [];
@@ -319,7 +351,7 @@ export function computePeers(nodes: readonly V1Node[], cfg: SyncConfig, cache?: 
 }
 
 function peerKey(p: Peer): string {
-  return JSON.stringify([p.name, [...p.subnets].sort(), p.publicIP, p.vtepMAC ?? null, p.port ?? null, p.vni ?? null, p.underlayMtu ?? null]);
+  return JSON.stringify([p.name, [...p.subnets].sort(), p.publicIP, p.vtepMAC ?? null, p.publicIPv6 ?? null, p.vtepMACv6 ?? null, p.port ?? null, p.vni ?? null, p.underlayMtu ?? null]);
 }
 
 /** Per-peer keys of a peer set, sorted by name (see peerSetKey). */

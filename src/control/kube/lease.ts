@@ -14,9 +14,10 @@
  * plus the NetworkUnavailable=False condition, in one JSON merge patch on nodes/{name}/status.
  *
  * The lease is per underlay family, as flannel's dual stack has one per family (flannel.1 reads
- * backend-data + public-ip, flannel-v6.1 backend-v6-data + public-ipv6). The agent's one socket
- * serves one underlay family, so it publishes that family's pair and removes the other's (null in
- * the merge patch): a stale lease of a family nobody listens on would draw traffic into nothing.
+ * backend-data + public-ip, flannel-v6.1 backend-v6-data + public-ipv6). The agent publishes the
+ * pair of each underlay family it has a socket for (a dual-stack node: both, with its one VTEP
+ * MAC in each) and removes the other's (null in the merge patch): a stale lease of a family
+ * nobody listens on would draw traffic into nothing.
  *
  * The default prefix is `userlay.io`: a userlay-only cluster never mistakes flannel's leftovers
  * for live leases. `--annotation-prefix flannel.alpha.coreos.com` makes the agent read and write
@@ -72,9 +73,17 @@ export interface LeaseInfo {
   readonly vni: number;
   readonly vtepMAC: string;
   readonly publicIP: string;
+  /** The family of publicIP. */
   readonly family: Family;
   /** MTU of the underlay interface, bytes; undefined: not published (peers count it as theirs). */
   readonly underlayMtu?: number;
+  /** Dual stack: the IPv6 address (publicIP is then IPv4), published as public-ipv6. */
+  readonly publicIPv6?: string;
+}
+
+/** The lease's public IP per underlay family (one, or both on a dual-stack node). */
+export function leaseIPs(lease: LeaseInfo): Partial<Record<Family, string>> {
+  return { [lease.family]: lease.publicIP, ...(lease.publicIPv6 !== undefined ? { 6: lease.publicIPv6 } : {}) };
 }
 
 /**
@@ -102,19 +111,16 @@ export function leasePatch(prefix: string, lease: LeaseInfo, current: readonly V
     lastTransitionTime: previous?.status === 'False' && previous.lastTransitionTime ? previous.lastTransitionTime : ts,
     lastHeartbeatTime: ts,
   };
-  const other: Family = lease.family === 4 ? 6 : 4;
+  const ips = leaseIPs(lease);
+  const annotations: Record<string, string | null> = { [names.backendType]: lease.backend };
+  for (const f of [4, 6] as const) {
+    annotations[names.backendData[f]] = ips[f] !== undefined ? backendData(lease) : null;
+    annotations[names.publicIP[f]] = ips[f] ?? null;
+  }
+  annotations[names.kubeSubnetManager] = 'true';
+  if (lease.underlayMtu !== undefined) annotations[UNDERLAY_MTU_ANNOTATION] = String(lease.underlayMtu);
   return {
-    metadata: {
-      annotations: {
-        [names.backendType]: lease.backend,
-        [names.backendData[lease.family]]: backendData(lease),
-        [names.publicIP[lease.family]]: lease.publicIP,
-        [names.backendData[other]]: null,
-        [names.publicIP[other]]: null,
-        [names.kubeSubnetManager]: 'true',
-        ...(lease.underlayMtu === undefined ? {} : { [UNDERLAY_MTU_ANNOTATION]: String(lease.underlayMtu) }),
-      },
-    },
+    metadata: { annotations },
     status: { conditions: [...current.filter((c) => c.type !== 'NetworkUnavailable'), ours] },
   };
 }
@@ -126,7 +132,7 @@ export function leasePatch(prefix: string, lease: LeaseInfo, current: readonly V
 export async function publishLease(api: NodeApi, nodeName: string, prefix: string, lease: LeaseInfo, log: Logger): Promise<void> {
   const node = await api.getNode(nodeName);
   await api.patchNodeStatus(nodeName, leasePatch(prefix, lease, node.status?.conditions ?? []));
-  log.info('lease published', { node: nodeName, backend: lease.backend, publicIP: lease.publicIP, vtepMAC: lease.vtepMAC });
+  log.info('lease published', { node: nodeName, backend: lease.backend, publicIP: lease.publicIP, ...(lease.publicIPv6 !== undefined ? { publicIPv6: lease.publicIPv6 } : {}), vtepMAC: lease.vtepMAC });
 }
 
 /**

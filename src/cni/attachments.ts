@@ -7,7 +7,7 @@
  */
 import { readdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
-import { writeFileAtomic } from '../control/atomic-file.js';
+import { writeFileAtomic } from '../atomic-file.js';
 import { errorCode } from '../errors.js';
 import { CniCode, CniError } from './errors.js';
 

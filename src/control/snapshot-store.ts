@@ -12,7 +12,7 @@ import { pack, unpack } from 'msgpackr';
 import { UserlayError, errorCode, wrapSystemError } from '../errors.js';
 import type { Peer } from '../dataplane/types.js';
 import { isBackend, type Backend } from '../dataplane/backends.js';
-import { writeFileAtomic } from './atomic-file.js';
+import { writeFileAtomic } from '../atomic-file.js';
 
 /** Default state directory. */
 export const DEFAULT_STATE_DIR = '/var/lib/userlay';

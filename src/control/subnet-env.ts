@@ -13,7 +13,7 @@
  *
  * The file is replaced atomically, so the plugin never reads half of it.
  */
-import { writeFileAtomic } from './atomic-file.js';
+import { writeFileAtomic } from '../atomic-file.js';
 import { familyBytes, formatIP, parseCidr, type Family } from '../dataplane/net.js';
 
 /** Default path (flannel's is /run/flannel/subnet.env). */

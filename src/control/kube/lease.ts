@@ -32,7 +32,7 @@ import { errorCode, wrapSystemError } from '../../errors.js';
 import type { Logger } from '../../log.js';
 import { BACKENDS, type Backend } from '../../dataplane/backends.js';
 import { canonicalMac, randomMac, type Family } from '../../dataplane/net.js';
-import { writeFileAtomic } from '../atomic-file.js';
+import { writeFileAtomic } from '../../atomic-file.js';
 import type { V1NodeCondition } from '@kubernetes/client-node';
 import type { NodeApi } from './client.js';
 

@@ -5,7 +5,7 @@
  */
 import { mkdir, open, rename, rm } from 'node:fs/promises';
 import { dirname, basename, join } from 'node:path';
-import { wrapSystemError } from '../errors.js';
+import { wrapSystemError } from './errors.js';
 
 /** Atomically replace `path` with `data` (creating parent directories, mode 0644 by default). */
 export async function writeFileAtomic(path: string, data: Uint8Array | string, mode = 0o644): Promise<void> {

@@ -230,13 +230,18 @@ export class KubeAgent {
     if (netConf.mtu === undefined && underlay.mtu === undefined) {
       throw new UserlayError('EUSAGE', `cannot read the MTU of ${underlay.iface} (/sys/class/net/${underlay.iface}/mtu): set net-conf Backend.MTU or --mtu`);
     }
-    // the data plane starts (dual stack: with the IPv6 underlay's larger overhead) with what our own underlay allows; the first sync lowers it when a
-    // peer's path is smaller (src/control/path-mtu.ts), so the own lease stays the same across restarts
+    // the data plane starts with what our own underlay allows (dual stack: with the IPv6 underlay's
+    // larger overhead); the first sync lowers it when a peer's path is smaller
+    // (src/control/path-mtu.ts), so the own lease stays the same across restarts
     const mtuInput = {
       backend: netConf.backend, nodeName: cfg.nodeName, family: underlay.bindIPv6 !== undefined ? 6 : underlay.family, underlay: { iface: underlay.iface, mtu: underlay.mtu },
       ...(netConf.mtu !== undefined ? { fixed: netConf.mtu } : {}),
     };
     const firstMtu = decideMtu(mtuInput, []);
+    if (firstMtu.mode === 'fixed' && firstMtu.smallestPath !== undefined && firstMtu.mtu > firstMtu.smallestPath) {
+      log.warn(`Backend.MTU ${firstMtu.mtu} is larger than underlay ${underlay.iface} (MTU ${underlay.mtu}) carries: ${firstMtu.smallestPath}; `
+        + 'larger packets with DF set (and all IPv6) get ICMP too big, others leave as fragmented datagrams', { mtu: firstMtu.mtu, smallestPath: firstMtu.smallestPath });
+    }
     const mtu = firstMtu.mtu;
     const own: OwnLease = {
       nodeName: cfg.nodeName, subnets: ownNode.subnets, networks: networkList(netConf), publicIP: underlay.bindIP,

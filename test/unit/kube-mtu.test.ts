@@ -43,29 +43,40 @@ function node(i: number, underlayMtu?: string): KubeObject {
   };
 }
 
+interface FakeTun { mtu: number; sets: number[]; options: DataplaneOptions | undefined }
+
+function newTun(): FakeTun {
+  return { mtu: 0, sets: [], options: undefined };
+}
+
+/** A data plane that only records its MTU (and the options it was opened with) in `tun`. */
+function fakeDataplane(tun: FakeTun): (opts: DataplaneOptions) => Promise<Dataplane> {
+  return async (opts) => {
+    let peers: readonly Peer[] = [];
+    tun.mtu = opts.mtu;
+    tun.options = opts;
+    return {
+      options: opts, tunName: opts.tunName, setPeers: (p: readonly Peer[]) => { peers = p; }, peers: () => peers,
+      mtu: () => tun.mtu, setMtu: (m: number) => { tun.mtu = m; tun.sets.push(m); },
+      stats: () => ({ total: { txPackets: 0n, txBytes: 0n, rxPackets: 0n, rxBytes: 0n, drops: {} }, peers: {}, fdbPeers: 0, fdbRoutes: 0 }),
+      close: async () => {},
+    } as unknown as Dataplane;
+  };
+}
+
 test('kube mode: a Node with a smaller underlay lowers TUN, subnet.env and pod MTU; a bad underlay-mtu is ignored with a warning', async () => {
   const cluster = await testCluster('ul-kmtu-');
   const { server, kc, dir } = cluster;
   const lines: string[] = [];
   const log = createLogger('info', (l) => lines.push(l));
-  const tun = { mtu: 0, sets: [] as number[], options: undefined as DataplaneOptions | undefined };
+  const tun = newTun();
   server.upsertNode(node(1));
   server.upsertNode(node(2));
   const subnetFile = join(dir, 'subnet.env');
   const agent = new KubeAgent(testKubeConfig(dir, { subnetFile, logLevel: 'info' }), {
     api: createNodeApi(kc), host, informerBackoffMs: { initialMs: 20, maxMs: 200 },
     makeInformer: (onListed) => makeNodeInformer(kc, { onListed, timeoutSeconds: 60 }),
-    openDataplane: async (opts) => {
-      let peers: readonly Peer[] = [];
-      tun.mtu = opts.mtu;
-      tun.options = opts;
-      return {
-        options: opts, tunName: opts.tunName, setPeers: (p: readonly Peer[]) => { peers = p; }, peers: () => peers,
-        mtu: () => tun.mtu, setMtu: (m: number) => { tun.mtu = m; tun.sets.push(m); },
-        stats: () => ({ total: { txPackets: 0n, txBytes: 0n, rxPackets: 0n, rxBytes: 0n, drops: {} }, peers: {}, fdbPeers: 0, fdbRoutes: 0 }),
-        close: async () => {},
-      } as unknown as Dataplane;
-    },
+    openDataplane: fakeDataplane(tun),
   }, log);
   const envMtu = () => Number(/^FLANNEL_MTU=(\d+)$/m.exec(readFileSync(subnetFile, 'utf8'))?.[1]);
   const podMtu = () => (agent.podNetwork() as { mtu?: number }).mtu;
@@ -92,6 +103,31 @@ test('kube mode: a Node with a smaller underlay lowers TUN, subnet.env and pod M
     await waitFor('n3 gone', () => agent.dataplane()?.peers().every((p) => p.name !== 'n3') === true);
     assert.equal(podMtu(), 1450, 'never raised while running');
     assert.deepEqual(tun.sets, [1450]);
+  } finally {
+    await agent.stop();
+    await cluster.close();
+  }
+});
+
+test('kube mode: a Backend.MTU larger than our own underlay carries is kept, with a warning that names both', async () => {
+  const cluster = await testCluster('ul-kmtu-fixed-');
+  const lines: string[] = [];
+  const log = createLogger('info', (l) => lines.push(l));
+  const tun = newTun();
+  const small: UnderlayHost = { ...host, readText: (p) => (p === '/sys/class/net/eth0/mtu' ? '1500\n' : undefined) };
+  cluster.server.upsertNode(node(1));
+  const netConf = { networks: { 4: '198.19.0.0/16' }, backend: 'vxlan', vni: 1, port: 8472, mtu: 9000 } as const;
+  const agent = new KubeAgent(testKubeConfig(cluster.dir, { netConf, logLevel: 'info' }), {
+    api: createNodeApi(cluster.kc), host: small, informerBackoffMs: { initialMs: 20, maxMs: 200 },
+    makeInformer: (onListed) => makeNodeInformer(cluster.kc, { onListed, timeoutSeconds: 60 }),
+    openDataplane: fakeDataplane(tun),
+  }, log);
+  try {
+    await agent.started;
+    assert.equal(tun.mtu, 9000, 'the configured MTU is used');
+    const warn = lines.find((l) => l.includes('"level":"warn"') && l.includes('Backend.MTU 9000'));
+    assert.ok(warn, `no warning about Backend.MTU: ${lines.join('\n')}`);
+    assert.match(warn, /eth0 \(MTU 1500\) carries: 1450/);
   } finally {
     await agent.stop();
     await cluster.close();

@@ -14,9 +14,8 @@ import { createNodeApi } from '../../src/control/kube/client.js';
 import { makeNodeInformer } from '../../src/control/kube/informer.js';
 import type { UnderlayHost } from '../../src/control/underlay.js';
 import { silentLogger } from '../../src/log.js';
-import type { Dataplane, Peer } from '../../src/dataplane/types.js';
 import { CniPlugin } from '../../src/cni/plugin.js';
-import { testCluster, testKubeConfig } from '../support/kube-agent-config.js';
+import { fakeDataplane, testCluster, testKubeConfig } from '../support/kube-agent-config.js';
 
 const host: UnderlayHost = {
   interfaces: () => ({ eth0: [{ address: '198.18.0.1', family: 'IPv4', internal: false, netmask: '255.255.255.0', mac: '00:00:00:00:00:00', cidr: '198.18.0.1/24' } as NetworkInterfaceInfo] }),
@@ -40,14 +39,7 @@ test('kube mode: ADD answers 50 with the reason until the agent is ready, then t
   const agent = new KubeAgent(testKubeConfig(dir), {
     api, host, informerBackoffMs: { initialMs: 20, maxMs: 200 },
     makeInformer: (onListed) => makeNodeInformer(kc, { onListed, timeoutSeconds: 60 }),
-    openDataplane: async (opts) => {
-      let peers: readonly Peer[] = [];
-      return {
-        options: opts, tunName: opts.tunName, setPeers: (p: readonly Peer[]) => { peers = p; }, peers: () => peers, mtu: () => opts.mtu, setMtu: () => {},
-        stats: () => ({ total: { txPackets: 0n, txBytes: 0n, rxPackets: 0n, rxBytes: 0n, drops: {} }, peers: {}, fdbPeers: 0, fdbRoutes: 0 }),
-        close: async () => {},
-      } as unknown as Dataplane;
-    },
+    openDataplane: fakeDataplane(),
   }, silentLogger);
   const plugin = new CniPlugin({ stateDir: join(dir, 'cni'), log: silentLogger, network: () => agent.podNetwork(), delegate: async () => undefined });
   const add = () => plugin.handle({

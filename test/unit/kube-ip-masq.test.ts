@@ -13,7 +13,7 @@ import { KubeConfig } from '@kubernetes/client-node';
 import { FakeApiServer, type KubeObject } from '../support/fake-apiserver.js';
 import { waitFor } from '../support/fake-apiserver-client.js';
 import { KubeAgent } from '../../src/agent/kube-mode.js';
-import { parseKubeConfig, type KubeAgentConfig } from '../../src/agent/kube-config.js';
+import { parseKubeConfig } from '../../src/agent/kube-config.js';
 import { parseStaticConfig } from '../../src/agent/static-mode.js';
 import { createNodeApi } from '../../src/control/kube/client.js';
 import { makeNodeInformer } from '../../src/control/kube/informer.js';
@@ -21,9 +21,9 @@ import { parseNetConf } from '../../src/control/net-conf.js';
 import type { Nftables } from '../../src/control/host/nftables.js';
 import type { UnderlayHost } from '../../src/control/underlay.js';
 import { silentLogger } from '../../src/log.js';
-import type { Dataplane, Peer } from '../../src/dataplane/types.js';
 import { CniPlugin } from '../../src/cni/plugin.js';
 import { parseNetworkConfig } from '../../src/cni/config.js';
+import { fakeDataplane, testKubeConfig } from '../support/kube-agent-config.js';
 
 const host: UnderlayHost = {
   interfaces: () => ({ eth0: [{ address: '198.18.0.1', family: 'IPv4', internal: false, netmask: '255.255.255.0', mac: '00:00:00:00:00:00', cidr: '198.18.0.1/24' } as NetworkInterfaceInfo] }),
@@ -57,24 +57,10 @@ async function withAgent(ipMasq: boolean, nft: Nftables, body: (agent: KubeAgent
   const kc = new KubeConfig();
   kc.loadFromOptions(server.kubeconfigOptions());
   server.upsertNode(NODE);
-  const cfg: KubeAgentConfig = {
-    kubeconfig: undefined, nodeName: 'n1',
-    netConf: { networks: { 4: '198.19.0.0/16' }, backend: 'vxlan', vni: 1, port: 8472, mtu: undefined },
-    iface: ['eth0'], ifaceRegex: [], ifaceCanReach: undefined, publicIP: undefined, prefix: 'userlay.io',
-    stateDir: join(dir, 'state'), subnetFile: join(dir, 'subnet.env'), ipMasq, statusAddr: undefined,
-    logLevel: 'error', engine: 'js', offloads: 'auto', tunName: 'ultest0', resyncMs: 0,
-  };
-  const agent = new KubeAgent(cfg, {
+  const agent = new KubeAgent(testKubeConfig(dir, { ipMasq }), {
     api: createNodeApi(kc), host, nftables: nft, informerBackoffMs: { initialMs: 20, maxMs: 200 },
     makeInformer: (onListed) => makeNodeInformer(kc, { onListed, timeoutSeconds: 60 }),
-    openDataplane: async (opts) => {
-      let peers: readonly Peer[] = [];
-      return {
-        options: opts, tunName: opts.tunName, setPeers: (p: readonly Peer[]) => { peers = p; }, peers: () => peers, mtu: () => opts.mtu, setMtu: () => {},
-        stats: () => ({ total: { txPackets: 0n, txBytes: 0n, rxPackets: 0n, rxBytes: 0n, drops: {} }, peers: {}, fdbPeers: 0, fdbRoutes: 0 }),
-        close: async () => {},
-      } as unknown as Dataplane;
-    },
+    openDataplane: fakeDataplane(),
   }, silentLogger);
   try {
     await body(agent);

@@ -17,8 +17,7 @@ import { createNodeApi } from '../../src/control/kube/client.js';
 import { makeNodeInformer } from '../../src/control/kube/informer.js';
 import type { UnderlayHost } from '../../src/control/underlay.js';
 import { createLogger } from '../../src/log.js';
-import type { Dataplane, DataplaneOptions, Peer } from '../../src/dataplane/types.js';
-import { testCluster, testKubeConfig } from '../support/kube-agent-config.js';
+import { fakeDataplane, newTun, testCluster, testKubeConfig } from '../support/kube-agent-config.js';
 
 const host: UnderlayHost = {
   interfaces: () => ({ eth0: [{ address: '198.18.0.1', family: 'IPv4', internal: false, netmask: '255.255.255.0', mac: '00:00:00:00:00:00', cidr: '198.18.0.1/24' } as NetworkInterfaceInfo] }),
@@ -40,27 +39,6 @@ function node(i: number, underlayMtu?: string): KubeObject {
     },
     spec: { podCIDR: `198.19.${i}.0/24`, podCIDRs: [`198.19.${i}.0/24`] },
     status: { conditions: [{ type: 'Ready', status: 'True', reason: 'KubeletReady', message: 'ok' }] },
-  };
-}
-
-interface FakeTun { mtu: number; sets: number[]; options: DataplaneOptions | undefined }
-
-function newTun(): FakeTun {
-  return { mtu: 0, sets: [], options: undefined };
-}
-
-/** A data plane that only records its MTU (and the options it was opened with) in `tun`. */
-function fakeDataplane(tun: FakeTun): (opts: DataplaneOptions) => Promise<Dataplane> {
-  return async (opts) => {
-    let peers: readonly Peer[] = [];
-    tun.mtu = opts.mtu;
-    tun.options = opts;
-    return {
-      options: opts, tunName: opts.tunName, setPeers: (p: readonly Peer[]) => { peers = p; }, peers: () => peers,
-      mtu: () => tun.mtu, setMtu: (m: number) => { tun.mtu = m; tun.sets.push(m); },
-      stats: () => ({ total: { txPackets: 0n, txBytes: 0n, rxPackets: 0n, rxBytes: 0n, drops: {} }, peers: {}, fdbPeers: 0, fdbRoutes: 0 }),
-      close: async () => {},
-    } as unknown as Dataplane;
   };
 }
 

@@ -119,6 +119,8 @@ export function decideMtu(input: MtuInput, peers: readonly Peer[]): MtuDecision 
 export class PodMtu {
   private decision: MtuDecision;
   private warned: string | undefined;
+  /** The MTU whose lowering failed last (its error is logged once). */
+  private failed: number | undefined;
 
   /**
    * @param initial the decision the TUN was created with.
@@ -151,9 +153,12 @@ export class PodMtu {
     try {
       await this.lower(next);
     } catch (err) {
-      this.log.error('lowering the pod MTU failed; it stays', { mtu: this.decision.mtu, wanted: next.mtu, err });
+      // every peer set tries again; the same refusal (e.g. below IPv6's 1280) is said once
+      if (this.failed !== next.mtu) this.log.error('lowering the pod MTU failed; it stays', { mtu: this.decision.mtu, wanted: next.mtu, err });
+      this.failed = next.mtu;
       return;
     }
+    this.failed = undefined;
     this.log.warn(`pod MTU lowered to ${next.mtu} (pods created earlier keep theirs; ICMP too big tells them)`,
       { mtu: next.mtu, previous: this.decision.mtu, limitedBy: next.limitedBy, reason: next.reason });
     this.decision = next;

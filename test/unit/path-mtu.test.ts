@@ -148,7 +148,12 @@ test('runtime: a failing lower() keeps the MTU; fixed mode never changes it and 
   const pm = new PodMtu(input, decideMtu(input, []), log, () => { throw new Error('EPERM'); });
   await pm.update([peer(3, 1500)]);
   assert.equal(pm.current().mtu, 8951);
-  assert.ok(lines.some((l) => l['level'] === 'error' && /lowering the pod MTU failed/.test(String(l['msg']))));
+  const failures = () => lines.filter((l) => l['level'] === 'error' && /lowering the pod MTU failed/.test(String(l['msg']))).length;
+  assert.equal(failures(), 1);
+  await pm.update([peer(3, 1500), peer(4)]); // the next sync, the same refusal: not said again
+  assert.equal(failures(), 1);
+  await pm.update([peer(3, 1400)]); // a new wanted MTU fails too: said
+  assert.equal(failures(), 2);
   const fixedIn = { ...input, fixed: 8000 };
   const w = logged();
   const fixed = new PodMtu(fixedIn, decideMtu(fixedIn, []), w.log, () => assert.fail('fixed MTUs are not lowered'));

@@ -93,9 +93,13 @@ static void build(int i, struct spec sp)
     put16(p + 4, (uint32_t)(len - 40));
     p[6] = sp.udp ? 17 : 6;
     p[7] = sp.ttl ? sp.ttl : 64;
-    p[8] = 0xfd;
+    /* 2001:2:0:102::5 -> 2001:2:0:101::2 */
+    static const uint8_t net6[7] = {0x20, 0x01, 0x00, 0x02, 0x00, 0x00, 0x01};
+    memcpy(p + 8, net6, sizeof net6);
+    p[15] = 0x02;
     p[23] = 5;
-    p[24] = 0xfd;
+    memcpy(p + 24, net6, sizeof net6);
+    p[31] = 0x01;
     p[39] = 2;
   }
   put16(th, sp.sport ? sp.sport : 40000);

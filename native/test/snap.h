@@ -18,7 +18,7 @@ struct snap {
   uint32_t n_peers, n_routes;
 };
 
-/* "198.18.0.1" or "fd00::1" -> struct ul_addr (family 0 when invalid). */
+/* "198.18.0.1" or "2001:2::1" -> struct ul_addr (family 0 when invalid). */
 static inline struct ul_addr addr(const char *s) {
   struct ul_addr a;
   memset(&a, 0, sizeof a);

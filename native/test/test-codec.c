@@ -37,13 +37,13 @@ static const uint8_t GOLDEN[22 + 32] = {
     0x00, 0x01, 0x00, 0x01, 0x70, 0x69, 0x6e, 0x67,
 };
 
-/* ICMPv6 echo request fd00:19:0:1::2 -> fd00:19:0:2::2 (checksum not
+/* ICMPv6 echo request 2001:2:0:101::2 -> 2001:2:0:102::2 (checksum not
  * relevant to the codec). */
 static const uint8_t ICMP6[52] = {
     0x60, 0x00, 0x00, 0x00, 0x00, 0x0c, 0x3a, 0x40, /* payload 12, ICMPv6, hop 64 */
-    0xfd, 0x00, 0x00, 0x19, 0x00, 0x00, 0x00, 0x01,
+    0x20, 0x01, 0x00, 0x02, 0x00, 0x00, 0x01, 0x01,
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02,
-    0xfd, 0x00, 0x00, 0x19, 0x00, 0x00, 0x00, 0x02,
+    0x20, 0x01, 0x00, 0x02, 0x00, 0x00, 0x01, 0x02,
     0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x02,
     0x80, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00, 0x01,
     0x70, 0x69, 0x6e, 0x67,
@@ -53,7 +53,7 @@ static const uint8_t MAC1[6] = {2, 0, 0, 0, 0, 1};
 static const uint8_t MAC2[6] = {2, 0, 0, 0, 0, 2};
 
 /* Peers 1..3 at 198.18.0.<i> with pod subnets 198.19.<i>.0/24 and
- * fd00:19:0:<i>::/64, VTEP MAC 02:00:00:00:00:0<i>, VNI 1. */
+ * 2001:2:0:10<i>::/64, VTEP MAC 02:00:00:00:00:0<i>, VNI 1. */
 static struct ul_fdb *lab_fdb(void) {
   struct snap s;
   snap_init(&s, 3, 6);
@@ -63,7 +63,7 @@ static struct ul_fdb *lab_fdb(void) {
     uint32_t p = snap_peer(&s, ip, (uint8_t)i, 1);
     snprintf(ip, sizeof ip, "198.19.%u.0", i);
     snap_route(&s, ip, 24, p);
-    snprintf(ip, sizeof ip, "fd00:19:0:%u::", i);
+    snprintf(ip, sizeof ip, "2001:2:0:10%u::", i);
     snap_route(&s, ip, 64, p);
   }
   struct ul_fdb *fdb = snap_build(&s);
@@ -170,7 +170,7 @@ static void test_too_big(void) {
   uint32_t p = snap_peer(&s, "198.18.0.2", 2, 1);
   snap_peer_at(&s, p)->mtu = LEN - 1;
   snap_route(&s, "198.19.2.0", 24, p);
-  snap_route(&s, "fd00:19:0:2::", 64, p);
+  snap_route(&s, "2001:2:0:102::", 64, p);
   struct ul_fdb *fdb = snap_build(&s);
   snap_free(&s);
   CHECK(fdb != NULL);
@@ -243,7 +243,7 @@ static const struct bad_case BAD[] = {
     {"IPv6 short", UL_MODE_VXLAN, 1, -1, 0, 22 + 30, NULL, UL_DROP_MALFORMED},
     {"IPv6 payload > datagram", UL_MODE_VXLAN, 1, 22 + 5, 0x0d, -1, NULL, UL_DROP_MALFORMED},
     {"unknown outer source", UL_MODE_VXLAN, 0, -1, 0, -1, "198.18.0.9", UL_DROP_UNKNOWN_PEER},
-    {"unknown outer source v6", UL_MODE_VXLAN, 1, -1, 0, -1, "fd00:18::1", UL_DROP_UNKNOWN_PEER},
+    {"unknown outer source v6", UL_MODE_VXLAN, 1, -1, 0, -1, "2001:2::1", UL_DROP_UNKNOWN_PEER},
     {"spoofed: other peer's subnet", UL_MODE_VXLAN, 0, 22 + 14, 0x03, -1, NULL, UL_DROP_SPOOFED},
     {"spoofed: unrouted source", UL_MODE_VXLAN, 0, 22 + 14, 0x09, -1, NULL, UL_DROP_SPOOFED},
     {"spoofed v6", UL_MODE_VXLAN, 1, 22 + 15, 0x03, -1, NULL, UL_DROP_SPOOFED},

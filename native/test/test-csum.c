@@ -78,7 +78,7 @@ static size_t build(uint8_t *p, int v6, size_t payload, size_t *l4) {
     put16(p + 4, (uint16_t)l4_len);
     p[6] = 17;
     p[7] = 64;
-    struct ul_addr s = addr("fd00:19:0:1::2"), d = addr("fd00:19:0:2::2");
+    struct ul_addr s = addr("2001:2:0:101::2"), d = addr("2001:2:0:102::2");
     memcpy(p + 8, s.bytes, 16);
     memcpy(p + 24, d.bytes, 16);
     put16(p + 40, 40000);

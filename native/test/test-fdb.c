@@ -24,7 +24,7 @@ static void test_empty(void) {
   CHECK_EQ(ul_fdb_peer_count(fdb), 0);
   CHECK_EQ(ul_fdb_route_count(fdb), 0);
   CHECK_EQ(route_slot(fdb, "198.19.1.2"), 0);
-  CHECK_EQ(route_slot(fdb, "fd00::1"), 0);
+  CHECK_EQ(route_slot(fdb, "2001:2:0:101::1"), 0);
   struct ul_addr u = addr("198.18.0.1");
   CHECK(ul_fdb_peer_by_underlay(fdb, &u) == NULL);
   ul_fdb_free(fdb);
@@ -38,15 +38,15 @@ static void test_lpm(void) {
   snap_init(&s, 8, 16);
   uint32_t a = snap_peer(&s, "198.18.0.1", 1, 1);
   uint32_t b = snap_peer(&s, "198.18.0.2", 2, 1);
-  uint32_t c = snap_peer(&s, "fd00:18::3", 3, 1);
+  uint32_t c = snap_peer(&s, "2001:2::3", 3, 1);
   uint32_t d = snap_peer(&s, "198.18.0.4", 4, 1);
   snap_route(&s, "198.19.0.0", 16, a);       /* cluster-wide, overlapped */
   snap_route(&s, "198.19.2.0", 24, b);
   snap_route(&s, "198.19.2.128", 25, c);
   snap_route(&s, "198.19.2.7", 32, d);       /* host route */
-  snap_route(&s, "fd00:19::", 48, a);
-  snap_route(&s, "fd00:19:0:2::", 64, b);
-  snap_route(&s, "fd00:19:0:2::7", 128, d);
+  snap_route(&s, "2001:2:0:100::", 56, a);
+  snap_route(&s, "2001:2:0:102::", 64, b);
+  snap_route(&s, "2001:2:0:102::7", 128, d);
   snap_route(&s, "::", 0, c);                /* v6 default */
   struct ul_fdb *fdb = snap_build(&s);
   CHECK(fdb != NULL);
@@ -65,10 +65,10 @@ static void test_lpm(void) {
   CHECK_EQ(route_slot(fdb, "198.18.2.7"), 0);   /* no v4 default */
   CHECK_EQ(route_slot(fdb, "0.0.0.0"), 0);
 
-  CHECK_EQ(route_slot(fdb, "fd00:19::1"), a + 1);
-  CHECK_EQ(route_slot(fdb, "fd00:19:0:2::1"), b + 1);
-  CHECK_EQ(route_slot(fdb, "fd00:19:0:2::7"), d + 1);
-  CHECK_EQ(route_slot(fdb, "fd00:19:0:2:1::7"), b + 1);
+  CHECK_EQ(route_slot(fdb, "2001:2:0:100::1"), a + 1);
+  CHECK_EQ(route_slot(fdb, "2001:2:0:102::1"), b + 1);
+  CHECK_EQ(route_slot(fdb, "2001:2:0:102::7"), d + 1);
+  CHECK_EQ(route_slot(fdb, "2001:2:0:102:1::7"), b + 1);
   CHECK_EQ(route_slot(fdb, "2001:db8::1"), c + 1); /* default */
   CHECK_EQ(route_slot(fdb, "::"), c + 1);
 
@@ -91,8 +91,8 @@ static void test_lpm(void) {
   CHECK_EQ(ul_fdb_peer_index(fdb, &foreign), -1);     /* a copy is not ours */
   CHECK_EQ(ul_fdb_peer_index(fdb, ul_fdb_lookup(fdb, &x) + 1), -1); /* one past the end */
 
-  struct ul_addr u2 = addr("198.18.0.2"), u3 = addr("fd00:18::3"),
-                 u9 = addr("198.18.0.9"), u3as4 = addr("fd00:18::3");
+  struct ul_addr u2 = addr("198.18.0.2"), u3 = addr("2001:2::3"),
+                 u9 = addr("198.18.0.9"), u3as4 = addr("2001:2::3");
   u3as4.family = 4;
   CHECK(ul_fdb_peer_by_underlay(fdb, &u2) != NULL &&
         ul_fdb_peer_by_underlay(fdb, &u2)->slot == b + 1);
@@ -116,7 +116,7 @@ static void test_default_v4(void) {
   CHECK(fdb != NULL);
   CHECK_EQ(route_slot(fdb, "198.19.3.9"), b + 1);
   CHECK_EQ(route_slot(fdb, "203.0.113.1"), a + 1);
-  CHECK_EQ(route_slot(fdb, "fd00::1"), 0);
+  CHECK_EQ(route_slot(fdb, "2001:2:0:101::1"), 0);
   ul_fdb_free(fdb);
   snap_free(&s);
 }
@@ -194,7 +194,7 @@ static void test_malformed(void) {
     snap_peer(&s, "198.18.0.2", 2, 1);
     snap_route(&s, "198.19.1.0", 24, 0);
     snap_route(&s, "198.19.2.0", 24, 1);
-    snap_route(&s, "fd00:19:0:1::", 64, 0);
+    snap_route(&s, "2001:2:0:101::", 64, 0);
     size_t len = snap_finish(&s);
     struct ul_fdb *fdb = NULL;
     CHECK_EQ(ul_fdb_build(s.buf, len, &fdb), 0); /* base is valid */
@@ -219,12 +219,13 @@ static void test_many(void) {
   snap_init(&s, N, 2 * N + 1);
   char ip[64], net[64];
   for (uint32_t i = 0; i < N; i++) {
-    /* 198.19.0.0/16 can't hold 5000 /24s: /29s, and /64s in fd00:19::/48 */
+    /* 198.19.0.0/16 can't hold 5000 /24s: /29s, and /64s in
+     * 2001:2:0:2000::/51 (the /56 cluster network can't hold 5000 /64s) */
     snprintf(ip, sizeof ip, "198.18.%u.%u", i / 250, i % 250 + 1);
     snap_peer(&s, ip, (uint8_t)i, 1);
     snprintf(net, sizeof net, "198.19.%u.%u", (i * 8) / 256, (i * 8) % 256);
     snap_route(&s, net, 29, i);
-    snprintf(net, sizeof net, "fd00:19:0:%x::", i);
+    snprintf(net, sizeof net, "2001:2:0:%x::", 0x2000 + i);
     snap_route(&s, net, 64, i);
   }
   uint32_t catchall = 0;
@@ -238,7 +239,7 @@ static void test_many(void) {
   for (uint32_t i = 0; i < N; i++) {
     snprintf(net, sizeof net, "198.19.%u.%u", (i * 8) / 256, (i * 8) % 256 + 5);
     if (route_slot(fdb, net) != i + 1) wrong++;
-    snprintf(net, sizeof net, "fd00:19:0:%x:1:2:3:4", i);
+    snprintf(net, sizeof net, "2001:2:0:%x:1:2:3:4", 0x2000 + i);
     if (route_slot(fdb, net) != i + 1) wrong++;
     snprintf(ip, sizeof ip, "198.18.%u.%u", i / 250, i % 250 + 1);
     struct ul_addr u = addr(ip);
@@ -247,7 +248,7 @@ static void test_many(void) {
   }
   CHECK_EQ(wrong, 0);
   CHECK_EQ(route_slot(fdb, "198.19.255.1"), catchall + 1); /* beyond the /29s */
-  CHECK_EQ(route_slot(fdb, "fd00:19:1::1"), 0);
+  CHECK_EQ(route_slot(fdb, "2001:2:0:4000::1"), 0);
   ul_fdb_free(fdb);
   snap_free(&s);
 }

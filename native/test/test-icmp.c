@@ -208,7 +208,7 @@ static void test_v4(void) {
   CHECK_EQ(n, 100);
   CHECK(n > 0 && icmp_verifies(out, (size_t)n));
   CHECK_EQ(ul_icmp_unreach(orig, 1400, &me, out, 55), -ENOSPC);
-  struct ul_addr me6 = addr("fd00:19:0:1::");
+  struct ul_addr me6 = addr("2001:2:0:101::");
   CHECK_EQ(ul_icmp_unreach(orig, 1400, &me6, out, sizeof out), -EINVAL);
   CHECK_EQ(ul_icmp_unreach(NULL, 1400, &me, out, sizeof out), -EINVAL);
 
@@ -225,8 +225,8 @@ static void test_v4(void) {
 
 static void test_v6(void) {
   uint8_t orig[1500], out[2048];
-  struct ul_addr me = addr("fd00:19:0:1::"), client = addr("fd00:19:0:1::2");
-  mk(orig, 100, "fd00:19:0:1::2", "fd00:19:0:9::9", 17, 0);
+  struct ul_addr me = addr("2001:2:0:101::"), client = addr("2001:2:0:101::2");
+  mk(orig, 100, "2001:2:0:101::2", "2001:2:0:109::9", 17, 0);
   int n = ul_icmp_unreach(orig, 100, &me, out, sizeof out);
   CHECK_EQ(n, 40 + 8 + 100);
   if (n <= 0) return;
@@ -243,7 +243,7 @@ static void test_v6(void) {
   out[50] ^= 1; /* the check above can fail */
   CHECK(!icmp_verifies(out, (size_t)n));
 
-  mk(orig, 1500, "fd00:19:0:1::2", "fd00:19:0:9::9", 6, 0);
+  mk(orig, 1500, "2001:2:0:101::2", "2001:2:0:109::9", 6, 0);
   n = ul_icmp_unreach(orig, 1500, &me, out, sizeof out);
   CHECK_EQ(n, 1280);
   CHECK(n > 0 && icmp_verifies(out, (size_t)n));
@@ -255,7 +255,7 @@ static void test_v6(void) {
 /* Packets that must not be answered, each next to one that must. */
 static void test_no_error(void) {
   uint8_t p[200], out[2048];
-  struct ul_addr me4 = addr("198.19.1.0"), me6 = addr("fd00:19:0:1::");
+  struct ul_addr me4 = addr("198.19.1.0"), me6 = addr("2001:2:0:101::");
   static const struct {
     const char *src, *dst;
     uint8_t proto, first;
@@ -273,13 +273,13 @@ static void test_no_error(void) {
       {"255.255.255.255", "198.19.9.9", 17, 0, 0},
       {"198.19.1.2", "239.1.2.3", 17, 0, 0},   /* multicast destination */
       {"198.19.1.2", "255.255.255.255", 17, 0, 0},
-      {"fd00:19:0:1::2", "fd00:19:0:9::9", 58, 128, 1}, /* echo request */
-      {"fd00:19:0:1::2", "fd00:19:0:9::9", 58, 1, 0},   /* dest unreachable */
-      {"fd00:19:0:1::2", "fd00:19:0:9::9", 58, 2, 0},   /* packet too big */
-      {"fd00:19:0:1::2", "fd00:19:0:9::9", 58, 127, 0},
-      {"ff02::1", "fd00:19:0:9::9", 17, 0, 0},
-      {"::", "fd00:19:0:9::9", 17, 0, 0},
-      {"fd00:19:0:1::2", "ff02::1", 17, 0, 0},
+      {"2001:2:0:101::2", "2001:2:0:109::9", 58, 128, 1}, /* echo request */
+      {"2001:2:0:101::2", "2001:2:0:109::9", 58, 1, 0},   /* dest unreachable */
+      {"2001:2:0:101::2", "2001:2:0:109::9", 58, 2, 0},   /* packet too big */
+      {"2001:2:0:101::2", "2001:2:0:109::9", 58, 127, 0},
+      {"ff02::1", "2001:2:0:109::9", 17, 0, 0},
+      {"::", "2001:2:0:109::9", 17, 0, 0},
+      {"2001:2:0:101::2", "ff02::1", 17, 0, 0},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
     mk(p, sizeof p, cases[i].src, cases[i].dst, cases[i].proto, cases[i].first);
@@ -298,12 +298,12 @@ static void test_no_error(void) {
   p[7] = 0x10; /* offset 128 */
   CHECK_EQ(ul_icmp_unreach(p, sizeof p, &me4, out, sizeof out), 0);
   /* v6 fragment header */
-  mk(p, sizeof p, "fd00:19:0:1::2", "fd00:19:0:9::9", 44, 17);
+  mk(p, sizeof p, "2001:2:0:101::2", "2001:2:0:109::9", 44, 17);
   put16(p + 42, 0x0001); /* offset 0, M */
   CHECK(ul_icmp_unreach(p, sizeof p, &me6, out, sizeof out) > 0);
   put16(p + 42, 0x0101); /* offset 32 */
   CHECK_EQ(ul_icmp_unreach(p, sizeof p, &me6, out, sizeof out), 0);
-  mk(p, sizeof p, "fd00:19:0:1::2", "fd00:19:0:9::9", 44, 58);
+  mk(p, sizeof p, "2001:2:0:101::2", "2001:2:0:109::9", 44, 58);
   p[48] = 1; /* first fragment of an ICMPv6 error */
   CHECK_EQ(ul_icmp_unreach(p, sizeof p, &me6, out, sizeof out), 0);
 
@@ -316,7 +316,7 @@ static void test_no_error(void) {
   p[0] = 0x75;
   CHECK_EQ(ul_icmp_unreach(p, sizeof p, &me4, out, sizeof out), 0);
   CHECK_EQ(ul_icmp_unreach(p, 0, &me4, out, sizeof out), 0);
-  mk(p, sizeof p, "fd00:19:0:1::2", "fd00:19:0:9::9", 17, 0);
+  mk(p, sizeof p, "2001:2:0:101::2", "2001:2:0:109::9", 17, 0);
   CHECK_EQ(ul_icmp_unreach(p, 39, &me6, out, sizeof out), 0);
   CHECK_EQ(ul_icmp_unreach(p, sizeof p - 1, &me6, out, sizeof out), 0);
 }

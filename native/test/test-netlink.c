@@ -302,12 +302,12 @@ static void test_link_addr_route(void)
 }
 
 /* An IPv4 or IPv6 TCP packet of `len` bytes (20-byte TCP header, payload
- * bytes i & 0xff) from 198.19.2.2 / fd00::2:2 to 198.19.1.2 / fd00::1:2. */
+ * bytes i & 0xff) from 198.19.2.2 / 2001:2:0:102::2 to 198.19.1.2 / 2001:2:0:101::2. */
 static size_t tcp_packet(uint8_t *p, unsigned version, size_t len, uint8_t flags)
 {
   size_t l3 = version == 4 ? 20 : 40, i;
-  struct ul_addr s = addr(version == 4 ? "198.19.2.2" : "fd00::2:2"),
-                 d = addr(version == 4 ? "198.19.1.2" : "fd00::1:2");
+  struct ul_addr s = addr(version == 4 ? "198.19.2.2" : "2001:2:0:102::2"),
+                 d = addr(version == 4 ? "198.19.1.2" : "2001:2:0:101::2");
 
   memset(p, 0, l3 + 20);
   if (version == 4) {

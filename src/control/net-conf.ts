@@ -1,7 +1,7 @@
 /**
  * flannel's net-conf.json, as kube-flannel-cfg mounts it at /etc/kube-flannel/net-conf.json:
  *
- *   { "Network": "198.19.0.0/16", "IPv6Network": "fd00:19::/56",
+ *   { "Network": "198.19.0.0/16", "IPv6Network": "2001:2:0:100::/56",
  *     "EnableIPv4": true, "EnableIPv6": false, "IPMasq": false,
  *     "Backend": { "Type": "vxlan", "VNI": 1, "Port": 8472, "MTU": 1450, "DirectRouting": false } }
 

@@ -6,8 +6,8 @@
  *
  *   FLANNEL_NETWORK=198.19.0.0/16
  *   FLANNEL_SUBNET=198.19.1.1/24        own subnet, written as its .1 gateway address
- *   FLANNEL_IPV6_NETWORK=fd00:19::/56   only when IPv6 is enabled
- *   FLANNEL_IPV6_SUBNET=fd00:19:0:1::1/64
+ *   FLANNEL_IPV6_NETWORK=2001:2:0:100::/56   only when IPv6 is enabled
+ *   FLANNEL_IPV6_SUBNET=2001:2:0:101::1/64
  *   FLANNEL_MTU=1450                    the MTU pods must use
  *   FLANNEL_IPMASQ=false
  *

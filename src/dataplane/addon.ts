@@ -4,7 +4,7 @@
  * The binding holds no logic: every function converts its arguments, calls
  * the C core (native/include/userlay.h) and turns a negative errno into a JS
  * Error whose `code` is the errno name ("EPERM", "EADDRINUSE", ...).
- * Addresses cross the boundary as strings ("198.18.0.1", "fd00::1").
+ * Addresses cross the boundary as strings ("198.18.0.1", "2001:2::1").
  */
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';

@@ -27,7 +27,7 @@ export interface IPAddr {
 /** A parsed CIDR. `addr`/`bytes` are the network (host bits cleared). */
 export interface Cidr {
   readonly family: Family;
-  /** Canonical network address string ("198.19.1.0", "fd00::"). */
+  /** Canonical network address string ("198.19.1.0", "2001:2::"). */
   readonly addr: string;
   readonly prefixLen: number;
   /** Network address bytes (16, host bits zero). */

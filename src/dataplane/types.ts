@@ -17,7 +17,7 @@ export type EngineKind = 'native' | 'js';
 export interface Peer {
   /** Stable name (the Node name); keys per-peer counters across FDB swaps. */
   readonly name: string;
-  /** Pod subnets behind this peer, canonical CIDR strings ("198.19.1.0/24", "fd00::/64"). */
+  /** Pod subnets behind this peer, canonical CIDR strings ("198.19.1.0/24", "2001:2:0:101::/64"). */
   readonly subnets: readonly string[];
   /** Underlay address the peer receives encapsulated traffic on. */
   readonly publicIP: string;

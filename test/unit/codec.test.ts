@@ -18,14 +18,14 @@ const skip = skipNoAddon;
 
 const hex = (s: string): Buffer => Buffer.from(s.replace(/[\s|]/g, ''), 'hex');
 
-// Node n1 (us): VTEP MAC 0a:58:c6:13:01:00, pods 198.19.1.0/24 and fd00:0:0:1::/64.
-// Peer n2: underlay 198.18.0.2, VTEP MAC 0a:58:c6:13:02:00, pods 198.19.2.0/24, fd00:0:0:2::/64.
+// Node n1 (us): VTEP MAC 0a:58:c6:13:01:00, pods 198.19.1.0/24 and 2001:2:0:101::/64.
+// Peer n2: underlay 198.18.0.2, VTEP MAC 0a:58:c6:13:02:00, pods 198.19.2.0/24, 2001:2:0:102::/64.
 // Peer n3: underlay 198.18.0.3, pods 198.19.3.0/24.
 const ownMac = '0a:58:c6:13:01:00';
 const vxlan: CodecConfig = { mode: 'vxlan', vni: 1, mac: ownMac };
 const udp: CodecConfig = { mode: 'udp', vni: 0, mac: '00:00:00:00:00:00' };
 const peers: Peer[] = [
-  { name: 'n2', subnets: ['198.19.2.0/24', 'fd00:0:0:2::/64'], publicIP: '198.18.0.2', vtepMAC: '0a:58:c6:13:02:00' },
+  { name: 'n2', subnets: ['198.19.2.0/24', '2001:2:0:102::/64'], publicIP: '198.18.0.2', vtepMAC: '0a:58:c6:13:02:00' },
   { name: 'n3', subnets: ['198.19.3.0/24'], publicIP: '198.18.0.3', vtepMAC: '0a:58:c6:13:03:00' },
 ];
 function fdb(backend: 'vxlan' | 'udp'): NativeFdb {
@@ -37,10 +37,10 @@ function fdb(backend: 'vxlan' | 'udp'): NativeFdb {
 const ping4 = '4500001c 00010000 4001ebb5 c6130102 c6130202 | 0800f7fd 00010001';
 // The reply direction: 198.19.2.2 -> 198.19.1.2 (same checksums: the sum is symmetric).
 const pong4 = '4500001c 00010000 4001ebb5 c6130202 c6130102 | 0800f7fd 00010001';
-// IPv6 ICMPv6 echo request fd00:0:0:1::2 -> fd00:0:0:2::2, payload length 8, hop limit 64
+// IPv6 ICMPv6 echo request 2001:2:0:101::2 -> 2001:2:0:102::2, payload length 8, hop limit 64
 // (the codec does not verify transport checksums).
-const ping6 = '60000000 0008 3a 40 fd000000000000010000000000000002 fd000000000000020000000000000002 | 80000000 00010001';
-const pong6 = '60000000 0008 3a 40 fd000000000000020000000000000002 fd000000000000010000000000000002 | 80000000 00010001';
+const ping6 = '60000000 0008 3a 40 20010002000001010000000000000002 20010002000001020000000000000002 | 80000000 00010001';
+const pong6 = '60000000 0008 3a 40 20010002000001020000000000000002 20010002000001010000000000000002 | 80000000 00010001';
 
 function encap(codec: CodecConfig, pkt: string): { peer: number; frame: string } | number {
   const headroom = addon!.constants.TX_HEADROOM;
@@ -103,7 +103,7 @@ const vxlanCases: Array<[string, string, string, keyof typeof DROP | 'ok']> = [
   ['IPv4 total length beyond datagram', good4.replace('| 4500001c', '| 4500001d'), '198.18.0.2', 'malformed'],
   ['IPv4 total length below header', good4.replace('| 4500001c', '| 45000010'), '198.18.0.2', 'malformed'],
   ['outer source not a peer', good4, '198.18.0.99', 'unknown_peer'],
-  ['outer source IPv6 not a peer', good4, 'fd00::2', 'unknown_peer'],
+  ['outer source IPv6 not a peer', good4, '2001:2::2', 'unknown_peer'],
   ['inner source from another peer (n3)', good4.replace('c6130202 c6130102', 'c6130302 c6130102'), '198.18.0.2', 'spoofed'],
   ['inner source outside every subnet', good4.replace('c6130202 c6130102', 'c6140202 c6130102'), '198.18.0.2', 'spoofed'],
 ];

@@ -261,7 +261,7 @@ test('options are validated before any system call, naming the option', async ()
     [{ vtepMAC: 'x' }, 'vtepMAC'],
     [{ networks: [] }, 'networks'],
     [{ ownSubnets: ['198.20.1.0/24'] }, 'ownSubnets'],
-    [{ ownSubnets: ['fd00:0:0:1::/64'], networks: ['fd00::/48'], mtu: 1200 }, 'mtu'],
+    [{ ownSubnets: ['2001:2:0:101::/64'], networks: ['2001:2:0:100::/56'], mtu: 1200 }, 'mtu'],
   ];
   for (const [over, field] of bad) {
     assert.throws(() => validateDataplaneOptions({ ...opts, ...over }), (err: unknown) => err instanceof UserlayError && err.field === field, field);

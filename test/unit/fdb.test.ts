@@ -102,7 +102,7 @@ test('native LPM agrees with the TS table on the same snapshot', { skip: noAddon
 test('empty table: every lookup misses (TS and native)', () => {
   const t = buildFdb([], defaults, new SlotAllocator(10));
   assert.equal(t.lookup('198.19.1.1'), undefined);
-  assert.equal(t.lookup('fd00::1'), undefined);
+  assert.equal(t.lookup('2001:2:0:101::1'), undefined);
   assert.deepEqual([...t.encode()], [0x55, 0x4c, 0x46, 0x31, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]);
   if (addon) {
     const n = addon.fdbBuild(t.encode());
@@ -160,7 +160,7 @@ test('validation: duplicate subnet names both peers; bad entries name the peer',
   efdb(() => buildFdb([peer('a', ['198.19.2.0/24'], '198.18.0.2', { vni: 1 << 24 })], defaults, s), '"a"', 'vni');
   efdb(() => buildFdb([peer('a', ['198.19.2.0/24'], '198.18.0.256')], defaults, s), '"a"', 'publicIP');
   efdb(() => buildFdb([peer('a', [], '198.18.0.2')], defaults, s), '"a"', 'subnet');
-  efdb(() => buildFdb([peer('a', ['198.19.2.0/24'], 'fd00::2')], { ...defaults, underlayFamilies: [4] }, s), '"a"', 'IPv6');
+  efdb(() => buildFdb([peer('a', ['198.19.2.0/24'], '2001:2::2')], { ...defaults, underlayFamilies: [4] }, s), '"a"', 'IPv6');
   efdb(() => buildFdb([peer('a', ['198.19.1.0/24'], '198.18.0.2')], { ...defaults, ownSubnets: ['198.19.1.0/24'] }, s), '"a"', 'own subnet');
   // udp needs no MAC
   const udp = buildFdb([{ name: 'a', subnets: ['198.19.2.0/24'], publicIP: '198.18.0.2' }], { ...defaults, backend: 'udp', port: 8285 }, s);
@@ -169,8 +169,8 @@ test('validation: duplicate subnet names both peers; bad entries name the peer',
 });
 
 test('peers are canonicalised and get the defaults', () => {
-  const t = buildFdb([{ name: 'a', subnets: ['FD00:0:0:2::/64'], publicIP: '198.18.0.2', vtepMAC: '0A-58-C6-12-00-02' }], defaults, new SlotAllocator(4));
-  assert.deepEqual(t.peerList(), [{ name: 'a', subnets: ['fd00:0:0:2::/64'], publicIP: '198.18.0.2', vtepMAC: '0a:58:c6:12:00:02', port: 8472, vni: 1 }]);
+  const t = buildFdb([{ name: 'a', subnets: ['2001:0002:0:10A::/64'], publicIP: '198.18.0.2', vtepMAC: '0A-58-C6-12-00-02' }], defaults, new SlotAllocator(4));
+  assert.deepEqual(t.peerList(), [{ name: 'a', subnets: ['2001:2:0:10a::/64'], publicIP: '198.18.0.2', vtepMAC: '0a:58:c6:12:00:02', port: 8472, vni: 1 }]);
 });
 
 test('counter slots: stable by name, freed slots reused by a later update only, failed builds change nothing', () => {

@@ -17,8 +17,8 @@ function usage(fn: () => unknown, field: string): void {
 }
 
 test('both value syntaxes, bools, repeatable lists and defaults', () => {
-  const f = parseFlags(specs, ['--node', 'n1', '--port=9000', '--json', '--network', '198.19.0.0/16', '--network=fd00::/48']);
-  assert.deepEqual(f, { node: 'n1', port: 9000, json: true, network: ['198.19.0.0/16', 'fd00::/48'], mode: 'vxlan' });
+  const f = parseFlags(specs, ['--node', 'n1', '--port=9000', '--json', '--network', '198.19.0.0/16', '--network=2001:2:0:100::/56']);
+  assert.deepEqual(f, { node: 'n1', port: 9000, json: true, network: ['198.19.0.0/16', '2001:2:0:100::/56'], mode: 'vxlan' });
   const d = parseFlags(specs, ['--node=n2', '--json=false']);
   assert.equal(d.port, 8472);
   assert.equal(d.json, false);

@@ -57,8 +57,8 @@ test('lease: merge patch keeps other conditions and replaces NetworkUnavailable'
     { type: 'NetworkUnavailable', status: 'False', reason: 'UserlayIsUp', message: 'userlay is running on this node',
       lastTransitionTime: '2026-11-21T05:00:00Z', lastHeartbeatTime: '2026-11-21T05:00:00Z' },
   ]);
-  const v6 = leasePatch('userlay.io', { ...lease, publicIP: 'fd00::1', family: 6 }) as { metadata: { annotations: Record<string, string> } };
-  assert.equal(v6.metadata.annotations['userlay.io/public-ipv6'], 'fd00::1');
+  const v6 = leasePatch('userlay.io', { ...lease, publicIP: '2001:2::1', family: 6 }) as { metadata: { annotations: Record<string, string> } };
+  assert.equal(v6.metadata.annotations['userlay.io/public-ipv6'], '2001:2::1');
 });
 
 test('lease: VTEP MAC generated once and stable across restarts', async () => {

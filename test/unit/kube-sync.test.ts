@@ -79,12 +79,12 @@ test('nodeToPeer: flannel prefix and dual stack; only enabled families are used'
         'flannel.alpha.coreos.com/kube-subnet-manager': 'true',
       },
     },
-    spec: { podCIDR: '198.19.2.0/24', podCIDRs: ['198.19.2.0/24', 'fd00:19:0:2::/64'] },
+    spec: { podCIDR: '198.19.2.0/24', podCIDRs: ['198.19.2.0/24', '2001:2:0:102::/64'] },
   };
   assert.deepEqual(nodeToPeer(n, flannel), { ok: true, peer: { name: 'f2', subnets: ['198.19.2.0/24'], publicIP: '198.18.0.2', vtepMAC: '7a:11:22:33:44:55', vni: 1 } });
-  const dual = nodeToPeer(n, { ...flannel, networks: { 4: '198.19.0.0/16', 6: 'fd00:19::/48' } });
+  const dual = nodeToPeer(n, { ...flannel, networks: { 4: '198.19.0.0/16', 6: '2001:2:0:100::/56' } });
   assert.ok(dual.ok);
-  assert.deepEqual(dual.peer.subnets, ['198.19.2.0/24', 'fd00:19:0:2::/64']);
+  assert.deepEqual(dual.peer.subnets, ['198.19.2.0/24', '2001:2:0:102::/64']);
 });
 
 test('nodeToPeer: an IPv6 underlay reads public-ipv6 and backend-v6-data (flannel dual stack: one VTEP per family)', () => {

@@ -19,13 +19,13 @@ test('net-conf: flannel defaults (vxlan, VNI 1, port 8472, MTU auto)', () => {
 
 test('net-conf: all fields, dual stack, IPv6 only', () => {
   const c = buildNetConf({
-    Network: '198.19.0.0/16', IPv6Network: 'fd00:19::/48', EnableIPv4: true, EnableIPv6: true,
+    Network: '198.19.0.0/16', IPv6Network: '2001:2:0:100::/56', EnableIPv4: true, EnableIPv6: true,
     Backend: { Type: 'udp', VNI: 7, Port: 9000, MTU: 1400 },
   });
-  assert.deepEqual(c, { networks: { 4: '198.19.0.0/16', 6: 'fd00:19::/48' }, backend: 'udp', vni: 7, port: 9000, mtu: 1400, directRouting: false });
-  assert.deepEqual(networkList(c), ['198.19.0.0/16', 'fd00:19::/48']);
-  const v6 = buildNetConf({ EnableIPv4: false, EnableIPv6: true, IPv6Network: 'fd00:19::/48' });
-  assert.deepEqual(v6.networks, { 6: 'fd00:19::/48' });
+  assert.deepEqual(c, { networks: { 4: '198.19.0.0/16', 6: '2001:2:0:100::/56' }, backend: 'udp', vni: 7, port: 9000, mtu: 1400, directRouting: false });
+  assert.deepEqual(networkList(c), ['198.19.0.0/16', '2001:2:0:100::/56']);
+  const v6 = buildNetConf({ EnableIPv4: false, EnableIPv6: true, IPv6Network: '2001:2:0:100::/56' });
+  assert.deepEqual(v6.networks, { 6: '2001:2:0:100::/56' });
 });
 
 test('net-conf: flags override the file', () => {
@@ -47,7 +47,7 @@ test('net-conf: errors name the field', () => {
   assert.throws(() => buildNetConf([]), fieldError(/net-conf \(top level\)/));
   assert.throws(() => buildNetConf({}), fieldError(/^net-conf Network: is required when EnableIPv4 is true/));
   assert.throws(() => buildNetConf({ Network: 'x' }), fieldError(/^net-conf Network: /));
-  assert.throws(() => buildNetConf({ Network: 'fd00::/48' }), fieldError(/^net-conf Network: fd00::\/48 is not an IPv4 network/));
+  assert.throws(() => buildNetConf({ Network: '2001:2:0:100::/56' }), fieldError(/^net-conf Network: 2001:2:0:100::\/56 is not an IPv4 network/));
   assert.throws(() => buildNetConf({ Network: '198.19.0.1/16' }), fieldError(/host bits set \(did you mean 198\.19\.0\.0\/16\?\)/));
   assert.throws(() => buildNetConf({ Network: '198.19.0.0/16', EnableIPv6: true }), fieldError(/^net-conf IPv6Network: is required/));
   assert.throws(() => buildNetConf({ Network: '198.19.0.0/16', EnableIPv6: 'yes' }), fieldError(/^net-conf EnableIPv6: "yes" is not true or false/));

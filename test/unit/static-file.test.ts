@@ -38,11 +38,11 @@ function waitFor(cond: () => boolean, ms = 10_000): Promise<void> {
 test('valid file: both subnet forms, canonical values', () => {
   const peers = parsePeers([
     { ...n2, vtepMAC: '0A-58-C6-12-00-02' },
-    { name: 'n3', subnets: ['198.19.3.0/24', 'FD00:0:0:3::/64'], publicIP: '198.18.0.3', vtepMAC: n3.vtepMAC, port: 9000, vni: 7 },
+    { name: 'n3', subnets: ['198.19.3.0/24', '2001:0002:0:1A3::/64'], publicIP: '198.18.0.3', vtepMAC: n3.vtepMAC, port: 9000, vni: 7 },
   ], 'vxlan');
   assert.deepEqual(peers, [
     { name: 'n2', subnets: ['198.19.2.0/24'], publicIP: '198.18.0.2', vtepMAC: '0a:58:c6:12:00:02' },
-    { name: 'n3', subnets: ['198.19.3.0/24', 'fd00:0:0:3::/64'], publicIP: '198.18.0.3', vtepMAC: '0a:58:c6:12:00:03', port: 9000, vni: 7 },
+    { name: 'n3', subnets: ['198.19.3.0/24', '2001:2:0:1a3::/64'], publicIP: '198.18.0.3', vtepMAC: '0a:58:c6:12:00:03', port: 9000, vni: 7 },
   ]);
   assert.deepEqual(parsePeers([], 'vxlan'), []);
   const { vtepMAC: _unused, ...noMac } = n2;

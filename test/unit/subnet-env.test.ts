@@ -10,15 +10,15 @@ import type { Peer } from '../../src/dataplane/types.js';
 
 test('gatewayCidr writes the subnet as its .1 address, as flannel does', () => {
   assert.equal(gatewayCidr('198.19.1.0/24'), '198.19.1.1/24');
-  assert.equal(gatewayCidr('fd00:19:0:1::/64'), 'fd00:19:0:1::1/64');
+  assert.equal(gatewayCidr('2001:2:0:101::/64'), '2001:2:0:101::1/64');
 });
 
 test('renderSubnetEnv: flannel variable names, IPv6 only when enabled', () => {
   assert.equal(renderSubnetEnv({ networks: { 4: '198.19.0.0/16' }, ownSubnets: ['198.19.1.0/24'], mtu: 1450, ipMasq: false }),
     'FLANNEL_NETWORK=198.19.0.0/16\nFLANNEL_SUBNET=198.19.1.1/24\nFLANNEL_MTU=1450\nFLANNEL_IPMASQ=false\n');
-  const dual = renderSubnetEnv({ networks: { 4: '198.19.0.0/16', 6: 'fd00:19::/48' }, ownSubnets: ['198.19.1.0/24', 'fd00:19:0:1::/64'], mtu: 1430, ipMasq: true });
-  assert.equal(dual, 'FLANNEL_NETWORK=198.19.0.0/16\nFLANNEL_SUBNET=198.19.1.1/24\nFLANNEL_IPV6_NETWORK=fd00:19::/48\n' +
-    'FLANNEL_IPV6_SUBNET=fd00:19:0:1::1/64\nFLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n');
+  const dual = renderSubnetEnv({ networks: { 4: '198.19.0.0/16', 6: '2001:2:0:100::/56' }, ownSubnets: ['198.19.1.0/24', '2001:2:0:101::/64'], mtu: 1430, ipMasq: true });
+  assert.equal(dual, 'FLANNEL_NETWORK=198.19.0.0/16\nFLANNEL_SUBNET=198.19.1.1/24\nFLANNEL_IPV6_NETWORK=2001:2:0:100::/56\n' +
+    'FLANNEL_IPV6_SUBNET=2001:2:0:101::1/64\nFLANNEL_MTU=1430\nFLANNEL_IPMASQ=true\n');
 });
 
 test('writeSubnetEnv replaces the file atomically and leaves no temporary file', async () => {

@@ -69,7 +69,7 @@ static void test_lpm(void) {
   CHECK_EQ(route_slot(fdb, "2001:2:0:102::1"), b + 1);
   CHECK_EQ(route_slot(fdb, "2001:2:0:102::7"), d + 1);
   CHECK_EQ(route_slot(fdb, "2001:2:0:102:1::7"), b + 1);
-  CHECK_EQ(route_slot(fdb, "2001:db8::1"), c + 1); /* default */
+  CHECK_EQ(route_slot(fdb, "2001:2:0:200::1"), c + 1); /* default (outside the /56) */
   CHECK_EQ(route_slot(fdb, "::"), c + 1);
 
   /* Families never mix: v4 bytes looked up as v6 hit the v6 default only. */

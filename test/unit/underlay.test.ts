@@ -25,8 +25,8 @@ function fakeHost(over: Partial<Record<string, string>> = {}, reach: Record<stri
   const ifaces: Record<string, NetworkInterfaceInfo[]> = {
     lo: [v4('127.0.0.1', true)],
     eth0: [v4('198.18.0.10'), v6('fe80::1', 2)],
-    eth1: [v4('198.18.1.10'), v6('2001:db8::10')],
-    eth6: [v6('fe80::6', 4), v6('2001:db8:6::6')],
+    eth1: [v4('198.18.1.10'), v6('2001:2::10')],
+    eth6: [v6('fe80::6', 4), v6('2001:2:0:6::6')],
     weave: [v4('198.18.2.10')],
   };
   const files: Record<string, string | undefined> = {
@@ -55,7 +55,7 @@ test('pickUnderlay: default route interface and its MTU', async () => {
   assert.deepEqual(u, { iface: 'eth0', bindIP: '198.18.0.10', publicIP: '198.18.0.10', family: 4, mtu: 9000, how: 'default route' });
   const six = await pickUnderlay({ family: 6 }, fakeHost());
   assert.equal(six.iface, 'eth6');
-  assert.equal(six.bindIP, '2001:db8:6::6', 'link-local addresses are skipped');
+  assert.equal(six.bindIP, '2001:2:0:6::6', 'link-local addresses are skipped');
   const noV4 = await pickUnderlay({}, fakeHost({ '/proc/net/route': '' }));
   assert.equal(noV4.iface, 'eth6', 'falls back to the IPv6 default route');
   assert.equal(noV4.mtu, undefined, 'an unreadable MTU is reported as such (the caller decides)');
@@ -66,7 +66,7 @@ test('pickUnderlay: --iface by name or address, first that exists', async () => 
   assert.equal((await pickUnderlay({ iface: ['nope', 'eth1'] }, fakeHost())).iface, 'eth1');
   const byIP = await pickUnderlay({ iface: ['198.18.9.9', '198.18.2.10'] }, fakeHost());
   assert.deepEqual([byIP.iface, byIP.bindIP, byIP.how], ['weave', '198.18.2.10', '--iface']);
-  assert.equal((await pickUnderlay({ iface: ['eth1'], family: 6 }, fakeHost())).bindIP, '2001:db8::10');
+  assert.equal((await pickUnderlay({ iface: ['eth1'], family: 6 }, fakeHost())).bindIP, '2001:2::10');
   await assert.rejects(pickUnderlay({ iface: ['nope', 'zz'] }, fakeHost()), /--iface: none of nope, zz exists/);
 });
 
@@ -99,17 +99,17 @@ test('pickUnderlay: --public-ip and the public-ip-overwrite annotation', async (
 });
 
 test('pickUnderlay: IPv6 --iface-can-reach and --public-ip fix the underlay family (flannel #2081)', async () => {
-  const reach = await pickUnderlay({ ifaceCanReach: '2001:db8::1', family: 4 }, fakeHost({}, { '2001:db8::1': '2001:db8::10' }));
-  assert.deepEqual([reach.iface, reach.bindIP, reach.publicIP, reach.family], ['eth1', '2001:db8::10', '2001:db8::10', 6]);
-  const local = await pickUnderlay({ publicIP: '2001:db8::10' }, fakeHost());
-  assert.deepEqual([local.iface, local.bindIP, local.family], ['eth1', '2001:db8::10', 6]);
+  const reach = await pickUnderlay({ ifaceCanReach: '2001:2::1', family: 4 }, fakeHost({}, { '2001:2::1': '2001:2::10' }));
+  assert.deepEqual([reach.iface, reach.bindIP, reach.publicIP, reach.family], ['eth1', '2001:2::10', '2001:2::10', 6]);
+  const local = await pickUnderlay({ publicIP: '2001:2::10' }, fakeHost());
+  assert.deepEqual([local.iface, local.bindIP, local.family], ['eth1', '2001:2::10', 6]);
   // not local (NAT): bound on the IPv6 default-route interface, never on an IPv4 address
-  const nat = await pickUnderlay({ publicIP: '2001:db8:99::1' }, fakeHost());
-  assert.deepEqual([nat.iface, nat.bindIP, nat.publicIP, nat.family], ['eth6', '2001:db8:6::6', '2001:db8:99::1', 6]);
-  const ann = await pickUnderlay({ iface: ['eth1'], publicIPOverwrite: '2001:db8:98::1' }, fakeHost());
-  assert.deepEqual([ann.bindIP, ann.family], ['2001:db8::10', 6]);
-  await assert.rejects(pickUnderlay({ iface: ['weave'], publicIP: '2001:db8:99::1' }, fakeHost()),
-    /--public-ip: 2001:db8:99::1 is IPv6 but interface weave has no usable IPv6 address/);
+  const nat = await pickUnderlay({ publicIP: '2001:2:0:99::1' }, fakeHost());
+  assert.deepEqual([nat.iface, nat.bindIP, nat.publicIP, nat.family], ['eth6', '2001:2:0:6::6', '2001:2:0:99::1', 6]);
+  const ann = await pickUnderlay({ iface: ['eth1'], publicIPOverwrite: '2001:2:0:98::1' }, fakeHost());
+  assert.deepEqual([ann.bindIP, ann.family], ['2001:2::10', 6]);
+  await assert.rejects(pickUnderlay({ iface: ['weave'], publicIP: '2001:2:0:99::1' }, fakeHost()),
+    /--public-ip: 2001:2:0:99::1 is IPv6 but interface weave has no usable IPv6 address/);
   await assert.rejects(pickUnderlay({ iface: ['eth6'], publicIP: '198.18.200.1' }, fakeHost()),
     /--public-ip: 198\.18\.200\.1 is IPv4 but interface eth6 has no usable IPv4 address/);
 });

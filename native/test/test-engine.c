@@ -390,6 +390,44 @@ static void *traffic_main(void *arg)
   return NULL;
 }
 
+/* Receive on fd until a datagram ending in `marker` arrives (2 s each);
+ * returns whether it did. */
+static int drain_until(int fd, const char *marker)
+{
+  uint8_t buf[2048];
+  size_t m = strlen(marker);
+  ssize_t n;
+
+  while ((n = recv_wait(fd, buf, sizeof(buf), 2000)) > 0)
+    if ((size_t)n >= m && memcmp(buf + n - m, marker, m) == 0)
+      return 1;
+  return 0;
+}
+
+/* After the traffic thread: what the engine still carried reaches the
+ * sockets after it stopped draining them, and would meet later tests. A
+ * marker each way goes behind it (one rx and one tx thread keep the order),
+ * and everything up to the marker is read. The traffic thread drains both
+ * sockets while it runs; settle() is called once it has stopped. */
+static void settle(struct fixture *f)
+{
+  struct sockaddr_in dst = sin4("198.19.2.5", 7777),
+                     eng = sin4("127.0.0.1", f->udp_port);
+  uint8_t frame[256];
+  size_t len = vxlan_frame(frame, VNI, "198.19.2.5", f->app_port, "settled-rx");
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0), big = 64 << 20;
+
+  CHECK(s >= 0);
+  /* room for the whole backlog, so the markers are not dropped behind it */
+  CHECK(setsockopt(f->peer, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof(big)) == 0);
+  CHECK(setsockopt(f->app, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof(big)) == 0);
+  CHECK(sendto(s, "settled-tx", 10, 0, (struct sockaddr *)&dst, sizeof(dst)) == 10);
+  CHECK(drain_until(f->peer, "settled-tx"));
+  CHECK(sendto(f->peer, frame, len, 0, (struct sockaddr *)&eng, sizeof(eng)) == (ssize_t)len);
+  CHECK(drain_until(f->app, "settled-rx"));
+  close(s);
+}
+
 static void test_swap_stress(struct fixture *f)
 {
   struct traffic t = { .f = f };
@@ -406,6 +444,7 @@ static void test_swap_stress(struct fixture *f)
   }
   __atomic_store_n(&t.stop, 1, __ATOMIC_RELAXED);
   pthread_join(th, NULL);
+  settle(f);
   CHECK(ctr(f->counters, 1, UL_C_TX_PACKETS) > tx0);
   CHECK(ctr(f->counters, 1, UL_C_RX_PACKETS) > rx0);
   printf("swap stress: 10000 swaps, tx %llu rx %llu packets meanwhile\n",
@@ -608,17 +647,22 @@ static void threads_case(struct fixture *f, uint32_t n)
      * put it: 16 inner flows (source ports) into the TUN, spread over its
      * queues by flow hash; 16 outer flows (source ports) to the group,
      * spread over its sockets by 4-tuple hash. */
-    for (k = 0; k < flows; k++) {
-      struct sockaddr_in from = sin4("0.0.0.0", (uint16_t)(42000 + k)),
-                         ofrom = sin4("127.0.0.1", (uint16_t)(43000 + k));
-      int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0),
-          o = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-      CHECK(bind(s, (struct sockaddr *)&from, sizeof(from)) == 0);
-      CHECK(sendto(s, "mq", 2, 0, (struct sockaddr *)&dst, sizeof(dst)) == 2);
-      CHECK(bind(o, (struct sockaddr *)&ofrom, sizeof(ofrom)) == 0);
-      CHECK(sendto(o, frame, len, 0, (struct sockaddr *)&eng, sizeof(eng)) == (ssize_t)len);
-      close(s);
-      close(o);
+    {
+      /* each flow from a socket of its own, all open at once: distinct
+       * source ports the kernel picks (fixed ones could collide with the
+       * ephemeral ports of this test's other sockets) */
+      int s[16], o[16];
+      for (k = 0; k < flows; k++) {
+        s[k] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        o[k] = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+        CHECK(s[k] >= 0 && o[k] >= 0);
+        CHECK(sendto(s[k], "mq", 2, 0, (struct sockaddr *)&dst, sizeof(dst)) == 2);
+        CHECK(sendto(o[k], frame, len, 0, (struct sockaddr *)&eng, sizeof(eng)) == (ssize_t)len);
+      }
+      for (k = 0; k < flows; k++) {
+        close(s[k]);
+        close(o[k]);
+      }
     }
     {
       uint32_t tun_used = 0, udp_used = 0;

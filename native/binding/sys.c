@@ -54,30 +54,55 @@ napi_value js_tun_open_queue(napi_env env, napi_callback_info info)
                          ul_tun_open_queue);
 }
 
+/* The address and port arguments of udpOpen / udpOpenGroup: an IP string
+ * or "" (any IPv4 address), and 0..65535. Throws and returns 0 when bad. */
+struct bind_args {
+  char str[64];
+  struct ul_addr a;
+  int64_t port;
+};
+
+static int get_bind_args(napi_env env, const char *fn, napi_value addr,
+                         napi_value port, struct bind_args *b)
+{
+  memset(&b->a, 0, sizeof(b->a));
+  if (!arg_string(env, addr, b->str, sizeof(b->str)) ||
+      (b->str[0] != '\0' && !parse_addr(b->str, &b->a))) {
+    throw_type(env, fn, "address must be an IP string or \"\"");
+    return 0;
+  }
+  if (!arg_int(env, port, 0, 65535, &b->port)) {
+    throw_type(env, fn, "port must be an integer 0..65535");
+    return 0;
+  }
+  return 1;
+}
+
+/* What a bind error names: "addr:port" ("[v6]:port"; "" is 0.0.0.0). */
+static void bind_subject(const struct bind_args *b, char *out, size_t cap)
+{
+  snprintf(out, cap, b->a.family == 6 && b->str[0] ? "[%s]:%u" : "%s:%u",
+           b->str[0] ? b->str : "0.0.0.0", (unsigned)b->port);
+}
+
 napi_value js_udp_open_group(napi_env env, napi_callback_info info)
 {
   napi_value argv[3], out;
-  char str[64], subject[80];
-  struct ul_addr a;
-  int64_t port, n;
+  char subject[80];
+  struct bind_args b;
+  int64_t n;
   int fds[UL_THREADS_MAX], r;
   unsigned i;
 
-  memset(&a, 0, sizeof(a));
-  if (!get_args(env, info, 3, argv, NULL))
+  if (!get_args(env, info, 3, argv, NULL) ||
+      !get_bind_args(env, "udpOpenGroup", argv[0], argv[1], &b))
     return NULL;
-  if (!arg_string(env, argv[0], str, sizeof(str)) ||
-      (str[0] != '\0' && !parse_addr(str, &a)))
-    return throw_type(env, "udpOpenGroup", "address must be an IP string or \"\"");
-  if (!arg_int(env, argv[1], 0, 65535, &port))
-    return throw_type(env, "udpOpenGroup", "port must be an integer 0..65535");
   if (!arg_int(env, argv[2], 1, UL_THREADS_MAX, &n))
     return throw_type(env, "udpOpenGroup", "count must be an integer 1..8");
-  r = str[0] == '\0' ? ul_udp_open_group(4, NULL, (uint16_t)port, fds, (unsigned)n)
-                     : ul_udp_open_group(a.family, &a, (uint16_t)port, fds, (unsigned)n);
+  r = b.str[0] == '\0' ? ul_udp_open_group(4, NULL, (uint16_t)b.port, fds, (unsigned)n)
+                       : ul_udp_open_group(b.a.family, &b.a, (uint16_t)b.port, fds, (unsigned)n);
   if (r < 0) {
-    snprintf(subject, sizeof(subject), a.family == 6 && str[0] ? "[%s]:%u" : "%s:%u",
-             str[0] ? str : "0.0.0.0", (unsigned)port);
+    bind_subject(&b, subject, sizeof(subject));
     return throw_errno(env, r, "bind UDP (SO_REUSEPORT group)", subject);
   }
   CHECK(napi_create_array_with_length(env, (size_t)n, &out));
@@ -95,24 +120,17 @@ napi_value js_udp_open_group(napi_env env, napi_callback_info info)
 napi_value js_udp_open(napi_env env, napi_callback_info info)
 {
   napi_value argv[2];
-  char str[64], subject[80];
-  struct ul_addr a;
-  int64_t port;
+  char subject[80];
+  struct bind_args b;
   int fd;
 
-  memset(&a, 0, sizeof(a));
-  if (!get_args(env, info, 2, argv, NULL))
+  if (!get_args(env, info, 2, argv, NULL) ||
+      !get_bind_args(env, "udpOpen", argv[0], argv[1], &b))
     return NULL;
-  if (!arg_string(env, argv[0], str, sizeof(str)) ||
-      (str[0] != '\0' && !parse_addr(str, &a)))
-    return throw_type(env, "udpOpen", "address must be an IP string or \"\"");
-  if (!arg_int(env, argv[1], 0, 65535, &port))
-    return throw_type(env, "udpOpen", "port must be an integer 0..65535");
-  fd = str[0] == '\0' ? ul_udp_open(4, NULL, (uint16_t)port)
-                      : ul_udp_open(a.family, &a, (uint16_t)port);
+  fd = b.str[0] == '\0' ? ul_udp_open(4, NULL, (uint16_t)b.port)
+                        : ul_udp_open(b.a.family, &b.a, (uint16_t)b.port);
   if (fd < 0) {
-    snprintf(subject, sizeof(subject), a.family == 6 && str[0] ? "[%s]:%u" : "%s:%u",
-             str[0] ? str : "0.0.0.0", (unsigned)port);
+    bind_subject(&b, subject, sizeof(subject));
     return throw_errno(env, fd, "bind UDP", subject);
   }
   return make_int(env, fd);

@@ -10,9 +10,8 @@
  *      use" fails before any device exists
  *   3. open the TUN (virtio-net header on); EPERM -> "needs CAP_NET_ADMIN";
  *      offloads (offloads.ts): TSO/USO on the TUN, UDP_GRO on a native socket
- *   4. accept_local (see allowLocalSource), IPv6 on when a range is IPv6
- *      (see enableIPv6), both through the caller's DataplaneHost (the
- *      agent's host seam); MTU + link up; each own subnet's network address
+ *   4. accept_local, and IPv6 on when a range is IPv6 (TUN_SYSCTLS), both
+ *      through the caller's DataplaneHost (the agent's host seam); MTU + link up; each own subnet's network address
  *      as /32 (/128)
  *   5. a route for each cluster network through the TUN
  *   6. engine (native or js) with an empty FDB, started
@@ -141,30 +140,28 @@ function system<T>(context: string, fn: () => T): T {
 }
 
 /**
- * ICMP errors for unroutable destinations come out of the TUN with the TUN's
- * own address as source; the kernel drops packets arriving with a local
- * source address ("martian source") unless accept_local is set on the device.
+ * The TUN's two sysctls, through the caller's DataplaneHost; a failure is logged with what it
+ * costs and the data plane goes on.
+ * - accept_local = 1: ICMP errors for unroutable destinations come out of the TUN with the TUN's
+ *   own address as source, and the kernel drops packets arriving with a local source address
+ *   ("martian source") unless accept_local is set on the device.
+ * - disable_ipv6 = 0: a new device inherits net.ipv6.conf.default.disable_ipv6; on a host where
+ *   that is 1 the TUN would refuse its IPv6 address (EACCES, which reads like a missing
+ *   privilege). IPv6 goes on for the TUN alone, and the address step says what is wrong if not.
  */
-function allowLocalSource(host: DataplaneHost, tun: string, log: Logger): void {
-  const knob = `net/ipv4/conf/${tun}/accept_local`;
-  try {
-    host.setSysctl(knob, '1');
-  } catch (err) {
-    log.warn('cannot set accept_local: ICMP unreachable errors will not reach local senders', { knob, err });
-  }
-}
+const TUN_SYSCTLS = {
+  allowLocalSource: { knob: (tun: string) => `net/ipv4/conf/${tun}/accept_local`, value: '1',
+    cost: 'cannot set accept_local: ICMP unreachable errors will not reach local senders' },
+  enableIPv6: { knob: (tun: string) => `net/ipv6/conf/${tun}/disable_ipv6`, value: '0',
+    cost: 'cannot enable IPv6 on the TUN: its IPv6 address may be refused' },
+} as const;
 
-/**
- * A new device inherits net.ipv6.conf.default.disable_ipv6: on a host where that is 1 the TUN
- * would refuse its IPv6 address (EACCES, which reads like a missing privilege). Turn IPv6 on for
- * the TUN alone; a failure is logged and the address step then says what is wrong.
- */
-function enableIPv6(host: DataplaneHost, tun: string, log: Logger): void {
-  const knob = `net/ipv6/conf/${tun}/disable_ipv6`;
+function setTunSysctl(host: DataplaneHost, tun: string, which: keyof typeof TUN_SYSCTLS, log: Logger): void {
+  const { knob, value, cost } = TUN_SYSCTLS[which];
   try {
-    host.setSysctl(knob, '0');
+    host.setSysctl(knob(tun), value);
   } catch (err) {
-    log.warn('cannot enable IPv6 on the TUN: its IPv6 address may be refused', { knob, err });
+    log.warn(cost, { knob: knob(tun), err });
   }
 }
 
@@ -220,8 +217,8 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
       for (const s of more) applyQueueOffloads(addon, state, [], [kind.nativeFd(s), ...kind.queueFds(s)].filter((fd) => fd !== undefined));
       return state;
     });
-    allowLocalSource(host, tun.name, log);
-    if ([...checked.own, ...checked.networks].some((c) => c.family === 6)) enableIPv6(host, tun.name, log);
+    setTunSysctl(host, tun.name, 'allowLocalSource', log);
+    if ([...checked.own, ...checked.networks].some((c) => c.family === 6)) setTunSysctl(host, tun.name, 'enableIPv6', log);
     system(`set MTU ${opts.mtu} and up on ${tun.name}`, () => addon.linkSet(tun.name, opts.mtu, true));
     for (const s of checked.own) {
       system(`add address ${s.addr}/${familyBits(s.family)} to ${tun.name}`, () => addon.addrAdd(tun.name, s.addr, familyBits(s.family)));

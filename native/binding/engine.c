@@ -283,7 +283,8 @@ napi_value js_engine_stats(napi_env env, napi_callback_info info)
       !set_int(env, out, "groBuffers", (int64_t)st.gro_buffers) ||
       !set_int(env, out, "groDatagrams", (int64_t)st.gro_datagrams) ||
       !set_int(env, out, "tunGsoRefused", (int64_t)st.tun_gso_refused) ||
-      !set_int(env, out, "tunSoftSegments", (int64_t)st.tun_soft_segments))
+      !set_int(env, out, "tunSoftSegments", (int64_t)st.tun_soft_segments) ||
+      !set_int(env, out, "partialCsumPackets", (int64_t)st.partial_csum))
     return NULL;
   return out;
 }

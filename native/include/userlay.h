@@ -33,6 +33,7 @@
 #ifndef USERLAY_H
 #define USERLAY_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -135,9 +136,15 @@ struct ul_fdb_snapshot_hdr {
 /* Smallest per-peer path MTU a snapshot may carry (IPv4's minimum, RFC 791). */
 #define UL_MIN_PATH_MTU 68
 
+/* ul_fdb_peer.flags */
+#define UL_FDB_F_PARTIAL_CSUM 0x01 /* the peer takes inner TCP/UDP checksums
+                                    * left partial (a userlay node that says so;
+                                    * see "Partial checksums" in csum.c) */
+#define UL_FDB_F_KNOWN UL_FDB_F_PARTIAL_CSUM
+
 struct ul_fdb_peer {   /* 40 bytes */
   uint8_t family;      /* underlay family, 4 or 6 */
-  uint8_t reserved0;
+  uint8_t flags;       /* UL_FDB_F_*; other bits must be zero */
   uint16_t port;       /* underlay UDP port, host order */
   uint8_t ip[16];      /* underlay IP */
   uint8_t mac[6];      /* VTEP MAC (vxlan); ignored for udp */
@@ -268,6 +275,25 @@ int ul_vnet_hdr_for_rx(const uint8_t *pkt, size_t len, struct ul_vnet_hdr *vh);
  */
 int ul_vnet_apply_tx(uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh);
 
+/*
+ * Finish a checksum left partial: the field at start + offset holds the
+ * pseudo-header sum; sum pkt[start..len) over it and store the result (0 is
+ * sent as 0xffff, which UDP needs). UL_OK, or UL_DROP_TX_MALFORMED when the
+ * field lies outside the packet.
+ */
+int ul_csum_finish(uint8_t *pkt, size_t len, size_t start, size_t offset);
+
+/*
+ * May the checksum left partial at start/offset travel as it is to a peer
+ * with UL_FDB_F_PARTIAL_CSUM? Only when that receiver will take it for
+ * partial by ul_vnet_hdr_for_rx()'s rule: TCP or UDP right behind the IP
+ * header (no fragment, no IPv6 extension header), the IP length equal to
+ * len, the field where that header has it, holding the pseudo-header sum.
+ * 1 or 0 (then finish it).
+ */
+int ul_csum_partial_travels(const uint8_t *pkt, size_t len, size_t start,
+                            size_t offset);
+
 /* ---- software segmentation (segment.c) ---------------------------------
  *
  * A TSO/USO super-packet read from the TUN (offloads on, see
@@ -282,6 +308,9 @@ struct ul_tso {
   size_t gso_size;    /* payload bytes per segment */
   size_t payload;     /* payload bytes of the whole packet */
   uint32_t nsegs;     /* segments it splits into (>= 1) */
+  bool leave_partial; /* set by the caller after parsing: segments keep the
+                       * pseudo-header sum in their L4 checksum field (to be
+                       * finished by ul_csum_finish or by the receiver) */
 };
 
 /* Check the GSO packet pkt[0..len) against its virtio-net header *vh and
@@ -395,12 +424,18 @@ struct ul_tun_reader {
   uint32_t next_seg;   /* its next segment; == tso.nsegs: nothing pending */
   uint64_t segments;   /* segments produced by splits (statistics) */
   uint64_t supers;     /* super-packets split */
+  bool leave_partial;  /* hand NEEDS_CSUM packets and TSO/USO segments on with
+                        * their checksum partial (ul_tun_pkt.csum_*), for the
+                        * caller to finish or not per peer; else finish all */
 };
 
 /* A packet for encapsulation: IP packet at buf + UL_TX_HEADROOM, len bytes. */
 struct ul_tun_pkt {
   uint8_t *buf;        /* UL_BUF_SIZE bytes, malloc()ed */
   size_t len;
+  /* with leave_partial: the checksum the reader left partial (start of the
+   * summed range, field offset from it), csum_offset 0 = complete already */
+  uint16_t csum_start, csum_offset;
 };
 
 int ul_tun_reader_init(struct ul_tun_reader *r, int fd, uint64_t *counters);
@@ -642,6 +677,8 @@ struct ul_engine_stats {
   int tun_gso;                /* GSO writes to the TUN in use */
   uint64_t tun_gso_refused;   /* GSO writes the TUN refused (probe included) */
   uint64_t tun_soft_segments; /* segments written by the software fallback */
+  uint64_t partial_csum;      /* packets sent with the inner checksum left
+                               * partial, to peers that take it (csum.c) */
 };
 
 struct ul_engine;

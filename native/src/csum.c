@@ -27,6 +27,24 @@
  *   that field included, and stores the complemented fold at
  *   csum_start + csum_offset. Over veth nobody does, so a frame the kernel
  *   vxlan device encapsulated can reach us with the field still partial.
+ *
+ * Partial checksums between userlay nodes
+ *   The kernel's vxlan device never sums the inner TCP payload on veth: the
+ *   packet stays CHECKSUM_PARTIAL from the sending socket to the receiving
+ *   one, and the outer UDP checksum (done by the device, or verified by the
+ *   receiving NIC) covers the whole datagram, the inner packet included.
+ *   userlay does the same towards a peer whose FDB entry has
+ *   UL_FDB_F_PARTIAL_CSUM (a userlay node that says it takes them: lease
+ *   annotation userlay.io/partial-csum, peers-file partialCsum): the native
+ *   tx thread leaves NEEDS_CSUM packets and TSO/USO segments with the
+ *   pseudo-header sum in the field, and the receiver recognises it
+ *   (ul_vnet_hdr_for_rx, and csum_acceptable in gro.c) and writes the packet
+ *   to its TUN with NEEDS_CSUM, for its kernel to finish if the packet leaves
+ *   the node again. Our UDP sockets always send the outer checksum (IPv4 too:
+ *   no UDP_NO_CHECK6_TX / SO_NO_CHECK), so nothing travels unprotected. To
+ *   any other peer (kernel vxlan, flannel) every checksum leaves complete
+ *   (ul_csum_finish), and so does any packet the receiver would not take for
+ *   partial (ul_csum_partial_travels: IPv6 extension headers, say).
  */
 #include <string.h>
 
@@ -158,15 +176,28 @@ int ul_vnet_hdr_for_rx(const uint8_t *pkt, size_t len, struct ul_vnet_hdr *vh) {
   return 1;
 }
 
-int ul_vnet_apply_tx(uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh) {
-  if (vh->gso_type != 0) return UL_DROP_TX_MALFORMED;
-  if ((vh->flags & UL_VNET_F_NEEDS_CSUM) == 0) return UL_OK;
-  size_t start = vh->csum_start, at = start + vh->csum_offset;
-  if (at + 2 > len) return UL_DROP_TX_MALFORMED;
+int ul_csum_finish(uint8_t *pkt, size_t len, size_t start, size_t offset) {
+  size_t at = start + offset;
+  if (start > len || offset > len || at + 2 > len) return UL_DROP_TX_MALFORMED;
   /* The field holds the pseudo-header sum: summing over it completes it. */
   uint16_t c = ul_csum_fold(ul_csum_partial(pkt + start, len - start, 0));
   if (c == 0) c = 0xffff; /* same value in ones' complement; UDP needs it */
   pkt[at] = (uint8_t)(c >> 8);
   pkt[at + 1] = (uint8_t)c;
   return UL_OK;
+}
+
+int ul_vnet_apply_tx(uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh) {
+  if (vh->gso_type != 0) return UL_DROP_TX_MALFORMED;
+  if ((vh->flags & UL_VNET_F_NEEDS_CSUM) == 0) return UL_OK;
+  return ul_csum_finish(pkt, len, vh->csum_start, vh->csum_offset);
+}
+
+int ul_csum_partial_travels(const uint8_t *pkt, size_t len, size_t start,
+                            size_t offset) {
+  struct l4 l;
+  if (pkt == NULL || find_l4(pkt, len, &l) != 0) return 0;
+  if (l.off != start || l.csum_off != offset || l.off + l.len != len) return 0;
+  uint16_t partial = (uint16_t)~ul_csum_fold(ul_csum_pseudo(pkt, l.proto, l.len));
+  return load_be16(pkt + l.off + l.csum_off) == partial;
 }

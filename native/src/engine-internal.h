@@ -50,6 +50,8 @@ struct slot {
   uint32_t udp;               /* tx: index into cfg.udp (the peer's family) */
   uint32_t txq;               /* tx: index into that set's tx_fds (source port) */
   uint32_t path_mtu;          /* tx: the peer's path MTU (for too big) */
+  uint16_t csum_start;        /* tx: a checksum the reader left partial, */
+  uint16_t csum_offset;       /* 0 = complete (struct ul_tun_pkt) */
   struct sockaddr_storage addr; /* tx: destination; rx: source */
   struct iovec iov;
 };
@@ -99,6 +101,8 @@ struct worker {
   /* tx only: the TUN read path (tun-read.c), with a super-packet that may
    * continue into the next batch */
   struct ul_tun_reader reader;
+  uint64_t partial_csum;      /* tx only: packets sent with the inner
+                               * checksum left partial (relaxed atomics) */
   /* tx only: the ICMP rate limit (a token bucket per thread: with N
    * threads at most N times UL_ICMP_RATE), and its packet buffer */
   uint8_t *icmp_buf;          /* UL_VNET_HDR_LEN + UL_ICMP_MAX */

@@ -72,10 +72,31 @@ static uint32_t tx_read(struct worker *w)
   }
   for (i = 0; i < (uint32_t)r; i++) {
     w->slots[i].len = pkts[i].len;
+    w->slots[i].csum_start = pkts[i].csum_start;
+    w->slots[i].csum_offset = pkts[i].csum_offset;
     w->slots[i].reason = UL_OK;
     w->slots[i].peer_slot = 0;
   }
   return (uint32_t)r;
+}
+
+/* A checksum the reader left partial travels so to a peer that takes it
+ * (UL_FDB_F_PARTIAL_CSUM) when the peer will know it for partial, and is
+ * finished here for every other (see "Partial checksums" in csum.c). */
+static void tx_checksum(struct worker *w, struct slot *s,
+                        const struct ul_fdb_peer *peer)
+{
+  uint8_t *pkt = s->buf + UL_TX_HEADROOM;
+
+  if (s->csum_offset == 0)
+    return;
+  if ((peer->flags & UL_FDB_F_PARTIAL_CSUM) != 0 &&
+      ul_csum_partial_travels(pkt, s->len, s->csum_start, s->csum_offset)) {
+    bump(&w->partial_csum, 1);
+    return;
+  }
+  /* in range: the reader checked csum_start + csum_offset + 2 <= len */
+  (void)ul_csum_finish(pkt, s->len, s->csum_start, s->csum_offset);
 }
 
 /* Encapsulate the batch under one FDB read-side section. */
@@ -104,6 +125,7 @@ static void tx_encap(struct worker *w, uint32_t n)
     if (s->reason != UL_OK)
       continue;
     s->peer_slot = res.peer->slot;
+    tx_checksum(w, s, res.peer);
     s->udp = res.peer->family == e->udp_family[0] ? 0 : 1;
     if (s->udp >= e->cfg.n_udp || res.peer->family != e->udp_family[s->udp]) {
       s->reason = UL_DROP_UDP_SEND; /* no socket of the peer's family */

@@ -260,6 +260,7 @@ static int worker_init(struct worker *w, struct ul_engine *e, uint32_t index,
     w->icmp_tokens = UL_ICMP_BURST;
     clock_gettime(CLOCK_MONOTONIC, &w->icmp_last);
     r = ul_tun_reader_init(&w->reader, w->tun_fd, e->cfg.counters);
+    w->reader.leave_partial = true; /* finished per peer: tx_checksum() */
   }
   if (r < 0)
     return r;
@@ -453,6 +454,7 @@ void ul_engine_stats(const struct ul_engine *e, struct ul_engine_stats *st)
     const struct worker *t = &e->tx[i];
     st->tso_packets += __atomic_load_n(&t->reader.supers, __ATOMIC_RELAXED);
     st->tso_segments += __atomic_load_n(&t->reader.segments, __ATOMIC_RELAXED);
+    st->partial_csum += __atomic_load_n(&t->partial_csum, __ATOMIC_RELAXED);
   }
   for (i = 0; i < e->n_rx; i++) {
     const struct worker *r = &e->rx[i];

@@ -115,7 +115,7 @@ static bool all_zero(const uint8_t *p, size_t n) {
 static bool peer_valid(const struct ul_fdb_peer *p) {
   if (fam_index(p->family) < 0) return false;
   if (p->family == 4 && !all_zero(p->ip + 4, 12)) return false;
-  if (p->reserved0 != 0 || p->reserved1[0] != 0 || p->reserved1[1] != 0)
+  if ((p->flags & ~UL_FDB_F_KNOWN) != 0 || p->reserved1[0] != 0 || p->reserved1[1] != 0)
     return false;
   if (p->mtu != 0 && (p->mtu < UL_MIN_PATH_MTU || p->mtu > 65535))
     return false;

@@ -17,7 +17,10 @@
  *            only on the first (what the kernel's tcp_gso_segment does)
  *     UDP    length of the datagram
  *     L4     checksum complete (pseudo header + L4 header + payload), so
- *            every segment leaves finished whatever the TUN said
+ *            every segment leaves finished whatever the TUN said; or, with
+ *            t->leave_partial, the pseudo-header sum of the segment's own
+ *            length (for ul_csum_finish later, or for a peer that takes
+ *            partial checksums: csum.c)
  *   hdr_len from the virtio header is not trusted: on a forwarded packet it
  *   may cover the whole first segment. It is recomputed from csum_start (the
  *   L3 header length) plus the TCP data offset, or 8 for UDP.
@@ -93,6 +96,23 @@ int ul_tso_parse(const uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh,
   return UL_OK;
 }
 
+/* The L4 checksum field of a segment whose IP header is at ip and whose L4
+ * header and payload are l4[0..l4len): complete, or with partial only the
+ * pseudo-header sum (folded, not inverted: what CHECKSUM_PARTIAL leaves). */
+static uint16_t l4_csum(const uint8_t *ip, uint8_t *l4, size_t l4len,
+                        unsigned proto, bool partial)
+{
+  uint32_t pseudo = ul_csum_pseudo(ip, proto, l4len);
+  size_t at = proto == PROTO_TCP ? 16 : 6;
+  uint16_t c;
+
+  if (partial)
+    return (uint16_t)~ul_csum_fold(pseudo);
+  l4[at] = l4[at + 1] = 0;
+  c = ul_csum_fold(ul_csum_partial(l4, l4len, pseudo));
+  return proto == PROTO_UDP && c == 0 ? 0xffff : c; /* 0 means "none" for UDP */
+}
+
 size_t ul_tso_segment(const uint8_t *pkt, const struct ul_tso *t, uint32_t i,
                       uint8_t *out)
 {
@@ -101,7 +121,6 @@ size_t ul_tso_segment(const uint8_t *pkt, const struct ul_tso *t, uint32_t i,
   size_t seg_len = t->hdr_len + chunk, l4len = seg_len - t->l3;
   int last = i + 1 == t->nsegs;
   uint8_t *l4 = out + t->l3;
-  uint16_t c;
 
   if (i >= t->nsegs)
     return 0;
@@ -122,14 +141,10 @@ size_t ul_tso_segment(const uint8_t *pkt, const struct ul_tso *t, uint32_t i,
       l4[13] &= (uint8_t)~(TCP_FIN | TCP_PSH);
     if (i > 0)
       l4[13] &= (uint8_t)~TCP_CWR;
-    l4[16] = l4[17] = 0;
-    c = ul_csum_fold(ul_csum_partial(l4, l4len, ul_csum_pseudo(out, PROTO_TCP, l4len)));
-    store_be16(l4 + 16, c);
+    store_be16(l4 + 16, l4_csum(out, l4, l4len, PROTO_TCP, t->leave_partial));
   } else {
     store_be16(l4 + 4, l4len);
-    l4[6] = l4[7] = 0;
-    c = ul_csum_fold(ul_csum_partial(l4, l4len, ul_csum_pseudo(out, PROTO_UDP, l4len)));
-    store_be16(l4 + 6, c == 0 ? 0xffff : c); /* 0 means "none" for UDP */
+    store_be16(l4 + 6, l4_csum(out, l4, l4len, PROTO_UDP, t->leave_partial));
   }
   return seg_len;
 }

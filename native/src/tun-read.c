@@ -12,6 +12,9 @@
  *      UL_DROP_TX_MALFORMED (one rule for both engines: they disagreed).
  *   4. gso_type NONE: ul_vnet_apply_tx() finishes a NEEDS_CSUM checksum; bad
  *      offsets are UL_DROP_TX_MALFORMED. The packet stays where it was read.
+ *      With leave_partial the checksum is left as it is and its place handed
+ *      on (ul_tun_pkt.csum_start/csum_offset), as for the segments of step 5:
+ *      the caller finishes it unless the peer takes it partial (csum.c).
  *   5. GSO (TSO4/TSO6/USO): ul_tso_parse() checks it (malformed: counted),
  *      then ul_tso_segment() writes segment i into buffer k + i. When all
  *      segments fit in the buffers left, segments 1.. are written first and
@@ -73,6 +76,14 @@ void ul_tun_reader_free(struct ul_tun_reader *r)
   r->spare = NULL;
 }
 
+/* Where a segment of the super-packet in r->tso has its checksum, when the
+ * split left it partial (r->leave_partial); else it is complete. */
+static void mark_partial(const struct ul_tun_reader *r, struct ul_tun_pkt *p)
+{
+  p->csum_start = r->tso.leave_partial ? (uint16_t)r->tso.l3 : 0;
+  p->csum_offset = !r->tso.leave_partial ? 0 : r->tso.proto == 6 ? 16 : 6;
+}
+
 /* Segments of the pending super-packet into out[k..n); returns the new k. */
 static uint32_t drain(struct ul_tun_reader *r, struct ul_tun_pkt *out,
                       uint32_t k, uint32_t n)
@@ -82,6 +93,7 @@ static uint32_t drain(struct ul_tun_reader *r, struct ul_tun_pkt *out,
   for (; k < n && r->next_seg < r->tso.nsegs; k++, r->next_seg++) {
     out[k].len = ul_tso_segment(pkt, &r->tso, r->next_seg,
                                 out[k].buf + UL_TX_HEADROOM);
+    mark_partial(r, &out[k]);
     stat_add(&r->segments, 1);
   }
   return k;
@@ -96,9 +108,11 @@ static uint32_t split(struct ul_tun_reader *r, struct ul_tun_pkt *out,
 
   stat_add(&r->supers, 1);
   if (r->tso.nsegs <= n - k) {
-    for (i = r->tso.nsegs; i-- > 0;)
+    for (i = r->tso.nsegs; i-- > 0;) {
       out[k + i].len = ul_tso_segment(pkt, &r->tso, i,
                                       out[k + i].buf + UL_TX_HEADROOM);
+      mark_partial(r, &out[k + i]);
+    }
     stat_add(&r->segments, r->tso.nsegs);
     r->next_seg = r->tso.nsegs;
     return k + r->tso.nsegs;
@@ -140,10 +154,17 @@ int ul_tun_read_batch(struct ul_tun_reader *r, struct ul_tun_pkt *out,
     memcpy(&vh, out[k].buf + at, sizeof(vh));
     len = (size_t)got - UL_VNET_HDR_LEN;
     if (vh.gso_type == 0) {
-      if (ul_vnet_apply_tx(pkt, len, &vh) != UL_OK) {
+      /* left partial only where the field lies inside (else finished or
+       * refused by ul_vnet_apply_tx); offset 0 would read as "complete" */
+      bool partial = r->leave_partial && (vh.flags & UL_VNET_F_NEEDS_CSUM) != 0 &&
+                     vh.csum_offset != 0 &&
+                     (size_t)vh.csum_start + vh.csum_offset + 2 <= len;
+      if (!partial && ul_vnet_apply_tx(pkt, len, &vh) != UL_OK) {
         count_drop0(r, UL_DROP_TX_MALFORMED);
         continue;
       }
+      out[k].csum_start = partial ? vh.csum_start : 0;
+      out[k].csum_offset = partial ? vh.csum_offset : 0;
       out[k++].len = len;
       continue;
     }
@@ -151,6 +172,7 @@ int ul_tun_read_batch(struct ul_tun_reader *r, struct ul_tun_pkt *out,
       count_drop0(r, UL_DROP_TX_MALFORMED);
       continue;
     }
+    r->tso.leave_partial = r->leave_partial;
     r->pend_len = len;
     k = split(r, out, k, n);
   }

@@ -9,6 +9,9 @@
  *   1. tx: a datagram to 198.19.2.5 enters the TUN, leaves as a VXLAN frame
  *      that the peer socket receives; header bytes checked. A burst of 40
  *      arrives as 40 frames in order (UDP GSO runs are cut apart again).
+ *   1a. partial checksums: to a peer with UL_FDB_F_PARTIAL_CSUM the UDP
+ *      checksum the kernel left partial leaves so, counted; to one without,
+ *      completed.
  *   2. no route: a datagram to 198.19.3.5 is answered with an ICMP net
  *      unreachable that the connected sender sees as ENETUNREACH.
  *   2a. too big: with the peer's path MTU at 1000, a 1200-byte datagram with
@@ -88,6 +91,57 @@ static void test_tx(struct fixture *f)
   CHECK_EQ(ctr_wait(f->counters, 1, UL_C_TX_PACKETS, 1), 1);
   CHECK_EQ(ctr(f->counters, 0, UL_C_TX_PACKETS), 1);
   CHECK_EQ(ctr(f->counters, 1, UL_C_TX_BYTES), 20 + 8 + 5);
+  close(s);
+}
+
+/* With UL_FDB_F_PARTIAL_CSUM on the peer, the checksum the kernel left
+ * partial travels so (the field holds the pseudo-header sum) and is counted;
+ * back on the table without the flag it is completed again. */
+static void test_tx_partial(struct fixture *f)
+{
+  struct sockaddr_in dst = sin4("198.19.2.5", 7777);
+  int s = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  uint8_t buf[2048], *ip = buf + UL_VXLAN_ENCAP_LEN;
+  uint32_t pseudo = ul_csum_partial(ip + 12, 8, IPPROTO_UDP + 13);
+  struct ul_engine_stats st;
+  struct ul_fdb *fdb;
+  struct snap sn;
+  unsigned got;
+  uint32_t p;
+  ssize_t n;
+  int k;
+
+  /* TUN_F_CSUM: the kernel hands the datagram over with NEEDS_CSUM */
+  CHECK_EQ(ul_tun_set_offloads(f->tun, UL_TUN_F_CSUM, 0, &got), 0);
+  CHECK_EQ(got, UL_TUN_F_CSUM);
+  snap_init(&sn, 1, 1);
+  p = snap_peer(&sn, "127.0.0.1", 0x02, VNI);
+  snap_peer_at(&sn, p)->port = f->peer_port;
+  snap_peer_at(&sn, p)->flags = UL_FDB_F_PARTIAL_CSUM;
+  snap_route(&sn, "198.19.2.0", 24, p);
+  fdb = snap_build(&sn);
+  snap_free(&sn);
+  CHECK(fdb != NULL);
+  ul_engine_set_fdb(f->engine, fdb);
+  for (k = 0; k < 2; k++) {
+    CHECK(sendto(s, "hello", 5, 0, (struct sockaddr *)&dst, sizeof(dst)) == 5);
+    n = recv_wait(f->peer, buf, sizeof(buf), 2000);
+    CHECK_EQ(n, UL_VXLAN_ENCAP_LEN + 20 + 8 + 5);
+    if (n != UL_VXLAN_ENCAP_LEN + 20 + 8 + 5)
+      break;
+    pseudo = ul_csum_partial(ip + 12, 8, IPPROTO_UDP + 13);
+    if (k == 0) { /* left partial: exactly the pseudo-header sum */
+      CHECK_EQ(ip[26] << 8 | ip[27], (uint16_t)~ul_csum_fold(pseudo));
+      ul_engine_stats(f->engine, &st);
+      CHECK_EQ(st.partial_csum, 1);
+      ul_engine_set_fdb(f->engine, make_fdb(f->peer_port));
+    } else {      /* completed */
+      CHECK_EQ(ul_csum_fold(ul_csum_partial(ip + 20, 13, pseudo)), 0);
+      ul_engine_stats(f->engine, &st);
+      CHECK_EQ(st.partial_csum, 1);
+    }
+  }
+  CHECK_EQ(ul_tun_set_offloads(f->tun, 0, 0, &got), 0);
   close(s);
 }
 
@@ -826,6 +880,7 @@ int main(void)
 
   if (setup(&f)) {
     test_tx(&f);
+    test_tx_partial(&f);
     test_tx_burst(&f);
     test_no_route(&f);
     test_too_big(&f);

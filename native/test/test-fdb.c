@@ -135,6 +135,7 @@ static void c_count(struct snap *s, size_t *len) {
 }
 static void c_hdr_reserved(struct snap *s, size_t *len) { (void)len; s->buf[12] = 1; }
 static void c_peer_family(struct snap *s, size_t *len) { (void)len; snap_peer_at(s, 0)->family = 5; }
+static void c_peer_flags(struct snap *s, size_t *len) { (void)len; snap_peer_at(s, 0)->flags = 0x02; }
 static void c_peer_slot(struct snap *s, size_t *len) { (void)len; snap_peer_at(s, 1)->slot = 0; }
 static void c_peer_v4_tail(struct snap *s, size_t *len) { (void)len; snap_peer_at(s, 0)->ip[9] = 1; }
 static void c_peer_vni(struct snap *s, size_t *len) { (void)len; snap_peer_at(s, 0)->vni = 1u << 24; }
@@ -171,6 +172,7 @@ static void test_malformed(void) {
       {"n_peers overflow", c_count},
       {"header reserved", c_hdr_reserved},
       {"peer family", c_peer_family},
+      {"peer unknown flag", c_peer_flags},
       {"peer slot 0", c_peer_slot},
       {"peer v4 ip tail", c_peer_v4_tail},
       {"peer vni", c_peer_vni},
@@ -253,8 +255,31 @@ static void test_many(void) {
   snap_free(&s);
 }
 
+/* The partial-checksum flag is accepted and kept per peer. */
+static void test_flags(void) {
+  struct snap s;
+  struct ul_fdb *fdb = NULL;
+  struct ul_addr a = addr("198.19.1.9"), b = addr("198.19.2.9");
+  snap_init(&s, 2, 2);
+  snap_peer(&s, "198.18.0.1", 1, 1);
+  snap_peer(&s, "198.18.0.2", 2, 1);
+  snap_peer_at(&s, 0)->flags = UL_FDB_F_PARTIAL_CSUM;
+  snap_route(&s, "198.19.1.0", 24, 0);
+  snap_route(&s, "198.19.2.0", 24, 1);
+  size_t len = snap_finish(&s);
+  CHECK_EQ(ul_fdb_build(s.buf, len, &fdb), 0);
+  if (fdb != NULL) {
+    const struct ul_fdb_peer *p = ul_fdb_lookup(fdb, &a), *q = ul_fdb_lookup(fdb, &b);
+    CHECK(p != NULL && p->flags == UL_FDB_F_PARTIAL_CSUM);
+    CHECK(q != NULL && q->flags == 0);
+  }
+  ul_fdb_free(fdb);
+  snap_free(&s);
+}
+
 int main(void) {
   test_empty();
+  test_flags();
   test_lpm();
   test_default_v4();
   test_malformed();

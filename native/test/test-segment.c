@@ -16,6 +16,8 @@
  *      order, buffers exchanged without leak; runts and bad headers counted.
  *   5. UDP GRO split: lying and zero segment sizes, truncated last datagram,
  *      64 and more segments.
+ *   6. Checksums left partial (leave_partial): the split's segments and the
+ *      reader's packets, ul_csum_partial_travels and ul_csum_finish.
  */
 #include "../src/tun-read.c"
 
@@ -48,8 +50,9 @@ static uint16_t ref_sum(const uint8_t *p, size_t n, uint32_t start)
   return (uint16_t)s;
 }
 
-/* 1 when the L4 checksum of the IP packet verifies (pseudo header by hand). */
-static int ref_l4_ok(const uint8_t *ip, size_t l3, unsigned proto, size_t len)
+/* The folded sum of the pseudo header of the IP packet (by hand): what a
+ * checksum field left partial holds. */
+static uint16_t ref_pseudo(const uint8_t *ip, size_t l3, unsigned proto, size_t len)
 {
   uint8_t ph[40];
   size_t phl;
@@ -71,7 +74,20 @@ static int ref_l4_ok(const uint8_t *ip, size_t l3, unsigned proto, size_t len)
   if ((ip[0] >> 4) == 6)
     s = ref_sum((const uint8_t[]){ 0, 0, (uint8_t)(l4len >> 8), (uint8_t)l4len,
                                    0, 0, 0, (uint8_t)proto }, 8, s);
-  return ref_sum(ip + l3, l4len, s) == 0xffff;
+  return (uint16_t)s;
+}
+
+/* 1 when the L4 checksum of the IP packet verifies. */
+static int ref_l4_ok(const uint8_t *ip, size_t l3, unsigned proto, size_t len)
+{
+  return ref_sum(ip + l3, len - l3, ref_pseudo(ip, l3, proto, len)) == 0xffff;
+}
+
+/* 1 when the L4 checksum field holds exactly the pseudo-header sum. */
+static int ref_l4_partial(const uint8_t *ip, size_t l3, unsigned proto, size_t len)
+{
+  const uint8_t *f = ip + l3 + (proto == 6 ? 16 : 6);
+  return (unsigned)(f[0] << 8 | f[1]) == ref_pseudo(ip, l3, proto, len);
 }
 
 static unsigned be16(const uint8_t *p) { return (unsigned)(p[0] << 8 | p[1]); }
@@ -158,12 +174,17 @@ static size_t build_gso(uint8_t *pkt, const struct gso_spec *sp,
   return len;
 }
 
-/* Split pkt with the core and check every segment against the template. */
+/* Split pkt with the core and check every segment against the template;
+ * split again with leave_partial: each segment then holds the pseudo-header
+ * sum of its own length, travels as partial, and once finished is the
+ * complete segment byte for byte (but for 0xffff where the split wrote a TCP
+ * checksum of 0: ones' complement has two zeros). */
 static void check_split(const struct gso_spec *sp)
 {
-  static uint8_t pkt[MAXPKT], orig[MAXPKT], seg[MAXPKT], joined[MAXPKT];
+  static uint8_t pkt[MAXPKT], orig[MAXPKT], seg[MAXPKT], joined[MAXPKT], part[MAXPKT];
   struct ul_vnet_hdr vh;
-  struct ul_tso t;
+  struct ul_tso t, tp;
+  uint32_t bad_partial = 0;
   size_t hl, len = build_gso(pkt, sp, &vh, &hl), l3 = sp->version == 4 ? 20 : 40;
   size_t joined_len = 0, want_segs = (sp->payload + sp->gso_size - 1) / sp->gso_size;
   uint32_t i, bad = 0;
@@ -207,10 +228,28 @@ static void check_split(const struct gso_spec *sp)
     if (!ok && bad++ < 3)
       fprintf(stderr, "segment %u of v%u proto %u gso %zu payload %zu wrong\n",
               i, sp->version, sp->proto, sp->gso_size, sp->payload);
+    tp = t;
+    tp.leave_partial = true;
+    {
+      size_t at = sp->proto == 6 ? 16 : 6;
+      int pok = ul_tso_segment(pkt, &tp, i, part) == n &&
+                ref_l4_partial(part, l3, sp->proto, n) &&
+                ul_csum_partial_travels(part, n, l3, at) == 1 &&
+                memcmp(part, seg, l3 + at) == 0 &&            /* all but the field */
+                memcmp(part + l3 + at + 2, seg + l3 + at + 2, n - l3 - at - 2) == 0 &&
+                ul_csum_finish(part, n, l3, at) == UL_OK && ref_l4_ok(part, l3, sp->proto, n) &&
+                /* the same field, but 0xffff may stand for a TCP sum of 0 (both mean zero) */
+                (memcmp(part, seg, n) == 0 ||
+                 (sp->proto == 6 && be16(seg + l3 + at) == 0 && be16(part + l3 + at) == 0xffff));
+      if (!pok && bad_partial++ < 3)
+        fprintf(stderr, "partial segment %u of v%u proto %u gso %zu wrong\n",
+                i, sp->version, sp->proto, sp->gso_size);
+    }
     memcpy(joined + joined_len, seg + hl, n - hl);
     joined_len += n - hl;
   }
   CHECK_EQ(bad, 0);
+  CHECK_EQ(bad_partial, 0);
   CHECK_EQ(joined_len, sp->payload);
   CHECK(memcmp(joined, orig + hl, sp->payload) == 0);
   CHECK(memcmp(pkt, orig, len) == 0); /* the template is left alone */
@@ -343,6 +382,81 @@ static void test_read_batch(void)
     free(out[i].buf); /* ASan: every exchanged buffer freed exactly once */
 }
 
+/* The reader with leave_partial: segments and NEEDS_CSUM packets come with
+ * their checksum partial and its place; others complete, offset 0 is
+ * finished at once, a field outside the packet is a drop. */
+static void test_read_partial(void)
+{
+  static uint8_t pkt[MAXPKT];
+  uint64_t counters[UL_C_SLOT_WIDTH] = { 0 };
+  struct gso_spec sp = { 6, 6, 3 * 1000 + 5, 1000, 0x18, 12 };
+  struct ul_tun_pkt out[8];
+  struct ul_tun_reader r;
+  struct ul_vnet_hdr vh, one, zero, outside, plain = { 0 };
+  size_t hl, len = build_gso(pkt, &sp, &vh, &hl);
+  int sv[2], n, i;
+
+  CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv) == 0);
+  for (i = 0; i < 8; i++)
+    out[i].buf = malloc(UL_BUF_SIZE);
+  CHECK_EQ(ul_tun_reader_init(&r, sv[0], counters), 0);
+  r.leave_partial = true;
+
+  put_record(sv[1], &vh, pkt, len);                       /* 4 segments */
+  one = vh;
+  one.gso_type = 0;
+  one.gso_size = 0;
+  put_record(sv[1], &one, pkt, len);                      /* NEEDS_CSUM, no GSO */
+  zero = one;
+  zero.csum_offset = 0;
+  put_record(sv[1], &zero, pkt, 100);                     /* offset 0: finished */
+  outside = one;
+  outside.csum_offset = 2000;
+  put_record(sv[1], &outside, pkt, 100);                  /* field outside: drop */
+  put_record(sv[1], &plain, pkt, 60);                     /* complete already */
+  n = ul_tun_read_batch(&r, out, 8);
+  CHECK_EQ(n, 7);
+  for (i = 0; i < 4 && i < n; i++) {
+    const uint8_t *ip = out[i].buf + UL_TX_HEADROOM;
+    CHECK(out[i].csum_start == 40 && out[i].csum_offset == 16);
+    CHECK(ref_l4_partial(ip, 40, 6, out[i].len));
+  }
+  if (n == 7) {
+    CHECK(out[4].csum_start == 40 && out[4].csum_offset == 16 && out[4].len == len);
+    CHECK(ref_l4_partial(out[4].buf + UL_TX_HEADROOM, 40, 6, len));
+    CHECK(out[5].csum_offset == 0 && out[5].len == 100);
+    CHECK(out[6].csum_offset == 0 && out[6].len == 60);
+  }
+  CHECK_EQ(counters[UL_C_DROPS + UL_DROP_TX_MALFORMED], 1);
+
+  /* what may travel partial: only what a receiver takes for partial */
+  {
+    uint8_t *ip = out[0].buf + UL_TX_HEADROOM;
+    size_t l = out[0].len;
+    CHECK_EQ(ul_csum_partial_travels(ip, l, 40, 16), 1);
+    CHECK_EQ(ul_csum_partial_travels(ip, l, 40, 6), 0);    /* not where TCP has it */
+    CHECK_EQ(ul_csum_partial_travels(ip, l, 20, 16), 0);   /* not behind the header */
+    CHECK_EQ(ul_csum_partial_travels(ip, l + 1, 40, 16), 0); /* IP length differs */
+    ip[40 + 16] ^= 1;
+    CHECK_EQ(ul_csum_partial_travels(ip, l, 40, 16), 0);   /* not the pseudo sum */
+    ip[40 + 16] ^= 1;
+    ip[6] = 0;                                            /* hop-by-hop header */
+    CHECK_EQ(ul_csum_partial_travels(ip, l, 40, 16), 0);
+    ip[6] = 6;
+    CHECK_EQ(ul_csum_finish(ip, l, 40, l), UL_DROP_TX_MALFORMED);
+    CHECK_EQ(ul_csum_finish(ip, l, l + 1, 0), UL_DROP_TX_MALFORMED);
+    CHECK_EQ(ul_csum_finish(ip, l, 40, 16), UL_OK);
+    CHECK(ref_l4_ok(ip, 40, 6, l));
+    CHECK_EQ(ul_csum_partial_travels(ip, l, 40, 16), 0);   /* finished now */
+  }
+
+  close(sv[1]);
+  close(sv[0]);
+  ul_tun_reader_free(&r);
+  for (i = 0; i < 8; i++)
+    free(out[i].buf);
+}
+
 /* ---- UDP GRO split --------------------------------------------------------- */
 
 static void test_gro_split(void)
@@ -369,6 +483,7 @@ int main(void)
   test_uso_split();
   test_tso_malformed();
   test_read_batch();
+  test_read_partial();
   test_gro_split();
   return CHECK_DONE();
 }

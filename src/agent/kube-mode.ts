@@ -294,6 +294,7 @@ export class KubeAgent {
       backend: own.backend, vni: own.vni, vtepMAC, publicIP: underlay.publicIP, family: underlay.family,
       ...(underlay.mtu !== undefined ? { underlayMtu: underlay.mtu } : {}),
       ...(underlay.publicIPv6 !== undefined ? { publicIPv6: underlay.publicIPv6 } : {}),
+      partialCsum: true, // both engines' receive paths take them (native/src/csum.c)
     };
     await this.retry('publish lease', () => publishLease(this.deps.api, cfg.nodeName, cfg.prefix, lease, log));
     this.leasePublished = true;

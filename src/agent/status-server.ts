@@ -100,6 +100,7 @@ export const AGENT_METRICS = {
   tsoSegments: { name: 'userlay_tso_segments_total', type: 'counter', help: 'Segments the TSO/USO split produced.', labels: [] },
   groBuffers: { name: 'userlay_udp_gro_buffers_total', type: 'counter', help: 'UDP GRO receive buffers holding 2 or more datagrams.', labels: [] },
   groDatagrams: { name: 'userlay_udp_gro_datagrams_total', type: 'counter', help: 'Datagrams in those buffers.', labels: [] },
+  partialCsum: { name: 'userlay_partial_csum_packets_total', type: 'counter', help: 'Packets sent with the inner TCP/UDP checksum left partial, to peers that take it (userlay.io/partial-csum).', labels: [] },
   // routing modes (src/control/host/direct-routes.ts)
   peerRoute: { name: 'userlay_peer_route', type: 'gauge', help: 'Always 1 per peer; route says how it is reached: direct (kernel route), overlay (encapsulated) or none (not on-link under host-gw: not routed).', labels: ['peer', 'route'] },
   peersNotRouted: { name: 'userlay_peers_not_routed', type: 'gauge', help: 'Peers that get no route (host-gw: not on the underlay segment).', labels: [] },
@@ -193,6 +194,7 @@ function offloadMetrics(o: NonNullable<DataplaneStats['offloads']>): string {
     metricFamily(M.tsoSegments, [{ value: c.tsoSegments }]),
     metricFamily(M.groBuffers, [{ value: c.groBuffers }]),
     metricFamily(M.groDatagrams, [{ value: c.groDatagrams }]),
+    metricFamily(M.partialCsum, [{ value: c.partialCsumPackets }]),
   ].join('');
 }
 

@@ -48,9 +48,12 @@ export interface Snapshot {
 function plainPeer(p: Peer): Peer {
   const out: { -readonly [K in keyof Peer]: Peer[K] } = { name: p.name, subnets: [...p.subnets], publicIP: p.publicIP };
   if (p.vtepMAC !== undefined) out.vtepMAC = p.vtepMAC;
+  if (p.publicIPv6 !== undefined) out.publicIPv6 = p.publicIPv6;
+  if (p.vtepMACv6 !== undefined) out.vtepMACv6 = p.vtepMACv6;
   if (p.port !== undefined) out.port = p.port;
   if (p.vni !== undefined) out.vni = p.vni;
   if (p.underlayMtu !== undefined) out.underlayMtu = p.underlayMtu;
+  if (p.partialCsum !== undefined) out.partialCsum = p.partialCsum;
   return out;
 }
 

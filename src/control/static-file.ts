@@ -8,7 +8,9 @@
  * "vtepMACv6"; publicIP is then its IPv4 address.
  *
  * `subnets: [...]` may replace `subnet`; `port`, `vni` and `mtu` (the peer's underlay interface
- * MTU, for `--mtu auto` with mixed underlays: src/control/path-mtu.ts) are optional.
+ * MTU, for `--mtu auto` with mixed underlays: src/control/path-mtu.ts) are optional, and so is
+ * `partialCsum: true` for a peer that is a userlay node: it takes inner checksums left partial
+ * (Peer.partialCsum; never for a kernel vxlan or flannel node, which would drop them).
  * The directory (not the file) is watched, so editors and tools that replace
  * the file by rename are seen; events are debounced (100 ms of quiet), but a
  * file that keeps changing is still applied at least once a second. SIGHUP is
@@ -43,7 +45,7 @@ export interface StaticPeersOptions {
   readonly flag?: string;
 }
 
-const knownKeys = new Set(['name', 'subnet', 'subnets', 'publicIP', 'vtepMAC', 'publicIPv6', 'vtepMACv6', 'port', 'vni', 'mtu']);
+const knownKeys = new Set(['name', 'subnet', 'subnets', 'publicIP', 'vtepMAC', 'publicIPv6', 'vtepMACv6', 'port', 'vni', 'mtu', 'partialCsum']);
 
 function fieldError(field: string, message: string): UserlayError {
   return new UserlayError('ECONFIG', `${field}: ${message}`, { field });
@@ -126,6 +128,7 @@ export function parsePeers(doc: unknown, backend: Backend): Peer[] {
       if ('problem' in checked) throw fieldError(`${at}.mtu`, checked.problem);
       underlayMtu = checked.mtu;
     }
+    if (e.partialCsum !== undefined && typeof e.partialCsum !== 'boolean') throw fieldError(`${at}.partialCsum`, 'must be true or false');
     return {
       name: e.name, subnets, publicIP,
       ...(vtepMAC !== undefined ? { vtepMAC } : {}),
@@ -134,6 +137,7 @@ export function parsePeers(doc: unknown, backend: Backend): Peer[] {
       ...(port !== undefined ? { port } : {}),
       ...(vni !== undefined ? { vni } : {}),
       ...(underlayMtu !== undefined ? { underlayMtu } : {}),
+      ...(e.partialCsum === true ? { partialCsum: true } : {}),
     };
   });
 }

@@ -74,6 +74,7 @@ export interface NativeEngineStats {
   readonly tunGso: boolean;
   readonly tunGsoRefused: number;
   readonly tunSoftSegments: number;
+  readonly partialCsumPackets: number;
 }
 
 /** Result of encap(): where to send which bytes. */

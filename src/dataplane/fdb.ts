@@ -59,6 +59,8 @@ export const FDB_HDR_SIZE = 16;
 export const FDB_PEER_SIZE = 40;
 /** sizeof(struct ul_fdb_route). */
 export const FDB_ROUTE_SIZE = 24;
+/** UL_FDB_F_PARTIAL_CSUM, in struct ul_fdb_peer's flags byte: the peer takes partial inner checksums. */
+export const FDB_F_PARTIAL_CSUM = 0x01;
 /** UL_MIN_PATH_MTU: the smallest per-peer path MTU a snapshot carries (IPv4's minimum). */
 export const MIN_PATH_MTU = 68;
 /** Largest VXLAN network identifier (24 bits). */
@@ -162,6 +164,7 @@ interface PeerRecord {
   readonly port: number | undefined;
   readonly vni: number | undefined;
   readonly underlayMtu: number | undefined;
+  readonly partialCsum: boolean | undefined;
   /** Path MTU of its first entry (each entry's is in its snapshot record; 0 = no limit). */
   readonly pathMtu: number;
   /** The peer, canonicalised (port and VNI filled in). */
@@ -200,6 +203,7 @@ function recordOf(p: Peer, d: FdbDefaults, dkey: string, networks: readonly Cidr
   const hit = records.get(p);
   if (hit && hit.defaults === dkey && hit.name === p.name && hit.publicIP === p.publicIP && hit.vtepMAC === p.vtepMAC
     && hit.publicIPv6 === p.publicIPv6 && hit.vtepMACv6 === p.vtepMACv6 && hit.port === p.port && hit.vni === p.vni && hit.underlayMtu === p.underlayMtu
+    && hit.partialCsum === p.partialCsum
     && Array.isArray(p.subnets) && sameStrings(hit.subnets, p.subnets)) {
     return hit;
   }
@@ -280,6 +284,7 @@ function validatePeer(p: Peer, d: FdbDefaults, dkey: string, networks: readonly 
   const port = checkRange(`${where} port`, p.port ?? d.port, BACKENDS[d.backend].encapsulates ? 1 : 0, 65535);
   const vni = checkRange(`${where} vni`, p.vni ?? d.vni, 0, MAX_VNI);
   if (p.underlayMtu !== undefined) checkRange(`${where} underlayMtu`, p.underlayMtu, MIN_MTU, MAX_MTU);
+  if (p.partialCsum !== undefined && typeof p.partialCsum !== 'boolean') throw fdbError(`${where} partialCsum: must be true or false`);
   // each entry's path MTU, with its own family's overhead; what the engines enforce (0 = no limit)
   const limits = usable.map((u) => {
     const path = pathMtu(d.backend, u.ip.family, d.underlayMtu, p.underlayMtu);
@@ -308,12 +313,14 @@ function validatePeer(p: Peer, d: FdbDefaults, dkey: string, networks: readonly 
     port,
     vni,
     ...(p.underlayMtu !== undefined ? { underlayMtu: p.underlayMtu } : {}),
+    ...(p.partialCsum ? { partialCsum: true } : {}),
   };
   const routesAt = usable.length * FDB_PEER_SIZE;
   const bytes = new Uint8Array(routesAt + cidrs.length * FDB_ROUTE_SIZE);
   usable.forEach((u, e) => {
     const off = e * FDB_PEER_SIZE;
     bytes[off] = u.ip.family;
+    bytes[off + 1] = p.partialCsum ? FDB_F_PARTIAL_CSUM : 0;
     putU16(bytes, off + 2, port);
     bytes.set(u.ip.bytes, off + 4);
     bytes.set(u.mac, off + 20);
@@ -331,7 +338,7 @@ function validatePeer(p: Peer, d: FdbDefaults, dkey: string, networks: readonly 
   return {
     defaults: dkey, name: p.name, subnets: [...p.subnets], publicIP: p.publicIP, vtepMAC: p.vtepMAC,
     publicIPv6: p.publicIPv6, vtepMACv6: p.vtepMACv6, port: p.port, vni: p.vni, underlayMtu: p.underlayMtu,
-    pathMtu: limits[0]!, peer, bits: cidrs.map(subnetBits), entryIPs: usable.map((u) => u.text), bytes,
+    partialCsum: p.partialCsum, pathMtu: limits[0]!, peer, bits: cidrs.map(subnetBits), entryIPs: usable.map((u) => u.text), bytes,
   };
 }
 
@@ -450,6 +457,7 @@ export class FdbTable {
     let off = FDB_HDR_SIZE;
     for (const p of this.peers) {
       dv.setUint8(off, p.underlay.family);
+      dv.setUint8(off + 1, p.peer.partialCsum ? FDB_F_PARTIAL_CSUM : 0);
       dv.setUint16(off + 2, p.port, true);
       buf.set(p.underlay.bytes, off + 4);
       buf.set(p.mac, off + 20);

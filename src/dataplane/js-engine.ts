@@ -151,7 +151,7 @@ class JsEngineImpl implements Engine {
   offloadStats(): OffloadCounters {
     const r = this.reader?.stats() ?? { tsoPackets: 0, tsoSegments: 0 };
     const w = this.setup.addon.tunWriterStats(this.setup.tunFd);
-    return { ...r, groBuffers: 0, groDatagrams: 0, tunGso: w.gso, tunGsoRefused: w.gsoRefused, tunSoftSegments: w.softSegments };
+    return { ...r, groBuffers: 0, groDatagrams: 0, tunGso: w.gso, tunGsoRefused: w.gsoRefused, tunSoftSegments: w.softSegments, partialCsumPackets: 0 };
   }
 
   start(): void {

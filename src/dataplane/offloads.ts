@@ -60,6 +60,8 @@ export interface OffloadCounters {
   readonly tunGsoRefused: number;
   /** Segments written in software instead. */
   readonly tunSoftSegments: number;
+  /** Packets sent with the inner checksum left partial, to peers that take it (native engine; Peer.partialCsum). */
+  readonly partialCsumPackets: number;
 }
 
 /** Environment variable of the refusal test hook. */

@@ -41,6 +41,14 @@ export interface Peer {
    * path MTU the engines enforce for this peer (backends.ts pathMtu).
    */
   readonly underlayMtu?: number;
+  /**
+   * The peer takes inner TCP/UDP checksums left partial (a userlay node says so: lease annotation
+   * userlay.io/partial-csum, a peers-file entry's partialCsum). The native engine then sends it
+   * TSO segments without summing their payload, as the kernel's vxlan does on veth; the outer
+   * UDP checksum covers them. Never set for a kernel vxlan or flannel node: it gets complete
+   * checksums (native/src/csum.c, "Partial checksums").
+   */
+  readonly partialCsum?: boolean;
 }
 
 /** Everything needed to bring up the data plane on this node. */

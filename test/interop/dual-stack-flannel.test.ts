@@ -20,7 +20,7 @@ import { VXLAN_VNI } from '../../src/cli/lab/overlay.js';
 import { hashedTransfer, ping, pingAllPairs, podAddress } from '../../src/cli/lab/probes.js';
 import type { Family } from '../../src/dataplane/net.js';
 import type { EngineKind } from '../../src/dataplane/types.js';
-import { captureVxlan } from '../support/capture.js';
+import { captureInnerTcpChecksums, captureVxlan } from '../support/capture.js';
 import { NEEDS_ROOT, openTestLab, type TestLab } from '../support/lab.js';
 
 const MB = 1024 * 1024;
@@ -63,6 +63,15 @@ for (const { engine, threads } of AGENTS) {
           assert.equal(r.received.sha256, r.sent.sha256);
         });
       }
+
+      test(`IPv${family}: every TCP segment sent to ${KERNEL_DEV[family]} carries a complete checksum`, async () => {
+        const [n1, n2] = [lab.node(1), lab.node(2)];
+        const segs = await captureInnerTcpChecksums(lab.topo.underlayNs, n1.bridgePort, n1.underlayIPs[family]!, 300,
+          () => hashedTransfer(n1, n2, 4 * MB, 5330 + family, 60_000, family));
+        assert.ok(segs.filter((s) => s.len > 0).length >= 30, `${segs.length} segments captured`);
+        const bad = segs.filter((s) => !s.good);
+        assert.deepEqual(bad, [], `${bad.length} of ${segs.length} segments with a checksum that does not verify`);
+      });
 
       test(`IPv${family}: pod traffic leaves over the IPv${family} underlay with ${KERNEL_DEV[family]}'s MAC`, async () => {
         const n1 = lab.node(1);

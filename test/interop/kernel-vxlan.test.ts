@@ -9,7 +9,9 @@
  * not finished — the test asserts tx-checksumming is on so it covers that.
  * userlay runs with --offloads auto: TSO super-packets from its TUN are split
  * into segments the kernel vxlan device takes, and its UDP_GRO socket still
- * gets the kernel's tunnel super-frames whole (no GRO cmsg for those).
+ * gets the kernel's tunnel super-frames whole (no GRO cmsg for those). Those
+ * segments must carry complete checksums (the kernel node does not take
+ * partial ones, as a userlay peer does): tshark verifies every one.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -17,7 +19,7 @@ import { nsRun } from '../../src/cli/lab/exec.js';
 import { VXLAN_VNI } from '../../src/cli/lab/overlay.js';
 import { hashedTransfer, ping } from '../../src/cli/lab/probes.js';
 import type { EngineKind } from '../../src/dataplane/types.js';
-import { captureVxlan } from '../support/capture.js';
+import { captureInnerTcpChecksums, captureVxlan } from '../support/capture.js';
 import { NEEDS_ROOT, openTestLab, type TestLab } from '../support/lab.js';
 
 const MB = 1024 * 1024;
@@ -54,6 +56,17 @@ for (const engine of ['native', 'js'] as EngineKind[]) {
       const r = await hashedTransfer(lab.node(2), lab.node(1), 50 * MB, 5301, 60_000);
       assert.equal(r.received.bytes, 50 * MB);
       assert.equal(r.received.sha256, r.sent.sha256);
+    });
+
+    test('every TCP segment userlay sends the kernel vxlan node carries a complete checksum', async () => {
+      // the kernel node publishes no partialCsum: the native engine must finish what it split
+      const [n1, n2] = [lab.node(1), lab.node(2)];
+      const segs = await captureInnerTcpChecksums(lab.topo.underlayNs, n1.bridgePort, n1.underlayIP, 400,
+        () => hashedTransfer(n1, n2, 8 * MB, 5302, 60_000));
+      const data = segs.filter((s) => s.len > 0);
+      assert.ok(data.length >= 50, `only ${data.length} data segments captured of ${segs.length}`);
+      const bad = segs.filter((s) => !s.good);
+      assert.deepEqual(bad, [], `${bad.length} of ${segs.length} segments with a checksum that does not verify`);
     });
 
     test('tshark decodes a userlay datagram as VXLAN VNI 1 with the pod addresses', async () => {

@@ -11,7 +11,8 @@
  *   - the offloads in force are reported by /debug/stats, and nothing is
  *     dropped as tx_malformed (a super-packet the split refused)
  *   - with offloads auto the sender splits TSO super-packets and the native
- *     receiver gets UDP GRO buffers (engine counters); with off neither
+ *     receiver gets UDP GRO buffers (engine counters); with off neither; the
+ *     native sender leaves checksums partial to its userlay peer
  *   - offloads refused (test hook USERLAY_TEST_REFUSE_OFFLOADS: TSO/USO,
  *     UDP_GRO and GSO writes to the TUN) are reported and forwarding goes on
  */
@@ -30,7 +31,7 @@ const STATUS_PORT = 9477;
 interface OffloadsJson {
   offloads?: {
     mode: string; active: string[]; refused: string[];
-    counters: { tsoPackets: number; tsoSegments: number; groBuffers: number; groDatagrams: number; tunGso: boolean; tunGsoRefused: number };
+    counters: { tsoPackets: number; tsoSegments: number; groBuffers: number; groDatagrams: number; tunGso: boolean; tunGsoRefused: number; partialCsumPackets: number };
   };
 }
 
@@ -83,6 +84,11 @@ for (const { engine, offloads } of cases) {
         } else {
           assert.equal(split, 0, JSON.stringify(sender));
         }
+        // to its userlay peer the native engine leaves what the TUN left partial as it is; the
+        // js engine completes every checksum, and with offloads off the kernel did already
+        const partial = sender.partialCsumPackets - before.counters.partialCsumPackets;
+        if (engine === 'native' && offloads === 'auto') assert.ok(partial > 0, JSON.stringify(sender));
+        else assert.equal(partial, 0, JSON.stringify(sender));
         const receiver = (await offloadsOf(lab, b)).counters;
         assert.equal(receiver.tunGso, true, JSON.stringify(receiver));
         if (engine === 'native' && offloads === 'auto') {

@@ -329,3 +329,25 @@ test('slots: renaming 4,200 of 4,201 peers fits in 4,201 slots (freed first, the
   s.commit(s.plan(names('old', limit)).slots);
   assert.throws(() => s.plan(names('x', limit + 1)), (err: unknown) => err instanceof UserlayError && /too many peers: 4202 > 4201/.test(err.message));
 });
+
+test('partialCsum: flags byte 1 of the peer entry (both entries of a dual peer, both encoders), kept by the cache, checked', () => {
+  const s = new SlotAllocator(10);
+  const dual = peer('d', ['198.19.3.0/24', '2001:2:0:103::/64'], '198.18.0.3',
+    { publicIPv6: '2001:2::3', vtepMACv6: '0a:58:c6:12:00:33', partialCsum: true });
+  const t = buildFdb([peer('n2', ['198.19.2.0/24'], '198.18.0.2', { partialCsum: true }), peer('k', ['198.19.4.0/24'], '198.18.0.4'), dual],
+    { ...defaults, underlayFamilies: [4, 6] }, s);
+  const flags = (b: Uint8Array) => Array.from({ length: new DataView(b.buffer).getUint32(4, true) }, (_, i) => b[FDB_HDR_SIZE + i * FDB_PEER_SIZE + 1]);
+  assert.deepEqual(flags(t.encode()), [1, 0, 1, 1], 'n2, k, d over IPv4 and over IPv6');
+  const single = buildFdb([peer('n2', ['198.19.2.0/24'], '198.18.0.2', { partialCsum: true }), peer('k', ['198.19.4.0/24'], '198.18.0.4')], defaults, s);
+  assert.deepEqual(single.encode(), new FdbTable(single.peers, single.routes, [], []).encode(), 'the field-by-field encoder agrees');
+  assert.deepEqual(flags(single.encode()), [1, 0]);
+  assert.equal(t.peerList()[0]!.partialCsum, true);
+  assert.equal(t.peerList()[1]!.partialCsum, undefined, 'absent unless said');
+  // a peer changed in place is seen (the cache compares the field)
+  const p = peer('n2', ['198.19.2.0/24'], '198.18.0.2') as { -readonly [K in keyof Peer]: Peer[K] };
+  assert.equal(buildFdb([p], defaults, s).encode()[FDB_HDR_SIZE + 1], 0);
+  p.partialCsum = true;
+  assert.equal(buildFdb([p], defaults, s).encode()[FDB_HDR_SIZE + 1], 1);
+  efdb(() => buildFdb([peer('x', ['198.19.5.0/24'], '198.18.0.5', { partialCsum: 'yes' as unknown as boolean })], defaults, s), '"x"', 'partialCsum');
+  if (addon) addon.fdbBuild(t.encode()); // the C side takes the flag
+});

@@ -34,6 +34,7 @@ test('lease: an IPv6 underlay publishes backend-v6-data and public-ipv6 (flannel
     [`${F}/backend-data`]: null,
     [`${F}/public-ip`]: null,
     [`${F}/kube-subnet-manager`]: 'true',
+    'userlay.io/partial-csum': null,
   });
 });
 
@@ -51,6 +52,7 @@ test('lease: merge patch keeps other conditions and replaces NetworkUnavailable'
     'userlay.io/backend-v6-data': null,
     'userlay.io/public-ipv6': null,
     'userlay.io/kube-subnet-manager': 'true',
+    'userlay.io/partial-csum': null,
   });
   assert.deepEqual(p.status.conditions, [
     { type: 'Ready', status: 'True' },

@@ -35,6 +35,7 @@ function node(i: number, underlayMtu?: string): KubeObject {
         [`${P}/backend-type`]: 'vxlan', [`${P}/backend-data`]: JSON.stringify({ VNI: 1, VtepMAC: `0a:58:c6:13:00:0${i}` }),
         [`${P}/public-ip`]: `198.18.0.${i}`, [`${P}/kube-subnet-manager`]: 'true',
         ...(underlayMtu !== undefined ? { [`${P}/underlay-mtu`]: underlayMtu } : {}),
+        ...(i === 2 ? { [`${P}/partial-csum`]: 'true' } : {}), // n2 is a userlay node, the others say nothing
       },
     },
     spec: { podCIDR: `198.19.${i}.0/24`, podCIDRs: [`198.19.${i}.0/24`] },
@@ -66,9 +67,13 @@ test('kube mode: a Node with a smaller underlay lowers TUN, subnet.env and pod M
     assert.equal(envMtu(), 9001 - 50);
     const own = server.getNode('n1') as { metadata?: { annotations?: Record<string, string> } } | undefined;
     assert.equal(own?.metadata?.annotations?.['userlay.io/underlay-mtu'], '9001', 'published in the lease');
+    assert.equal(own?.metadata?.annotations?.['userlay.io/partial-csum'], 'true', 'the capability is published too');
 
     server.upsertNode(node(3, '1500'));
     await waitFor('the pod MTU lowered for n3', () => podMtu() === 1450);
+    const partial = (name: string) => agent.dataplane()?.peers().find((p) => p.name === name)?.partialCsum;
+    assert.equal(partial('n2'), true, 'n2 said so');
+    assert.equal(partial('n3'), undefined, 'n3 did not: complete checksums');
     assert.deepEqual(tun.sets, [1450]);
     await waitFor('subnet.env rewritten', () => envMtu() === 1450);
     await waitFor('the decision in force names n3', () => agent.mtu()?.limitedBy === 'n3');

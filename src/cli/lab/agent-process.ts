@@ -37,6 +37,11 @@ export interface UserlayAgentConfig {
   readonly statusPort?: number;
   /** Agent --log-level (default "info"; higher levels would hide the "agent ready" line). */
   readonly logLevel?: 'debug' | 'info';
+  /**
+   * The userlay nodes' peers-file entries for each other say partialCsum (default true, what
+   * kube mode publishes): inner checksums left partial between them; false for the ablation.
+   */
+  readonly partialCsum?: boolean;
   /** Agent --mtu (default: the agent's, auto). */
   readonly mtu?: number | 'auto';
   /** Milliseconds to wait for "agent ready" (default 20 s). */

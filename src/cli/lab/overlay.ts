@@ -60,6 +60,8 @@ export interface PeerEntry {
   /** A dual-stack peer's IPv6 underlay (dualUnderlay labs). */
   readonly publicIPv6?: string;
   readonly vtepMACv6?: string;
+  /** The peer is a userlay node taking partial inner checksums (never a kernel vxlan node). */
+  readonly partialCsum?: boolean;
 }
 
 /** The VTEP MAC of a node for its underlay of `family`, as peers see it (see the file comment). */
@@ -95,19 +97,21 @@ function kernelVxlanMtu(family: Family): number {
 
 /**
  * Peers-file entries for `peers` as seen by a node with `backend`; with `macOf` (a
- * dualUnderlay lab) a dual-stack peer is listed with both underlays and their MACs.
+ * dualUnderlay lab) a dual-stack peer is listed with both underlays and their MACs; the peers
+ * `partial` says are userlay nodes taking partial checksums get partialCsum.
  */
-export function peerEntries(peers: readonly LabNode[], backend: Backend, macOf?: VtepMacOf): PeerEntry[] {
+export function peerEntries(peers: readonly LabNode[], backend: Backend, macOf?: VtepMacOf,
+  partial: (node: LabNode) => boolean = () => false): PeerEntry[] {
   const mac = BACKENDS[backend].needsVtepMAC;
   return peers.map((p) => {
     const subnets = p.families.map((f) => p.inner[f]!.subnet);
-    const mtu = p.underlayMtu !== undefined ? { mtu: p.underlayMtu } : {};
+    const extra = { ...(p.underlayMtu !== undefined ? { mtu: p.underlayMtu } : {}), ...(partial(p) ? { partialCsum: true } : {}) };
     if (macOf === undefined || p.families.length < 2) {
-      return { name: p.name, subnets, publicIP: p.underlayIP, ...(mac ? { vtepMAC: p.vtepMAC } : {}), ...mtu };
+      return { name: p.name, subnets, publicIP: p.underlayIP, ...(mac ? { vtepMAC: p.vtepMAC } : {}), ...extra };
     }
     return {
       name: p.name, subnets, publicIP: p.underlayIPs[4]!, publicIPv6: p.underlayIPs[6]!,
-      ...(mac ? { vtepMAC: macOf(p, 4), vtepMACv6: macOf(p, 6) } : {}), ...mtu,
+      ...(mac ? { vtepMAC: macOf(p, 4), vtepMACv6: macOf(p, 6) } : {}), ...extra,
     };
   });
 }
@@ -209,7 +213,9 @@ export async function applyOverlay(topo: Topology, spec: OverlaySpec): Promise<O
   const vethPods: LabNode[] = [];
   const writePeers = async (index: number, peers: readonly number[]): Promise<void> => {
     const list = topo.nodes.filter((n) => peers.includes(n.index));
-    const text = JSON.stringify(peerEntries(list, spec.userlay?.backend ?? 'vxlan', spec.userlay?.dualUnderlay ? macOf : undefined), null, 2) + '\n';
+    // a userlay node takes partial checksums (what kube mode publishes); a kernel vxlan node does not
+    const partial = (n: LabNode): boolean => modeOf(n) === 'userlay' && spec.userlay?.partialCsum !== false;
+    const text = JSON.stringify(peerEntries(list, spec.userlay?.backend ?? 'vxlan', spec.userlay?.dualUnderlay ? macOf : undefined, partial), null, 2) + '\n';
     await writeFile(peersFile(index), text);
   };
   let removed = false;

@@ -23,7 +23,7 @@ import type { Peer } from '../../dataplane/types.js';
 import { BACKENDS, type Backend } from '../../dataplane/backends.js';
 import { canonicalIP, canonicalMac, cidrContains, isIP, parseCidr, parseIP, vtepMacProblem, type Family } from '../../dataplane/net.js';
 import { overlaps, subnetBits, type Overlap } from '../../dataplane/overlaps.js';
-import { UNDERLAY_MTU_ANNOTATION, annotationNames } from './lease.js';
+import { PARTIAL_CSUM_ANNOTATION, UNDERLAY_MTU_ANNOTATION, annotationNames } from './lease.js';
 import { checkPublishedMtu } from '../path-mtu.js';
 
 /** What the sync needs to know about this node and cluster. */
@@ -69,7 +69,7 @@ export interface DesiredPeers {
  * The part of a Node the agent reads (this file, the own-lease check in kube-mode.ts, the
  * reflector), as a new object: metadata name, namespace, resourceVersion (the reflector compares
  * it on a relist), uid, creationTimestamp (the conflict order here), the annotations — only those
- * under `annotationPrefix` + "/" when given, and userlay.io/underlay-mtu: nothing else is read — spec.podCIDR(s) and
+ * under `annotationPrefix` + "/" when given, userlay.io/underlay-mtu and userlay.io/partial-csum: nothing else is read — spec.podCIDR(s) and
  * status.addresses (type and address). Everything else of status (images, conditions,
  * nodeInfo), labels and managedFields is dropped; the own Node's conditions are read with a GET
  * (lease.ts), never from the cache. The reflector trims every Node before it reaches its cache
@@ -86,7 +86,7 @@ export function trimNode(node: V1Node, annotationPrefix?: string): V1Node {
   if (m.annotations) {
     const lead = annotationPrefix === undefined ? undefined : `${annotationPrefix}/`;
     const kept: Record<string, string> = {};
-    for (const [k, v] of Object.entries(m.annotations)) if (lead === undefined || k.startsWith(lead) || k === UNDERLAY_MTU_ANNOTATION) kept[k] = v;
+    for (const [k, v] of Object.entries(m.annotations)) if (lead === undefined || k.startsWith(lead) || k === UNDERLAY_MTU_ANNOTATION || k === PARTIAL_CSUM_ANNOTATION) kept[k] = v;
     meta.annotations = kept;
   }
   const out: V1Node = { metadata: meta };
@@ -161,6 +161,7 @@ export function nodeToPeer(node: V1Node, cfg: SyncConfig): NodeVerdict {
     peer.publicIPv6 = v6.ip;
     if (v6.vtepMAC !== undefined) peer.vtepMACv6 = v6.vtepMAC;
   }
+  if (ann[PARTIAL_CSUM_ANNOTATION] === 'true') peer.partialCsum = true; // a userlay node (lease.ts)
   const mtuText = ann[UNDERLAY_MTU_ANNOTATION];
   if (mtuText === undefined) return { ok: true, peer };
   const mtu = checkPublishedMtu(name, UNDERLAY_MTU_ANNOTATION, mtuText, v6 !== undefined ? 6 : first.family);
@@ -351,7 +352,7 @@ export function computePeers(nodes: readonly V1Node[], cfg: SyncConfig, cache?: 
 }
 
 function peerKey(p: Peer): string {
-  return JSON.stringify([p.name, [...p.subnets].sort(), p.publicIP, p.vtepMAC ?? null, p.publicIPv6 ?? null, p.vtepMACv6 ?? null, p.port ?? null, p.vni ?? null, p.underlayMtu ?? null]);
+  return JSON.stringify([p.name, [...p.subnets].sort(), p.publicIP, p.vtepMAC ?? null, p.publicIPv6 ?? null, p.vtepMACv6 ?? null, p.port ?? null, p.vni ?? null, p.underlayMtu ?? null, p.partialCsum === true]);
 }
 
 /** Per-peer keys of a peer set, sorted by name (see peerSetKey). */

@@ -10,6 +10,9 @@
  *   userlay.io/underlay-mtu        "9001": the MTU of the underlay interface (always under userlay.io:
  *                                  flannel has no such annotation; --mtu auto on the other nodes
  *                                  takes the smallest path, src/control/path-mtu.ts)
+ *   userlay.io/partial-csum        "true": this node takes inner TCP/UDP checksums left partial
+ *                                  (every userlay engine does; a flannel node has no such
+ *                                  annotation and gets complete ones: Peer.partialCsum)
  *
  * plus the NetworkUnavailable=False condition, in one JSON merge patch on nodes/{name}/status.
  *
@@ -43,6 +46,8 @@ export const FLANNEL_ANNOTATION_PREFIX = 'flannel.alpha.coreos.com';
 
 /** The annotation carrying a node's underlay MTU, whatever the prefix (flannel's stay untouched). */
 export const UNDERLAY_MTU_ANNOTATION = 'userlay.io/underlay-mtu';
+/** The annotation by which a userlay node says it takes partial inner checksums, whatever the prefix. */
+export const PARTIAL_CSUM_ANNOTATION = 'userlay.io/partial-csum';
 
 /** Full annotation names for one prefix. */
 export interface AnnotationNames {
@@ -79,6 +84,8 @@ export interface LeaseInfo {
   readonly underlayMtu?: number;
   /** Dual stack: the IPv6 address (publicIP is then IPv4), published as public-ipv6. */
   readonly publicIPv6?: string;
+  /** Published as userlay.io/partial-csum "true"; else the annotation is removed. */
+  readonly partialCsum?: boolean;
 }
 
 /** The lease's public IP per underlay family (one, or both on a dual-stack node). */
@@ -119,6 +126,7 @@ export function leasePatch(prefix: string, lease: LeaseInfo, current: readonly V
   }
   annotations[names.kubeSubnetManager] = 'true';
   if (lease.underlayMtu !== undefined) annotations[UNDERLAY_MTU_ANNOTATION] = String(lease.underlayMtu);
+  annotations[PARTIAL_CSUM_ANNOTATION] = lease.partialCsum ? 'true' : null;
   return {
     metadata: { annotations },
     status: { conditions: [...current.filter((c) => c.type !== 'NetworkUnavailable'), ours] },

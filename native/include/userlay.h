@@ -308,6 +308,8 @@ struct ul_tso {
   size_t gso_size;    /* payload bytes per segment */
   size_t payload;     /* payload bytes of the whole packet */
   uint32_t nsegs;     /* segments it splits into (>= 1) */
+  uint32_t ip_sum;    /* IPv4: sum of the header without length, id, checksum */
+  uint32_t pseudo_sum; /* sum of the pseudo header without the L4 length */
   bool leave_partial; /* set by the caller after parsing: segments keep the
                        * pseudo-header sum in their L4 checksum field (to be
                        * finished by ul_csum_finish or by the receiver) */

@@ -93,16 +93,22 @@ int ul_tso_parse(const uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh,
   t->payload = len - t->hdr_len;
   t->nsegs = t->payload == 0 ? 1
                              : (uint32_t)((t->payload + t->gso_size - 1) / t->gso_size);
+  /* what every segment shares, summed once: the segment adds its lengths
+   * (and IPv4 id), which are the only words that differ */
+  t->pseudo_sum = ul_csum_pseudo(pkt, t->proto, 0);
+  if (t->version == 4)
+    t->ip_sum = ul_csum_partial(pkt + 12, l3 - 12,
+                                ul_csum_partial(pkt + 6, 4, (uint32_t)pkt[0] << 8 | pkt[1]));
   return UL_OK;
 }
 
-/* The L4 checksum field of a segment whose IP header is at ip and whose L4
- * header and payload are l4[0..l4len): complete, or with partial only the
+/* The L4 checksum field of a segment of t whose L4 header and payload are
+ * l4[0..l4len): complete, or with partial only the
  * pseudo-header sum (folded, not inverted: what CHECKSUM_PARTIAL leaves). */
-static uint16_t l4_csum(const uint8_t *ip, uint8_t *l4, size_t l4len,
+static uint16_t l4_csum(const struct ul_tso *t, uint8_t *l4, size_t l4len,
                         unsigned proto, bool partial)
 {
-  uint32_t pseudo = ul_csum_pseudo(ip, proto, l4len);
+  uint32_t pseudo = t->pseudo_sum + (uint32_t)l4len;
   size_t at = proto == PROTO_TCP ? 16 : 6;
   uint16_t c;
 
@@ -130,8 +136,7 @@ size_t ul_tso_segment(const uint8_t *pkt, const struct ul_tso *t, uint32_t i,
   if (t->version == 4) {
     store_be16(out + 2, seg_len);
     store_be16(out + 4, (uint16_t)(load_be16(pkt + 4) + i));
-    out[10] = out[11] = 0;
-    store_be16(out + 10, ul_csum_fold(ul_csum_partial(out, t->l3, 0)));
+    store_be16(out + 10, ul_csum_fold(t->ip_sum + (uint32_t)seg_len + load_be16(out + 4)));
   } else {
     store_be16(out + 4, seg_len - 40);
   }
@@ -141,10 +146,10 @@ size_t ul_tso_segment(const uint8_t *pkt, const struct ul_tso *t, uint32_t i,
       l4[13] &= (uint8_t)~(TCP_FIN | TCP_PSH);
     if (i > 0)
       l4[13] &= (uint8_t)~TCP_CWR;
-    store_be16(l4 + 16, l4_csum(out, l4, l4len, PROTO_TCP, t->leave_partial));
+    store_be16(l4 + 16, l4_csum(t, l4, l4len, PROTO_TCP, t->leave_partial));
   } else {
     store_be16(l4 + 4, l4len);
-    store_be16(l4 + 6, l4_csum(out, l4, l4len, PROTO_UDP, t->leave_partial));
+    store_be16(l4 + 6, l4_csum(t, l4, l4len, PROTO_UDP, t->leave_partial));
   }
   return seg_len;
 }

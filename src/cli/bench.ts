@@ -55,7 +55,7 @@ const specs: FlagSpec[] = [
   { name: 'json', kind: 'string', help: 'write the JSON result to FILE (default: <out>/bench.json)' },
   { name: 'out', kind: 'string', default: 'bench/out', help: 'directory for bench.json and bench.svg' },
   { name: 'udp', kind: 'bool', help: 'also measure the udp backend' },
-  { name: 'ablation', kind: 'bool', help: 'instead of the paths: kernel vxlan, then native vxlan with one offload added per row' },
+  { name: 'ablation', kind: 'bool', help: 'instead of the paths: kernel vxlan, then native vxlan with one offload added per row, partial inner checksums last' },
 ];
 
 /** Values of one path; null where not measured or failed. */

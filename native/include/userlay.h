@@ -681,6 +681,8 @@ struct ul_engine_stats {
   uint64_t tun_soft_segments; /* segments written by the software fallback */
   uint64_t partial_csum;      /* packets sent with the inner checksum left
                                * partial, to peers that take it (csum.c) */
+  uint64_t tx_after_rx;       /* tx passes an rx thread ran for its pair
+                               * ("Replies" in engine.c) */
 };
 
 struct ul_engine;

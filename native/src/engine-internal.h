@@ -39,6 +39,10 @@
 #define UL_BATCH_DEFAULT 64
 #define UL_BATCH_MAX 256
 #define UL_RX_GRO_SEGS 64      /* UDP_GRO_CNT_MAX: datagrams per GRO buffer */
+#define UL_RX_HANDOFF_MAX 4    /* rx batches this small may send the reply
+                                * they caused themselves (engine-tx.c) */
+#define UL_TX_HANDOFF_IDLE_NS 200000 /* ... when the tx thread has slept this
+                                      * long: no stream is flowing */
 
 /* One packet of a batch. */
 struct slot {
@@ -103,6 +107,13 @@ struct worker {
   struct ul_tun_reader reader;
   uint64_t partial_csum;      /* tx only: packets sent with the inner
                                * checksum left partial (relaxed atomics) */
+  /* tx only: held while one tx pass runs (by this thread, or by the pair's
+   * rx thread: engine_tx_after_rx), and set while this thread sleeps */
+  pthread_mutex_t tx_lock;
+  bool tx_lock_init;
+  int64_t tx_asleep_ns;       /* CLOCK_MONOTONIC ns since which this thread
+                               * sleeps, 0 = awake; __atomic access */
+  uint64_t tx_after_rx;       /* passes the rx thread ran (relaxed atomics) */
   /* tx only: the ICMP rate limit (a token bucket per thread: with N
    * threads at most N times UL_ICMP_RATE), and its packet buffer */
   uint8_t *icmp_buf;          /* UL_VNET_HDR_LEN + UL_ICMP_MAX */
@@ -168,5 +179,10 @@ int engine_wait_fd(struct ul_engine *e, int fd, short events);
 /* Thread entry points (arg: the struct worker). */
 void *engine_tx_main(void *arg);
 void *engine_rx_main(void *arg);
+
+/* Called by an rx thread of pair `pair` after a small write to the TUN: if
+ * that pair's tx thread has been asleep a while, read and send what the
+ * write caused (see "Replies" in engine.c). */
+void engine_tx_after_rx(struct ul_engine *e, uint32_t pair);
 
 #endif /* USERLAY_ENGINE_INTERNAL_H */

@@ -176,9 +176,13 @@ void *engine_rx_main(void *arg)
   pthread_setname_np(pthread_self(), name);
   while (engine_wait_fd(e, w->udp_fd, POLLIN)) {
     int n = rx_recv(w);
+    uint32_t nd;
     if (n == 0)
       continue;
-    rx_write(w, rx_decap(w, (uint32_t)n));
+    nd = rx_decap(w, (uint32_t)n);
+    rx_write(w, nd);
+    if (nd <= UL_RX_HANDOFF_MAX)
+      engine_tx_after_rx(e, w->index);
   }
   return NULL;
 }

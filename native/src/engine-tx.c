@@ -308,21 +308,57 @@ static int tx_send(struct worker *w, uint32_t n)
   return 1;
 }
 
+static int64_t now_ns(void)
+{
+  struct timespec ts;
+
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
+}
+
+/* One pass: read a batch, encapsulate, send. Caller holds w->tx_lock.
+ * Returns 0 when asked to stop meanwhile. */
+static int tx_pass(struct worker *w)
+{
+  uint32_t n = tx_read(w);
+
+  if (n == 0)
+    return 1;
+  tx_encap(w, n);
+  return tx_send(w, n);
+}
+
 void *engine_tx_main(void *arg)
 {
   struct worker *w = arg;
   struct ul_engine *e = w->e;
   char name[16];
+  int go = 1;
 
   snprintf(name, sizeof(name), "userlay-tx%u", w->index);
   pthread_setname_np(pthread_self(), name);
-  while (engine_wait_fd(e, w->tun_fd, POLLIN)) {
-    uint32_t n = tx_read(w);
-    if (n == 0)
-      continue;
-    tx_encap(w, n);
-    if (!tx_send(w, n))
+  while (go) {
+    __atomic_store_n(&w->tx_asleep_ns, now_ns(), __ATOMIC_RELAXED);
+    go = engine_wait_fd(e, w->tun_fd, POLLIN);
+    __atomic_store_n(&w->tx_asleep_ns, 0, __ATOMIC_RELAXED);
+    if (!go)
       break;
+    pthread_mutex_lock(&w->tx_lock);
+    go = tx_pass(w);
+    pthread_mutex_unlock(&w->tx_lock);
   }
   return NULL;
+}
+
+void engine_tx_after_rx(struct ul_engine *e, uint32_t pair)
+{
+  struct worker *t = &e->tx[pair];
+  int64_t since = __atomic_load_n(&t->tx_asleep_ns, __ATOMIC_RELAXED);
+
+  if (since == 0 || now_ns() - since < UL_TX_HANDOFF_IDLE_NS ||
+      pthread_mutex_trylock(&t->tx_lock) != 0)
+    return;
+  bump(&t->tx_after_rx, 1);
+  (void)tx_pass(t); /* a stop is seen by the rx thread's own wait */
+  pthread_mutex_unlock(&t->tx_lock);
 }

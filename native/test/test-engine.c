@@ -22,6 +22,9 @@
  *   3. rx: a VXLAN frame from the peer carrying 198.19.2.5 -> 198.19.1.0:R
  *      reaches a socket on port R; a spoofed inner source and a wrong VNI are
  *      counted as drops.
+ *   3c. replies: an echo request from the peer to the TUN's address comes
+ *      back as an echo reply, sent by the rx thread when the tx thread slept
+ *      (counted as tx_after_rx).
  *   3a. rx with UDP GRO: a UDP_SEGMENT burst arrives as one GRO buffer and
  *      every datagram of it is validated and counted on its own.
  *   3b. rx coalescing: four in-order TCP segments received in one batch
@@ -248,6 +251,50 @@ static void test_too_big(struct fixture *f)
   CHECK_EQ(ctr(f->counters, 1, UL_C_DROPS + UL_DROP_TOO_BIG), 1);
   close(s);
   ul_engine_set_fdb(f->engine, make_fdb(f->peer_port));
+}
+
+/* What a received packet makes the node answer goes out at once, sent by the
+ * rx thread itself when the tx thread had slept ("Replies" in engine.c): an
+ * ICMP echo request from the peer to the TUN's address comes back to the
+ * peer as an echo reply, every time, and the rx thread's passes are counted. */
+static void test_rx_reply(struct fixture *f)
+{
+  struct sockaddr_in eng = sin4("127.0.0.1", f->udp_port);
+  struct timespec idle = { 0, 2 * 1000 * 1000 }; /* > UL_TX_HANDOFF_IDLE_NS */
+  uint64_t sent = ctr(f->counters, 1, UL_C_TX_PACKETS), before;
+  uint8_t frame[256], buf[512];
+  struct ul_engine_stats st;
+  int k, replies = 0;
+
+  ul_engine_stats(f->engine, &st);
+  before = st.tx_after_rx;
+  for (k = 0; k < 20; k++) {
+    size_t len = vxlan_frame(frame, VNI, "198.19.2.5", 0, "echo me!");
+    uint8_t *ip = frame + UL_VXLAN_ENCAP_LEN, *icmp = ip + 20;
+    const uint8_t *r = buf + UL_VXLAN_ENCAP_LEN;
+    uint16_t c;
+    ssize_t n;
+
+    ip[9] = IPPROTO_ICMP; /* the UDP header's 8 bytes become the echo header */
+    ip[10] = ip[11] = 0;
+    c = ul_csum_fold(ul_csum_partial(ip, 20, 0));
+    ip[10] = (uint8_t)(c >> 8);
+    ip[11] = (uint8_t)c;
+    memcpy(icmp, (const uint8_t[]){ 8, 0, 0, 0, 0x12, 0x34, 0, (uint8_t)k }, 8);
+    c = ul_csum_fold(ul_csum_partial(icmp, 16, 0));
+    icmp[2] = (uint8_t)(c >> 8);
+    icmp[3] = (uint8_t)c;
+    nanosleep(&idle, NULL); /* no stream: the tx thread has slept a while */
+    CHECK(sendto(f->peer, frame, len, 0, (struct sockaddr *)&eng, sizeof(eng)) == (ssize_t)len);
+    n = recv_wait(f->peer, buf, sizeof(buf), 2000);
+    if (n == (ssize_t)len && r[9] == IPPROTO_ICMP && r[20] == 0 /* echo reply */ && r[27] == k &&
+        memcmp(r + 28, "echo me!", 8) == 0)
+      replies++;
+  }
+  CHECK_EQ(replies, 20);
+  ul_engine_stats(f->engine, &st);
+  CHECK(st.tx_after_rx > before);
+  CHECK_EQ(ctr_wait(f->counters, 1, UL_C_TX_PACKETS, sent + 20), sent + 20);
 }
 
 static void test_rx(struct fixture *f)
@@ -889,6 +936,7 @@ int main(void)
     test_no_route(&f);
     test_too_big(&f);
     test_rx(&f);
+    test_rx_reply(&f);
     test_rx_gro(&f);
     test_rx_udp_gro(&f);
     test_swap_stress(&f);

@@ -13,14 +13,17 @@
  *      non-blocking, each packet into its own buffer at UL_TX_HEADROOM -
  *      UL_VNET_HDR_LEN: [headroom | virtio_net_hdr | IP], until `batch`
  *      packets are ready.
- *   3. In there: parse the virtio_net_hdr; complete a partial checksum in
- *      software; split a TSO/USO super-packet (offloads on, up to 64 KiB)
- *      into segments of gso_size, one buffer each with complete headers and
- *      checksums; runts and bad headers -> UL_DROP_TX_MALFORMED.
+ *   3. In there: parse the virtio_net_hdr; split a TSO/USO super-packet
+ *      (offloads on, up to 64 KiB) into segments of gso_size, one buffer
+ *      each with complete headers; a checksum the kernel left partial stays
+ *      so, its place noted (reader.leave_partial); runts and bad headers ->
+ *      UL_DROP_TX_MALFORMED.
  *   4. Enter the FDB read side (seq odd), load the current table, and for
  *      each packet ul_encap() in place: the VXLAN + inner Ethernet header goes
- *      into the headroom. Copy out what the send needs (destination sockaddr,
- *      counter slot); leave the read side (seq even).
+ *      into the headroom. Finish the partial checksum unless the peer takes
+ *      it partial (tx_checksum, "Partial checksums" in csum.c). Copy out what
+ *      the send needs (destination sockaddr, counter slot); leave the read
+ *      side (seq even).
  *   5. A miss (UL_DROP_NO_ROUTE) is counted and answered with an ICMP
  *      destination unreachable written back into the TUN (zero vnet header);
  *      a packet longer than its peer's path MTU that may not be fragmented

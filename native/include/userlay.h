@@ -436,8 +436,11 @@ struct ul_tun_pkt {
   uint8_t *buf;        /* UL_BUF_SIZE bytes, malloc()ed */
   size_t len;
   /* with leave_partial: the checksum the reader left partial (start of the
-   * summed range, field offset from it), csum_offset 0 = complete already */
+   * summed range, field offset from it), csum_offset 0 = complete already;
+   * csum_travels: a receiver will take it for partial as it is
+   * (ul_csum_partial_travels; for the reader's own segments by construction) */
   uint16_t csum_start, csum_offset;
+  bool csum_travels;
 };
 
 int ul_tun_reader_init(struct ul_tun_reader *r, int fd, uint64_t *counters);

@@ -55,7 +55,8 @@ struct slot {
   uint32_t txq;               /* tx: index into that set's tx_fds (source port) */
   uint32_t path_mtu;          /* tx: the peer's path MTU (for too big) */
   uint16_t csum_start;        /* tx: a checksum the reader left partial, */
-  uint16_t csum_offset;       /* 0 = complete (struct ul_tun_pkt) */
+  uint16_t csum_offset;       /* 0 = complete, and whether it may travel */
+  bool csum_travels;          /* so (struct ul_tun_pkt) */
   struct sockaddr_storage addr; /* tx: destination; rx: source */
   struct iovec iov;
 };

@@ -74,6 +74,7 @@ static uint32_t tx_read(struct worker *w)
     w->slots[i].len = pkts[i].len;
     w->slots[i].csum_start = pkts[i].csum_start;
     w->slots[i].csum_offset = pkts[i].csum_offset;
+    w->slots[i].csum_travels = pkts[i].csum_travels;
     w->slots[i].reason = UL_OK;
     w->slots[i].peer_slot = 0;
   }
@@ -81,8 +82,9 @@ static uint32_t tx_read(struct worker *w)
 }
 
 /* A checksum the reader left partial travels so to a peer that takes it
- * (UL_FDB_F_PARTIAL_CSUM) when the peer will know it for partial, and is
- * finished here for every other (see "Partial checksums" in csum.c). */
+ * (UL_FDB_F_PARTIAL_CSUM) when the peer will know it for partial (the
+ * reader said so: csum_travels), and is finished here for every other (see
+ * "Partial checksums" in csum.c). */
 static void tx_checksum(struct worker *w, struct slot *s,
                         const struct ul_fdb_peer *peer)
 {
@@ -90,8 +92,7 @@ static void tx_checksum(struct worker *w, struct slot *s,
 
   if (s->csum_offset == 0)
     return;
-  if ((peer->flags & UL_FDB_F_PARTIAL_CSUM) != 0 &&
-      ul_csum_partial_travels(pkt, s->len, s->csum_start, s->csum_offset)) {
+  if ((peer->flags & UL_FDB_F_PARTIAL_CSUM) != 0 && s->csum_travels) {
     bump(&w->partial_csum, 1);
     return;
   }

@@ -77,11 +77,17 @@ void ul_tun_reader_free(struct ul_tun_reader *r)
 }
 
 /* Where a segment of the super-packet in r->tso has its checksum, when the
- * split left it partial (r->leave_partial); else it is complete. */
+ * split left it partial (r->leave_partial); else it is complete. The split
+ * wrote the pseudo-header sum and the lengths itself, so the segment may
+ * travel partial unless IPv6 extension headers sit before TCP/UDP (which a
+ * receiver does not look behind: ul_csum_partial_travels). */
 static void mark_partial(const struct ul_tun_reader *r, struct ul_tun_pkt *p)
 {
-  p->csum_start = r->tso.leave_partial ? (uint16_t)r->tso.l3 : 0;
-  p->csum_offset = !r->tso.leave_partial ? 0 : r->tso.proto == 6 ? 16 : 6;
+  bool partial = r->tso.leave_partial;
+
+  p->csum_start = partial ? (uint16_t)r->tso.l3 : 0;
+  p->csum_offset = !partial ? 0 : r->tso.proto == 6 ? 16 : 6;
+  p->csum_travels = partial && (r->tso.version == 4 || r->tso.l3 == 40);
 }
 
 /* Segments of the pending super-packet into out[k..n); returns the new k. */
@@ -165,6 +171,8 @@ int ul_tun_read_batch(struct ul_tun_reader *r, struct ul_tun_pkt *out,
       }
       out[k].csum_start = partial ? vh.csum_start : 0;
       out[k].csum_offset = partial ? vh.csum_offset : 0;
+      out[k].csum_travels = partial &&
+                            ul_csum_partial_travels(pkt, len, vh.csum_start, vh.csum_offset);
       out[k++].len = len;
       continue;
     }

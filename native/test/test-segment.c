@@ -418,14 +418,16 @@ static void test_read_partial(void)
   CHECK_EQ(n, 7);
   for (i = 0; i < 4 && i < n; i++) {
     const uint8_t *ip = out[i].buf + UL_TX_HEADROOM;
-    CHECK(out[i].csum_start == 40 && out[i].csum_offset == 16);
+    CHECK(out[i].csum_start == 40 && out[i].csum_offset == 16 && out[i].csum_travels);
     CHECK(ref_l4_partial(ip, 40, 6, out[i].len));
+    CHECK_EQ(ul_csum_partial_travels(ip, out[i].len, 40, 16), 1); /* what the reader said */
   }
   if (n == 7) {
     CHECK(out[4].csum_start == 40 && out[4].csum_offset == 16 && out[4].len == len);
+    CHECK(out[4].csum_travels);
     CHECK(ref_l4_partial(out[4].buf + UL_TX_HEADROOM, 40, 6, len));
-    CHECK(out[5].csum_offset == 0 && out[5].len == 100);
-    CHECK(out[6].csum_offset == 0 && out[6].len == 60);
+    CHECK(out[5].csum_offset == 0 && out[5].len == 100 && !out[5].csum_travels);
+    CHECK(out[6].csum_offset == 0 && out[6].len == 60 && !out[6].csum_travels);
   }
   CHECK_EQ(counters[UL_C_DROPS + UL_DROP_TX_MALFORMED], 1);
 

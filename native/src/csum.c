@@ -159,17 +159,24 @@ static int find_l4(const uint8_t *pkt, size_t len, struct l4 *l) {
 }
 
 
+/* The receiver's rule for a checksum left partial, one for
+ * ul_vnet_hdr_for_rx and ul_csum_partial_travels: a TCP/UDP header find_l4
+ * locates, whose field holds exactly the pseudo-header sum (*pseudo). The
+ * folded sum is never 0, so an IPv4 UDP "no checksum" never matches. */
+static int field_is_partial(const uint8_t *pkt, size_t len, struct l4 *l,
+                            uint32_t *pseudo) {
+  if (pkt == NULL || find_l4(pkt, len, l) != 0) return 0;
+  *pseudo = ul_csum_pseudo(pkt, l->proto, l->len);
+  uint16_t partial = (uint16_t)~ul_csum_fold(*pseudo); /* folded, not inverted */
+  return load_be16(pkt + l->off + l->csum_off) == partial;
+}
+
 int ul_vnet_hdr_for_rx(const uint8_t *pkt, size_t len, struct ul_vnet_hdr *vh) {
   memset(vh, 0, sizeof *vh);
   struct l4 l;
-  if (pkt == NULL || find_l4(pkt, len, &l) != 0) return 0;
-  const uint8_t *th = pkt + l.off;
-  uint16_t field = load_be16(th + l.csum_off);
-  if (l.version == 4 && l.proto == PROTO_UDP && field == 0) return 0; /* none */
-  uint32_t pseudo = ul_csum_pseudo(pkt, l.proto, l.len);
-  uint16_t partial = (uint16_t)~ul_csum_fold(pseudo); /* folded, not inverted */
-  if (field != partial) return 0;
-  if (ul_csum_fold(ul_csum_partial(th, l.len, pseudo)) == 0) return 0;
+  uint32_t pseudo;
+  if (!field_is_partial(pkt, len, &l, &pseudo)) return 0;
+  if (ul_csum_fold(ul_csum_partial(pkt + l.off, l.len, pseudo)) == 0) return 0;
   vh->flags = UL_VNET_F_NEEDS_CSUM;
   vh->csum_start = (uint16_t)l.off;
   vh->csum_offset = (uint16_t)l.csum_off;
@@ -196,8 +203,7 @@ int ul_vnet_apply_tx(uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh) {
 int ul_csum_partial_travels(const uint8_t *pkt, size_t len, size_t start,
                             size_t offset) {
   struct l4 l;
-  if (pkt == NULL || find_l4(pkt, len, &l) != 0) return 0;
-  if (l.off != start || l.csum_off != offset || l.off + l.len != len) return 0;
-  uint16_t partial = (uint16_t)~ul_csum_fold(ul_csum_pseudo(pkt, l.proto, l.len));
-  return load_be16(pkt + l.off + l.csum_off) == partial;
+  uint32_t pseudo;
+  return field_is_partial(pkt, len, &l, &pseudo) && l.off == start &&
+         l.csum_off == offset && l.off + l.len == len;
 }

@@ -5,6 +5,7 @@
 import { createInterface } from 'node:readline';
 import { nsSpawn, stopChild, waitExit } from '../../src/cli/lab/exec.js';
 import { VXLAN_PORT } from '../../src/cli/lab/overlay.js';
+import { parseIP } from '../../src/dataplane/net.js';
 
 /**
  * Capture `count` VXLAN datagrams sent by `srcIP` on `iface` in `ns` while
@@ -52,17 +53,10 @@ export interface InnerTcpChecksum {
 
 /** Sum of the 16-bit words of an IPv4 or IPv6 address, folded. */
 function addressSum(ip: string): number {
-  let words: number[];
-  if (ip.includes(':')) {
-    const [head = '', tail = ''] = ip.split('::');
-    const h = head ? head.split(':') : [];
-    const t = tail ? tail.split(':') : [];
-    words = [...h, ...Array(8 - h.length - t.length).fill('0'), ...t].map((w) => parseInt(w, 16));
-  } else {
-    const b = ip.split('.').map(Number);
-    words = [(b[0]! << 8) | b[1]!, (b[2]! << 8) | b[3]!];
-  }
-  return fold(words.reduce((a, w) => a + w, 0));
+  const b = parseIP(ip).bytes;
+  let sum = 0;
+  for (let i = 0; i < b.length; i += 2) sum += (b[i]! << 8) | b[i + 1]!;
+  return fold(sum);
 }
 
 function fold(s: number): number {

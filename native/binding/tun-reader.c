@@ -198,8 +198,12 @@ static void reader_on_poll(uv_poll_t *h, int status, int events)
   if (status < 0) {
     err = -status;
   } else {
-    count = reader_fill(r, &used, &err);
-    if (count > 0) {
+    /* the rest of a super-packet that did not fit the batch comes in the
+     * next one at once: the TUN need not be readable for it */
+    do {
+      count = reader_fill(r, &used, &err);
+      if (count == 0)
+        break;
       packets = reader_packets(r, used, count);
       if (packets == NULL) { /* out of memory: no JS frame to throw into */
         napi_value ex;
@@ -208,7 +212,7 @@ static void reader_on_poll(uv_poll_t *h, int status, int events)
         goto out;
       }
       reader_deliver(r, packets, 0);
-    }
+    } while (err == 0 && !r->closing && ul_tun_reader_pending(&r->rd));
   }
   if (err != 0 && !r->closing) {
     uv_poll_stop(&r->poll);

@@ -202,7 +202,9 @@ struct ul_encap_result {
 
 /*
  * Encapsulate the IP packet at buf[pkt_off .. pkt_off+pkt_len) in place.
- * pkt_off must be >= UL_VXLAN_ENCAP_LEN. Looks the inner destination up in
+ * Only its IP header is read: the rest may lie elsewhere (a segment whose
+ * payload is sent from the super-packet, struct ul_tun_pkt), pkt_len is the
+ * whole length. pkt_off must be >= UL_VXLAN_ENCAP_LEN. Looks the inner destination up in
  * `fdb`. Returns UL_OK and fills `res`, or UL_DROP_TX_MALFORMED /
  * UL_DROP_NO_ROUTE, or UL_DROP_TOO_BIG (res->peer set, nothing written)
  * when the packet is longer than the peer's path MTU and is IPv6 or IPv4
@@ -327,6 +329,15 @@ int ul_tso_parse(const uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh,
 size_t ul_tso_segment(const uint8_t *pkt, const struct ul_tso *t, uint32_t i,
                       uint8_t *out);
 
+/* Segment i as ul_tso_segment() writes it, but only its headers are written
+ * to out (t->hdr_len bytes, returned); its payload stays in the super-packet:
+ * *payload_len bytes at *payload. Only with t->leave_partial (a complete
+ * checksum would need the payload beside the headers); 0 otherwise. The same
+ * rule for out == pkt. */
+size_t ul_tso_segment_headers(const uint8_t *pkt, const struct ul_tso *t,
+                              uint32_t i, uint8_t *out,
+                              const uint8_t **payload, size_t *payload_len);
+
 /* A byte range of a buffer. */
 struct ul_span {
   size_t off, len;
@@ -429,12 +440,23 @@ struct ul_tun_reader {
   bool leave_partial;  /* hand NEEDS_CSUM packets and TSO/USO segments on with
                         * their checksum partial (ul_tun_pkt.csum_*), for the
                         * caller to finish or not per peer; else finish all */
+  bool share_payload;  /* with leave_partial: a segment's payload is not copied
+                        * but left where the super-packet was read
+                        * (ul_tun_pkt.payload) */
+  bool spare_lent;     /* this call handed out payloads in spare: it may not
+                        * be exchanged again before the next call */
 };
 
-/* A packet for encapsulation: IP packet at buf + UL_TX_HEADROOM, len bytes. */
+/* A packet for encapsulation: IP packet at buf + UL_TX_HEADROOM, len bytes.
+ * With payload (share_payload only), those bytes are the segment's headers
+ * and the packet goes on with payload_len bytes at payload: in the buffer of
+ * another packet of the batch or in the reader's spare, valid until the next
+ * ul_tun_read_batch() call. */
 struct ul_tun_pkt {
   uint8_t *buf;        /* UL_BUF_SIZE bytes, malloc()ed */
   size_t len;
+  const uint8_t *payload; /* NULL: the packet is all at buf + UL_TX_HEADROOM */
+  size_t payload_len;
   /* with leave_partial: the checksum the reader left partial (start of the
    * summed range, field offset from it), csum_offset 0 = complete already;
    * csum_travels: a receiver will take it for partial as it is
@@ -459,6 +481,10 @@ void ul_tun_reader_free(struct ul_tun_reader *r);
  */
 int ul_tun_read_batch(struct ul_tun_reader *r, struct ul_tun_pkt *out,
                       uint32_t n);
+
+/* Segments of a super-packet are left for the next ul_tun_read_batch() call.
+ * The TUN need not be readable then: call again without waiting for it. */
+bool ul_tun_reader_pending(const struct ul_tun_reader *r);
 
 /* MTU of the interface behind a TUN fd (TUNGETIFF + SIOCGIFMTU), or -errno. */
 int ul_tun_mtu(int fd);

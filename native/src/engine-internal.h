@@ -57,8 +57,11 @@ struct slot {
   uint16_t csum_start;        /* tx: a checksum the reader left partial, */
   uint16_t csum_offset;       /* 0 = complete, and whether it may travel */
   bool csum_travels;          /* so (struct ul_tun_pkt) */
+  const uint8_t *payload;     /* tx: the last payload_len bytes of the packet */
+  size_t payload_len;         /* are there, not in buf (struct ul_tun_pkt) */
+  size_t wire_len;            /* tx: UDP payload length of the datagram */
   struct sockaddr_storage addr; /* tx: destination; rx: source */
-  struct iovec iov;
+  struct iovec iov;           /* rx: the receive buffer; tx: the frame in buf */
 };
 
 /* A message of the tx batch: datagrams sent[first, first + count). The rx
@@ -93,7 +96,8 @@ struct worker {
   struct slot *slots;         /* cfg.batch entries */
   struct mmsghdr *msgs;       /* cfg.batch entries */
   /* tx only: one message may carry a run of datagrams (UDP GSO) */
-  struct iovec *iovs;         /* cfg.batch entries, in send order */
+  struct iovec *iovs;         /* 2 * cfg.batch entries, in send order: the
+                               * frame in a slot, and a payload elsewhere */
   struct tx_group *groups;    /* tx only: cfg.batch entries, one per message */
   struct ul_gro_item *gro;    /* rx only: UL_BATCH_MAX entries */
   struct rx_dgram *dgrams;    /* rx only: cfg.batch * UL_RX_GRO_SEGS entries */

@@ -71,7 +71,9 @@ static uint32_t tx_read(struct worker *w)
     return 0;
   }
   for (i = 0; i < (uint32_t)r; i++) {
-    w->slots[i].len = pkts[i].len;
+    w->slots[i].len = pkts[i].len + pkts[i].payload_len;
+    w->slots[i].payload = pkts[i].payload;
+    w->slots[i].payload_len = pkts[i].payload_len;
     w->slots[i].csum_start = pkts[i].csum_start;
     w->slots[i].csum_offset = pkts[i].csum_offset;
     w->slots[i].csum_travels = pkts[i].csum_travels;
@@ -81,21 +83,36 @@ static uint32_t tx_read(struct worker *w)
   return (uint32_t)r;
 }
 
+/* Copy a payload the reader left in the super-packet behind the headers in
+ * the slot's own buffer: the packet is whole then. */
+static void tx_gather(struct slot *s)
+{
+  if (s->payload == NULL)
+    return;
+  memcpy(s->buf + UL_TX_HEADROOM + (s->len - s->payload_len), s->payload,
+         s->payload_len);
+  s->payload = NULL;
+  s->payload_len = 0;
+}
+
 /* A checksum the reader left partial travels so to a peer that takes it
  * (UL_FDB_F_PARTIAL_CSUM) when the peer will know it for partial (the
- * reader said so: csum_travels), and is finished here for every other (see
- * "Partial checksums" in csum.c). */
+ * reader said so: csum_travels), and then a segment's payload is sent from
+ * where it was read. For every other peer the payload is gathered and the
+ * checksum finished here (see "Partial checksums" in csum.c). */
 static void tx_checksum(struct worker *w, struct slot *s,
                         const struct ul_fdb_peer *peer)
 {
   uint8_t *pkt = s->buf + UL_TX_HEADROOM;
 
-  if (s->csum_offset == 0)
-    return;
-  if ((peer->flags & UL_FDB_F_PARTIAL_CSUM) != 0 && s->csum_travels) {
+  if (s->csum_offset != 0 && (peer->flags & UL_FDB_F_PARTIAL_CSUM) != 0 &&
+      s->csum_travels) {
     bump(&w->partial_csum, 1);
     return;
   }
+  tx_gather(s);
+  if (s->csum_offset == 0)
+    return;
   /* in range: the reader checked csum_start + csum_offset + 2 <= len */
   (void)ul_csum_finish(pkt, s->len, s->csum_start, s->csum_offset);
 }
@@ -136,8 +153,9 @@ static void tx_encap(struct worker *w, uint32_t n)
     s->txq = n_tx > 1 ? ul_flow_pick(ul_flow_hash(s->buf + UL_TX_HEADROOM, s->len), n_tx) : 0;
     s->off = res.frame_off;
     ul_sockaddr_set(&s->addr, res.peer->family, res.peer->ip, res.peer->port);
+    s->wire_len = res.frame_len;
     s->iov.iov_base = s->buf + res.frame_off;
-    s->iov.iov_len = res.frame_len;
+    s->iov.iov_len = res.frame_len - s->payload_len;
   }
   fdb_leave(w);
 }
@@ -158,42 +176,55 @@ static void tx_account(struct ul_engine *e, struct slot **sent,
   }
 }
 
+/* Append the datagram of s to the iovecs at w->iovs[v]; returns the next v. */
+static uint32_t tx_iov(struct worker *w, uint32_t v, const struct slot *s)
+{
+  w->iovs[v++] = s->iov;
+  if (s->payload != NULL) {
+    w->iovs[v].iov_base = (void *)s->payload;
+    w->iovs[v++].iov_len = s->payload_len;
+  }
+  return v;
+}
+
 /*
  * Build the messages for sent[pos, m). With gso, consecutive datagrams to the
  * same destination and of the same length (the last one may be shorter)
  * share one message with UDP_SEGMENT: the stack is crossed once and the
- * datagrams are cut apart as late as possible. Returns the message count.
+ * datagrams are cut apart as late as possible. A datagram is one iovec, or
+ * two when its payload is still in the super-packet it came from. Returns
+ * the message count.
  */
 static uint32_t tx_build(struct worker *w, struct slot **sent, uint32_t pos,
                          uint32_t m, bool gso)
 {
-  uint32_t n = 0, i = pos;
+  uint32_t n = 0, i = pos, v = 0;
 
   while (i < m) {
     struct slot *s = sent[i];
     struct tx_group *g = &w->groups[n];
     struct msghdr *h = &w->msgs[n].msg_hdr;
-    size_t seg = s->iov.iov_len, total = seg;
+    size_t seg = s->wire_len, total = seg;
     socklen_t alen = ul_sockaddr_len(&s->addr);
-    uint32_t k = 1;
+    uint32_t k = 1, v0 = v;
 
-    w->iovs[i] = s->iov;
+    v = tx_iov(w, v, s);
     while (gso && i + k < m && k < UL_GSO_MAX_SEGS) {
       const struct slot *t = sent[i + k];
-      if (t->iov.iov_len > seg || total + t->iov.iov_len > UL_GSO_MAX_BYTES ||
+      if (t->wire_len > seg || total + t->wire_len > UL_GSO_MAX_BYTES ||
           memcmp(&t->addr, &s->addr, alen) != 0)
         break;
-      w->iovs[i + k] = t->iov;
-      total += t->iov.iov_len;
+      v = tx_iov(w, v, t);
+      total += t->wire_len;
       k++;
-      if (t->iov.iov_len < seg) /* a shorter datagram ends the run */
+      if (t->wire_len < seg) /* a shorter datagram ends the run */
         break;
     }
     memset(&w->msgs[n], 0, sizeof(w->msgs[n]));
     h->msg_name = &s->addr;
     h->msg_namelen = alen;
-    h->msg_iov = &w->iovs[i];
-    h->msg_iovlen = k;
+    h->msg_iov = &w->iovs[v0];
+    h->msg_iovlen = v - v0;
     if (k > 1) {
       uint16_t size = (uint16_t)seg;
       struct cmsghdr *c;
@@ -286,6 +317,7 @@ static int tx_send(struct worker *w, uint32_t n)
       continue;
     }
     count_drop(e, s->peer_slot, s->reason);
+    tx_gather(s); /* the error quotes the packet */
     if (s->reason == UL_DROP_NO_ROUTE)
       icmp_reply(w, s->buf + UL_TX_HEADROOM, s->len, UL_ICMP_NO_ROUTE, 0);
     else if (s->reason == UL_DROP_TOO_BIG)
@@ -317,16 +349,22 @@ static int64_t now_ns(void)
   return (int64_t)ts.tv_sec * 1000000000 + ts.tv_nsec;
 }
 
-/* One pass: read a batch, encapsulate, send. Caller holds w->tx_lock.
- * Returns 0 when asked to stop meanwhile. */
+/* Passes until nothing is left over: read a batch, encapsulate, send. The
+ * rest of a super-packet the batch had no room for goes in the next pass at
+ * once: nothing on the TUN would wake the thread for it. Caller holds
+ * w->tx_lock. Returns 0 when asked to stop meanwhile. */
 static int tx_pass(struct worker *w)
 {
-  uint32_t n = tx_read(w);
+  int go = 1;
 
-  if (n == 0)
-    return 1;
-  tx_encap(w, n);
-  return tx_send(w, n);
+  do {
+    uint32_t n = tx_read(w);
+    if (n == 0)
+      break;
+    tx_encap(w, n);
+    go = tx_send(w, n);
+  } while (go && ul_tun_reader_pending(&w->reader));
+  return go;
 }
 
 void *engine_tx_main(void *arg)

@@ -15,15 +15,18 @@
  *      packets are ready.
  *   3. In there: parse the virtio_net_hdr; split a TSO/USO super-packet
  *      (offloads on, up to 64 KiB) into segments of gso_size, one buffer
- *      each with complete headers; a checksum the kernel left partial stays
+ *      each with complete headers, the payload left in the super-packet
+ *      (reader.share_payload); a checksum the kernel left partial stays
  *      so, its place noted (reader.leave_partial); runts and bad headers ->
- *      UL_DROP_TX_MALFORMED.
+ *      UL_DROP_TX_MALFORMED. The rest of a super-packet the batch had no
+ *      room for is the next pass's, at once (ul_tun_reader_pending).
  *   4. Enter the FDB read side (seq odd), load the current table, and for
  *      each packet ul_encap() in place: the VXLAN + inner Ethernet header goes
- *      into the headroom. Finish the partial checksum unless the peer takes
- *      it partial (tx_checksum, "Partial checksums" in csum.c). Copy out what
- *      the send needs (destination sockaddr, counter slot); leave the read
- *      side (seq even).
+ *      into the headroom. Unless the peer takes partial checksums, gather the
+ *      payload behind the headers and finish the checksum (tx_checksum,
+ *      "Partial checksums" in csum.c). Copy out what the send needs
+ *      (destination sockaddr, counter slot, the frame's one or two iovecs);
+ *      leave the read side (seq even).
  *   5. A miss (UL_DROP_NO_ROUTE) is counted and answered with an ICMP
  *      destination unreachable written back into the TUN (zero vnet header);
  *      a packet longer than its peer's path MTU that may not be fragmented
@@ -268,7 +271,7 @@ static int worker_init(struct worker *w, struct ul_engine *e, uint32_t index,
   w->family = e->udp_family[set];
   w->slots = calloc(batch, sizeof(*w->slots));
   w->msgs = calloc(batch, sizeof(*w->msgs));
-  w->iovs = calloc(batch, sizeof(*w->iovs));
+  w->iovs = calloc(2 * (size_t)batch, sizeof(*w->iovs));
   w->groups = calloc(batch, sizeof(*w->groups));
   if (rx) {
     w->gro = calloc(UL_BATCH_MAX, sizeof(*w->gro));
@@ -281,6 +284,7 @@ static int worker_init(struct worker *w, struct ul_engine *e, uint32_t index,
     clock_gettime(CLOCK_MONOTONIC, &w->icmp_last);
     r = ul_tun_reader_init(&w->reader, w->tun_fd, e->cfg.counters);
     w->reader.leave_partial = true; /* finished per peer: tx_checksum() */
+    w->reader.share_payload = true; /* gathered per peer: tx_checksum() */
     if (r == 0) {
       r = -pthread_mutex_init(&w->tx_lock, NULL);
       w->tx_lock_init = r == 0;

@@ -21,6 +21,9 @@
  *            t->leave_partial, the pseudo-header sum of the segment's own
  *            length (for ul_csum_finish later, or for a peer that takes
  *            partial checksums: csum.c)
+ *   ul_tso_segment_headers() writes a segment's headers only and points at
+ *   its payload inside the super-packet, for a sender that gathers the two
+ *   with iovecs (possible only while the checksum stays partial).
  *   hdr_len from the virtio header is not trusted: on a forwarded packet it
  *   may cover the whole first segment. It is recomputed from csum_start (the
  *   L3 header length) plus the TCP data offset, or 8 for UDP.
@@ -119,20 +122,16 @@ static uint16_t l4_csum(const struct ul_tso *t, uint8_t *l4, size_t l4len,
   return proto == PROTO_UDP && c == 0 ? 0xffff : c; /* 0 means "none" for UDP */
 }
 
-size_t ul_tso_segment(const uint8_t *pkt, const struct ul_tso *t, uint32_t i,
-                      uint8_t *out)
+/* The per-segment fields of segment i (seg_len bytes long) in the copy of
+ * the header template at out; a complete L4 checksum sums out[l3, seg_len),
+ * so the payload must be there unless t->leave_partial. */
+static void segment_fields(const uint8_t *pkt, const struct ul_tso *t,
+                           uint32_t i, uint8_t *out, size_t seg_len)
 {
-  size_t off = (size_t)i * t->gso_size;
-  size_t chunk = t->payload - off < t->gso_size ? t->payload - off : t->gso_size;
-  size_t seg_len = t->hdr_len + chunk, l4len = seg_len - t->l3;
+  size_t off = (size_t)i * t->gso_size, l4len = seg_len - t->l3;
   int last = i + 1 == t->nsegs;
   uint8_t *l4 = out + t->l3;
 
-  if (i >= t->nsegs)
-    return 0;
-  /* out may be pkt itself for segment 0 (split in place): memmove */
-  memmove(out, pkt, t->hdr_len);
-  memmove(out + t->hdr_len, pkt + t->hdr_len + off, chunk);
   if (t->version == 4) {
     store_be16(out + 2, seg_len);
     store_be16(out + 4, (uint16_t)(load_be16(pkt + 4) + i));
@@ -151,7 +150,45 @@ size_t ul_tso_segment(const uint8_t *pkt, const struct ul_tso *t, uint32_t i,
     store_be16(l4 + 4, l4len);
     store_be16(l4 + 6, l4_csum(t, l4, l4len, PROTO_UDP, t->leave_partial));
   }
-  return seg_len;
+}
+
+/* Payload bytes of segment i. */
+static size_t segment_chunk(const struct ul_tso *t, uint32_t i)
+{
+  size_t off = (size_t)i * t->gso_size;
+
+  return t->payload - off < t->gso_size ? t->payload - off : t->gso_size;
+}
+
+size_t ul_tso_segment(const uint8_t *pkt, const struct ul_tso *t, uint32_t i,
+                      uint8_t *out)
+{
+  size_t chunk;
+
+  if (i >= t->nsegs)
+    return 0;
+  chunk = segment_chunk(t, i);
+  /* out may be pkt itself for segment 0 (split in place): memmove */
+  memmove(out, pkt, t->hdr_len);
+  memmove(out + t->hdr_len, pkt + t->hdr_len + (size_t)i * t->gso_size, chunk);
+  segment_fields(pkt, t, i, out, t->hdr_len + chunk);
+  return t->hdr_len + chunk;
+}
+
+size_t ul_tso_segment_headers(const uint8_t *pkt, const struct ul_tso *t,
+                              uint32_t i, uint8_t *out,
+                              const uint8_t **payload, size_t *payload_len)
+{
+  size_t chunk;
+
+  if (i >= t->nsegs || !t->leave_partial)
+    return 0;
+  chunk = segment_chunk(t, i);
+  memmove(out, pkt, t->hdr_len);
+  segment_fields(pkt, t, i, out, t->hdr_len + chunk);
+  *payload = pkt + t->hdr_len + (size_t)i * t->gso_size;
+  *payload_len = chunk;
+  return t->hdr_len;
 }
 
 int ul_udp_gro_split(size_t len, size_t seg, size_t max_segs,

@@ -16,25 +16,31 @@
  *      on (ul_tun_pkt.csum_start/csum_offset), as for the segments of step 5:
  *      the caller finishes it unless the peer takes it partial (csum.c).
  *   5. GSO (TSO4/TSO6/USO): ul_tso_parse() checks it (malformed: counted),
- *      then ul_tso_segment() writes segment i into buffer k + i. When all
- *      segments fit in the buffers left, segments 1.. are written first and
- *      segment 0 last, in place. Otherwise the caller's buffer is exchanged
- *      with the reader's spare, which keeps the super-packet, and segments
- *      are written until the batch is full; the next call goes on.
+ *      then segment i goes into buffer k + i. When all segments fit in the
+ *      buffers left, segments 1.. are written first and segment 0 last, in
+ *      place. Otherwise the caller's buffer is exchanged with the reader's
+ *      spare, which keeps the super-packet, and segments are written until
+ *      the batch is full; the next call goes on (ul_tun_reader_pending: the
+ *      caller must not wait for the TUN first, nothing may come).
+ *      A segment is its headers and payload copied into its buffer, or with
+ *      share_payload (and leave_partial) its headers only, the payload left
+ *      where the super-packet lies (ul_tun_pkt.payload; segment 0 in place
+ *      is whole anyway). A call that lent the spare so reads nothing more:
+ *      exchanging the spare again would overwrite what it lent.
  *
  * Design notes
- *   - Segments are copied out of the super-packet, one contiguous buffer per
- *     segment with its own headroom, so encapsulation stays in place and the
- *     send path groups them into UDP_SEGMENT messages as any other datagram
- *     run. The copy sits next to the checksum pass that must read every
- *     payload byte anyway; iovecs into the read buffer would save the copy
- *     but not the pass, and would cost two iovecs per segment (headers,
- *     payload). Measured (micro-benchmark, -O2, one 64 KiB super-packet of
- *     46 segments, on the shared 2-core machine under other load): split by
- *     copy 7.0-7.5 us, headers-only copy + checksum + iovecs 4.8 us. At the
- *     rates this machine reaches a 64 KiB read comes every ~150 us, and the
- *     kernel copies the payload again in sendmsg either way, so the ~2.5 us
- *     saved (under 2% of the budget) did not pay for the second layout.
+ *   - A segment with its own buffer and headroom keeps encapsulation in
+ *     place; the send path groups segments into UDP_SEGMENT messages as any
+ *     other datagram run, one iovec each, or two (headers, payload) for a
+ *     shared one. Sharing needs the checksum to stay partial: a complete one
+ *     is a pass over the payload, which the copy then rides along with
+ *     (tx_checksum gathers first for a peer that needs it complete).
+ *     Measured in one bench run (2 nodes, pairs of rows interleaved, median
+ *     of 3 x 5 s, partial checksums between the userlay nodes): copying
+ *     6.19 / 6.58 Gbit/s at 0.264 / 0.255 CPU s/Gbit, shared 7.29 / 7.27 at
+ *     0.229 / 0.233 (+14% single stream, -11% CPU per Gbit). Before partial
+ *     checksums the copy cost nothing beside the checksum pass and was kept
+ *     (bench/RESULTS.md, "Throughput with offloads").
  *   - The exchange keeps every buffer a UL_BUF_SIZE malloc(): the set of
  *     buffers is constant, only who holds which changes.
  */
@@ -90,6 +96,32 @@ static void mark_partial(const struct ul_tun_reader *r, struct ul_tun_pkt *p)
   p->csum_travels = partial && (r->tso.version == 4 || r->tso.l3 == 40);
 }
 
+/* Segment i of the super-packet at pkt into p, its payload copied, or with
+ * share_payload left where it is (segment 0 split in place is whole then). */
+static void emit(struct ul_tun_reader *r, const uint8_t *pkt, uint32_t i,
+                 struct ul_tun_pkt *p)
+{
+  uint8_t *at = p->buf + UL_TX_HEADROOM;
+
+  p->payload = NULL;
+  p->payload_len = 0;
+  if (r->share_payload && r->tso.leave_partial) {
+    const uint8_t *payload;
+    size_t plen;
+    size_t h = ul_tso_segment_headers(pkt, &r->tso, i, at, &payload, &plen);
+    if (payload == at + h) {
+      p->len = h + plen;
+    } else {
+      p->len = h;
+      p->payload = payload;
+      p->payload_len = plen;
+    }
+  } else {
+    p->len = ul_tso_segment(pkt, &r->tso, i, at);
+  }
+  mark_partial(r, p);
+}
+
 /* Segments of the pending super-packet into out[k..n); returns the new k. */
 static uint32_t drain(struct ul_tun_reader *r, struct ul_tun_pkt *out,
                       uint32_t k, uint32_t n)
@@ -97,9 +129,9 @@ static uint32_t drain(struct ul_tun_reader *r, struct ul_tun_pkt *out,
   const uint8_t *pkt = r->spare + UL_TX_HEADROOM;
 
   for (; k < n && r->next_seg < r->tso.nsegs; k++, r->next_seg++) {
-    out[k].len = ul_tso_segment(pkt, &r->tso, r->next_seg,
-                                out[k].buf + UL_TX_HEADROOM);
-    mark_partial(r, &out[k]);
+    emit(r, pkt, r->next_seg, &out[k]);
+    if (out[k].payload != NULL)
+      r->spare_lent = true;
     stat_add(&r->segments, 1);
   }
   return k;
@@ -114,11 +146,8 @@ static uint32_t split(struct ul_tun_reader *r, struct ul_tun_pkt *out,
 
   stat_add(&r->supers, 1);
   if (r->tso.nsegs <= n - k) {
-    for (i = r->tso.nsegs; i-- > 0;) {
-      out[k + i].len = ul_tso_segment(pkt, &r->tso, i,
-                                      out[k + i].buf + UL_TX_HEADROOM);
-      mark_partial(r, &out[k + i]);
-    }
+    for (i = r->tso.nsegs; i-- > 0;)
+      emit(r, pkt, i, &out[k + i]);
     stat_add(&r->segments, r->tso.nsegs);
     r->next_seg = r->tso.nsegs;
     return k + r->tso.nsegs;
@@ -136,9 +165,11 @@ int ul_tun_read_batch(struct ul_tun_reader *r, struct ul_tun_pkt *out,
                       uint32_t n)
 {
   const size_t at = UL_TX_HEADROOM - UL_VNET_HDR_LEN;
-  uint32_t k = drain(r, out, 0, n);
+  uint32_t k;
 
-  while (k < n) {
+  r->spare_lent = false; /* the caller is done with the last batch */
+  k = drain(r, out, 0, n);
+  while (k < n && !r->spare_lent) {
     uint8_t *pkt = out[k].buf + UL_TX_HEADROOM;
     struct ul_vnet_hdr vh;
     size_t len;
@@ -173,6 +204,8 @@ int ul_tun_read_batch(struct ul_tun_reader *r, struct ul_tun_pkt *out,
       out[k].csum_offset = partial ? vh.csum_offset : 0;
       out[k].csum_travels = partial &&
                             ul_csum_partial_travels(pkt, len, vh.csum_start, vh.csum_offset);
+      out[k].payload = NULL;
+      out[k].payload_len = 0;
       out[k++].len = len;
       continue;
     }
@@ -185,4 +218,9 @@ int ul_tun_read_batch(struct ul_tun_reader *r, struct ul_tun_pkt *out,
     k = split(r, out, k, n);
   }
   return (int)k;
+}
+
+bool ul_tun_reader_pending(const struct ul_tun_reader *r)
+{
+  return r->next_seg < r->tso.nsegs;
 }

@@ -18,6 +18,9 @@
  *      64 and more segments.
  *   6. Checksums left partial (leave_partial): the split's segments and the
  *      reader's packets, ul_csum_partial_travels and ul_csum_finish.
+ *   7. Payloads left in the super-packet (share_payload): headers-only
+ *      segments whose payload pointers reassemble the original, the spare
+ *      kept while lent, ul_tun_reader_pending.
  */
 #include "../src/tun-read.c"
 
@@ -184,7 +187,7 @@ static void check_split(const struct gso_spec *sp)
   static uint8_t pkt[MAXPKT], orig[MAXPKT], seg[MAXPKT], joined[MAXPKT], part[MAXPKT];
   struct ul_vnet_hdr vh;
   struct ul_tso t, tp;
-  uint32_t bad_partial = 0;
+  uint32_t bad_partial = 0, bad_shared = 0;
   size_t hl, len = build_gso(pkt, sp, &vh, &hl), l3 = sp->version == 4 ? 20 : 40;
   size_t joined_len = 0, want_segs = (sp->payload + sp->gso_size - 1) / sp->gso_size;
   uint32_t i, bad = 0;
@@ -245,11 +248,25 @@ static void check_split(const struct gso_spec *sp)
         fprintf(stderr, "partial segment %u of v%u proto %u gso %zu wrong\n",
                 i, sp->version, sp->proto, sp->gso_size);
     }
+    {
+      /* headers only, the payload left in the super-packet: the same bytes */
+      static uint8_t hdr[MAXPKT];
+      const uint8_t *pl = NULL;
+      size_t plen = 0, h = ul_tso_segment_headers(pkt, &tp, i, hdr, &pl, &plen);
+      int sok = ul_tso_segment(pkt, &tp, i, part) == n && /* again: finished above */
+                h == hl && plen == n - hl && pl == pkt + hl + (size_t)i * sp->gso_size &&
+                memcmp(hdr, part, hl) == 0 && memcmp(pl, part + hl, plen) == 0 &&
+                ul_tso_segment_headers(pkt, &t, i, hdr, &pl, &plen) == 0; /* complete: no */
+      if (!sok && bad_shared++ < 3)
+        fprintf(stderr, "headers-only segment %u of v%u proto %u gso %zu wrong\n",
+                i, sp->version, sp->proto, sp->gso_size);
+    }
     memcpy(joined + joined_len, seg + hl, n - hl);
     joined_len += n - hl;
   }
   CHECK_EQ(bad, 0);
   CHECK_EQ(bad_partial, 0);
+  CHECK_EQ(bad_shared, 0);
   CHECK_EQ(joined_len, sp->payload);
   CHECK(memcmp(joined, orig + hl, sp->payload) == 0);
   CHECK(memcmp(pkt, orig, len) == 0); /* the template is left alone */
@@ -459,6 +476,77 @@ static void test_read_partial(void)
     free(out[i].buf);
 }
 
+/* The reader with share_payload: segments come as headers with their
+ * payload left where the super-packet lies (the reader's spare for one
+ * continued across calls, the buffer of the in-place segment 0 otherwise);
+ * a call that lent the spare reads nothing new (the next one could exchange
+ * it), and ul_tun_reader_pending says when to call again without waiting. */
+static void test_read_shared(void)
+{
+  static uint8_t a[MAXPKT], b[MAXPKT], joined[2][MAXPKT], whole[MAXPKT];
+  struct gso_spec sa = { 4, 6, 47 * 1398 - 300, 1398, 0x18, 12 };
+  struct gso_spec sb = { 6, 6, 3 * 1000 + 5, 1000, 0x10, 0 };
+  static const int want_calls[] = { 10, 10, 10, 10, 7, 5, 0 };
+  uint64_t counters[UL_C_SLOT_WIDTH] = { 0 };
+  struct ul_tun_pkt out[10];
+  struct ul_tun_reader r;
+  struct ul_vnet_hdr va, vb, plain = { 0 };
+  size_t hla, hlb, la = build_gso(a, &sa, &va, &hla), lb = build_gso(b, &sb, &vb, &hlb);
+  size_t jl[2] = { 0, 0 };
+  uint32_t seen = 0, shared = 0, bad = 0, c, i;
+  int sv[2];
+
+  CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv) == 0);
+  for (i = 0; i < 10; i++)
+    out[i].buf = malloc(UL_BUF_SIZE);
+  CHECK_EQ(ul_tun_reader_init(&r, sv[0], counters), 0);
+  r.leave_partial = true;
+  r.share_payload = true;
+  put_record(sv[1], &va, a, la);     /* 47 segments: continued over 5 calls */
+  put_record(sv[1], &plain, a, 60);  /* then a plain packet */
+  put_record(sv[1], &vb, b, lb);     /* and 4 segments split in place */
+  for (c = 0; c < sizeof(want_calls) / sizeof(want_calls[0]); c++) {
+    int n = ul_tun_read_batch(&r, out, 10);
+    CHECK_EQ(n, want_calls[c]);
+    CHECK_EQ(ul_tun_reader_pending(&r), c < 4);
+    for (i = 0; n > 0 && i < (uint32_t)n; i++, seen++) {
+      const uint8_t *ip = out[i].buf + UL_TX_HEADROOM;
+      size_t total = out[i].len + out[i].payload_len;
+      int k = seen < 47 ? 0 : seen == 47 ? -1 : 1;
+      size_t hl = k == 0 ? hla : hlb;
+
+      memcpy(whole, ip, out[i].len);
+      if (out[i].payload != NULL) {
+        shared++;
+        memcpy(whole + out[i].len, out[i].payload, out[i].payload_len);
+        /* A's payloads lie in the spare, B's in the buffer of its segment 0 */
+        bad += k == 0 ? !(out[i].payload >= r.spare && out[i].payload < r.spare + UL_BUF_SIZE)
+                      : !(out[i].payload >= out[1].buf && out[i].payload < out[1].buf + UL_BUF_SIZE);
+        bad += out[i].len != hl;
+      }
+      if (k < 0) {
+        bad += total != 60 || out[i].payload != NULL;
+        continue;
+      }
+      bad += !ref_l4_partial(whole, k == 0 ? 20 : 40, 6, total);
+      memcpy(joined[k] + jl[k], whole + hl, total - hl);
+      jl[k] += total - hl;
+    }
+  }
+  CHECK_EQ(bad, 0);
+  CHECK_EQ(shared, 47 + 3); /* all of A; B but its segment 0, whole in place */
+  CHECK_EQ(jl[0], sa.payload);
+  CHECK_EQ(jl[1], sb.payload);
+  CHECK(memcmp(joined[0], a + hla, sa.payload) == 0);
+  CHECK(memcmp(joined[1], b + hlb, sb.payload) == 0);
+
+  close(sv[1]);
+  close(sv[0]);
+  ul_tun_reader_free(&r);
+  for (i = 0; i < 10; i++)
+    free(out[i].buf);
+}
+
 /* ---- UDP GRO split --------------------------------------------------------- */
 
 static void test_gro_split(void)
@@ -486,6 +574,7 @@ int main(void)
   test_tso_malformed();
   test_read_batch();
   test_read_partial();
+  test_read_shared();
   test_gro_split();
   return CHECK_DONE();
 }

@@ -204,8 +204,8 @@ struct ul_encap_result {
  * Encapsulate the IP packet at buf[pkt_off .. pkt_off+pkt_len) in place.
  * Only its IP header is read: the rest may lie elsewhere (a segment whose
  * payload is sent from the super-packet, struct ul_tun_pkt), pkt_len is the
- * whole length. pkt_off must be >= UL_VXLAN_ENCAP_LEN. Looks the inner destination up in
- * `fdb`. Returns UL_OK and fills `res`, or UL_DROP_TX_MALFORMED /
+ * whole length. pkt_off must be >= UL_VXLAN_ENCAP_LEN. Looks the inner
+ * destination up in `fdb`. Returns UL_OK and fills `res`, or UL_DROP_TX_MALFORMED /
  * UL_DROP_NO_ROUTE, or UL_DROP_TOO_BIG (res->peer set, nothing written)
  * when the packet is longer than the peer's path MTU and is IPv6 or IPv4
  * with DF set (IPv4 without DF passes: the outer datagram is fragmented).

@@ -59,7 +59,6 @@ struct slot {
   bool csum_travels;          /* so (struct ul_tun_pkt) */
   const uint8_t *payload;     /* tx: the last payload_len bytes of the packet */
   size_t payload_len;         /* are there, not in buf (struct ul_tun_pkt) */
-  size_t wire_len;            /* tx: UDP payload length of the datagram */
   struct sockaddr_storage addr; /* tx: destination; rx: source */
   struct iovec iov;           /* rx: the receive buffer; tx: the frame in buf */
 };

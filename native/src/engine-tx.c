@@ -153,7 +153,6 @@ static void tx_encap(struct worker *w, uint32_t n)
     s->txq = n_tx > 1 ? ul_flow_pick(ul_flow_hash(s->buf + UL_TX_HEADROOM, s->len), n_tx) : 0;
     s->off = res.frame_off;
     ul_sockaddr_set(&s->addr, res.peer->family, res.peer->ip, res.peer->port);
-    s->wire_len = res.frame_len;
     s->iov.iov_base = s->buf + res.frame_off;
     s->iov.iov_len = res.frame_len - s->payload_len;
   }
@@ -174,6 +173,13 @@ static void tx_account(struct ul_engine *e, struct slot **sent,
     count(e, sent[i]->peer_slot, UL_C_TX_PACKETS, 1);
     count(e, sent[i]->peer_slot, UL_C_TX_BYTES, sent[i]->len);
   }
+}
+
+/* UDP payload length of the datagram of s: the frame in its buffer, and a
+ * payload still in the super-packet. */
+static size_t tx_wire_len(const struct slot *s)
+{
+  return s->iov.iov_len + s->payload_len;
 }
 
 /* Append the datagram of s to the iovecs at w->iovs[v]; returns the next v. */
@@ -204,20 +210,21 @@ static uint32_t tx_build(struct worker *w, struct slot **sent, uint32_t pos,
     struct slot *s = sent[i];
     struct tx_group *g = &w->groups[n];
     struct msghdr *h = &w->msgs[n].msg_hdr;
-    size_t seg = s->wire_len, total = seg;
+    size_t seg = tx_wire_len(s), total = seg;
     socklen_t alen = ul_sockaddr_len(&s->addr);
     uint32_t k = 1, v0 = v;
 
     v = tx_iov(w, v, s);
     while (gso && i + k < m && k < UL_GSO_MAX_SEGS) {
       const struct slot *t = sent[i + k];
-      if (t->wire_len > seg || total + t->wire_len > UL_GSO_MAX_BYTES ||
+      size_t len = tx_wire_len(t);
+      if (len > seg || total + len > UL_GSO_MAX_BYTES ||
           memcmp(&t->addr, &s->addr, alen) != 0)
         break;
       v = tx_iov(w, v, t);
-      total += t->wire_len;
+      total += len;
       k++;
-      if (t->wire_len < seg) /* a shorter datagram ends the run */
+      if (len < seg) /* a shorter datagram ends the run */
         break;
     }
     memset(&w->msgs[n], 0, sizeof(w->msgs[n]));

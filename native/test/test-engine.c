@@ -264,9 +264,7 @@ static int tso_frame_ok(const uint8_t *fr, ssize_t n, uint32_t seq0, uint16_t id
   return ok;
 }
 
-/* Receive the frames of supers[0, nsup) at the peer and check each one;
- * returns the frames that came (a frame of super k is expected for each
- * segment whose length `want(k, i)` says it goes: > 0). */
+/* The super-packets of a round and what the peer's table says of them. */
 struct tso_case {
   const size_t *sizes;
   const uint32_t *seqs;
@@ -275,6 +273,8 @@ struct tso_case {
   size_t mtu; /* 0: no limit; else segments longer are answered, not sent */
 };
 
+/* Receive the frames of supers[0, nsup) at the peer, one per segment that
+ * fits c->mtu, and check each one; returns the frames that came. */
 static uint32_t tso_receive(struct fixture *f, const struct tso_case *c,
                             uint32_t nsup, uint32_t *bad)
 {

@@ -98,6 +98,7 @@ export const AGENT_METRICS = {
   tunGsoRefused: { name: 'userlay_tun_gso_refused_total', type: 'counter', help: 'GSO writes the TUN refused (EINVAL/EIO; the start probe included); then segmented in software.', labels: [] },
   tsoPackets: { name: 'userlay_tso_packets_total', type: 'counter', help: 'TSO/USO super-packets read from the TUN and split.', labels: [] },
   tsoSegments: { name: 'userlay_tso_segments_total', type: 'counter', help: 'Segments the TSO/USO split produced.', labels: [] },
+  socketDrops: { name: 'userlay_udp_receive_drops_total', type: 'counter', help: 'Datagrams the kernel dropped at the receive sockets before userlay saw them, mostly because the receive queue was full (a UDP GRO buffer counts once).', labels: [] },
   groBuffers: { name: 'userlay_udp_gro_buffers_total', type: 'counter', help: 'UDP GRO receive buffers holding 2 or more datagrams.', labels: [] },
   groDatagrams: { name: 'userlay_udp_gro_datagrams_total', type: 'counter', help: 'Datagrams in those buffers.', labels: [] },
   partialCsum: { name: 'userlay_partial_csum_packets_total', type: 'counter', help: 'Packets sent with the inner TCP/UDP checksum left partial, to peers that take it (userlay.io/partial-csum).', labels: [] },
@@ -177,6 +178,7 @@ export function renderDataplaneMetrics(stats: DataplaneStats): string {
     metricFamily(M.peerDropped, peerDropped),
     metricFamily(M.fdbPeers, [{ value: stats.fdbPeers }]),
     metricFamily(M.fdbRoutes, [{ value: stats.fdbRoutes }]),
+    ...(stats.socketDrops !== undefined ? [metricFamily(M.socketDrops, [{ value: stats.socketDrops }])] : []),
     ...(stats.offloads ? [offloadMetrics(stats.offloads)] : []),
   ].join('');
 }

@@ -28,6 +28,7 @@ import { OFFLOAD_MODES, applyOffloads, applyQueueOffloads, type OffloadState } f
 import { BACKENDS, MAX_MTU, MIN_MTU, backendList, isBackend } from './backends.js';
 import { type Cidr, type Family, canonicalIP, cidrContains, familyBits, parseCidr, parseIP, parseMac, vtepMacProblem } from './net.js';
 import { nativeEngine } from './native-engine.js';
+import { udpSocketDrops } from './socket-drops.js';
 import { type Dataplane, type DataplaneHost, type DataplaneOptions, type DataplaneStats, type Peer, MAX_THREADS } from './types.js';
 import { UserlayError, errorCode, parseAs, usageError, wrapSystemError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -369,8 +370,10 @@ class DataplaneImpl implements Dataplane {
 
   stats(): DataplaneStats {
     const { mode, active, refused } = this.offloads;
+    const socketDrops = udpSocketDrops(this.options.port);
     return {
       ...readStats(this.counters, this.table.slotNames(), this.table.peers.length, this.table.routes.length),
+      ...(socketDrops !== undefined ? { socketDrops } : {}),
       offloads: { mode, active, refused, counters: this.engine.offloadStats() },
     };
   }

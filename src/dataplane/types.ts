@@ -123,6 +123,12 @@ export interface DataplaneStats {
   readonly peers: Record<string, CounterSet>;
   readonly fdbPeers: number;
   readonly fdbRoutes: number;
+  /**
+   * Datagrams the kernel dropped at the receive sockets before the engine saw them (a full
+   * receive queue, mostly; one per buffer, so a UDP GRO buffer counts once), since they were
+   * opened (src/dataplane/socket-drops.ts). Absent where it cannot be read.
+   */
+  readonly socketDrops?: bigint;
   /** Offloads in force and refused at setup, and what the engine counted since. */
   readonly offloads?: Pick<OffloadState, 'mode' | 'active' | 'refused'> & { readonly counters: OffloadCounters };
 }
@@ -143,7 +149,7 @@ export interface Dataplane {
   mtu(): number;
   /** Set the TUN's MTU (bytes, checked like options.mtu); pods keep theirs (see README, MTU). */
   setMtu(mtu: number): void;
-  /** Counters; cheap (reads shared memory). */
+  /** Counters: the engines' from shared memory, the kernel's socket drops from /proc. */
   stats(): DataplaneStats;
   /** Stop threads, remove routes and the TUN, close every fd. Idempotent. */
   close(): Promise<void>;

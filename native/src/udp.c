@@ -38,14 +38,23 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-/* Socket buffer size asked for. Root may exceed net.core.{r,w}mem_max with
- * SO_*BUFFORCE; otherwise the kernel caps the plain option silently. */
-#define UL_UDP_SOCKBUF (4 << 20)
+/* Socket buffer sizes asked for (the kernel doubles them for its overhead).
+ * Root may exceed net.core.{r,w}mem_max with SO_*BUFFORCE; otherwise the
+ * kernel caps the plain option silently.
+ *
+ * Receive: the queue must hold what arrives while the rx thread is not on a
+ * CPU. At 4 MiB, four TCP streams overflowed it about 100 times a second
+ * (UdpRcvbufErrors), each drop a whole UDP GRO buffer of up to 44 segments
+ * lost and retransmitted (28,000 retransmits in 10 s); the queue peaked at
+ * 9.6 MB once it could grow. At 16 MiB: no drops, 140-230 retransmits in 10 s
+ * (bench/RESULTS.md). The kernel drops past it (userlay_udp_receive_drops_total).
+ * Send: a full send buffer only makes the tx thread wait for POLLOUT; its
+ * queue stayed under 64 KiB in the same runs. */
+#define UL_UDP_RCVBUF (16 << 20)
+#define UL_UDP_SNDBUF (4 << 20)
 
-static void raise_buffer(int fd, int force_opt, int opt)
+static void raise_buffer(int fd, int force_opt, int opt, int size)
 {
-  int size = UL_UDP_SOCKBUF;
-
   if (setsockopt(fd, SOL_SOCKET, force_opt, &size, sizeof(size)) == 0)
     return;
   /* Not privileged: best effort, the kernel clamps to the sysctl maximum. */
@@ -71,8 +80,8 @@ static int udp_open(int family, const struct ul_addr *addr, uint16_t port,
   if (fd < 0)
     return -errno;
 
-  raise_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF);
-  raise_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF);
+  raise_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, UL_UDP_RCVBUF);
+  raise_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, UL_UDP_SNDBUF);
 
   if (af == AF_INET6) {
     /* One socket per family: an IPv6 socket never sees v4-mapped traffic,

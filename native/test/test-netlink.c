@@ -403,10 +403,13 @@ static void test_udp(void)
   CHECK(fl & O_NONBLOCK);
   CHECK(fcntl(a, F_GETFD) & FD_CLOEXEC);
   {
-    int rcv = 0;
+    int rcv = 0, snd = 0;
     socklen_t l = sizeof(rcv);
     getsockopt(a, SOL_SOCKET, SO_RCVBUF, &rcv, &l);
-    CHECK(rcv >= UL_UDP_SOCKBUF); /* root: forced past rmem_max */
+    CHECK(rcv >= UL_UDP_RCVBUF); /* root: forced past rmem_max */
+    l = sizeof(snd);
+    getsockopt(a, SOL_SOCKET, SO_SNDBUF, &snd, &l);
+    CHECK(snd >= UL_UDP_SNDBUF);
   }
   close(a);
 

@@ -121,13 +121,15 @@ const COLUMNS: ReadonlyArray<{ key: keyof CaseValues; measure: MeasureName; head
   { key: 'cpuSecondsPerGbit', measure: 'cpu', head: 'CPU', unit: 's/Gbit', digits: 3 },
 ];
 
-function formatTable(r: BenchReport): string {
+/** The terminal table: a row per path, each value with its ratio to kernel vxlan, columns aligned. */
+export function formatTable(r: BenchReport): string {
   const cols = COLUMNS.filter((c) => r.measures.includes(c.measure));
   const cell = (v: number | null, x: number | null, digits: number) =>
     (v === null ? '-' : `${v.toFixed(digits)} (${x === null ? '-' : x.toFixed(2)}x)`).padStart(17);
-  const head = `${'PATH'.padEnd(24)}${cols.map((c) => `${c.head} ${c.unit}`.padStart(17)).join('')}${'RSS MB'.padStart(8)}`;
+  const width = Math.max(24, ...r.cases.map((c) => c.name.length + 2)); // names stay left of the first column
+  const head = `${'PATH'.padEnd(width)}${cols.map((c) => `${c.head} ${c.unit}`.padStart(17)).join('')}${'RSS MB'.padStart(8)}`;
   const rows = r.cases.map((c) => {
-    const line = `${c.name.padEnd(24)}${cols.map((k) => cell(c.values[k.key], c.ratios[k.key], k.digits)).join('')}`
+    const line = `${c.name.padEnd(width)}${cols.map((k) => cell(c.values[k.key], c.ratios[k.key], k.digits)).join('')}`
       + `${(c.agentRssMB === null ? '-' : c.agentRssMB.toFixed(1)).padStart(8)}`;
     const errs = Object.entries(c.errors).map(([m, e]) => `    ${m} failed: ${e}`);
     return [line, ...errs].join('\n');

@@ -4,7 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
-import { benchSvg, runBench } from '../../src/cli/bench.js';
+import { benchSvg, formatTable, runBench } from '../../src/cli/bench.js';
 import { runLab } from '../../src/cli/lab.js';
 import { agentArgs } from '../../src/cli/lab/agent-process.js';
 import { peerEntries } from '../../src/cli/lab/overlay.js';
@@ -166,6 +166,25 @@ test('bench chart: one panel per measured value, a bar per path, ratios in the n
   assert.match(svg, /RTT99 \(us\)/);
   assert.doesNotMatch(svg, /TCPx4/);
   assert.match(svg, /2\.00 Gbit\/s \(0\.50x\)/);
+});
+
+test('bench table: a path name longer than the usual column keeps every value column aligned', () => {
+  const values = { tcpGbps: 9.05, tcp4Gbps: null, reverseGbps: null, udp64Kpps: null, udp1400Kpps: null, rttP50Us: 157, rttP99Us: 721, cpuSecondsPerGbit: null };
+  const ratios = { tcpGbps: 0.88, tcp4Gbps: null, reverseGbps: null, udp64Kpps: null, udp1400Kpps: null, rttP50Us: 4.13, rttP99Us: 4.77, cpuSecondsPerGbit: null };
+  const table = formatTable({
+    date: '2026-12-01T00:00:00Z', host: { cpus: 2, kernel: 'k', node: 'v20' }, seconds: 1, repeat: 1,
+    measures: ['tcp', 'rtt'], cpuCounted: '',
+    cases: [
+      { name: 'kernel vxlan', values, ratios, retransmits: 0, agentRssMB: null, podMtu: 1450, errors: {} },
+      { name: 'userlay native vxlan, offloads off', values, ratios, retransmits: 0, agentRssMB: 52.2, podMtu: 1450, errors: {} },
+    ],
+  });
+  const lines = table.split('\n').filter((l) => /^(PATH|kernel|userlay)/.test(l));
+  assert.equal(lines.length, 3);
+  const ends = (l: string) => [...l.matchAll(/(Gbit\/s|us|x\))(?= |$)/g)].map((m) => m.index! + m[0].length);
+  assert.deepEqual(ends(lines[1]!), ends(lines[2]!), `value columns line up:\n${lines.join('\n')}`);
+  assert.equal(lines[0]!.length, lines[2]!.length, 'the header is as wide as a row');
+  assert.match(lines[2]!, /^userlay native vxlan, offloads off {2,}9\.05 \(0\.88x\)/);
 });
 
 test('missing root or tools is one line saying what to do', async () => {

@@ -231,6 +231,13 @@ test('port in use fails before anything else is created', async () => {
   assert.deepEqual(f.calls, ['udpOpen 198.18.0.1 8472']);
 });
 
+test('js engine: its socket comes from the addon as well, so a port in use fails the same way', async () => {
+  const f = fakeAddon({ udpOpen: () => errno('EADDRINUSE') });
+  await assert.rejects(openDataplane({ ...opts, engine: 'js' }, silentLogger, f.addon, f.host), (err: unknown) =>
+    err instanceof UserlayError && err.code === 'EADDRINUSE' && /port in use/.test(err.message));
+  assert.deepEqual(f.calls, ['udpOpen 198.18.0.1 8472']);
+});
+
 test('no permission for the TUN: hint, and the socket is closed again', async () => {
   const f = fakeAddon({ tunOpen: () => errno('EPERM') });
   await assert.rejects(openDataplane(opts, silentLogger, f.addon, f.host), (err: unknown) =>

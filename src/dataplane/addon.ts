@@ -64,16 +64,24 @@ export interface TunReader {
   stats(): { tsoPackets: number; tsoSegments: number };
 }
 
-/** Offload statistics of a native engine (struct ul_engine_stats). */
+/**
+ * Offload statistics of a native engine (struct ul_engine_stats); the js engine reports the
+ * same shape (OffloadCounters), with zero where it has no such stage.
+ */
 export interface NativeEngineStats {
+  /** TSO/USO super-packets read from the TUN and split, and their segments. */
   readonly tsoPackets: number;
   readonly tsoSegments: number;
+  /** UDP GRO buffers of 2+ datagrams received, and their datagrams. */
   readonly groBuffers: number;
   readonly groDatagrams: number;
   /** GSO writes to the TUN in use (false once the kernel refused one). */
   readonly tunGso: boolean;
+  /** GSO writes the TUN refused (the start probe included). */
   readonly tunGsoRefused: number;
+  /** Segments written in software instead. */
   readonly tunSoftSegments: number;
+  /** Packets sent with the inner checksum left partial, to peers that take it (Peer.partialCsum). */
   readonly partialCsumPackets: number;
 }
 

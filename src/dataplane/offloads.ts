@@ -22,7 +22,7 @@
  * good and the engines cut those packets in software (native/src/tun.c).
  * That state is dynamic: OffloadCounters.tunGso.
  */
-import type { NativeAddon } from './addon.js';
+import type { NativeAddon, NativeEngineStats } from './addon.js';
 import type { Logger } from '../log.js';
 
 /** The --offloads modes. */
@@ -46,23 +46,8 @@ export interface OffloadState {
   readonly testRefuseTunGso: boolean;
 }
 
-/** What the engines count about offloads while running. */
-export interface OffloadCounters {
-  /** TSO/USO super-packets read from the TUN and split, and their segments. */
-  readonly tsoPackets: number;
-  readonly tsoSegments: number;
-  /** UDP GRO buffers of 2+ datagrams received, and their datagrams (native engine). */
-  readonly groBuffers: number;
-  readonly groDatagrams: number;
-  /** GSO writes to the TUN in use. */
-  readonly tunGso: boolean;
-  /** GSO writes the TUN refused (the start probe included). */
-  readonly tunGsoRefused: number;
-  /** Segments written in software instead. */
-  readonly tunSoftSegments: number;
-  /** Packets sent with the inner checksum left partial, to peers that take it (native engine; Peer.partialCsum). */
-  readonly partialCsumPackets: number;
-}
+/** What the engines count about offloads while running: the native engine's statistics. */
+export type OffloadCounters = NativeEngineStats;
 
 /** Environment variable of the refusal test hook. */
 export const REFUSE_ENV = 'USERLAY_TEST_REFUSE_OFFLOADS';

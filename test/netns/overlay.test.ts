@@ -3,14 +3,15 @@
  * nodes x vxlan/udp x native/js, one lab per combination shared by its
  * subtests: all-pairs ping, a 50 MB hashed TCP transfer, a UDP size sweep up
  * to the pod MTU, peer removal/addition without restart, and a clean stop.
+ * And the lab's underlay bridge: a switch, without bridge netfilter.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
-import { ip, pidAlive } from '../../src/cli/lab/exec.js';
+import { ip, nsRun, pidAlive, run } from '../../src/cli/lab/exec.js';
 import { hashedTransfer, ping, pingAllPairs, udpSweep } from '../../src/cli/lab/probes.js';
-import { CLUSTER_NETWORK } from '../../src/cli/lab/topology.js';
+import { CLUSTER_NETWORK, createTopology } from '../../src/cli/lab/topology.js';
 import type { Backend, EngineKind } from '../../src/dataplane/types.js';
-import { NEEDS_ROOT, namespacesWithPrefix, openTestLab, pingUntil, type TestLab } from '../support/lab.js';
+import { NEEDS_ROOT, TEST_PREFIX_ROOT, namespacesWithPrefix, openTestLab, pingUntil, type TestLab } from '../support/lab.js';
 
 const MB = 1024 * 1024;
 const IPV4_UDP_HEADERS = 28;
@@ -107,4 +108,35 @@ for (const nodes of [2, 3]) {
       });
     }
   }
+}
+
+describe('lab underlay', { skip: NEEDS_ROOT }, () => {
+  test('the underlay bridge passes frames like a switch: no bridge netfilter there; the nodes keep the default', async () => {
+    const keys = ['iptables', 'ip6tables', 'arptables'].map((t) => `net.bridge.bridge-nf-call-${t}`);
+    const host = await Promise.all(keys.map((k) => readSysctl(undefined, k)));
+    const topo = await createTopology({ prefix: `${TEST_PREFIX_ROOT}${process.pid}-sw.`, nodes: 1 });
+    try {
+      for (const [i, key] of keys.entries()) {
+        const underlay = await readSysctl(topo.underlayNs, key);
+        const node = await readSysctl(topo.nodes[0]!.ns, key);
+        if (host[i] === undefined) {
+          // br_netfilter is not loaded: no namespace has the setting.
+          assert.equal(underlay, undefined, key);
+          continue;
+        }
+        assert.equal(underlay, '0', `${key} in the underlay namespace`);
+        assert.equal(node, '1', `${key} in a node namespace (a new namespace's default)`);
+      }
+    } finally {
+      await topo.close();
+    }
+  });
+});
+
+/** A sysctl's value in namespace `ns` (undefined: the host's), or undefined if it does not exist. */
+async function readSysctl(ns: string | undefined, key: string): Promise<string | undefined> {
+  const r = ns === undefined
+    ? await run('sysctl', ['-n', key], { allowFail: true })
+    : await nsRun(ns, 'sysctl', ['-n', key], { allowFail: true });
+  return r.code === 0 ? r.stdout.trim() : undefined;
 }

@@ -3,13 +3,14 @@
  * lab's own traffic and one packet to a pod subnet nobody owns, its HTTP API answers per-peer
  * bytes and drops by reason for each node; Ctrl-C stops Prometheus, removes its directory and
  * tears the lab down. Every query of deploy/grafana-dashboard.json is valid PromQL there.
+ * A lab killed outright leaves its Prometheus running; the next run's cleanupStale stops it.
  *
  * Needs Debian's prometheus package (scripts/setup.sh installs it): skipped without it,
  * except under CI, where it fails.
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { createInterface } from 'node:readline';
 import { userlayBin } from '../../src/cli/lab/agent-process.js';
@@ -41,27 +42,41 @@ async function until(url: string, expr: string, ok: (s: Sample) => boolean, what
   }
 }
 
-test('userlay lab --prometheus: per-peer bytes and drops in a real Prometheus; Ctrl-C cleans up', { skip, timeout: 180_000 }, async () => {
-  await cleanupStale(CLI_PREFIX_ROOT);
+interface LabHint { url: string; pid: number; dir: string; podNs: string }
+
+/** Start `userlay lab --prometheus`; resolves with what it prints once Prometheus is up. */
+function startLab(): { lab: ChildProcess; exited: Promise<number | string>; hint: Promise<LabHint> } {
   const lab = spawn(process.execPath, [userlayBin(), 'lab', '--nodes', '2', '--seconds', '1', '--prometheus'], { stdio: ['ignore', 'pipe', 'pipe'] });
   const err: string[] = [];
   lab.stderr!.on('data', (c: Buffer) => err.push(c.toString()));
   const exited = waitExit(lab);
-  try {
-    const hint = await new Promise<{ url: string; pid: number; dir: string; podNs: string }>((resolve, reject) => {
-      const out: string[] = [];
-      const rl = createInterface({ input: lab.stdout! });
-      rl.on('line', (line) => {
-        out.push(line);
-        if (!line.startsWith('Ctrl-C')) return;
-        const text = out.join('\n');
-        const m = /^prometheus: (http:\/\/127\.0\.0\.1:\d+)\/ \(pid (\d+);.* dir (\S+)\)$/m.exec(text);
-        const ns = /^ {2}traffic: +ip netns exec (\S+) ping/m.exec(text);
-        if (!m || !ns) reject(new Error(`unexpected lab output:\n${text}`));
-        else resolve({ url: m[1]!, pid: Number(m[2]), dir: m[3]!, podNs: ns[1]! });
-      });
-      void exited.then((code) => reject(new Error(`lab exited (${code}) before Prometheus was up: ${err.join('')}`)));
+  const hint = new Promise<LabHint>((resolve, reject) => {
+    const out: string[] = [];
+    const rl = createInterface({ input: lab.stdout! });
+    rl.on('line', (line) => {
+      out.push(line);
+      if (!line.startsWith('Ctrl-C')) return;
+      const text = out.join('\n');
+      const m = /^prometheus: (http:\/\/127\.0\.0\.1:\d+)\/ \(pid (\d+);.* dir (\S+)\)$/m.exec(text);
+      const ns = /^ {2}traffic: +ip netns exec (\S+) ping/m.exec(text);
+      if (!m || !ns) reject(new Error(`unexpected lab output:\n${text}`));
+      else resolve({ url: m[1]!, pid: Number(m[2]), dir: m[3]!, podNs: ns[1]! });
     });
+    void exited.then((code) => reject(new Error(`lab exited (${code}) before Prometheus was up: ${err.join('')}`)));
+  });
+  return { lab, exited, hint };
+}
+
+/** The prefix of the lab's namespaces, from a pod namespace name. */
+function labPrefix(podNs: string): string {
+  return podNs.slice(0, podNs.lastIndexOf('-') + 1);
+}
+
+test('userlay lab --prometheus: per-peer bytes and drops in a real Prometheus; Ctrl-C cleans up', { skip, timeout: 180_000 }, async () => {
+  await cleanupStale(CLI_PREFIX_ROOT);
+  const { lab, exited, hint: started } = startLab();
+  try {
+    const hint = await started;
     assert.ok(existsSync(hint.dir));
 
     // a packet into the cluster network outside every node's subnet: n1's agent drops it (no_route)
@@ -93,12 +108,36 @@ test('userlay lab --prometheus: per-peer bytes and drops in a real Prometheus; C
     assert.equal(await exited, 130);
     assert.equal(pidAlive(hint.pid), false, 'prometheus stopped');
     assert.equal(existsSync(hint.dir), false, 'its directory removed');
-    const prefix = hint.podNs.slice(0, hint.podNs.lastIndexOf('-') + 1);
+    const prefix = labPrefix(hint.podNs);
     assert.deepEqual((await listNamespaces()).filter((n) => n.startsWith(prefix)), [], 'lab namespaces removed');
   } finally {
     if (lab.exitCode === null && lab.signalCode === null) {
       lab.kill('SIGINT');
       await exited;
     }
+  }
+});
+
+test('a lab killed outright leaves Prometheus running; the next cleanupStale stops it and removes the rest', { skip, timeout: 120_000 }, async () => {
+  await cleanupStale(CLI_PREFIX_ROOT);
+  const { lab, exited, hint: started } = startLab();
+  let hint: LabHint | undefined;
+  try {
+    hint = await started;
+    lab.kill('SIGKILL'); // no handler runs: what a crash or an OOM kill leaves
+    await exited;
+    assert.equal(pidAlive(hint.pid), true, 'the orphaned Prometheus outlives its lab');
+    const prefix = labPrefix(hint.podNs);
+    assert.ok((await listNamespaces()).some((n) => n.startsWith(prefix)), 'and so do the namespaces');
+
+    const removed = await cleanupStale(CLI_PREFIX_ROOT);
+    assert.ok(removed.includes(hint.podNs), `namespaces removed: ${removed.join(', ')}`);
+    assert.equal(pidAlive(hint.pid), false, 'prometheus stopped');
+    assert.equal(existsSync(hint.dir), false, 'its directory removed');
+    assert.deepEqual((await listNamespaces()).filter((n) => n.startsWith(prefix)), [], 'lab namespaces removed');
+  } finally {
+    if (lab.exitCode === null && lab.signalCode === null) lab.kill('SIGKILL');
+    if (hint !== undefined && pidAlive(hint.pid)) process.kill(hint.pid, 'SIGKILL');
+    await cleanupStale(CLI_PREFIX_ROOT);
   }
 });

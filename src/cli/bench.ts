@@ -19,9 +19,13 @@
  *   rtt       ping RTT p50 and p99 over 1,000 pings 2 ms apart, microseconds
  *   cpu       CPU seconds per Gbit during the single-stream run: busy time of
  *             the whole machine from /proc/stat (user, nice, system, irq,
- *             softirq, steal of every CPU: iperf3 client and server, the
- *             agents, the kernel's softirq work) minus the bench's own process,
- *             divided by the Gbit moved. On a quiet machine that is the lab.
+ *             softirq of every CPU: iperf3 client and server, the agents, the
+ *             kernel's softirq work) minus the bench's own process, divided by
+ *             the Gbit moved. On a quiet machine that is the lab. Steal (time
+ *             a virtual machine's hypervisor ran something else instead) is
+ *             no work of the lab's and is left out; each path's share of it
+ *             is reported beside (stealPercent), since a path measured while
+ *             the host was busy moves less.
  * With --repeat N each throughput measure runs N times and the median counts.
  * Prints a progress line per step, a table with each path's ratio to kernel
  * vxlan, writes JSON and an SVG chart with one panel per measure. Numbers are
@@ -84,6 +88,8 @@ export interface BenchCase {
   readonly retransmits: number | null;
   /** Largest agent VmRSS after the runs, MB (userlay cases). */
   readonly agentRssMB: number | null;
+  /** Share of the CPUs' time the hypervisor took (steal) during the single-stream run, percent. */
+  readonly stealPercent: number | null;
   readonly podMtu: number | null;
   /** Failures by measure ("setup" when the path did not come up). */
   readonly errors: Record<string, string>;
@@ -122,6 +128,9 @@ const COLUMNS: ReadonlyArray<{ key: keyof CaseValues; measure: MeasureName; head
 ];
 
 /** The terminal table: a row per path, each value with its ratio to kernel vxlan, columns aligned. */
+/** Steal from this share of the CPUs' time on is named under the table. */
+const STEAL_NOTE_PERCENT = 2;
+
 export function formatTable(r: BenchReport): string {
   const cols = COLUMNS.filter((c) => r.measures.includes(c.measure));
   const cell = (v: number | null, x: number | null, digits: number) =>
@@ -134,9 +143,14 @@ export function formatTable(r: BenchReport): string {
     const errs = Object.entries(c.errors).map(([m, e]) => `    ${m} failed: ${e}`);
     return [line, ...errs].join('\n');
   });
+  const stolen = r.cases.filter((c) => (c.stealPercent ?? 0) >= STEAL_NOTE_PERCENT);
+  const stealNote = stolen.length === 0 ? [] : [
+    `steal: the hypervisor ran something else for ${stolen.map((c) => `${c.stealPercent!.toFixed(0)}% (${c.name})`).join(', ')} `
+      + 'of the CPUs\' time during the single-stream run; those paths may read low',
+  ];
   return [
     `bench: 2 nodes, pod -> pod, ${r.seconds} s per run, median of ${r.repeat}, ${r.host.cpus} CPUs; (Nx) = ratio to kernel vxlan`,
-    '', head, ...rows, ...(r.measures.includes('cpu') ? ['', `cpu: ${r.cpuCounted}`] : []),
+    '', head, ...rows, ...(r.measures.includes('cpu') ? ['', `cpu: ${r.cpuCounted}`] : []), ...stealNote,
   ].join('\n') + '\n';
 }
 
@@ -175,11 +189,11 @@ function checkBenchFlags(flags: ParsedFlags): BenchConfig {
   return { seconds, repeat, measures: MEASURES.filter((m) => measures.includes(m)), outDir, jsonFile, udp: flagBool(flags, 'udp'), ablation: flagBool(flags, 'ablation') };
 }
 
-/** Busy CPU seconds of the whole machine so far (/proc/stat: user nice system irq softirq steal). */
-function machineBusySeconds(): number {
+/** CPU seconds of the whole machine so far (/proc/stat): busy (user nice system irq softirq) and stolen. */
+function machineSeconds(): { busy: number; steal: number } {
   const f = readFileSync('/proc/stat', 'utf8').split('\n')[0]!.trim().split(/\s+/).slice(1).map(Number);
   const [user, nice, system, , , irq, softirq, steal] = f as [number, number, number, number, number, number, number, number];
-  return (user + nice + system + irq + softirq + (steal ?? 0)) / 100; // USER_HZ
+  return { busy: (user + nice + system + irq + softirq) / 100, steal: (steal ?? 0) / 100 }; // USER_HZ
 }
 
 /** The bench process's own CPU seconds so far. */
@@ -188,8 +202,9 @@ function selfSeconds(): number {
   return (u.user + u.system) / 1e6;
 }
 
-const CPU_COUNTED = 'busy time of every CPU from /proc/stat (user, nice, system, irq, softirq, steal: iperf3 client and server, '
-  + 'agents, kernel softirq) during the single-stream run, minus the bench process itself, per Gbit received';
+const CPU_COUNTED = 'busy time of every CPU from /proc/stat (user, nice, system, irq, softirq: iperf3 client and server, '
+  + 'agents, kernel softirq) during the single-stream run, minus the bench process itself, per Gbit received; '
+  + 'not steal (the hypervisor running something else)';
 
 function median<T>(xs: T[], key: (x: T) => number): T {
   return [...xs].sort((a, b) => key(a) - key(b))[Math.floor(xs.length / 2)]!;
@@ -269,6 +284,7 @@ async function runBenchWith(cfg: BenchConfig): Promise<number> {
       const errors: Record<string, string> = {};
       let retransmits: number | null = null;
       let rss: number | null = null;
+      let steal: number | null = null;
       let podMtu: number | null = null;
       try {
         const ov = await withEnv(c.env, () => session.setOverlay(c.spec));
@@ -282,11 +298,14 @@ async function runBenchWith(cfg: BenchConfig): Promise<number> {
           progress(c.name, m === 'cpu' ? 'cpu (single-stream TCP)' : m);
           try {
             if (m === 'tcp' || m === 'cpu') {
-              const busy0 = machineBusySeconds() - selfSeconds();
+              const cpu0 = machineSeconds();
+              const self0 = selfSeconds();
               const t0 = process.hrtime.bigint();
               const r = await throughput({});
               const wall = Number(process.hrtime.bigint() - t0) / 1e9;
-              const busy = machineBusySeconds() - selfSeconds() - busy0;
+              const cpu1 = machineSeconds();
+              const busy = cpu1.busy - cpu0.busy - (selfSeconds() - self0);
+              steal = (100 * (cpu1.steal - cpu0.steal)) / (wall * os.cpus().length);
               if (measures.includes('tcp')) values.tcpGbps = r.bitsPerSecond / 1e9;
               retransmits = r.retransmits;
               // cores busy on average over the runs, per Gbit/s received = CPU seconds per Gbit
@@ -319,7 +338,7 @@ async function runBenchWith(cfg: BenchConfig): Promise<number> {
         errors.setup = (err as Error).message.split('\n')[0]!;
         step += measures.filter((m) => !(m === 'cpu' && measures.includes('tcp'))).length;
       }
-      measured.push({ name: c.name, values, retransmits, agentRssMB: rss, podMtu, errors });
+      measured.push({ name: c.name, values, retransmits, agentRssMB: rss, stealPercent: steal, podMtu, errors });
     }
   } finally {
     await session.close();

@@ -156,8 +156,8 @@ test('bench chart: one panel per measured value, a bar per path, ratios in the n
     date: '2026-12-01T00:00:00Z', host: { cpus: 2, kernel: 'k', node: 'v20' }, seconds: 1, repeat: 1,
     measures: ['tcp', 'udp64', 'rtt'], cpuCounted: '',
     cases: [
-      { name: 'kernel vxlan', values: { ...values, tcpGbps: 4 }, ratios, retransmits: 0, agentRssMB: null, podMtu: 1450, errors: {} },
-      { name: 'userlay', values, ratios, retransmits: 0, agentRssMB: 40, podMtu: 1450, errors: {} },
+      { name: 'kernel vxlan', values: { ...values, tcpGbps: 4 }, ratios, retransmits: 0, agentRssMB: null, stealPercent: null, podMtu: 1450, errors: {} },
+      { name: 'userlay', values, ratios, retransmits: 0, agentRssMB: 40, stealPercent: null, podMtu: 1450, errors: {} },
     ],
   });
   // TCP, UDP64, RTT50, RTT99: four panels of two bars
@@ -175,8 +175,8 @@ test('bench table: a path name longer than the usual column keeps every value co
     date: '2026-12-01T00:00:00Z', host: { cpus: 2, kernel: 'k', node: 'v20' }, seconds: 1, repeat: 1,
     measures: ['tcp', 'rtt'], cpuCounted: '',
     cases: [
-      { name: 'kernel vxlan', values, ratios, retransmits: 0, agentRssMB: null, podMtu: 1450, errors: {} },
-      { name: 'userlay native vxlan, offloads off', values, ratios, retransmits: 0, agentRssMB: 52.2, podMtu: 1450, errors: {} },
+      { name: 'kernel vxlan', values, ratios, retransmits: 0, agentRssMB: null, stealPercent: 0.4, podMtu: 1450, errors: {} },
+      { name: 'userlay native vxlan, offloads off', values, ratios, retransmits: 0, agentRssMB: 52.2, stealPercent: 11.2, podMtu: 1450, errors: {} },
     ],
   });
   const lines = table.split('\n').filter((l) => /^(PATH|kernel|userlay)/.test(l));
@@ -185,6 +185,9 @@ test('bench table: a path name longer than the usual column keeps every value co
   assert.deepEqual(ends(lines[1]!), ends(lines[2]!), `value columns line up:\n${lines.join('\n')}`);
   assert.equal(lines[0]!.length, lines[2]!.length, 'the header is as wide as a row');
   assert.match(lines[2]!, /^userlay native vxlan, offloads off {2,}9\.05 \(0\.88x\)/);
+  // steal of 2% or more is named under the table, path by path; less is not
+  assert.match(table, /^steal: the hypervisor ran something else for 11% \(userlay native vxlan, offloads off\) of the CPUs' time/m);
+  assert.doesNotMatch(table, /kernel vxlan\) of the CPUs|0% \(kernel vxlan\)/);
 });
 
 test('missing root or tools is one line saying what to do', async () => {

@@ -160,7 +160,7 @@ export function formatTable(r: BenchReport): string {
  * some failed, 2 on usage/environment problems.
  */
 export function runBench(argv: readonly string[]): Promise<number> {
-  return runLabCommand({ specs, synopsis: 'usage: userlay bench [flags]', check: checkBenchFlags, run: runBenchWith }, argv);
+  return runLabCommand({ name: 'userlay bench', specs, synopsis: 'usage: userlay bench [flags]', check: checkBenchFlags, run: runBenchWith }, argv);
 }
 
 /** The checked flags of `userlay bench`. */

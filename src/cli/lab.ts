@@ -119,7 +119,7 @@ function toReportPing(p: PingResult, family: Family): LabReport['pings'][number]
  * on a signal.
  */
 export function runLab(argv: readonly string[]): Promise<number> {
-  return runLabCommand({ specs, synopsis: 'usage: userlay lab [flags]', check: checkLabFlags, run: runLabWith }, argv);
+  return runLabCommand({ name: 'userlay lab', specs, synopsis: 'usage: userlay lab [flags]', check: checkLabFlags, run: runLabWith }, argv);
 }
 
 /** The checked flags of `userlay lab`. */

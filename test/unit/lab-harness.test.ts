@@ -191,10 +191,10 @@ test('bench table: a path name longer than the usual column keeps every value co
 });
 
 test('missing root or tools is one line saying what to do', async () => {
-  const msg = await labPrerequisites(['iperf3', 'no-such-tool-ul']);
+  const msg = await labPrerequisites(['iperf3', 'no-such-tool-ul'], 'userlay bench');
   if (process.getuid?.() === 0) {
     assert.match(msg ?? '', /^missing no-such-tool-ul: install with "apt-get install no-such-tool-ul"$/);
   } else {
-    assert.match(msg ?? '', /needs root: run it as root/);
+    assert.match(msg ?? '', /needs root: run it as root \(e\.g\. sudo userlay bench\)$/);
   }
 });

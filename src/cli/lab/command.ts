@@ -9,6 +9,8 @@ import { labPrerequisites } from './topology.js';
 
 /** What a lab subcommand declares. */
 export interface LabCommand<T> {
+  /** The command line that runs it, e.g. "userlay lab". */
+  readonly name: string;
   readonly specs: readonly FlagSpec[];
   /** First line of --help, e.g. "usage: userlay lab [flags]". */
   readonly synopsis: string;
@@ -37,7 +39,7 @@ async function front<T>(cmd: LabCommand<T>, argv: readonly string[]): Promise<nu
     process.stderr.write(`userlay: ${(err as Error).message}\n`);
     return 2;
   }
-  const problem = await labPrerequisites();
+  const problem = await labPrerequisites(undefined, cmd.name);
   if (problem) {
     process.stderr.write(`userlay: ${problem}\n`);
     return 2;

@@ -458,11 +458,12 @@ export async function createTopology(options: TopologyOptions): Promise<Topology
 
 /**
  * Check the lab can run here: root, ip(8) and the listed tools present.
- * Returns a one-line message saying what to do, or undefined when all is well.
+ * Returns a one-line message saying what to do (`command` is what to run
+ * as root), or undefined when all is well.
  */
-export async function labPrerequisites(tools: readonly string[] = ['ip', 'iperf3', 'ping']): Promise<string | undefined> {
+export async function labPrerequisites(tools: readonly string[] = ['ip', 'iperf3', 'ping'], command = 'userlay lab'): Promise<string | undefined> {
   if (process.getuid?.() !== 0) {
-    return 'the lab creates network namespaces and needs root: run it as root (e.g. sudo userlay lab)';
+    return `the lab creates network namespaces and needs root: run it as root (e.g. sudo ${command})`;
   }
   const missing: string[] = [];
   const dirs = [...(process.env['PATH'] ?? '').split(':'), '/usr/sbin', '/sbin'].filter(Boolean);

@@ -3,7 +3,8 @@
  * lab's own traffic and one packet to a pod subnet nobody owns, its HTTP API answers per-peer
  * bytes and drops by reason for each node; Ctrl-C stops Prometheus, removes its directory and
  * tears the lab down. Every query of deploy/grafana-dashboard.json is valid PromQL there.
- * A lab killed outright leaves its Prometheus running; the next run's cleanupStale stops it.
+ * SIGHUP (a dropped SSH session) tears it down as Ctrl-C does. A lab killed outright leaves its
+ * Prometheus running; the next run's cleanupStale stops it.
  *
  * Needs Debian's prometheus package (scripts/setup.sh installs it): skipped without it,
  * except under CI, where it fails.
@@ -138,6 +139,23 @@ test('a lab killed outright leaves Prometheus running; the next cleanupStale sto
   } finally {
     if (lab.exitCode === null && lab.signalCode === null) lab.kill('SIGKILL');
     if (hint !== undefined && pidAlive(hint.pid)) process.kill(hint.pid, 'SIGKILL');
+    await cleanupStale(CLI_PREFIX_ROOT);
+  }
+});
+
+test('SIGHUP (the terminal went away) tears the lab down like Ctrl-C: exit 129', { skip, timeout: 120_000 }, async () => {
+  await cleanupStale(CLI_PREFIX_ROOT);
+  const { lab, exited, hint: started } = startLab();
+  try {
+    const hint = await started;
+    lab.kill('SIGHUP');
+    assert.equal(await exited, 129);
+    assert.equal(pidAlive(hint.pid), false, 'prometheus stopped');
+    assert.equal(existsSync(hint.dir), false, 'its directory removed');
+    const prefix = labPrefix(hint.podNs);
+    assert.deepEqual((await listNamespaces()).filter((n) => n.startsWith(prefix)), [], 'lab namespaces removed');
+  } finally {
+    if (lab.exitCode === null && lab.signalCode === null) lab.kill('SIGKILL');
     await cleanupStale(CLI_PREFIX_ROOT);
   }
 });

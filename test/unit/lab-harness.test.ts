@@ -6,6 +6,7 @@ import assert from 'node:assert/strict';
 import { test } from 'node:test';
 import { benchSvg, formatTable, runBench } from '../../src/cli/bench.js';
 import { runLab } from '../../src/cli/lab.js';
+import { signalExitCode } from '../../src/cli/lab/session.js';
 import { agentArgs } from '../../src/cli/lab/agent-process.js';
 import { peerEntries } from '../../src/cli/lab/overlay.js';
 import { barChartSvg } from '../../src/cli/lab/svg-chart.js';
@@ -197,4 +198,8 @@ test('missing root or tools is one line saying what to do', async () => {
   } else {
     assert.match(msg ?? '', /needs root: run it as root \(e\.g\. sudo userlay bench\)$/);
   }
+});
+
+test('a lab ended by a signal exits with 128 + its number', () => {
+  assert.deepEqual((['SIGHUP', 'SIGINT', 'SIGTERM'] as const).map(signalExitCode), [129, 130, 143]);
 });

@@ -1,9 +1,11 @@
 /**
  * A lab session for CLI commands: builds the topology, brings up an overlay
- * and guarantees teardown on return, on error, on Ctrl-C (SIGINT), SIGTERM
- * and on process exit (a last synchronous sweep of the namespaces).
+ * and guarantees teardown on return, on error, on Ctrl-C (SIGINT), SIGTERM,
+ * SIGHUP (the terminal went away: an SSH session dropped) and on process
+ * exit (a last synchronous sweep of the namespaces).
  */
 import { execFileSync } from 'node:child_process';
+import os from 'node:os';
 import { applyOverlay, type Overlay, type OverlaySpec } from './overlay.js';
 import { cleanupStale } from './stale.js';
 import { createTopology, labPrefix, type PodWiring, type Topology, type TopologyOptions } from './topology.js';
@@ -37,9 +39,12 @@ function sweepSync(prefix: string): void {
   } catch { /* nothing more we can do while exiting */ }
 }
 
-/** Exit code of a run ended by `signal`: 128 + its number (SIGINT 130, SIGTERM 143). */
+/** The signals that tear a session down. */
+const TEARDOWN_SIGNALS: readonly NodeJS.Signals[] = ['SIGINT', 'SIGTERM', 'SIGHUP'];
+
+/** Exit code of a run ended by `signal`: 128 + its number (SIGHUP 129, SIGINT 130, SIGTERM 143). */
 export function signalExitCode(signal: NodeJS.Signals): number {
-  return signal === 'SIGINT' ? 130 : 143;
+  return 128 + os.constants.signals[signal];
 }
 
 /**
@@ -61,11 +66,9 @@ export async function openLabSession(nodes: number, onSignal: (signal: NodeJS.Si
     process.stderr.write(`userlay: ${signal}: tearing the lab down\n`);
     void (session ? session.close() : Promise.resolve()).finally(() => onSignal(signal));
   };
-  process.on('SIGINT', handler);
-  process.on('SIGTERM', handler);
+  for (const sig of TEARDOWN_SIGNALS) process.on(sig, handler);
   const unregister = (): void => {
-    process.off('SIGINT', handler);
-    process.off('SIGTERM', handler);
+    for (const sig of TEARDOWN_SIGNALS) process.off(sig, handler);
     process.off('exit', onExit);
   };
   let topo: Topology;

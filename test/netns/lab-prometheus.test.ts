@@ -73,6 +73,14 @@ function labPrefix(podNs: string): string {
   return podNs.slice(0, podNs.lastIndexOf('-') + 1);
 }
 
+/** Prometheus, its directory and the lab's namespaces are gone. */
+async function assertGone(hint: LabHint): Promise<void> {
+  assert.equal(pidAlive(hint.pid), false, 'prometheus stopped');
+  assert.equal(existsSync(hint.dir), false, 'its directory removed');
+  const prefix = labPrefix(hint.podNs);
+  assert.deepEqual((await listNamespaces()).filter((n) => n.startsWith(prefix)), [], 'lab namespaces removed');
+}
+
 test('userlay lab --prometheus: per-peer bytes and drops in a real Prometheus; Ctrl-C cleans up', { skip, timeout: 180_000 }, async () => {
   await cleanupStale(CLI_PREFIX_ROOT);
   const { lab, exited, hint: started } = startLab();
@@ -107,10 +115,7 @@ test('userlay lab --prometheus: per-peer bytes and drops in a real Prometheus; C
 
     lab.kill('SIGINT');
     assert.equal(await exited, 130);
-    assert.equal(pidAlive(hint.pid), false, 'prometheus stopped');
-    assert.equal(existsSync(hint.dir), false, 'its directory removed');
-    const prefix = labPrefix(hint.podNs);
-    assert.deepEqual((await listNamespaces()).filter((n) => n.startsWith(prefix)), [], 'lab namespaces removed');
+    await assertGone(hint);
   } finally {
     if (lab.exitCode === null && lab.signalCode === null) {
       lab.kill('SIGINT');
@@ -133,9 +138,7 @@ test('a lab killed outright leaves Prometheus running; the next cleanupStale sto
 
     const removed = await cleanupStale(CLI_PREFIX_ROOT);
     assert.ok(removed.includes(hint.podNs), `namespaces removed: ${removed.join(', ')}`);
-    assert.equal(pidAlive(hint.pid), false, 'prometheus stopped');
-    assert.equal(existsSync(hint.dir), false, 'its directory removed');
-    assert.deepEqual((await listNamespaces()).filter((n) => n.startsWith(prefix)), [], 'lab namespaces removed');
+    await assertGone(hint);
   } finally {
     if (lab.exitCode === null && lab.signalCode === null) lab.kill('SIGKILL');
     if (hint !== undefined && pidAlive(hint.pid)) process.kill(hint.pid, 'SIGKILL');
@@ -150,10 +153,7 @@ test('SIGHUP (the terminal went away) tears the lab down like Ctrl-C: exit 129',
     const hint = await started;
     lab.kill('SIGHUP');
     assert.equal(await exited, 129);
-    assert.equal(pidAlive(hint.pid), false, 'prometheus stopped');
-    assert.equal(existsSync(hint.dir), false, 'its directory removed');
-    const prefix = labPrefix(hint.podNs);
-    assert.deepEqual((await listNamespaces()).filter((n) => n.startsWith(prefix)), [], 'lab namespaces removed');
+    await assertGone(hint);
   } finally {
     if (lab.exitCode === null && lab.signalCode === null) lab.kill('SIGKILL');
     await cleanupStale(CLI_PREFIX_ROOT);

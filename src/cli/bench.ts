@@ -24,8 +24,8 @@
  *             the Gbit moved. On a quiet machine that is the lab. Steal (time
  *             a virtual machine's hypervisor ran something else instead) is
  *             no work of the lab's and is left out; each path's share of it
- *             is reported beside (stealPercent), since a path measured while
- *             the host was busy moves less.
+ *             is reported beside (stealPercent): a path measured while the
+ *             host was busy may read low.
  * With --repeat N each throughput measure runs N times and the median counts.
  * Prints a progress line per step, a table with each path's ratio to kernel
  * vxlan, writes JSON and an SVG chart with one panel per measure. Numbers are
@@ -127,10 +127,10 @@ const COLUMNS: ReadonlyArray<{ key: keyof CaseValues; measure: MeasureName; head
   { key: 'cpuSecondsPerGbit', measure: 'cpu', head: 'CPU', unit: 's/Gbit', digits: 3 },
 ];
 
-/** The terminal table: a row per path, each value with its ratio to kernel vxlan, columns aligned. */
 /** Steal from this share of the CPUs' time on is named under the table. */
 const STEAL_NOTE_PERCENT = 2;
 
+/** The terminal table: a row per path, each value with its ratio to kernel vxlan, columns aligned. */
 export function formatTable(r: BenchReport): string {
   const cols = COLUMNS.filter((c) => r.measures.includes(c.measure));
   const cell = (v: number | null, x: number | null, digits: number) =>

@@ -18,8 +18,8 @@ import { userlayBin } from '../../src/cli/lab/agent-process.js';
 import { nsRun, pidAlive, sleep, waitExit } from '../../src/cli/lab/exec.js';
 import { PROMETHEUS_BIN } from '../../src/cli/lab/prometheus.js';
 import { CLI_PREFIX_ROOT } from '../../src/cli/lab/session.js';
-import { cleanupStale, listNamespaces } from '../../src/cli/lab/stale.js';
-import { NEEDS_ROOT } from '../support/lab.js';
+import { cleanupStale } from '../../src/cli/lab/stale.js';
+import { NEEDS_ROOT, namespacesWithPrefix } from '../support/lab.js';
 
 const skip = NEEDS_ROOT || (existsSync(PROMETHEUS_BIN) || process.env.CI ? false : `needs ${PROMETHEUS_BIN} (Debian package prometheus; scripts/setup.sh installs it)`);
 
@@ -69,7 +69,7 @@ function startLab(): { lab: ChildProcess; exited: Promise<number | string>; hint
 }
 
 /** The prefix of the lab's namespaces, from a pod namespace name. */
-function labPrefix(podNs: string): string {
+function prefixOf(podNs: string): string {
   return podNs.slice(0, podNs.lastIndexOf('-') + 1);
 }
 
@@ -77,8 +77,7 @@ function labPrefix(podNs: string): string {
 async function assertGone(hint: LabHint): Promise<void> {
   assert.equal(pidAlive(hint.pid), false, 'prometheus stopped');
   assert.equal(existsSync(hint.dir), false, 'its directory removed');
-  const prefix = labPrefix(hint.podNs);
-  assert.deepEqual((await listNamespaces()).filter((n) => n.startsWith(prefix)), [], 'lab namespaces removed');
+  assert.deepEqual(await namespacesWithPrefix(prefixOf(hint.podNs)), [], 'lab namespaces removed');
 }
 
 test('userlay lab --prometheus: per-peer bytes and drops in a real Prometheus; Ctrl-C cleans up', { skip, timeout: 180_000 }, async () => {
@@ -133,8 +132,7 @@ test('a lab killed outright leaves Prometheus running; the next cleanupStale sto
     lab.kill('SIGKILL'); // no handler runs: what a crash or an OOM kill leaves
     await exited;
     assert.equal(pidAlive(hint.pid), true, 'the orphaned Prometheus outlives its lab');
-    const prefix = labPrefix(hint.podNs);
-    assert.ok((await listNamespaces()).some((n) => n.startsWith(prefix)), 'and so do the namespaces');
+    assert.notDeepEqual(await namespacesWithPrefix(prefixOf(hint.podNs)), [], 'and so do the namespaces');
 
     const removed = await cleanupStale(CLI_PREFIX_ROOT);
     assert.ok(removed.includes(hint.podNs), `namespaces removed: ${removed.join(', ')}`);

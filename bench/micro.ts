@@ -13,7 +13,7 @@
  */
 import { writeFileSync } from 'node:fs';
 import { Bench } from 'tinybench';
-import { loadAddon, type CodecConfig } from '../src/dataplane/addon.js';
+import { DECAP_OUT, ENCAP_OUT, loadAddon } from '../src/dataplane/addon.js';
 import { SlotAllocator, buildFdb } from '../src/dataplane/fdb.js';
 import type { Peer } from '../src/dataplane/types.js';
 
@@ -94,19 +94,22 @@ async function main(): Promise<void> {
   const snapshot = buildFdb(peers, defaults, new SlotAllocator(8192)).encode();
   const senderFdb = addon.fdbBuild(snapshot);
   const receiverFdb = addon.fdbBuild(buildFdb([me], defaults, new SlotAllocator(8192)).encode());
-  const senderCodec: CodecConfig = { mode: 'vxlan', vni: 1, mac: me.vtepMAC! };
-  const receiverCodec: CodecConfig = { mode: 'vxlan', vni: 1, mac: target.vtepMAC! };
+  const senderCodec = addon.codecBuild({ mode: 'vxlan', vni: 1, mac: me.vtepMAC! });
+  const receiverCodec = addon.codecBuild({ mode: 'vxlan', vni: 1, mac: target.vtepMAC! });
+  const encapOut = new Int32Array(ENCAP_OUT.length);
+  const decapOut = new Int32Array(DECAP_OUT.length);
 
   const dstIP = target.subnets[0]!.replace(/\/29$/, '').replace(/\.(\d+)$/, (_, d: string) => `.${Number(d) + 2}`);
   const buf = Buffer.alloc(TX_HEADROOM + PACKET + 64);
   ipv4Packet(buf, TX_HEADROOM, PACKET, '198.19.255.2', dstIP);
-  const encapped = addon.encap(senderCodec, senderFdb, buf, TX_HEADROOM, PACKET);
-  if (typeof encapped === 'number') throw new Error(`encap dropped the packet (reason ${encapped})`);
-  if (encapped.peer !== 1234) throw new Error(`encap chose peer ${encapped.peer}, want 1234`);
-  const frame = Buffer.from(buf.subarray(encapped.frameOff, encapped.frameOff + encapped.frameLen));
-  const check = addon.decap(receiverCodec, receiverFdb, frame, frame.length, me.publicIP);
-  if (check.reason !== 0) throw new Error(`decap dropped the frame (reason ${check.reason})`);
-  if (encapped.frameLen !== PACKET + VXLAN_ENCAP_LEN) throw new Error(`frame is ${encapped.frameLen} bytes`);
+  const encapped = addon.encap(senderCodec, senderFdb, buf, TX_HEADROOM, PACKET, encapOut);
+  if (encapped !== 0) throw new Error(`encap dropped the packet (reason ${encapped})`);
+  const [peerIndex, frameOff, frameLen] = encapOut;
+  if (peerIndex !== 1234) throw new Error(`encap chose peer ${peerIndex}, want 1234`);
+  const frame = Buffer.from(buf.subarray(frameOff, frameOff! + frameLen!));
+  const check = addon.decap(receiverCodec, receiverFdb, frame, frame.length, me.publicIP, decapOut);
+  if (check !== 0) throw new Error(`decap dropped the frame (reason ${check})`);
+  if (frameLen !== PACKET + VXLAN_ENCAP_LEN) throw new Error(`frame is ${frameLen} bytes`);
 
   // FDB lookup at three sizes: the cost depends on prefix lengths, not peers
   const lookups = [10, 1000, 5000].map((n) => {
@@ -150,10 +153,10 @@ async function main(): Promise<void> {
     });
   bench
     .add(`encap vxlan ${PACKET} B (${PEERS}-peer FDB)`, () => {
-      addon.encap(senderCodec, senderFdb, buf, TX_HEADROOM, PACKET);
+      addon.encap(senderCodec, senderFdb, buf, TX_HEADROOM, PACKET, encapOut);
     })
     .add(`decap vxlan ${PACKET} B + validation`, () => {
-      addon.decap(receiverCodec, receiverFdb, frame, frame.length, me.publicIP);
+      addon.decap(receiverCodec, receiverFdb, frame, frame.length, me.publicIP, decapOut);
     })
     .add(`buildFdb ${PEERS} peers (JS validate + encode)`, () => {
       buildFdb(peers, defaults, new SlotAllocator(8192)).encode();

@@ -63,6 +63,15 @@ bool arg_bool(napi_env env, napi_value v, bool *out)
 }
 
 /* A Uint8Array (Buffer included): its bytes and length. */
+bool arg_tagged(napi_env env, napi_value v, const napi_type_tag *tag, void **data)
+{
+  bool ok;
+
+  if (napi_check_object_type_tag(env, v, tag, &ok) != napi_ok || !ok)
+    return false;
+  return napi_get_value_external(env, v, data) == napi_ok;
+}
+
 bool arg_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len)
 {
   napi_typedarray_type type;

@@ -81,6 +81,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */)
     { "routeList", js_route_list },
     { "fdbBuild", js_fdb_build },     { "fdbLookup", js_fdb_lookup },
     { "fdbPeerByUnderlay", js_fdb_peer_by_underlay },
+    { "codecBuild", js_codec_build },
     { "encap", js_encap },            { "decap", js_decap },
     { "icmpError", js_icmp_error },
     { "tsoSplit", js_tso_split },

@@ -6,7 +6,7 @@
  *   errors.c    errno -> JS Error with `code`, TypeError for bad arguments
  *   args.c      argument conversion (ints, strings, bytes, addresses, codec)
  *   sys.c       TUN/UDP open, close, netlink link/addr/route
- *   codec.c     NativeFdb handles, lookup, encap/decap, vnet header, ICMP
+ *   codec.c     NativeFdb/NativeCodec handles, lookup, encap/decap, vnet header, ICMP
  *   tun-reader.c  tunReader (batched reads on the libuv loop)
  *   tun-write.c   tunWrite and tunWriteBatch (coalesced writes)
  *   engine.c    the native engine handle
@@ -59,6 +59,8 @@ bool arg_string(napi_env env, napi_value v, char *buf, size_t cap);
 bool arg_int(napi_env env, napi_value v, int64_t lo, int64_t hi, int64_t *out);
 /* A boolean; undefined/null read as false. */
 bool arg_bool(napi_env env, napi_value v, bool *out);
+/* An external made by this addon with type tag `tag`: its data. */
+bool arg_tagged(napi_env env, napi_value v, const napi_type_tag *tag, void **data);
 /* A Uint8Array (Buffer included): its bytes and length. */
 bool arg_bytes(napi_env env, napi_value v, uint8_t **data, size_t *len);
 /* "198.18.0.1" or "fd00::1"; the family follows from the presence of ':'. */
@@ -102,6 +104,7 @@ napi_value js_route_list(napi_env env, napi_callback_info info);
 napi_value js_fdb_build(napi_env env, napi_callback_info info);
 napi_value js_fdb_lookup(napi_env env, napi_callback_info info);
 napi_value js_fdb_peer_by_underlay(napi_env env, napi_callback_info info);
+napi_value js_codec_build(napi_env env, napi_callback_info info);
 napi_value js_encap(napi_env env, napi_callback_info info);
 napi_value js_decap(napi_env env, napi_callback_info info);
 napi_value js_icmp_error(napi_env env, napi_callback_info info);

@@ -1,6 +1,6 @@
 /*
- * NativeFdb handles and the codec: lookup, encap/decap, the virtio-net header
- * for rx and ICMP unreachable.
+ * NativeFdb and NativeCodec handles and the codec: lookup, encap/decap, the
+ * virtio-net header for rx and ICMP unreachable.
  *
  * A NativeFdb is a type-tagged external owning one table; the GC frees it.
  * The table hands out peer pointers, JS speaks in snapshot peer indexes:
@@ -32,11 +32,7 @@ static void fdb_finalize(napi_env env, void *data, void *hint)
 
 static bool arg_fdb(napi_env env, napi_value v, struct fdb_handle **h)
 {
-  bool ok;
-
-  if (napi_check_object_type_tag(env, v, &fdb_tag, &ok) != napi_ok || !ok)
-    return false;
-  return napi_get_value_external(env, v, (void **)h) == napi_ok;
+  return arg_tagged(env, v, &fdb_tag, (void **)h);
 }
 
 napi_value js_fdb_build(napi_env env, napi_callback_info info)
@@ -105,21 +101,78 @@ napi_value js_fdb_peer_by_underlay(napi_env env, napi_callback_info info)
   return fdb_query(env, info, 1);
 }
 
+/* A NativeCodec: the codec configuration parsed once (codecBuild), so the
+ * per-packet calls below read no properties and parse no strings. */
+static const napi_type_tag codec_tag = { 0x7573657263646563ULL, 0x6c61792d636f6431ULL };
+
+static void codec_finalize(napi_env env, void *data, void *hint)
+{
+  (void)env;
+  (void)hint;
+  free(data);
+}
+
+static bool arg_native_codec(napi_env env, napi_value v, struct ul_codec_cfg **c)
+{
+  return arg_tagged(env, v, &codec_tag, (void **)c);
+}
+
+/* An Int32Array of at least n elements, the per-packet calls' results. */
+static bool arg_results(napi_env env, napi_value v, size_t n, int32_t **out)
+{
+  napi_typedarray_type type;
+  size_t len;
+  bool is_ta;
+  void *p;
+
+  if (napi_is_typedarray(env, v, &is_ta) != napi_ok || !is_ta ||
+      napi_get_typedarray_info(env, v, &type, &len, &p, NULL, NULL) != napi_ok ||
+      type != napi_int32_array || len < n)
+    return false;
+  *out = p;
+  return true;
+}
+
+napi_value js_codec_build(napi_env env, napi_callback_info info)
+{
+  struct ul_codec_cfg *c;
+  napi_value argv[1], out;
+
+  if (!get_args(env, info, 1, argv, NULL))
+    return NULL;
+  c = calloc(1, sizeof(*c));
+  if (c == NULL)
+    return throw_errno(env, ENOMEM, "build", "codec");
+  if (!arg_codec(env, argv[0], c)) {
+    free(c);
+    return throw_type(env, "codecBuild", "codec must be { mode: 'vxlan'|'udp', vni, mac }");
+  }
+  if (napi_create_external(env, c, codec_finalize, NULL, &out) != napi_ok) {
+    free(c);
+    return NULL;
+  }
+  CHECK(napi_type_tag_object(env, out, &codec_tag));
+  return out;
+}
+
+/* encap(codec, fdb, buf, pktOff, pktLen, out) -> 0 or a drop reason;
+ * out = [peer, frameOff, frameLen, peer MTU] (peer and MTU also for too_big) */
 napi_value js_encap(napi_env env, napi_callback_info info)
 {
-  napi_value argv[5], out;
-  struct ul_codec_cfg codec;
+  struct ul_codec_cfg *codec;
   struct ul_encap_result res;
   struct fdb_handle *h;
+  napi_value argv[6];
   int64_t off, len;
+  int32_t *out;
   uint8_t *buf;
   size_t cap;
   int r;
 
-  if (!get_args(env, info, 5, argv, NULL))
+  if (!get_args(env, info, 6, argv, NULL))
     return NULL;
-  if (!arg_codec(env, argv[0], &codec))
-    return throw_type(env, "encap", "codec must be { mode: 'vxlan'|'udp', vni, mac }");
+  if (!arg_native_codec(env, argv[0], &codec))
+    return throw_type(env, "encap", "codec must be a NativeCodec");
   if (!arg_fdb(env, argv[1], &h))
     return throw_type(env, "encap", "fdb must be a NativeFdb");
   if (!arg_bytes(env, argv[2], &buf, &cap))
@@ -127,36 +180,37 @@ napi_value js_encap(napi_env env, napi_callback_info info)
   if (!arg_int(env, argv[3], UL_VXLAN_ENCAP_LEN, (int64_t)cap, &off) ||
       !arg_int(env, argv[4], 0, (int64_t)cap - off, &len))
     return throw_type(env, "encap", "pktOff/pktLen outside buf or headroom < VXLAN_ENCAP_LEN");
+  if (!arg_results(env, argv[5], 4, &out))
+    return throw_type(env, "encap", "out must be an Int32Array of 4 or more");
   memset(&res, 0, sizeof(res));
-  r = ul_encap(&codec, h->fdb, buf, (size_t)off, (size_t)len, &res);
-  if (r != UL_OK && r != UL_DROP_TOO_BIG)
-    return make_int(env, r);
-  CHECK(napi_create_object(env, &out));
-  if (!set_int(env, out, "peer", ul_fdb_peer_index(h->fdb, res.peer)) ||
-      !set_int(env, out, "frameOff", (int64_t)res.frame_off) ||
-      !set_int(env, out, "frameLen", (int64_t)res.frame_len) ||
-      (r == UL_DROP_TOO_BIG && !set_int(env, out, "tooBig", res.peer->mtu)))
-    return NULL;
-  return out;
+  r = ul_encap(codec, h->fdb, buf, (size_t)off, (size_t)len, &res);
+  out[0] = ul_fdb_peer_index(h->fdb, res.peer);
+  out[1] = r == UL_OK ? (int32_t)res.frame_off : 0;
+  out[2] = r == UL_OK ? (int32_t)res.frame_len : 0;
+  out[3] = res.peer != NULL ? (int32_t)res.peer->mtu : 0;
+  return make_int(env, r);
 }
 
+/* decap(codec, fdb, buf, len, srcAddress, out) -> 0 or a drop reason;
+ * out = [peer (-1: unknown), pktOff, pktLen] */
 napi_value js_decap(napi_env env, napi_callback_info info)
 {
-  napi_value argv[5], out;
-  struct ul_codec_cfg codec;
+  struct ul_codec_cfg *codec;
   struct ul_decap_result res;
   struct fdb_handle *h;
+  napi_value argv[6];
   struct ul_addr src;
   char str[64];
+  int32_t *out;
   int64_t len;
   uint8_t *buf;
   size_t cap;
   int r;
 
-  if (!get_args(env, info, 5, argv, NULL))
+  if (!get_args(env, info, 6, argv, NULL))
     return NULL;
-  if (!arg_codec(env, argv[0], &codec))
-    return throw_type(env, "decap", "codec must be { mode: 'vxlan'|'udp', vni, mac }");
+  if (!arg_native_codec(env, argv[0], &codec))
+    return throw_type(env, "decap", "codec must be a NativeCodec");
   if (!arg_fdb(env, argv[1], &h))
     return throw_type(env, "decap", "fdb must be a NativeFdb");
   if (!arg_bytes(env, argv[2], &buf, &cap))
@@ -165,15 +219,14 @@ napi_value js_decap(napi_env env, napi_callback_info info)
     return throw_type(env, "decap", "len must be an integer within buf");
   if (!arg_addr(env, argv[4], str, &src))
     return throw_type(env, "decap", "srcAddress must be an IPv4 or IPv6 string");
+  if (!arg_results(env, argv[5], 3, &out))
+    return throw_type(env, "decap", "out must be an Int32Array of 3 or more");
   memset(&res, 0, sizeof(res));
-  r = ul_decap(&codec, h->fdb, buf, (size_t)len, &src, &res);
-  CHECK(napi_create_object(env, &out));
-  if (!set_int(env, out, "reason", r) ||
-      !set_int(env, out, "peer", ul_fdb_peer_index(h->fdb, res.peer)) ||
-      !set_int(env, out, "pktOff", r == UL_OK ? (int64_t)res.pkt_off : 0) ||
-      !set_int(env, out, "pktLen", r == UL_OK ? (int64_t)res.pkt_len : 0))
-    return NULL;
-  return out;
+  r = ul_decap(codec, h->fdb, buf, (size_t)len, &src, &res);
+  out[0] = ul_fdb_peer_index(h->fdb, res.peer);
+  out[1] = r == UL_OK ? (int32_t)res.pkt_off : 0;
+  out[2] = r == UL_OK ? (int32_t)res.pkt_len : 0;
+  return make_int(env, r);
 }
 
 napi_value js_icmp_error(napi_env env, napi_callback_info info)

@@ -36,11 +36,7 @@ static void engine_finalize(napi_env env, void *data, void *hint)
 
 static bool arg_engine(napi_env env, napi_value v, struct engine_handle **h)
 {
-  bool ok;
-
-  if (napi_check_object_type_tag(env, v, &engine_tag, &ok) != napi_ok || !ok)
-    return false;
-  return napi_get_value_external(env, v, (void **)h) == napi_ok;
+  return arg_tagged(env, v, &engine_tag, (void **)h);
 }
 
 /* obj[key]: absent (n = 0) or an array of at most max non-negative fds. */

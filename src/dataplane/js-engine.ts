@@ -23,6 +23,8 @@
  *        -> on completion: count tx packets/bytes (slot 0 and the peer's slot)
  *   rx:  either socket's 'message' (datagram, rinfo)
  *        -> addon.decap(buf, len, rinfo.address): all validation checks;
+ *           (encap and decap take the codec parsed once and write their
+ *           results into arrays reused for every packet)
  *           a drop counts its reason
  *        -> queue (datagram, inner packet offset/length, counter slot);
  *           the first packet of a queue schedules a flush with setImmediate,
@@ -63,7 +65,7 @@
  * it reuses.
  */
 import dgram from 'node:dgram';
-import type { EncapResult, NativeAddon, NativeFdb, TunReader } from './addon.js';
+import { DECAP_OUT, ENCAP_OUT, type NativeAddon, type NativeCodec, type NativeFdb, type TunReader } from './addon.js';
 import { COUNTER, DROP, counterIndex } from './counters.js';
 import type { Engine, EngineKindImpl, EngineSetup } from './engine.js';
 import type { FdbTable } from './fdb.js';
@@ -109,6 +111,10 @@ interface TxPeer {
 
 class JsEngineImpl implements Engine {
   private fdb: NativeFdb | undefined;
+  private readonly codec: NativeCodec;
+  /** encap's and decap's results (ENCAP_OUT, DECAP_OUT), reused for every packet. */
+  private readonly encapOut = new Int32Array(ENCAP_OUT.length);
+  private readonly decapOut = new Int32Array(DECAP_OUT.length);
   /** Per entry index of the current table (FdbTable.entryList). */
   private peers: TxPeer[] = [];
   private reader: TunReader | undefined;
@@ -134,6 +140,7 @@ class JsEngineImpl implements Engine {
 
   constructor(private readonly setup: EngineSetup, private readonly sockets: readonly dgram.Socket[]) {
     this.headroom = setup.addon.constants.TX_HEADROOM;
+    this.codec = setup.addon.codecBuild(setup.codec);
     this.byFamily = new Map(sockets.map((s) => [s.address().family === 'IPv6' ? 6 : 4, s]));
   }
 
@@ -196,28 +203,28 @@ class JsEngineImpl implements Engine {
   }
 
   private transmit(buf: Buffer): void {
-    const { addon, codec } = this.setup;
+    const { addon } = this.setup;
     const len = buf.length - this.headroom;
-    const res: EncapResult | number = this.fdb
-      ? addon.encap(codec, this.fdb, buf, this.headroom, len)
-      : DROP.no_route;
-    if (typeof res === 'number') {
-      this.count(0, COUNTER.drops + res);
-      if (res === DROP.no_route) this.icmpError(buf.subarray(this.headroom), 0);
+    const out = this.encapOut;
+    const reason = this.fdb ? addon.encap(this.codec, this.fdb, buf, this.headroom, len, out) : DROP.no_route;
+    if (reason !== 0 && reason !== DROP.too_big) {
+      this.count(0, COUNTER.drops + reason);
+      if (reason === DROP.no_route) this.icmpError(buf.subarray(this.headroom), 0);
       return;
     }
-    const peer = this.peers[res.peer]!;
-    if (res.tooBig !== undefined) {
+    const peer = this.peers[out[ENCAP_OUT.peer]!]!;
+    if (reason === DROP.too_big) {
       this.count(peer.slot, COUNTER.drops + DROP.too_big);
-      this.icmpError(buf.subarray(this.headroom), res.tooBig);
+      this.icmpError(buf.subarray(this.headroom), out[ENCAP_OUT.mtu]!);
       return;
     }
-    this.encapOverhead = res.frameLen - len;
+    const frameLen = out[ENCAP_OUT.frameLen]!;
+    this.encapOverhead = frameLen - len;
     if (!peer.socket) {
       this.count(peer.slot, COUNTER.drops + DROP.udp_send); // no socket of its family (buildFdb refuses such peers)
       return;
     }
-    peer.socket.send(buf, res.frameOff, res.frameLen, peer.port, peer.ip, peer.sent);
+    peer.socket.send(buf, out[ENCAP_OUT.frameOff]!, frameLen, peer.port, peer.ip, peer.sent);
   }
 
   /** Answer `orig` with ICMP unreachable (tooBigMtu 0) or too big, rate-limited. */
@@ -236,22 +243,24 @@ class JsEngineImpl implements Engine {
   }
 
   private receive(msg: Buffer, from: string): void {
-    const { addon, codec } = this.setup;
+    const { addon } = this.setup;
     if (!this.fdb) {
       this.count(0, COUNTER.drops + DROP.unknown_peer);
       return;
     }
     const zone = from.indexOf('%');
-    const res = addon.decap(codec, this.fdb, msg, msg.length, zone < 0 ? from : from.slice(0, zone));
-    const slot = res.peer >= 0 ? (this.peers[res.peer]?.slot ?? 0) : 0;
-    if (res.reason !== 0) {
-      this.count(slot, COUNTER.drops + res.reason);
+    const out = this.decapOut;
+    const reason = addon.decap(this.codec, this.fdb, msg, msg.length, zone < 0 ? from : from.slice(0, zone), out);
+    const peerIndex = out[DECAP_OUT.peer]!;
+    const slot = peerIndex >= 0 ? (this.peers[peerIndex]?.slot ?? 0) : 0;
+    if (reason !== 0) {
+      this.count(slot, COUNTER.drops + reason);
       return;
     }
     const n = this.rxBufs.length;
     this.rxBufs.push(msg);
-    this.rxOffs[n] = res.pktOff;
-    this.rxLens[n] = res.pktLen;
+    this.rxOffs[n] = out[DECAP_OUT.pktOff]!;
+    this.rxLens[n] = out[DECAP_OUT.pktLen]!;
     this.rxSlots[n] = slot;
     if (n + 1 >= RX_BATCH) {
       this.flushRx();

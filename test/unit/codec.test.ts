@@ -8,11 +8,11 @@
  */
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { type CodecConfig, type NativeFdb } from '../../src/dataplane/addon.js';
+import { type CodecConfig, DECAP_OUT, ENCAP_OUT, type NativeFdb } from '../../src/dataplane/addon.js';
 import { DROP } from '../../src/dataplane/counters.js';
 import { SlotAllocator, buildFdb } from '../../src/dataplane/fdb.js';
 import type { Peer } from '../../src/dataplane/types.js';
-import { addon, skipNoAddon } from '../support/addon.js';
+import { addon, decapResult, encapResult, skipNoAddon } from '../support/addon.js';
 
 const skip = skipNoAddon;
 
@@ -47,7 +47,7 @@ function encap(codec: CodecConfig, pkt: string): { peer: number; frame: string }
   const p = hex(pkt);
   const buf = Buffer.alloc(headroom + p.length);
   p.copy(buf, headroom);
-  const r = addon!.encap(codec, fdb(codec.mode), buf, headroom, p.length);
+  const r = encapResult(codec, fdb(codec.mode), buf, headroom, p.length);
   if (typeof r === 'number') return r;
   return { peer: r.peer, frame: buf.subarray(r.frameOff, r.frameOff + r.frameLen).toString('hex') };
 }
@@ -63,7 +63,7 @@ test('vxlan encap: golden IPv6 frame, VNI in network order', { skip }, () => {
   const bigVni = addon!.fdbBuild(buildFdb([{ ...peers[0]!, vni: 0xabcdef }], { backend: 'vxlan', port: 8472, vni: 1 }, new SlotAllocator(2)).encode());
   const buf = Buffer.alloc(64 + 28);
   hex(ping4).copy(buf, 64);
-  const r = addon!.encap(vxlan, bigVni, buf, 64, 28);
+  const r = encapResult(vxlan, bigVni, buf, 64, 28);
   assert.ok(typeof r !== 'number');
   assert.equal(buf.subarray(r.frameOff, r.frameOff + 8).toString('hex'), '08000000abcdef00');
 });
@@ -112,7 +112,7 @@ test('vxlan decap: table of malformed datagrams and their drop reasons', { skip 
   const table = fdb('vxlan');
   for (const [name, frame, from, want] of vxlanCases) {
     const buf = hex(frame);
-    const r = addon!.decap(vxlan, table, buf, buf.length, from);
+    const r = decapResult(vxlan, table, buf, buf.length, from);
     assert.equal(r.reason, want === 'ok' ? 0 : DROP[want], `${name}: reason ${r.reason}`);
     if (want === 'ok') {
       assert.equal(r.peer, 0, name);
@@ -127,10 +127,10 @@ test('decap never reads past len (a valid frame cut by len is short/malformed)',
   const table = fdb('vxlan');
   const buf = hex(good4);
   for (let len = 0; len < buf.length; len++) {
-    const r = addon!.decap(vxlan, table, buf, len, '198.18.0.2');
+    const r = decapResult(vxlan, table, buf, len, '198.18.0.2');
     assert.notEqual(r.reason, 0, `len ${len} passed`);
   }
-  assert.equal(addon!.decap(vxlan, table, buf, buf.length, '198.18.0.2').reason, 0);
+  assert.equal(decapResult(vxlan, table, buf, buf.length, '198.18.0.2').reason, 0);
 });
 
 test('udp decap: raw IP packet, same validation after the header', { skip }, () => {
@@ -146,7 +146,7 @@ test('udp decap: raw IP packet, same validation after the header', { skip }, () 
   ];
   for (const [name, frame, from, want] of cases) {
     const buf = hex(frame);
-    const r = addon!.decap(udp, table, buf, buf.length, from);
+    const r = decapResult(udp, table, buf, buf.length, from);
     assert.equal(r.reason, want === 'ok' ? 0 : DROP[want], `${name}: reason ${r.reason}`);
     if (want === 'ok') assert.equal(r.pktOff, 0, name);
   }
@@ -160,7 +160,7 @@ test('encap then decap on the other side gives back the packet', { skip }, () =>
   const r = encap(vxlan, ping4);
   assert.ok(typeof r !== 'number');
   const frame = Buffer.from(r.frame, 'hex');
-  const d = addon!.decap(n2codec, n2fdb, frame, frame.length, '198.18.0.1');
+  const d = decapResult(n2codec, n2fdb, frame, frame.length, '198.18.0.1');
   assert.equal(d.reason, 0);
   assert.equal(frame.subarray(d.pktOff, d.pktOff + d.pktLen).toString('hex'), hex(ping4).toString('hex'));
 });
@@ -219,4 +219,51 @@ test('tsoSplit / groBatch: the segmentation core through the addon (what bench/m
   // the three segments, back to back, are one flow in order: grouped into one write
   assert.equal(addon!.groBatch(out, 1040, 3, 1500), 1);
   assert.throws(() => addon!.groBatch(out, 1040, 4, 1500), { code: 'ENOSPC' });
+});
+
+test('encap too_big: the peer and its path MTU, nothing encapsulated', { skip }, () => {
+  // our underlay MTU 1500, n2's 1300: a 1300-byte path less the VXLAN-over-IPv4 50 bytes
+  const table = addon!.fdbBuild(buildFdb([{ ...peers[0]!, underlayMtu: 1300 }],
+    { backend: 'vxlan', port: 8472, vni: 1, underlayMtu: 1500 }, new SlotAllocator(2)).encode());
+  const headroom = addon!.constants.TX_HEADROOM;
+  const len = 1300;
+  const buf = Buffer.alloc(headroom + len);
+  hex('45000514 00014000 40060000 c6130102 c6130202').copy(buf, headroom); // DF, TCP, total length 1300
+  const before = Buffer.from(buf);
+  assert.deepEqual(encapResult(vxlan, table, buf, headroom, len), { peer: 0, frameOff: 0, frameLen: 0, tooBig: 1250 });
+  assert.deepEqual(buf, before, 'nothing written');
+  buf.writeUInt16BE(1250, headroom + 2);
+  const fits = encapResult(vxlan, table, buf, headroom, 1250);
+  assert.ok(typeof fits !== 'number' && fits.tooBig === undefined && fits.frameLen === 1250 + addon!.constants.VXLAN_ENCAP_LEN, 'a packet of the path MTU passes');
+});
+
+test('codecBuild, encap and decap refuse bad arguments with TypeError', { skip }, () => {
+  const a = addon!;
+  for (const bad of [undefined, {}, { mode: 'gre', vni: 1, mac: ownMac }, { mode: 'vxlan', vni: 1 << 24, mac: ownMac },
+    { mode: 'vxlan', vni: 1, mac: '0a:58:c6:13:01' }, { mode: 'vxlan', vni: 1, mac: '0a:58:c6:13:01:00:ff' }]) {
+    assert.throws(() => a.codecBuild(bad as never), { name: 'TypeError', code: 'EINVAL' }, JSON.stringify(bad));
+  }
+  const codec = a.codecBuild(vxlan);
+  const table = fdb('vxlan');
+  const headroom = a.constants.TX_HEADROOM;
+  const buf = Buffer.alloc(headroom + 28);
+  hex(ping4).copy(buf, headroom);
+  const out = new Int32Array(ENCAP_OUT.length);
+  assert.equal(a.encap(codec, table, buf, headroom, 28, out), 0);
+  const encapLen = a.constants.VXLAN_ENCAP_LEN;
+  assert.deepEqual([...out.subarray(0, 3)], [0, headroom - encapLen, 28 + encapLen]);
+  assert.throws(() => a.encap(vxlan as never, table, buf, headroom, 28, out), { name: 'TypeError', message: /NativeCodec/ }, 'a plain config is not a codec');
+  assert.throws(() => a.encap(table as never, table, buf, headroom, 28, out), { name: 'TypeError', message: /NativeCodec/ }, 'nor is an FDB');
+  assert.throws(() => a.encap(codec, codec as never, buf, headroom, 28, out), { name: 'TypeError', message: /NativeFdb/ });
+  assert.throws(() => a.encap(codec, table, buf, headroom, 28, new Int32Array(3)), { name: 'TypeError', message: /out/ });
+  assert.throws(() => a.encap(codec, table, buf, headroom, 28, new Uint32Array(4) as never), { name: 'TypeError', message: /out/ });
+  assert.throws(() => a.encap(codec, table, buf, headroom, 29, out), { name: 'TypeError' }, 'pktLen past the buffer');
+  const frame = hex(good4);
+  const dout = new Int32Array(DECAP_OUT.length);
+  assert.equal(a.decap(codec, table, frame, frame.length, '198.18.0.2', dout), 0);
+  assert.deepEqual([...dout], [0, 22, 28]);
+  assert.equal(a.decap(codec, table, frame, frame.length, '198.18.0.9', dout), DROP.unknown_peer);
+  assert.deepEqual([...dout], [-1, 0, 0], 'a drop leaves no stale offsets');
+  assert.throws(() => a.decap(codec, table, frame, frame.length, '198.18.0.2', new Int32Array(2)), { name: 'TypeError', message: /out/ });
+  assert.throws(() => a.decap(codec, table, frame, frame.length + 1, '198.18.0.2', dout), { name: 'TypeError' }, 'len past the buffer');
 });

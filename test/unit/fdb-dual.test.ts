@@ -11,7 +11,7 @@ import { DROP } from '../../src/dataplane/counters.js';
 import { FDB_HDR_SIZE, FDB_PEER_SIZE, FDB_ROUTE_SIZE, type FdbDefaults, SlotAllocator, buildFdb } from '../../src/dataplane/fdb.js';
 import type { Peer } from '../../src/dataplane/types.js';
 import { UserlayError } from '../../src/errors.js';
-import { addon, skipNoAddon } from '../support/addon.js';
+import { addon, decapResult, encapResult, skipNoAddon } from '../support/addon.js';
 
 const ownMac = '0a:58:c6:13:01:00';
 const dual: FdbDefaults = {
@@ -100,7 +100,7 @@ function encap(pkt: Buffer): { peer: number; dstMac: string } | number {
   const headroom = addon!.constants.TX_HEADROOM;
   const buf = Buffer.alloc(headroom + pkt.length);
   pkt.copy(buf, headroom);
-  const r = addon!.encap(vxlan, table, buf, headroom, pkt.length);
+  const r = encapResult(vxlan, table, buf, headroom, pkt.length);
   if (typeof r === 'number') return r;
   return { peer: r.peer, dstMac: buf.subarray(r.frameOff + 8, r.frameOff + 14).toString('hex') };
 }
@@ -116,7 +116,7 @@ test('decap: either underlay address of a dual-stack peer is that peer; anti-spo
   const frame = (pkt: Buffer, ethertype: string) => Buffer.concat([hex(`08000000 00000100 ${ownMac.replace(/:/g, '')} 0a58c6130206 ${ethertype}`), pkt]);
   const from2v4 = frame(ip4('198.19.2.2', '198.19.1.2'), '0800');
   const from2v6 = frame(ip6(v6(2, 2), v6(1, 2)), '86dd');
-  const decap = (buf: Buffer, src: string) => addon!.decap(vxlan, table, buf, buf.length, src);
+  const decap = (buf: Buffer, src: string) => decapResult(vxlan, table, buf, buf.length, src);
   assert.deepEqual([decap(from2v6, '2001:2::2').reason, decap(from2v6, '2001:2::2').peer], [0, 1]);
   assert.equal(decap(from2v4, '198.18.0.2').reason, 0);
   assert.equal(decap(from2v4, '2001:2::2').reason, 0, 'n2\'s v4 pod packet over its v6 underlay is still n2\'s');

@@ -107,7 +107,7 @@ async function main(): Promise<void> {
   const [peerIndex, frameOff, frameLen] = encapOut;
   if (peerIndex !== 1234) throw new Error(`encap chose peer ${peerIndex}, want 1234`);
   const frame = Buffer.from(buf.subarray(frameOff, frameOff! + frameLen!));
-  const check = addon.decap(receiverCodec, receiverFdb, frame, frame.length, me.publicIP, decapOut);
+  const check = addon.decap(receiverCodec, receiverFdb, frame, 0, frame.length, me.publicIP, decapOut);
   if (check !== 0) throw new Error(`decap dropped the frame (reason ${check})`);
   if (frameLen !== PACKET + VXLAN_ENCAP_LEN) throw new Error(`frame is ${frameLen} bytes`);
 
@@ -156,7 +156,7 @@ async function main(): Promise<void> {
       addon.encap(senderCodec, senderFdb, buf, TX_HEADROOM, PACKET, encapOut);
     })
     .add(`decap vxlan ${PACKET} B + validation`, () => {
-      addon.decap(receiverCodec, receiverFdb, frame, frame.length, me.publicIP, decapOut);
+      addon.decap(receiverCodec, receiverFdb, frame, 0, frame.length, me.publicIP, decapOut);
     })
     .add(`buildFdb ${PEERS} peers (JS validate + encode)`, () => {
       buildFdb(peers, defaults, new SlotAllocator(8192)).encode();

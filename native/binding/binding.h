@@ -89,6 +89,7 @@ napi_value js_udp_open_group(napi_env env, napi_callback_info info);
 napi_value js_close(napi_env env, napi_callback_info info);
 napi_value js_tun_set_offloads(napi_env env, napi_callback_info info);
 napi_value js_udp_set_gro(napi_env env, napi_callback_info info);
+napi_value js_udp_set_segment(napi_env env, napi_callback_info info);
 napi_value js_malloc_trim(napi_env env, napi_callback_info info);
 napi_value js_link_index(napi_env env, napi_callback_info info);
 napi_value js_link_name(napi_env env, napi_callback_info info);

@@ -191,23 +191,24 @@ napi_value js_encap(napi_env env, napi_callback_info info)
   return make_int(env, r);
 }
 
-/* decap(codec, fdb, buf, len, srcAddress, out) -> 0 or a drop reason;
- * out = [peer (-1: unknown), pktOff, pktLen] */
+/* decap(codec, fdb, buf, off, len, srcAddress, out) -> 0 or a drop reason for
+ * the datagram buf[off, off+len); out = [peer (-1: unknown), pktOff (in buf),
+ * pktLen, frameLen (0: unreadable)] */
 napi_value js_decap(napi_env env, napi_callback_info info)
 {
   struct ul_codec_cfg *codec;
   struct ul_decap_result res;
   struct fdb_handle *h;
-  napi_value argv[6];
+  napi_value argv[7];
   struct ul_addr src;
+  int64_t off, len;
   char str[64];
   int32_t *out;
-  int64_t len;
   uint8_t *buf;
   size_t cap;
   int r;
 
-  if (!get_args(env, info, 6, argv, NULL))
+  if (!get_args(env, info, 7, argv, NULL))
     return NULL;
   if (!arg_native_codec(env, argv[0], &codec))
     return throw_type(env, "decap", "codec must be a NativeCodec");
@@ -215,17 +216,19 @@ napi_value js_decap(napi_env env, napi_callback_info info)
     return throw_type(env, "decap", "fdb must be a NativeFdb");
   if (!arg_bytes(env, argv[2], &buf, &cap))
     return throw_type(env, "decap", "buf must be a Uint8Array");
-  if (!arg_int(env, argv[3], 0, (int64_t)cap, &len))
-    return throw_type(env, "decap", "len must be an integer within buf");
-  if (!arg_addr(env, argv[4], str, &src))
+  if (!arg_int(env, argv[3], 0, (int64_t)cap, &off) ||
+      !arg_int(env, argv[4], 0, (int64_t)cap - off, &len))
+    return throw_type(env, "decap", "off/len outside buf");
+  if (!arg_addr(env, argv[5], str, &src))
     return throw_type(env, "decap", "srcAddress must be an IPv4 or IPv6 string");
-  if (!arg_results(env, argv[5], 3, &out))
-    return throw_type(env, "decap", "out must be an Int32Array of 3 or more");
+  if (!arg_results(env, argv[6], 4, &out))
+    return throw_type(env, "decap", "out must be an Int32Array of 4 or more");
   memset(&res, 0, sizeof(res));
-  r = ul_decap(codec, h->fdb, buf, (size_t)len, &src, &res);
+  r = ul_decap(codec, h->fdb, buf + off, (size_t)len, &src, &res);
   out[0] = ul_fdb_peer_index(h->fdb, res.peer);
-  out[1] = r == UL_OK ? (int32_t)res.pkt_off : 0;
+  out[1] = r == UL_OK ? (int32_t)(off + (int64_t)res.pkt_off) : 0;
   out[2] = r == UL_OK ? (int32_t)res.pkt_len : 0;
+  out[3] = (int32_t)res.frame_len;
   return make_int(env, r);
 }
 

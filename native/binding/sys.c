@@ -412,24 +412,43 @@ napi_value js_tun_set_offloads(napi_env env, napi_callback_info info)
 }
 
 /* udpSetGro(fd, on): ul_udp_set_gro; throws the errno (ENOPROTOOPT: old kernel). */
-napi_value js_udp_set_gro(napi_env env, napi_callback_info info)
+/* fn(fd, value): set the UDP socket option `opt` ("UDP_GRO") with set(fd,
+ * value); value is a boolean when max is 1, else an integer 0..max. */
+static napi_value udp_set_option(napi_env env, napi_callback_info info, const char *fn,
+                                 const char *opt, int64_t max, int (*set)(int, int))
 {
   napi_value argv[2];
-  char subject[24];
-  int64_t fd;
+  char op[32], subject[24];
+  int64_t fd, v;
   bool on;
   int r;
 
   if (!get_args(env, info, 2, argv, NULL))
     return NULL;
   if (!arg_int(env, argv[0], 0, INT32_MAX, &fd))
-    return throw_type(env, "udpSetGro", "fd must be a non-negative integer");
-  if (napi_get_value_bool(env, argv[1], &on) != napi_ok)
-    return throw_type(env, "udpSetGro", "on must be a boolean");
-  r = ul_udp_set_gro((int)fd, on ? 1 : 0);
+    return throw_type(env, fn, "fd must be a non-negative integer");
+  if (max == 1) {
+    if (napi_get_value_bool(env, argv[1], &on) != napi_ok)
+      return throw_type(env, fn, "on must be a boolean");
+    v = on;
+  } else if (!arg_int(env, argv[1], 0, max, &v)) {
+    return throw_type(env, fn, "size must be an integer 0..65535");
+  }
+  r = set((int)fd, (int)v);
   if (r < 0) {
+    snprintf(op, sizeof(op), "set %s on", opt);
     snprintf(subject, sizeof(subject), "fd %d", (int)fd);
-    return throw_errno(env, r, "set UDP_GRO on", subject);
+    return throw_errno(env, r, op, subject);
   }
   return make_undefined(env);
+}
+
+napi_value js_udp_set_gro(napi_env env, napi_callback_info info)
+{
+  return udp_set_option(env, info, "udpSetGro", "UDP_GRO", 1, ul_udp_set_gro);
+}
+
+napi_value js_udp_set_segment(napi_env env, napi_callback_info info)
+{
+  return udp_set_option(env, info, "udpSetSegment", "UDP_SEGMENT", UINT16_MAX, ul_udp_set_segment);
 }

@@ -230,6 +230,10 @@ struct ul_decap_result {
   const struct ul_fdb_peer *peer; /* the sending peer */
   size_t pkt_off;                 /* inner IP packet offset in the datagram */
   size_t pkt_len;                 /* inner IP packet length (from IP header) */
+  size_t frame_len; /* encapsulation + inner IP length as the headers give it,
+                     * also for most drops (0: unreadable): where the next
+                     * datagram of a coalesced run starts when the run's
+                     * segment size is not known (the js engine's UDP GRO) */
 };
 
 /*
@@ -616,6 +620,8 @@ int ul_udp_open_group(int family, const struct ul_addr *addr, uint16_t port,
 /* Turn UDP_GRO on (on = 1) or off on a UDP socket; 0 or -errno. With it on,
  * the engine's receive path splits coalesced buffers (ul_udp_gro_split). */
 int ul_udp_set_gro(int fd, int on);
+/* UDP_SEGMENT socket option (0: off); 0 or -errno (see udp.c). */
+int ul_udp_set_segment(int fd, int size);
 
 /* rtnetlink operations; every one waits for the kernel's ACK. */
 int ul_nl_link_index(const char *ifname);                 /* ifindex or -errno */

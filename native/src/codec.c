@@ -162,10 +162,15 @@ int ul_decap(const struct ul_codec_cfg *cfg, const struct ul_fdb *fdb,
   res->peer = NULL;
   res->pkt_off = 0;
   res->pkt_len = 0;
+  res->frame_len = 0;
   size_t off = cfg->mode == UL_MODE_VXLAN ? UL_VXLAN_ENCAP_LEN : 0;
   if (len < off + IPV4_MIN_HDR) return UL_DROP_SHORT;
 
   unsigned version = buf[off] >> 4;
+  if (version == 4 || version == 6) {
+    size_t n = ip_len(buf + off, len - off, version);
+    res->frame_len = n == 0 ? 0 : off + n;
+  }
   if (off != 0) {
     unsigned announced;
     int reason = vxlan_check(cfg, buf, &announced);

@@ -128,6 +128,17 @@ int ul_udp_set_gro(int fd, int on)
   return setsockopt(fd, IPPROTO_UDP, UDP_GRO, &on, sizeof(on)) < 0 ? -errno : 0;
 }
 
+/*
+ * UDP_SEGMENT as a socket option: every later send longer than `size` is cut
+ * by the kernel into datagrams of `size` (the last shorter); 0 turns it off.
+ * For senders that cannot pass the per-message cmsg (the js engine through
+ * dgram). Linux >= 4.18; refused with ENOPROTOOPT before.
+ */
+int ul_udp_set_segment(int fd, int size)
+{
+  return setsockopt(fd, IPPROTO_UDP, UDP_SEGMENT, &size, sizeof(size)) < 0 ? -errno : 0;
+}
+
 int ul_udp_open_group(int family, const struct ul_addr *addr, uint16_t port,
                       int *fds, unsigned n)
 {

@@ -105,6 +105,16 @@ static void test_golden(const struct ul_fdb *fdb) {
   memset(padded + sizeof GOLDEN, 0, 10);
   CHECK_EQ(ul_decap(&node2, fdb, padded, sizeof padded, &from1, &dr), UL_OK);
   CHECK_EQ(dr.pkt_len, sizeof ICMP4);
+  CHECK_EQ(dr.frame_len, sizeof GOLDEN); /* where a next datagram would start */
+
+  /* frame_len is told for drops after the headers read too, 0 before */
+  struct ul_addr stranger = addr("198.18.0.99");
+  CHECK_EQ(ul_decap(&node2, fdb, GOLDEN, sizeof GOLDEN, &stranger, &dr), UL_DROP_UNKNOWN_PEER);
+  CHECK_EQ(dr.frame_len, sizeof GOLDEN);
+  CHECK_EQ(ul_decap(&node2, fdb, GOLDEN, sizeof GOLDEN - 1, &from1, &dr), UL_DROP_MALFORMED);
+  CHECK_EQ(dr.frame_len, 0);
+  CHECK_EQ(ul_decap(&node2, fdb, GOLDEN, 30, &from1, &dr), UL_DROP_SHORT);
+  CHECK_EQ(dr.frame_len, 0);
 }
 
 static void test_roundtrip(const struct ul_fdb *fdb, enum ul_mode mode,

@@ -93,7 +93,7 @@ export const AGENT_METRICS = {
   residentMemory: { name: 'process_resident_memory_bytes', type: 'gauge', help: 'Resident memory size in bytes.', labels: [] },
   startTime: { name: 'process_start_time_seconds', type: 'gauge', help: 'Start time of the process since the Unix epoch in seconds.', labels: [] },
   // segmentation offloads (src/dataplane/offloads.ts; native engine)
-  offloadActive: { name: 'userlay_offload_active', type: 'gauge', help: 'Segmentation offloads in force (tso, uso, gro, tun_gso).', labels: ['offload'] },
+  offloadActive: { name: 'userlay_offload_active', type: 'gauge', help: 'Segmentation offloads in force (tso, uso, gro, gso, tun_gso).', labels: ['offload'] },
   offloadRefused: { name: 'userlay_offload_refused', type: 'gauge', help: 'Offloads asked for and refused by the kernel at setup.', labels: ['offload'] },
   tunGsoRefused: { name: 'userlay_tun_gso_refused_total', type: 'counter', help: 'GSO writes the TUN refused (EINVAL/EIO; the start probe included); then segmented in software.', labels: [] },
   tsoPackets: { name: 'userlay_tso_packets_total', type: 'counter', help: 'TSO/USO super-packets read from the TUN and split.', labels: [] },

@@ -98,10 +98,12 @@ export const ENCAP_OUT = { peer: 0, frameOff: 1, frameLen: 2, mtu: 3, length: 4 
 
 /**
  * The results decap() writes into its `out` array (an Int32Array of at least DECAP_OUT.length):
- * index of the sending peer (-1 when unknown), and the inner IP packet's offset and length in
- * the datagram (0 unless decap returned 0).
+ * index of the sending peer (-1 when unknown); the inner IP packet's offset in the buffer and
+ * its length (0 unless decap returned 0); and the datagram's length as its headers give it
+ * (encapsulation + inner IP length, also for most drops; 0 when the headers are unreadable):
+ * where the next datagram of a coalesced run starts.
  */
-export const DECAP_OUT = { peer: 0, pktOff: 1, pktLen: 2, length: 3 } as const;
+export const DECAP_OUT = { peer: 0, pktOff: 1, pktLen: 2, frameLen: 3, length: 4 } as const;
 
 /** Engine configuration (see struct ul_engine_cfg). */
 export interface EngineConfig {
@@ -172,6 +174,11 @@ export interface NativeAddon {
   tunSetOffloads(fd: number, want: number, refuse: number): number;
   /** Turn UDP_GRO on or off on a socket from udpOpen. Throws the errno (ENOPROTOOPT: old kernel). */
   udpSetGro(fd: number, on: boolean): void;
+  /**
+   * Set the UDP_SEGMENT socket option: sends longer than `size` leave as datagrams of `size`
+   * (the last shorter); 0 turns it off. Throws the errno (ENOPROTOOPT: old kernel).
+   */
+  udpSetSegment(fd: number, size: number): void;
   /** close(2). */
   close(fd: number): void;
   /**
@@ -212,8 +219,8 @@ export interface NativeAddon {
    * properties made in C cost 3-4 µs a packet, most of encap's and decap's time.
    */
   encap(codec: NativeCodec, fdb: NativeFdb, buf: Uint8Array, pktOff: number, pktLen: number, out: Int32Array): number;
-  /** Validate and decapsulate buf[0, len) received from `srcAddress`: 0 or a drop reason, the results in `out` (DECAP_OUT). */
-  decap(codec: NativeCodec, fdb: NativeFdb, buf: Uint8Array, len: number, srcAddress: string, out: Int32Array): number;
+  /** Validate and decapsulate the datagram buf[off, off+len) received from `srcAddress`: 0 or a drop reason, the results in `out` (DECAP_OUT). */
+  decap(codec: NativeCodec, fdb: NativeFdb, buf: Uint8Array, off: number, len: number, srcAddress: string, out: Int32Array): number;
   /**
    * The ICMP error answering `orig`, from `src`: destination unreachable (no route) for
    * `tooBigMtu` 0, else "fragmentation needed" (IPv4) / "packet too big" (IPv6) reporting that

@@ -212,7 +212,7 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
     }
     const offloads = system(`set offloads on ${tun.name}`, () => {
       const [first, ...more] = sockets;
-      const state = applyOffloads(addon, tun.fd, kind.nativeFd(first), opts.offloads ?? 'auto', log);
+      const state = applyOffloads(addon, tun.fd, kind.nativeFd(first), opts.offloads ?? 'auto', log, process.env, kind.gsoFd(first));
       applyQueueOffloads(addon, state, tunQueueFds, kind.queueFds(first));
       // the other family's sockets get what the first got (UDP_GRO is per socket)
       for (const s of more) applyQueueOffloads(addon, state, [], [kind.nativeFd(s), ...kind.queueFds(s)].filter((fd) => fd !== undefined));
@@ -251,6 +251,8 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
       // a backend without a codec (host-gw) runs the udp one with an empty FDB: packets that
       // reach the TUN are unroutable, counted and answered with ICMP destination unreachable
       codec: { mode: BACKENDS[opts.backend].codec ?? 'udp', vni: opts.vni, mac: BACKENDS[opts.backend].needsVtepMAC ? opts.vtepMAC : '00:00:00:00:00:00' },
+      ...(offloads.active.includes('gro') ? { udpGro: true } : {}),
+      ...(offloads.active.includes('gso') ? { udpGso: true } : {}),
       ...(offloads.probeTunGso ? { probeTunGso: 1 as const } : {}),
       ...(offloads.testRefuseTunGso ? { testRefuseTunGso: 1 as const } : {}),
       ...(icmpSrc4 ? { icmpSrc4 } : {}),

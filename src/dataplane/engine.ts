@@ -23,6 +23,14 @@ export interface EngineSetup extends Omit<EngineConfig, 'udpFd' | 'queues' | 'tx
   readonly log: Logger;
   /** TUN queues 1.. of a multi-queue TUN (threads > 1; owned by the caller). */
   readonly tunQueueFds?: readonly number[];
+  /**
+   * UDP_GRO is on on the receive sockets. The native engine reads each buffer's segment size
+   * from its cmsg and needs no telling; the js engine, which gets no cmsg through dgram, cuts
+   * buffers at the length of their first datagram.
+   */
+  readonly udpGro?: boolean;
+  /** The js engine may send runs of equal datagrams in one send (UDP_SEGMENT socket option). */
+  readonly udpGso?: boolean;
 }
 
 /** A running (or ready-to-start) forwarding engine. */
@@ -47,8 +55,10 @@ export interface EngineKindImpl<Socket> {
   openSocket(addon: NativeAddon, address: string, port: number, threads?: number): Promise<Socket>;
   /** Close a socket that never made it into an engine. */
   closeSocket(addon: NativeAddon, socket: Socket): Promise<void>;
-  /** The fd of `socket` when the engine reads it natively (UDP_GRO can be set on it), else undefined. */
+  /** The fd of `socket` for UDP_GRO, or undefined when the engine cannot take coalesced buffers. */
   nativeFd(socket: Socket): number | undefined;
+  /** The fd on which the engine sends runs with the UDP_SEGMENT socket option, if it does (js). */
+  gsoFd(socket: Socket): number | undefined;
   /** The receive sockets of thread pairs 1.. (UDP_GRO is set on each too); [] with one pair. */
   queueFds(socket: Socket): readonly number[];
   /**

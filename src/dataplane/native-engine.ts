@@ -147,6 +147,9 @@ export const nativeEngine: EngineKindImpl<NativeSocket> = {
   nativeFd(socket) {
     return socket.fd;
   },
+  gsoFd() {
+    return undefined; // the tx threads pass the segment size per message (cmsg)
+  },
   queueFds(socket) {
     return socket.queueFds;
   },

@@ -4,16 +4,21 @@
  *   auto  TUN: TUNSETOFFLOAD CSUM|TSO4|TSO6, then USO4|USO6 where the kernel
  *         takes them, so one TUN read returns up to 64 KiB that the engines'
  *         one read path (native/src/tun-read.c) splits into segments.
- *         Underlay socket (native engine only: node's dgram has no cmsg):
- *         UDP_GRO, so one receive returns a run of datagrams that the rx
- *         thread cuts apart and validates one by one.
+ *         Underlay socket: UDP_GRO, so one receive returns a run of
+ *         datagrams that the receive path cuts apart and validates one by
+ *         one (the native engine by the cmsg's segment size, the js engine
+ *         at its first datagram's length: dgram hands no cmsg to JS).
+ *         js engine's GSO socket: UDP_SEGMENT as a socket option, so a run
+ *         of equal datagrams to one peer leaves in one send (the native
+ *         engine passes the segment size per message, a cmsg, and needs no
+ *         option).
  *   off   neither: one packet per read, one datagram per receive (the path
  *         before offloads; for comparison and as an escape hatch).
  *
  * A flag the kernel refuses is logged once and counted in
  * OffloadState.refused (exported as userlay_offload_refused); the data
  * plane runs with what it got. The test hook USERLAY_TEST_REFUSE_OFFLOADS
- * (comma list of tso, uso, gro, tun-gso) makes the refusal happen on
+ * (comma list of tso, uso, gro, gso, tun-gso) makes the refusal happen on
  * purpose; tun-gso makes the TUN answer every GSO write with EINVAL, as a
  * 6.1/6.6 LTS range did.
  *
@@ -31,7 +36,7 @@ export const OFFLOAD_MODES = ['auto', 'off'] as const;
 export type OffloadMode = (typeof OFFLOAD_MODES)[number];
 
 /** Offload names as logged and exported. */
-export type OffloadName = 'tso' | 'uso' | 'gro';
+export type OffloadName = 'tso' | 'uso' | 'gro' | 'gso';
 
 /** What is in force after setup. */
 export interface OffloadState {
@@ -74,13 +79,14 @@ export function applyQueueOffloads(
 }
 
 /**
- * Apply `mode` to the TUN fd and, when given, the native engine's UDP fd.
- * Never throws for a refused offload; a TUN that rejects TUNSETOFFLOAD for
+ * Apply `mode` to the TUN fd and, when given, the engine's receive socket (udpFd: UDP_GRO) and
+ * its GSO socket (gsoFd, the js engine's: UDP_SEGMENT is tried with 0, the engine sets the
+ * size per run). Never throws for a refused offload; a TUN that rejects TUNSETOFFLOAD for
  * another reason than its flags throws the addon's error.
  */
 export function applyOffloads(
   addon: NativeAddon, tunFd: number, udpFd: number | undefined, mode: OffloadMode, log: Logger,
-  env: NodeJS.ProcessEnv = process.env,
+  env: NodeJS.ProcessEnv = process.env, gsoFd?: number,
 ): OffloadState {
   const c = addon.constants;
   const tso = c.TUN_F_CSUM | c.TUN_F_TSO4 | c.TUN_F_TSO6;
@@ -105,6 +111,16 @@ export function applyOffloads(
     } catch (err) {
       refused.push('gro');
       log.warn('UDP_GRO refused: receiving one datagram per read', { err });
+    }
+  }
+  if (gsoFd !== undefined) {
+    try {
+      if (hook.has('gso')) throw Object.assign(new Error('refused by ' + REFUSE_ENV), { code: 'ENOPROTOOPT' });
+      addon.udpSetSegment(gsoFd, 0);
+      active.push('gso');
+    } catch (err) {
+      refused.push('gso');
+      log.warn('UDP_SEGMENT refused: sending one datagram per send', { err });
     }
   }
   if (refused.includes('tso')) log.warn('TUN refused TSO offloads: reading one packet per read', { got });

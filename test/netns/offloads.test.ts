@@ -1,8 +1,10 @@
 /**
  * Segmentation offloads end to end (need root): 2-node vxlan labs with
- * `--offloads auto` (TSO/USO on the TUN, UDP GRO on the native socket) and
+ * `--offloads auto` (TSO/USO on the TUN, UDP GRO on the receive socket) and
  * `--offloads off`, native engine, plus the js engine with offloads auto
- * (its TUN reader gets split segments from the shared read path).
+ * (its TUN reader gets split segments from the shared read path, it sends
+ * runs with the UDP_SEGMENT socket option and cuts GRO buffers at their
+ * first datagram's length).
  *
  *   - 200 MB hashed TCP transfers in both directions
  *   - UDP datagrams of 1 byte up to the largest that fits, sent in bursts of
@@ -10,11 +12,12 @@
  *     the rx side receives them coalesced), each echoed intact
  *   - the offloads in force are reported by /debug/stats, and nothing is
  *     dropped as tx_malformed (a super-packet the split refused)
- *   - with offloads auto the sender splits TSO super-packets and the native
+ *   - with offloads auto the sender splits TSO super-packets and the
  *     receiver gets UDP GRO buffers (engine counters); with off neither; the
  *     native sender leaves checksums partial to its userlay peer
  *   - offloads refused (test hook USERLAY_TEST_REFUSE_OFFLOADS: TSO/USO,
- *     UDP_GRO and GSO writes to the TUN) are reported and forwarding goes on
+ *     UDP_GRO, the js engine's UDP_SEGMENT and GSO writes to the TUN) are
+ *     reported and forwarding goes on, with either engine
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, test } from 'node:test';
@@ -63,7 +66,8 @@ for (const { engine, offloads } of cases) {
           assert.deepEqual(s.offloads?.active, []);
         } else {
           assert.ok(s.offloads?.active.includes('tso'), JSON.stringify(s.offloads));
-          assert.equal(s.offloads?.active.includes('gro'), engine === 'native', JSON.stringify(s.offloads));
+          assert.ok(s.offloads?.active.includes('gro'), JSON.stringify(s.offloads));
+          assert.equal(s.offloads?.active.includes('gso'), engine === 'js', JSON.stringify(s.offloads));
         }
       }
     });
@@ -91,7 +95,7 @@ for (const { engine, offloads } of cases) {
         else assert.equal(partial, 0, JSON.stringify(sender));
         const receiver = (await offloadsOf(lab, b)).counters;
         assert.equal(receiver.tunGso, true, JSON.stringify(receiver));
-        if (engine === 'native' && offloads === 'auto') {
+        if (offloads === 'auto') {
           assert.ok(receiver.groBuffers > 0 && receiver.groDatagrams > receiver.groBuffers, `no UDP GRO buffer: ${JSON.stringify(receiver)}`);
         } else {
           assert.equal(receiver.groBuffers, 0, JSON.stringify(receiver));
@@ -115,12 +119,13 @@ for (const { engine, offloads } of cases) {
   });
 }
 
-describe('offloads refused by the kernel (test hook): reported, forwarding goes on', { skip: NEEDS_ROOT, timeout: 180_000 }, () => {
+for (const engine of ['native', 'js'] as const) describe(`offloads refused by the kernel (test hook), ${engine} engine: reported, forwarding goes on`, { skip: NEEDS_ROOT, timeout: 180_000 }, () => {
   let lab: TestLab;
+  const refused = engine === 'js' ? ['tso', 'uso', 'gro', 'gso'] : ['tso', 'uso', 'gro'];
   before(async () => {
-    process.env[REFUSE_ENV] = 'tso,uso,gro,tun-gso'; // inherited by the agents this lab starts
+    process.env[REFUSE_ENV] = [...refused, 'tun-gso'].join(','); // inherited by the agents this lab starts
     try {
-      lab = await openTestLab(2, { modes: ['userlay', 'userlay'], userlay: { backend: 'vxlan', engine: 'native', statusPort: STATUS_PORT } });
+      lab = await openTestLab(2, { modes: ['userlay', 'userlay'], userlay: { backend: 'vxlan', engine, statusPort: STATUS_PORT } });
     } finally {
       delete process.env[REFUSE_ENV];
     }
@@ -129,7 +134,7 @@ describe('offloads refused by the kernel (test hook): reported, forwarding goes 
 
   test('the refusals are reported, nothing is in force', async () => {
     const o = await offloadsOf(lab, 1);
-    assert.deepEqual([o.mode, o.active, o.refused], ['auto', [], ['tso', 'uso', 'gro']]);
+    assert.deepEqual([o.mode, o.active, o.refused], ['auto', [], refused]);
     // the start probe's GSO write was refused: GSO writes to the TUN are off
     assert.equal(o.counters.tunGso, false);
     assert.ok(o.counters.tunGsoRefused >= 1, JSON.stringify(o.counters));
@@ -138,6 +143,7 @@ describe('offloads refused by the kernel (test hook): reported, forwarding goes 
     assert.match(metrics, /^userlay_tun_gso_refused_total [1-9]/m);
     assert.match(metrics, /^userlay_offload_refused\{offload="tso"\} 1$/m);
     assert.match(metrics, /^userlay_offload_refused\{offload="gro"\} 1$/m);
+    if (engine === 'js') assert.match(metrics, /^userlay_offload_refused\{offload="gso"\} 1$/m);
   });
 
   test('a 50 MB TCP transfer still arrives byte for byte', async () => {

@@ -35,6 +35,6 @@ export function encapResult(codec: CodecConfig, fdb: NativeFdb, buf: Uint8Array,
 export function decapResult(codec: CodecConfig, fdb: NativeFdb, buf: Uint8Array, len: number, srcAddress: string):
   { reason: number; peer: number; pktOff: number; pktLen: number } {
   const out = new Int32Array(DECAP_OUT.length);
-  const reason = addon!.decap(addon!.codecBuild(codec), fdb, buf, len, srcAddress, out);
+  const reason = addon!.decap(addon!.codecBuild(codec), fdb, buf, 0, len, srcAddress, out);
   return { reason, peer: out[DECAP_OUT.peer]!, pktOff: out[DECAP_OUT.pktOff]!, pktLen: out[DECAP_OUT.pktLen]! };
 }

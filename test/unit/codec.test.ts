@@ -260,10 +260,19 @@ test('codecBuild, encap and decap refuse bad arguments with TypeError', { skip }
   assert.throws(() => a.encap(codec, table, buf, headroom, 29, out), { name: 'TypeError' }, 'pktLen past the buffer');
   const frame = hex(good4);
   const dout = new Int32Array(DECAP_OUT.length);
-  assert.equal(a.decap(codec, table, frame, frame.length, '198.18.0.2', dout), 0);
-  assert.deepEqual([...dout], [0, 22, 28]);
-  assert.equal(a.decap(codec, table, frame, frame.length, '198.18.0.9', dout), DROP.unknown_peer);
-  assert.deepEqual([...dout], [-1, 0, 0], 'a drop leaves no stale offsets');
-  assert.throws(() => a.decap(codec, table, frame, frame.length, '198.18.0.2', new Int32Array(2)), { name: 'TypeError', message: /out/ });
-  assert.throws(() => a.decap(codec, table, frame, frame.length + 1, '198.18.0.2', dout), { name: 'TypeError' }, 'len past the buffer');
+  assert.equal(a.decap(codec, table, frame, 0, frame.length, '198.18.0.2', dout), 0);
+  assert.deepEqual([...dout], [0, 22, 28, 50]);
+  assert.equal(a.decap(codec, table, frame, 0, frame.length, '198.18.0.9', dout), DROP.unknown_peer);
+  assert.deepEqual([...dout], [-1, 0, 0, 50], 'a drop leaves no stale offsets, and still tells the datagram length');
+  assert.throws(() => a.decap(codec, table, frame, 0, frame.length, '198.18.0.2', new Int32Array(3)), { name: 'TypeError', message: /out/ });
+  assert.throws(() => a.decap(codec, table, frame, 0, frame.length + 1, '198.18.0.2', dout), { name: 'TypeError' }, 'len past the buffer');
+  assert.throws(() => a.decap(codec, table, frame, 1, frame.length, '198.18.0.2', dout), { name: 'TypeError' }, 'off + len past the buffer');
+  assert.throws(() => a.decap(codec, table, frame, -1, 4, '198.18.0.2', dout), { name: 'TypeError' }, 'negative off');
+  // a run of three datagrams back to back (the third cut short, as GRO leaves the last):
+  // each one decapsulates at its offset, offsets in the whole buffer
+  const run = Buffer.concat([frame, frame, frame.subarray(0, 45)]);
+  assert.equal(a.decap(codec, table, run, 50, 50, '198.18.0.2', dout), 0);
+  assert.deepEqual([...dout], [0, 72, 28, 50]);
+  assert.equal(a.decap(codec, table, run, 100, 45, '198.18.0.2', dout), DROP.malformed, 'never past off + len');
+  assert.equal(dout[DECAP_OUT.frameLen], 0, 'a cut datagram has no readable length');
 });

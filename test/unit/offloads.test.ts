@@ -12,8 +12,8 @@ import { silentLogger } from '../../src/log.js';
 
 const F = { TUN_F_CSUM: 1, TUN_F_TSO4: 2, TUN_F_TSO6: 4, TUN_F_USO4: 0x20, TUN_F_USO6: 0x40 };
 
-/** A kernel that accepts the flags in `takes` (as ul_tun_set_offloads reports them) and UDP_GRO when `gro`. */
-function fakeAddon(takes: number, gro: boolean) {
+/** A kernel that accepts the flags in `takes` (as ul_tun_set_offloads reports them), UDP_GRO when `gro`, UDP_SEGMENT when `gso`. */
+function fakeAddon(takes: number, gro: boolean, gso = true) {
   const calls: string[] = [];
   const addon = {
     constants: F,
@@ -24,6 +24,10 @@ function fakeAddon(takes: number, gro: boolean) {
     udpSetGro(fd: number, on: boolean) {
       calls.push(`udpSetGro ${fd} ${on}`);
       if (!gro) throw Object.assign(new Error('set UDP_GRO on fd 7: Protocol not available'), { code: 'ENOPROTOOPT' });
+    },
+    udpSetSegment(fd: number, size: number) {
+      calls.push(`udpSetSegment ${fd} ${size}`);
+      if (!gso) throw Object.assign(new Error('set UDP_SEGMENT on fd 9: Protocol not available'), { code: 'ENOPROTOOPT' });
     },
   } as unknown as NativeAddon;
   return { addon, calls };
@@ -44,6 +48,23 @@ test('applyOffloads: the js engine (no native fd) asks for no UDP_GRO', () => {
   assert.deepEqual(s.active, ['tso', 'uso']);
   assert.deepEqual(s.refused, []);
   assert.ok(!calls.some((c) => c.startsWith('udpSetGro')));
+});
+
+test('applyOffloads: the js engine\'s GSO socket gets UDP_SEGMENT tried (size 0); refused is reported, not thrown', () => {
+  const ok = fakeAddon(0xff, true);
+  const s = applyOffloads(ok.addon, 8, 7, 'auto', silentLogger, {}, 9);
+  assert.deepEqual([s.active, s.refused], [['tso', 'uso', 'gro', 'gso'], []]);
+  assert.deepEqual(ok.calls, ['tunSetOffloads 8 103 0', 'udpSetGro 7 true', 'udpSetSegment 9 0']);
+  const old = fakeAddon(0xff, true, false);
+  const r = applyOffloads(old.addon, 8, 7, 'auto', silentLogger, {}, 9);
+  assert.deepEqual([r.active, r.refused], [['tso', 'uso', 'gro'], ['gso']]);
+  const hook = fakeAddon(0xff, true);
+  const h = applyOffloads(hook.addon, 8, 7, 'auto', silentLogger, { [REFUSE_ENV]: 'gso' }, 9);
+  assert.deepEqual([h.active, h.refused], [['tso', 'uso', 'gro'], ['gso']]);
+  assert.ok(!hook.calls.some((c) => c.startsWith('udpSetSegment')), 'the hook refuses before asking the kernel');
+  const off = fakeAddon(0xff, true);
+  assert.deepEqual(applyOffloads(off.addon, 8, 7, 'off', silentLogger, {}, 9).active, []);
+  assert.deepEqual(off.calls, ['tunSetOffloads 8 0 0']);
 });
 
 test('applyOffloads: off clears the TUN offloads and probes nothing', () => {

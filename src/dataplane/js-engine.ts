@@ -255,7 +255,7 @@ class JsEngineImpl implements Engine {
     for (const { socket, gso } of this.sockets) {
       socket.on('message', (msg, rinfo) => this.receive(msg, rinfo.address));
       socket.on('error', (err) => log.warn('underlay socket error', { err }));
-      gso.on('error', (err) => log.warn('underlay GSO socket error', { err })); // it receives nothing: no 'message'
+      gso.on('error', (err) => log.warn('underlay GSO socket error', { err })); // only sends: no 'message' listener, dgram drops what arrives
     }
     this.reader = addon.tunReader(tunFd, batch ?? 64, (packets, err) => {
       if (!packets) {

@@ -69,7 +69,11 @@
  * counted as a datagram of its own. Otherwise the bytes after the first
  * datagram are its padding, as without GRO. A sender can make its datagram's
  * padding look like a second datagram of its own; that is no more than
- * sending two datagrams, each checked as any other.
+ * sending two datagrams, each checked as any other. The converse is the
+ * limit of guessing: a run whose second datagram is malformed reads as a
+ * padded first datagram, so the rest of that run is dropped uncounted (the
+ * native engine, told the segment size, counts each of them). Only the
+ * sender's own datagrams are lost that way.
  *
  * Design notes (UDP GSO): the sender's side of the same. With offloads auto
  * each family has a second socket (an ephemeral port on the same address:

@@ -180,7 +180,7 @@ int ul_decap(const struct ul_codec_cfg *cfg, const struct ul_fdb *fdb,
     return UL_DROP_MALFORMED;
   }
   const uint8_t *pkt = buf + off;
-  size_t pkt_len = ip_len(pkt, len - off, version);
+  size_t pkt_len = res->frame_len == 0 ? 0 : res->frame_len - off; /* read above */
   if (pkt_len == 0) return UL_DROP_MALFORMED;
 
   const struct ul_fdb_peer *peer = ul_fdb_peer_by_underlay(fdb, src);

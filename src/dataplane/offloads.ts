@@ -103,26 +103,20 @@ export function applyOffloads(
   const refused: OffloadName[] = [];
   (got & tso) === tso ? active.push('tso') : refused.push('tso');
   (got & uso) === uso ? active.push('uso') : refused.push('uso');
-  if (udpFd !== undefined) {
+  /** A socket option: in force, or refused (by the kernel or the hook) and logged. */
+  const socketOption = (name: OffloadName, fd: number | undefined, set: (fd: number) => void, refusal: string): void => {
+    if (fd === undefined) return;
     try {
-      if (hook.has('gro')) throw Object.assign(new Error('refused by ' + REFUSE_ENV), { code: 'ENOPROTOOPT' });
-      addon.udpSetGro(udpFd, true);
-      active.push('gro');
+      if (hook.has(name)) throw Object.assign(new Error('refused by ' + REFUSE_ENV), { code: 'ENOPROTOOPT' });
+      set(fd);
+      active.push(name);
     } catch (err) {
-      refused.push('gro');
-      log.warn('UDP_GRO refused: receiving one datagram per read', { err });
+      refused.push(name);
+      log.warn(refusal, { err });
     }
-  }
-  if (gsoFd !== undefined) {
-    try {
-      if (hook.has('gso')) throw Object.assign(new Error('refused by ' + REFUSE_ENV), { code: 'ENOPROTOOPT' });
-      addon.udpSetSegment(gsoFd, 0);
-      active.push('gso');
-    } catch (err) {
-      refused.push('gso');
-      log.warn('UDP_SEGMENT refused: sending one datagram per send', { err });
-    }
-  }
+  };
+  socketOption('gro', udpFd, (fd) => addon.udpSetGro(fd, true), 'UDP_GRO refused: receiving one datagram per read');
+  socketOption('gso', gsoFd, (fd) => addon.udpSetSegment(fd, 0), 'UDP_SEGMENT refused: sending one datagram per send');
   if (refused.includes('tso')) log.warn('TUN refused TSO offloads: reading one packet per read', { got });
   if (refused.includes('uso')) log.info('TUN refused USO offloads (Linux < 6.2?): UDP is read one datagram per read', { got });
   return { mode, active, refused, probeTunGso: true, testRefuseTunGso };

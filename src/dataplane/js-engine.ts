@@ -200,12 +200,11 @@ class JsEngineImpl implements Engine {
   private groDatagrams = 0;
   /**
    * The run being gathered for one send with UDP_SEGMENT (design notes, UDP GSO): frames to
-   * runPeer, all runSize long but a shorter last one, runBytes in all.
+   * runPeer, all runSize long (a shorter one ends the run: it is sent at once).
    */
   private run: Buffer[] = [];
   private runPeer: TxPeer | undefined;
   private runSize = 0;
-  private runBytes = 0;
   /** GSO sockets by underlay family (offloads auto, UDP_SEGMENT taken). */
   private readonly gsoByFamily = new Map<number, GsoSender>();
   /** Runs go out with UDP_SEGMENT; false after a GSO send failed (then single datagrams only). */
@@ -315,13 +314,12 @@ class JsEngineImpl implements Engine {
       peer.socket.send(buf, frameOff, frameLen, peer.port, peer.ip, peer.sent);
       return;
     }
-    if (peer !== this.runPeer || frameLen > this.runSize || this.run.length === GSO_MAX_SEGMENTS || this.runBytes + frameLen > GSO_MAX_BYTES) {
+    if (peer !== this.runPeer || frameLen > this.runSize || this.run.length === GSO_MAX_SEGMENTS || this.run.length * this.runSize + frameLen > GSO_MAX_BYTES) {
       this.flushRun();
       this.runPeer = peer;
       this.runSize = frameLen;
     }
     this.run.push(buf.subarray(frameOff, frameOff + frameLen));
-    this.runBytes += frameLen;
     if (frameLen < this.runSize) this.flushRun(); // a shorter datagram ends a run
   }
 
@@ -337,7 +335,6 @@ class JsEngineImpl implements Engine {
     if (run.length === 0 || !peer) return;
     this.run = [];
     this.runPeer = undefined;
-    this.runBytes = 0;
     const gso = peer.gso!;
     if (run.length > 1 && gso.size !== this.runSize && gso.socket.getSendQueueCount() === 0) {
       try {

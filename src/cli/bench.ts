@@ -31,7 +31,7 @@
  * vxlan, writes JSON and an SVG chart with one panel per measure. Numbers are
  * ratios from one run on one machine, never asserted in tests.
  */
-import { readFileSync } from 'node:fs';
+import { accessSync, constants as fsConstants, readFileSync, statSync } from 'node:fs';
 import { mkdir, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -186,7 +186,39 @@ function checkBenchFlags(flags: ParsedFlags): BenchConfig {
   if (measures.length === 0) throw usageError('--measures', 'name at least one measure');
   const outDir = flagString(flags, 'out')!;
   const jsonFile = flagString(flags, 'json') ?? path.join(outDir, 'bench.json');
+  // a bench takes minutes: an output it cannot write is found out now, not at the end
+  checkCanCreate('--out', outDir, 'directory');
+  checkCanCreate(flagString(flags, 'json') === undefined ? '--out' : '--json', jsonFile, 'file');
   return { seconds, repeat, measures: MEASURES.filter((m) => measures.includes(m)), outDir, jsonFile, udp: flagBool(flags, 'udp'), ablation: flagBool(flags, 'ablation') };
+}
+
+/**
+ * Throw a usage error for `flag` unless `target` (a directory or a file) is
+ * there as that kind and writable, or can be made: its nearest existing
+ * ancestor is a writable directory. Creates nothing.
+ */
+function checkCanCreate(flag: string, target: string, kind: 'directory' | 'file'): void {
+  let at = path.resolve(target);
+  for (;;) {
+    let st;
+    try {
+      st = statSync(at);
+    } catch (err) {
+      const code = (err as NodeJS.ErrnoException).code;
+      if (code !== 'ENOENT' && code !== 'ENOTDIR') throw usageError(flag, `${at}: ${code}`);
+      at = path.dirname(at);
+      continue;
+    }
+    const wanted = at === path.resolve(target) ? kind : 'directory';
+    if (wanted === 'directory' && !st.isDirectory()) throw usageError(flag, `${at} is not a directory`);
+    if (wanted === 'file' && st.isDirectory()) throw usageError(flag, `${at} is a directory`);
+    try {
+      accessSync(at, fsConstants.W_OK);
+    } catch {
+      throw usageError(flag, `${at} is not writable`);
+    }
+    return;
+  }
 }
 
 /** CPU seconds of the whole machine so far (/proc/stat): busy (user nice system irq softirq) and stolen. */

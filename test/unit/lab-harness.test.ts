@@ -4,6 +4,7 @@
  */
 import assert from 'node:assert/strict';
 import { test } from 'node:test';
+import os from 'node:os';
 import { benchSvg, formatTable, runBench } from '../../src/cli/bench.js';
 import { runLab } from '../../src/cli/lab.js';
 import { signalExitCode } from '../../src/cli/lab/session.js';
@@ -136,6 +137,9 @@ test('lab and bench reject bad flags with exit code 2 before touching the system
     assert.equal(await runLab(['--family', '5']), 2);
     assert.equal(await runLab(['--family', '6', '--underlay-family', '4']), 2);
     assert.equal(await runLab(['--family', 'dual', '--underlay', 'routed']), 2);
+    assert.equal(await runBench(['--out', '/proc/self/status/out']), 2);
+    assert.equal(await runBench(['--out', os.tmpdir(), '--json', '/proc']), 2);
+    assert.equal(await runBench(['--out', '/proc/sys/new']), 2);
   } finally {
     process.stderr.write = write;
     process.exitCode = saved;
@@ -148,6 +152,9 @@ test('lab and bench reject bad flags with exit code 2 before touching the system
   assert.match(lines[5]!, /^userlay: --family: "5" must be one of 4, 6, dual/);
   assert.match(lines[6]!, /^userlay: --underlay-family: IPv4 is not a family of --family 6/);
   assert.match(lines[7]!, /^userlay: --underlay: a routed underlay is IPv4 only/);
+  assert.match(lines[8]!, /^userlay: --out: \/proc\/self\/status is not a directory/);
+  assert.match(lines[9]!, /^userlay: --json: \/proc is a directory/);
+  assert.match(lines[10]!, /^userlay: --out: \/proc\/sys is not writable/);
 });
 
 test('bench chart: one panel per measured value, a bar per path, ratios in the notes', () => {

@@ -75,7 +75,7 @@ NAPI_MODULE_INIT(/* napi_env env, napi_value exports */)
     { "close", js_close },            { "mallocTrim", js_malloc_trim },
     { "linkIndex", js_link_index },
     { "tunSetOffloads", js_tun_set_offloads }, { "udpSetGro", js_udp_set_gro },
-    { "udpSetSegment", js_udp_set_segment },
+    { "udpSetSegment", js_udp_set_segment }, { "udpOpenSender", js_udp_open_sender },
     { "linkName", js_link_name },     { "linkSet", js_link_set },       { "linkDel", js_link_del },
     { "addrAdd", js_addr_add },       { "addrDel", js_addr_del },
     { "routeAdd", js_route_add },     { "routeDel", js_route_del },

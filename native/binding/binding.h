@@ -84,6 +84,7 @@ bool set_int(napi_env env, napi_value obj, const char *key, int64_t v);
 /* sys.c */
 napi_value js_tun_open(napi_env env, napi_callback_info info);
 napi_value js_udp_open(napi_env env, napi_callback_info info);
+napi_value js_udp_open_sender(napi_env env, napi_callback_info info);
 napi_value js_tun_open_queue(napi_env env, napi_callback_info info);
 napi_value js_udp_open_group(napi_env env, napi_callback_info info);
 napi_value js_close(napi_env env, napi_callback_info info);

@@ -54,23 +54,33 @@ napi_value js_tun_open_queue(napi_env env, napi_callback_info info)
                          ul_tun_open_queue);
 }
 
-/* The address and port arguments of udpOpen / udpOpenGroup: an IP string
- * or "" (any IPv4 address), and 0..65535. Throws and returns 0 when bad. */
+/* The address and port arguments of udpOpen / udpOpenGroup / udpOpenSender:
+ * an IP string or "" (any IPv4 address), and 0..65535 (a sender: none, 0).
+ * Throws and returns 0 when bad. */
 struct bind_args {
   char str[64];
   struct ul_addr a;
   int64_t port;
 };
 
-static int get_bind_args(napi_env env, const char *fn, napi_value addr,
-                         napi_value port, struct bind_args *b)
+static int get_bind_addr(napi_env env, const char *fn, napi_value addr,
+                         struct bind_args *b)
 {
   memset(&b->a, 0, sizeof(b->a));
+  b->port = 0;
   if (!arg_string(env, addr, b->str, sizeof(b->str)) ||
       (b->str[0] != '\0' && !parse_addr(b->str, &b->a))) {
     throw_type(env, fn, "address must be an IP string or \"\"");
     return 0;
   }
+  return 1;
+}
+
+static int get_bind_args(napi_env env, const char *fn, napi_value addr,
+                         napi_value port, struct bind_args *b)
+{
+  if (!get_bind_addr(env, fn, addr, b))
+    return 0;
   if (!arg_int(env, port, 0, 65535, &b->port)) {
     throw_type(env, fn, "port must be an integer 0..65535");
     return 0;
@@ -117,23 +127,39 @@ napi_value js_udp_open_group(napi_env env, napi_callback_info info)
   return out;
 }
 
-napi_value js_udp_open(napi_env env, napi_callback_info info)
+/* udpOpen(address, port) and udpOpenSender(address): the fd. */
+static napi_value udp_open_common(napi_env env, napi_callback_info info, bool sender)
 {
+  const char *fn = sender ? "udpOpenSender" : "udpOpen";
   napi_value argv[2];
   char subject[80];
   struct bind_args b;
-  int fd;
+  const struct ul_addr *addr;
+  int family, fd;
 
-  if (!get_args(env, info, 2, argv, NULL) ||
-      !get_bind_args(env, "udpOpen", argv[0], argv[1], &b))
+  if (!get_args(env, info, sender ? 1 : 2, argv, NULL) ||
+      !(sender ? get_bind_addr(env, fn, argv[0], &b)
+               : get_bind_args(env, fn, argv[0], argv[1], &b)))
     return NULL;
-  fd = b.str[0] == '\0' ? ul_udp_open(4, NULL, (uint16_t)b.port)
-                        : ul_udp_open(b.a.family, &b.a, (uint16_t)b.port);
+  family = b.str[0] == '\0' ? 4 : b.a.family;
+  addr = b.str[0] == '\0' ? NULL : &b.a;
+  fd = sender ? ul_udp_open_sender(family, addr)
+              : ul_udp_open(family, addr, (uint16_t)b.port);
   if (fd < 0) {
     bind_subject(&b, subject, sizeof(subject));
-    return throw_errno(env, fd, "bind UDP", subject);
+    return throw_errno(env, fd, sender ? "bind UDP (send only)" : "bind UDP", subject);
   }
   return make_int(env, fd);
+}
+
+napi_value js_udp_open(napi_env env, napi_callback_info info)
+{
+  return udp_open_common(env, info, false);
+}
+
+napi_value js_udp_open_sender(napi_env env, napi_callback_info info)
+{
+  return udp_open_common(env, info, true);
 }
 
 napi_value js_close(napi_env env, napi_callback_info info)

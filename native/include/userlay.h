@@ -609,6 +609,11 @@ uint32_t ul_tun_write_received(struct ul_tun_writer *w, struct ul_gro_item *item
  * Returns the fd or -errno (-EADDRINUSE when the port is taken). */
 int ul_udp_open(int family, const struct ul_addr *addr, uint16_t port);
 
+/* A UDP socket that only sends: as ul_udp_open on an ephemeral port, but
+ * every datagram sent to it is dropped by the kernel before it is queued
+ * (a filter that accepts nothing; see udp.c). For sockets nobody reads. */
+int ul_udp_open_sender(int family, const struct ul_addr *addr);
+
 /* n (1..UL_THREADS_MAX) sockets bound to addr:port as one SO_REUSEPORT
  * group (the kernel spreads datagrams over them by flow hash), into fds[].
  * A plain socket (no SO_REUSEPORT) is bound first and closed only once the

@@ -29,10 +29,25 @@
  * A datagram that arrives while G is in the group may land on G and is
  * lost when G closes (at start only; the peers' TCP or probes resend).
  * test-engine.c checks the kernel behaviour step 2 relies on.
+ *
+ * Design note, sockets that only send (ul_udp_open_sender): the native
+ * engine's per-flow source ports and the js engine's GSO socket are bound
+ * to the public address like the receive socket, so anyone on the underlay
+ * can send to them, and nothing ever reads them. With the receive buffer of
+ * the tunnel socket, each would hold 32 MiB of queued datagrams for good
+ * (16 of them per family: 512 MiB, past net.ipv4.udp_mem on a small node,
+ * after which the kernel drops UDP everywhere, the tunnel port and DNS
+ * included). So a sender gets a classic-BPF filter that accepts nothing,
+ * attached before bind: the kernel drops every datagram before it is
+ * queued (counted in the socket's drops column of /proc/net/udp), and its
+ * receive buffer is not raised. ICMP errors for sent datagrams are
+ * not data and are not filtered; without IP_RECVERR an unconnected socket
+ * ignores them anyway.
  */
 #include "sockaddr.h"
 
 #include <errno.h>
+#include <linux/filter.h>
 #include <netinet/in.h>
 #include <netinet/udp.h>
 #include <sys/socket.h>
@@ -61,8 +76,22 @@ static void raise_buffer(int fd, int force_opt, int opt, int size)
   (void)setsockopt(fd, SOL_SOCKET, opt, &size, sizeof(size));
 }
 
+enum {
+  UDP_REUSEPORT = 1, /* join a SO_REUSEPORT group (ul_udp_open_group) */
+  UDP_SEND_ONLY = 2, /* take in nothing (ul_udp_open_sender) */
+};
+
+/* Drop every datagram at the socket, before it is queued. */
+static int refuse_input(int fd)
+{
+  struct sock_filter none = BPF_STMT(BPF_RET | BPF_K, 0);
+  struct sock_fprog prog = { .len = 1, .filter = &none };
+
+  return setsockopt(fd, SOL_SOCKET, SO_ATTACH_FILTER, &prog, sizeof(prog));
+}
+
 static int udp_open(int family, const struct ul_addr *addr, uint16_t port,
-                    int reuseport)
+                    int flags)
 {
   struct sockaddr_storage ss;
   socklen_t sslen;
@@ -80,7 +109,12 @@ static int udp_open(int family, const struct ul_addr *addr, uint16_t port,
   if (fd < 0)
     return -errno;
 
-  raise_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, UL_UDP_RCVBUF);
+  if ((flags & UDP_SEND_ONLY) != 0) {
+    if (refuse_input(fd) < 0)
+      goto fail;
+  } else {
+    raise_buffer(fd, SO_RCVBUFFORCE, SO_RCVBUF, UL_UDP_RCVBUF);
+  }
   raise_buffer(fd, SO_SNDBUFFORCE, SO_SNDBUF, UL_UDP_SNDBUF);
 
   if (af == AF_INET6) {
@@ -91,7 +125,7 @@ static int udp_open(int family, const struct ul_addr *addr, uint16_t port,
       goto fail;
   }
 
-  if (reuseport) {
+  if ((flags & UDP_REUSEPORT) != 0) {
     int on = 1;
     if (setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &on, sizeof(on)) < 0)
       goto fail;
@@ -115,7 +149,12 @@ int ul_udp_open(int family, const struct ul_addr *addr, uint16_t port)
 
 static int ul_udp_open_reuse(int family, const struct ul_addr *addr, uint16_t port)
 {
-  return udp_open(family, addr, port, 1);
+  return udp_open(family, addr, port, UDP_REUSEPORT);
+}
+
+int ul_udp_open_sender(int family, const struct ul_addr *addr)
+{
+  return udp_open(family, addr, 0, UDP_SEND_ONLY);
 }
 
 /*

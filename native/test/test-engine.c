@@ -63,6 +63,7 @@
 #include "../src/udp.c"
 
 #include <linux/if_packet.h>
+#include <linux/sock_diag.h>
 #include <net/ethernet.h>
 #include <sched.h>
 
@@ -828,7 +829,7 @@ static void test_tx_src_ports(struct fixture *f)
   cfg.max_slot = 1;
   cfg.udp[0].n_tx_fds = 3;
   for (k = 0; k < 3; k++) {
-    cfg.udp[0].tx_fds[k] = ul_udp_open(4, &lo, 0);
+    cfg.udp[0].tx_fds[k] = ul_udp_open_sender(4, &lo);
     CHECK(cfg.udp[0].tx_fds[k] >= 0);
     ports[k] = local_port(cfg.udp[0].tx_fds[k]);
   }
@@ -902,6 +903,38 @@ static int count_tasks(void)
   return n;
 }
 
+/* The thread count once it reads `want`, or after 2 s whatever it reads. A
+ * joined thread can still be listed for a moment: pthread_join returns when
+ * the exiting thread clears its tid, before the kernel unlists it. */
+static int tasks_wait(int want)
+{
+  struct timespec pause = { 0, 1000 * 1000 };
+  int i, n = count_tasks();
+
+  for (i = 0; i < 2000 && n != want; i++) {
+    nanosleep(&pause, NULL);
+    n = count_tasks();
+  }
+  return n;
+}
+
+/* The thread count once no thread of an earlier case is still leaving: the
+ * same for 20 reads 1 ms apart (at most 2 s). */
+static int tasks_settled(void)
+{
+  struct timespec pause = { 0, 1000 * 1000 };
+  int i, same = 0, n = count_tasks();
+
+  for (i = 0; i < 2000 && same < 20; i++) {
+    int m;
+    nanosleep(&pause, NULL);
+    m = count_tasks();
+    same = m == n ? same + 1 : 0;
+    n = m;
+  }
+  return n;
+}
+
 /* What ul_udp_open_group's guard relies on (udp.c, design note): a socket
  * bound without SO_REUSEPORT keeps reuseport sockets out until the flag is
  * set on it after the bind; then they join, and once it is closed a plain
@@ -924,6 +957,39 @@ static void test_reuseport_guard(void)
   close(b);
 }
 
+/* A socket of ul_udp_open_sender (udp.c, design note): what it sends
+ * arrives; what is sent to it is dropped before it is queued, each datagram
+ * counted in the socket's drops. Loopback delivers within sendto(), so the
+ * drop count is final when the last send returns. */
+static void test_sender_takes_nothing(void)
+{
+  struct ul_addr lo = addr("127.0.0.1");
+  struct sockaddr_in to = { .sin_family = AF_INET, .sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+  int sender = ul_udp_open_sender(4, &lo), rx = ul_udp_open(4, &lo, 0), i, sent;
+  uint32_t mem[SK_MEMINFO_VARS];
+  socklen_t len = sizeof(mem);
+  uint8_t buf[1400] = { 0 };
+
+  CHECK(sender >= 0 && rx >= 0);
+  CHECK(local_port(sender) != 0);
+  /* it sends */
+  to.sin_port = htons(local_port(rx));
+  CHECK_EQ(sendto(sender, buf, 100, 0, (struct sockaddr *)&to, sizeof(to)), 100);
+  CHECK_EQ(recv(rx, buf, sizeof(buf), MSG_DONTWAIT), 100);
+  /* it takes nothing: 3,000 datagrams of 1,400 B would be 4 MiB queued */
+  to.sin_port = htons(local_port(sender));
+  for (i = 0, sent = 0; i < 3000; i++)
+    sent += sendto(rx, buf, sizeof(buf), 0, (struct sockaddr *)&to, sizeof(to)) == (ssize_t)sizeof(buf);
+  CHECK_EQ(sent, 3000);
+  CHECK(getsockopt(sender, SOL_SOCKET, SO_MEMINFO, mem, &len) == 0);
+  CHECK_EQ(mem[SK_MEMINFO_DROPS], 3000);
+  CHECK_EQ(mem[SK_MEMINFO_RMEM_ALLOC], 0);
+  CHECK_EQ(recv(sender, buf, sizeof(buf), MSG_DONTWAIT), -1);
+  CHECK_EQ(errno, EAGAIN);
+  close(sender);
+  close(rx);
+}
+
 /* An FDB sending 198.19.2.0/24 to the peer and accepting 198.19.2.0/24
  * from it, whose inner destination is ultq's 198.19.3.0 for rx. */
 static void threads_case(struct fixture *f, uint32_t n)
@@ -940,7 +1006,7 @@ static void threads_case(struct fixture *f, uint32_t n)
   uint16_t port;
 
   CHECK_EQ(ul_engine_stop(f->engine), 0);
-  tasks0 = count_tasks();
+  tasks0 = tasks_settled();
   for (i = 0; i < n; i++) {
     tun[i] = ul_tun_open_queue(MQ_NAME, 1, name);
     CHECK(tun[i] >= 0);
@@ -1027,7 +1093,7 @@ static void threads_case(struct fixture *f, uint32_t n)
       CHECK(udp_used >= 2); /* more than one socket receives one */
     }
     CHECK_EQ(ul_engine_start(e), 0);
-    CHECK_EQ(count_tasks(), tasks0 + 2 * (int)n);
+    CHECK_EQ(tasks_wait(tasks0 + 2 * (int)n), tasks0 + 2 * (int)n);
     /* every queue's and every socket's thread forwards: all 16 each way */
     CHECK_EQ(ctr_wait(c, 1, UL_C_TX_PACKETS, tx0 + flows), tx0 + flows);
     CHECK_EQ(ctr_wait(c, 0, UL_C_RX_PACKETS, rx0 + flows), rx0 + flows);
@@ -1040,7 +1106,7 @@ static void threads_case(struct fixture *f, uint32_t n)
     for (k = 0; k < 200; k++)
       ul_engine_set_fdb(e, make_fdb(f->peer_port));
     CHECK_EQ(ul_engine_stop(e), 0);
-    CHECK_EQ(count_tasks(), tasks0); /* every thread joined */
+    CHECK_EQ(tasks_wait(tasks0), tasks0); /* every thread joined */
   }
   ul_engine_destroy(e);
   for (i = 0; i < n; i++) {
@@ -1187,6 +1253,7 @@ int main(void)
     test_swap_stress(&f);
     test_tx_src_ports(&f);
     test_reuseport_guard();
+    test_sender_takes_nothing();
     threads_case(&f, 2);
     threads_case(&f, 3);
     test_dual_family(&f);

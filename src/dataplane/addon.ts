@@ -119,7 +119,7 @@ export interface EngineConfig {
   /** Packets per batch (1..256, default 64). */
   readonly batch?: number;
   /**
-   * Sockets to send from (udpOpen on the same address, port 0), at most 64:
+   * Sockets to send from (udpOpenSender on the same address), at most 64:
    * each inner flow leaves from the one its hash picks, i.e. with its own
    * outer source port (as the kernel vxlan device varies it). Absent: send
    * from udpFd. Owned by the caller.
@@ -152,6 +152,11 @@ export interface NativeAddon {
   tunOpen(name: string, vnetHdr: boolean): { fd: number; name: string };
   /** Open a non-blocking UDP socket bound to address:port ("" = any IPv4, "::" = any IPv6). */
   udpOpen(address: string, port: number): number;
+  /**
+   * Open a UDP socket that only sends, on an ephemeral port of address: the kernel drops every
+   * datagram sent to it before it is queued (native/src/udp.c). For sockets nobody reads.
+   */
+  udpOpenSender(address: string): number;
   /**
    * Open one queue of a multi-queue TUN (IFF_MULTI_QUEUE, vnet header as
    * tunOpen): the first call creates the device ("" = kernel-named), each

@@ -149,7 +149,7 @@ export interface JsSocket {
   /** Bound to the tunnel port: receives, and sends single datagrams. */
   readonly socket: dgram.Socket;
   readonly fd: number;
-  /** Bound to an ephemeral port of the same address: sends runs, UDP_SEGMENT set as an option. */
+  /** Bound to an ephemeral port of the same address, takes in nothing: sends runs, UDP_SEGMENT set as an option. */
   readonly gso: dgram.Socket;
   readonly gsoFd: number;
 }
@@ -258,7 +258,7 @@ class JsEngineImpl implements Engine {
     for (const { socket, gso } of this.sockets) {
       socket.on('message', (msg, rinfo) => this.receive(msg, rinfo.address));
       socket.on('error', (err) => log.warn('underlay socket error', { err }));
-      gso.on('error', (err) => log.warn('underlay GSO socket error', { err })); // only sends: no 'message' listener, dgram drops what arrives
+      gso.on('error', (err) => log.warn('underlay GSO socket error', { err })); // only sends: the kernel drops what arrives (udpOpenSender)
     }
     this.reader = addon.tunReader(tunFd, batch ?? 64, (packets, err) => {
       if (!packets) {
@@ -482,14 +482,15 @@ function literalLookup(address: string, family: unknown, callback: (err: Error |
  * Bind the underlay socket: opened by the addon (native/src/udp.c: the native engine's buffer
  * sizes, forced past net.core.rmem_max as root, IPV6_V6ONLY, non-blocking) and handed to dgram,
  * which reads and writes it from here on and closes it. A taken port throws EADDRINUSE from
- * udpOpen, as for the native engine.
+ * udpOpen, as for the native engine. 'send only': an ephemeral port that takes in nothing
+ * (addon.udpOpenSender), for the GSO socket.
  */
 /** The fd under each socket bindDgram made (dgram does not tell it), for UDP_GRO. */
 const socketFds = new WeakMap<dgram.Socket, number>();
 
-async function bindDgram(addon: NativeAddon, address: string, port: number): Promise<dgram.Socket> {
+async function bindDgram(addon: NativeAddon, address: string, port: number | 'send only'): Promise<dgram.Socket> {
   const type = parseIP(address).family === 6 ? 'udp6' : 'udp4';
-  const fd = addon.udpOpen(address, port);
+  const fd = port === 'send only' ? addon.udpOpenSender(address) : addon.udpOpen(address, port);
   const socket = dgram.createSocket({ type, lookup: literalLookup });
   let adopted = false; // dgram owns the fd once bind() returns (uv_udp_open took it)
   try {
@@ -515,7 +516,7 @@ export const jsEngine: EngineKindImpl<JsSocket> = {
   async openSocket(addon: NativeAddon, address, port) {
     const socket = await bindDgram(addon, address, port);
     try {
-      const gso = await bindDgram(addon, address, 0);
+      const gso = await bindDgram(addon, address, 'send only');
       return { socket, fd: socketFds.get(socket)!, gso, gsoFd: socketFds.get(gso)! };
     } catch (err) {
       await closeDgram(socket);

@@ -46,7 +46,9 @@ const CLOSED_STATS: OffloadCounters = {
  * underlay ECMP and receive-side RSS can spread flows while a flow keeps its
  * path, as with the kernel vxlan device. A UDP socket cannot pick its source
  * port per message, hence one socket per port (ephemeral ports, bound to
- * the public IP); receivers accept any source port.
+ * the public IP); receivers accept any source port. Nothing reads them: they
+ * take in nothing (addon.udpOpenSender), so datagrams sent to them cannot
+ * fill their queues.
  */
 export const TX_SOURCE_PORTS = 16;
 
@@ -134,7 +136,7 @@ export const nativeEngine: EngineKindImpl<NativeSocket> = {
     const [fd, ...queueFds] = group as [number, ...number[]];
     const txFds: number[] = [];
     try {
-      while (txFds.length < TX_SOURCE_PORTS) txFds.push(addon.udpOpen(address, 0));
+      while (txFds.length < TX_SOURCE_PORTS) txFds.push(addon.udpOpenSender(address));
     } catch (err) {
       closeAll(addon, { fd, queueFds, txFds });
       throw err;

@@ -12,16 +12,21 @@
  * its payload. The same checks hold on the IPv6 socket of a dual-stack node
  * (a socket per underlay family): spoofed, unknown and wrong-MAC datagrams
  * over IPv6 are dropped and counted alike, and the peer's IPv4 pod packet
- * from its IPv6 underlay address is its own and delivered.
+ * from its IPv6 underlay address is its own and delivered. The agent's
+ * sockets that only send (the native engine's per-flow source ports, the js
+ * engine's GSO socket) take nothing in: datagrams sent to them are dropped by
+ * the kernel, counted in their drops, and none stays queued.
  */
 import assert from 'node:assert/strict';
+import { readdirSync, readFileSync, readlinkSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { after, before, describe, test } from 'node:test';
-import { ip, nsSpawn, stopChild } from '../../src/cli/lab/exec.js';
+import { ip, nsRun, nsSpawn, sleep, stopChild } from '../../src/cli/lab/exec.js';
 import { VXLAN_PORT, VXLAN_VNI } from '../../src/cli/lab/overlay.js';
 import { hashedTransfer, sendDatagram } from '../../src/cli/lab/probes.js';
 import type { LabNode } from '../../src/cli/lab/topology.js';
+import { TX_SOURCE_PORTS } from '../../src/dataplane/native-engine.js';
 import type { EngineKind } from '../../src/dataplane/types.js';
 import { NEEDS_ROOT, openTestLab, type TestLab } from '../support/lab.js';
 import { nsSpawnJson } from '../support/json-lines.js';
@@ -90,6 +95,42 @@ function udpPacket(src: string, dst: string, sport: number, dport: number, paylo
   return Buffer.concat([hdr, udp, payload]);
 }
 
+/** An IPv4 UDP socket of a process (/proc/PID/net/udp, the process's namespace). */
+interface UdpSocket {
+  readonly port: number;
+  readonly rxQueue: number;
+  readonly drops: number;
+}
+
+/** The IPv4 UDP sockets process `pid` holds, by inode. */
+function udpSocketsOf(pid: number): Map<string, UdpSocket> {
+  const held = new Set(readdirSync(`/proc/${pid}/fd`).map((fd) => {
+    try {
+      return /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/${pid}/fd/${fd}`))?.[1];
+    } catch {
+      return undefined; // closed meanwhile
+    }
+  }));
+  const out = new Map<string, UdpSocket>();
+  for (const line of readFileSync(`/proc/${pid}/net/udp`, 'utf8').split('\n').slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 13 || !held.has(f[9])) continue;
+    out.set(f[9]!, { port: parseInt(f[1]!.split(':')[1]!, 16), rxQueue: parseInt(f[4]!.split(':')[1]!, 16), drops: Number(f[12]) });
+  }
+  return out;
+}
+
+/** Send `count` datagrams of `size` bytes to each of `ports` of `host`, from `src` in namespace `ns`. */
+async function flood(ns: string, src: string, host: string, ports: readonly number[], count: number, size: number): Promise<void> {
+  const code = `const s = require('node:dgram').createSocket('udp4');
+s.bind(0, ${JSON.stringify(src)}, async () => {
+  const b = Buffer.alloc(${size}, 0x5a);
+  for (const p of ${JSON.stringify(ports)}) for (let i = 0; i < ${count}; i++) await new Promise((r, j) => s.send(b, p, ${JSON.stringify(host)}, (e) => (e ? j(e) : r())));
+  s.close();
+});`;
+  await nsRun(ns, process.execPath, ['-e', code], { timeoutMs: 30_000 });
+}
+
 interface Case {
   readonly name: string;
   readonly reason: string;
@@ -149,6 +190,27 @@ for (const engine of ['native', 'js'] as EngineKind[]) {
       assert.deepEqual(flowResult.lost, [], `the flow lost echo requests during the attack: ${flowResult.output}`);
       const r = await hashedTransfer(n2, n1, 10 * 1024 * 1024);
       assert.equal(r.received.sha256, r.sent.sha256);
+    });
+
+    test('the send-only sockets take nothing in: datagrams to them are dropped by the kernel, none queued', async () => {
+      const n1 = lab.node(1);
+      const pid = lab.overlay.agents.get(1)!.pid;
+      const before = [...udpSocketsOf(pid)].filter(([, u]) => u.port !== VXLAN_PORT);
+      assert.equal(before.length, engine === 'native' ? TX_SOURCE_PORTS : 1, 'send-only sockets of the agent');
+      const COUNT = 200; // 200 x 1,400 B queued would be ~0.5 MB per socket
+      await flood(lab.node(2).ns, lab.node(2).underlayIP, n1.underlayIP, before.map(([, u]) => u.port), COUNT, 1400);
+      // the kernel counts each drop when the datagram reaches the socket: wait for all of them
+      let now = udpSocketsOf(pid);
+      for (let i = 0; i < 100 && before.some(([inode, u]) => (now.get(inode)?.drops ?? 0) < u.drops + COUNT); i++) {
+        await sleep(100);
+        now = udpSocketsOf(pid);
+      }
+      for (const [inode, u] of before) {
+        const after = now.get(inode);
+        assert.ok(after, `socket of port ${u.port} is gone`);
+        assert.equal(after.drops - u.drops, COUNT, `port ${u.port}: drops`);
+        assert.equal(after.rxQueue, 0, `port ${u.port}: bytes queued`);
+      }
     });
 
     test('a well-formed datagram from the peer is delivered, not dropped', async () => {

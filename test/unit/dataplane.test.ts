@@ -28,7 +28,7 @@ const TUN_F = { TUN_F_CSUM: 1, TUN_F_TSO4: 2, TUN_F_TSO6: 4, TUN_F_USO4: 0x20, T
 
 /** The native engine's send sockets in the fake: opened after fd 7, closed after it. */
 const TX_FDS = Array.from({ length: TX_SOURCE_PORTS }, (_, k) => 100 + k);
-const TX_OPENS = TX_FDS.map(() => 'udpOpen 198.18.0.1 0');
+const TX_OPENS = TX_FDS.map(() => 'udpOpenSender 198.18.0.1');
 const TX_CLOSES = TX_FDS.map((fd) => `close ${fd}`);
 
 const NO_COUNTS = { tsoPackets: 0, tsoSegments: 0, groBuffers: 0, groDatagrams: 0, tunGso: true, tunGsoRefused: 0, tunSoftSegments: 0, partialCsumPackets: 0 };
@@ -48,8 +48,9 @@ function fakeAddon(fail: Record<string, (args: unknown[]) => Error | undefined> 
   };
   const addon = {
     constants: { TX_HEADROOM: 64, SLOT_WIDTH, DROP_COUNT, drops: DROP, ...TUN_F },
-    // the tunnel port gets fd 7, the send sockets (port 0) fds 100, 101, ...
-    udpOpen: rec('udpOpen', (a) => (a[1] === 0 ? 100 + txOpened++ : 7)),
+    // the tunnel port gets fd 7, the send sockets fds 100, 101, ...
+    udpOpen: rec('udpOpen', () => 7),
+    udpOpenSender: rec('udpOpenSender', () => 100 + txOpened++),
     // a kernel that takes every flag it is asked for, minus the refused ones
     tunSetOffloads: rec('tunSetOffloads', (a) => (a[1] as number) & ~(a[2] as number)),
     udpSetGro: rec('udpSetGro'),
@@ -318,7 +319,7 @@ test('native engine: the tunnel port receives, TX_SOURCE_PORTS sockets on epheme
 
 test('a send socket that cannot be opened closes the ones opened before', async () => {
   let n = 0;
-  const f = fakeAddon({ udpOpen: (a) => (a[1] === 0 && ++n === 3 ? errno('EMFILE') : undefined) });
+  const f = fakeAddon({ udpOpenSender: () => (++n === 3 ? errno('EMFILE') : undefined) });
   await assert.rejects(openDataplane(opts, silentLogger, f.addon, f.host), { code: 'EMFILE' });
   assert.deepEqual(f.calls.filter((c) => c.startsWith('close')), ['close 7', 'close 100', 'close 101']);
   assert.ok(!f.calls.some((c) => c.startsWith('tunOpen')));

@@ -54,9 +54,9 @@ napi_value js_tun_open_queue(napi_env env, napi_callback_info info)
                          ul_tun_open_queue);
 }
 
-/* The address and port arguments of udpOpen / udpOpenGroup / udpOpenSender:
- * an IP string or "" (any IPv4 address), and 0..65535 (a sender: none, 0).
- * Throws and returns 0 when bad. */
+/* The address and port arguments of udpOpen / udpOpenGroup: an IP string
+ * or "" (any IPv4 address), and 0..65535; udpOpenSender takes the address
+ * only (port 0). Throws and returns 0 when bad. */
 struct bind_args {
   char str[64];
   struct ul_addr a;

@@ -207,6 +207,27 @@ static void test_checksums(void)
   CHECK_EQ(ul_csum_fold(ul_csum_partial(items[1].pkt + 20, items[1].len - 20,
                                         pseudo_of(items[1].pkt, 4, items[1].len - 20))) != 0, 1);
 
+  /* so is one whose IPv4 header checksum fails, even with its TCP checksum
+   * partial (which says nothing about the header): merged, the header
+   * would be rewritten with a valid checksum (here as a leader, or dropped
+   * as a follower) and pass where the pod's kernel drops it */
+  for (i = 0; i < 2; i++) {
+    int j;
+    reset();
+    for (j = 0; j < 4; j++)
+      build(j, (struct spec){ .seq = 1000 + (uint32_t)j * MSS, .payload = MSS,
+                              .ip_id = (uint16_t)(10 + j), .partial = 1 });
+    items[i].pkt[10] ^= 0x01; /* the header checksum of item 0, then of item 1 */
+    ul_gro_batch(items, 4, 1500);
+    CHECK_EQ(items[i].count, 1);
+    CHECK_EQ(items[i].pkt[10], orig[i][10] ^ 0x01); /* untouched: the kernel drops it */
+    CHECK_EQ(items[i + 1].count, 3 - i);
+    if (items[i + 1].count >= 2) /* a follower has no GSO header to cut by */
+      CHECK_EQ(segment_and_compare((uint32_t)i + 1), 3 - i);
+    if (i == 1)
+      CHECK_EQ(items[0].count, 1);
+  }
+
   /* partial checksums (a kernel sender across veth) are trusted */
   for (i = 4; i <= 6; i += 2) {
     int j;

@@ -46,26 +46,26 @@ struct spec {
   int udp;             /* not TCP at all */
 };
 
-static void put16(uint8_t *p, uint32_t v)
+static inline void put16(uint8_t *p, uint32_t v)
 {
   p[0] = (uint8_t)(v >> 8);
   p[1] = (uint8_t)v;
 }
 
-static void put32(uint8_t *p, uint32_t v)
+static inline void put32(uint8_t *p, uint32_t v)
 {
   put16(p, v >> 16);
   put16(p + 2, v);
 }
 
-static uint32_t pseudo_of(const uint8_t *p, unsigned version, size_t l4len)
+static inline uint32_t pseudo_of(const uint8_t *p, unsigned version, size_t l4len)
 {
   return version == 4 ? ul_csum_partial(p + 12, 8, 6 + (uint32_t)l4len)
                       : ul_csum_partial(p + 8, 32, 6 + (uint32_t)l4len);
 }
 
 /* Build segment i of a test into bufs[i] (and a copy in orig[i]). */
-static void build(int i, struct spec sp)
+static inline void build(int i, struct spec sp)
 {
   uint8_t *p = bufs[i] + HEADROOM;
   unsigned v = sp.version ? sp.version : 4;
@@ -130,7 +130,7 @@ static void build(int i, struct spec sp)
 }
 
 /* A run of n full segments (flags on the last), starting at index `at`. */
-static void build_run(int at, int n, struct spec sp, uint8_t last_flags)
+static inline void build_run(int at, int n, struct spec sp, uint8_t last_flags)
 {
   int i;
 
@@ -145,7 +145,7 @@ static void build_run(int at, int n, struct spec sp, uint8_t last_flags)
 }
 
 /* What writev() of the engine puts on the TUN, as one buffer. */
-static size_t gather(int lead, uint8_t *out)
+static inline size_t gather(int lead, uint8_t *out)
 {
   const struct ul_gro_item *it = &items[lead];
   size_t n = it->len;
@@ -165,7 +165,7 @@ static size_t gather(int lead, uint8_t *out)
  * compare every piece with the original of the member it came from (members
  * in `next` order). Returns the number of pieces that matched.
  */
-static int segment_and_compare(uint32_t lead)
+static inline int segment_and_compare(uint32_t lead)
 {
   static uint8_t sup[70000];
   const struct ul_vnet_hdr *vh = &items[lead].vh;
@@ -231,7 +231,7 @@ static int segment_and_compare(uint32_t lead)
   return ok;
 }
 
-static void reset(void)
+static inline void reset(void)
 {
   memset(items, 0, sizeof(items));
 }

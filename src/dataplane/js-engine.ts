@@ -483,12 +483,14 @@ function literalLookup(address: string, family: unknown, callback: (err: Error |
  * sizes, forced past net.core.rmem_max as root, IPV6_V6ONLY, non-blocking) and handed to dgram,
  * which reads and writes it from here on and closes it. A taken port throws EADDRINUSE from
  * udpOpen, as for the native engine. 'send only': an ephemeral port that takes in nothing
- * (addon.udpOpenSender), for the GSO socket.
+ * (addon.udpOpenSender), for the GSO socket. The fd comes back beside the socket: dgram does
+ * not tell it, and UDP_GRO and the GSO sends need it.
  */
-/** The fd under each socket bindDgram made (dgram does not tell it), for UDP_GRO. */
-const socketFds = new WeakMap<dgram.Socket, number>();
-
-async function bindDgram(addon: NativeAddon, address: string, port: number | 'send only'): Promise<dgram.Socket> {
+async function bindDgram(
+  addon: NativeAddon,
+  address: string,
+  port: number | 'send only',
+): Promise<{ socket: dgram.Socket; fd: number }> {
   const type = parseIP(address).family === 6 ? 'udp6' : 'udp4';
   const fd = port === 'send only' ? addon.udpOpenSender(address) : addon.udpOpen(address, port);
   const socket = dgram.createSocket({ type, lookup: literalLookup });
@@ -507,17 +509,16 @@ async function bindDgram(addon: NativeAddon, address: string, port: number | 'se
     else addon.close(fd);
     throw err;
   }
-  socketFds.set(socket, fd);
-  return socket;
+  return { socket, fd };
 }
 
 /** The js engine kind: `dgram` sockets and forwarding on the JS thread. */
 export const jsEngine: EngineKindImpl<JsSocket> = {
   async openSocket(addon: NativeAddon, address, port) {
-    const socket = await bindDgram(addon, address, port);
+    const { socket, fd } = await bindDgram(addon, address, port);
     try {
       const gso = await bindDgram(addon, address, 'send only');
-      return { socket, fd: socketFds.get(socket)!, gso, gsoFd: socketFds.get(gso)! };
+      return { socket, fd, gso: gso.socket, gsoFd: gso.fd };
     } catch (err) {
       await closeDgram(socket);
       throw err;

@@ -27,9 +27,9 @@
  * Design notes
  *   Who may coalesce (what the kernel's tcp_gro_receive() also demands, so
  *   the pod sees what a NIC with GRO would give it):
- *   - IPv4 without options and not a fragment, its header checksum valid,
- *     or IPv6 whose next header is TCP (no extension headers); the IP
- *     length equals the packet length;
+ *   - IPv4 without options, not a fragment, with the reserved flag clear
+ *     and a valid header checksum, or IPv6 whose next header is TCP (no
+ *     extension headers); the IP length equals the packet length;
  *     len <= TUN MTU (longer ones are super-frames, see tun.c).
  *   - TCP flags: ACK set; SYN, FIN, RST, URG, CWR clear; ECE must match the
  *     group. PSH may be set on any segment: it ends its group, and the
@@ -163,11 +163,13 @@ static void classify(uint8_t *pkt, size_t len, int mtu, struct seg *s)
   s->seq = load_be32(pkt + s->l3 + 4);
   s->kind = SEG_ALONE;
   flags = pkt[s->l3 + 13];
-  /* IPv4 options stand alone; so does a header whose checksum fails: the
-   * leader's header is rewritten with a fresh checksum and the followers'
-   * are dropped, which would pass a corrupt header that the pod's kernel
-   * must drop (its inet_gro_receive does not merge one either) */
-  if (s->version == 4 && (s->l3 != 20 || ul_csum_fold(ul_csum_partial(pkt, 20, 0)) != 0))
+  /* IPv4 options stand alone, and so does the reserved flag bit (a
+   * follower's would be lost), as in the kernel's inet_gro_receive; so does
+   * a header whose checksum fails: the leader's header is rewritten with a
+   * fresh checksum and the followers' are dropped, which would pass a
+   * corrupt header that the pod's kernel must drop */
+  if (s->version == 4 && (s->l3 != 20 || (pkt[6] & 0x80) != 0 ||
+                          ul_csum_fold(ul_csum_partial(pkt, 20, 0)) != 0))
     return;
   if ((flags & TCP_ALONE) != 0 || (flags & TCP_ACK) == 0 || s->payload == 0)
     return;

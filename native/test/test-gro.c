@@ -142,6 +142,17 @@ static void test_header_breaks(void)
   ul_gro_batch(items, 2, 1500);
   CHECK_EQ(items[0].count, 1);
 
+  /* the reserved IPv4 flag (RFC 3514's evil bit): stands alone */
+  reset();
+  build_run(0, 3, (struct spec){ .seq = 1, .payload = MSS }, 0);
+  bufs[1][HEADROOM + 6] |= 0x80;
+  put16(bufs[1] + HEADROOM + 10, 0);
+  put16(bufs[1] + HEADROOM + 10, ul_csum_fold(ul_csum_partial(bufs[1] + HEADROOM, 20, 0)));
+  ul_gro_batch(items, 3, 1500);
+  CHECK_EQ(items[0].count, 1);
+  CHECK_EQ(items[1].count, 1);
+  CHECK_EQ(items[2].count, 1);
+
   /* IPv4 options: stands alone */
   reset();
   build_run(0, 2, (struct spec){ .seq = 1, .payload = MSS, .ip_options = 1 }, 0);

@@ -356,7 +356,7 @@ static void fuzz_gro(uint32_t rounds)
 
   for (round = 0; round < rounds; round++) {
     struct flow flows[3];
-    uint32_t n = 1 + below(NBUF), nflows = 1 + below(3), i, k, seen = 0;
+    uint32_t n = 1 + below(NBUF), nflows = 1 + below(3), i, k;
     int mtu = chance(5) ? (int)below(3) - 1 : chance(20) ? 600 + (int)below(1000) : 1500;
     uint8_t visited[NBUF] = { 0 };
     const char *why = NULL;
@@ -429,7 +429,6 @@ static void fuzz_gro(uint32_t rounds)
           break;
         visited[k] = 1;
         prev = k;
-        seen++;
       }
       ok &= m == items[i].count;
       if (!ok) {
@@ -458,7 +457,6 @@ static void fuzz_gro(uint32_t rounds)
     if (!ok && bad++ < 5)
       fprintf(stderr, "gro: batch %u (%u packets, %u flows, mtu %d): %s at %u\n",
               round, n, nflows, mtu, why, i);
-    (void)seen;
   }
   CHECK_EQ(bad, 0);
   CHECK(merged > rounds && groups > rounds); /* the mix coalesces, and not always */

@@ -161,6 +161,47 @@ static inline size_t gather(int lead, uint8_t *out)
 }
 
 /*
+ * Piece k of the super-packet sup[0..total) (GSO header *vh), cut from
+ * payload offset off as the kernel's TCP GSO cuts it: per-piece IP length
+ * (and IPv4 ID and header checksum), seq, PSH and FIN on the last piece
+ * only, the partial TCP field moved to the piece's length and completed.
+ * Writes it to seg (room for hdr_len + gso_size) and returns its length.
+ */
+static inline size_t cut_piece(const uint8_t *sup, size_t total,
+                               const struct ul_vnet_hdr *vh, size_t off, int k,
+                               uint8_t *seg)
+{
+  size_t hl = vh->hdr_len, l3 = vh->csum_start;
+  size_t pay = total - off < vh->gso_size ? total - off : vh->gso_size;
+  size_t len = hl + pay;
+  uint32_t seq0 = ((uint32_t)sup[l3 + 4] << 24) | ((uint32_t)sup[l3 + 5] << 16) |
+                  ((uint32_t)sup[l3 + 6] << 8) | sup[l3 + 7];
+  uint16_t id0 = (uint16_t)((sup[4] << 8) | sup[5]);
+  uint16_t field = (uint16_t)((sup[l3 + 16] << 8) | sup[l3 + 17]);
+  uint32_t sum;
+
+  memcpy(seg, sup, hl);
+  memcpy(seg + hl, sup + off, pay);
+  if ((sup[0] >> 4) == 4) {
+    put16(seg + 2, (uint32_t)len);
+    put16(seg + 4, (uint16_t)(id0 + k));
+    put16(seg + 10, 0);
+    put16(seg + 10, ul_csum_fold(ul_csum_partial(seg, l3, 0)));
+  } else {
+    put16(seg + 4, (uint32_t)(len - 40));
+  }
+  put32(seg + l3 + 4, seq0 + (uint32_t)(off - hl));
+  if (off + pay < total)
+    seg[l3 + 13] &= (uint8_t)~(TCP_PSH | TCP_FIN);
+  /* the kernel moves the partial field from the total length to the
+   * segment's length, then the device (or software) completes it */
+  sum = (uint32_t)field + (uint16_t)~(uint16_t)(total - l3) + (uint32_t)(len - l3);
+  put16(seg + l3 + 16, (uint16_t)~ul_csum_fold(sum));
+  put16(seg + l3 + 16, ul_csum_fold(ul_csum_partial(seg + l3, len - l3, 0)));
+  return len;
+}
+
+/*
  * Cut the super-packet led by `lead` as the kernel's TCP GSO would and
  * compare every piece with the original of the member it came from (members
  * in `next` order). Returns the number of pieces that matched.
@@ -169,11 +210,8 @@ static inline int segment_and_compare(uint32_t lead)
 {
   static uint8_t sup[70000];
   const struct ul_vnet_hdr *vh = &items[lead].vh;
-  size_t total = gather(lead, sup), hl = vh->hdr_len, l3 = vh->csum_start;
+  size_t total = gather((int)lead, sup), hl = vh->hdr_len, l3 = vh->csum_start;
   unsigned v = sup[0] >> 4;
-  uint32_t seq0 = ((uint32_t)sup[l3 + 4] << 24) | ((uint32_t)sup[l3 + 5] << 16) |
-                  ((uint32_t)sup[l3 + 6] << 8) | sup[l3 + 7];
-  uint16_t id0 = (uint16_t)((sup[4] << 8) | sup[5]);
   uint16_t field = (uint16_t)((sup[l3 + 16] << 8) | sup[l3 + 17]);
   size_t off = hl;
   uint32_t member = lead;
@@ -194,29 +232,8 @@ static inline int segment_and_compare(uint32_t lead)
 
   while (off < total) {
     uint8_t seg[2048];
-    size_t pay = total - off < vh->gso_size ? total - off : vh->gso_size;
-    size_t len = hl + pay;
-    bool last = off + pay == total;
-    uint32_t sum;
+    size_t len = cut_piece(sup, total, vh, off, k, seg);
 
-    memcpy(seg, sup, hl);
-    memcpy(seg + hl, sup + off, pay);
-    if (v == 4) {
-      put16(seg + 2, (uint32_t)len);
-      put16(seg + 4, (uint16_t)(id0 + k));
-      put16(seg + 10, 0);
-      put16(seg + 10, ul_csum_fold(ul_csum_partial(seg, l3, 0)));
-    } else {
-      put16(seg + 4, (uint32_t)(len - 40));
-    }
-    put32(seg + l3 + 4, seq0 + (uint32_t)(off - hl));
-    if (!last)
-      seg[l3 + 13] &= (uint8_t)~(TCP_PSH | TCP_FIN);
-    /* the kernel moves the partial field from the total length to the
-     * segment's length, then the device (or software) completes it */
-    sum = (uint32_t)field + (uint16_t)~(uint16_t)(total - l3) + (uint32_t)(len - l3);
-    put16(seg + l3 + 16, (uint16_t)~ul_csum_fold(sum));
-    put16(seg + l3 + 16, ul_csum_fold(ul_csum_partial(seg + l3, len - l3, 0)));
     CHECK_EQ(ul_csum_fold(ul_csum_partial(seg + l3, len - l3,
                                           pseudo_of(seg, v, len - l3))), 0);
     if (member != UL_GRO_END && len == orig_len[member] &&
@@ -225,7 +242,7 @@ static inline int segment_and_compare(uint32_t lead)
     else
       fprintf(stderr, "segment %d of the super-packet at %u differs\n", k, lead);
     member = member == UL_GRO_END ? member : items[member].next;
-    off += pay;
+    off += len - hl;
     k++;
   }
   return ok;

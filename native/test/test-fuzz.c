@@ -319,32 +319,20 @@ static int cut_matches(uint32_t lead, uint8_t in[][HEADROOM + 2048])
   static uint8_t sup[70000];
   const struct ul_vnet_hdr *vh = &items[lead].vh;
   size_t total = gather((int)lead, sup), hl = vh->hdr_len, l3 = vh->csum_start, off = hl;
-  uint32_t seq0 = be32(sup + l3 + 4), member = lead;
-  int ok = total == items[lead].total && vh->gso_size > 0 && hl > l3 &&
-           (size_t)vh->csum_start + vh->csum_offset + 2 <= hl;
+  uint32_t member = lead;
+  int k = 0, ok = total == items[lead].total && vh->gso_size > 0 &&
+                  vh->gso_size <= 2048 - hl && hl > l3 &&
+                  (size_t)vh->csum_start + vh->csum_offset + 2 <= hl;
 
   while (ok && off < total) {
     uint8_t piece[2048];
-    size_t pay = total - off < vh->gso_size ? total - off : vh->gso_size, len = hl + pay;
-    uint16_t sum;
+    size_t len = cut_piece(sup, total, vh, off, k++, piece);
 
-    if (member == UL_GRO_END || len != items[member].len || len > sizeof(piece))
+    if (member == UL_GRO_END || len != items[member].len)
       return 0;
-    memcpy(piece, sup, hl);
-    memcpy(piece + hl, sup + off, pay);
-    if ((sup[0] >> 4) == 4)
-      put16(piece + 2, (uint32_t)len);
-    else
-      put16(piece + 4, (uint32_t)(len - 40));
-    put32(piece + l3 + 4, seq0 + (uint32_t)(off - hl));
-    if (off + pay < total)
-      piece[l3 + 13] &= (uint8_t)~(TCP_PSH | TCP_FIN);
-    put16(piece + l3 + 16, 0);
-    sum = ref_sum(piece + l3, len - l3, ref_pseudo(piece, l3, 6, len));
-    put16(piece + l3 + 16, (uint16_t)~sum);
     ok &= piece_matches(piece, in[member] + HEADROOM, len);
     member = items[member].next;
-    off += pay;
+    off += len - hl;
   }
   return ok && member == UL_GRO_END;
 }

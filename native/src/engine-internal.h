@@ -39,6 +39,9 @@
 #define UL_BATCH_DEFAULT 64
 #define UL_BATCH_MAX 256
 #define UL_RX_GRO_SEGS 64      /* UDP_GRO_CNT_MAX: datagrams per GRO buffer */
+#define UL_RX_GRO_VLEN 8       /* messages per recvmmsg while they are GRO
+                                * buffers ("Receive batch" in engine.c) */
+#define UL_RX_BIG_MSG 8192     /* a message this long is a GRO buffer */
 #define UL_RX_HANDOFF_MAX 4    /* rx batches this small may send the reply
                                 * they caused themselves (engine-tx.c) */
 #define UL_TX_HANDOFF_IDLE_NS 200000 /* ... when the tx thread has slept this
@@ -106,6 +109,7 @@ struct worker {
   struct ul_tun_writer writer;
   /* rx only: UDP GRO buffers split, datagrams they held (relaxed atomics) */
   uint64_t gro_buffers, gro_datagrams;
+  uint32_t rx_vlen;           /* rx only: messages the next recvmmsg asks for */
   /* tx only: the TUN read path (tun-read.c), with a super-packet that may
    * continue into the next batch */
   struct ul_tun_reader reader;

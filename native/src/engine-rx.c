@@ -32,10 +32,11 @@ static size_t rx_seg_size(struct worker *w, uint32_t i)
 static int rx_recv(struct worker *w)
 {
   struct ul_engine *e = w->e;
-  uint32_t i;
+  uint32_t i, vlen = w->rx_vlen;
+  bool big = false;
   int n;
 
-  for (i = 0; i < e->cfg.batch; i++) {
+  for (i = 0; i < vlen; i++) {
     struct mmsghdr *m = &w->msgs[i];
     m->msg_hdr.msg_name = &w->slots[i].addr;
     m->msg_hdr.msg_namelen = sizeof(w->slots[i].addr);
@@ -45,8 +46,14 @@ static int rx_recv(struct worker *w)
     m->msg_len = 0;
   }
   do
-    n = recvmmsg(w->udp_fd, w->msgs, e->cfg.batch, MSG_DONTWAIT, NULL);
+    n = recvmmsg(w->udp_fd, w->msgs, vlen, MSG_DONTWAIT, NULL);
   while (n < 0 && errno == EINTR);
+  for (i = 0; i < (uint32_t)(n > 0 ? n : 0); i++)
+    big |= w->msgs[i].msg_len >= UL_RX_BIG_MSG;
+  if (big) /* "Receive batch" in engine.c */
+    w->rx_vlen = e->cfg.batch < UL_RX_GRO_VLEN ? e->cfg.batch : UL_RX_GRO_VLEN;
+  else if ((uint32_t)n == vlen)
+    w->rx_vlen = e->cfg.batch;
   if (n < 0 && errno != EAGAIN) {
     struct timespec pause = { 0, 10 * 1000 * 1000 };
     count_drop(e, 0, UL_DROP_UDP_RECV);

@@ -50,7 +50,8 @@
  *
  * Pipeline, receive (thread "userlay-rx<i>", UDP socket i -> TUN queue i):
  *   1. poll() the pair's UDP socket and the wake eventfd.
- *   2. recvmmsg() up to `batch` messages, each at UL_RX_OFFSET of its buffer,
+ *   2. recvmmsg() up to `batch` messages (UL_RX_GRO_VLEN while they come as
+ *      GRO buffers: "Receive batch"), each at UL_RX_OFFSET of its buffer,
  *      with the sender's address and, with UDP_GRO on (offloads auto), the
  *      segment size of a coalesced run in a cmsg.
  *   3. Enter the FDB read side. Cut each buffer into its datagrams
@@ -177,6 +178,14 @@
  *     one GSO write to its TUN: the wire carries MTU-sized datagrams, but
  *     neither kernel crosses its stack per segment. With offloads off, every
  *     read is one packet and every receive one datagram, as before.
+ *   - Receive batch: recvmmsg asks for UL_RX_GRO_VLEN messages at first
+ *     and after any call that brought a message of UL_RX_BIG_MSG or more (a
+ *     GRO buffer: up to 64 KiB each, so half a megabyte, which pays for the
+ *     call many times over); a call that filled them all with small ones
+ *     (single datagrams: a kernel vxlan peer, offloads off, small packets)
+ *     asks for the whole batch next time. Asking for 64 GRO buffers gained
+ *     nothing and kept 64 x 64 KiB of receive buffers resident
+ *     (bench/RESULTS.md, "Receive batch").
  */
 #include "engine-internal.h"
 
@@ -274,6 +283,7 @@ static int worker_init(struct worker *w, struct ul_engine *e, uint32_t index,
   w->iovs = calloc(2 * (size_t)batch, sizeof(*w->iovs));
   w->groups = calloc(batch, sizeof(*w->groups));
   if (rx) {
+    w->rx_vlen = batch < UL_RX_GRO_VLEN ? batch : UL_RX_GRO_VLEN;
     w->gro = calloc(UL_BATCH_MAX, sizeof(*w->gro));
     w->dgrams = calloc((size_t)batch * UL_RX_GRO_SEGS, sizeof(*w->dgrams));
     r = ul_tun_writer_init(&w->writer, w->tun_fd);

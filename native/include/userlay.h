@@ -431,12 +431,18 @@ int ul_tun_set_offloads(int fd, unsigned want, unsigned refuse, unsigned *got);
  * with relaxed atomics, so the caller's thread must be the only writer of
  * those tx counters.
  */
+#define UL_TUN_POOL 8          /* super-packet buffers of a reader */
+#define UL_TUN_READ_DIRECT 2048 /* bytes of a read that land in the caller's
+                                 * buffer (tun-read.c, "Where reads land") */
 struct ul_tun_reader {
   int fd;
   uint64_t *counters;  /* slot 0 of a counters block, or NULL */
-  uint8_t *spare;      /* UL_BUF_SIZE: exchanged with a caller buffer that
-                        * received a super-packet not split at once */
-  size_t pend_len;     /* the super-packet in spare (at UL_TX_HEADROOM) */
+  uint8_t *pool[UL_TUN_POOL]; /* UL_BUF_SIZE each: super-packets are read
+                        * into these, never into a caller buffer */
+  uint32_t pool_used;  /* pool[0..pool_used) hold super-packets whose
+                        * segments this call handed out, or the pending one */
+  const uint8_t *super; /* the super-packet being split (at UL_TX_HEADROOM
+                        * of a pool buffer) */
   struct ul_tso tso;
   uint32_t next_seg;   /* its next segment; == tso.nsegs: nothing pending */
   uint64_t segments;   /* segments produced by splits (statistics) */
@@ -447,15 +453,13 @@ struct ul_tun_reader {
   bool share_payload;  /* with leave_partial: a segment's payload is not copied
                         * but left where the super-packet was read
                         * (ul_tun_pkt.payload) */
-  bool spare_lent;     /* this call handed out payloads in spare: it may not
-                        * be exchanged again before the next call */
+  bool gso_seen;       /* a super-packet came: read in two parts from now on */
 };
 
 /* A packet for encapsulation: IP packet at buf + UL_TX_HEADROOM, len bytes.
  * With payload (share_payload only), those bytes are the segment's headers
- * and the packet goes on with payload_len bytes at payload: in the buffer of
- * another packet of the batch or in the reader's spare, valid until the next
- * ul_tun_read_batch() call. */
+ * and the packet goes on with payload_len bytes at payload: in one of the
+ * reader's pool buffers, valid until the next ul_tun_read_batch() call. */
 struct ul_tun_pkt {
   uint8_t *buf;        /* UL_BUF_SIZE bytes, malloc()ed */
   size_t len;
@@ -476,10 +480,11 @@ void ul_tun_reader_free(struct ul_tun_reader *r);
  * Fill out[0..n) with up to n packets ready for encapsulation, reading the
  * non-blocking TUN until EAGAIN or n packets. A super-packet whose segments
  * do not all fit is continued by the next call before anything new is read.
- * Buffers are exchanged: out[i].buf may come back as another UL_BUF_SIZE
- * malloc()ed buffer (the reader's spare), the one given then belongs to the
- * reader; ul_tun_reader_free frees what the reader holds, the caller frees
- * what it holds. Returns the packet count (0 = nothing to read), or -errno
+ * out[i].buf are the caller's UL_BUF_SIZE buffers, never exchanged: each
+ * gets its packet at UL_TX_HEADROOM (a plain packet, or a segment: its
+ * headers only with share_payload), while super-packets are read into the
+ * reader's pool ("Where reads land" in tun-read.c). Returns the packet
+ * count (0 = nothing to read), or -errno
  * for a read error (not EAGAIN/EINTR) before any packet, counted as
  * UL_DROP_TUN_READ.
  */

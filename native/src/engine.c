@@ -11,8 +11,8 @@
  *      readable = stop.
  *   2. ul_tun_read_batch() (tun-read.c, shared with the js engine): read()
  *      non-blocking, each packet into its own buffer at UL_TX_HEADROOM -
- *      UL_VNET_HDR_LEN: [headroom | virtio_net_hdr | IP], until `batch`
- *      packets are ready.
+ *      UL_VNET_HDR_LEN: [headroom | virtio_net_hdr | IP] (a super-packet
+ *      into the reader's pool), until `batch` packets are ready.
  *   3. In there: parse the virtio_net_hdr; split a TSO/USO super-packet
  *      (offloads on, up to 64 KiB) into segments of gso_size, one buffer
  *      each with complete headers, the payload left in the super-packet

@@ -343,7 +343,7 @@ static uint32_t tso_errors(int ps, const struct tso_case *c, uint32_t want,
 /*
  * TSO on the TUN: a super-packet of 40 segments (more than the fixture's
  * batch of 16: continued across reads, its payload sent from the reader's
- * spare), alone and followed by one of 6 (split in place behind the first),
+ * pool), alone and followed by one of 6 (split behind the first),
  * reaches the peer as wire-sized VXLAN frames, in order, payloads intact:
  *   - alone: its last segments go although nothing new arrives on the TUN;
  *   - to a peer that takes partial checksums (payloads sent from the

@@ -13,14 +13,18 @@
  *   3. Malformed GSO headers are refused.
  *   4. ul_tun_read_batch over a SOCK_SEQPACKET pair standing in for the TUN:
  *      a super-packet larger than the batch is continued across calls in
- *      order, buffers exchanged without leak; runts and bad headers counted.
+ *      order; runts and bad headers counted. Super-packets land in the
+ *      reader's pool, a plain packet whole in the caller's buffer (one
+ *      longer than the direct part of a read too), and the caller's buffers
+ *      are written only at their start; more super-packets than the pool
+ *      holds end a batch, and the next goes on.
  *   5. UDP GRO split: lying and zero segment sizes, truncated last datagram,
  *      64 and more segments.
  *   6. Checksums left partial (leave_partial): the split's segments and the
  *      reader's packets, ul_csum_partial_travels and ul_csum_finish.
  *   7. Payloads left in the super-packet (share_payload): headers-only
- *      segments whose payload pointers reassemble the original, the spare
- *      kept while lent, ul_tun_reader_pending.
+ *      segments whose payload pointers into the pool reassemble the
+ *      original, a pool buffer kept while lent, ul_tun_reader_pending.
  */
 #include "../src/tun-read.c"
 
@@ -253,7 +257,110 @@ static void test_read_batch(void)
 
   ul_tun_reader_free(&r);
   for (i = 0; i < 10; i++)
-    free(out[i].buf); /* ASan: every exchanged buffer freed exactly once */
+    free(out[i].buf);
+}
+
+/* Where reads land: out[i].buf is the caller's (never exchanged) and, once
+ * the reader has seen a super-packet, only its first UL_TX_HEADROOM +
+ * UL_TUN_READ_DIRECT bytes are written (a canary fills the rest), whatever
+ * comes: super-packets, more of them than the pool holds (the batch ends
+ * with the pool full and the next call goes on), a plain packet longer than
+ * the direct part (joined whole). Before that first one, plain packets are
+ * read whole where they are sent from. */
+static void test_read_pool(void)
+{
+  static uint8_t pkt[MAXPKT], jumbo[3000];
+  const size_t canary_at = UL_TX_HEADROOM - UL_VNET_HDR_LEN + UL_TUN_READ_DIRECT;
+  struct gso_spec big = { 4, 6, 47 * 1398 - 300, 1398, 0x10, 12 };
+  struct gso_spec small = { 6, 6, 2 * 1000, 1000, 0x10, 0 };
+  uint64_t counters[UL_C_SLOT_WIDTH] = { 0 };
+  struct ul_tun_pkt out[64];
+  uint8_t *given[64];
+  struct ul_tun_reader r;
+  struct ul_vnet_hdr vh, plain = { 0 };
+  uint32_t mode, i, j, bad = 0;
+  size_t hl, len;
+  int sv[2];
+
+  for (i = 0; i < sizeof(jumbo); i++)
+    jumbo[i] = (uint8_t)(i * 7 + 1);
+  jumbo[0] = 0x45; /* only the length matters to the reader */
+  for (i = 0; i < 64; i++)
+    given[i] = out[i].buf = malloc(UL_BUF_SIZE);
+  for (mode = 0; mode < 2; mode++) { /* copied segments, shared payloads */
+    uint32_t segs = 0, plains = 0;
+    int calls[4], n, c;
+
+    CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_NONBLOCK, 0, sv) == 0);
+    CHECK_EQ(ul_tun_reader_init(&r, sv[0], counters), 0);
+    r.leave_partial = mode == 1;
+    r.share_payload = mode == 1;
+    /* a plain packet, then the first super-packet: both read whole */
+    put_record(sv[1], &plain, jumbo, sizeof(jumbo));
+    len = build_gso(pkt, &small, &vh, &hl);
+    put_record(sv[1], &vh, pkt, len);
+    CHECK_EQ(ul_tun_read_batch(&r, out, 64), 3);
+    CHECK(memcmp(out[0].buf + UL_TX_HEADROOM, jumbo, sizeof(jumbo)) == 0);
+    CHECK(!r.share_payload || (out[1].payload >= r.pool[0] &&
+                               out[1].payload < r.pool[0] + UL_BUF_SIZE));
+    CHECK_EQ(r.supers, 1);
+    for (i = 0; i < 64; i++)
+      memset(out[i].buf, 0xa5, UL_BUF_SIZE);
+    len = build_gso(pkt, &big, &vh, &hl);
+    put_record(sv[1], &vh, pkt, len);               /* 47 segments */
+    put_record(sv[1], &plain, jumbo, sizeof(jumbo)); /* longer than direct */
+    len = build_gso(pkt, &small, &vh, &hl);
+    for (i = 0; i < UL_TUN_POOL + 2; i++)            /* more than the pool */
+      put_record(sv[1], &vh, pkt, len);
+    for (c = 0; c < 4; c++) {
+      calls[c] = n = ul_tun_read_batch(&r, out, 64);
+      for (i = 0; n > 0 && i < (uint32_t)n; i++) {
+        size_t total = out[i].len + out[i].payload_len;
+        if (total == sizeof(jumbo)) {
+          plains++;
+          bad += out[i].payload != NULL ||
+                 memcmp(out[i].buf + UL_TX_HEADROOM, jumbo, sizeof(jumbo)) != 0;
+          continue;
+        }
+        segs++;
+        if (out[i].payload != NULL) { /* in a pool buffer, not a caller's */
+          bool in_pool = false;
+          for (j = 0; j < UL_TUN_POOL; j++)
+            in_pool |= out[i].payload >= r.pool[j] && out[i].payload < r.pool[j] + UL_BUF_SIZE;
+          bad += !in_pool || mode == 0;
+        }
+      }
+      for (i = 0; i < 64; i++) /* the jumbo packet may pass the canary */
+        if (out[i].buf != given[i])
+          bad++;
+    }
+    /* shared: 47 + the plain one + 8 super-packets of 2 (the pool is full
+     * after 8 taken: the first and seven small ones), then the last 3;
+     * copied: nothing stays taken, so one call takes everything */
+    if (mode == 1) {
+      CHECK_EQ(calls[0], 47 + 1 + 2 * (UL_TUN_POOL - 1));
+      CHECK_EQ(calls[1], 2 * 3);
+    } else {
+      CHECK_EQ(calls[0], 64);
+      CHECK_EQ(calls[1], 47 + 1 + 2 * (UL_TUN_POOL + 2) - 64);
+    }
+    CHECK_EQ(calls[2], 0);
+    CHECK_EQ(segs, 47 + 2 * (UL_TUN_POOL + 2));
+    CHECK_EQ(plains, 1);
+    CHECK_EQ(r.supers, 2 + UL_TUN_POOL + 2);
+    close(sv[1]);
+    close(sv[0]);
+    ul_tun_reader_free(&r);
+  }
+  CHECK_EQ(bad, 0);
+  for (i = 0; i < 64; i++) { /* nothing written past the direct part but the jumbo */
+    for (j = canary_at; j < UL_BUF_SIZE; j++)
+      if (out[i].buf[j] != 0xa5)
+        break;
+    bad += j != UL_BUF_SIZE && !(j < UL_TX_HEADROOM + sizeof(jumbo));
+    free(out[i].buf);
+  }
+  CHECK_EQ(bad, 0);
 }
 
 /* The reader with leave_partial: segments and NEEDS_CSUM packets come with
@@ -334,16 +441,15 @@ static void test_read_partial(void)
 }
 
 /* The reader with share_payload: segments come as headers with their
- * payload left where the super-packet lies (the reader's spare for one
- * continued across calls, the buffer of the in-place segment 0 otherwise);
- * a call that lent the spare reads nothing new (the next one could exchange
- * it), and ul_tun_reader_pending says when to call again without waiting. */
+ * payload left where the super-packet lies (a pool buffer, which stays put
+ * while a super-packet is continued across calls), and
+ * ul_tun_reader_pending says when to call again without waiting. */
 static void test_read_shared(void)
 {
   static uint8_t a[MAXPKT], b[MAXPKT], joined[2][MAXPKT], whole[MAXPKT];
   struct gso_spec sa = { 4, 6, 47 * 1398 - 300, 1398, 0x18, 12 };
   struct gso_spec sb = { 6, 6, 3 * 1000 + 5, 1000, 0x10, 0 };
-  static const int want_calls[] = { 10, 10, 10, 10, 7, 5, 0 };
+  static const int want_calls[] = { 10, 10, 10, 10, 10, 2, 0 };
   uint64_t counters[UL_C_SLOT_WIDTH] = { 0 };
   struct ul_tun_pkt out[10];
   struct ul_tun_reader r;
@@ -361,11 +467,11 @@ static void test_read_shared(void)
   r.share_payload = true;
   put_record(sv[1], &va, a, la);     /* 47 segments: continued over 5 calls */
   put_record(sv[1], &plain, a, 60);  /* then a plain packet */
-  put_record(sv[1], &vb, b, lb);     /* and 4 segments split in place */
+  put_record(sv[1], &vb, b, lb);     /* and 4 segments, 2 in that call */
   for (c = 0; c < sizeof(want_calls) / sizeof(want_calls[0]); c++) {
     int n = ul_tun_read_batch(&r, out, 10);
     CHECK_EQ(n, want_calls[c]);
-    CHECK_EQ(ul_tun_reader_pending(&r), c < 4);
+    CHECK_EQ(ul_tun_reader_pending(&r), c < 5);
     for (i = 0; n > 0 && i < (uint32_t)n; i++, seen++) {
       const uint8_t *ip = out[i].buf + UL_TX_HEADROOM;
       size_t total = out[i].len + out[i].payload_len;
@@ -376,9 +482,9 @@ static void test_read_shared(void)
       if (out[i].payload != NULL) {
         shared++;
         memcpy(whole + out[i].len, out[i].payload, out[i].payload_len);
-        /* A's payloads lie in the spare, B's in the buffer of its segment 0 */
-        bad += k == 0 ? !(out[i].payload >= r.spare && out[i].payload < r.spare + UL_BUF_SIZE)
-                      : !(out[i].payload >= out[1].buf && out[i].payload < out[1].buf + UL_BUF_SIZE);
+        /* pending, a super-packet's buffer is pool[0] from the next call on */
+        bad += !(out[i].payload >= r.pool[0] && out[i].payload < r.pool[0] + UL_BUF_SIZE) &&
+               !(c == 4 && k == 1); /* B was read into pool[1] */
         bad += out[i].len != hl;
       }
       if (k < 0) {
@@ -391,7 +497,7 @@ static void test_read_shared(void)
     }
   }
   CHECK_EQ(bad, 0);
-  CHECK_EQ(shared, 47 + 3); /* all of A; B but its segment 0, whole in place */
+  CHECK_EQ(shared, 47 + 4); /* every segment, the first too */
   CHECK_EQ(jl[0], sa.payload);
   CHECK_EQ(jl[1], sb.payload);
   CHECK(memcmp(joined[0], a + hla, sa.payload) == 0);
@@ -432,6 +538,7 @@ int main(void)
   test_read_batch();
   test_read_partial();
   test_read_shared();
+  test_read_pool();
   test_gro_split();
   return CHECK_DONE();
 }

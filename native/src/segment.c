@@ -24,6 +24,10 @@
  *   ul_tso_segment_headers() writes a segment's headers only and points at
  *   its payload inside the super-packet, for a sender that gathers the two
  *   with iovecs (possible only while the checksum stays partial).
+ *   IPv6 extension headers must chain up to csum_start. The pseudo header
+ *   is summed from the IP header, but behind a routing header with segments
+ *   left (the final destination is another) it is the sum the kernel left
+ *   in the checksum field, less the length.
  *   hdr_len from the virtio header is not trusted: on a forwarded packet it
  *   may cover the whole first segment. It is recomputed from csum_start (the
  *   L3 header length) plus the TCP data offset, or 8 for UDP.
@@ -36,6 +40,7 @@
  *   datagram.
  */
 #include <errno.h>
+#include <stdbool.h>
 #include <string.h>
 
 #include "userlay.h"
@@ -52,11 +57,41 @@
 #define TCP_PSH 0x08
 #define TCP_CWR 0x80
 
+/* The next header that the IPv6 extension header chain of pkt names at
+ * offset l3 (pkt holds at least l3 bytes), or -1 when the chain does not
+ * end exactly there or holds a header that cannot precede a segmented
+ * TCP/UDP header (a fragment, ESP, anything unknown). *routed: the chain
+ * holds a routing header with segments left, so the final destination is
+ * not the IPv6 header's. */
+static int ipv6_l4_at(const uint8_t *pkt, size_t l3, bool *routed)
+{
+  unsigned next = pkt[6];
+  size_t at = 40;
+
+  *routed = false;
+  while (at < l3) {
+    size_t hlen;
+    if (at + 4 > l3)
+      return -1;
+    if (next == 0 || next == 43 || next == 60) /* hop-by-hop, routing, dest opts */
+      hlen = ((size_t)pkt[at + 1] + 1) * 8;
+    else if (next == 51) /* AH */
+      hlen = ((size_t)pkt[at + 1] + 2) * 4;
+    else
+      return -1;
+    *routed |= next == 43 && pkt[at + 3] != 0;
+    next = pkt[at];
+    at += hlen;
+  }
+  return at == l3 ? (int)next : -1;
+}
+
 int ul_tso_parse(const uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh,
                  struct ul_tso *t)
 {
   unsigned type = vh->gso_type & (unsigned)~GSO_ECN;
   size_t l3 = vh->csum_start, l4hdr;
+  bool routed = false;
 
   memset(t, 0, sizeof(*t));
   if (len < 20 || len > UL_MAX_PACKET || vh->gso_size == 0 ||
@@ -78,9 +113,9 @@ int ul_tso_parse(const uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh,
         (load_be16(pkt + 6) & 0x3fff) != 0) /* a fragment cannot be GSO */
       return UL_DROP_TX_MALFORMED;
   } else if (t->version == 6) {
-    /* extension headers are allowed (they are copied as they are); without
-     * them the next header must be the L4 protocol */
-    if (l3 < 40 || (l3 == 40 && pkt[6] != t->proto))
+    /* extension headers are allowed (they are copied as they are), if
+     * their chain ends at csum_start with the L4 protocol */
+    if (l3 < 40 || l3 > len || ipv6_l4_at(pkt, l3, &routed) != (int)t->proto)
       return UL_DROP_TX_MALFORMED;
   } else {
     return UL_DROP_TX_MALFORMED;
@@ -99,6 +134,13 @@ int ul_tso_parse(const uint8_t *pkt, size_t len, const struct ul_vnet_hdr *vh,
   /* what every segment shares, summed once: the segment adds its lengths
    * (and IPv4 id), which are the only words that differ */
   t->pseudo_sum = ul_csum_pseudo(pkt, t->proto, 0);
+  if (routed) {
+    /* the pseudo header holds the final destination (RFC 8200, 8.1), which
+     * the kernel summed into the field for the super-packet's L4 length:
+     * take that sum less the length, as the kernel's own segmentation does */
+    size_t field = l3 + (t->proto == PROTO_TCP ? 16 : 6);
+    t->pseudo_sum = load_be16(pkt + field) + (uint16_t)~(uint16_t)(len - l3);
+  }
   if (t->version == 4)
     t->ip_sum = ul_csum_partial(pkt + 12, l3 - 12,
                                 ul_csum_partial(pkt + 6, 4, (uint32_t)pkt[0] << 8 | pkt[1]));

@@ -154,6 +154,83 @@ static void test_tso_split(void)
   }
 }
 
+/* IPv6 behind a segment routing header (type 4) whose segment list ends
+ * at a final destination other than the IPv6 header's: every segment's
+ * checksum must verify against the final destination (RFC 8200, 8.1),
+ * whose pseudo-header sum the kernel left in the field; against the
+ * header's destination it must not. With no segments left the header's
+ * destination is final. A csum_start that is not where the extension
+ * header chain ends, or a fragment header in it, is malformed. TCP and
+ * UDP. */
+static void test_tso_routing_header(void)
+{
+  static uint8_t plain[MAXPKT], pkt[MAXPKT], seg[MAXPKT], check[MAXPKT];
+  static const uint8_t final_dst[16] = { 0x20, 0x01, 0, 0x02, [15] = 9 };
+  unsigned proto;
+
+  for (proto = 6; proto <= 17; proto += 11) {
+    struct gso_spec sp = { 6, proto, 20 * 1300 + 11, 1300, 0x18, 0 };
+    struct ul_vnet_hdr vh;
+    struct ul_tso t;
+    size_t hl, plen = build_gso(plain, &sp, &vh, &hl);
+    const size_t rh = 8 + 2 * 16, l3 = 40 + rh, len = plen + rh;
+    uint32_t i, good = 0, wrong = 0;
+    uint16_t f;
+
+    /* IPv6 header, SRH [next, len 4, type 4, left 1, last 1, flags, tag]
+     * with segment list [final, the header's destination], then L4 */
+    memcpy(pkt, plain, 40);
+    pkt[4] = (uint8_t)((len - 40) >> 8);
+    pkt[5] = (uint8_t)(len - 40);
+    pkt[6] = 43;
+    memcpy(pkt + 40, (const uint8_t[]){ (uint8_t)proto, 4, 4, 1, 1, 0, 0, 0 }, 8);
+    memcpy(pkt + 48, final_dst, 16);
+    memcpy(pkt + 64, plain + 24, 16);
+    memcpy(pkt + l3, plain + 40, plen - 40);
+    /* the field as the kernel fills it: pseudo header with the final one */
+    memcpy(check, pkt, 40);
+    memcpy(check + 24, final_dst, 16);
+    f = (uint16_t)ref_pseudo(check, l3, proto, len);
+    pkt[l3 + (proto == 6 ? 16 : 6)] = (uint8_t)(f >> 8);
+    pkt[l3 + (proto == 6 ? 16 : 6) + 1] = (uint8_t)f;
+    vh.csum_start = (uint16_t)l3;
+    CHECK_EQ(ul_tso_parse(pkt, len, &vh, &t), UL_OK);
+    for (i = 0; i < t.nsegs; i++) {
+      size_t n = ul_tso_segment(pkt, &t, i, seg);
+      wrong += ref_l4_ok(seg, l3, proto, n); /* the header's destination */
+      memcpy(check, seg, n);
+      memcpy(check + 24, final_dst, 16);
+      good += ref_l4_ok(check, l3, proto, n);
+    }
+    CHECK_EQ(t.nsegs, 21);
+    CHECK_EQ(good, t.nsegs);
+    CHECK_EQ(wrong, 0);
+
+    /* no segments left: the header's destination is the final one */
+    pkt[40 + 3] = 0;
+    f = (uint16_t)ref_pseudo(pkt, l3, proto, len);
+    pkt[l3 + (proto == 6 ? 16 : 6)] = (uint8_t)(f >> 8);
+    pkt[l3 + (proto == 6 ? 16 : 6) + 1] = (uint8_t)f;
+    CHECK_EQ(ul_tso_parse(pkt, len, &vh, &t), UL_OK);
+    for (i = 0, good = 0; i < t.nsegs; i++)
+      good += ref_l4_ok(seg, l3, proto, ul_tso_segment(pkt, &t, i, seg));
+    CHECK_EQ(good, t.nsegs);
+
+    /* csum_start must be where the chain ends */
+    vh.csum_start = 40;
+    CHECK_EQ(ul_tso_parse(pkt, len, &vh, &t), UL_DROP_TX_MALFORMED);
+    vh.csum_start = (uint16_t)(l3 + 8);
+    CHECK_EQ(ul_tso_parse(pkt, len, &vh, &t), UL_DROP_TX_MALFORMED);
+    vh.csum_start = (uint16_t)l3;
+    pkt[40] = 44; /* the chain names a fragment header */
+    CHECK_EQ(ul_tso_parse(pkt, len, &vh, &t), UL_DROP_TX_MALFORMED);
+    pkt[40] = (uint8_t)proto;
+    CHECK_EQ(ul_tso_parse(pkt, len, &vh, &t), UL_OK);
+    vh.csum_start = 48; /* no extension header at all */
+    CHECK_EQ(ul_tso_parse(plain, plen, &vh, &t), UL_DROP_TX_MALFORMED);
+  }
+}
+
 static void test_uso_split(void)
 {
   unsigned v;
@@ -534,6 +611,7 @@ int main(void)
 {
   test_tso_split();
   test_uso_split();
+  test_tso_routing_header();
   test_tso_malformed();
   test_read_batch();
   test_read_partial();

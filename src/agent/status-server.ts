@@ -99,6 +99,7 @@ export const AGENT_METRICS = {
   tsoPackets: { name: 'userlay_tso_packets_total', type: 'counter', help: 'TSO/USO super-packets read from the TUN and split.', labels: [] },
   tsoSegments: { name: 'userlay_tso_segments_total', type: 'counter', help: 'Segments the TSO/USO split produced.', labels: [] },
   socketDrops: { name: 'userlay_udp_receive_drops_total', type: 'counter', help: 'Datagrams the kernel dropped at the receive sockets before userlay saw them, mostly because the receive queue was full (a UDP GRO buffer counts once).', labels: [] },
+  sendSocketDrops: { name: 'userlay_udp_send_socket_drops_total', type: 'counter', help: 'Datagrams that reached the send-only sockets (the outer source ports), which take nothing in, and were dropped by the kernel: traffic nobody asked for, such as a flood aimed at a source port.', labels: [] },
   groBuffers: { name: 'userlay_udp_gro_buffers_total', type: 'counter', help: 'UDP GRO receive buffers holding 2 or more datagrams.', labels: [] },
   groDatagrams: { name: 'userlay_udp_gro_datagrams_total', type: 'counter', help: 'Datagrams in those buffers.', labels: [] },
   partialCsum: { name: 'userlay_partial_csum_packets_total', type: 'counter', help: 'Packets sent with the inner TCP/UDP checksum left partial, to peers that take it (userlay.io/partial-csum).', labels: [] },
@@ -179,6 +180,7 @@ export function renderDataplaneMetrics(stats: DataplaneStats): string {
     metricFamily(M.fdbPeers, [{ value: stats.fdbPeers }]),
     metricFamily(M.fdbRoutes, [{ value: stats.fdbRoutes }]),
     ...(stats.socketDrops !== undefined ? [metricFamily(M.socketDrops, [{ value: stats.socketDrops }])] : []),
+    ...(stats.sendSocketDrops !== undefined ? [metricFamily(M.sendSocketDrops, [{ value: stats.sendSocketDrops }])] : []),
     ...(stats.offloads ? [offloadMetrics(stats.offloads)] : []),
   ].join('');
 }

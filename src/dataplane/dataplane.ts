@@ -28,7 +28,7 @@ import { OFFLOAD_MODES, applyOffloads, applyQueueOffloads, type OffloadState } f
 import { BACKENDS, MAX_MTU, MIN_MTU, backendList, isBackend } from './backends.js';
 import { type Cidr, type Family, canonicalIP, cidrContains, familyBits, parseCidr, parseIP, parseMac, vtepMacProblem } from './net.js';
 import { nativeEngine } from './native-engine.js';
-import { udpSocketDrops } from './socket-drops.js';
+import { socketInode, udpSocketDrops, udpSocketDropsByInode } from './socket-drops.js';
 import { type Dataplane, type DataplaneHost, type DataplaneOptions, type DataplaneStats, type Peer, MAX_THREADS } from './types.js';
 import { UserlayError, errorCode, parseAs, usageError, wrapSystemError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -260,7 +260,8 @@ export async function openDataplane(opts: DataplaneOptions, log: Logger, addonAr
     }, sockets);
     socketOwned = true;
     rollback.push('close engine', () => engine.close());
-    const dp = new DataplaneImpl(opts, tun.name, tun.fd, checked, addon, engine, counters, maxSlot, routes, offloads, log, tunQueueFds);
+    const sendOnly = new Set(sockets.flatMap((s) => kind.sendOnlyFds(s)).map(socketInode).filter((i) => i !== undefined));
+    const dp = new DataplaneImpl(opts, tun.name, tun.fd, checked, addon, engine, counters, maxSlot, routes, offloads, log, tunQueueFds, sendOnly);
     dp.setPeers([]);
     engine.start();
     log.info('dataplane up', { tun: tun.name, mtu: opts.mtu, engine: opts.engine, backend: opts.backend, publicIP: opts.publicIP, ...(opts.publicIPv6 !== undefined ? { publicIPv6: opts.publicIPv6 } : {}), port: opts.port, offloads: offloads.active, threads });
@@ -325,6 +326,8 @@ class DataplaneImpl implements Dataplane {
     private readonly offloads: OffloadState,
     private readonly log: Logger,
     private readonly tunQueueFds: readonly number[],
+    /** Inodes of the engine's send-only sockets (socket-drops.ts). */
+    private readonly sendOnlyInodes: ReadonlySet<string>,
   ) {
     this.slots = new SlotAllocator(maxSlot);
     this.table = new FdbTable([], [], [], []);
@@ -373,9 +376,11 @@ class DataplaneImpl implements Dataplane {
   stats(): DataplaneStats {
     const { mode, active, refused } = this.offloads;
     const socketDrops = udpSocketDrops(this.options.port);
+    const sendSocketDrops = udpSocketDropsByInode(this.sendOnlyInodes);
     return {
       ...readStats(this.counters, this.table.slotNames(), this.table.peers.length, this.table.routes.length),
       ...(socketDrops !== undefined ? { socketDrops } : {}),
+      ...(sendSocketDrops !== undefined ? { sendSocketDrops } : {}),
       offloads: { mode, active, refused, counters: this.engine.offloadStats() },
     };
   }

@@ -61,6 +61,8 @@ export interface EngineKindImpl<Socket> {
   gsoFd(socket: Socket): number | undefined;
   /** The receive sockets of thread pairs 1.. (UDP_GRO is set on each too); [] with one pair. */
   queueFds(socket: Socket): readonly number[];
+  /** The sockets the engine only sends from (they take nothing in), for their drop count. */
+  sendOnlyFds(socket: Socket): readonly number[];
   /**
    * Build an engine that takes ownership of `sockets`: one per underlay family (a dual-stack
    * node has an IPv4 and an IPv6 one, openSocket'ed on the same port), the first the primary.

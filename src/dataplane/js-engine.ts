@@ -533,6 +533,9 @@ export const jsEngine: EngineKindImpl<JsSocket> = {
   gsoFd(s) {
     return s.gsoFd;
   },
+  sendOnlyFds(s) {
+    return [s.gsoFd];
+  },
   queueFds() {
     return []; // one queue: threads > 1 is refused for the js engine
   },

@@ -155,6 +155,9 @@ export const nativeEngine: EngineKindImpl<NativeSocket> = {
   queueFds(socket) {
     return socket.queueFds;
   },
+  sendOnlyFds(socket) {
+    return socket.txFds;
+  },
   create(setup, sockets) {
     return new NativeEngineImpl(setup, sockets);
   },

@@ -1,7 +1,11 @@
 /**
  * Datagrams the kernel dropped at the data plane's receive sockets, before
  * an engine saw them: the per-socket `drops` count (sk_drops) of
- * /proc/self/net/udp and udp6. Almost all of it is a full receive queue (the
+ * /proc/self/net/udp and udp6. And, apart, those dropped at its send-only
+ * sockets (the outer source ports), which take nothing in (a socket filter:
+ * native/src/udp.c): every datagram that reaches one is a drop, so the
+ * count is traffic nobody asked for, such as a flood aimed at a source
+ * port. Those sockets are found by inode, their ports being ephemeral. Almost all of it is a full receive queue (the
  * netstat counter UdpRcvbufErrors); a bad UDP checksum counts there too.
  *
  * Neither engine can count these itself: the datagram never reaches recvmmsg
@@ -15,7 +19,7 @@
  * and nothing else can bind it while they hold it without SO_REUSEPORT from
  * the same user.
  */
-import { readFileSync } from 'node:fs';
+import { readFileSync, readlinkSync } from 'node:fs';
 
 /** The files read, in the reading process's network namespace. */
 export const PROC_UDP_FILES = ['/proc/self/net/udp', '/proc/self/net/udp6'] as const;
@@ -28,16 +32,35 @@ export const PROC_UDP_FILES = ['/proc/self/net/udp', '/proc/self/net/udp6'] as c
  * that do not parse are skipped.
  */
 export function parseUdpDrops(text: string, port: number): bigint {
+  return sumDrops(text, (f) => {
+    const colon = f[1]!.lastIndexOf(':');
+    return colon >= 0 && Number.parseInt(f[1]!.slice(colon + 1), 16) === port;
+  });
+}
+
+/** As parseUdpDrops, for the sockets whose inode (column 10) is in `inodes`. */
+export function parseUdpDropsByInode(text: string, inodes: ReadonlySet<string>): bigint {
+  return sumDrops(text, (f) => inodes.has(f[9]!));
+}
+
+/** Sum of the drops column over the lines (split into fields) that `match`. */
+function sumDrops(text: string, match: (fields: readonly string[]) => boolean): bigint {
   let sum = 0n;
   for (const line of text.split('\n').slice(1)) {
     const f = line.trim().split(/\s+/);
-    if (f.length < 13) continue;
-    const colon = f[1]!.lastIndexOf(':');
-    if (colon < 0 || Number.parseInt(f[1]!.slice(colon + 1), 16) !== port) continue;
-    if (!/^\d+$/.test(f[12]!)) continue;
+    if (f.length < 13 || !match(f) || !/^\d+$/.test(f[12]!)) continue;
     sum += BigInt(f[12]!);
   }
   return sum;
+}
+
+/** The inode of the socket behind this process's fd (/proc/self/fd), or undefined. */
+export function socketInode(fd: number): string | undefined {
+  try {
+    return /^socket:\[(\d+)\]$/.exec(readlinkSync(`/proc/self/fd/${fd}`))?.[1];
+  } catch {
+    return undefined;
+  }
 }
 
 /**
@@ -47,6 +70,20 @@ export function parseUdpDrops(text: string, port: number): bigint {
  */
 export function udpSocketDrops(port: number, files: readonly string[] = PROC_UDP_FILES): bigint | undefined {
   if (port === 0) return undefined;
+  return sumFiles(files, (text) => parseUdpDrops(text, port));
+}
+
+/**
+ * Kernel drops at the sockets with these inodes (the send-only sockets,
+ * socketInode) since they were opened, or undefined when there are none or
+ * nothing can be read.
+ */
+export function udpSocketDropsByInode(inodes: ReadonlySet<string>, files: readonly string[] = PROC_UDP_FILES): bigint | undefined {
+  if (inodes.size === 0) return undefined;
+  return sumFiles(files, (text) => parseUdpDropsByInode(text, inodes));
+}
+
+function sumFiles(files: readonly string[], parse: (text: string) => bigint): bigint | undefined {
   let sum = 0n;
   let read = 0;
   for (const file of files) {
@@ -57,7 +94,7 @@ export function udpSocketDrops(port: number, files: readonly string[] = PROC_UDP
       continue;
     }
     read++;
-    sum += parseUdpDrops(text, port);
+    sum += parse(text);
   }
   return read > 0 ? sum : undefined;
 }

@@ -129,6 +129,12 @@ export interface DataplaneStats {
    * opened (src/dataplane/socket-drops.ts). Absent where it cannot be read.
    */
   readonly socketDrops?: bigint;
+  /**
+   * Datagrams the kernel dropped at the send-only sockets (the outer source ports), which
+   * take nothing in: unsolicited traffic, such as a flood aimed at a source port. Absent where
+   * it cannot be read.
+   */
+  readonly sendSocketDrops?: bigint;
   /** Offloads in force and refused at setup, and what the engine counted since. */
   readonly offloads?: Pick<OffloadState, 'mode' | 'active' | 'refused'> & { readonly counters: OffloadCounters };
 }

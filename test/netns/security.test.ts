@@ -28,7 +28,7 @@ import { hashedTransfer, sendDatagram } from '../../src/cli/lab/probes.js';
 import type { LabNode } from '../../src/cli/lab/topology.js';
 import { TX_SOURCE_PORTS } from '../../src/dataplane/native-engine.js';
 import type { EngineKind } from '../../src/dataplane/types.js';
-import { NEEDS_ROOT, openTestLab, type TestLab } from '../support/lab.js';
+import { NEEDS_ROOT, openTestLab, statusJson, type TestLab } from '../support/lab.js';
 import { nsSpawnJson } from '../support/json-lines.js';
 import { startPingFlow } from '../support/ping-flow.js';
 import { drop, dropDeltas, readStats, waitForStats } from '../support/stats.js';
@@ -211,6 +211,11 @@ for (const engine of ['native', 'js'] as EngineKind[]) {
         assert.equal(after.drops - u.drops, COUNT, `port ${u.port}: drops`);
         assert.equal(after.rxQueue, 0, `port ${u.port}: bytes queued`);
       }
+      // and the agent says so: every one of them in its send-socket drop count
+      const sum = (m: Map<string, UdpSocket>) => [...m].filter(([, u]) => u.port !== VXLAN_PORT).reduce((s, [, u]) => s + u.drops, 0);
+      const stats = (await statusJson(n1, STATUS_PORT, '/debug/stats')) as { sendSocketDrops?: string };
+      assert.equal(stats.sendSocketDrops, String(sum(now)), '/debug/stats sendSocketDrops');
+      assert.ok(sum(now) >= before.length * COUNT);
     });
 
     test('a well-formed datagram from the peer is delivered, not dropped', async () => {

@@ -1,10 +1,10 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import dgram from 'node:dgram';
-import { parseUdpDrops, udpSocketDrops } from '../../src/dataplane/socket-drops.js';
+import { parseUdpDrops, parseUdpDropsByInode, socketInode, udpSocketDrops, udpSocketDropsByInode } from '../../src/dataplane/socket-drops.js';
 
 // Lines as the kernel prints them (net/ipv4/udp.c udp4_format_sock, net/ipv6/datagram.c;
 // copied off this machine with the addresses and counts changed):
@@ -29,20 +29,62 @@ test('parseUdpDrops sums the drops of the sockets on one local port, v4 and v6 l
   assert.equal(parseUdpDrops('', 8472), 0n);
 });
 
-test('udpSocketDrops adds the files it can read, and is undefined for port 0 or no file', () => {
+test('parseUdpDropsByInode sums the drops of the sockets with the given inodes, whatever their port', () => {
+  assert.equal(parseUdpDropsByInode(UDP4, new Set(['31015'])), 9n);
+  assert.equal(parseUdpDropsByInode(UDP4, new Set(['31012', '31014'])), 1017n);
+  assert.equal(parseUdpDropsByInode(UDP4 + UDP6.split('\n').slice(1).join('\n'), new Set(['41012', '31013'])), 8n);
+  assert.equal(parseUdpDropsByInode(UDP4, new Set(['99999'])), 0n);
+  assert.equal(parseUdpDropsByInode(UDP4, new Set()), 0n);
+});
+
+/** Run `fn` with the fixture texts written to files udp and udp6 in a temporary directory. */
+function withFiles(fn: (v4: string, v6: string, absent: string) => void): void {
   const dir = mkdtempSync(path.join(tmpdir(), 'userlay-drops-'));
   try {
     const v4 = path.join(dir, 'udp');
     const v6 = path.join(dir, 'udp6');
     writeFileSync(v4, UDP4);
     writeFileSync(v6, UDP6);
-    assert.equal(udpSocketDrops(8472, [v4, v6]), 25n);
-    assert.equal(udpSocketDrops(8472, [v4, path.join(dir, 'absent')]), 20n, 'no udp6 file (IPv6 off) counts as none');
-    assert.equal(udpSocketDrops(8472, [path.join(dir, 'absent')]), undefined);
-    assert.equal(udpSocketDrops(0, [v4, v6]), undefined, 'port 0: nothing is received');
+    fn(v4, v6, path.join(dir, 'absent'));
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+}
+
+test('udpSocketDrops adds the files it can read, and is undefined for port 0 or no file', () => {
+  withFiles((v4, v6, absent) => {
+    assert.equal(udpSocketDrops(8472, [v4, v6]), 25n);
+    assert.equal(udpSocketDrops(8472, [v4, absent]), 20n, 'no udp6 file (IPv6 off) counts as none');
+    assert.equal(udpSocketDrops(8472, [absent]), undefined);
+    assert.equal(udpSocketDrops(0, [v4, v6]), undefined, 'port 0: nothing is received');
+  });
+});
+
+test('udpSocketDropsByInode: undefined with no inode or no file, else the sum over the files', () => {
+  withFiles((v4, v6, absent) => {
+    assert.equal(udpSocketDropsByInode(new Set(['31015', '41012']), [v4, v6]), 14n);
+    assert.equal(udpSocketDropsByInode(new Set(), [v4, v6]), undefined, 'no send-only socket');
+    assert.equal(udpSocketDropsByInode(new Set(['31015']), [absent]), undefined);
+  });
+});
+
+test('socketInode names the socket behind an fd of this process, and nothing for a non-socket', async () => {
+  const s = dgram.createSocket('udp4');
+  await new Promise<void>((res) => s.bind(0, '127.0.0.1', res));
+  try {
+    // the fd of a dgram socket is not public; find it as the one whose inode /proc lists on its port
+    const port = s.address().port;
+    const line = readFileSync('/proc/self/net/udp', 'utf8').split('\n')
+      .find((l) => l.trim().split(/\s+/)[1]?.endsWith(`:${port.toString(16).toUpperCase().padStart(4, '0')}`));
+    assert.ok(line, 'the socket is in /proc/self/net/udp');
+    const inode = line.trim().split(/\s+/)[9]!;
+    const fds = readdirSync('/proc/self/fd').map(Number);
+    assert.ok(fds.some((fd) => socketInode(fd) === inode), 'one fd of this process is that socket');
+    assert.equal(udpSocketDropsByInode(new Set([inode])), 0n, 'it dropped nothing');
+  } finally {
+    await new Promise<void>((res) => s.close(res));
+  }
+  assert.equal(socketInode(0x7ffffff), undefined, 'no such fd');
 });
 
 test("udpSocketDrops reads this process's own sockets from /proc", async () => {

@@ -32,6 +32,7 @@ const stats: DataplaneStats = {
   fdbPeers: 2,
   fdbRoutes: 2,
   socketDrops: 5n,
+  sendSocketDrops: 12n,
 };
 
 async function get(port: number, path: string): Promise<{ status: number; type: string; body: string }> {
@@ -93,6 +94,7 @@ test('status server serves healthz, readyz, metrics, debug endpoints', async () 
     assert.match(r.body, /^userlay_fdb_peers 2$/m);
     assert.match(r.body, /^userlay_fdb_routes 2$/m);
     assert.match(r.body, /^# TYPE userlay_udp_receive_drops_total counter\nuserlay_udp_receive_drops_total 5$/m);
+    assert.match(r.body, /^# TYPE userlay_udp_send_socket_drops_total counter\nuserlay_udp_send_socket_drops_total 12$/m);
     assert.match(r.body, /^userlay_informer_restarts_total 7\n$/m);
     // Every sample line belongs to a family announced by a TYPE line.
     const typed = new Set([...r.body.matchAll(/^# TYPE (\S+) /gm)].map((m) => m[1]));

@@ -170,7 +170,7 @@ static void keep_pending(struct ul_tun_reader *r)
   if (!ul_tun_reader_pending(r))
     return;
   held = (uint8_t *)r->super - UL_TX_HEADROOM;
-  while (r->pool[i] != held)
+  while (i + 1 < UL_TUN_POOL && r->pool[i] != held) /* it is one of them */
     i++;
   r->pool[i] = r->pool[0];
   r->pool[0] = held;

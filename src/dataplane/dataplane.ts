@@ -28,7 +28,7 @@ import { OFFLOAD_MODES, applyOffloads, applyQueueOffloads, type OffloadState } f
 import { BACKENDS, MAX_MTU, MIN_MTU, backendList, isBackend } from './backends.js';
 import { type Cidr, type Family, canonicalIP, cidrContains, familyBits, parseCidr, parseIP, parseMac, vtepMacProblem } from './net.js';
 import { nativeEngine } from './native-engine.js';
-import { socketInode, udpSocketDrops, udpSocketDropsByInode } from './socket-drops.js';
+import { socketInode, udpDrops } from './socket-drops.js';
 import { type Dataplane, type DataplaneHost, type DataplaneOptions, type DataplaneStats, type Peer, MAX_THREADS } from './types.js';
 import { UserlayError, errorCode, parseAs, usageError, wrapSystemError } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -375,12 +375,11 @@ class DataplaneImpl implements Dataplane {
 
   stats(): DataplaneStats {
     const { mode, active, refused } = this.offloads;
-    const socketDrops = udpSocketDrops(this.options.port);
-    const sendSocketDrops = udpSocketDropsByInode(this.sendOnlyInodes);
+    const drops = udpDrops(this.options.port, this.sendOnlyInodes);
     return {
       ...readStats(this.counters, this.table.slotNames(), this.table.peers.length, this.table.routes.length),
-      ...(socketDrops !== undefined ? { socketDrops } : {}),
-      ...(sendSocketDrops !== undefined ? { sendSocketDrops } : {}),
+      ...(drops.receive !== undefined ? { socketDrops: drops.receive } : {}),
+      ...(drops.send !== undefined ? { sendSocketDrops: drops.send } : {}),
       offloads: { mode, active, refused, counters: this.engine.offloadStats() },
     };
   }

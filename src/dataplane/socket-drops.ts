@@ -1,11 +1,7 @@
 /**
  * Datagrams the kernel dropped at the data plane's receive sockets, before
  * an engine saw them: the per-socket `drops` count (sk_drops) of
- * /proc/self/net/udp and udp6. And, apart, those dropped at its send-only
- * sockets (the outer source ports), which take nothing in (a socket filter:
- * native/src/udp.c): every datagram that reaches one is a drop, so the
- * count is traffic nobody asked for, such as a flood aimed at a source
- * port. Those sockets are found by inode, their ports being ephemeral. Almost all of it is a full receive queue (the
+ * /proc/self/net/udp and udp6. Almost all of it is a full receive queue (the
  * netstat counter UdpRcvbufErrors); a bad UDP checksum counts there too.
  *
  * Neither engine can count these itself: the datagram never reaches recvmmsg
@@ -18,6 +14,12 @@
  * agent binds the data plane's port (one per family, more with --threads),
  * and nothing else can bind it while they hold it without SO_REUSEPORT from
  * the same user.
+ *
+ * Apart from those, the drops at the send-only sockets (the outer source
+ * ports), which take nothing in (a socket filter: native/src/udp.c): every
+ * datagram that reaches one is a drop, so the count is traffic nobody asked
+ * for, such as a flood aimed at a source port. Their ports are ephemeral, so
+ * they are found by inode.
  */
 import { readFileSync, readlinkSync } from 'node:fs';
 
@@ -63,28 +65,23 @@ export function socketInode(fd: number): string | undefined {
   }
 }
 
-/**
- * Kernel drops at the receive sockets on `port` since they were opened, or
- * undefined when nothing can be read (no /proc, or port 0: a backend that
- * receives nothing). A missing udp6 file (IPv6 disabled) counts as none.
- */
-export function udpSocketDrops(port: number, files: readonly string[] = PROC_UDP_FILES): bigint | undefined {
-  if (port === 0) return undefined;
-  return sumFiles(files, (text) => parseUdpDrops(text, port));
+/** Kernel drops since the sockets were opened, each undefined where it cannot be read. */
+export interface UdpDrops {
+  /** At the receive sockets on the data plane's port (undefined for port 0: nothing is received). */
+  readonly receive?: bigint;
+  /** At the send-only sockets, by inode (undefined when there are none). */
+  readonly send?: bigint;
 }
 
 /**
- * Kernel drops at the sockets with these inodes (the send-only sockets,
- * socketInode) since they were opened, or undefined when there are none or
- * nothing can be read.
+ * Kernel drops at the receive sockets on `port` and at the send-only
+ * sockets `sendInodes` (socketInode), with each file read once. Nothing
+ * readable (no /proc) leaves both undefined; a missing udp6 file (IPv6
+ * disabled) counts as none.
  */
-export function udpSocketDropsByInode(inodes: ReadonlySet<string>, files: readonly string[] = PROC_UDP_FILES): bigint | undefined {
-  if (inodes.size === 0) return undefined;
-  return sumFiles(files, (text) => parseUdpDropsByInode(text, inodes));
-}
-
-function sumFiles(files: readonly string[], parse: (text: string) => bigint): bigint | undefined {
-  let sum = 0n;
+export function udpDrops(port: number, sendInodes: ReadonlySet<string>, files: readonly string[] = PROC_UDP_FILES): UdpDrops {
+  let receive = 0n;
+  let send = 0n;
   let read = 0;
   for (const file of files) {
     let text: string;
@@ -94,7 +91,11 @@ function sumFiles(files: readonly string[], parse: (text: string) => bigint): bi
       continue;
     }
     read++;
-    sum += parse(text);
+    if (port !== 0) receive += parseUdpDrops(text, port);
+    if (sendInodes.size > 0) send += parseUdpDropsByInode(text, sendInodes);
   }
-  return read > 0 ? sum : undefined;
+  return {
+    ...(read > 0 && port !== 0 ? { receive } : {}),
+    ...(read > 0 && sendInodes.size > 0 ? { send } : {}),
+  };
 }

@@ -4,7 +4,7 @@ import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'n
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import dgram from 'node:dgram';
-import { parseUdpDrops, parseUdpDropsByInode, socketInode, udpSocketDrops, udpSocketDropsByInode } from '../../src/dataplane/socket-drops.js';
+import { parseUdpDrops, parseUdpDropsByInode, socketInode, udpDrops } from '../../src/dataplane/socket-drops.js';
 
 // Lines as the kernel prints them (net/ipv4/udp.c udp4_format_sock, net/ipv6/datagram.c;
 // copied off this machine with the addresses and counts changed):
@@ -51,20 +51,13 @@ function withFiles(fn: (v4: string, v6: string, absent: string) => void): void {
   }
 }
 
-test('udpSocketDrops adds the files it can read, and is undefined for port 0 or no file', () => {
+test('udpDrops adds the files it can read, by port and by inode, each undefined where it cannot say', () => {
   withFiles((v4, v6, absent) => {
-    assert.equal(udpSocketDrops(8472, [v4, v6]), 25n);
-    assert.equal(udpSocketDrops(8472, [v4, absent]), 20n, 'no udp6 file (IPv6 off) counts as none');
-    assert.equal(udpSocketDrops(8472, [absent]), undefined);
-    assert.equal(udpSocketDrops(0, [v4, v6]), undefined, 'port 0: nothing is received');
-  });
-});
-
-test('udpSocketDropsByInode: undefined with no inode or no file, else the sum over the files', () => {
-  withFiles((v4, v6, absent) => {
-    assert.equal(udpSocketDropsByInode(new Set(['31015', '41012']), [v4, v6]), 14n);
-    assert.equal(udpSocketDropsByInode(new Set(), [v4, v6]), undefined, 'no send-only socket');
-    assert.equal(udpSocketDropsByInode(new Set(['31015']), [absent]), undefined);
+    const none = new Set<string>();
+    assert.deepEqual(udpDrops(8472, new Set(['31015', '41012']), [v4, v6]), { receive: 25n, send: 14n });
+    assert.deepEqual(udpDrops(8472, none, [v4, absent]), { receive: 20n }, 'no udp6 file (IPv6 off) counts as none; no send-only socket');
+    assert.deepEqual(udpDrops(8472, new Set(['31015']), [absent]), {}, 'nothing readable');
+    assert.deepEqual(udpDrops(0, new Set(['31015']), [v4, v6]), { send: 9n }, 'port 0: nothing is received');
   });
 });
 
@@ -80,18 +73,18 @@ test('socketInode names the socket behind an fd of this process, and nothing for
     const inode = line.trim().split(/\s+/)[9]!;
     const fds = readdirSync('/proc/self/fd').map(Number);
     assert.ok(fds.some((fd) => socketInode(fd) === inode), 'one fd of this process is that socket');
-    assert.equal(udpSocketDropsByInode(new Set([inode])), 0n, 'it dropped nothing');
+    assert.equal(udpDrops(0, new Set([inode])).send, 0n, 'it dropped nothing');
   } finally {
     await new Promise<void>((res) => s.close(res));
   }
   assert.equal(socketInode(0x7ffffff), undefined, 'no such fd');
 });
 
-test("udpSocketDrops reads this process's own sockets from /proc", async () => {
+test("udpDrops reads this process's own sockets from /proc", async () => {
   const s = dgram.createSocket('udp4');
   await new Promise<void>((res) => s.bind(0, '127.0.0.1', res));
   try {
-    assert.equal(udpSocketDrops(s.address().port), 0n, 'a bound socket that dropped nothing');
+    assert.equal(udpDrops(s.address().port, new Set()).receive, 0n, 'a bound socket that dropped nothing');
   } finally {
     await new Promise<void>((res) => s.close(res));
   }

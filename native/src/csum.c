@@ -188,7 +188,11 @@ int ul_csum_finish(uint8_t *pkt, size_t len, size_t start, size_t offset) {
   if (start > len || offset > len || at + 2 > len) return UL_DROP_TX_MALFORMED;
   /* The field holds the pseudo-header sum: summing over it completes it. */
   uint16_t c = ul_csum_fold(ul_csum_partial(pkt + start, len - start, 0));
-  if (c == 0) c = 0xffff; /* same value in ones' complement; UDP needs it */
+  /* A sum of 0 is sent as 0xffff by UDP only (its 0 means "none"); TCP and
+   * ICMP send 0: 0xffff is the same value in ones' complement, but RFC 1624
+   * says a computed checksum is never 0xffff, and checkers that compare
+   * the field (tshark) call it wrong. */
+  if (c == 0 && offset == 6) c = 0xffff;
   pkt[at] = (uint8_t)(c >> 8);
   pkt[at + 1] = (uint8_t)c;
   return UL_OK;

@@ -138,7 +138,7 @@ static void test_rx_tx(int v6, size_t payload) {
   memcpy(q, p, len);
   CHECK_EQ(ul_vnet_apply_tx(q, len, &vh), UL_OK);
   CHECK_EQ(ref_fold(q + l4, l4_len, pseudo), 0xffff);
-  CHECK(get16(q + csum_at) == good || (good == 0 && get16(q + csum_at) == 0xffff));
+  CHECK_EQ(get16(q + csum_at), v6 && good == 0 ? 0xffff : good); /* UDP (v6) sends 0 as 0xffff */
   CHECK(memcmp(q, p, csum_at) == 0 && memcmp(q + csum_at + 2, p + csum_at + 2, len - csum_at - 2) == 0);
   /* Trailing bytes after the IP packet (padding) are not part of it. */
   CHECK_EQ(ul_vnet_hdr_for_rx(p, len + 7, &vh), 1);
@@ -151,6 +151,26 @@ static void test_rx_tx(int v6, size_t payload) {
   /* Truncated packet: no offload. */
   put16(p + csum_at, pseudo);
   CHECK_EQ(ul_vnet_hdr_for_rx(p, len - 1, &vh), 0);
+}
+
+/* A checksum that computes to 0: TCP sends 0x0000, UDP 0xffff (0 is "none"). */
+static void test_finish_zero(int v6) {
+  uint8_t p[2048];
+  size_t l4;
+  size_t len = build(p, v6, 40, &l4);
+  size_t csum_at = l4 + (v6 ? 6 : 16), l4_len = len - l4;
+  uint16_t pseudo = ref_pseudo(p, v6, l4_len);
+  uint32_t w;
+
+  /* mend a payload word so that the data and the pseudo header sum to 0xffff */
+  put16(p + csum_at, 0);
+  w = get16(p + len - 2) + (uint32_t)(uint16_t)~ref_fold(p + l4, l4_len, pseudo);
+  put16(p + len - 2, (uint16_t)((w & 0xffff) + (w >> 16)));
+  CHECK_EQ(ref_fold(p + l4, l4_len, pseudo), 0xffff);
+  put16(p + csum_at, pseudo);
+  CHECK_EQ(ul_csum_finish(p, len, l4, v6 ? 6 : 16), UL_OK);
+  CHECK_EQ(get16(p + csum_at), v6 ? 0xffff : 0x0000);
+  CHECK_EQ(ref_fold(p + l4, l4_len, pseudo), 0xffff); /* both verify */
 }
 
 static void test_rx_no_offload(void) {
@@ -210,6 +230,8 @@ int main(void) {
   test_rx_tx(1, 12);   /* UDP over IPv6 */
   test_rx_tx(0, 1401); /* odd lengths */
   test_rx_tx(1, 1);
+  test_finish_zero(0); /* TCP over IPv4 */
+  test_finish_zero(1); /* UDP over IPv6 */
   test_rx_no_offload();
   test_apply_tx_errors();
   return CHECK_DONE();

@@ -274,12 +274,18 @@ napi_value js_engine_stats(napi_env env, napi_callback_info info)
   CHECK(napi_create_object(env, &out));
   CHECK(napi_get_boolean(env, st.tun_gso != 0, &b));
   CHECK(napi_set_named_property(env, out, "tunGso", b));
+  CHECK(napi_get_boolean(env, st.tun_uso != 0, &b));
+  CHECK(napi_set_named_property(env, out, "tunUso", b));
   if (!set_int(env, out, "tsoPackets", (int64_t)st.tso_packets) ||
       !set_int(env, out, "tsoSegments", (int64_t)st.tso_segments) ||
       !set_int(env, out, "groBuffers", (int64_t)st.gro_buffers) ||
       !set_int(env, out, "groDatagrams", (int64_t)st.gro_datagrams) ||
       !set_int(env, out, "tunGsoRefused", (int64_t)st.tun_gso_refused) ||
       !set_int(env, out, "tunSoftSegments", (int64_t)st.tun_soft_segments) ||
+      !set_int(env, out, "tunTcpRuns", (int64_t)st.tun_runs[0]) ||
+      !set_int(env, out, "tunTcpRunPackets", (int64_t)st.tun_run_packets[0]) ||
+      !set_int(env, out, "tunUdpRuns", (int64_t)st.tun_runs[1]) ||
+      !set_int(env, out, "tunUdpRunPackets", (int64_t)st.tun_run_packets[1]) ||
       !set_int(env, out, "partialCsumPackets", (int64_t)st.partial_csum))
     return NULL;
   return out;

@@ -67,7 +67,7 @@ napi_value js_gro_batch(napi_env env, napi_callback_info info)
     items[k].pkt = p;
     items[k].len = ip_len <= (size_t)stride ? ip_len : (size_t)stride;
   }
-  ul_gro_batch(items, (uint32_t)n, (int)mtu);
+  ul_gro_batch(items, (uint32_t)n, (int)mtu, UL_GRO_TCP | UL_GRO_UDP);
   for (k = 0; k < (uint32_t)n; k++)
     leaders += items[k].count > 0;
   return make_int(env, leaders);

@@ -64,7 +64,8 @@ napi_value js_tun_writer_setup(napi_env env, napi_callback_info info)
   return out;
 }
 
-/* tunWriterStats(fd): { gso, gsoRefused, softSegments } of fd's writer. */
+/* tunWriterStats(fd): { gso, uso, gsoRefused, softSegments, tcpRuns,
+ * tcpRunPackets, udpRuns, udpRunPackets } of fd's writer. */
 napi_value js_tun_writer_stats(napi_env env, napi_callback_info info)
 {
   struct ul_tun_writer *w;
@@ -82,9 +83,15 @@ napi_value js_tun_writer_stats(napi_env env, napi_callback_info info)
     napi_value b;
     CHECK(napi_get_boolean(env, w->gso != 0, &b));
     CHECK(napi_set_named_property(env, out, "gso", b));
+    CHECK(napi_get_boolean(env, w->uso != 0, &b));
+    CHECK(napi_set_named_property(env, out, "uso", b));
   }
   if (!set_int(env, out, "gsoRefused", (int64_t)w->gso_refused) ||
-      !set_int(env, out, "softSegments", (int64_t)w->soft_segments))
+      !set_int(env, out, "softSegments", (int64_t)w->soft_segments) ||
+      !set_int(env, out, "tcpRuns", (int64_t)w->runs[0]) ||
+      !set_int(env, out, "tcpRunPackets", (int64_t)w->run_packets[0]) ||
+      !set_int(env, out, "udpRuns", (int64_t)w->runs[1]) ||
+      !set_int(env, out, "udpRunPackets", (int64_t)w->run_packets[1]))
     return NULL;
   return out;
 }

@@ -530,14 +530,26 @@ int ul_tun_gso_for_rx(uint8_t *pkt, size_t len, int mtu, struct ul_vnet_hdr *vh)
 int ul_tun_tcp_gso(uint8_t *pkt, size_t l3, size_t thl, size_t len,
                    size_t gso_size, struct ul_vnet_hdr *vh);
 
+/* The same for a UDP packet of `len` bytes (l3 bytes of IP header, its UDP
+ * length field already len - l3) to be cut into datagrams of gso_size
+ * payload bytes (VIRTIO_NET_HDR_GSO_UDP_L4, which TUN writes take since
+ * Linux 6.2): NEEDS_CSUM at the UDP checksum, set to the pseudo-header sum.
+ * Fills *vh and returns 1. */
+int ul_tun_udp_gso(uint8_t *pkt, size_t l3, size_t len, size_t gso_size,
+                   struct ul_vnet_hdr *vh);
+
 /* ---- receive coalescing (gro.c) ------------------------------------------
  *
- * Merge the in-order TCP segments of one flow found in a received batch into
- * super-packets that the TUN takes with a GSO virtio-net header: the
+ * Merge the in-order TCP segments, or the equal-sized UDP datagrams, of one
+ * flow found in a received batch into super-packets that the TUN takes with
+ * a GSO virtio-net header: the
  * receiving stack is crossed once per super-packet instead of once per
  * segment (userspace GRO). The rules are in gro.c's design notes.
  */
 #define UL_GRO_END UINT32_MAX
+#define UL_GRO_TCP 1u      /* ul_gro_batch protos: coalesce TCP segments */
+#define UL_GRO_UDP 2u      /* ... and UDP datagrams (UDP GSO writes work) */
+#define UL_GRO_UDP_SEGS 64 /* datagrams per UDP super-packet, at most */
 
 struct ul_gro_item {
   /* in */
@@ -561,8 +573,9 @@ struct ul_gro_item {
  * with count 1 is untouched and written as before. Within one flow, packets
  * keep their order when leaders are written in index order. Packets longer
  * than mtu (super-frames) never coalesce; mtu <= 0 disables coalescing.
+ * protos says which runs may coalesce: UL_GRO_TCP, UL_GRO_UDP or both.
  */
-void ul_gro_batch(struct ul_gro_item *items, uint32_t n, int mtu);
+void ul_gro_batch(struct ul_gro_item *items, uint32_t n, int mtu, unsigned protos);
 
 /*
  * A TUN writer (the receive side of both engines): the fd, its MTU cache,
@@ -572,20 +585,27 @@ void ul_gro_batch(struct ul_gro_item *items, uint32_t n, int mtu);
  */
 struct ul_tun_writer {
   int fd;
-  int gso;                  /* 1: GSO writes in use; 0 once refused */
+  int gso;                  /* 1: TCP GSO writes in use; 0 once refused */
+  int uso;                  /* 1: UDP GSO writes in use: the probe found
+                             * them taken; 0 before and once refused */
   int test_refuse_gso;      /* test hook: treat every GSO write as EINVAL */
   struct ul_tun_mtu_cache mtu;
   uint64_t gso_refused;     /* GSO writes refused (probe included) */
   uint64_t soft_segments;   /* segments written by the software fallback */
+  uint64_t runs[2];         /* coalesced super-packets written with GSO:
+                             * [0] TCP, [1] UDP */
+  uint64_t run_packets[2];  /* the received packets they carried */
   uint8_t *scratch;         /* 2 x 64 KiB for the fallback */
 };
 
 int ul_tun_writer_init(struct ul_tun_writer *w, int fd);
 void ul_tun_writer_free(struct ul_tun_writer *w);
 
-/* Write one small GSO packet that must be taken (dropped by the stack as
- * martian afterwards). 1 = GSO writes work; 0 = refused (EINVAL/EIO): GSO
- * is now off; -errno for another failure (GSO stays on). */
+/* Write one small TCP GSO packet that must be taken (dropped by the stack
+ * as martian afterwards). 1 = GSO writes work; 0 = refused (EINVAL/EIO):
+ * GSO is now off; -errno for another failure (GSO stays on). Then the same
+ * with a UDP GSO packet: UDP GSO writes (w->uso) are on when it is taken;
+ * a refusal (kernels before 6.2) is counted in gso_refused as well. */
 int ul_tun_writer_probe(struct ul_tun_writer *w);
 
 /*
@@ -721,9 +741,12 @@ struct ul_engine_stats {
   uint64_t tso_segments;      /* segments they gave */
   uint64_t gro_buffers;       /* UDP GRO buffers of 2+ datagrams received */
   uint64_t gro_datagrams;     /* datagrams in them */
-  int tun_gso;                /* GSO writes to the TUN in use */
+  int tun_gso;                /* TCP GSO writes to the TUN in use */
+  int tun_uso;                /* UDP GSO writes to the TUN in use */
   uint64_t tun_gso_refused;   /* GSO writes the TUN refused (probe included) */
   uint64_t tun_soft_segments; /* segments written by the software fallback */
+  uint64_t tun_runs[2];       /* coalesced super-packets written: TCP, UDP */
+  uint64_t tun_run_packets[2]; /* received packets in them */
   uint64_t partial_csum;      /* packets sent with the inner checksum left
                                * partial, to peers that take it (csum.c) */
   uint64_t tx_after_rx;       /* tx passes an rx thread ran for its pair

@@ -62,8 +62,10 @@
  *      VNI, MAC, inner IP, known peer, anti-spoofing), note its counter
  *      slot; leave the read side.
  *   4. Coalesce (ul_gro_batch, gro.c): in-order TCP segments of one flow in
- *      the batch become one super-packet led by its first segment, whose
- *      headers are rewritten and which gets a GSO virtio_net_hdr.
+ *      the batch, or a run of one UDP flow's equal-sized datagrams (where
+ *      the TUN takes UDP GSO writes), become one super-packet led by its
+ *      first packet, whose headers are rewritten and which gets a GSO
+ *      virtio_net_hdr.
  *   5. Write (ul_tun_write_received, tun.c, shared with the js engine), at
  *      most UL_BATCH_MAX datagrams per coalescing window: in
  *      batch order, for each leader one writev() of [vnet hdr | first
@@ -75,7 +77,7 @@
  *      write (EAGAIN included) counts UL_DROP_TUN_WRITE for each packet it
  *      carried. A kernel that refuses GSO writes (probed at create with
  *      cfg.probe_tun_gso, or EINVAL/EIO at run time) gets software segments
- *      instead, and no more coalescing.
+ *      instead, and no more coalescing (TCP and UDP each on their own).
  *
  * Design notes
  *   - Path MTU: each FDB peer carries the largest inner packet the path to
@@ -400,11 +402,16 @@ int ul_engine_create(const struct ul_engine_cfg *cfg, struct ul_engine **out)
     r = worker_init(&e->tx[i], e, i, false, 0);
   for (i = 0; i < e->n_rx && r == 0; i++)
     r = worker_init(&e->rx[i], e, i % n, true, i / n);
-  /* One probe answers for the device (all queues share its features): a
-   * refusal turns GSO writes off on every queue's writer. */
-  if (r == 0 && cfg->probe_tun_gso && ul_tun_writer_probe(&e->rx[0].writer) == 0)
-    for (i = 1; i < e->n_rx; i++)
-      e->rx[i].writer.gso = 0;
+  /* One probe answers for the device (all queues share its features): what
+   * it found (TCP GSO writes refused, UDP GSO writes taken) goes to every
+   * queue's writer. */
+  if (r == 0 && cfg->probe_tun_gso) {
+    (void)ul_tun_writer_probe(&e->rx[0].writer);
+    for (i = 1; i < e->n_rx; i++) {
+      e->rx[i].writer.gso = e->rx[0].writer.gso;
+      e->rx[i].writer.uso = e->rx[0].writer.uso;
+    }
+  }
   if (r < 0) {
     ul_engine_destroy(e);
     return r;
@@ -485,10 +492,11 @@ int ul_engine_stop(struct ul_engine *e)
 
 void ul_engine_stats(const struct ul_engine *e, struct ul_engine_stats *st)
 {
-  uint32_t i;
+  uint32_t i, k;
 
   memset(st, 0, sizeof(*st));
   st->tun_gso = 1;
+  st->tun_uso = e->n_rx > 0;
   for (i = 0; i < e->cfg.threads; i++) {
     const struct worker *t = &e->tx[i];
     st->tso_packets += __atomic_load_n(&t->reader.supers, __ATOMIC_RELAXED);
@@ -502,8 +510,14 @@ void ul_engine_stats(const struct ul_engine *e, struct ul_engine_stats *st)
     st->gro_datagrams += __atomic_load_n(&r->gro_datagrams, __ATOMIC_RELAXED);
     if (!__atomic_load_n(&r->writer.gso, __ATOMIC_RELAXED))
       st->tun_gso = 0; /* in use only while every queue has it */
+    if (!__atomic_load_n(&r->writer.uso, __ATOMIC_RELAXED))
+      st->tun_uso = 0;
     st->tun_gso_refused += __atomic_load_n(&r->writer.gso_refused, __ATOMIC_RELAXED);
     st->tun_soft_segments += __atomic_load_n(&r->writer.soft_segments, __ATOMIC_RELAXED);
+    for (k = 0; k < 2; k++) {
+      st->tun_runs[k] += __atomic_load_n(&r->writer.runs[k], __ATOMIC_RELAXED);
+      st->tun_run_packets[k] += __atomic_load_n(&r->writer.run_packets[k], __ATOMIC_RELAXED);
+    }
   }
 }
 

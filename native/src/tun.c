@@ -204,8 +204,10 @@ int ul_tun_mtu_cached(int fd, struct ul_tun_mtu_cache *c, size_t longest)
  */
 #define VIRTIO_GSO_TCPV4 1
 #define VIRTIO_GSO_TCPV6 4
+#define VIRTIO_GSO_UDP_L4 5
 #define VIRTIO_GSO_ECN 0x80
 #define TCP_PROTO 6
+#define UDP_PROTO 17
 
 int ul_tun_tcp_gso(uint8_t *pkt, size_t l3, size_t thl, size_t len,
                    size_t gso_size, struct ul_vnet_hdr *vh)
@@ -226,6 +228,24 @@ int ul_tun_tcp_gso(uint8_t *pkt, size_t l3, size_t thl, size_t len,
   vh->gso_size = (uint16_t)gso_size;
   vh->csum_start = (uint16_t)l3;
   vh->csum_offset = 16;
+  return 1;
+}
+
+int ul_tun_udp_gso(uint8_t *pkt, size_t l3, size_t len, size_t gso_size,
+                   struct ul_vnet_hdr *vh)
+{
+  uint16_t partial = (uint16_t)~ul_csum_fold(ul_csum_pseudo(pkt, UDP_PROTO, len - l3));
+
+  pkt[l3 + 6] = (uint8_t)(partial >> 8);
+  pkt[l3 + 7] = (uint8_t)partial;
+
+  memset(vh, 0, sizeof(*vh));
+  vh->flags = UL_VNET_F_NEEDS_CSUM;
+  vh->gso_type = VIRTIO_GSO_UDP_L4;
+  vh->hdr_len = (uint16_t)(l3 + 8);
+  vh->gso_size = (uint16_t)gso_size;
+  vh->csum_start = (uint16_t)l3;
+  vh->csum_offset = 6;
   return 1;
 }
 
@@ -274,6 +294,13 @@ int ul_tun_gso_for_rx(uint8_t *pkt, size_t len, int mtu, struct ul_vnet_hdr *vh)
  * gone as GSO (a coalesced run, a super-frame longer than the MTU) is cut
  * into segments in software (ul_tso_segment, segment.c) and written one by
  * one with complete checksums, the refused one included.
+ *
+ * UDP GSO writes (coalesced UDP runs, gro.c) are a second, separate switch:
+ * the probe writes a UDP GSO packet too, and only when the TUN takes it are
+ * UDP runs coalesced at all (TUN writes take VIRTIO_NET_HDR_GSO_UDP_L4
+ * since Linux 6.2; before, the probe is refused and counted, and UDP goes
+ * one datagram per write as before). A refusal at run time turns UDP GSO
+ * writes off alone: TCP keeps its own.
  */
 #define WRITE_BATCH_MAX 256
 #define WRITE_IOV_MAX (WRITE_BATCH_MAX + 1)
@@ -319,9 +346,10 @@ static int write_gso(struct ul_tun_writer *w, struct iovec *iov, int cnt)
   return write_iov(w->fd, iov, cnt) < 0 ? -errno : 0;
 }
 
-static void gso_off(struct ul_tun_writer *w)
+/* Turn one kind of GSO write off for good: &w->gso or &w->uso. */
+static void gso_off(struct ul_tun_writer *w, int *which)
 {
-  __atomic_store_n(&w->gso, 0, __ATOMIC_RELAXED); /* stats read it elsewhere */
+  __atomic_store_n(which, 0, __ATOMIC_RELAXED); /* stats read it elsewhere */
   __atomic_store_n(&w->gso_refused, w->gso_refused + 1, __ATOMIC_RELAXED);
 }
 
@@ -356,30 +384,45 @@ static int write_soft(struct ul_tun_writer *w, const struct ul_vnet_hdr *vh,
   return 0;
 }
 
+/* A small GSO packet to 0.0.0.0 from 0.0.0.0 (the stack drops it as martian
+ * once the TUN has taken it): two segments of 8 payload bytes, TCP or UDP. */
+static int probe_write(struct ul_tun_writer *w, unsigned proto)
+{
+  uint8_t pkt[56] = { 0x45, 0, 0, 56, 0, 0, 0x40, 0, 64, (uint8_t)proto };
+  size_t len = proto == TCP_PROTO ? 56 : 44;
+  struct ul_vnet_hdr vh;
+  struct iovec iov[2] = { { &vh, UL_VNET_HDR_LEN }, { pkt, len } };
+  uint16_t c;
+
+  pkt[3] = (uint8_t)len;
+  c = ul_csum_fold(ul_csum_partial(pkt, 20, 0));
+  pkt[10] = (uint8_t)(c >> 8);
+  pkt[11] = (uint8_t)c;
+  if (proto == TCP_PROTO) {
+    pkt[20 + 12] = 0x50;
+    pkt[20 + 13] = 0x10; /* ACK */
+    ul_tun_tcp_gso(pkt, 20, 20, len, 8, &vh);
+  } else {
+    pkt[20 + 5] = (uint8_t)(len - 20); /* UDP length */
+    ul_tun_udp_gso(pkt, 20, len, 8, &vh);
+  }
+  return write_gso(w, iov, 2);
+}
+
 int ul_tun_writer_probe(struct ul_tun_writer *w)
 {
-  /* IPv4 TCP 0.0.0.0 -> 0.0.0.0, two segments of 8 payload bytes */
-  uint8_t pkt[56] = { 0x45, 0, 0, 56, 0, 0, 0x40, 0, 64, TCP_PROTO };
-  struct ul_vnet_hdr vh;
-  struct iovec iov[2] = { { &vh, UL_VNET_HDR_LEN }, { pkt, sizeof(pkt) } };
-  int r;
+  int r = probe_write(w, TCP_PROTO), u;
 
-  pkt[20 + 12] = 0x50;
-  pkt[20 + 13] = 0x10; /* ACK */
-  {
-    uint16_t c = ul_csum_fold(ul_csum_partial(pkt, 20, 0));
-    pkt[10] = (uint8_t)(c >> 8);
-    pkt[11] = (uint8_t)c;
-  }
-  ul_tun_tcp_gso(pkt, 20, 20, sizeof(pkt), 8, &vh);
-  r = write_gso(w, iov, 2);
+  if (r != 0 && gso_refused_errno(-r))
+    gso_off(w, &w->gso);
+  u = probe_write(w, UDP_PROTO);
+  if (u == 0)
+    __atomic_store_n(&w->uso, 1, __ATOMIC_RELAXED);
+  else if (gso_refused_errno(-u))
+    gso_off(w, &w->uso);
   if (r == 0)
     return 1;
-  if (gso_refused_errno(-r)) {
-    gso_off(w);
-    return 0;
-  }
-  return r;
+  return gso_refused_errno(-r) ? 0 : r;
 }
 
 /* Write the packet or super-packet led by items[lead]; 0 or -errno. */
@@ -390,7 +433,7 @@ static int write_leader(struct ul_tun_writer *w, const struct ul_gro_item *items
   struct iovec iov[WRITE_IOV_MAX];
   struct ul_vnet_hdr vh;
   uint32_t i;
-  int k = 2, r;
+  int k = 2, r, *on, udp;
 
   if (it->count >= 2) {
     vh = it->vh;
@@ -409,11 +452,17 @@ static int write_leader(struct ul_tun_writer *w, const struct ul_gro_item *items
   iov[1].iov_len = it->len;
   if (vh.gso_type == 0)
     return write_iov(w->fd, iov, k) < 0 ? -errno : 0;
-  if (w->gso) {
+  udp = vh.gso_type == VIRTIO_GSO_UDP_L4;
+  on = udp ? &w->uso : &w->gso;
+  if (*on) {
     r = write_gso(w, iov, k);
+    if (r == 0 && it->count >= 2) {
+      __atomic_store_n(&w->runs[udp], w->runs[udp] + 1, __ATOMIC_RELAXED);
+      __atomic_store_n(&w->run_packets[udp], w->run_packets[udp] + it->count, __ATOMIC_RELAXED);
+    }
     if (r == 0 || !gso_refused_errno(-r))
       return r;
-    gso_off(w);
+    gso_off(w, on);
   }
   return write_soft(w, &vh, iov, k);
 }
@@ -450,6 +499,7 @@ uint32_t ul_tun_write_received(struct ul_tun_writer *w, struct ul_gro_item *item
     if (items[i].pkt != NULL && items[i].len > longest)
       longest = items[i].len;
   mtu = ul_tun_mtu_cached(w->fd, &w->mtu, longest);
-  ul_gro_batch(items, n, w->gso ? mtu : 0); /* no GSO: nothing to coalesce for */
+  ul_gro_batch(items, n, mtu, /* no GSO: nothing to coalesce for */
+               (w->gso ? UL_GRO_TCP : 0) | (w->uso ? UL_GRO_UDP : 0));
   return ul_tun_write_batch(w, items, n, mtu, failed);
 }

@@ -1,10 +1,10 @@
 /*
  * gro-pkt.h — test helper for the GRO tests (test-gro*.c): builds TCP/IP
- * segments with valid checksums into a shared table of ul_gro_items, and
- * cuts a coalesced super-packet apart the way the kernel's TCP GSO does
- * (per-segment seq, IP length/ID/checksum, PSH on the last only, TCP
- * checksum completed from the partial field) to compare the pieces with
- * the original segments byte for byte.
+ * segments and UDP datagrams with valid checksums into a shared table of
+ * ul_gro_items, and cuts a coalesced super-packet apart the way the
+ * kernel's TCP or UDP GSO does (per-segment seq, IP length/ID/checksum, PSH
+ * on the last only, UDP length, L4 checksum completed from the partial
+ * field) to compare the pieces with the originals byte for byte.
  *
  * Include after ../src/gro.c (ul_gro_item, TCP_* flags) and check.h.
  */
@@ -16,7 +16,7 @@
 #include <stdio.h>
 #include <string.h>
 
-#define NBUF 64
+#define NBUF 80
 #define HEADROOM 16
 #define MSS 1400
 #define TS_LEN 12 /* NOP NOP TIMESTAMP */
@@ -43,7 +43,8 @@ struct spec {
   int bad_csum;        /* flip a payload byte after the checksum */
   int partial;         /* checksum field = pseudo-header sum only */
   int ip_options;      /* IPv4: 4 bytes of options (NOP x4) */
-  int udp;             /* not TCP at all */
+  int udp;             /* not TCP at all (a TCP layout with protocol 17) */
+  int zero_csum;       /* build_udp: no checksum (IPv4's zero field) */
 };
 
 static inline void put16(uint8_t *p, uint32_t v)
@@ -58,11 +59,13 @@ static inline void put32(uint8_t *p, uint32_t v)
   put16(p + 2, v);
 }
 
-static inline uint32_t pseudo_of(const uint8_t *p, unsigned version, size_t l4len)
+/* The pseudo-header sum of the IP packet at p for l4len bytes of proto. */
+static inline uint32_t pseudo_proto(const uint8_t *p, unsigned proto, size_t l4len)
 {
-  return version == 4 ? ul_csum_partial(p + 12, 8, 6 + (uint32_t)l4len)
-                      : ul_csum_partial(p + 8, 32, 6 + (uint32_t)l4len);
+  return (p[0] >> 4) == 4 ? ul_csum_partial(p + 12, 8, proto + (uint32_t)l4len)
+                          : ul_csum_partial(p + 8, 32, proto + (uint32_t)l4len);
 }
+
 
 /* Build segment i of a test into bufs[i] (and a copy in orig[i]). */
 static inline void build(int i, struct spec sp)
@@ -117,12 +120,12 @@ static inline void build(int i, struct spec sp)
   put32(th + 28, 77);
   for (k = 0; k < sp.payload; k++)
     th[thl + k] = (uint8_t)((sp.seq + k) * 7);
-  c = ul_csum_fold(ul_csum_partial(th, len - l3, pseudo_of(p, v, len - l3)));
+  c = ul_csum_fold(ul_csum_partial(th, len - l3, pseudo_proto(p, 6, len - l3)));
   put16(th + 16, c);
   memcpy(orig[i], p, len);
   orig_len[i] = len;
   if (sp.partial)
-    put16(th + 16, (uint16_t)~ul_csum_fold(pseudo_of(p, v, len - l3)));
+    put16(th + 16, (uint16_t)~ul_csum_fold(pseudo_proto(p, 6, len - l3)));
   if (sp.bad_csum)
     th[thl] ^= 0x40;
   items[i].pkt = p;
@@ -144,6 +147,57 @@ static inline void build_run(int at, int n, struct spec sp, uint8_t last_flags)
   }
 }
 
+/* A UDP datagram i of sp.payload bytes (dport 5201, sport sp.sport) into
+ * bufs[i] and orig[i]; sp.seq seeds the payload bytes. */
+static inline void build_udp(int i, struct spec sp)
+{
+  uint8_t *p = bufs[i] + HEADROOM, *uh;
+  unsigned v = sp.version ? sp.version : 4;
+  size_t l3 = v == 4 ? (sp.ip_options ? 24 : 20) : 40, len = l3 + 8 + sp.payload, k;
+  uint16_t c;
+
+  sp.udp = 1;
+  sp.payload = 0;
+  build(i, sp); /* the IP header; its L4 part is overwritten below */
+  uh = p + l3;
+  memset(uh, 0, 8 + (len - l3 - 8));
+  if (v == 4) {
+    put16(p + 2, (uint32_t)len);
+    put16(p + 10, 0);
+    put16(p + 10, ul_csum_fold(ul_csum_partial(p, l3, 0)));
+  } else {
+    put16(p + 4, (uint32_t)(len - 40));
+  }
+  put16(uh, sp.sport ? sp.sport : 40000);
+  put16(uh + 2, 5201);
+  put16(uh + 4, (uint32_t)(len - l3));
+  for (k = 0; k < len - l3 - 8; k++)
+    uh[8 + k] = (uint8_t)((sp.seq + k) * 13 + 1);
+  c = ul_csum_fold(ul_csum_partial(uh, len - l3, pseudo_proto(p, 17, len - l3)));
+  put16(uh + 6, sp.zero_csum ? 0 : (c != 0 ? c : 0xffff));
+  memcpy(orig[i], p, len);
+  orig_len[i] = len;
+  if (sp.partial)
+    put16(uh + 6, (uint16_t)~ul_csum_fold(pseudo_proto(p, 17, len - l3)));
+  if (sp.bad_csum)
+    uh[8] ^= 0x40;
+  items[i].pkt = p;
+  items[i].len = len;
+}
+
+/* A run of n datagrams of sp.payload bytes (IPv4 IDs counting up), at `at`. */
+static inline void build_udp_run(int at, int n, struct spec sp)
+{
+  int i;
+
+  for (i = 0; i < n; i++) {
+    struct spec s = sp;
+    s.seq = sp.seq + (uint32_t)i;
+    s.ip_id = (uint16_t)(sp.ip_id + i);
+    build_udp(at + i, s);
+  }
+}
+
 /* What writev() of the engine puts on the TUN, as one buffer. */
 static inline size_t gather(int lead, uint8_t *out)
 {
@@ -160,24 +214,33 @@ static inline size_t gather(int lead, uint8_t *out)
   return n;
 }
 
+/* The L4 protocol of an IP packet without extension headers. */
+static inline unsigned proto_of(const uint8_t *p)
+{
+  return (p[0] >> 4) == 4 ? p[9] : p[6];
+}
+
 /*
  * Piece k of the super-packet sup[0..total) (GSO header *vh), cut from
- * payload offset off as the kernel's TCP GSO cuts it: per-piece IP length
- * (and IPv4 ID and header checksum), seq, PSH and FIN on the last piece
- * only, the partial TCP field moved to the piece's length and completed.
- * Writes it to seg (room for hdr_len + gso_size) and returns its length.
+ * payload offset off as the kernel's GSO cuts it: per-piece IP length (and
+ * IPv4 ID and header checksum); TCP: seq, PSH and FIN on the last piece
+ * only; UDP: the length; the partial L4 field moved to the piece's length
+ * and completed (a UDP sum of 0 goes as 0xffff). Writes it to seg (room for
+ * hdr_len + gso_size) and returns its length.
  */
 static inline size_t cut_piece(const uint8_t *sup, size_t total,
                                const struct ul_vnet_hdr *vh, size_t off, int k,
                                uint8_t *seg)
 {
-  size_t hl = vh->hdr_len, l3 = vh->csum_start;
+  size_t hl = vh->hdr_len, l3 = vh->csum_start, co = vh->csum_offset;
   size_t pay = total - off < vh->gso_size ? total - off : vh->gso_size;
   size_t len = hl + pay;
+  bool udp = proto_of(sup) == 17;
   uint32_t seq0 = ((uint32_t)sup[l3 + 4] << 24) | ((uint32_t)sup[l3 + 5] << 16) |
                   ((uint32_t)sup[l3 + 6] << 8) | sup[l3 + 7];
   uint16_t id0 = (uint16_t)((sup[4] << 8) | sup[5]);
-  uint16_t field = (uint16_t)((sup[l3 + 16] << 8) | sup[l3 + 17]);
+  uint16_t field = (uint16_t)((sup[l3 + co] << 8) | sup[l3 + co + 1]);
+  uint16_t c;
   uint32_t sum;
 
   memcpy(seg, sup, hl);
@@ -190,14 +253,19 @@ static inline size_t cut_piece(const uint8_t *sup, size_t total,
   } else {
     put16(seg + 4, (uint32_t)(len - 40));
   }
-  put32(seg + l3 + 4, seq0 + (uint32_t)(off - hl));
-  if (off + pay < total)
-    seg[l3 + 13] &= (uint8_t)~(TCP_PSH | TCP_FIN);
+  if (udp) {
+    put16(seg + l3 + 4, (uint32_t)(len - l3));
+  } else {
+    put32(seg + l3 + 4, seq0 + (uint32_t)(off - hl));
+    if (off + pay < total)
+      seg[l3 + 13] &= (uint8_t)~(TCP_PSH | TCP_FIN);
+  }
   /* the kernel moves the partial field from the total length to the
    * segment's length, then the device (or software) completes it */
   sum = (uint32_t)field + (uint16_t)~(uint16_t)(total - l3) + (uint32_t)(len - l3);
-  put16(seg + l3 + 16, (uint16_t)~ul_csum_fold(sum));
-  put16(seg + l3 + 16, ul_csum_fold(ul_csum_partial(seg + l3, len - l3, 0)));
+  put16(seg + l3 + co, (uint16_t)~ul_csum_fold(sum));
+  c = ul_csum_fold(ul_csum_partial(seg + l3, len - l3, 0));
+  put16(seg + l3 + co, udp && c == 0 ? 0xffff : c);
   return len;
 }
 
@@ -211,31 +279,38 @@ static inline int segment_and_compare(uint32_t lead)
   static uint8_t sup[70000];
   const struct ul_vnet_hdr *vh = &items[lead].vh;
   size_t total = gather((int)lead, sup), hl = vh->hdr_len, l3 = vh->csum_start;
-  unsigned v = sup[0] >> 4;
-  uint16_t field = (uint16_t)((sup[l3 + 16] << 8) | sup[l3 + 17]);
+  unsigned v = sup[0] >> 4, proto = proto_of(sup);
+  size_t co = proto == 17 ? 6 : 16;
+  uint16_t field = (uint16_t)((sup[l3 + co] << 8) | sup[l3 + co + 1]);
   size_t off = hl;
   uint32_t member = lead;
   int k = 0, ok = 0;
 
   CHECK_EQ(total, items[lead].total);
   CHECK_EQ(vh->flags, UL_VNET_F_NEEDS_CSUM);
-  CHECK_EQ(vh->gso_type, v == 4 ? 1 : 4);
-  CHECK_EQ(vh->csum_offset, 16);
+  CHECK_EQ(vh->gso_type, proto == 17 ? 5 : v == 4 ? 1 : 4);
+  CHECK_EQ(vh->csum_offset, co);
+  if (proto == 17) {
+    CHECK_EQ(vh->hdr_len, l3 + 8);
+    CHECK_EQ(((sup[l3 + 4] << 8) | sup[l3 + 5]), total - l3); /* UDP length */
+  }
   if (v == 4) {
     CHECK_EQ(((sup[2] << 8) | sup[3]), total);
     CHECK_EQ(ul_csum_fold(ul_csum_partial(sup, 20, 0)), 0);
   } else {
     CHECK_EQ(((sup[4] << 8) | sup[5]), total - 40);
   }
-  /* the field is the pseudo-header sum over the whole TCP length */
-  CHECK_EQ(field, (uint16_t)~ul_csum_fold(pseudo_of(sup, v, total - l3)));
+  if (vh->gso_size == 0)
+    return 0; /* nothing to cut by */
+  /* the field is the pseudo-header sum over the whole L4 length */
+  CHECK_EQ(field, (uint16_t)~ul_csum_fold(pseudo_proto(sup, proto, total - l3)));
 
   while (off < total) {
     uint8_t seg[2048];
     size_t len = cut_piece(sup, total, vh, off, k, seg);
 
     CHECK_EQ(ul_csum_fold(ul_csum_partial(seg + l3, len - l3,
-                                          pseudo_of(seg, v, len - l3))), 0);
+                                          pseudo_proto(seg, proto, len - l3))), 0);
     if (member != UL_GRO_END && len == orig_len[member] &&
         memcmp(seg, orig[member], len) == 0)
       ok++;

@@ -11,14 +11,16 @@
  *      packet, the record itself; or a split whose segments have valid IP
  *      lengths and checksums, consecutive TCP sequence numbers and L4
  *      checksums that verify, and whose payloads join up to the record's.
- *   2. Receive coalescing (ul_gro_batch): batches of TCP segments from a few
- *      flows with gaps, odd flags, partial or bad checksums and flipped
- *      bytes. Every present packet is in exactly one chain, in order; a
- *      packet standing alone is untouched; a super-packet is made only of
- *      segments whose IPv4 header checksum and TCP checksum verify (or
- *      whose TCP checksum is exactly partial), and cut as the kernel's GSO
- *      cuts it, gives back each member (IPv4 ID and header checksum aside,
- *      gro.c says why) with a checksum that verifies.
+ *   2. Receive coalescing (ul_gro_batch): batches of TCP segments and UDP
+ *      datagrams from a few flows with gaps, odd flags, odd sizes, partial,
+ *      bad or missing checksums and flipped bytes. Every present packet is
+ *      in exactly one chain, in order; a packet standing alone is
+ *      untouched; a super-packet is made only of packets whose IPv4 header
+ *      checksum and L4 checksum verify (or whose L4 checksum is exactly
+ *      partial), UDP only when asked for and at most UL_GRO_UDP_SEGS of
+ *      them, and cut as the kernel's GSO cuts it, gives back each member
+ *      (TCP's IPv4 ID and header checksum aside, gro.c says why) with a
+ *      checksum that verifies.
  *   3. UDP GRO split with any length, segment size and cap: the spans tile
  *      the buffer, or the call refuses.
  *   4. Decapsulation, the receive-side virtio-net headers, the flow hash and
@@ -287,18 +289,20 @@ struct flow {
  * compare it either). Compare all else. */
 static int piece_matches(const uint8_t *piece, const uint8_t *member, size_t len)
 {
-  unsigned v = member[0] >> 4;
+  unsigned v = member[0] >> 4, proto = proto_of(member);
   size_t l3 = v == 4 ? 20 : 40, k;
+  /* UDP without DF keeps its IDs: a run's must count up (gro.c) */
+  int id_kept = proto == 17 && v == 4 && (member[6] & 0x40) == 0;
 
   for (k = 0; k < len; k++) {
-    if (v == 4 && (k == 4 || k == 5 || k == 10 || k == 11))
+    if (v == 4 && (k == 10 || k == 11 || (!id_kept && (k == 4 || k == 5))))
       continue;
-    if (k >= l3 + 16 && k < l3 + 20)
+    if (proto == 6 ? k >= l3 + 16 && k < l3 + 20 : k >= l3 + 6 && k < l3 + 8)
       continue;
     if (piece[k] != member[k])
       return 0;
   }
-  return ref_l4_ok(piece, l3, 6, len);
+  return ref_l4_ok(piece, l3, proto, len);
 }
 
 /* May a segment be trusted into a super-packet? */
@@ -309,10 +313,10 @@ static int member_provable(const uint8_t *p, size_t len)
 
   if (v == 4 && ref_sum(p, 20, 0) != 0xffff)
     return 0;
-  return ref_l4_ok(p, l3, 6, len) || ref_l4_partial(p, l3, 6, len);
+  return ref_l4_ok(p, l3, proto_of(p), len) || ref_l4_partial(p, l3, proto_of(p), len);
 }
 
-/* Cut the super-packet led by `lead` as the kernel's TCP GSO would and
+/* Cut the super-packet led by `lead` as the kernel's TCP or UDP GSO would and
  * compare each piece with its member's input. */
 static int cut_matches(uint32_t lead, uint8_t in[][HEADROOM + 2048])
 {
@@ -340,13 +344,14 @@ static int cut_matches(uint32_t lead, uint8_t in[][HEADROOM + 2048])
 static void fuzz_gro(uint32_t rounds)
 {
   static uint8_t in[NBUF][HEADROOM + 2048];
-  uint32_t round, bad = 0, merged = 0, groups = 0;
+  uint32_t round, bad = 0, merged = 0, groups = 0, udp_merged = 0;
 
   for (round = 0; round < rounds; round++) {
     struct flow flows[3];
     uint32_t n = 1 + below(NBUF), nflows = 1 + below(3), i, k;
     int mtu = chance(5) ? (int)below(3) - 1 : chance(20) ? 600 + (int)below(1000) : 1500;
     uint8_t visited[NBUF] = { 0 };
+    unsigned protos = chance(80) ? UL_GRO_TCP | UL_GRO_UDP : UL_GRO_TCP;
     const char *why = NULL;
     int ok = 1;
 
@@ -357,6 +362,8 @@ static void fuzz_gro(uint32_t rounds)
       flows[i].sp.payload = chance(70) ? MSS : 1 + below(MSS);
       flows[i].sp.tsval = (uint32_t)rnd();
       flows[i].sp.ip_id = (uint16_t)rnd();
+      flows[i].sp.udp = chance(35);
+      flows[i].sp.no_df = flows[i].sp.udp && chance(30); /* then IDs must count up */
       flows[i].next_seq = (uint32_t)rnd();
     }
     reset();
@@ -373,13 +380,21 @@ static void fuzz_gro(uint32_t rounds)
       s.partial = chance(30);
       s.bad_csum = chance(5);
       s.ip_options = s.version == 4 && chance(3);
-      s.no_df = chance(3);
-      s.udp = chance(2);
-      if (chance(5))
-        s.tsval++;
       if (chance(3))
-        s.window++;
-      build((int)i, s);
+        s.no_df = !s.no_df;
+      if (s.udp) {
+        s.zero_csum = chance(3);
+        if (chance(2))
+          s.ip_id = (uint16_t)rnd(); /* an ID out of turn */
+        build_udp((int)i, s);
+      } else {
+        s.udp = chance(2); /* a TCP layout with protocol 17 */
+        if (chance(5))
+          s.tsval++;
+        if (chance(3))
+          s.window++;
+        build((int)i, s);
+      }
       f->next_seq = s.seq + (uint32_t)s.payload;
       f->sp.ip_id++;
       if (chance(8)) { /* a flipped byte, maybe with its IPv4 header checksum mended */
@@ -399,7 +414,7 @@ static void fuzz_gro(uint32_t rounds)
         items[i].pkt = NULL; /* dropped earlier in the batch */
       memcpy(in[i] + HEADROOM, bufs[i] + HEADROOM, orig_len[i]);
     }
-    ul_gro_batch(items, n, mtu);
+    ul_gro_batch(items, n, mtu, protos);
 
     for (i = 0; i < n && ok; i++) {
       uint32_t m, prev = 0;
@@ -432,6 +447,11 @@ static void fuzz_gro(uint32_t rounds)
       merged += items[i].count;
       if (mtu <= 0 || items[i].len > (size_t)mtu || items[i].total > UL_MAX_PACKET)
         why = "a super-packet past the MTU or 64 KiB";
+      if (proto_of(in[i] + HEADROOM) == 17 &&
+          ((protos & UL_GRO_UDP) == 0 || items[i].count > UL_GRO_UDP_SEGS))
+        why = "a UDP run not asked for, or too long";
+      if (proto_of(in[i] + HEADROOM) == 17)
+        udp_merged += items[i].count;
       for (k = i; !why && k != UL_GRO_END; k = items[k].next)
         if (!member_provable(in[k] + HEADROOM, items[k].len))
           why = "a member not proven by its checksums";
@@ -448,7 +468,9 @@ static void fuzz_gro(uint32_t rounds)
   }
   CHECK_EQ(bad, 0);
   CHECK(merged > rounds && groups > rounds); /* the mix coalesces, and not always */
-  printf("gro: %u batches: %u groups, %u packets coalesced\n", rounds, groups, merged);
+  CHECK(udp_merged > rounds / 4 && udp_merged < merged);
+  printf("gro: %u batches: %u groups, %u packets coalesced (%u UDP)\n", rounds, groups,
+         merged, udp_merged);
 }
 
 /* ---- 3. UDP GRO split ---------------------------------------------------------- */

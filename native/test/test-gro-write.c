@@ -41,7 +41,7 @@ static void test_write_batch(void)
   build(3, udp);
   build(4, full);
   items[4].pkt = NULL; /* dropped by decap */
-  ul_gro_batch(items, 5, 1500);
+  ul_gro_batch(items, 5, 1500, UL_GRO_TCP);
   CHECK_EQ(items[0].count, 3);
   CHECK_EQ(ul_tun_write_batch(&w, items, 5, 1500, failed), 0);
   CHECK(memchr(failed, 1, 5) == NULL);
@@ -69,7 +69,7 @@ static void test_write_batch(void)
   /* a TCP packet longer than the MTU goes as GSO at mss = mtu - headers */
   reset();
   build(0, full);
-  ul_gro_batch(items, 1, 500);
+  ul_gro_batch(items, 1, 500, UL_GRO_TCP);
   CHECK_EQ(ul_tun_write_batch(&w, items, 1, 500, failed), 0);
   CHECK_EQ(next_record(sv[1], rec, sizeof(rec)), UL_VNET_HDR_LEN + orig_len[0]);
   memcpy(&vh, rec, sizeof(vh));
@@ -117,8 +117,13 @@ static void test_gso_refused(void)
 
   CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
   CHECK_EQ(ul_tun_writer_init(&w, sv[0]), 0);
+  CHECK_EQ(w.uso, 0); /* UDP GSO writes only once the probe found them taken */
   CHECK_EQ(ul_tun_writer_probe(&w), 1); /* a socket takes anything */
   CHECK(next_record(sv[1], rec, sizeof(rec)) == UL_VNET_HDR_LEN + 56);
+  CHECK_EQ(rec[1], 1); /* TCPv4 */
+  CHECK(next_record(sv[1], rec, sizeof(rec)) == UL_VNET_HDR_LEN + 44);
+  CHECK_EQ(rec[1], 5); /* UDP_L4 */
+  CHECK_EQ(w.uso, 1);
   w.test_refuse_gso = 1;
   w.mtu.mtu = 1500; /* a socket has no MTU: as if the TUN had 1500 */
 
@@ -140,7 +145,7 @@ static void test_gso_refused(void)
   /* a super-frame longer than the MTU: cut in software at the MTU */
   reset();
   build(0, full);
-  ul_gro_batch(items, 1, 500);
+  ul_gro_batch(items, 1, 500, UL_GRO_TCP);
   CHECK_EQ(ul_tun_write_batch(&w, items, 1, 500, failed), 0);
   {
     size_t hl = 20 + 20 + TS_LEN, mss = 500 - hl, left = orig_len[0] - hl, got = 0;
@@ -148,7 +153,7 @@ static void test_gso_refused(void)
     while ((n = next_record(sv[1], rec, sizeof(rec))) > 0) {
       CHECK((size_t)n <= UL_VNET_HDR_LEN + 500);
       CHECK(ul_csum_fold(ul_csum_partial(rec + UL_VNET_HDR_LEN + 20, (size_t)n - UL_VNET_HDR_LEN - 20,
-                                         pseudo_of(rec + UL_VNET_HDR_LEN, 4, (size_t)n - UL_VNET_HDR_LEN - 20))) == 0);
+                                         pseudo_proto(rec + UL_VNET_HDR_LEN, 6, (size_t)n - UL_VNET_HDR_LEN - 20))) == 0);
       CHECK(memcmp(rec + UL_VNET_HDR_LEN + hl, orig[0] + hl + got, (size_t)n - UL_VNET_HDR_LEN - hl) == 0);
       got += (size_t)n - UL_VNET_HDR_LEN - hl;
     }
@@ -156,13 +161,79 @@ static void test_gso_refused(void)
     CHECK(mss > 0);
   }
 
-  /* a fresh writer whose probe is refused starts with GSO off */
+  /* a fresh writer whose probes are refused starts with both off */
   ul_tun_writer_free(&w);
   CHECK_EQ(ul_tun_writer_init(&w, sv[0]), 0);
   w.test_refuse_gso = 1;
   CHECK_EQ(ul_tun_writer_probe(&w), 0);
   CHECK_EQ(w.gso, 0);
+  CHECK_EQ(w.uso, 0);
+  CHECK_EQ(w.gso_refused, 2);
+  reset();
+  build_udp_run(0, 3, (struct spec){ .payload = 1000 });
+  CHECK_EQ(ul_tun_write_received(&w, items, 3, failed), 0);
+  CHECK_EQ(items[0].count, 1); /* nothing coalesces */
+  expect_plain(sv[1], 0, 3);
+  ul_tun_writer_free(&w);
+  close(sv[0]);
+  close(sv[1]);
+}
+
+/*
+ * UDP runs: written as one UDP GSO packet once the probe found those taken;
+ * a UDP GSO write refused at run time goes out as the original datagrams
+ * and turns UDP GSO writes off alone (TCP keeps coalescing).
+ */
+static void test_udp_write(void)
+{
+  static uint8_t rec[70000], want[70000];
+  struct ul_tun_writer w;
+  uint8_t failed[NBUF];
+  size_t len;
+  int sv[2];
+
+  CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+  CHECK_EQ(ul_tun_writer_init(&w, sv[0]), 0);
+  w.mtu.mtu = 1500;
+  reset();
+  build_udp_run(0, 4, (struct spec){ .payload = 1000 });
+  CHECK_EQ(ul_tun_write_received(&w, items, 4, failed), 0);
+  CHECK_EQ(items[0].count, 1); /* not probed: UDP goes one by one */
+  expect_plain(sv[1], 0, 4);
+
+  CHECK_EQ(ul_tun_writer_probe(&w), 1);
+  CHECK(next_record(sv[1], rec, sizeof(rec)) > 0);
+  CHECK(next_record(sv[1], rec, sizeof(rec)) > 0);
+  reset();
+  build_udp_run(0, 4, (struct spec){ .payload = 1000 });
+  CHECK_EQ(ul_tun_write_received(&w, items, 4, failed), 0);
+  CHECK_EQ(items[0].count, 4);
+  memcpy(want, &items[0].vh, UL_VNET_HDR_LEN);
+  len = UL_VNET_HDR_LEN + gather(0, want + UL_VNET_HDR_LEN);
+  CHECK_EQ(len, UL_VNET_HDR_LEN + 28 + 4 * 1000);
+  CHECK_EQ(next_record(sv[1], rec, sizeof(rec)), len);
+  CHECK(memcmp(rec, want, len) == 0);
+  CHECK_EQ(segment_and_compare(0), 4);
+
+  w.test_refuse_gso = 1;
+  reset();
+  build_udp_run(0, 4, (struct spec){ .payload = 1000 });
+  CHECK_EQ(ul_tun_write_received(&w, items, 4, failed), 0);
+  CHECK_EQ(w.uso, 0);
+  CHECK_EQ(w.gso, 1);
   CHECK_EQ(w.gso_refused, 1);
+  CHECK_EQ(w.soft_segments, 4);
+  expect_plain(sv[1], 0, 4); /* cut in software with complete checksums */
+  w.test_refuse_gso = 0;
+  reset();
+  build_udp_run(0, 2, (struct spec){ .payload = 1000 });
+  build_run(2, 3, full, 0);
+  CHECK_EQ(ul_tun_write_received(&w, items, 5, failed), 0);
+  CHECK_EQ(items[0].count, 1);
+  CHECK_EQ(items[2].count, 3); /* TCP still coalesces */
+  expect_plain(sv[1], 0, 2);
+  CHECK(next_record(sv[1], rec, sizeof(rec)) == (ssize_t)(UL_VNET_HDR_LEN + items[2].total));
+  CHECK_EQ(next_record(sv[1], rec, sizeof(rec)), -EAGAIN);
   ul_tun_writer_free(&w);
   close(sv[0]);
   close(sv[1]);
@@ -172,5 +243,6 @@ int main(void)
 {
   test_write_batch();
   test_gso_refused();
+  test_udp_write();
   return CHECK_DONE();
 }

@@ -93,15 +93,17 @@ export const AGENT_METRICS = {
   residentMemory: { name: 'process_resident_memory_bytes', type: 'gauge', help: 'Resident memory size in bytes.', labels: [] },
   startTime: { name: 'process_start_time_seconds', type: 'gauge', help: 'Start time of the process since the Unix epoch in seconds.', labels: [] },
   // segmentation offloads (src/dataplane/offloads.ts; native engine)
-  offloadActive: { name: 'userlay_offload_active', type: 'gauge', help: 'Segmentation offloads in force (tso, uso, gro, gso, tun_gso).', labels: ['offload'] },
+  offloadActive: { name: 'userlay_offload_active', type: 'gauge', help: 'Segmentation offloads in force (tso, uso, gro, gso, tun_gso, tun_uso).', labels: ['offload'] },
   offloadRefused: { name: 'userlay_offload_refused', type: 'gauge', help: 'Offloads asked for and refused by the kernel at setup.', labels: ['offload'] },
-  tunGsoRefused: { name: 'userlay_tun_gso_refused_total', type: 'counter', help: 'GSO writes the TUN refused (EINVAL/EIO; the start probe included); then segmented in software.', labels: [] },
+  tunGsoRefused: { name: 'userlay_tun_gso_refused_total', type: 'counter', help: 'GSO writes the TUN refused (EINVAL/EIO; the start probes included); then segmented in software.', labels: [] },
   tsoPackets: { name: 'userlay_tso_packets_total', type: 'counter', help: 'TSO/USO super-packets read from the TUN and split.', labels: [] },
   tsoSegments: { name: 'userlay_tso_segments_total', type: 'counter', help: 'Segments the TSO/USO split produced.', labels: [] },
   socketDrops: { name: 'userlay_udp_receive_drops_total', type: 'counter', help: 'Datagrams the kernel dropped at the receive sockets before userlay saw them, mostly because the receive queue was full (a UDP GRO buffer counts once).', labels: [] },
   sendSocketDrops: { name: 'userlay_udp_send_socket_drops_total', type: 'counter', help: 'Datagrams that reached the send-only sockets (the outer source ports), which take nothing in, and were dropped by the kernel: traffic nobody asked for, such as a flood aimed at a source port.', labels: [] },
   groBuffers: { name: 'userlay_udp_gro_buffers_total', type: 'counter', help: 'UDP GRO receive buffers holding 2 or more datagrams.', labels: [] },
   groDatagrams: { name: 'userlay_udp_gro_datagrams_total', type: 'counter', help: 'Datagrams in those buffers.', labels: [] },
+  tunRuns: { name: 'userlay_tun_coalesced_writes_total', type: 'counter', help: 'Receive coalescing: super-packets written to the TUN with GSO, per protocol (a run of one flow\'s TCP segments or equal-sized UDP datagrams).', labels: ['proto'] },
+  tunRunPackets: { name: 'userlay_tun_coalesced_packets_total', type: 'counter', help: 'Received packets carried in those super-packets, per protocol.', labels: ['proto'] },
   partialCsum: { name: 'userlay_partial_csum_packets_total', type: 'counter', help: 'Packets sent with the inner TCP/UDP checksum left partial, to peers that take it (userlay.io/partial-csum).', labels: [] },
   // routing modes (src/control/host/direct-routes.ts)
   peerRoute: { name: 'userlay_peer_route', type: 'gauge', help: 'Always 1 per peer; route says how it is reached: direct (kernel route), overlay (encapsulated) or none (not on-link under host-gw: not routed).', labels: ['peer', 'route'] },
@@ -189,7 +191,7 @@ export function renderDataplaneMetrics(stats: DataplaneStats): string {
 function offloadMetrics(o: NonNullable<DataplaneStats['offloads']>): string {
   const M = AGENT_METRICS;
   const c = o.counters;
-  const active = [...o.active, ...(c.tunGso ? ['tun_gso'] : [])];
+  const active = [...o.active, ...(c.tunGso ? ['tun_gso'] : []), ...(c.tunUso ? ['tun_uso'] : [])];
   return [
     metricFamily(M.offloadActive, active.map((offload) => ({ labels: { offload }, value: 1 }))),
     metricFamily(M.offloadRefused, o.refused.map((offload) => ({ labels: { offload }, value: 1 }))),
@@ -198,6 +200,8 @@ function offloadMetrics(o: NonNullable<DataplaneStats['offloads']>): string {
     metricFamily(M.tsoSegments, [{ value: c.tsoSegments }]),
     metricFamily(M.groBuffers, [{ value: c.groBuffers }]),
     metricFamily(M.groDatagrams, [{ value: c.groDatagrams }]),
+    metricFamily(M.tunRuns, [{ labels: { proto: 'tcp' }, value: c.tunTcpRuns }, { labels: { proto: 'udp' }, value: c.tunUdpRuns }]),
+    metricFamily(M.tunRunPackets, [{ labels: { proto: 'tcp' }, value: c.tunTcpRunPackets }, { labels: { proto: 'udp' }, value: c.tunUdpRunPackets }]),
     metricFamily(M.partialCsum, [{ value: c.partialCsumPackets }]),
   ].join('');
 }

@@ -77,12 +77,19 @@ export interface NativeEngineStats {
   /** UDP GRO buffers of 2+ datagrams received, and their datagrams. */
   readonly groBuffers: number;
   readonly groDatagrams: number;
-  /** GSO writes to the TUN in use (false once the kernel refused one). */
+  /** TCP GSO writes to the TUN in use (false once the kernel refused one). */
   readonly tunGso: boolean;
-  /** GSO writes the TUN refused (the start probe included). */
+  /** UDP GSO writes to the TUN in use: receive coalescing of UDP runs (the start probe found them taken, Linux >= 6.2). */
+  readonly tunUso: boolean;
+  /** GSO writes the TUN refused (the start probes included). */
   readonly tunGsoRefused: number;
   /** Segments written in software instead. */
   readonly tunSoftSegments: number;
+  /** Receive coalescing: super-packets written to the TUN with GSO (TCP runs, UDP runs), and the received packets in them. */
+  readonly tunTcpRuns: number;
+  readonly tunTcpRunPackets: number;
+  readonly tunUdpRuns: number;
+  readonly tunUdpRunPackets: number;
   /** Packets sent with the inner checksum left partial, to peers that take it (Peer.partialCsum). */
   readonly partialCsumPackets: number;
 }
@@ -276,8 +283,11 @@ export interface NativeAddon {
    * whether GSO writes are in use.
    */
   tunWriterSetup(fd: number, probe: boolean, refuseGso: boolean): boolean;
-  /** This thread's TUN writer for fd: GSO in use, GSO writes refused, segments cut in software. */
-  tunWriterStats(fd: number): { gso: boolean; gsoRefused: number; softSegments: number };
+  /** This thread's TUN writer for fd: TCP and UDP GSO writes in use, GSO writes refused, segments cut in software. */
+  tunWriterStats(fd: number): {
+    gso: boolean; uso: boolean; gsoRefused: number; softSegments: number;
+    tcpRuns: number; tcpRunPackets: number; udpRuns: number; udpRunPackets: number;
+  };
 
   // --- native engine ---
   engineCreate(cfg: EngineConfig): NativeEngine;

@@ -248,7 +248,8 @@ class JsEngineImpl implements Engine {
   offloadStats(): OffloadCounters {
     const r = this.reader?.stats() ?? { tsoPackets: 0, tsoSegments: 0 };
     const w = this.setup.addon.tunWriterStats(this.setup.tunFd);
-    return { ...r, groBuffers: this.groBuffers, groDatagrams: this.groDatagrams, tunGso: w.gso, tunGsoRefused: w.gsoRefused, tunSoftSegments: w.softSegments, partialCsumPackets: 0 };
+    return { ...r, groBuffers: this.groBuffers, groDatagrams: this.groDatagrams, tunGso: w.gso, tunUso: w.uso, tunGsoRefused: w.gsoRefused, tunSoftSegments: w.softSegments,
+      tunTcpRuns: w.tcpRuns, tunTcpRunPackets: w.tcpRunPackets, tunUdpRuns: w.udpRuns, tunUdpRunPackets: w.udpRunPackets, partialCsumPackets: 0 };
   }
 
   start(): void {

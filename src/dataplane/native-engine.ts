@@ -37,7 +37,8 @@ import type { OffloadCounters } from './offloads.js';
 
 /** offloadStats() of a closed engine. */
 const CLOSED_STATS: OffloadCounters = {
-  tsoPackets: 0, tsoSegments: 0, groBuffers: 0, groDatagrams: 0, tunGso: false, tunGsoRefused: 0, tunSoftSegments: 0, partialCsumPackets: 0,
+  tsoPackets: 0, tsoSegments: 0, groBuffers: 0, groDatagrams: 0, tunGso: false, tunUso: false, tunGsoRefused: 0, tunSoftSegments: 0,
+  tunTcpRuns: 0, tunTcpRunPackets: 0, tunUdpRuns: 0, tunUdpRunPackets: 0, partialCsumPackets: 0,
 };
 
 /**

@@ -34,7 +34,10 @@ const STATUS_PORT = 9477;
 interface OffloadsJson {
   offloads?: {
     mode: string; active: string[]; refused: string[];
-    counters: { tsoPackets: number; tsoSegments: number; groBuffers: number; groDatagrams: number; tunGso: boolean; tunGsoRefused: number; partialCsumPackets: number };
+    counters: {
+      tsoPackets: number; tsoSegments: number; groBuffers: number; groDatagrams: number; tunGso: boolean; tunUso: boolean; tunGsoRefused: number;
+      tunTcpRuns: number; tunTcpRunPackets: number; tunUdpRuns: number; tunUdpRunPackets: number; partialCsumPackets: number;
+    };
   };
 }
 
@@ -69,6 +72,8 @@ for (const { engine, offloads } of cases) {
           assert.ok(s.offloads?.active.includes('gro'), JSON.stringify(s.offloads));
           assert.equal(s.offloads?.active.includes('gso'), engine === 'js', JSON.stringify(s.offloads));
         }
+        // UDP GSO writes to the TUN (UDP receive coalescing) are probed with offloads auto only
+        assert.equal(s.offloads?.counters.tunUso, offloads === 'auto', JSON.stringify(s.offloads));
       }
     });
 
@@ -95,6 +100,8 @@ for (const { engine, offloads } of cases) {
         else assert.equal(partial, 0, JSON.stringify(sender));
         const receiver = (await offloadsOf(lab, b)).counters;
         assert.equal(receiver.tunGso, true, JSON.stringify(receiver));
+        // runs of the flow's segments reached the pod as coalesced GSO writes
+        assert.ok(receiver.tunTcpRuns > 0 && receiver.tunTcpRunPackets > receiver.tunTcpRuns, JSON.stringify(receiver));
         if (offloads === 'auto') {
           assert.ok(receiver.groBuffers > 0 && receiver.groDatagrams > receiver.groBuffers, `no UDP GRO buffer: ${JSON.stringify(receiver)}`);
         } else {
@@ -105,9 +112,16 @@ for (const { engine, offloads } of cases) {
 
     test('UDP bursts of 1 byte up to the largest datagram that fits arrive intact', async () => {
       const max = lab.overlay.podMtu - IPV4_UDP_HEADERS;
+      const before = (await offloadsOf(lab, 2)).counters;
       const r = await udpBurst(lab.node(1), lab.node(2), 1, max);
       assert.deepEqual(r.failed, [], `sizes lost: ${r.failed.slice(0, 20).join(',')} ${JSON.stringify(r.errors)}`);
       assert.equal(r.ok, max);
+      // with offloads auto each burst's equal datagrams reached the pod as UDP GSO writes, which
+      // the pod's kernel cut back into the datagrams just checked; with off each went alone
+      const after = (await offloadsOf(lab, 2)).counters;
+      const runs = after.tunUdpRuns - before.tunUdpRuns, packets = after.tunUdpRunPackets - before.tunUdpRunPackets;
+      if (offloads === 'auto') assert.ok(runs > 0 && packets > runs, JSON.stringify(after));
+      else assert.equal(runs, 0, JSON.stringify(after));
     });
 
     test('no packet read from the TUN was refused as malformed', async () => {

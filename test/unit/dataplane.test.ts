@@ -31,7 +31,7 @@ const TX_FDS = Array.from({ length: TX_SOURCE_PORTS }, (_, k) => 100 + k);
 const TX_OPENS = TX_FDS.map(() => 'udpOpenSender 198.18.0.1');
 const TX_CLOSES = TX_FDS.map((fd) => `close ${fd}`);
 
-const NO_COUNTS = { tsoPackets: 0, tsoSegments: 0, groBuffers: 0, groDatagrams: 0, tunGso: true, tunGsoRefused: 0, tunSoftSegments: 0, partialCsumPackets: 0 };
+const NO_COUNTS = { tsoPackets: 0, tsoSegments: 0, groBuffers: 0, groDatagrams: 0, tunGso: true, tunUso: true, tunGsoRefused: 0, tunSoftSegments: 0, tunTcpRuns: 0, tunTcpRunPackets: 0, tunUdpRuns: 0, tunUdpRunPackets: 0, partialCsumPackets: 0 };
 
 function fakeAddon(fail: Record<string, (args: unknown[]) => Error | undefined> = {}) {
   const calls: string[] = [];

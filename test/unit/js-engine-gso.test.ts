@@ -54,7 +54,7 @@ function setup(opts: { gso?: boolean } = {}) {
       return 0;
     },
     tunWriterSetup: () => true,
-    tunWriterStats: () => ({ gso: true, gsoRefused: 0, softSegments: 0 }),
+    tunWriterStats: () => ({ gso: true, uso: true, gsoRefused: 0, softSegments: 0, tcpRuns: 0, tcpRunPackets: 0, udpRuns: 0, udpRunPackets: 0 }),
     tunReader(_fd: number, _batch: number, cb: typeof reader) {
       reader = cb;
       return { stop() {}, stats: () => ({ tsoPackets: 0, tsoSegments: 0 }) };

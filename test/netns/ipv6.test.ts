@@ -6,7 +6,8 @@
  *   vxlan (inner IPv4 and IPv6 over outer IPv6, pod MTU underlay - 70), the js engine on the IPv4
  *   underlay with udp; in each family a ping matrix, a hashed TCP transfer, and the largest
  *   don't-fragment ping that fits the pod MTU (one byte more is refused), and ICMP(v6)
- *   "unreachable" from the TUN's own address for a cluster address no node holds;
+ *   "unreachable" from the TUN's own address for a cluster address no node holds; IPv6 UDP
+ *   bursts of every size that fits, which the receiver writes to its TUN as UDP GSO runs;
  * - an IPv6-only lab: a userlay node (native, vxlan over IPv6) and a kernel vxlan node set up as
  *   flannel's IPv6 backend does (flannel-v6.1, local = the node's IPv6 address, MTU - 70): pings
  *   and a hashed transfer both ways;
@@ -19,14 +20,22 @@ import { encapOverhead } from '../../src/dataplane/backends.js';
 import type { Family } from '../../src/dataplane/net.js';
 import { ip, nsRun } from '../../src/cli/lab/exec.js';
 import { applyOverlay } from '../../src/cli/lab/overlay.js';
-import { hashedTransfer, ping, pingAllPairs, podAddress } from '../../src/cli/lab/probes.js';
+import { hashedTransfer, ping, pingAllPairs, podAddress, udpBurst } from '../../src/cli/lab/probes.js';
 import { createTopology, UNDERLAY_MTU } from '../../src/cli/lab/topology.js';
 import type { Backend, EngineKind } from '../../src/dataplane/types.js';
-import { NEEDS_ROOT, TEST_PREFIX_ROOT, openTestLab, type TestLab } from '../support/lab.js';
+import { NEEDS_ROOT, TEST_PREFIX_ROOT, openTestLab, statusJson, type TestLab } from '../support/lab.js';
 
 const MB = 1024 * 1024;
 /** ICMP echo header plus IP header, by family: ping -s N sends N + this on the wire. */
 const PING_HEADERS: Record<Family, number> = { 4: 28, 6: 48 };
+const STATUS_PORT = 9479;
+
+/** The UDP runs a node's engine wrote to its TUN as one GSO packet each, and the datagrams in them. */
+async function udpRuns(lab: TestLab, i: number): Promise<{ runs: number; packets: number }> {
+  const s = (await statusJson(lab.node(i), STATUS_PORT, '/debug/stats')) as { offloads?: { counters: { tunUdpRuns: number; tunUdpRunPackets: number } } };
+  assert.ok(s.offloads, JSON.stringify(s));
+  return { runs: s.offloads.counters.tunUdpRuns, packets: s.offloads.counters.tunUdpRunPackets };
+}
 
 const DUAL: Array<{ engine: EngineKind; backend: Backend; underlay: Family }> = [
   { engine: 'native', backend: 'vxlan', underlay: 6 },
@@ -37,7 +46,7 @@ for (const { engine, backend, underlay } of DUAL) {
   describe(`dual stack: 3 nodes, ${backend} over IPv${underlay}, ${engine} engine`, { skip: NEEDS_ROOT, timeout: 240_000 }, () => {
     let lab: TestLab;
     before(async () => {
-      lab = await openTestLab(3, { modes: ['userlay', 'userlay', 'userlay'], userlay: { backend, engine } },
+      lab = await openTestLab(3, { modes: ['userlay', 'userlay', 'userlay'], userlay: { backend, engine, statusPort: STATUS_PORT } },
         { family: 'dual', underlayFamily: underlay, pods: 'cni' });
     });
     after(async () => { await lab?.close(); });
@@ -80,6 +89,16 @@ for (const { engine, backend, underlay } of DUAL) {
         assert.match(r.output, new RegExp(`From ${from.inner[family]!.subnetAddr.replace(/\./g, '\\.')} .*unreachable`, 'i'), r.output);
       });
     }
+
+    test('IPv6: UDP bursts of 1 byte up to the largest datagram that fits arrive intact, as UDP GSO runs at the receiver', async () => {
+      const max = lab.overlay.podMtu - 48; // IPv6 and UDP headers
+      const before = await udpRuns(lab, 3);
+      const r = await udpBurst(lab.node(1), lab.node(3), 1, max, 5320, 6);
+      assert.deepEqual(r.failed, [], `sizes lost: ${r.failed.slice(0, 20).join(',')} ${JSON.stringify(r.errors)}`);
+      assert.equal(r.ok, max);
+      const after = await udpRuns(lab, 3);
+      assert.ok(after.runs > before.runs && after.packets - before.packets > after.runs - before.runs, JSON.stringify({ before, after }));
+    });
 
     test('the agents route both cluster networks through the TUN', async () => {
       const n = lab.node(1);

@@ -4,7 +4,7 @@
  *   tcp-recv PORT [HOST]          accept one connection, sha256 what arrives (listens on HOST,
  *                                 default 0.0.0.0; "::" for IPv6)
  *   tcp-send HOST PORT BYTES SEED send BYTES deterministic pseudo-random bytes
- *   udp-echo PORT                 echo every datagram back to its sender
+ *   udp-echo PORT [6]             echo every datagram back to its sender (IPv4, or IPv6 with 6)
  *   udp-sweep HOST PORT FROM TO   send sizes FROM..TO, expect each echoed intact
  *                                 (gives up after 10 lost sizes in a row)
  *   udp-burst HOST PORT FROM TO   like udp-sweep, but in bursts: COPIES datagrams of
@@ -92,14 +92,14 @@ function tcpSend(host: string, port: number, total: number, seed: number): void 
   sock.on('error', (err) => { print({ error: err.message }); process.exit(1); });
 }
 
-function udpEcho(port: number): void {
-  const sock = dgram.createSocket('udp4');
+function udpEcho(port: number, v6: boolean): void {
+  const sock = dgram.createSocket(v6 ? 'udp6' : 'udp4');
   sock.on('message', (msg, rinfo) => sock.send(msg, rinfo.port, rinfo.address));
-  sock.bind(port, '0.0.0.0', () => print({ listening: port }));
+  sock.bind(port, v6 ? '::' : '0.0.0.0', () => print({ listening: port }));
 }
 
 async function udpSweep(host: string, port: number, from: number, to: number): Promise<void> {
-  const sock = dgram.createSocket('udp4');
+  const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
   await new Promise<void>((resolve) => sock.bind(0, resolve));
   const failed: number[] = [];
   const errors: Record<string, string> = {};
@@ -152,7 +152,7 @@ function burstProbe(size: number, copy: number): Buffer {
 }
 
 async function udpBurst(host: string, port: number, from: number, to: number): Promise<void> {
-  const sock = dgram.createSocket('udp4');
+  const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
   await new Promise<void>((resolve) => sock.bind(0, resolve));
   const errors: Record<string, string> = {};
   const failed: number[] = [];
@@ -272,7 +272,7 @@ function main(argv: string[]): void {
   switch (cmd) {
     case 'tcp-recv': return tcpRecv(num(0), a[1]);
     case 'tcp-send': return tcpSend(a[0]!, num(1), num(2), num(3));
-    case 'udp-echo': return udpEcho(num(0));
+    case 'udp-echo': return udpEcho(num(0), a[1] === '6');
     case 'udp-sweep': void udpSweep(a[0]!, num(1), num(2), num(3)); return;
     case 'udp-burst': void udpBurst(a[0]!, num(1), num(2), num(3)); return;
     case 'udp-send': return udpSend(a[0]!, num(1), a[2]!, a[3], a[4] === undefined ? 0 : num(4));

@@ -60,6 +60,7 @@ napi_value js_gro_batch(napi_env env, napi_callback_info info)
     return throw_type(env, "groBatch", "stride 40..65535, n 1..256, mtu 0..65535");
   if ((size_t)(stride * n) > len)
     return throw_errno(env, ENOSPC, "group", "GRO batch");
+  memset(items, 0, (size_t)n * sizeof(items[0]));
   for (k = 0; k < (uint32_t)n; k++) {
     uint8_t *p = buf + (size_t)k * (size_t)stride;
     size_t ip_len = (p[0] >> 4) == 6 ? 40u + ((size_t)p[4] << 8 | p[5])

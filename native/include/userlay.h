@@ -248,6 +248,11 @@ int ul_decap(const struct ul_codec_cfg *cfg, const struct ul_fdb *fdb,
              const uint8_t *buf, size_t len, const struct ul_addr *src,
              struct ul_decap_result *res);
 
+/* Encapsulation plus inner IP length as the headers of the datagram
+ * buf[0..len) give it (only the lengths are read: no other check), or 0
+ * when they cannot be read. */
+size_t ul_frame_len(const struct ul_codec_cfg *cfg, const uint8_t *buf, size_t len);
+
 /* ---- checksums ---------------------------------------------------------- */
 
 /* struct virtio_net_hdr, as the TUN reads and writes it with IFF_VNET_HDR */
@@ -520,6 +525,21 @@ int ul_tun_mtu_cached(int fd, struct ul_tun_mtu_cache *c, size_t longest);
 int ul_tun_gso_for_rx(uint8_t *pkt, size_t len, int mtu, struct ul_vnet_hdr *vh);
 
 /*
+ * The same for UDP: a pod behind a kernel vxlan neighbour that sends with
+ * UDP_SEGMENT (QUIC, for one) gives a VXLAN GSO skb whose inner packet is a
+ * whole UDP GSO packet; the receive socket takes it unsegmented, and its
+ * UDP_GRO cmsg says the inner datagrams' payload size, gso_size. For an
+ * IPv4/IPv6 UDP packet carrying more than gso_size payload bytes (short or
+ * long: the datagrams are the sender's) whose UDP length fits the packet,
+ * whose checksum field is the partial sum a GSO sender leaves, and whose
+ * datagrams (l3 + 8 + gso_size) fit mtu, fill *vh for UDP segmentation at
+ * gso_size (ul_tun_udp_gso) and return 1; otherwise return 0 and touch
+ * nothing. Datagram boundaries are the sender's: they cannot be chosen here.
+ */
+int ul_tun_udp_gso_for_rx(uint8_t *pkt, size_t len, int mtu, size_t gso_size,
+                          struct ul_vnet_hdr *vh);
+
+/*
  * The virtio-net header asking the kernel to segment a TCP packet of `len`
  * bytes (IPv4 or IPv6, l3 bytes of IP header, thl bytes of TCP header, both
  * at pkt) into segments of gso_size payload bytes: NEEDS_CSUM at the TCP
@@ -555,6 +575,10 @@ struct ul_gro_item {
   /* in */
   uint8_t *pkt;            /* inner IP packet; NULL = absent (dropped) */
   size_t len;              /* its length, as the IP header says */
+  size_t gso_size;         /* a UDP packet of several datagrams from a
+                            * tunnel GSO frame: their payload size
+                            * (ul_tun_udp_gso_for_rx); it never coalesces.
+                            * 0 = a packet as usual */
   /* out */
   uint32_t count;          /* packets this one leads, itself included; 0 for
                             * a follower (written with its leader) or absent */

@@ -156,6 +156,15 @@ static int vxlan_check(const struct ul_codec_cfg *cfg, const uint8_t *buf,
   return *version == 0 ? UL_DROP_MALFORMED : UL_OK;
 }
 
+size_t ul_frame_len(const struct ul_codec_cfg *cfg, const uint8_t *buf, size_t len) {
+  size_t off = cfg->mode == UL_MODE_VXLAN ? UL_VXLAN_ENCAP_LEN : 0;
+  if (len < off + IPV4_MIN_HDR) return 0;
+  unsigned version = buf[off] >> 4;
+  if (version != 4 && version != 6) return 0;
+  size_t n = ip_len(buf + off, len - off, version);
+  return n == 0 ? 0 : off + n;
+}
+
 int ul_decap(const struct ul_codec_cfg *cfg, const struct ul_fdb *fdb,
              const uint8_t *buf, size_t len, const struct ul_addr *src,
              struct ul_decap_result *res) {
@@ -167,10 +176,7 @@ int ul_decap(const struct ul_codec_cfg *cfg, const struct ul_fdb *fdb,
   if (len < off + IPV4_MIN_HDR) return UL_DROP_SHORT;
 
   unsigned version = buf[off] >> 4;
-  if (version == 4 || version == 6) {
-    size_t n = ip_len(buf + off, len - off, version);
-    res->frame_len = n == 0 ? 0 : off + n;
-  }
+  res->frame_len = ul_frame_len(cfg, buf, len);
   if (off != 0) {
     unsigned announced;
     int reason = vxlan_check(cfg, buf, &announced);

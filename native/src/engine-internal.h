@@ -80,6 +80,7 @@ struct tx_group {
 struct rx_dgram {
   uint8_t *pkt;               /* inner IP packet (valid when reason = UL_OK) */
   size_t len;                 /* its length */
+  size_t gso_size;            /* a UDP super-frame's datagram payload size, 0 = none */
   int reason;                 /* UL_OK or a drop */
   uint32_t peer_slot;         /* counter slot, 0 = none */
 };

@@ -62,6 +62,27 @@ static int rx_recv(struct worker *w)
   return n < 0 ? 0 : n;
 }
 
+/* The segment size of message i, and, through *inner_gso, the datagram size
+ * of a UDP super-frame inside it. The cmsg's size is the outer datagrams'
+ * for a run the kernel coalesced. But a VXLAN GSO skb from a kernel vxlan
+ * neighbour (across veth) whose inner packet is a UDP GSO packet carries
+ * SKB_GSO_UDP_L4 too: the kernel hands it over whole, with the inner
+ * datagrams' payload size in the cmsg. The two differ in what the first
+ * datagram's headers say: a run's first datagram ends at the segment size,
+ * a tunnel frame's runs to the end of the buffer. */
+static size_t rx_seg_split(struct worker *w, uint32_t i, const uint8_t *base,
+                           size_t *inner_gso)
+{
+  size_t len = w->msgs[i].msg_len, seg = rx_seg_size(w, i);
+
+  *inner_gso = 0;
+  if (seg > 0 && seg < len && ul_frame_len(&w->e->cfg.codec, base, len) == len) {
+    *inner_gso = seg;
+    return len;
+  }
+  return seg;
+}
+
 /* A datagram that cannot be decapsulated at all (truncated, bad GRO
  * buffer): one drop, charged to the sending peer when it is known. */
 static void rx_drop_whole(struct worker *w, const struct ul_fdb *fdb,
@@ -88,6 +109,7 @@ static uint32_t rx_decap(struct worker *w, uint32_t n)
     struct slot *s = &w->slots[i];
     uint8_t *base = s->buf + UL_RX_OFFSET;
     struct ul_addr src;
+    size_t inner_gso;
     int k, j;
 
     ul_sockaddr_get(&s->addr, &src);
@@ -95,7 +117,7 @@ static uint32_t rx_decap(struct worker *w, uint32_t n)
       rx_drop_whole(w, fdb, &src, &nd);
       continue;
     }
-    k = ul_udp_gro_split(w->msgs[i].msg_len, rx_seg_size(w, i),
+    k = ul_udp_gro_split(w->msgs[i].msg_len, rx_seg_split(w, i, base, &inner_gso),
                          UL_RX_GRO_SEGS, spans, UL_RX_GRO_SEGS);
     if (k <= 0) { /* zero or lying segment size, or an empty datagram */
       if (w->msgs[i].msg_len == 0) {
@@ -117,6 +139,7 @@ static uint32_t rx_decap(struct worker *w, uint32_t n)
       d->peer_slot = 0;
       d->pkt = NULL;
       d->len = 0;
+      d->gso_size = inner_gso;
       if (fdb == NULL) {
         d->reason = UL_DROP_UNKNOWN_PEER;
         continue;
@@ -147,6 +170,7 @@ static void rx_write_chunk(struct worker *w, struct rx_dgram *dg, uint32_t n)
   for (i = 0; i < n; i++) {
     w->gro[i].pkt = dg[i].reason == UL_OK ? dg[i].pkt : NULL;
     w->gro[i].len = dg[i].len;
+    w->gro[i].gso_size = dg[i].gso_size;
   }
   ul_tun_write_received(&w->writer, w->gro, n, failed);
 

@@ -55,7 +55,10 @@
  *      with the sender's address and, with UDP_GRO on (offloads auto), the
  *      segment size of a coalesced run in a cmsg.
  *   3. Enter the FDB read side. Cut each buffer into its datagrams
- *      (ul_udp_gro_split: all of the cmsg's size, the last may be shorter);
+ *      (ul_udp_gro_split: all of the cmsg's size, the last may be shorter),
+ *      except a kernel vxlan neighbour's tunnel GSO frame, whose first
+ *      datagram's headers cover the whole buffer: it stays whole, and the
+ *      cmsg's size is that of its inner UDP datagrams (rx_seg_split);
  *      MSG_TRUNC, a zero size or more than UL_RX_GRO_SEGS datagrams ->
  *      one UL_DROP_UDP_RECV, charged to the sender if it is a peer.
  *      ul_decap() each datagram against the outer source address (flags,

@@ -356,6 +356,8 @@ void ul_gro_batch(struct ul_gro_item *items, uint32_t n, int mtu, unsigned proto
     classify(it->pkt, it->len, mtu, protos, s);
     if (it->pkt == NULL)
       continue;
+    if (it->gso_size != 0 && s->kind == SEG_MERGE)
+      s->kind = SEG_ALONE; /* several datagrams already (ul_tun_udp_gso_for_rx) */
     if (s->kind != SEG_OTHER)
       for (k = ng; k-- > 0;)
         if (segs[groups[k].lead].kind != SEG_OTHER &&

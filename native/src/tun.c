@@ -249,32 +249,57 @@ int ul_tun_udp_gso(uint8_t *pkt, size_t l3, size_t len, size_t gso_size,
   return 1;
 }
 
+/* The IP header length of pkt[0..len) (len >= 20) when it is an IPv4
+ * packet that is not a fragment, or IPv6 without extension headers, and
+ * carries proto; 0 otherwise. */
+static size_t l3_carrying(const uint8_t *pkt, size_t len, unsigned proto)
+{
+  size_t l3;
+
+  switch (pkt[0] >> 4) {
+  case 4:
+    l3 = (size_t)(pkt[0] & 0x0f) * 4;
+    if (l3 < 20 || pkt[9] != proto ||
+        (((pkt[6] << 8) | pkt[7]) & 0x3fff) != 0) /* MF or offset: fragment */
+      return 0;
+    return l3;
+  case 6:
+    return len >= 40 && pkt[6] == proto ? 40 : 0;
+  default:
+    return 0;
+  }
+}
+
 int ul_tun_gso_for_rx(uint8_t *pkt, size_t len, int mtu, struct ul_vnet_hdr *vh)
 {
   size_t l3, thl;
-  unsigned version;
 
   if (mtu <= 0 || len <= (size_t)mtu || len > UL_MAX_PACKET || len < 20)
     return 0;
-  version = pkt[0] >> 4;
-  if (version == 4) {
-    l3 = (size_t)(pkt[0] & 0x0f) * 4;
-    if (l3 < 20 || pkt[9] != TCP_PROTO ||
-        (((pkt[6] << 8) | pkt[7]) & 0x3fff) != 0) /* MF or offset: fragment */
-      return 0;
-  } else if (version == 6) {
-    l3 = 40;
-    if (len < l3 || pkt[6] != TCP_PROTO)
-      return 0;
-  } else {
-    return 0;
-  }
-  if (len < l3 + 20)
+  if ((l3 = l3_carrying(pkt, len, TCP_PROTO)) == 0 || len < l3 + 20)
     return 0;
   thl = (size_t)(pkt[l3 + 12] >> 4) * 4;
   if (thl < 20 || l3 + thl >= len || (size_t)mtu <= l3 + thl)
     return 0;
   return ul_tun_tcp_gso(pkt, l3, thl, len, (size_t)mtu - l3 - thl, vh);
+}
+
+int ul_tun_udp_gso_for_rx(uint8_t *pkt, size_t len, int mtu, size_t gso_size,
+                          struct ul_vnet_hdr *vh)
+{
+  size_t l3;
+  uint16_t partial;
+
+  if (mtu <= 0 || len > UL_MAX_PACKET || len < 28 || gso_size == 0)
+    return 0;
+  if ((l3 = l3_carrying(pkt, len, UDP_PROTO)) == 0 || len < l3 + 8 ||
+      ((size_t)pkt[l3 + 4] << 8 | pkt[l3 + 5]) != len - l3 || /* UDP length */
+      l3 + 8 + gso_size > (size_t)mtu || len - l3 - 8 <= gso_size)
+    return 0;
+  partial = (uint16_t)~ul_csum_fold(ul_csum_pseudo(pkt, UDP_PROTO, len - l3));
+  if (((pkt[l3 + 6] << 8) | pkt[l3 + 7]) != partial)
+    return 0; /* not what a GSO sender leaves: nothing proves these bytes */
+  return ul_tun_udp_gso(pkt, l3, len, gso_size, vh);
 }
 
 /*
@@ -444,7 +469,10 @@ static int write_leader(struct ul_tun_writer *w, const struct ul_gro_item *items
   } else {
     memset(&vh, 0, sizeof(vh));
     ul_vnet_hdr_for_rx(it->pkt, it->len, &vh);
-    ul_tun_gso_for_rx(it->pkt, it->len, mtu, &vh); /* len > mtu only */
+    if (it->gso_size > 0)
+      ul_tun_udp_gso_for_rx(it->pkt, it->len, mtu, it->gso_size, &vh);
+    else
+      ul_tun_gso_for_rx(it->pkt, it->len, mtu, &vh); /* len > mtu only */
   }
   iov[0].iov_base = &vh;
   iov[0].iov_len = UL_VNET_HDR_LEN;

@@ -632,6 +632,10 @@ static void fuzz_packets(uint32_t rounds)
     memset(&vh, 0, sizeof(vh));
     if (ul_tun_gso_for_rx(p, len, 1200 + (int)below(300), &vh) == 1)
       ok &= vh.gso_size > 0 && vh.hdr_len <= len && (size_t)vh.csum_start + vh.csum_offset + 2 <= len;
+    memset(&vh, 0, sizeof(vh));
+    if (ul_tun_udp_gso_for_rx(p, len, 1200 + (int)below(300), below(1500), &vh) == 1)
+      ok &= vh.gso_size > 0 && vh.gso_type == 5 && vh.hdr_len < len &&
+            (size_t)vh.csum_start + vh.csum_offset + 2 <= len && vh.hdr_len + vh.gso_size <= 1500;
     n = ul_icmp_error(p, len, (p[0] >> 4) == 6 ? &src6 : &src, chance(50) ? UL_ICMP_NO_ROUTE : UL_ICMP_TOO_BIG,
                       1280 + below(200), icmp, chance(10) ? below(sizeof(icmp)) : sizeof(icmp));
     ok &= n >= -ENOSPC && (n < 0 || (size_t)n <= sizeof(icmp));

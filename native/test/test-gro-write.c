@@ -239,10 +239,114 @@ static void test_udp_write(void)
   close(sv[1]);
 }
 
+/*
+ * A UDP super-frame (a kernel vxlan neighbour's pod sending with UDP_SEGMENT:
+ * the inner packet arrives whole, its datagram size from the cmsg): written
+ * as UDP GSO at the sender's size, so the pieces are the sender's datagrams;
+ * anything that does not hold up goes plain (and the kernel drops it as too
+ * long); with UDP GSO writes off it is cut in software at the same size.
+ */
+static void test_udp_super_frame(void)
+{
+  static uint8_t sup[70000], rec[70000], seg[2048];
+  struct ul_tun_writer w;
+  struct ul_vnet_hdr vh;
+  struct ul_gro_item it;
+  size_t total, off;
+  int sv[2], k, bad;
+
+  CHECK(socketpair(AF_UNIX, SOCK_SEQPACKET, 0, sv) == 0);
+  CHECK_EQ(ul_tun_writer_init(&w, sv[0]), 0);
+  w.uso = 1;
+  w.mtu.mtu = 1500; /* a socket has no MTU: as if the TUN had 1500 */
+  reset();
+  build_udp_run(0, 8, (struct spec){ .payload = 1000 });
+  ul_gro_batch(items, 8, 1500, UL_GRO_UDP);
+  CHECK_EQ(items[0].count, 8);
+  total = gather(0, sup); /* what the sender's kernel built: length and partial field for the whole */
+
+  for (bad = 0; bad <= 4; bad++) {
+    memset(&it, 0, sizeof(it));
+    it.pkt = sup;
+    it.len = total;
+    it.count = 1;
+    it.next = UL_GRO_END;
+    it.gso_size = bad == 1 ? 0 : bad == 2 ? 1500 - 28 + 1 : 1000; /* none; datagrams past the MTU */
+    if (bad == 3)
+      sup[20 + 7] ^= 1; /* not the partial field */
+    if (bad == 4)
+      sup[20 + 5] ^= 4; /* a UDP length that does not fit */
+    CHECK_EQ(ul_tun_write_batch(&w, &it, 1, 1500, NULL), 0);
+    CHECK_EQ(next_record(sv[1], rec, sizeof(rec)), (ssize_t)(UL_VNET_HDR_LEN + total));
+    memcpy(&vh, rec, sizeof(vh));
+    if (bad == 3)
+      sup[20 + 7] ^= 1;
+    if (bad == 4)
+      sup[20 + 5] ^= 4;
+    if (bad != 0) {
+      CHECK_EQ(vh.gso_type, 0);
+      continue;
+    }
+    CHECK_EQ(vh.gso_type, 5);
+    CHECK_EQ(vh.gso_size, 1000);
+    CHECK_EQ(vh.hdr_len, 28);
+    CHECK_EQ(vh.csum_start, 20);
+    CHECK_EQ(vh.csum_offset, 6);
+    for (k = 0, off = 28; off < total; k++) {
+      size_t n = cut_piece(rec + UL_VNET_HDR_LEN, total, &vh, off, k, seg);
+      CHECK(k < 8 && n == orig_len[k] && memcmp(seg, orig[k], n) == 0);
+      off += n - 28;
+    }
+    CHECK_EQ(k, 8);
+  }
+
+  /* a short one (4 datagrams of 2 bytes, shorter than the MTU) is several
+   * datagrams all the same, and never coalesces with what follows */
+  reset();
+  build_udp_run(0, 4, (struct spec){ .payload = 2 });
+  ul_gro_batch(items, 4, 1500, UL_GRO_UDP);
+  CHECK_EQ(items[0].count, 4);
+  total = gather(0, sup);
+  reset();
+  build_udp_run(1, 3, (struct spec){ .payload = 8, .seq = 9 });
+  memcpy(bufs[0] + HEADROOM, sup, total);
+  items[0].pkt = bufs[0] + HEADROOM;
+  items[0].len = total;
+  items[0].gso_size = 2;
+  CHECK_EQ(ul_tun_write_received(&w, items, 4, NULL), 0);
+  CHECK_EQ(items[0].count, 1);
+  CHECK_EQ(items[1].count, 3);
+  CHECK_EQ(next_record(sv[1], rec, sizeof(rec)), (ssize_t)(UL_VNET_HDR_LEN + total));
+  memcpy(&vh, rec, sizeof(vh));
+  CHECK_EQ(vh.gso_type, 5);
+  CHECK_EQ(vh.gso_size, 2);
+  CHECK(next_record(sv[1], rec, sizeof(rec)) > 0); /* the run of three */
+  CHECK_EQ(next_record(sv[1], rec, sizeof(rec)), -EAGAIN);
+
+  reset();
+  build_udp_run(0, 8, (struct spec){ .payload = 1000 });
+  ul_gro_batch(items, 8, 1500, UL_GRO_UDP);
+  total = gather(0, sup);
+  w.uso = 0; /* refused earlier: cut in software at the sender's size */
+  memset(&it, 0, sizeof(it));
+  it.pkt = sup;
+  it.len = total;
+  it.count = 1;
+  it.next = UL_GRO_END;
+  it.gso_size = 1000;
+  CHECK_EQ(ul_tun_write_batch(&w, &it, 1, 1500, NULL), 0);
+  expect_plain(sv[1], 0, 8);
+  CHECK_EQ(next_record(sv[1], rec, sizeof(rec)), -EAGAIN);
+  ul_tun_writer_free(&w);
+  close(sv[0]);
+  close(sv[1]);
+}
+
 int main(void)
 {
   test_write_batch();
   test_gso_refused();
   test_udp_write();
+  test_udp_super_frame();
   return CHECK_DONE();
 }

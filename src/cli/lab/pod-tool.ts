@@ -7,9 +7,11 @@
  *   udp-echo PORT [6]             echo every datagram back to its sender (IPv4, or IPv6 with 6)
  *   udp-sweep HOST PORT FROM TO   send sizes FROM..TO, expect each echoed intact
  *                                 (gives up after 10 lost sizes in a row)
- *   udp-burst HOST PORT FROM TO   like udp-sweep, but in bursts: COPIES datagrams of
+ *   udp-burst HOST PORT FROM TO [gso]  like udp-sweep, but in bursts: COPIES datagrams of
  *                                 each size, BURST_SIZES sizes at once, sent without
- *                                 waiting; what is not echoed is resent (3 rounds)
+ *                                 waiting; what is not echoed is resent (3 rounds);
+ *                                 with gso the copies of a size leave as one send that
+ *                                 the kernel cuts (UDP_SEGMENT, through the addon)
  *   udp-send HOST PORT HEX [SRC [SPORT]]  send one datagram (optionally from
  *                                 address SRC, port SPORT)
  *   tcp-serve PORT NAME           answer every connection with NAME and the peer's address
@@ -151,9 +153,21 @@ function burstProbe(size: number, copy: number): Buffer {
   return b;
 }
 
-async function udpBurst(host: string, port: number, from: number, to: number): Promise<void> {
-  const sock = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
-  await new Promise<void>((resolve) => sock.bind(0, resolve));
+/** A socket whose fd the addon opened, so UDP_SEGMENT can be set on it (dgram does not tell its fd). */
+async function gsoSocket(host: string): Promise<{ sock: dgram.Socket; setSegment: (size: number) => void }> {
+  const { loadAddon } = await import('../../dataplane/addon.js');
+  const addon = loadAddon();
+  const v6 = net.isIPv6(host);
+  const fd = addon.udpOpen(v6 ? '::' : '0.0.0.0', 0);
+  const sock = dgram.createSocket(v6 ? 'udp6' : 'udp4');
+  await new Promise<void>((resolve) => sock.bind({ fd }, resolve));
+  return { sock, setSegment: (size) => addon.udpSetSegment(fd, size) };
+}
+
+async function udpBurst(host: string, port: number, from: number, to: number, gso: boolean): Promise<void> {
+  const g = gso ? await gsoSocket(host) : undefined;
+  const sock = g?.sock ?? dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
+  if (!g) await new Promise<void>((resolve) => sock.bind(0, resolve));
   const errors: Record<string, string> = {};
   const failed: number[] = [];
   let ok = 0;
@@ -174,11 +188,22 @@ async function udpBurst(host: string, port: number, from: number, to: number): P
         const timer = setTimeout(resolve, 2000);
         onChange = () => { clearTimeout(timer); resolve(); };
       });
-      for (const key of [...missing]) {
+      const bySize = new Map<number, number[]>();
+      for (const key of missing) {
         const [size, copy] = key.split('/').map(Number) as [number, number];
-        sock.send(burstProbe(size, copy), port, host, (err) => {
+        bySize.set(size, [...(bySize.get(size) ?? []), copy]);
+      }
+      for (const [size, list] of bySize) {
+        const sent = (err: Error | null): void => {
           if (err) errors[String(size)] = (err as NodeJS.ErrnoException).code ?? err.message;
-        });
+        };
+        if (!g) {
+          for (const copy of list) sock.send(burstProbe(size, copy), port, host, sent);
+          continue;
+        }
+        // one send of the size's copies back to back; the segment size must hold until it is out
+        g.setSegment(size);
+        await new Promise<void>((resolve) => sock.send(Buffer.concat(list.map((c) => burstProbe(size, c))), port, host, (err) => { sent(err); resolve(); }));
       }
       await done;
     }
@@ -274,7 +299,7 @@ function main(argv: string[]): void {
     case 'tcp-send': return tcpSend(a[0]!, num(1), num(2), num(3));
     case 'udp-echo': return udpEcho(num(0), a[1] === '6');
     case 'udp-sweep': void udpSweep(a[0]!, num(1), num(2), num(3)); return;
-    case 'udp-burst': void udpBurst(a[0]!, num(1), num(2), num(3)); return;
+    case 'udp-burst': void udpBurst(a[0]!, num(1), num(2), num(3), a[4] === 'gso'); return;
     case 'udp-send': return udpSend(a[0]!, num(1), a[2]!, a[3], a[4] === undefined ? 0 : num(4));
     case 'tcp-serve': return tcpServe(num(0), a[1]!);
     case 'tcp-ask': void tcpAsk(a[0]!, num(1), num(2)); return;

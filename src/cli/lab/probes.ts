@@ -175,14 +175,15 @@ export async function udpSweep(from: LabNode, to: LabNode, fromSize: number, toS
 
 /**
  * udpSweep in bursts (pod-tool udp-burst): equal datagrams of each size back to back, resent up
- * to 3 rounds; to `to`'s pod address of `family` (default its primary one).
+ * to 3 rounds; to `to`'s pod address of `family` (default its primary one). With `gso` each
+ * size's datagrams leave the sender as one UDP_SEGMENT send.
  */
 export async function udpBurst(from: LabNode, to: LabNode, fromSize: number, toSize: number, port = 5302,
-  family: Family = to.families[0]!): Promise<SweepResult> {
+  family: Family = to.families[0]!, gso = false): Promise<SweepResult> {
   const server = startPodTool(to.podNs, ['udp-echo', String(port), ...(family === 6 ? ['6'] : [])]);
   try {
     await server.nextLine(10_000);
-    const res = await nsRun(from.podNs, process.execPath, [podToolPath(), 'udp-burst', podAddress(to, family), String(port), String(fromSize), String(toSize)],
+    const res = await nsRun(from.podNs, process.execPath, [podToolPath(), 'udp-burst', podAddress(to, family), String(port), String(fromSize), String(toSize), ...(gso ? ['gso'] : [])],
       { timeoutMs: 600_000 });
     return JSON.parse(res.stdout.trim().split('\n').pop() ?? '{}') as SweepResult;
   } finally {

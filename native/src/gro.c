@@ -73,23 +73,24 @@
  *   ID+1, ..., gives each datagram back its own ID (a datagram without DF
  *   may still be fragmented on its way, and reassembly goes by the ID).
  *   Order inside a flow is kept as for TCP.
- *   IPv4 IDs of the TCP followers are not checked and are lost: the super-packet
- *   keeps the first ID, and segmenting it yields ID, ID+1, ... — what the
- *   sender produced anyway for a run of segments, and with DF set (Linux TCP
- *   with path MTU discovery) the ID carries no meaning (RFC 6864).
- *   Checksums (TCP and UDP alike): the super-packet is written with NEEDS_CSUM, which the
- *   receiving stack trusts (CHECKSUM_PARTIAL). Coalescing must not turn a
- *   corrupt segment into one that is trusted, so every segment proves itself
- *   first: either its full checksum verifies (we pay one sum over ~1450
- *   bytes, which the pod's kernel then does not pay), or its checksum field
- *   holds exactly the pseudo-header sum of its own length — a partial
- *   checksum left by a sending kernel across veth (see csum.c), which a
- *   kernel receiving that skb trusts as CHECKSUM_PARTIAL as well, and which
- *   ul_vnet_hdr_for_rx() would hand on with NEEDS_CSUM anyway (such a field
- *   says nothing about the data, so nobody downstream could verify it
- *   either; coalescing adds no trust). A segment that is neither stands
- *   alone and is written unchanged, so the kernel verifies and drops it as
- *   before.
+ *   IPv4 IDs of the TCP followers are not checked and are lost: the
+ *   super-packet keeps the first ID, and segmenting it yields ID, ID+1, ...
+ *   — what the sender produced anyway for a run of segments, and with DF
+ *   set (Linux TCP with path MTU discovery) the ID carries no meaning (RFC
+ *   6864).
+ *   Checksums (TCP and UDP alike): the super-packet is written with
+ *   NEEDS_CSUM, which the receiving stack trusts (CHECKSUM_PARTIAL).
+ *   Coalescing must not turn a corrupt segment into one that is trusted, so
+ *   every segment proves itself first: either its full checksum verifies (we
+ *   pay one sum over ~1450 bytes, which the pod's kernel then does not pay),
+ *   or its checksum field holds exactly the pseudo-header sum of its own
+ *   length — a partial checksum left by a sending kernel across veth (see
+ *   csum.c), which a kernel receiving that skb trusts as CHECKSUM_PARTIAL as
+ *   well, and which ul_vnet_hdr_for_rx() would hand on with NEEDS_CSUM
+ *   anyway (such a field says nothing about the data, so nobody downstream
+ *   could verify it either; coalescing adds no trust). A segment that is
+ *   neither stands alone and is written unchanged, so the kernel verifies
+ *   and drops it as before.
  *   Payloads are not copied: the engine writes the first packet whole and
  *   then each follower's payload as its own iovec (TUN writes take writev).
  */

@@ -10,7 +10,7 @@
  *   bursts of every size that fits, which the receiver writes to its TUN as UDP GSO runs;
  * - an IPv6-only lab: a userlay node (native, vxlan over IPv6) and a kernel vxlan node set up as
  *   flannel's IPv6 backend does (flannel-v6.1, local = the node's IPv6 address, MTU - 70): pings
- *   and a hashed transfer both ways;
+ *   and a hashed transfer both ways, and UDP_SEGMENT bursts from the kernel node's pod;
  * - an agent on a node whose new devices start with IPv6 disabled (default.disable_ipv6=1) still
  *   gets its TUN's IPv6 address.
  */
@@ -138,6 +138,14 @@ describe('IPv6 only: userlay (native, vxlan) and a kernel vxlan node as flannel-
       assert.equal(r.received.bytes, 20 * MB, `n${a} -> n${b}`);
       assert.equal(r.received.sha256, r.sent.sha256, `n${a} -> n${b}`);
     }
+  });
+
+  test('UDP_SEGMENT sends from the kernel node\'s pod arrive at the userlay pod as the sender\'s datagrams', async () => {
+    // kernel vxlan over IPv6 carries each send's UDP GSO packet whole (see test/interop/kernel-vxlan)
+    const max = lab.overlay.podMtu - 48;
+    const r = await udpBurst(lab.node(2), lab.node(1), 1, max, 5330, 6, true);
+    assert.deepEqual(r.failed, [], `sizes lost: ${r.failed.slice(0, 20).join(',')} ${JSON.stringify(r.errors)}`);
+    assert.equal(r.ok, max);
   });
 });
 

@@ -129,7 +129,6 @@ struct seg {
 
 struct group {
   uint32_t lead, tail; /* item indices */
-  uint32_t count;
   size_t total;
   bool open;
 };
@@ -283,16 +282,16 @@ static bool same_headers(const struct seg *lead, const struct seg *s)
          memcmp(ta + 20, tb + 20, lead->thl - 20) == 0; /* options */
 }
 
-/* Step 2: may s continue group g? */
+/* Step 2: may s continue group g, which has `members` packets? */
 static bool continues(const struct seg *segs, const struct group *g,
-                      const struct seg *s)
+                      uint32_t members, const struct seg *s)
 {
   const struct seg *lead = &segs[g->lead], *tail = &segs[g->tail];
 
   if (!g->open || s->kind != SEG_MERGE)
     return false;
   if (lead->proto == UDP_PROTO) {
-    if (g->count >= UL_GRO_UDP_SEGS)
+    if (members >= UL_GRO_UDP_SEGS)
       return false;
     if (lead->version == 4 && (lead->pkt[6] & 0x40) == 0 && /* no DF */
         load_be16(s->pkt + 4) != (uint16_t)(load_be16(tail->pkt + 4) + 1))
@@ -366,10 +365,9 @@ void ul_gro_batch(struct ul_gro_item *items, uint32_t n, int mtu, unsigned proto
           g = &groups[k];
           break;
         }
-    if (g != NULL && continues(segs, g, s)) {
+    if (g != NULL && continues(segs, g, items[g->lead].count, s)) {
       items[g->tail].next = i;
       items[g->lead].count++;
-      g->count++;
       g->tail = i;
       g->total += s->payload;
       if (ends_group(&segs[g->lead], s))
@@ -378,7 +376,6 @@ void ul_gro_batch(struct ul_gro_item *items, uint32_t n, int mtu, unsigned proto
     }
     g = &groups[ng++];
     g->lead = g->tail = i;
-    g->count = 1;
     g->total = s->len;
     g->open = s->kind == SEG_MERGE && !ends_group(s, s);
     it->count = 1;

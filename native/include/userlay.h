@@ -528,13 +528,14 @@ int ul_tun_gso_for_rx(uint8_t *pkt, size_t len, int mtu, struct ul_vnet_hdr *vh)
  * The same for UDP: a pod behind a kernel vxlan neighbour that sends with
  * UDP_SEGMENT (QUIC, for one) gives a VXLAN GSO skb whose inner packet is a
  * whole UDP GSO packet; the receive socket takes it unsegmented, and its
- * UDP_GRO cmsg says the inner datagrams' payload size, gso_size. For an
+ * UDP_GRO cmsg says the inner datagrams' payload size, gso_size. An
  * IPv4/IPv6 UDP packet carrying more than gso_size payload bytes (short or
- * long: the datagrams are the sender's) whose UDP length fits the packet,
- * whose checksum field is the partial sum a GSO sender leaves, and whose
- * datagrams (l3 + 8 + gso_size) fit mtu, fill *vh for UDP segmentation at
- * gso_size (ul_tun_udp_gso) and return 1; otherwise return 0 and touch
- * nothing. Datagram boundaries are the sender's: they cannot be chosen here.
+ * long) is several datagrams, whose boundaries are the sender's: when its
+ * UDP length fits the packet, its checksum field is the partial sum a GSO
+ * sender leaves and the datagrams (l3 + 8 + gso_size) fit mtu, fill *vh for
+ * UDP segmentation at gso_size (ul_tun_udp_gso) and return 1; otherwise
+ * return -1: it must not be written whole, as one datagram. 0 (touching
+ * nothing) for a packet that is not UDP or is one datagram.
  */
 int ul_tun_udp_gso_for_rx(uint8_t *pkt, size_t len, int mtu, size_t gso_size,
                           struct ul_vnet_hdr *vh);

@@ -290,15 +290,16 @@ int ul_tun_udp_gso_for_rx(uint8_t *pkt, size_t len, int mtu, size_t gso_size,
   size_t l3;
   uint16_t partial;
 
-  if (mtu <= 0 || len > UL_MAX_PACKET || len < 28 || gso_size == 0)
-    return 0;
-  if ((l3 = l3_carrying(pkt, len, UDP_PROTO)) == 0 || len < l3 + 8 ||
+  if (len < 28 || gso_size == 0 || (l3 = l3_carrying(pkt, len, UDP_PROTO)) == 0 ||
+      len <= l3 + 8 + gso_size)
+    return 0; /* not UDP, or one datagram: as it is */
+  if (mtu <= 0 || len > UL_MAX_PACKET ||
       ((size_t)pkt[l3 + 4] << 8 | pkt[l3 + 5]) != len - l3 || /* UDP length */
-      l3 + 8 + gso_size > (size_t)mtu || len - l3 - 8 <= gso_size)
-    return 0;
+      l3 + 8 + gso_size > (size_t)mtu)
+    return -1;
   partial = (uint16_t)~ul_csum_fold(ul_csum_pseudo(pkt, UDP_PROTO, len - l3));
   if (((pkt[l3 + 6] << 8) | pkt[l3 + 7]) != partial)
-    return 0; /* not what a GSO sender leaves: nothing proves these bytes */
+    return -1; /* not what a GSO sender leaves: nothing proves these bytes */
   return ul_tun_udp_gso(pkt, l3, len, gso_size, vh);
 }
 
@@ -469,9 +470,12 @@ static int write_leader(struct ul_tun_writer *w, const struct ul_gro_item *items
   } else {
     memset(&vh, 0, sizeof(vh));
     ul_vnet_hdr_for_rx(it->pkt, it->len, &vh);
-    if (it->gso_size > 0)
-      ul_tun_udp_gso_for_rx(it->pkt, it->len, mtu, it->gso_size, &vh);
-    else
+    if (it->gso_size > 0) {
+      if (ul_tun_udp_gso_for_rx(it->pkt, it->len, mtu, it->gso_size, &vh) < 0) {
+        errno = EINVAL; /* written whole, its datagrams would become one */
+        return -EINVAL;
+      }
+    } else
       ul_tun_gso_for_rx(it->pkt, it->len, mtu, &vh); /* len > mtu only */
   }
   iov[0].iov_base = &vh;

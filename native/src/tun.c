@@ -288,7 +288,6 @@ int ul_tun_udp_gso_for_rx(uint8_t *pkt, size_t len, int mtu, size_t gso_size,
                           struct ul_vnet_hdr *vh)
 {
   size_t l3;
-  uint16_t partial;
 
   if (len < 28 || gso_size == 0 || (l3 = l3_carrying(pkt, len, UDP_PROTO)) == 0 ||
       len <= l3 + 8 + gso_size)
@@ -297,8 +296,7 @@ int ul_tun_udp_gso_for_rx(uint8_t *pkt, size_t len, int mtu, size_t gso_size,
       ((size_t)pkt[l3 + 4] << 8 | pkt[l3 + 5]) != len - l3 || /* UDP length */
       l3 + 8 + gso_size > (size_t)mtu)
     return -1;
-  partial = (uint16_t)~ul_csum_fold(ul_csum_pseudo(pkt, UDP_PROTO, len - l3));
-  if (((pkt[l3 + 6] << 8) | pkt[l3 + 7]) != partial)
+  if (!ul_csum_partial_travels(pkt, len, l3, 6))
     return -1; /* not what a GSO sender leaves: nothing proves these bytes */
   return ul_tun_udp_gso(pkt, l3, len, gso_size, vh);
 }
